@@ -1,0 +1,75 @@
+import { z } from "zod";
+
+/**
+ * The Worker's bindings. Secrets and vars come from `.dev.vars` locally and from
+ * `wrangler secret put` / `[vars]` in production; the queue binding from wrangler.toml.
+ */
+export interface Env {
+  UPSTASH_REDIS_REST_URL?: string;
+  UPSTASH_REDIS_REST_TOKEN?: string;
+  DATABASE_URL?: string;
+  NEON_WS_PROXY?: string;
+  ADMIN_TOKEN?: string;
+  CACHE_PREFIX?: string;
+  PURGE_QUEUE?: Queue<unknown>;
+}
+
+const hints: Record<string, string> = {
+  UPSTASH_REDIS_REST_URL:
+    "the Upstash REST URL (https://<db>.upstash.io), or http://127.0.0.1:8079 for the local gateway",
+  UPSTASH_REDIS_REST_TOKEN: "the Upstash REST token (wrangler secret put UPSTASH_REDIS_REST_TOKEN)",
+  DATABASE_URL: "a Postgres URL (Neon's pooled connection string in production)",
+  ADMIN_TOKEN: "a long random string that guards /admin (wrangler secret put ADMIN_TOKEN)",
+};
+
+const schema = z.object({
+  UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/ }),
+  UPSTASH_REDIS_REST_TOKEN: z.string().min(1),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "must start with postgres:// or postgresql://"),
+  // Set only for local runs: host:port/path of tools/neon-ws-proxy. Production uses Neon's defaults.
+  NEON_WS_PROXY: z
+    .string()
+    .regex(/^[^/\s:]+(:\d+)?(\/\S*)?$/, "must look like 127.0.0.1:8433/v2 (no scheme)")
+    .optional(),
+  ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters"),
+  CACHE_PREFIX: z
+    .string()
+    .regex(/^[a-z0-9_-]{1,16}$/, "must be 1-16 characters of a-z, 0-9, _ or -")
+    .default("ec"),
+});
+
+export type AppConfig = z.infer<typeof schema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(
+      `Invalid Worker configuration: ${problems.join("; ")}. ` +
+        "Locally, copy .dev.vars.example to .dev.vars and fill it in; in production, set them with `wrangler secret put NAME` or [vars] in wrangler.toml.",
+    );
+    this.name = "ConfigError";
+  }
+}
+
+const cache = new WeakMap<object, AppConfig>();
+
+/** Validates the bindings once per env object (workerd reuses it across requests in an isolate). */
+export function loadConfig(env: Env): AppConfig {
+  const cached = cache.get(env);
+  if (cached) return cached;
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? "env");
+      const value = (env as Record<string, unknown>)[name];
+      const hint = hints[name] ? ` (${hints[name]})` : "";
+      return value === undefined || value === ""
+        ? `missing ${name}${hint}`
+        : `${name} ${issue.message}`;
+    });
+    throw new ConfigError(problems);
+  }
+  cache.set(env, parsed.data);
+  return parsed.data;
+}

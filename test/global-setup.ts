@@ -1,0 +1,97 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import type { TestProject } from "vitest/node";
+import { ensureDatabase, migrateDatabase } from "../db/migrate";
+import { ensurePostgres, ensureRedis } from "../tools/lib/services";
+import { startWsProxy } from "../tools/neon-ws-proxy/server";
+import { startGateway } from "../tools/upstash-gateway/server";
+import type { TestStack } from "./stack";
+
+/**
+ * Starts what the tests need and nothing by hand: Redis and Postgres (started if they are
+ * local and stopped), a fresh migrated test database (never the dev one), the Upstash gateway
+ * on a free port with its own Redis DB index, and the Neon WebSocket proxy.
+ */
+const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_DB = Number(process.env.TEST_REDIS_DB ?? 1);
+const DATABASE_URL =
+  process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/edgecache_test";
+
+const log = (line: string) => console.log(`[test-stack] ${line}`);
+
+async function recreateDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
+  const name = url.pathname.slice(1);
+  if (name === "edgecache") throw new Error("Refusing to use the dev database for tests.");
+  url.pathname = "/postgres";
+  const admin = new pg.Client({ connectionString: url.toString() });
+  await admin.connect();
+  try {
+    await admin.query(
+      "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+      [name],
+    );
+    await admin.query(`drop database if exists "${name.replaceAll('"', '""')}"`);
+  } finally {
+    await admin.end();
+  }
+  await ensureDatabase(databaseUrl);
+}
+
+interface RunningStack {
+  stack: TestStack;
+  users: number;
+  stop(): Promise<void>;
+}
+
+// Each vitest project runs its own global setup; the stack lives on globalThis so both
+// projects share one gateway, one proxy and one database instead of dropping each other's.
+const shared = globalThis as typeof globalThis & { __edgecacheStack?: Promise<RunningStack> };
+
+async function startStack(): Promise<RunningStack> {
+  const started = Date.now();
+  await ensureRedis(REDIS_URL, log);
+  await ensurePostgres(DATABASE_URL, log);
+  await recreateDatabase(DATABASE_URL);
+  await migrateDatabase(DATABASE_URL);
+  const gatewayToken = `test-${randomBytes(8).toString("hex")}`;
+  const gateway = await startGateway({
+    port: 0,
+    redisUrl: REDIS_URL,
+    tokens: { [gatewayToken]: { db: REDIS_DB } },
+  });
+  const proxy = await startWsProxy({ port: 0 });
+  const stack: TestStack = {
+    redisUrl: REDIS_URL,
+    redisDb: REDIS_DB,
+    gatewayUrl: gateway.url,
+    gatewayToken,
+    databaseUrl: DATABASE_URL,
+    wsProxy: proxy.url,
+    adminToken: `admin-${randomBytes(16).toString("hex")}`,
+  };
+  log(
+    `ready in ${Date.now() - started} ms: gateway ${gateway.url} (redis db ${REDIS_DB}), ws proxy ${proxy.url}, ${DATABASE_URL}`,
+  );
+  return {
+    stack,
+    users: 0,
+    async stop() {
+      await Promise.allSettled([gateway.close(), proxy.close()]);
+    },
+  };
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  shared.__edgecacheStack ??= startStack();
+  const running = await shared.__edgecacheStack;
+  running.users++;
+  project.provide("stack", running.stack);
+  return async () => {
+    running.users--;
+    if (running.users === 0) {
+      shared.__edgecacheStack = undefined;
+      await running.stop();
+    }
+  };
+}

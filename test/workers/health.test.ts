@@ -1,0 +1,107 @@
+import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
+import { afterEach, describe, expect, it } from "vitest";
+import worker from "../../functions/index";
+import { gatewayControl, stack } from "./stack";
+
+interface HealthBody {
+  status: string;
+  redis: { ok: boolean; latencyMs: number; error?: string };
+  postgres: { ok: boolean; latencyMs: number; error?: string };
+}
+
+async function callWorker(path: string, overrides: Partial<Record<string, unknown>> = {}) {
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(
+    new Request(`http://edgecache.test${path}`),
+    { ...env, ...overrides } as typeof env,
+    ctx,
+  );
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+describe("GET /health", () => {
+  afterEach(async () => {
+    await gatewayControl("reset");
+  });
+
+  it("reaches Redis through the gateway and Postgres through the WebSocket proxy", async () => {
+    await gatewayControl("reset");
+    const res = await SELF.fetch("http://edgecache.test/health");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("application/json");
+    const body = (await res.json()) as HealthBody;
+    expect(body.status).toBe("ok");
+    expect(body.redis.ok).toBe(true);
+    expect(body.postgres.ok).toBe(true);
+    expect(body.redis.latencyMs).toBeGreaterThanOrEqual(0);
+    // The PING really went through the gateway: one Upstash request.
+    const stats = await gatewayControl("stats");
+    expect(stats.requests).toBe(1);
+  });
+
+  it("reports Redis as down (503, degraded) when the gateway fails every request", async () => {
+    await gatewayControl("faults", { body: { failRate: 1, failMode: "status", failStatus: 503 } });
+    const res = await callWorker("/health");
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as HealthBody;
+    expect(body.status).toBe("degraded");
+    expect(body.redis.ok).toBe(false);
+    expect(body.redis.error).toBeTruthy();
+    expect(body.postgres.ok).toBe(true);
+  });
+
+  it("reports Postgres as down when the database does not exist", async () => {
+    const res = await callWorker("/health", {
+      DATABASE_URL: "postgres://postgres@127.0.0.1:5432/edgecache_does_not_exist",
+    });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as HealthBody;
+    expect(body.redis.ok).toBe(true);
+    expect(body.postgres.ok).toBe(false);
+    expect(body.postgres.error).toMatch(/does not exist/);
+  });
+
+  it("rejects a wrong Upstash token as a Redis failure, not a crash", async () => {
+    const res = await callWorker("/health", { UPSTASH_REDIS_REST_TOKEN: "wrong-token" });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as HealthBody;
+    expect(body.redis.ok).toBe(false);
+    expect(body.redis.error).toMatch(/401|Unauthorized/i);
+  });
+});
+
+describe("errors", () => {
+  it("answers unknown routes with the JSON error shape", async () => {
+    const res = await SELF.fetch("http://edgecache.test/no/such/route");
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({
+      error: { code: "not_found", message: "No route for GET /no/such/route" },
+    });
+  });
+
+  it("names the missing variable when the configuration is incomplete", async () => {
+    const res = await callWorker("/health", { DATABASE_URL: undefined, ADMIN_TOKEN: "" });
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as {
+      error: { code: string; message: string; details: { problems: string[] } };
+    };
+    expect(body.error.code).toBe("config_invalid");
+    expect(body.error.message).toContain("missing DATABASE_URL");
+    expect(body.error.details.problems).toContain(
+      "missing ADMIN_TOKEN (a long random string that guards /admin (wrangler secret put ADMIN_TOKEN))",
+    );
+  });
+
+  it("rejects a malformed setting with the reason", async () => {
+    const res = await callWorker("/health", { UPSTASH_REDIS_REST_URL: "not a url" });
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as { error: { message: string } };
+    expect(body.error.message).toContain("UPSTASH_REDIS_REST_URL");
+  });
+});
+
+it("binds the test stack, not the dev one", () => {
+  expect(stack.databaseUrl).not.toMatch(/\/edgecache$/);
+  expect(env.DATABASE_URL).toBe(stack.databaseUrl);
+});

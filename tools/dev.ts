@@ -1,0 +1,135 @@
+/**
+ * `npm run dev`: the whole system on one machine, one command.
+ * Checks (and where it can, starts) Redis and Postgres, creates, migrates and seeds the dev
+ * database, starts the Upstash gateway and the Neon WebSocket proxy, then `wrangler dev`
+ * with cron testing on. Pointing .dev.vars at real Upstash / Neon skips the local pieces.
+ */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { ensureDatabase, migrateDatabase } from "../db/migrate";
+import { seedDatabase } from "../db/seed";
+import { loadDevVars } from "./lib/dev-vars";
+import { ensurePostgres, ensureRedis } from "./lib/services";
+import { startWsProxy } from "./neon-ws-proxy/server";
+import { startGateway } from "./upstash-gateway/server";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const colors = { dev: 35, redis: 31, gateway: 36, db: 33, proxy: 34, worker: 32 } as const;
+type Label = keyof typeof colors;
+
+function logger(label: Label): (line: string) => void {
+  const tag = process.stdout.isTTY ? `\x1b[${colors[label]}m[${label}]\x1b[0m` : `[${label}]`;
+  return (line) => {
+    for (const part of line.split(/\r?\n/)) if (part.trim()) console.log(`${tag} ${part}`);
+  };
+}
+
+const isLocal = (url: string) =>
+  ["127.0.0.1", "localhost", "[::1]"].includes(new URL(url).hostname);
+
+async function main(): Promise<void> {
+  const say = logger("dev");
+  const vars = loadDevVars(`${root}.dev.vars`, `${root}.dev.vars.example`, say);
+  const need = (name: string): string => {
+    const value = vars[name];
+    if (!value)
+      throw new Error(`.dev.vars has no ${name}; see .dev.vars.example for what to put there.`);
+    return value;
+  };
+  const closers: Array<() => Promise<void>> = [];
+
+  const restUrl = need("UPSTASH_REDIS_REST_URL");
+  if (isLocal(restUrl)) {
+    const redisUrl = vars.REDIS_URL ?? "redis://127.0.0.1:6379";
+    await ensureRedis(redisUrl, logger("redis"));
+    const gateway = await startGateway({
+      port: Number(new URL(restUrl).port || 80),
+      redisUrl,
+      tokens: { [need("UPSTASH_REDIS_REST_TOKEN")]: { db: Number(vars.REDIS_DB ?? 0) } },
+      log: logger("gateway"),
+    });
+    closers.push(() => gateway.close());
+    logger("gateway")(
+      `Upstash REST gateway on ${gateway.url} -> ${redisUrl} db ${vars.REDIS_DB ?? 0}`,
+    );
+  } else {
+    say(`using remote Redis at ${restUrl}`);
+  }
+
+  const databaseUrl = need("DATABASE_URL");
+  const wsProxy = vars.NEON_WS_PROXY;
+  if (isLocal(databaseUrl)) {
+    const db = logger("db");
+    await ensurePostgres(databaseUrl, db);
+    if (await ensureDatabase(databaseUrl))
+      db(`created database ${new URL(databaseUrl).pathname.slice(1)}`);
+    await migrateDatabase(databaseUrl);
+    db("migrations applied");
+    const seeded = await seedDatabase(databaseUrl, { log: db });
+    db(
+      seeded.seeded
+        ? `seeded ${seeded.products} products in ${seeded.categories} categories, ${seeded.users} users`
+        : `already seeded (${seeded.products} products); npm run db:seed -- --force to reseed`,
+    );
+    if (!wsProxy) {
+      throw new Error(
+        "DATABASE_URL is local but NEON_WS_PROXY is not set: the Worker's Neon driver needs the proxy (NEON_WS_PROXY=127.0.0.1:8433/v2).",
+      );
+    }
+    const proxy = await startWsProxy({
+      port: Number(wsProxy.split("/")[0]?.split(":")[1] ?? 8433),
+      log: logger("proxy"),
+    });
+    closers.push(() => proxy.close());
+    logger("proxy")(`Neon WebSocket proxy on ws://${proxy.url}`);
+  } else {
+    say(`using remote Postgres at ${new URL(databaseUrl).host} (Neon's own WebSocket endpoint)`);
+  }
+
+  const port = process.env.PORT ?? "8787";
+  const worker = logger("worker");
+  const wrangler = spawn(
+    process.execPath,
+    [
+      `${root}node_modules/wrangler/bin/wrangler.js`,
+      "dev",
+      "--test-scheduled",
+      "--port",
+      port,
+      "--ip",
+      "127.0.0.1",
+      ...process.argv.slice(2),
+    ],
+    {
+      cwd: root,
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", FORCE_COLOR: "0" },
+      stdio: ["inherit", "pipe", "pipe"],
+    },
+  );
+  wrangler.stdout.on("data", (chunk: Buffer) => worker(chunk.toString()));
+  wrangler.stderr.on("data", (chunk: Buffer) => worker(chunk.toString()));
+  say(
+    `Worker starting on http://127.0.0.1:${port} — try: curl http://127.0.0.1:${port}/health ; cron: curl "http://127.0.0.1:${port}/__scheduled?cron=*/5+*+*+*+*"`,
+  );
+
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say("stopping…");
+    if (wrangler.exitCode === null) wrangler.kill("SIGINT");
+    await Promise.allSettled(closers.map((close) => close()));
+    process.exit(code);
+  };
+  process.on("SIGINT", () => void stop(0));
+  process.on("SIGTERM", () => void stop(0));
+  wrangler.on("exit", (code) => {
+    say(`wrangler dev exited (${code ?? "signal"})`);
+    void stop(code ?? 0);
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(`[dev] ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,51 @@
+import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { defineConfig } from "vitest/config";
+import "./test/stack.ts";
+
+/**
+ * Two projects, one run: Node-side tests (gateway, proxy, database) and Worker tests that run
+ * inside workerd against the same real gateway and Postgres, started once by the global setup.
+ */
+export default defineConfig({
+  test: {
+    globalSetup: ["./test/global-setup.ts"],
+    projects: [
+      {
+        test: {
+          name: "node",
+          include: ["test/node/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 30_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        plugins: [
+          cloudflareTest(({ inject }) => {
+            const stack = inject("stack");
+            return {
+              main: "./functions/index.ts",
+              wrangler: { configPath: "./wrangler.toml" },
+              miniflare: {
+                bindings: {
+                  UPSTASH_REDIS_REST_URL: stack.gatewayUrl,
+                  UPSTASH_REDIS_REST_TOKEN: stack.gatewayToken,
+                  DATABASE_URL: stack.databaseUrl,
+                  NEON_WS_PROXY: stack.wsProxy,
+                  ADMIN_TOKEN: stack.adminToken,
+                  TEST_STACK: JSON.stringify(stack),
+                },
+              },
+            };
+          }),
+        ],
+        test: {
+          name: "workers",
+          include: ["test/workers/**/*.test.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
