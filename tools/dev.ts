@@ -3,6 +3,8 @@
  * Checks (and where it can, starts) Redis and Postgres, creates, migrates and seeds the dev
  * database, starts the Upstash gateway and the Neon WebSocket proxy, then `wrangler dev`
  * with cron testing on. Pointing .dev.vars at real Upstash / Neon skips the local pieces.
+ * Environment: REDIS_URL (default redis://127.0.0.1:6379) and REDIS_DB (default 0) pick the
+ * redis-server behind the local gateway; PORT (default 8787) the Worker's port.
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -40,18 +42,17 @@ async function main(): Promise<void> {
 
   const restUrl = need("UPSTASH_REDIS_REST_URL");
   if (isLocal(restUrl)) {
-    const redisUrl = vars.REDIS_URL ?? "redis://127.0.0.1:6379";
+    const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+    const redisDb = Number(process.env.REDIS_DB ?? 0);
     await ensureRedis(redisUrl, logger("redis"));
     const gateway = await startGateway({
       port: Number(new URL(restUrl).port || 80),
       redisUrl,
-      tokens: { [need("UPSTASH_REDIS_REST_TOKEN")]: { db: Number(vars.REDIS_DB ?? 0) } },
+      tokens: { [need("UPSTASH_REDIS_REST_TOKEN")]: { db: redisDb } },
       log: logger("gateway"),
     });
     closers.push(() => gateway.close());
-    logger("gateway")(
-      `Upstash REST gateway on ${gateway.url} -> ${redisUrl} db ${vars.REDIS_DB ?? 0}`,
-    );
+    logger("gateway")(`Upstash REST gateway on ${gateway.url} -> ${redisUrl} db ${redisDb}`);
   } else {
     say(`using remote Redis at ${restUrl}`);
   }
@@ -102,7 +103,13 @@ async function main(): Promise<void> {
     ],
     {
       cwd: root,
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false", FORCE_COLOR: "0" },
+      // No Request.cf download (it needs the internet and only fills request.cf locally).
+      env: {
+        ...process.env,
+        WRANGLER_SEND_METRICS: "false",
+        CLOUDFLARE_CF_FETCH_ENABLED: process.env.CLOUDFLARE_CF_FETCH_ENABLED ?? "false",
+        FORCE_COLOR: "0",
+      },
       stdio: ["inherit", "pipe", "pipe"],
     },
   );
