@@ -1,0 +1,692 @@
+import { assertGlob, assertName, type KeySpace, keySpace } from "./keys";
+import { L1Cache } from "./l1";
+import { jitterTtl, leasePollDelay, shouldRefreshEarly } from "./policy";
+import { decodeJson, runScript, type ScriptClient } from "./redis";
+import {
+  bumpTagsScript,
+  bumpVersionScript,
+  fillScript,
+  hotKeysScript,
+  inspectScript,
+  invalidateScript,
+  purgeScript,
+  readScript,
+  releaseScript,
+  statsFlushScript,
+  statsReadScript,
+} from "./scripts";
+import { PendingCounters } from "./stats";
+import type {
+  CacheResult,
+  EntryOptions,
+  HotKey,
+  Inspection,
+  PurgeStep,
+  StatsSnapshot,
+  WriteResult,
+} from "./types";
+
+export interface EdgeCacheOptions {
+  redis: ScriptClient;
+  /** Prefix of every Redis key. Default "ec". */
+  prefix?: string;
+  /** Defaults merged under every call's options. */
+  defaults?: EntryOptions<unknown>;
+  /** Random source in [0, 1): jitter, XFetch, sampling, lease tokens' entropy is separate. */
+  random?: () => number;
+  /** Per-isolate L1 (off by default): bounded staleness of `ttlMs` (≤ 1 s recommended). */
+  l1?: { maxEntries?: number; ttlMs?: number };
+  /** Hot-key sampling in the read script. Default: 1 in 10 reads, 60 s windows, 5 kept. */
+  hotKeys?: { sampleRate?: number; windowMs?: number; windows?: number; decay?: number };
+  /** Coalesce concurrent loads of one key inside this isolate before asking Redis. Default on. */
+  coalesce?: boolean;
+  /** Called on every swallowed cache fault (Redis down, background refresh failure). */
+  onError?: (error: unknown, operation: string) => void;
+}
+
+/** A write or invalidation could not reach Redis: fall back to the outbox / queue. */
+export class CacheWriteError extends Error {
+  constructor(
+    readonly operation: string,
+    override readonly cause: unknown,
+  ) {
+    super(`cache ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = "CacheWriteError";
+  }
+}
+
+interface ReadReply {
+  now: number;
+  s: "HIT" | "STALE" | "MISS";
+  tok?: string;
+  tg?: string[] | Record<string, never>;
+  wait?: number;
+  v?: string;
+  ver?: string;
+  fu?: number;
+  su?: number;
+  lt?: number;
+  ct?: number;
+  fs?: boolean;
+  r?: string;
+}
+
+interface FillReply {
+  ok: boolean;
+  r?: string;
+  fu?: number;
+  su?: number;
+  now: number;
+}
+
+type Resolved<T> = Required<
+  Pick<EntryOptions<T>, "ttl" | "staleTtl" | "jitter" | "leaseTtl" | "waitBudget">
+> &
+  EntryOptions<T> & { beta: number; failSafeMs: number; tagList: readonly string[] };
+
+const DEFAULTS = { ttl: 60_000, staleTtl: 0, jitter: 0.1, leaseTtl: 5_000, waitBudget: 2_000 };
+const FAIL_SAFE_DEFAULT_MS = 3_600_000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function newToken(): string {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The cache engine: cache-aside with leases, write-through with version CAS, tag and version
+ * invalidation, SWR, XFetch, fail-safe. Each operation is one Redis request (a Lua script);
+ * see src/cache/README.md for the invariants and their race diagrams.
+ */
+export class EdgeCache {
+  readonly keys: KeySpace;
+  readonly #redis: ScriptClient;
+  readonly #defaults: EntryOptions<unknown>;
+  readonly #random: () => number;
+  readonly #l1: L1Cache | undefined;
+  readonly #hot: { sampleRate: number; windowMs: number; windows: number; decay: number };
+  readonly #coalesce: boolean;
+  readonly #onError: (error: unknown, operation: string) => void;
+  readonly #pending = new PendingCounters();
+  readonly #inflight = new Map<string, Promise<CacheResult<unknown>>>();
+
+  constructor(options: EdgeCacheOptions) {
+    this.#redis = options.redis;
+    this.keys = keySpace(options.prefix ?? "ec");
+    this.#defaults = options.defaults ?? {};
+    this.#random = options.random ?? Math.random;
+    this.#l1 = options.l1
+      ? new L1Cache(options.l1.maxEntries ?? 1000, options.l1.ttlMs ?? 1000)
+      : undefined;
+    this.#hot = {
+      sampleRate: options.hotKeys?.sampleRate ?? 0.1,
+      windowMs: options.hotKeys?.windowMs ?? 60_000,
+      windows: options.hotKeys?.windows ?? 5,
+      decay: options.hotKeys?.decay ?? 0.5,
+    };
+    this.#coalesce = options.coalesce ?? true;
+    this.#onError = options.onError ?? ((error, op) => console.warn(`edgecache ${op}:`, error));
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /**
+   * Cache-aside read. HIT and STALE cost one request; a MISS costs one before the loader and
+   * one fill (in `waitUntil` when given). Never throws for a cache fault: with Redis down the
+   * loader's value comes back as BYPASS. Loader errors propagate unless a fail-safe entry exists.
+   */
+  async getOrLoad<T>(
+    key: string,
+    loader: () => Promise<T>,
+    options: EntryOptions<T> = {},
+  ): Promise<CacheResult<T>> {
+    const opts = this.#resolve(key, options);
+    const local = this.#l1?.get(key);
+    if (local) {
+      this.#pending.add("l1_hits");
+      return {
+        value: local.value as T,
+        status: "HIT",
+        version: local.version,
+        ageMs: 0,
+        ttlMs: 0,
+        staleTtlMs: 0,
+        l1: true,
+      };
+    }
+    if (!this.#coalesce) return this.#getOrLoad(key, loader, opts);
+    const running = this.#inflight.get(key);
+    if (running) return running as Promise<CacheResult<T>>;
+    const promise = this.#getOrLoad(key, loader, opts).finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, promise);
+    return promise;
+  }
+
+  /** Reads without loading or taking a lease: the cached value (HIT or STALE) or null. */
+  async get<T>(
+    key: string,
+    options: Pick<EntryOptions<T>, "versionKey" | "tags"> = {},
+  ): Promise<CacheResult<T> | null> {
+    const reply = await this.#read(key, { ...options, tagList: [] }, "", false);
+    if (!reply.v || reply.s === "MISS") return null;
+    return this.#fromEntry<T>(reply, reply.s);
+  }
+
+  async #getOrLoad<T>(
+    key: string,
+    loader: () => Promise<T>,
+    opts: Resolved<T>,
+  ): Promise<CacheResult<T>> {
+    const started = Date.now();
+    let waited = false;
+    for (let attempt = 0; ; attempt++) {
+      let reply: ReadReply;
+      try {
+        reply = await this.#read(key, opts, newToken(), false);
+      } catch (error) {
+        this.#fault(error, "read");
+        this.#pending.add("bypass");
+        return this.#bypass(loader, opts);
+      }
+
+      if (reply.s === "HIT") {
+        const result = this.#fromEntry<T>(reply, "HIT");
+        this.#l1?.set(key, result.value, result.version, opts.tagList);
+        if (
+          reply.fu !== undefined &&
+          shouldRefreshEarly(reply.now, reply.fu, reply.lt ?? 0, opts.beta, this.#random)
+        ) {
+          this.#background(opts, this.#refreshEarly(key, loader, opts), "early refresh");
+        }
+        return waited ? { ...result, waitedMs: Date.now() - started } : result;
+      }
+
+      if (reply.s === "STALE") {
+        if (reply.tok) {
+          this.#background(opts, this.#refresh(key, reply, loader, opts), "stale refresh");
+        }
+        return this.#fromEntry<T>(reply, "STALE");
+      }
+
+      if (reply.tok) return this.#loadAndFill(key, reply, loader, opts, started);
+
+      // Someone else holds the lease: poll (each poll is one read, which takes the lease over
+      // if the holder died) until the value appears or the wait budget is spent.
+      if (!waited) this.#pending.add("lease_waits");
+      waited = true;
+      const elapsed = Date.now() - started;
+      const delay = Math.min(leasePollDelay(attempt), Math.max(0, reply.wait ?? 0) + 1);
+      if (elapsed + delay > opts.waitBudget) {
+        this.#pending.add("lease_timeouts");
+        const value = await this.#timed(loader);
+        return { ...this.#loaded(value.value, opts), waitedMs: Date.now() - started };
+      }
+      await sleep(delay);
+    }
+  }
+
+  async #loadAndFill<T>(
+    key: string,
+    reply: ReadReply,
+    loader: () => Promise<T>,
+    opts: Resolved<T>,
+    started: number,
+  ): Promise<CacheResult<T>> {
+    let loaded: { value: T; ms: number };
+    try {
+      loaded = await this.#timed(loader);
+    } catch (error) {
+      this.#pending.add("load_errors");
+      this.#background(opts, this.#release(key, reply.tok ?? ""), "lease release");
+      if (reply.fs && reply.v !== undefined) {
+        this.#pending.add("fail_safe");
+        return { ...this.#fromEntry<T>(reply, "STALE"), failSafe: true };
+      }
+      throw error;
+    }
+    const fill = this.#fill(key, reply.tok ?? "", loaded.value, opts, reply.tg, loaded.ms).catch(
+      (error: unknown) => this.#fault(error, "fill"),
+    );
+    // Off the response path on Workers; inline elsewhere so a later read sees the entry.
+    if (opts.waitUntil) opts.waitUntil(fill);
+    else await fill;
+    const result = this.#loaded(loaded.value, opts);
+    this.#l1?.set(key, result.value, result.version, opts.tagList);
+    const waitedMs = Date.now() - started - loaded.ms;
+    return waitedMs > 50 ? { ...result, waitedMs } : result;
+  }
+
+  async #refresh<T>(
+    key: string,
+    reply: ReadReply,
+    loader: () => Promise<T>,
+    opts: Resolved<T>,
+  ): Promise<void> {
+    let loaded: { value: T; ms: number };
+    try {
+      loaded = await this.#timed(loader);
+    } catch (error) {
+      this.#pending.add("refresh_errors");
+      await this.#release(key, reply.tok ?? "");
+      throw error;
+    }
+    await this.#fill(key, reply.tok ?? "", loaded.value, opts, reply.tg, loaded.ms);
+  }
+
+  async #refreshEarly<T>(key: string, loader: () => Promise<T>, opts: Resolved<T>): Promise<void> {
+    const reply = await this.#read(key, opts, newToken(), true);
+    if (!reply.tok) return; // another caller is already refreshing
+    this.#pending.add("early_refreshes");
+    await this.#refresh(key, reply, loader, opts);
+  }
+
+  async #bypass<T>(loader: () => Promise<T>, opts: Resolved<T>): Promise<CacheResult<T>> {
+    const { value } = await this.#timed(loader);
+    return { ...this.#loaded(value, opts), status: "BYPASS" };
+  }
+
+  #read(
+    key: string,
+    opts: Pick<EntryOptions<unknown>, "versionKey" | "leaseTtl"> & { tagList: readonly string[] },
+    token: string,
+    forceLease: boolean,
+  ): Promise<ReadReply> {
+    const keys = [
+      this.keys.entry(key),
+      this.keys.lease(key),
+      this.keys.stats,
+      opts.versionKey ? this.keys.version(opts.versionKey) : "",
+      ...opts.tagList.map((t) => this.keys.tag(t)),
+    ];
+    const pending = this.#pending.drain();
+    const args = [
+      token,
+      opts.leaseTtl ?? DEFAULTS.leaseTtl,
+      this.#random(),
+      token ? this.#hot.sampleRate : 0,
+      this.#hot.windowMs,
+      this.#hot.windows,
+      key,
+      this.keys.prefix,
+      pending.encoded,
+      forceLease ? "1" : "0",
+    ];
+    return runScript(this.#redis, readScript, keys, args).then(
+      (reply) => decodeJson<ReadReply>(reply),
+      (error: unknown) => {
+        pending.restore();
+        throw error;
+      },
+    );
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /**
+   * Write-through: stores `value` as the entry for `key`, as version `version` when given
+   * (guarded by `options.versionKey`, default `key`). Never replaces a newer version; revokes
+   * any lease so a load that started earlier cannot land afterwards. Throws CacheWriteError
+   * when Redis cannot be reached, so the caller can fall back to the outbox.
+   */
+  async writeThrough<T>(
+    key: string,
+    value: T,
+    version: number | null,
+    options: EntryOptions<T> = {},
+  ): Promise<WriteResult> {
+    const opts = this.#resolve(key, {
+      ...options,
+      versionKey: version === null ? options.versionKey : (options.versionKey ?? key),
+    });
+    try {
+      const reply = await this.#fillRaw(key, "", value, version, opts, undefined, 0);
+      this.#l1?.delete(key);
+      return reply.ok ? { written: true } : { written: false, reason: reply.r ?? "refused" };
+    } catch (error) {
+      throw this.#writeFailure(error, "writeThrough");
+    }
+  }
+
+  /** Write-through without a version (or with `options.versionKey` + `versionOf`). */
+  set<T>(key: string, value: T, options: EntryOptions<T> = {}): Promise<WriteResult> {
+    const version = options.versionOf ? options.versionOf(value) : null;
+    return this.writeThrough(key, value, version, options);
+  }
+
+  async #fill<T>(
+    key: string,
+    token: string,
+    value: T,
+    opts: Resolved<T>,
+    captured: ReadReply["tg"],
+    loadMs: number,
+  ): Promise<void> {
+    const version = opts.versionKey && opts.versionOf ? opts.versionOf(value) : null;
+    const reply = await this.#fillRaw(key, token, value, version, opts, captured, loadMs);
+    if (!reply.ok) this.#l1?.delete(key);
+  }
+
+  async #fillRaw<T>(
+    key: string,
+    token: string,
+    value: T,
+    version: number | null,
+    opts: Resolved<T>,
+    captured: ReadReply["tg"],
+    loadMs: number,
+  ): Promise<FillReply> {
+    if (opts.versionKey && version === null) {
+      throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
+    }
+    const counters = Array.isArray(captured) ? captured : [];
+    const snapshot: Record<string, string> = {};
+    opts.tagList.forEach((tag, i) => {
+      snapshot[tag] = token ? (counters[i] ?? "") : "";
+    });
+    const expiresAt =
+      opts.expiresAt === undefined
+        ? ""
+        : opts.expiresAt instanceof Date
+          ? opts.expiresAt.getTime()
+          : opts.expiresAt;
+    const keys = [
+      this.keys.entry(key),
+      this.keys.lease(key),
+      this.keys.stats,
+      opts.versionKey ? this.keys.version(opts.versionKey) : "",
+    ];
+    const args = [
+      token,
+      JSON.stringify(value),
+      version === null ? "" : version,
+      jitterTtl(opts.ttl, opts.jitter, this.#random),
+      opts.staleTtl,
+      expiresAt,
+      opts.failSafeMs,
+      JSON.stringify(snapshot),
+      Math.round(loadMs),
+      this.keys.prefix,
+    ];
+    return decodeJson<FillReply>(await runScript(this.#redis, fillScript, keys, args));
+  }
+
+  // ---------------------------------------------------------------- invalidation
+
+  /** Deletes entries and their leases (dropping fills in flight): one request for any number. */
+  async invalidate(...keys: string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    const redisKeys = keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]);
+    for (const k of keys) this.#l1?.delete(k);
+    try {
+      const removed = await runScript(
+        this.#redis,
+        invalidateScript,
+        [...redisKeys, this.keys.stats],
+        [],
+      );
+      return Number(removed);
+    } catch (error) {
+      throw this.#writeFailure(error, "invalidate");
+    }
+  }
+
+  /** Bumps tag counters: every entry computed under the old counters is invalid. One request. */
+  async invalidateTags(...tags: string[]): Promise<Record<string, string>> {
+    if (tags.length === 0) return {};
+    const keys = tags.map((t) => this.keys.tag(t));
+    this.#l1?.deleteTagged(tags);
+    try {
+      const reply = await runScript(this.#redis, bumpTagsScript, [...keys, this.keys.stats], []);
+      const values = (reply as unknown[]).map(String);
+      return Object.fromEntries(tags.map((t, i) => [t, values[i] ?? ""]));
+    } catch (error) {
+      throw this.#writeFailure(error, "invalidateTags");
+    }
+  }
+
+  /**
+   * Records `version` as the newest committed version of `entity:id`. Entries and fills of
+   * older versions become invalid; a late or duplicated event (lower version) changes nothing.
+   */
+  async bumpVersion(
+    entity: string,
+    id: string | number,
+    version: number,
+  ): Promise<{ previous: number | null; current: number }> {
+    const name = `${entity}:${id}`;
+    this.#l1?.clear();
+    try {
+      const reply = (await runScript(
+        this.#redis,
+        bumpVersionScript,
+        [this.keys.version(name), this.keys.stats],
+        [version],
+      )) as unknown[];
+      const previous = reply[0] === "" || reply[0] === null ? null : Number(reply[0]);
+      return { previous, current: Number(reply[1]) };
+    } catch (error) {
+      throw this.#writeFailure(error, "bumpVersion");
+    }
+  }
+
+  /**
+   * One bounded step of a pattern purge over logical keys (`product:*`): SCAN MATCH in pages of
+   * `count` until `budget` keys were examined, UNLINK of matches. Call again with the returned
+   * cursor until `done`. Never KEYS, never unbounded.
+   */
+  async purgePattern(
+    glob: string,
+    options: { cursor?: string; budget?: number; count?: number } = {},
+  ): Promise<PurgeStep> {
+    assertGlob(glob);
+    this.#l1?.clear();
+    const budget = options.budget ?? 1000;
+    const count = Math.min(options.count ?? 250, budget);
+    try {
+      const reply = (await runScript(
+        this.#redis,
+        purgeScript,
+        [this.keys.stats],
+        [this.keys.prefix, glob, options.cursor ?? "0", budget, count],
+      )) as unknown[];
+      const cursor = String(reply[0]);
+      return {
+        cursor,
+        done: cursor === "0",
+        deleted: Number(reply[1]),
+        scanned: Number(reply[2]),
+      };
+    } catch (error) {
+      throw this.#writeFailure(error, "purgePattern");
+    }
+  }
+
+  // ---------------------------------------------------------------- introspection
+
+  /** Everything Redis knows about one key (admin, tests). */
+  async inspect(key: string, versionKey?: string): Promise<Inspection> {
+    const reply = decodeJson<{
+      now: number;
+      pttl: number;
+      leasePttl: number;
+      entry?: Record<string, string>;
+      version?: string | false;
+      tags?: Record<string, string | false>;
+    }>(
+      await runScript(
+        this.#redis,
+        inspectScript,
+        [
+          this.keys.entry(key),
+          this.keys.lease(key),
+          versionKey ? this.keys.version(versionKey) : "",
+        ],
+        [this.keys.prefix],
+      ),
+    );
+    const e = reply.entry;
+    const entry = e
+      ? {
+          value: JSON.parse(e.v ?? "null") as unknown,
+          version: e.ver ? Number(e.ver) : null,
+          createdAt: Number(e.ct),
+          freshUntil: Number(e.fu),
+          staleUntil: Number(e.su),
+          keepUntil: Number(e.xu),
+          loadTimeMs: Number(e.lt),
+          tags: e.tg ? (JSON.parse(e.tg) as Record<string, string>) : {},
+        }
+      : null;
+    const state = !entry
+      ? "absent"
+      : reply.now < entry.freshUntil
+        ? "fresh"
+        : reply.now < entry.staleUntil
+          ? "stale"
+          : "fail-safe";
+    return {
+      key,
+      now: reply.now,
+      entry,
+      state,
+      pttl: reply.pttl,
+      leasePttl: reply.leasePttl,
+      version: reply.version ? Number(reply.version) : null,
+      currentTags: Object.fromEntries(
+        Object.entries(reply.tags ?? {}).map(([k, v]) => [k, v === false ? null : v]),
+      ),
+    };
+  }
+
+  /** Counters from Redis (all isolates) plus this isolate's not yet flushed ones. */
+  async stats(): Promise<StatsSnapshot> {
+    await this.flushStats();
+    const raw = (await runScript(this.#redis, statsReadScript, [this.keys.stats], [])) as unknown[];
+    const counters: Record<string, number> = {};
+    for (let i = 0; i + 1 < raw.length; i += 2) counters[String(raw[i])] = Number(raw[i + 1]);
+    const hits = counters.hits ?? 0;
+    const stale = counters.stale_hits ?? 0;
+    const misses = counters.misses ?? 0;
+    const reads = hits + stale + misses;
+    return {
+      ...counters,
+      hits,
+      stale_hits: stale,
+      misses,
+      hit_ratio: reads === 0 ? 0 : (hits + stale) / reads,
+    };
+  }
+
+  /** Sends this isolate's pending counters now (they otherwise ride along with the next read). */
+  async flushStats(): Promise<void> {
+    const pending = this.#pending.drain();
+    if (!pending.encoded) return;
+    try {
+      await runScript(this.#redis, statsFlushScript, [this.keys.stats], [pending.encoded]);
+    } catch (error) {
+      pending.restore();
+      throw error;
+    }
+  }
+
+  /** Top `n` keys by decayed sampled frequency (for the warmer). One request. */
+  async hotKeys(n = 50): Promise<HotKey[]> {
+    const raw = (await runScript(
+      this.#redis,
+      hotKeysScript,
+      [],
+      [this.keys.prefix, this.#hot.windowMs, this.#hot.windows, this.#hot.decay, n],
+    )) as unknown[];
+    const out: HotKey[] = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      out.push({ key: String(raw[i]), score: Number(raw[i + 1]) });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  #resolve<T>(key: string, options: EntryOptions<T>): Resolved<T> {
+    assertName("key", key);
+    const merged = { ...DEFAULTS, ...(this.#defaults as EntryOptions<T>), ...options };
+    const early = merged.earlyRefresh ?? true;
+    const failSafe = merged.failSafe ?? false;
+    const tagList = [...new Set(merged.tags ?? [])].map((t) => assertName("tag", t));
+    if (merged.versionKey) assertName("version key", merged.versionKey);
+    return {
+      ...merged,
+      tagList,
+      beta: early === false ? 0 : early === true ? 1 : early.beta,
+      failSafeMs: failSafe === false ? 0 : failSafe === true ? FAIL_SAFE_DEFAULT_MS : failSafe,
+    };
+  }
+
+  #fromEntry<T>(reply: ReadReply, status: "HIT" | "STALE"): CacheResult<T> {
+    const now = reply.now;
+    return {
+      value: JSON.parse(reply.v ?? "null") as T,
+      status,
+      version: reply.ver ? Number(reply.ver) : null,
+      ageMs: Math.max(0, now - (reply.ct ?? now)),
+      ttlMs: Math.max(0, (reply.fu ?? now) - now),
+      staleTtlMs: Math.max(0, (reply.su ?? now) - now),
+    };
+  }
+
+  #loaded<T>(value: T, opts: Resolved<T>): CacheResult<T> {
+    return {
+      value,
+      status: "MISS",
+      version: opts.versionKey && opts.versionOf ? opts.versionOf(value) : null,
+      ageMs: 0,
+      ttlMs: opts.ttl,
+      staleTtlMs: opts.ttl + opts.staleTtl,
+    };
+  }
+
+  async #timed<T>(loader: () => Promise<T>): Promise<{ value: T; ms: number }> {
+    const started = performance.now();
+    this.#pending.add("loads");
+    const value = await loader();
+    return { value, ms: performance.now() - started };
+  }
+
+  async #release(key: string, token: string): Promise<void> {
+    if (!token) return;
+    await runScript(this.#redis, releaseScript, [this.keys.lease(key)], [token]);
+  }
+
+  /** Background work (refreshes, lease releases): handed to waitUntil, or tracked for settle(). */
+  #background(
+    opts: { waitUntil?: (p: Promise<unknown>) => void },
+    work: Promise<unknown>,
+    operation: string,
+  ): void {
+    const guarded = work.catch((error: unknown) => this.#fault(error, operation));
+    if (opts.waitUntil) {
+      opts.waitUntil(guarded);
+      return;
+    }
+    this.#unawaited.add(guarded);
+    void guarded.finally(() => this.#unawaited.delete(guarded));
+  }
+
+  readonly #unawaited = new Set<Promise<unknown>>();
+
+  /** Waits for background refreshes started without `waitUntil` (tests, Node). */
+  async settle(): Promise<void> {
+    while (this.#unawaited.size > 0) await Promise.all([...this.#unawaited]);
+  }
+
+  #fault(error: unknown, operation: string): void {
+    this.#pending.add("redis_errors");
+    this.#onError(error, operation);
+  }
+
+  #writeFailure(error: unknown, operation: string): CacheWriteError {
+    this.#pending.add("redis_errors");
+    return new CacheWriteError(operation, error);
+  }
+}

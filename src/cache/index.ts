@@ -1,0 +1,14 @@
+export { CacheWriteError, EdgeCache, type EdgeCacheOptions } from "./engine";
+export { InvalidKeyError, type KeySpace, keySpace } from "./keys";
+export { jitterTtl, shouldRefreshEarly } from "./policy";
+export type { ScriptClient } from "./redis";
+export type {
+  CacheResult,
+  CacheStatus,
+  EntryOptions,
+  HotKey,
+  Inspection,
+  PurgeStep,
+  StatsSnapshot,
+  WriteResult,
+} from "./types";

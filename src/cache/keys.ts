@@ -1,0 +1,55 @@
+/**
+ * Redis key layout. Everything lives under one prefix so a deployment can share a database.
+ *   {p}:e:{key}   entry hash          {p}:l:{key}   single-flight lease
+ *   {p}:v:{name}  newest version      {p}:t:{tag}   tag counter
+ *   {p}:stats     counters            {p}:hot:{n}   sampled hot keys of window n
+ */
+export interface KeySpace {
+  entry(key: string): string;
+  lease(key: string): string;
+  version(name: string): string;
+  tag(name: string): string;
+  readonly stats: string;
+  readonly prefix: string;
+}
+
+// Glob metacharacters are refused in names so that a key or tag can never widen a pattern
+// purge (SCAN MATCH) or collide with another key's pattern; whitespace and control
+// characters are refused because they make keys unreadable in every tool.
+const NAME = /^[^\s*?[\]\\\x00-\x1f\x7f]{1,512}$/;
+
+export class InvalidKeyError extends Error {
+  constructor(kind: string, name: string) {
+    super(
+      `Invalid cache ${kind} ${JSON.stringify(name.slice(0, 80))}: use 1-512 characters without whitespace or * ? [ ] \\`,
+    );
+    this.name = "InvalidKeyError";
+  }
+}
+
+export function assertName(kind: string, name: string): string {
+  if (!NAME.test(name)) throw new InvalidKeyError(kind, name);
+  return name;
+}
+
+export function keySpace(prefix: string): KeySpace {
+  if (!/^[A-Za-z0-9_-]{1,32}$/.test(prefix)) {
+    throw new Error(`Invalid cache prefix ${JSON.stringify(prefix)}: use 1-32 of A-Z a-z 0-9 _ -`);
+  }
+  return {
+    prefix,
+    stats: `${prefix}:stats`,
+    entry: (key) => `${prefix}:e:${assertName("key", key)}`,
+    lease: (key) => `${prefix}:l:${assertName("key", key)}`,
+    version: (name) => `${prefix}:v:${assertName("version key", name)}`,
+    tag: (name) => `${prefix}:t:${assertName("tag", name)}`,
+  };
+}
+
+/** Validates a purge glob: the glob is over logical keys; only * ? [ ] are special. */
+export function assertGlob(glob: string): string {
+  if (!/^[^\s\x00-\x1f\x7f]{1,512}$/.test(glob)) {
+    throw new InvalidKeyError("pattern", glob);
+  }
+  return glob;
+}

@@ -1,0 +1,33 @@
+/** Pure freshness policies; no I/O, so they are unit-tested with fixed random sources. */
+
+/**
+ * Spreads a TTL uniformly over ttl·(1 ± jitter) so entries written together do not
+ * expire (and reload) together.
+ */
+export function jitterTtl(ttlMs: number, jitter: number, random: () => number): number {
+  if (jitter <= 0 || ttlMs <= 0) return ttlMs;
+  const spread = Math.min(jitter, 1) * (2 * random() - 1);
+  return Math.max(1, Math.round(ttlMs * (1 + spread)));
+}
+
+/**
+ * XFetch (Vattani et al., "Optimal Probabilistic Cache Stampede Prevention", VLDB 2015):
+ * refresh early when now − δ·β·ln(rand) ≥ expiry. δ is the measured load time, so slow loads
+ * start refreshing earlier; the chance grows as expiry nears and one caller usually wins.
+ */
+export function shouldRefreshEarly(
+  nowMs: number,
+  freshUntilMs: number,
+  loadTimeMs: number,
+  beta: number,
+  random: () => number,
+): boolean {
+  if (beta <= 0 || loadTimeMs <= 0 || nowMs >= freshUntilMs) return false;
+  const r = Math.max(random(), Number.MIN_VALUE);
+  return nowMs - loadTimeMs * beta * Math.log(r) >= freshUntilMs;
+}
+
+/** Backoff between polls while another caller holds the lease. */
+export function leasePollDelay(attempt: number): number {
+  return Math.min(200, 10 * 2 ** attempt);
+}

@@ -1,0 +1,11 @@
+-- bump-version: records the newest committed version of an entity; never moves backwards.
+-- Entries with an older version become invalid on their next read, and fills of older rows
+-- are refused. KEYS[1] version key  KEYS[2] stats   ARGV[1] version. Returns {previous, current}.
+local previous = redis.call('GET', KEYS[1])
+local v = tonumber(ARGV[1])
+if (not previous) or v > tonumber(previous) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('HINCRBY', KEYS[2], 'version_bumps', 1)
+  return { previous or '', ARGV[1] }
+end
+return { previous, previous }

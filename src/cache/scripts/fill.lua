@@ -1,0 +1,71 @@
+-- fill / write-through: compare-and-set of a cache entry.
+-- A fill (ARGV[1] = lease token) writes only while the lease still holds its token, so any
+-- invalidation that ran during the load (it deletes the lease) drops it. Both fills and writes
+-- refuse a version older than the newest one Redis knows, and a fill refuses a tag snapshot
+-- that a tag bump has overtaken.
+-- KEYS[1] entry   KEYS[2] lease   KEYS[3] stats   KEYS[4] version key (or "")
+-- ARGV[1] lease token ("" = write-through: no lease needed, and any lease is revoked)
+-- ARGV[2] value (JSON)   ARGV[3] version ("" = none)   ARGV[4] fresh ms   ARGV[5] grace ms
+-- ARGV[6] absolute expiry ms ("" = none)   ARGV[7] fail-safe retention ms after grace
+-- ARGV[8] tags: JSON object tag -> captured counter (fill) or tag -> "" (write: capture now)
+-- ARGV[9] load time ms   ARGV[10] prefix
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local entry, lease, stats, verKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local token, version = ARGV[1], ARGV[3]
+local prefix = ARGV[10]
+
+local function drop(reason)
+  redis.call('HINCRBY', stats, 'dropped_' .. reason, 1)
+  if token ~= '' and redis.call('GET', lease) == token then redis.call('DEL', lease) end
+  return cjson.encode({ ok = false, r = reason, now = now })
+end
+
+if token ~= '' and redis.call('GET', lease) ~= token then return drop('lease') end
+
+local current = false
+if verKey ~= '' then
+  if version == '' then return redis.error_reply('ERR edgecache: a versioned entry needs a version') end
+  current = redis.call('GET', verKey)
+  if current and tonumber(version) < tonumber(current) then return drop('version') end
+  -- The version key may have been evicted; the entry's own version still guards against regress.
+  local held = redis.call('HGET', entry, 'ver')
+  if held and held ~= '' and tonumber(version) < tonumber(held) then return drop('version') end
+end
+
+local tags = cjson.decode(ARGV[8])
+local snapshot = {}
+local any = false
+for name, seen in pairs(tags) do
+  local key = prefix .. ':t:' .. name
+  local c = redis.call('GET', key)
+  if not c then
+    c = string.format('%d', now)
+    redis.call('SET', key, c)
+  end
+  if token ~= '' and c ~= seen then return drop('tag') end
+  snapshot[name] = c
+  any = true
+end
+
+local fu = now + tonumber(ARGV[4])
+local su = fu + tonumber(ARGV[5])
+if ARGV[6] ~= '' then
+  local cap = tonumber(ARGV[6])
+  if cap < su then su = cap end
+  if cap < fu then fu = cap end
+end
+if su <= now then return drop('expired') end
+local xu = su + tonumber(ARGV[7])
+
+redis.call('DEL', entry)
+redis.call('HSET', entry, 'v', ARGV[2], 'ver', version, 'fu', fu, 'su', su, 'xu', xu,
+  'tg', any and cjson.encode(snapshot) or '', 'lt', ARGV[9], 'ct', now)
+redis.call('PEXPIREAT', entry, xu)
+if verKey ~= '' and ((not current) or tonumber(version) > tonumber(current)) then
+  redis.call('SET', verKey, version)
+end
+-- A write-through revokes any lease too: a load that began before it must not land after it.
+redis.call('DEL', lease)
+redis.call('HINCRBY', stats, token ~= '' and 'fills' or 'writes', 1)
+return cjson.encode({ ok = true, fu = fu, su = su, now = now })

@@ -1,0 +1,121 @@
+-- read: one round trip for a cache read.
+-- Validates the entry (version key, tag counters), samples hot keys, and on a miss or a stale
+-- entry tries the single-flight lease, returning the tag counters to capture before loading.
+-- KEYS[1] entry hash   KEYS[2] lease   KEYS[3] stats hash   KEYS[4] version key (or "")
+-- KEYS[5..] tag counter keys of the caller's tags (captured for the fill)
+-- ARGV[1] lease token ("" = never take the lease: peek)   ARGV[2] lease ttl ms
+-- ARGV[3] sample draw [0,1)   ARGV[4] sample rate (0 = off)   ARGV[5] hot window ms
+-- ARGV[6] hot windows kept   ARGV[7] logical key   ARGV[8] prefix
+-- ARGV[9] pending client counters, flat "field,delta,field,delta" ("" = none)
+-- ARGV[10] "1" = take the lease even on a fresh hit (early refresh)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nowText = string.format('%d', now)
+local entry, lease, stats, verKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local token, leaseTtl = ARGV[1], tonumber(ARGV[2])
+local prefix = ARGV[8]
+
+if ARGV[9] ~= '' then
+  for field, delta in string.gmatch(ARGV[9], '([^,]+),([^,]+)') do
+    redis.call('HINCRBY', stats, field, delta)
+  end
+end
+
+local rate = tonumber(ARGV[4])
+if rate > 0 and tonumber(ARGV[3]) < rate then
+  local windowMs = tonumber(ARGV[5])
+  local hot = prefix .. ':hot:' .. math.floor(now / windowMs)
+  redis.call('ZINCRBY', hot, 1 / rate, ARGV[7])
+  redis.call('PEXPIRE', hot, windowMs * (tonumber(ARGV[6]) + 1))
+end
+
+-- Tag counters start at the current time, not 0, so a counter lost to eviction comes back
+-- with a value no entry was computed under: its entries turn invalid instead of valid again.
+local function counter(key)
+  local c = redis.call('GET', key)
+  if not c then
+    c = nowText
+    redis.call('SET', key, c)
+  end
+  return c
+end
+
+local function capture()
+  local snap = {}
+  for i = 5, #KEYS do
+    snap[#snap + 1] = counter(KEYS[i])
+  end
+  return snap
+end
+
+local function tryLease()
+  if token == '' then return false end
+  if redis.call('SET', lease, token, 'NX', 'PX', leaseTtl) then return true end
+  return false
+end
+
+local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
+local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+local reason = false
+if value then
+  fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
+  if verKey ~= '' then
+    local current = redis.call('GET', verKey)
+    -- A missing version key next to a versioned entry means it was evicted: trust nothing.
+    if (not current) or ver == '' or tonumber(ver) < tonumber(current) then reason = 'version' end
+  end
+  if not reason and tg ~= '' then
+    local names = cjson.decode(tg)
+    for name, seen in pairs(names) do
+      if counter(prefix .. ':t:' .. name) ~= seen then
+        reason = 'tag'
+        break
+      end
+    end
+  end
+  if reason then
+    redis.call('DEL', entry)
+    redis.call('HINCRBY', stats, 'invalidated_reads', 1)
+    value = false
+  elseif now >= su then
+    -- Past the grace window but kept for fail-safe: a miss that still carries the old value.
+    if now < xu then reason = 'expired' else value = false end
+  end
+end
+
+local out = { now = now }
+if value and not reason and now < fu then
+  redis.call('HINCRBY', stats, 'hits', 1)
+  out.s = 'HIT'
+  if ARGV[10] == '1' and tryLease() then
+    out.tok = token
+    out.tg = capture()
+  end
+elseif value and not reason then
+  redis.call('HINCRBY', stats, 'stale_hits', 1)
+  out.s = 'STALE'
+  if tryLease() then
+    out.tok = token
+    out.tg = capture()
+  end
+else
+  redis.call('HINCRBY', stats, 'misses', 1)
+  out.s = 'MISS'
+  if tryLease() then
+    out.tok = token
+    out.tg = capture()
+  elseif token ~= '' then
+    out.wait = redis.call('PTTL', lease)
+  end
+end
+if value then
+  out.v = value
+  out.ver = ver
+  out.fu = fu
+  out.su = su
+  out.lt = tonumber(lt)
+  out.ct = tonumber(ct)
+  out.fs = (reason == 'expired')
+end
+if reason then out.r = reason end
+return cjson.encode(out)

@@ -1,0 +1,105 @@
+/** Where a value came from: Redis fresh, Redis in its grace window, the loader, or the loader
+ * because Redis could not be asked. */
+export type CacheStatus = "HIT" | "STALE" | "MISS" | "BYPASS";
+
+export interface EntryOptions<T> {
+  /** Fresh lifetime in ms (before jitter). Default 60 s. */
+  ttl?: number;
+  /** Grace window in ms after `ttl` during which the old value is served (STALE) while one
+   * caller refreshes it in the background. Default 0. */
+  staleTtl?: number;
+  /** Absolute end of life (epoch ms or Date): neither fresh nor stale past it. */
+  expiresAt?: number | Date;
+  /** Group names; `invalidateTags` of any of them invalidates the entry in O(1). */
+  tags?: readonly string[];
+  /** Name of the version key guarding this entry (e.g. "product:42"). With it, an entry or a
+   * fill older than the newest version Redis knows is never served or written. */
+  versionKey?: string;
+  /** Reads the version out of a loaded value (e.g. `(row) => row.version`). Required with
+   * `versionKey` in `getOrLoad`. */
+  versionOf?: (value: T) => number;
+  /** TTL jitter as a fraction: 0.1 spreads `ttl` over ±10 %. Default 0.1. */
+  jitter?: number;
+  /** Probabilistic early refresh (XFetch); `false` turns it off. Default β = 1. */
+  earlyRefresh?: boolean | { beta: number };
+  /** Runs fills and background refreshes off the response path (Workers: ctx.waitUntil). */
+  waitUntil?: (promise: Promise<unknown>) => void;
+  /** Lease lifetime in ms: how long a crashed loader can hold others back. Default 5 s. */
+  leaseTtl?: number;
+  /** How long a caller waits for another caller's load before loading itself. Default 2 s. */
+  waitBudget?: number;
+  /** Keep entries this long (ms) after their grace window, served only if the loader fails.
+   * `true` = 1 hour. Default off. */
+  failSafe?: boolean | number;
+}
+
+export interface CacheResult<T> {
+  value: T;
+  status: CacheStatus;
+  /** The entry's version, when it has one. */
+  version: number | null;
+  /** ms since the value was loaded (0 for a value that was just loaded). */
+  ageMs: number;
+  /** ms until the entry stops being fresh (0 when stale or not cached). */
+  ttlMs: number;
+  /** ms until the grace window ends (0 when not cached). */
+  staleTtlMs: number;
+  /** Served from the per-isolate L1 instead of Redis. */
+  l1?: boolean;
+  /** The loader failed and an expired entry was served instead. */
+  failSafe?: boolean;
+  /** The caller waited for another caller's lease (ms). */
+  waitedMs?: number;
+}
+
+export interface WriteResult {
+  /** false when the write was refused as older than what the cache knows. */
+  written: boolean;
+  /** Why a write was refused: "version" (older than the newest version), "expired". */
+  reason?: string;
+}
+
+export interface PurgeStep {
+  /** Pass back to continue; "0" once the whole keyspace has been scanned. */
+  cursor: string;
+  done: boolean;
+  deleted: number;
+  scanned: number;
+}
+
+export interface Inspection {
+  key: string;
+  now: number;
+  /** The raw entry, parsed; null when absent. */
+  entry: {
+    value: unknown;
+    version: number | null;
+    createdAt: number;
+    freshUntil: number;
+    staleUntil: number;
+    keepUntil: number;
+    loadTimeMs: number;
+    tags: Record<string, string>;
+  } | null;
+  state: "fresh" | "stale" | "fail-safe" | "absent";
+  /** Remaining physical TTL in ms (-2 absent, -1 none). */
+  pttl: number;
+  /** Remaining lease TTL in ms (-2 when nobody is loading). */
+  leasePttl: number;
+  /** The newest version Redis knows for `versionKey`, when given. */
+  version: number | null;
+  /** Current counters of the entry's tags; an entry is valid while they equal its snapshot. */
+  currentTags: Record<string, string | null>;
+}
+
+export type StatsSnapshot = Record<string, number> & {
+  hits: number;
+  stale_hits: number;
+  misses: number;
+  hit_ratio: number;
+};
+
+export interface HotKey {
+  key: string;
+  score: number;
+}

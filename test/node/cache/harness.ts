@@ -1,0 +1,74 @@
+import { randomBytes } from "node:crypto";
+import { Redis } from "@upstash/redis";
+import { inject } from "vitest";
+import { EdgeCache, type EdgeCacheOptions } from "../../../src/cache";
+import { startGateway } from "../../../tools/upstash-gateway/server";
+
+/**
+ * A private Upstash gateway (its own request counter and fault knobs) over the real Redis,
+ * and EdgeCache instances on it with a fresh key prefix, as a Worker would build them.
+ */
+export async function cacheHarness(db = 2) {
+  const stack = inject("stack");
+  const token = `cache-${randomBytes(8).toString("hex")}`;
+  const gateway = await startGateway({
+    port: 0,
+    redisUrl: stack.redisUrl,
+    tokens: { [token]: { db } },
+  });
+  const redis = new Redis({
+    url: gateway.url,
+    token,
+    enableTelemetry: false,
+    retry: { retries: 1, backoff: () => 25 },
+  });
+
+  async function control(path: string, method = "POST", body?: unknown) {
+    const res = await fetch(`${gateway.url}/__gateway/${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`gateway ${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { requests: number; commands: number };
+  }
+
+  return {
+    redis,
+    gateway,
+    /** A cache with a fresh prefix; instances made with the same prefix share state (isolates). */
+    cache(options: Partial<EdgeCacheOptions> = {}, prefix = `t${randomBytes(4).toString("hex")}`) {
+      return new EdgeCache({ redis, prefix, onError: () => {}, ...options });
+    },
+    requests: async () => (await control("stats", "GET")).requests,
+    resetCounter: () => control("reset"),
+    faults: (body: Record<string, unknown>) => control("faults", "POST", body),
+    clearFaults: () => control("faults", "DELETE"),
+    close: () => gateway.close(),
+  };
+}
+
+export type CacheHarness = Awaited<ReturnType<typeof cacheHarness>>;
+
+/** A promise you resolve by hand: holds a loader mid-flight while a test races it. */
+export function gate<T>() {
+  let open!: (value: T) => void;
+  const promise = new Promise<T>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Deterministic PRNG (mulberry32) for statistical tests. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

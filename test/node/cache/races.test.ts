@@ -1,0 +1,341 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CacheHarness, cacheHarness, gate, sleep } from "./harness";
+
+/**
+ * The races a naive cache-aside loses, each against real Redis through the gateway.
+ * Every test says what a naive implementation would do differently.
+ */
+let h: CacheHarness;
+beforeAll(async () => {
+  h = await cacheHarness();
+});
+afterAll(async () => {
+  await h.close();
+});
+
+describe("stampede (single-flight leases)", () => {
+  it("runs the loader once for 200 concurrent cold reads across 10 isolates", async () => {
+    const prefix = `stampede${Date.now()}`;
+    const isolates = Array.from({ length: 10 }, () => h.cache({}, prefix));
+    let loads = 0;
+    const loader = async () => {
+      loads++;
+      await sleep(150);
+      return { id: 1, name: "widget" };
+    };
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        isolates[i % 10]?.getOrLoad("product:1", loader, { ttl: 60_000, waitBudget: 5_000 }),
+      ),
+    );
+    // Naive cache-aside: 200 loads (or 10 with per-isolate coalescing alone).
+    expect(loads).toBe(1);
+    expect(results.every((r) => r?.value.name === "widget")).toBe(true);
+    const statuses = results.map((r) => r?.status);
+    expect(statuses.filter((s) => s === "MISS")).toHaveLength(20); // the holder's isolate
+    expect(statuses.filter((s) => s === "HIT")).toHaveLength(180); // waited on the lease
+    expect(results.some((r) => (r?.waitedMs ?? 0) > 0)).toBe(true);
+    const stats = await isolates[0]?.stats();
+    expect(stats?.lease_waits).toBe(9);
+    expect(stats?.loads).toBe(1);
+  });
+
+  it("holds with in-isolate coalescing off: 200 Redis-level contenders, one load", async () => {
+    const cache = h.cache({ coalesce: false });
+    let loads = 0;
+    const results = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        cache.getOrLoad(
+          "hot",
+          async () => {
+            loads++;
+            await sleep(100);
+            return 42;
+          },
+          { waitBudget: 5_000 },
+        ),
+      ),
+    );
+    expect(loads).toBe(1);
+    expect(results.every((r) => r.value === 42)).toBe(true);
+  });
+
+  it("lets others take over after the lease TTL when the holder dies", async () => {
+    const prefix = `dead${Date.now()}`;
+    const dying = h.cache({}, prefix);
+    const survivor = h.cache({}, prefix);
+    // The holder's loader never finishes (a Worker killed mid-load): its lease just expires.
+    void dying.getOrLoad("k", () => new Promise<string>(() => {}), { leaseTtl: 300 });
+    await sleep(50);
+    const inspected = await survivor.inspect("k");
+    expect(inspected.leasePttl).toBeGreaterThan(0);
+    const started = Date.now();
+    const result = await survivor.getOrLoad("k", async () => "fresh", {
+      leaseTtl: 300,
+      waitBudget: 3_000,
+    });
+    expect(result.value).toBe("fresh");
+    expect(result.status).toBe("MISS"); // it took the lease over and loaded
+    expect(Date.now() - started).toBeLessThan(3_000); // not the wait budget: the lease TTL
+    expect((await survivor.getOrLoad("k", async () => "again")).status).toBe("HIT");
+  });
+
+  it("loads without the lease once the wait budget is spent, and never fills", async () => {
+    const prefix = `budget${Date.now()}`;
+    const slow = h.cache({}, prefix);
+    const impatient = h.cache({}, prefix);
+    const held = gate<string>();
+    const holder = slow.getOrLoad("k", () => held.promise, { leaseTtl: 10_000 });
+    await sleep(50);
+    const result = await impatient.getOrLoad("k", async () => "direct", { waitBudget: 200 });
+    expect(result.value).toBe("direct");
+    expect((await impatient.inspect("k")).entry).toBeNull();
+    held.open("holder");
+    expect((await holder).value).toBe("holder");
+    expect((await impatient.stats()).lease_timeouts).toBe(1);
+  });
+});
+
+describe("stale set (a load that began before an invalidation never lands)", () => {
+  it("drops the fill when the key is invalidated during the load", async () => {
+    const cache = h.cache();
+    const load = gate<string>();
+    const reading = cache.getOrLoad("user:7", () => load.promise);
+    await sleep(30);
+    await cache.invalidate("user:7"); // the writer committed v2 and invalidated
+    load.open("v1 (read before the write)");
+    expect((await reading).value).toBe("v1 (read before the write)");
+    // Naive cache-aside would now serve v1 until its TTL.
+    const next = await cache.getOrLoad("user:7", async () => "v2");
+    expect(next.status).toBe("MISS");
+    expect(next.value).toBe("v2");
+    expect((await cache.stats()).dropped_lease).toBe(1);
+  });
+
+  it("drops the fill when the version is bumped during the load", async () => {
+    const cache = h.cache();
+    const load = gate<{ v: number }>();
+    const opts = { versionKey: "product:9", versionOf: (p: { v: number }) => p.v };
+    const reading = cache.getOrLoad("product:9", () => load.promise, opts);
+    await sleep(30);
+    await cache.bumpVersion("product", 9, 2);
+    load.open({ v: 1 });
+    await reading;
+    const next = await cache.getOrLoad("product:9", async () => ({ v: 2 }), opts);
+    expect(next.status).toBe("MISS");
+    expect(next.value).toEqual({ v: 2 });
+    expect((await cache.stats()).dropped_version).toBe(1);
+  });
+
+  it("drops the fill when a tag is bumped during the load", async () => {
+    const cache = h.cache();
+    const load = gate<string[]>();
+    const opts = { tags: ["category:3"] };
+    const reading = cache.getOrLoad("list:category:3", () => load.promise, opts);
+    await sleep(30);
+    await cache.invalidateTags("category:3");
+    load.open(["old"]);
+    await reading;
+    const next = await cache.getOrLoad("list:category:3", async () => ["new"], opts);
+    expect(next.status).toBe("MISS");
+    expect(next.value).toEqual(["new"]);
+    expect((await cache.stats()).dropped_tag).toBe(1);
+  });
+});
+
+describe("monotonic versions", () => {
+  const opts = { versionKey: "user:1", versionOf: (u: { v: number }) => u.v };
+
+  it("never lets a late write of v2 replace v3", async () => {
+    const cache = h.cache();
+    expect(await cache.writeThrough("user:1", { v: 3 }, 3, opts)).toEqual({ written: true });
+    expect(await cache.writeThrough("user:1", { v: 2 }, 2, opts)).toEqual({
+      written: false,
+      reason: "version",
+    });
+    const read = await cache.getOrLoad("user:1", async () => ({ v: 0 }), opts);
+    expect(read.status).toBe("HIT");
+    expect(read.value).toEqual({ v: 3 });
+    expect(read.version).toBe(3);
+  });
+
+  it("never lets a late fill of v2 replace a write-through of v3", async () => {
+    const cache = h.cache();
+    const load = gate<{ v: number }>();
+    const reading = cache.getOrLoad("user:1", () => load.promise, opts);
+    await sleep(30);
+    await cache.writeThrough("user:1", { v: 3 }, 3, opts);
+    load.open({ v: 2 });
+    await reading;
+    const entry = await cache.inspect("user:1", "user:1");
+    expect(entry.entry?.value).toEqual({ v: 3 });
+    expect(entry.version).toBe(3);
+  });
+
+  it("ignores a duplicated or out-of-order version event", async () => {
+    const cache = h.cache();
+    expect(await cache.bumpVersion("user", 5, 4)).toEqual({ previous: null, current: 4 });
+    expect(await cache.bumpVersion("user", 5, 3)).toEqual({ previous: 4, current: 4 });
+    expect(await cache.bumpVersion("user", 5, 4)).toEqual({ previous: 4, current: 4 });
+    expect(await cache.bumpVersion("user", 5, 6)).toEqual({ previous: 4, current: 6 });
+  });
+
+  it("treats an entry below the known version as a miss (a bump without a purge)", async () => {
+    const cache = h.cache();
+    await cache.writeThrough("user:8", { v: 1 }, 1, { ...opts, versionKey: "user:8" });
+    await cache.bumpVersion("user", 8, 2);
+    const read = await cache.getOrLoad("user:8", async () => ({ v: 2 }), {
+      ...opts,
+      versionKey: "user:8",
+    });
+    expect(read.status).toBe("MISS");
+    expect(read.value).toEqual({ v: 2 });
+  });
+
+  it("distrusts a versioned entry whose version key was evicted", async () => {
+    const cache = h.cache();
+    const o = { ...opts, versionKey: "user:9" };
+    await cache.writeThrough("user:9", { v: 5 }, 5, o);
+    await h.redis.del(cache.keys.version("user:9"));
+    expect((await cache.getOrLoad("user:9", async () => ({ v: 5 }), o)).status).toBe("MISS");
+  });
+});
+
+describe("tags", () => {
+  it("invalidates every entry under a tag in one request, whatever their number", async () => {
+    const cache = h.cache();
+    const load = (v: string) => async () => v;
+    for (let i = 0; i < 300; i++) {
+      await cache.getOrLoad(`p:${i}`, load(`a${i}`), { tags: ["category:1", "products"] });
+    }
+    await cache.getOrLoad("p:other", load("b"), { tags: ["category:2"] });
+    await h.resetCounter();
+    await cache.invalidateTags("category:1");
+    expect(await h.requests()).toBe(1);
+    const after = await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        cache.getOrLoad(`p:${i}`, load(`new${i}`), { tags: ["category:1", "products"] }),
+      ),
+    );
+    expect(after.every((r, i) => r.status === "MISS" && r.value === `new${i}`)).toBe(true);
+    expect((await cache.getOrLoad("p:other", load("x"), { tags: ["category:2"] })).status).toBe(
+      "HIT",
+    );
+  });
+
+  it("revalidates against the tags the entry was stored with, even if a reader omits them", async () => {
+    const cache = h.cache();
+    await cache.getOrLoad("k", async () => 1, { tags: ["t1"] });
+    await cache.invalidateTags("t1");
+    expect((await cache.get("k"))?.value).toBeUndefined();
+  });
+
+  it("keeps entries invalid after a tag counter is evicted and recreated", async () => {
+    const cache = h.cache();
+    await cache.getOrLoad("k", async () => 1, { tags: ["t"] });
+    await h.redis.del(cache.keys.tag("t")); // eviction under memory pressure
+    expect((await cache.getOrLoad("k", async () => 2, { tags: ["t"] })).status).toBe("MISS");
+  });
+});
+
+describe("stale-while-revalidate", () => {
+  it("answers STALE at once in the grace window and runs exactly one background refresh", async () => {
+    const prefix = `swr${Date.now()}`;
+    const isolates = Array.from({ length: 5 }, () => h.cache({}, prefix));
+    let loads = 0;
+    const refresh = gate<void>();
+    const loader = async () => {
+      loads++;
+      if (loads > 1) await refresh.promise;
+      return `v${loads}`;
+    };
+    const opts = { ttl: 150, staleTtl: 30_000, jitter: 0, earlyRefresh: false as const };
+    await isolates[0]?.getOrLoad("k", loader, opts);
+    await sleep(250);
+    const background: Promise<unknown>[] = [];
+    const waitUntil = (p: Promise<unknown>) => {
+      background.push(p);
+    };
+    const reads = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        isolates[i % 5]?.getOrLoad("k", loader, { ...opts, waitUntil }),
+      ),
+    );
+    // All answered while the refresh was still blocked: nobody waited for the loader.
+    expect(reads.every((r) => r?.status === "STALE" && r.value === "v1")).toBe(true);
+    refresh.open();
+    await Promise.all(background);
+    expect(loads).toBe(2);
+    const after = await isolates[1]?.getOrLoad("k", loader, opts);
+    expect(after?.status).toBe("HIT");
+    expect(after?.value).toBe("v2");
+  });
+});
+
+describe("fail-safe", () => {
+  it("serves the expired entry when the loader fails, and records it", async () => {
+    const cache = h.cache();
+    const opts = { ttl: 100, jitter: 0, failSafe: 60_000, earlyRefresh: false as const };
+    await cache.getOrLoad("k", async () => "last good", opts);
+    await sleep(200);
+    const result = await cache.getOrLoad(
+      "k",
+      async () => {
+        throw new Error("postgres down");
+      },
+      opts,
+    );
+    expect(result.value).toBe("last good");
+    expect(result.status).toBe("STALE");
+    expect(result.failSafe).toBe(true);
+    expect((await cache.stats()).fail_safe).toBe(1);
+    // The failed loader gave its lease back: the next caller loads at once.
+    expect((await cache.inspect("k")).leasePttl).toBe(-2);
+  });
+
+  it("propagates the loader's error when there is nothing to fall back to", async () => {
+    const cache = h.cache();
+    await expect(
+      cache.getOrLoad("k", async () => {
+        throw new Error("postgres down");
+      }),
+    ).rejects.toThrow("postgres down");
+  });
+});
+
+describe("Redis down", () => {
+  it("reads bypass to the loader; writes and invalidations report the failure", async () => {
+    const cache = h.cache();
+    await h.faults({ failRate: 1, failMode: "status", failStatus: 503 });
+    try {
+      const result = await cache.getOrLoad("k", async () => "from postgres");
+      expect(result).toMatchObject({ status: "BYPASS", value: "from postgres" });
+      await expect(cache.invalidate("k")).rejects.toThrow(/cache invalidate failed/);
+      await expect(cache.invalidateTags("t")).rejects.toThrow(/cache invalidateTags failed/);
+      await expect(cache.writeThrough("k", 1, 1)).rejects.toThrow(/writeThrough failed/);
+      await expect(cache.bumpVersion("user", 1, 2)).rejects.toThrow(/bumpVersion failed/);
+      await h.faults({ failRate: 1, failMode: "drop" });
+      expect((await cache.getOrLoad("k", async () => "again")).status).toBe("BYPASS");
+    } finally {
+      await h.clearFaults();
+    }
+    // Counted while Redis was down, delivered with the next request.
+    const stats = await cache.stats();
+    expect(stats.bypass).toBe(2);
+    expect(stats.redis_errors).toBeGreaterThanOrEqual(6);
+  });
+
+  it("does not turn a loader failure into a cache error while Redis is down", async () => {
+    const cache = h.cache();
+    await h.faults({ failRate: 1 });
+    try {
+      await expect(
+        cache.getOrLoad("k", async () => {
+          throw new Error("not found");
+        }),
+      ).rejects.toThrow("not found");
+    } finally {
+      await h.clearFaults();
+    }
+  });
+});
