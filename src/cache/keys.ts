@@ -16,7 +16,7 @@ export interface KeySpace {
 // Glob metacharacters are refused in names so that a key or tag can never widen a pattern
 // purge (SCAN MATCH) or collide with another key's pattern; whitespace and control
 // characters are refused because they make keys unreadable in every tool.
-const NAME = /^[^\s*?[\]\\\x00-\x1f\x7f]{1,512}$/;
+const NAME = /^[^\s*?[\]\\\p{Cc}]{1,512}$/u;
 
 export class InvalidKeyError extends Error {
   constructor(kind: string, name: string) {
@@ -48,7 +48,7 @@ export function keySpace(prefix: string): KeySpace {
 
 /** Validates a purge glob: the glob is over logical keys; only * ? [ ] are special. */
 export function assertGlob(glob: string): string {
-  if (!/^[^\s\x00-\x1f\x7f]{1,512}$/.test(glob)) {
+  if (!/^[^\s\p{Cc}]{1,512}$/u.test(glob)) {
     throw new InvalidKeyError("pattern", glob);
   }
   return glob;
