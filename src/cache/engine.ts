@@ -87,6 +87,15 @@ type Resolved<T> = Required<
 const DEFAULTS = { ttl: 60_000, staleTtl: 0, jitter: 0.1, leaseTtl: 5_000, waitBudget: 2_000 };
 const FAIL_SAFE_DEFAULT_MS = 3_600_000;
 
+/**
+ * JSON has no undefined, and a versioned entry needs a version: a loader returning undefined
+ * (or null for a versioned key, i.e. "not found") is answered but not cached. Return null
+ * from an unversioned loader to cache absence (negative caching).
+ */
+function cacheable(value: unknown, opts: { versionKey?: string }): boolean {
+  return value !== undefined && !(value === null && opts.versionKey);
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function newToken(): string {
@@ -143,6 +152,11 @@ export class EdgeCache {
     options: EntryOptions<T> = {},
   ): Promise<CacheResult<T>> {
     const opts = this.#resolve(key, options);
+    if (opts.versionKey && !opts.versionOf) {
+      throw new TypeError(
+        `cache key ${key}: versionKey needs versionOf to read the loaded version`,
+      );
+    }
     const local = this.#l1?.get(key);
     if (local) {
       this.#pending.add("l1_hits");
@@ -239,19 +253,22 @@ export class EdgeCache {
       loaded = await this.#timed(loader);
     } catch (error) {
       this.#pending.add("load_errors");
-      this.#background(opts, this.#release(key, reply.tok ?? ""), "lease release");
+      await this.#afterResponse(opts, this.#release(key, reply.tok ?? ""), "lease release");
       if (reply.fs && reply.v !== undefined) {
         this.#pending.add("fail_safe");
         return { ...this.#fromEntry<T>(reply, "STALE"), failSafe: true };
       }
       throw error;
     }
-    const fill = this.#fill(key, reply.tok ?? "", loaded.value, opts, reply.tg, loaded.ms).catch(
-      (error: unknown) => this.#fault(error, "fill"),
+    if (!cacheable(loaded.value, opts)) {
+      await this.#afterResponse(opts, this.#release(key, reply.tok ?? ""), "lease release");
+      return this.#loaded(loaded.value, opts);
+    }
+    await this.#afterResponse(
+      opts,
+      this.#fill(key, reply.tok ?? "", loaded.value, opts, reply.tg, loaded.ms),
+      "fill",
     );
-    // Off the response path on Workers; inline elsewhere so a later read sees the entry.
-    if (opts.waitUntil) opts.waitUntil(fill);
-    else await fill;
     const result = this.#loaded(loaded.value, opts);
     this.#l1?.set(key, result.value, result.version, opts.tagList);
     const waitedMs = Date.now() - started - loaded.ms;
@@ -272,6 +289,7 @@ export class EdgeCache {
       await this.#release(key, reply.tok ?? "");
       throw error;
     }
+    if (!cacheable(loaded.value, opts)) return this.#release(key, reply.tok ?? "");
     await this.#fill(key, reply.tok ?? "", loaded.value, opts, reply.tg, loaded.ms);
   }
 
@@ -380,6 +398,7 @@ export class EdgeCache {
     if (opts.versionKey && version === null) {
       throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
     }
+    if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
     const counters = Array.isArray(captured) ? captured : [];
     const snapshot: Record<string, string> = {};
     opts.tagList.forEach((tag, i) => {
@@ -639,7 +658,7 @@ export class EdgeCache {
     return {
       value,
       status: "MISS",
-      version: opts.versionKey && opts.versionOf ? opts.versionOf(value) : null,
+      version: value != null && opts.versionKey && opts.versionOf ? opts.versionOf(value) : null,
       ageMs: 0,
       ttlMs: opts.ttl,
       staleTtlMs: opts.ttl + opts.staleTtl,
@@ -674,6 +693,20 @@ export class EdgeCache {
   }
 
   readonly #unawaited = new Set<Promise<unknown>>();
+
+  /**
+   * Work that must follow the response but not delay it: waitUntil on Workers; awaited
+   * elsewhere, so that in Node a read after getOrLoad returns sees the fill.
+   */
+  async #afterResponse(
+    opts: { waitUntil?: (p: Promise<unknown>) => void },
+    work: Promise<unknown>,
+    operation: string,
+  ): Promise<void> {
+    const guarded = work.catch((error: unknown) => this.#fault(error, operation));
+    if (opts.waitUntil) opts.waitUntil(guarded);
+    else await guarded;
+  }
 
   /** Waits for background refreshes started without `waitUntil` (tests, Node). */
   async settle(): Promise<void> {

@@ -339,3 +339,33 @@ describe("Redis down", () => {
     }
   });
 });
+
+describe("values the cache cannot hold", () => {
+  it("answers but does not cache undefined, nor null under a version key", async () => {
+    const cache = h.cache();
+    expect((await cache.getOrLoad("u", async () => undefined)).value).toBeUndefined();
+    expect((await cache.inspect("u")).entry).toBeNull();
+    expect((await cache.inspect("u")).leasePttl).toBe(-2);
+    const versioned = {
+      versionKey: "product:404",
+      versionOf: (p: { v: number } | null) => p?.v ?? 0,
+    };
+    const missing = await cache.getOrLoad<{ v: number } | null>(
+      "product:404",
+      async () => null,
+      versioned,
+    );
+    expect(missing.value).toBeNull();
+    expect((await cache.inspect("product:404")).entry).toBeNull();
+    // Unversioned null is negative caching: it is stored.
+    await cache.getOrLoad("absent", async () => null);
+    expect((await cache.getOrLoad("absent", async () => "x")).status).toBe("HIT");
+  });
+
+  it("requires versionOf with versionKey", async () => {
+    const cache = h.cache();
+    await expect(cache.getOrLoad("k", async () => 1, { versionKey: "k" })).rejects.toThrow(
+      /versionOf/,
+    );
+  });
+});
