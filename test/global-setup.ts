@@ -55,10 +55,16 @@ async function startStack(): Promise<RunningStack> {
   await recreateDatabase(DATABASE_URL);
   await migrateDatabase(DATABASE_URL);
   const gatewayToken = `test-${randomBytes(8).toString("hex")}`;
+  const spareGatewayTokens = {
+    engine: `engine-${randomBytes(8).toString("hex")}`,
+    health: `health-${randomBytes(8).toString("hex")}`,
+  };
   const gateway = await startGateway({
     port: 0,
     redisUrl: REDIS_URL,
-    tokens: { [gatewayToken]: { db: REDIS_DB } },
+    tokens: Object.fromEntries(
+      [gatewayToken, ...Object.values(spareGatewayTokens)].map((t) => [t, { db: REDIS_DB }]),
+    ),
   });
   const proxy = await startWsProxy({ port: 0 });
   const stack: TestStack = {
@@ -66,6 +72,7 @@ async function startStack(): Promise<RunningStack> {
     redisDb: REDIS_DB,
     gatewayUrl: gateway.url,
     gatewayToken,
+    spareGatewayTokens,
     databaseUrl: DATABASE_URL,
     wsProxy: proxy.url,
     adminToken: `admin-${randomBytes(16).toString("hex")}`,

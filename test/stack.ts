@@ -4,6 +4,9 @@ export interface TestStack {
   redisDb: number;
   gatewayUrl: string;
   gatewayToken: string;
+  /** More tokens on the same Redis DB, each with its own request counter: a test file that
+   * counts requests takes one of its own so parallel files cannot disturb the count. */
+  spareGatewayTokens: { engine: string; health: string };
   databaseUrl: string;
   wsProxy: string;
   adminToken: string;

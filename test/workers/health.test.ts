@@ -22,27 +22,40 @@ async function callWorker(path: string, overrides: Partial<Record<string, unknow
 
 describe("GET /health", () => {
   afterEach(async () => {
-    await gatewayControl("reset");
+    await gatewayControl("reset", { token: stack.spareGatewayTokens.health });
   });
 
   it("reaches Redis through the gateway and Postgres through the WebSocket proxy", async () => {
-    await gatewayControl("reset");
-    const res = await SELF.fetch("http://edgecache.test/health");
+    // Its own gateway token, so requests of test files running alongside are not counted.
+    const token = stack.spareGatewayTokens.health;
+    await gatewayControl("reset", { token });
+    const res = await callWorker("/health", { UPSTASH_REDIS_REST_TOKEN: token });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("application/json");
+    expect(res.headers.get("cache-control")).toBe("no-store");
     const body = (await res.json()) as HealthBody;
     expect(body.status).toBe("ok");
     expect(body.redis.ok).toBe(true);
     expect(body.postgres.ok).toBe(true);
     expect(body.redis.latencyMs).toBeGreaterThanOrEqual(0);
     // The PING really went through the gateway: one Upstash request.
-    const stats = await gatewayControl("stats");
+    const stats = await gatewayControl("stats", { token });
     expect(stats.requests).toBe(1);
   });
 
+  it("answers through the Worker's fetch entry point (SELF)", async () => {
+    const res = await SELF.fetch("http://edgecache.test/health");
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as HealthBody).status).toBe("ok");
+  });
+
   it("reports Redis as down (503, degraded) when the gateway fails every request", async () => {
-    await gatewayControl("faults", { body: { failRate: 1, failMode: "status", failStatus: 503 } });
-    const res = await callWorker("/health");
+    const token = stack.spareGatewayTokens.health;
+    await gatewayControl("faults", {
+      token,
+      body: { failRate: 1, failMode: "status", failStatus: 503 },
+    });
+    const res = await callWorker("/health", { UPSTASH_REDIS_REST_TOKEN: token });
     expect(res.status).toBe(503);
     const body = (await res.json()) as HealthBody;
     expect(body.status).toBe("degraded");

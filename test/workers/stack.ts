@@ -12,11 +12,14 @@ export function testRedis(): Redis {
 /** Reads and resets the gateway's per-token request counter and fault knobs. */
 export async function gatewayControl(
   path: "stats" | "reset" | "faults",
-  init?: { method?: string; body?: unknown },
+  init?: { method?: string; body?: unknown; token?: string },
 ): Promise<Record<string, unknown>> {
   const res = await fetch(`${stack.gatewayUrl}/__gateway/${path}`, {
     method: init?.method ?? (path === "stats" ? "GET" : "POST"),
-    headers: { authorization: `Bearer ${stack.gatewayToken}`, "content-type": "application/json" },
+    headers: {
+      authorization: `Bearer ${init?.token ?? stack.gatewayToken}`,
+      "content-type": "application/json",
+    },
     body: init?.body === undefined ? undefined : JSON.stringify(init.body),
   });
   if (!res.ok) throw new Error(`gateway control ${path}: ${res.status} ${await res.text()}`);
