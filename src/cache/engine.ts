@@ -3,9 +3,11 @@ import { L1Cache } from "./l1";
 import { jitterTtl, leasePollDelay, shouldRefreshEarly } from "./policy";
 import { decodeJson, runScript, type ScriptClient } from "./redis";
 import {
+  applyScript,
   bumpTagsScript,
   bumpVersionScript,
   fillScript,
+  freshnessScript,
   hotKeysScript,
   inspectScript,
   invalidateScript,
@@ -451,6 +453,47 @@ export class EdgeCache {
     }
   }
 
+  /**
+   * Applies one invalidation event in ONE request: deletes `keys` (and their leases), bumps
+   * `tags`, advances `versions` ({"product:42": 7}). Safe to repeat (redelivery, outbox drain).
+   */
+  async apply(change: {
+    keys?: readonly string[];
+    tags?: readonly string[];
+    versions?: Readonly<Record<string, number>>;
+  }): Promise<{ removed: number; tagsBumped: number; versionsAdvanced: number }> {
+    const keys = [...new Set(change.keys ?? [])];
+    const tags = [...new Set(change.tags ?? [])];
+    const versions = Object.entries(change.versions ?? {});
+    if (keys.length + tags.length + versions.length === 0) {
+      return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };
+    }
+    const redisKeys = [
+      this.keys.stats,
+      ...keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]),
+      ...tags.map((t) => this.keys.tag(t)),
+      ...versions.map(([name]) => this.keys.version(name)),
+    ];
+    for (const k of keys) this.#l1?.delete(k);
+    this.#l1?.deleteTagged(tags);
+    if (versions.length > 0) this.#l1?.clear();
+    try {
+      const reply = (await runScript(this.#redis, applyScript, redisKeys, [
+        keys.length,
+        tags.length,
+        versions.length,
+        ...versions.map(([, v]) => v),
+      ])) as unknown[];
+      return {
+        removed: Number(reply[0]),
+        tagsBumped: Number(reply[1]),
+        versionsAdvanced: Number(reply[2]),
+      };
+    } catch (error) {
+      throw this.#writeFailure(error, "apply");
+    }
+  }
+
   /** Bumps tag counters: every entry computed under the old counters is invalid. One request. */
   async invalidateTags(...tags: string[]): Promise<Record<string, string>> {
     if (tags.length === 0) return {};
@@ -608,6 +651,21 @@ export class EdgeCache {
       pending.restore();
       throw error;
     }
+  }
+
+  /**
+   * Milliseconds each key stays fresh (negative once stale, null when absent): the warmer's
+   * one request to find what needs reloading.
+   */
+  async freshness(keys: readonly string[]): Promise<Map<string, number | null>> {
+    if (keys.length === 0) return new Map();
+    const raw = (await runScript(
+      this.#redis,
+      freshnessScript,
+      keys.map((k) => this.keys.entry(k)),
+      [],
+    )) as unknown[];
+    return new Map(keys.map((k, i) => [k, Number(raw[i]) === -2 ? null : Number(raw[i])]));
   }
 
   /** Top `n` keys by decayed sampled frequency (for the warmer). One request. */

@@ -27,6 +27,8 @@ beforeEach(async () => {
   await cache.invalidate("warm");
   await cache.invalidateTags("w");
   await cache.bumpVersion("w", 1, 1);
+  await cache.apply({ keys: ["warm"] });
+  await cache.freshness(["warm"]);
   await cache.stats();
   await h.resetCounter();
 });
@@ -126,5 +128,40 @@ describe("round trips", () => {
     const r = await l1.getOrLoad("k", async () => 2, noEarly);
     expect(r).toMatchObject({ value: 1, l1: true });
     expect(await h.requests()).toBe(0);
+  });
+
+  it("apply (keys + tags + versions of one event): 1 request, and idempotent", async () => {
+    const keys = ["product:1", "product:2", "list:a"];
+    await Promise.all(keys.map((k) => cache.set(k, k)));
+    await h.resetCounter();
+    const event = {
+      keys,
+      tags: ["category:1", "category:2", "products"],
+      versions: { "product:1": 5, "product:2": 7 },
+    };
+    expect(await cache.apply(event)).toEqual({ removed: 3, tagsBumped: 3, versionsAdvanced: 2 });
+    expect(await h.requests()).toBe(1);
+    // Redelivered: nothing left to delete, versions already there.
+    expect(await cache.apply(event)).toMatchObject({ removed: 0, versionsAdvanced: 0 });
+    // Out of order: an older event never moves a version back.
+    await cache.apply({ versions: { "product:1": 4 } });
+    expect((await cache.inspect("product:1", "product:1")).version).toBe(5);
+  });
+
+  it("freshness of 50 keys: 1 request", async () => {
+    const keys = Array.from({ length: 50 }, (_, i) => `f:${i}`);
+    await Promise.all(keys.slice(0, 25).map((k) => cache.set(k, 1, { ttl: 60_000 })));
+    await h.resetCounter();
+    const fresh = await cache.freshness(keys);
+    expect(await h.requests()).toBe(1);
+    expect([...fresh.values()].filter((v) => v === null)).toHaveLength(25);
+    expect(fresh.get("f:0")).toBeGreaterThan(50_000);
+  });
+
+  it("concurrent write-throughs are auto-pipelined into 1 request (warmer fills)", async () => {
+    const keys = Array.from({ length: 50 }, (_, i) => `w:${i}`);
+    const results = await Promise.all(keys.map((k, i) => cache.writeThrough(k, { i }, i + 1)));
+    expect(results.every((r) => r.written)).toBe(true);
+    expect(await h.requests()).toBe(1);
   });
 });
