@@ -3,7 +3,7 @@ import { processPurgeBatch } from "../src/jobs/purge";
 import { createServices } from "../src/runtime/services";
 
 export const queue: ExportedHandlerQueueHandler<Env> = async (batch, env, ctx) => {
-  const services = createServices(env);
+  const services = createServices(env, ctx);
   try {
     await processPurgeBatch(services, batch.queue, batch.messages);
   } finally {

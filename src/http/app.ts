@@ -1,14 +1,39 @@
-import { Hono } from "hono";
+import { swaggerUI } from "@hono/swagger-ui";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "./context";
+import { errorResponse } from "./errors";
 import { notFound, onError } from "./middleware/errors";
 import { services } from "./middleware/services";
+import { router } from "./openapi";
 import { health } from "./routes/health";
 
-export function createApp(): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+/** Request bodies above this are refused with 413 before they are read into memory. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export function createApp(): OpenAPIHono<AppEnv> {
+  const app = router();
   app.onError(onError);
   app.notFound(notFound);
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) =>
+        errorResponse(c, 413, "payload_too_large", `Request body over ${MAX_BODY_BYTES} bytes`),
+    }),
+  );
   app.use("*", services);
   app.route("/", health);
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "edgecache catalogue API",
+      version: "0.1.0",
+      description:
+        "Product catalogue served through an edge cache (Upstash Redis in front of Neon Postgres). Cached responses carry X-Cache, Age, ETag and Cache-Control.",
+    },
+  });
+  app.get("/docs", swaggerUI({ url: "/openapi.json" }));
   return app;
 }

@@ -1,5 +1,5 @@
+import { type InvalidationEvent, invalidationEventSchema } from "../domain/events";
 import type { Services } from "../runtime/services";
-import { type InvalidationEvent, invalidationEventSchema } from "./events";
 import { recordHeartbeat } from "./heartbeat";
 
 export interface PurgeMessage {

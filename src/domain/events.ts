@@ -15,7 +15,22 @@ export const invalidationEventSchema = z
     versions: z.record(name, z.number().int().nonnegative()).optional(),
     origin: z.string().min(1).max(128),
     at: z.number().int().nonnegative(),
+    /** Outbox rows this event settles once applied (set by writers and the outbox drain). */
+    outboxIds: z.array(z.number().int().positive()).max(1000).optional(),
+    /** Where a pattern purge stopped; set when the consumer re-enqueues the rest of a purge. */
+    cursor: z.string().regex(/^\d+$/).max(32).optional(),
   })
   .strict();
 
 export type InvalidationEvent = z.infer<typeof invalidationEventSchema>;
+
+/** What a write changes in the cache; becomes the outbox event. */
+export type CacheChange = Pick<InvalidationEvent, "keys" | "tags" | "patterns" | "versions">;
+
+export function toEvent(
+  change: CacheChange,
+  origin: string,
+  outboxIds?: number[],
+): InvalidationEvent {
+  return { ...change, origin, at: Date.now(), ...(outboxIds ? { outboxIds } : {}) };
+}

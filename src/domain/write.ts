@@ -1,0 +1,78 @@
+import type { EdgeCache } from "../cache";
+import type { Services } from "../runtime/services";
+import { type CacheChange, toEvent } from "./events";
+import { insertOutbox, markProcessed, type Tx } from "./outbox";
+
+/** How the invalidation of a committed write reached the cache. */
+export type Delivery = "applied" | "queued" | "deferred";
+
+export interface WriteOutcome<T> {
+  result: T;
+  delivery: Delivery;
+}
+
+export interface WriteSpec<T> {
+  /** Where the event came from (route name), for logs and the queue. */
+  origin: string;
+  /** Changes the rows inside the transaction and says what the cache must forget. */
+  change(tx: Tx): Promise<{ result: T; cache: CacheChange }>;
+  /**
+   * Applies the change to the cache in one request. Default: `cache.apply` (invalidate keys,
+   * bump tags, advance versions). Write-through entities pass their own (a versioned fill).
+   */
+  apply?(cache: EdgeCache, result: T, change: CacheChange): Promise<unknown>;
+}
+
+/**
+ * The write path that never loses an invalidation:
+ * 1. one Postgres transaction changes the row, bumps its version, inserts the outbox event;
+ * 2. after commit and BEFORE responding, the event is applied to Redis (one request), so any
+ *    read that starts after the response sees the write;
+ * 3. if Redis fails, the event goes to the queue; if the queue fails too, the row stays
+ *    pending and the cron drains it. The write itself is never reported as failed because
+ *    the cache failed; the outbox row is marked done after the response (waitUntil).
+ */
+export async function commitWrite<T>(
+  services: Services,
+  spec: WriteSpec<T>,
+): Promise<WriteOutcome<T>> {
+  const { result, cache, outboxId } = await services.db.transaction(async (tx) => {
+    const out = await spec.change(tx);
+    const id = await insertOutbox(tx, out.cache, spec.origin);
+    return { ...out, outboxId: id };
+  });
+
+  try {
+    if (spec.apply) await spec.apply(services.cache, result, cache);
+    else await services.cache.apply(cache);
+    // Patterns are not one request: they go through the queue's bounded purge steps.
+    if (cache.patterns?.length) {
+      await enqueue(services, { patterns: cache.patterns }, spec.origin, [outboxId]);
+      return { result, delivery: "queued" };
+    }
+    services.background(markProcessed(services.db, [outboxId]), "outbox mark");
+    return { result, delivery: "applied" };
+  } catch (cacheError) {
+    console.warn(`${spec.origin}: cache apply failed, handing the event to the queue`, cacheError);
+    try {
+      await enqueue(services, cache, spec.origin, [outboxId]);
+      return { result, delivery: "queued" };
+    } catch (queueError) {
+      console.error(
+        `${spec.origin}: queue send failed too; the cron will drain outbox row ${outboxId}`,
+        queueError,
+      );
+      return { result, delivery: "deferred" };
+    }
+  }
+}
+
+async function enqueue(
+  services: Services,
+  change: CacheChange,
+  origin: string,
+  outboxIds: number[],
+): Promise<void> {
+  if (!services.queue) throw new Error("no PURGE_QUEUE binding");
+  await services.queue.send(toEvent(change, origin, outboxIds), { contentType: "json" });
+}
