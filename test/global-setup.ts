@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { ensureDatabase, migrateDatabase } from "../db/migrate";
+import { seedDatabase } from "../db/seed";
 import { ensurePostgres, ensureRedis } from "../tools/lib/services";
 import { startWsProxy } from "../tools/neon-ws-proxy/server";
 import { startGateway } from "../tools/upstash-gateway/server";
@@ -54,6 +55,8 @@ async function startStack(): Promise<RunningStack> {
   await ensurePostgres(DATABASE_URL, log);
   await recreateDatabase(DATABASE_URL);
   await migrateDatabase(DATABASE_URL);
+  // A small catalogue every test can read; tests that write create their own rows.
+  await seedDatabase(DATABASE_URL, { categories: 6, products: 300, users: 30 });
   const gatewayToken = `test-${randomBytes(8).toString("hex")}`;
   const spareGatewayTokens = {
     engine: `engine-${randomBytes(8).toString("hex")}`,
