@@ -6,7 +6,13 @@ import { errorResponse } from "./errors";
 import { notFound, onError } from "./middleware/errors";
 import { services } from "./middleware/services";
 import { router } from "./openapi";
+import { adminRoutes } from "./routes/admin";
+import { categoriesRoutes } from "./routes/categories";
 import { health } from "./routes/health";
+import { inventoryRoutes } from "./routes/inventory";
+import { productsRoutes } from "./routes/products";
+import { sessionsRoutes } from "./routes/sessions";
+import { usersRoutes } from "./routes/users";
 
 /** Request bodies above this are refused with 413 before they are read into memory. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -25,6 +31,12 @@ export function createApp(): OpenAPIHono<AppEnv> {
   );
   app.use("*", services);
   app.route("/", health);
+  app.route("/", productsRoutes);
+  app.route("/", inventoryRoutes);
+  app.route("/", categoriesRoutes);
+  app.route("/", usersRoutes);
+  app.route("/", sessionsRoutes);
+  app.route("/", adminRoutes);
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {

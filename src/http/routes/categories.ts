@@ -1,0 +1,3 @@
+import { router } from "../openapi";
+
+export const categoriesRoutes = router();
