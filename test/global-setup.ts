@@ -61,6 +61,8 @@ async function startStack(): Promise<RunningStack> {
   const spareGatewayTokens = {
     engine: `engine-${randomBytes(8).toString("hex")}`,
     health: `health-${randomBytes(8).toString("hex")}`,
+    faults: `faults-${randomBytes(8).toString("hex")}`,
+    jobs: `jobs-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,
