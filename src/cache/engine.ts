@@ -36,8 +36,11 @@ export interface EdgeCacheOptions {
   defaults?: EntryOptions<unknown>;
   /** Random source in [0, 1): jitter, XFetch, sampling, lease tokens' entropy is separate. */
   random?: () => number;
-  /** Per-isolate L1 (off by default): bounded staleness of `ttlMs` (≤ 1 s recommended). */
-  l1?: { maxEntries?: number; ttlMs?: number };
+  /**
+   * Per-isolate L1 (off by default): bounded staleness of `ttlMs` (≤ 1 s recommended). Pass one
+   * L1Cache created at module scope to share it across requests (engines are per request).
+   */
+  l1?: L1Cache | { maxEntries?: number; ttlMs?: number };
   /** Hot-key sampling in the read script. Default: 1 in 10 reads, 60 s windows, 5 kept. */
   hotKeys?: { sampleRate?: number; windowMs?: number; windows?: number; decay?: number };
   /** Coalesce concurrent loads of one key inside this isolate before asking Redis. Default on. */
@@ -86,7 +89,9 @@ type Resolved<T> = Required<
 > &
   EntryOptions<T> & { beta: number; failSafeMs: number; tagList: readonly string[] };
 
-const DEFAULTS = { ttl: 60_000, staleTtl: 0, jitter: 0.1, leaseTtl: 5_000, waitBudget: 2_000 };
+// The wait budget outlasts the lease on purpose: a waiter behind a holder that died takes the
+// lease over when it expires instead of giving up and loading without filling.
+const DEFAULTS = { ttl: 60_000, staleTtl: 0, jitter: 0.1, leaseTtl: 2_000, waitBudget: 2_500 };
 const FAIL_SAFE_DEFAULT_MS = 3_600_000;
 
 /**
@@ -128,9 +133,12 @@ export class EdgeCache {
     this.keys = keySpace(options.prefix ?? "ec");
     this.#defaults = options.defaults ?? {};
     this.#random = options.random ?? Math.random;
-    this.#l1 = options.l1
-      ? new L1Cache(options.l1.maxEntries ?? 1000, options.l1.ttlMs ?? 1000)
-      : undefined;
+    this.#l1 =
+      options.l1 instanceof L1Cache
+        ? options.l1
+        : options.l1
+          ? new L1Cache(options.l1.maxEntries ?? 1000, options.l1.ttlMs ?? 1000)
+          : undefined;
     this.#hot = {
       sampleRate: options.hotKeys?.sampleRate ?? 0.1,
       windowMs: options.hotKeys?.windowMs ?? 60_000,
@@ -173,19 +181,52 @@ export class EdgeCache {
       };
     }
     if (!this.#coalesce) return this.#getOrLoad(key, loader, opts);
-    const running = this.#inflight.get(key);
-    if (running) return running as Promise<CacheResult<T>>;
+    const running = this.#inflight.get(key) as Promise<CacheResult<T>> | undefined;
+    if (running) return this.#follow(running, loader, opts);
     const promise = this.#getOrLoad(key, loader, opts).finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, promise);
     return promise;
   }
 
-  /** Reads without loading or taking a lease: the cached value (HIT or STALE) or null. */
+  /**
+   * Joins a load already running in this engine, but no longer than the wait budget: a hung
+   * loader must not hold every other caller of the key with it.
+   */
+  async #follow<T>(
+    running: Promise<CacheResult<T>>,
+    loader: () => Promise<T>,
+    opts: Resolved<T>,
+  ): Promise<CacheResult<T>> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), opts.waitBudget);
+    });
+    try {
+      const result = await Promise.race([running, timeout]);
+      if (result) return result;
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+    }
+    this.#pending.add("lease_timeouts");
+    const { value } = await this.#timed(loader);
+    return { ...this.#loaded(value, opts), waitedMs: opts.waitBudget };
+  }
+
+  /**
+   * Reads without loading or taking a lease: the cached value (HIT or STALE) or null. A Redis
+   * fault reads as null (and is counted), like any cache miss.
+   */
   async get<T>(
     key: string,
-    options: Pick<EntryOptions<T>, "versionKey" | "tags"> = {},
+    options: Pick<EntryOptions<T>, "versionKey"> = {},
   ): Promise<CacheResult<T> | null> {
-    const reply = await this.#read(key, { ...options, tagList: [] }, "", false);
+    let reply: ReadReply;
+    try {
+      reply = await this.#read(key, { ...options, tagList: [] }, "", false);
+    } catch (error) {
+      this.#fault(error, "get");
+      return null;
+    }
     if (!reply.v || reply.s === "MISS") return null;
     return this.#fromEntry<T>(reply, reply.s);
   }
@@ -200,7 +241,7 @@ export class EdgeCache {
     for (let attempt = 0; ; attempt++) {
       let reply: ReadReply;
       try {
-        reply = await this.#read(key, opts, newToken(), false);
+        reply = await this.#read(key, opts, newToken(), false, waited);
       } catch (error) {
         this.#fault(error, "read");
         this.#pending.add("bypass");
@@ -266,13 +307,14 @@ export class EdgeCache {
       await this.#afterResponse(opts, this.#release(key, reply.tok ?? ""), "lease release");
       return this.#loaded(loaded.value, opts);
     }
+    const result = this.#loaded(loaded.value, opts);
+    // Into L1 before the fill: a refused fill then removes it again, whenever it completes.
+    this.#l1?.set(key, result.value, result.version, opts.tagList);
     await this.#afterResponse(
       opts,
       this.#fill(key, reply.tok ?? "", loaded.value, opts, reply.tg, loaded.ms),
       "fill",
     );
-    const result = this.#loaded(loaded.value, opts);
-    this.#l1?.set(key, result.value, result.version, opts.tagList);
     const waitedMs = Date.now() - started - loaded.ms;
     return waitedMs > 50 ? { ...result, waitedMs } : result;
   }
@@ -287,9 +329,10 @@ export class EdgeCache {
     try {
       loaded = await this.#timed(loader);
     } catch (error) {
+      // The stale value keeps being served; the loader's error is not a cache fault.
       this.#pending.add("refresh_errors");
-      await this.#release(key, reply.tok ?? "");
-      throw error;
+      this.#onError(error, "background refresh loader");
+      return this.#release(key, reply.tok ?? "");
     }
     if (!cacheable(loaded.value, opts)) return this.#release(key, reply.tok ?? "");
     await this.#fill(key, reply.tok ?? "", loaded.value, opts, reply.tg, loaded.ms);
@@ -312,6 +355,7 @@ export class EdgeCache {
     opts: Pick<EntryOptions<unknown>, "versionKey" | "leaseTtl"> & { tagList: readonly string[] },
     token: string,
     forceLease: boolean,
+    polling = false,
   ): Promise<ReadReply> {
     const keys = [
       this.keys.entry(key),
@@ -332,6 +376,7 @@ export class EdgeCache {
       this.keys.prefix,
       pending.encoded,
       forceLease ? "1" : "0",
+      polling ? "1" : "0",
     ];
     return runScript(this.#redis, readScript, keys, args).then(
       (reply) => decodeJson<ReadReply>(reply),
@@ -360,6 +405,11 @@ export class EdgeCache {
       ...options,
       versionKey: version === null ? options.versionKey : (options.versionKey ?? key),
     });
+    // Caller bugs surface as TypeErrors, not as CacheWriteError (which means "use the outbox").
+    if (opts.versionKey && version === null) {
+      throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
+    }
+    if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
     try {
       const reply = await this.#fillRaw(key, "", value, version, opts, undefined, 0);
       this.#l1?.delete(key);
@@ -472,7 +522,7 @@ export class EdgeCache {
       this.keys.stats,
       ...keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]),
       ...tags.map((t) => this.keys.tag(t)),
-      ...versions.map(([name]) => this.keys.version(name)),
+      ...versions.flatMap(([name]) => [this.keys.version(name), this.keys.lease(name)]),
     ];
     for (const k of keys) this.#l1?.delete(k);
     this.#l1?.deleteTagged(tags);
@@ -518,14 +568,10 @@ export class EdgeCache {
     version: number,
   ): Promise<{ previous: number | null; current: number }> {
     const name = `${entity}:${id}`;
+    const keys = [this.keys.version(name), this.keys.stats, this.keys.lease(name)];
     this.#l1?.clear();
     try {
-      const reply = (await runScript(
-        this.#redis,
-        bumpVersionScript,
-        [this.keys.version(name), this.keys.stats],
-        [version],
-      )) as unknown[];
+      const reply = (await runScript(this.#redis, bumpVersionScript, keys, [version])) as unknown[];
       const previous = reply[0] === "" || reply[0] === null ? null : Number(reply[0]);
       return { previous, current: Number(reply[1]) };
     } catch (error) {
@@ -659,13 +705,16 @@ export class EdgeCache {
    */
   async freshness(keys: readonly string[]): Promise<Map<string, number | null>> {
     if (keys.length === 0) return new Map();
-    const raw = (await runScript(
-      this.#redis,
-      freshnessScript,
-      keys.map((k) => this.keys.entry(k)),
-      [],
-    )) as unknown[];
-    return new Map(keys.map((k, i) => [k, Number(raw[i]) === -2 ? null : Number(raw[i])]));
+    const raw = decodeJson<Array<number | false> | Record<string, never>>(
+      await runScript(
+        this.#redis,
+        freshnessScript,
+        keys.map((k) => this.keys.entry(k)),
+        [],
+      ),
+    );
+    const list = Array.isArray(raw) ? raw : [];
+    return new Map(keys.map((k, i) => [k, typeof list[i] === "number" ? list[i] : null]));
   }
 
   /** Top `n` keys by decayed sampled frequency (for the warmer). One request. */

@@ -1,5 +1,6 @@
 export { CacheWriteError, EdgeCache, type EdgeCacheOptions } from "./engine";
 export { InvalidKeyError, type KeySpace, keySpace } from "./keys";
+export { L1Cache } from "./l1";
 export { jitterTtl, shouldRefreshEarly } from "./policy";
 export type { ScriptClient } from "./redis";
 export type {

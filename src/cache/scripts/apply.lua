@@ -2,8 +2,11 @@
 -- drops fills in flight), bump tag counters, advance version keys (never backwards).
 -- Idempotent in effect: a redelivered event deletes nothing new, re-bumped tags only cost a
 -- reload, and versions at or below the known one change nothing.
--- KEYS[1] stats, then nKeys pairs (entry, lease), then nTags tag keys, then nVersions
--- version keys.  ARGV[1] nKeys  ARGV[2] nTags  ARGV[3] nVersions  ARGV[4..] versions.
+-- KEYS[1] stats, then nKeys pairs (entry, lease), then nTags tag keys, then nVersions pairs
+-- (version key, lease of the same-named entry).  ARGV[1] nKeys  ARGV[2] nTags
+-- ARGV[3] nVersions  ARGV[4..] versions.
+-- Revoking the lease matters when the version key was evicted: a load in flight would
+-- otherwise be free to fill an older row and write its lower version back.
 -- Returns {entries removed, tags bumped, versions advanced}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -27,7 +30,8 @@ for j = 1, nVersions do
     redis.call('SET', KEYS[i], ARGV[3 + j])
     advanced = advanced + 1
   end
-  i = i + 1
+  redis.call('UNLINK', KEYS[i + 1])
+  i = i + 2
 end
 redis.call('HINCRBY', KEYS[1], 'invalidations', nKeys)
 redis.call('HINCRBY', KEYS[1], 'tag_bumps', nTags)

@@ -55,8 +55,14 @@ if ARGV[6] ~= '' then
   if cap < su then su = cap end
   if cap < fu then fu = cap end
 end
-if su <= now then return drop('expired') end
+if su <= now then
+  -- A write-through whose value is already past its end of life also ends the old one's.
+  if token == '' then redis.call('DEL', entry) end
+  return drop('expired')
+end
 local xu = su + tonumber(ARGV[7])
+-- Fail-safe retention never outlives an absolute expiry: past it the data is wrong, not old.
+if ARGV[6] ~= '' and tonumber(ARGV[6]) < xu then xu = tonumber(ARGV[6]) end
 
 redis.call('DEL', entry)
 redis.call('HSET', entry, 'v', ARGV[2], 'ver', version, 'fu', fu, 'su', su, 'xu', xu,

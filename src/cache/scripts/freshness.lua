@@ -1,11 +1,11 @@
 -- freshness: how long each entry stays fresh, for the warmer (one round trip for N keys).
--- KEYS: entry keys. Returns per key the ms until fresh-until (negative once stale),
--- or -2 when the entry is absent.
+-- KEYS: entry keys. Returns JSON: per key the ms until fresh-until (negative once stale),
+-- or false when the entry is absent.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
 for i = 1, #KEYS do
   local fu = redis.call('HGET', KEYS[i], 'fu')
-  if fu then out[i] = tonumber(fu) - now else out[i] = -2 end
+  if fu then out[i] = tonumber(fu) - now else out[i] = false end
 end
-return out
+return cjson.encode(out)

@@ -8,6 +8,8 @@
 -- ARGV[6] hot windows kept   ARGV[7] logical key   ARGV[8] prefix
 -- ARGV[9] pending client counters, flat "field,delta,field,delta" ("" = none)
 -- ARGV[10] "1" = take the lease even on a fresh hit (early refresh)
+-- ARGV[11] "1" = a waiter polling for another caller's load: counted once by the client,
+--   so neither a miss nor a hot-key sample here
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
@@ -21,8 +23,9 @@ if ARGV[9] ~= '' then
   end
 end
 
+local polling = ARGV[11] == '1'
 local rate = tonumber(ARGV[4])
-if rate > 0 and tonumber(ARGV[3]) < rate then
+if not polling and rate > 0 and tonumber(ARGV[3]) < rate then
   local windowMs = tonumber(ARGV[5])
   local hot = prefix .. ':hot:' .. math.floor(now / windowMs)
   redis.call('ZINCRBY', hot, 1 / rate, ARGV[7])
@@ -99,7 +102,7 @@ elseif value and not reason then
     out.tg = capture()
   end
 else
-  redis.call('HINCRBY', stats, 'misses', 1)
+  if not polling then redis.call('HINCRBY', stats, 'misses', 1) end
   out.s = 'MISS'
   if tryLease() then
     out.tok = token
