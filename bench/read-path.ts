@@ -79,7 +79,11 @@ function percentile(sorted: number[], p: number): number {
 async function main(): Promise<void> {
   await ensureRedis(REDIS_URL, (l) => console.log(`[bench] ${l}`));
   const token = `bench-${randomBytes(6).toString("hex")}`;
-  const gateway = await startGateway({ port: 0, redisUrl: REDIS_URL, tokens: { [token]: { db: 3 } } });
+  const gateway = await startGateway({
+    port: 0,
+    redisUrl: REDIS_URL,
+    tokens: { [token]: { db: 3 } },
+  });
   const control = async (path: string, body?: unknown) => {
     const res = await fetch(`${gateway.url}/__gateway/${path}`, {
       method: body === undefined && path === "stats" ? "GET" : "POST",
@@ -120,7 +124,12 @@ async function main(): Promise<void> {
     process.stdout.write("\n");
     const { requests } = await control("stats");
     times.sort((a, b) => a - b);
-    return { name, reqPerRead: requests / READS, p50: percentile(times, 50), p99: percentile(times, 99) };
+    return {
+      name,
+      reqPerRead: requests / READS,
+      p50: percentile(times, 50),
+      p99: percentile(times, 99),
+    };
   };
   const engine = await measure("edgecache hit", () => cache.getOrLoad("product:1", loader, opts));
   const baseline = await measure("hand-rolled hit", () => hand.read("product:1"));
@@ -137,7 +146,11 @@ async function main(): Promise<void> {
   const isolates = Array.from({ length: 10 }, () => new EdgeCache({ redis, prefix }));
   await Promise.all(
     Array.from({ length: STAMPEDE }, (_, i) =>
-      isolates[i % 10]?.getOrLoad("cold:1", counted, { ...opts, versionKey: undefined, versionOf: undefined }),
+      isolates[i % 10]?.getOrLoad("cold:1", counted, {
+        ...opts,
+        versionKey: undefined,
+        versionOf: undefined,
+      }),
     ),
   );
   const before = hand.loads;

@@ -378,12 +378,8 @@ describe("review findings (each failed before its fix)", () => {
     const load = gate<string>();
     const reading = cache.getOrLoad("session:1", () => load.promise);
     await sleep(30);
-    let cursor = "0";
-    do {
-      const step = await cache.purgePattern("session:*", { cursor });
-      cursor = step.cursor;
-      if (step.done) break;
-    } while (true);
+    let step = await cache.purgePattern("session:*");
+    while (!step.done) step = await cache.purgePattern("session:*", { cursor: step.cursor });
     load.open("read before the purge");
     await reading;
     expect((await cache.getOrLoad("session:1", async () => "after")).value).toBe("after");
