@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { Redis as IORedis } from "ioredis";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { ensureDatabase, migrateDatabase } from "../db/migrate";
@@ -53,6 +54,12 @@ async function startStack(): Promise<RunningStack> {
   const started = Date.now();
   await ensureRedis(REDIS_URL, log);
   await ensurePostgres(DATABASE_URL, log);
+  // The database is recreated (ids restart at 1), so version keys from an earlier run would
+  // outrank the new rows: start the test Redis DB empty too.
+  const direct = new IORedis(REDIS_URL, { db: REDIS_DB, lazyConnect: true, maxRetriesPerRequest: 1 });
+  await direct.connect();
+  await direct.flushdb();
+  direct.disconnect();
   await recreateDatabase(DATABASE_URL);
   await migrateDatabase(DATABASE_URL);
   // A small catalogue every test can read; tests that write create their own rows.

@@ -1,3 +1,122 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import {
+  createSession,
+  deleteSession,
+  MAX_SESSION_DATA_BYTES,
+  readSession,
+  SESSION_TOKEN,
+  SESSION_TTL_SECONDS,
+  sessionDataBytes,
+} from "../../domain/sessions";
+import { HttpError } from "../errors";
 import { router } from "../openapi";
+import { errorContent, jsonBody, MAX_ID } from "./users";
 
-export const sessionsRoutes = router();
+const tokenParams = z.object({
+  token: z
+    .string()
+    .regex(SESSION_TOKEN, "must be 64 lower-case hex characters")
+    .openapi({ param: { name: "token", in: "path" } }),
+});
+
+const newSessionSchema = z
+  .strictObject({
+    userId: z.number().int().positive().max(MAX_ID),
+    data: z
+      .record(z.string(), z.unknown())
+      .refine((data) => sessionDataBytes(data) <= MAX_SESSION_DATA_BYTES, {
+        message: `must serialise to at most ${MAX_SESSION_DATA_BYTES} bytes of JSON`,
+      })
+      .optional(),
+    ttlSeconds: z
+      .number()
+      .int()
+      .min(SESSION_TTL_SECONDS.min)
+      .max(SESSION_TTL_SECONDS.max)
+      .optional()
+      .openapi({ default: SESSION_TTL_SECONDS.default }),
+    sliding: z
+      .boolean()
+      .optional()
+      .openapi({ description: "Every read renews the full TTL", default: false }),
+  })
+  .openapi("NewSession");
+
+const createdSchema = z
+  .object({ token: z.string(), expiresInSeconds: z.number().int() })
+  .openapi("SessionCreated");
+
+const sessionSchema = z
+  .object({
+    userId: z.number().int(),
+    data: z.record(z.string(), z.unknown()),
+    createdAt: z.string(),
+    sliding: z.boolean(),
+    ttlSeconds: z.number().int().openapi({ description: "Seconds left (after renewal)" }),
+  })
+  .openapi("Session");
+
+const createRouteDef = createRoute({
+  method: "post",
+  path: "/sessions",
+  tags: ["sessions"],
+  summary: "Create a session (Redis only, expires by TTL)",
+  middleware: [jsonBody] as const,
+  request: {
+    body: { required: true, content: { "application/json": { schema: newSessionSchema } } },
+  },
+  responses: {
+    201: {
+      description: "Created; keep the token secret",
+      content: { "application/json": { schema: createdSchema } },
+    },
+    400: { description: "Invalid body", content: errorContent },
+    413: { description: "Body over the request size limit", content: errorContent },
+  },
+});
+
+const readRouteDef = createRoute({
+  method: "get",
+  path: "/sessions/{token}",
+  tags: ["sessions"],
+  summary: "Read a session; a sliding session's TTL is renewed by the same request",
+  request: { params: tokenParams },
+  responses: {
+    200: { description: "The session", content: { "application/json": { schema: sessionSchema } } },
+    400: { description: "Malformed token", content: errorContent },
+    404: { description: "No such session, or it expired", content: errorContent },
+  },
+});
+
+const deleteRouteDef = createRoute({
+  method: "delete",
+  path: "/sessions/{token}",
+  tags: ["sessions"],
+  summary: "End a session",
+  request: { params: tokenParams },
+  responses: {
+    204: { description: "Deleted" },
+    400: { description: "Malformed token", content: errorContent },
+    404: { description: "No such session, or it expired", content: errorContent },
+  },
+});
+
+const notFound = () => new HttpError(404, "not_found", "No such session (or it expired)");
+
+export const sessionsRoutes = router()
+  .openapi(createRouteDef, async (c) => {
+    const created = await createSession(c.var.services, c.req.valid("json"));
+    c.header("Cache-Control", "no-store");
+    return c.json(created, 201);
+  })
+  .openapi(readRouteDef, async (c) => {
+    const session = await readSession(c.var.services, c.req.valid("param").token);
+    if (!session) throw notFound();
+    // Private and changing with every read: no shared or browser cache may keep it.
+    c.header("Cache-Control", "no-store");
+    return c.json(session, 200);
+  })
+  .openapi(deleteRouteDef, async (c) => {
+    if (!(await deleteSession(c.var.services, c.req.valid("param").token))) throw notFound();
+    return c.body(null, 204);
+  });

@@ -1,0 +1,130 @@
+import { z } from "zod";
+import type { Services } from "../runtime/services";
+
+/**
+ * Sessions: data that only ever lives in Redis, with Redis' own TTL as the expiry. There is no
+ * row behind a session, so nothing to keep consistent with Postgres; each operation is one
+ * request (SET … EX NX, one Lua script for read + sliding renewal, DEL).
+ */
+
+export const SESSION_TTL_SECONDS = { min: 60, max: 86_400, default: 3_600 } as const;
+/** Bound on the serialised `data`, so a session cannot be used as general-purpose storage. */
+export const MAX_SESSION_DATA_BYTES = 4_096;
+/** 32 random bytes, hex: the only shape that reaches a Redis key. */
+export const SESSION_TOKEN = /^[0-9a-f]{64}$/;
+
+export type SessionData = Record<string, unknown>;
+
+export interface NewSession {
+  userId: number;
+  data?: SessionData;
+  ttlSeconds?: number;
+  sliding?: boolean;
+}
+
+const storedSchema = z.object({
+  userId: z.number(),
+  data: z.record(z.string(), z.unknown()),
+  createdAt: z.string(),
+  ttlSeconds: z.number(),
+  sliding: z.boolean(),
+});
+type StoredSession = z.infer<typeof storedSchema>;
+
+export interface SessionView {
+  userId: number;
+  data: SessionData;
+  createdAt: string;
+  sliding: boolean;
+  /** Seconds left before the session expires (after renewal, for a sliding session). */
+  ttlSeconds: number;
+}
+
+export function sessionDataBytes(data: SessionData): number {
+  return new TextEncoder().encode(JSON.stringify(data)).byteLength;
+}
+
+function sessionKey(services: Services, token: string): string {
+  // Routes validate too; this keeps a caller that forgot from writing outside the namespace.
+  if (!SESSION_TOKEN.test(token)) throw new RangeError("malformed session token");
+  return `${services.config.CACHE_PREFIX}:s:${token}`;
+}
+
+function newToken(): string {
+  const bytes = new Uint8Array(32);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export async function createSession(
+  services: Services,
+  input: NewSession,
+): Promise<{ token: string; expiresInSeconds: number }> {
+  const ttlSeconds = input.ttlSeconds ?? SESSION_TTL_SECONDS.default;
+  const data = input.data ?? {};
+  if (sessionDataBytes(data) > MAX_SESSION_DATA_BYTES) {
+    throw new RangeError(`session data over ${MAX_SESSION_DATA_BYTES} bytes`);
+  }
+  const token = newToken();
+  const stored: StoredSession = {
+    userId: input.userId,
+    data,
+    createdAt: new Date().toISOString(),
+    ttlSeconds,
+    sliding: input.sliding ?? false,
+  };
+  // NX: a token is 256 random bits, so a clash is not expected, but it must never overwrite.
+  const set = await services.redis.set(sessionKey(services, token), JSON.stringify(stored), {
+    ex: ttlSeconds,
+    nx: true,
+  });
+  if (set !== "OK") throw new Error("session token collision");
+  return { token, expiresInSeconds: ttlSeconds };
+}
+
+/**
+ * GET + (EXPIRE when the session is sliding) + TTL in one round trip. The renewal decision is
+ * made from the stored value inside Redis, so the client cannot extend a fixed session. The value
+ * comes back as a string inside the JSON reply: re-encoding it with cjson would turn empty
+ * arrays in `data` into objects.
+ */
+const READ_SCRIPT = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local ok, session = pcall(cjson.decode, raw)
+if ok and type(session) == 'table' and session.sliding == true then
+  local ttl = tonumber(session.ttlSeconds)
+  if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+end
+return cjson.encode({ v = raw, ttl = redis.call('TTL', KEYS[1]) })
+`;
+
+/** The session, renewed when sliding, or null when it does not exist (or has expired). */
+export async function readSession(services: Services, token: string): Promise<SessionView | null> {
+  const key = sessionKey(services, token);
+  const reply = await services.redis.createScript<unknown>(READ_SCRIPT).exec([key], []);
+  if (reply === null || reply === undefined) return null;
+  // The client JSON-parses string replies unless automatic deserialization is off.
+  const { v, ttl } = (typeof reply === "string" ? JSON.parse(reply) : reply) as {
+    v: string;
+    ttl: number;
+  };
+  const parsed = storedSchema.safeParse(JSON.parse(v));
+  // Not ours (or from an incompatible release): treat as absent rather than fail the request.
+  if (!parsed.success) return null;
+  const session = parsed.data;
+  return {
+    userId: session.userId,
+    data: session.data,
+    createdAt: session.createdAt,
+    sliding: session.sliding,
+    // TTL answers -2 if the key vanished between commands (it cannot inside a script) and -1
+    // without an expiry (never set by us); neither is a positive remaining lifetime.
+    ttlSeconds: Math.max(0, Number(ttl)),
+  };
+}
+
+/** true when the session existed. */
+export async function deleteSession(services: Services, token: string): Promise<boolean> {
+  return (await services.redis.del(sessionKey(services, token))) > 0;
+}

@@ -1,0 +1,314 @@
+import { eq } from "drizzle-orm";
+import { beforeAll, describe, expect, it } from "vitest";
+import { users } from "../../db/schema";
+import { EdgeCache } from "../../src/cache";
+import { createDb } from "../../src/db/neon";
+import { userWarmable } from "../../src/domain/users";
+import { createRedis } from "../../src/redis/client";
+import { api } from "./api";
+import { stack, testRedis } from "./stack";
+
+const prefix = "t_users";
+
+interface UserBody {
+  id: number;
+  email: string;
+  name: string;
+  tier: string;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface ErrorBody {
+  error: {
+    code: string;
+    message: string;
+    details?: { target?: string; issues?: { path: string; message: string }[] } & Record<
+      string,
+      unknown
+    >;
+  };
+}
+
+async function withDb<T>(fn: (db: ReturnType<typeof createDb>["db"]) => Promise<T>): Promise<T> {
+  const database = createDb({ databaseUrl: stack.databaseUrl, wsProxy: stack.wsProxy });
+  try {
+    return await fn(database.db);
+  } finally {
+    await database.close();
+  }
+}
+
+let serial = 0;
+/** A user of this file's own: tests that write never touch the seeded rows. */
+async function newUser(tier = "standard"): Promise<UserBody> {
+  const tag = `${Date.now().toString(36)}-${(serial++).toString(36)}`;
+  const [row] = await withDb((db) =>
+    db
+      .insert(users)
+      .values({ email: `t-users-${tag}@example.com`, name: `Test ${tag}`, tier })
+      .returning(),
+  );
+  if (!row) throw new Error("insert returned no row");
+  return { ...row, createdAt: row.createdAt.toISOString(), updatedAt: row.updatedAt.toISOString() };
+}
+
+const get = (id: number | string, headers?: Record<string, string>) =>
+  api<UserBody>("GET", `/users/${id}`, { prefix, headers });
+const patch = (id: number | string, body: unknown, headers?: Record<string, string>) =>
+  api<UserBody>("PATCH", `/users/${id}`, { prefix, body, headers });
+
+beforeAll(async () => {
+  // The test database is recreated each run but Redis is not: version keys left by an earlier
+  // run would outrank this run's rows, which reuse the same ids.
+  const redis = testRedis();
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, { match: `${prefix}:*`, count: 500 });
+    if (keys.length > 0) await redis.del(...keys);
+    cursor = String(next);
+  } while (cursor !== "0");
+});
+
+describe("GET /users/:id", () => {
+  it("misses once, then hits with the same body and ETag", async () => {
+    const user = await newUser("premium");
+    const first = await get(user.id);
+    expect(first.status).toBe(200);
+    expect(first.headers.get("x-cache")).toBe("MISS");
+    expect(first.headers.get("etag")).toBe('"v1"');
+    expect(first.body).toEqual(user);
+
+    const second = await get(user.id);
+    expect(second.status).toBe(200);
+    expect(second.headers.get("x-cache")).toBe("HIT");
+    expect(second.headers.get("etag")).toBe('"v1"');
+    expect(second.body).toEqual(user);
+  });
+
+  it("answers 304 when If-None-Match names the current version", async () => {
+    const user = await newUser();
+    await get(user.id);
+    const same = await get(user.id, { "if-none-match": '"v1"' });
+    expect(same.status).toBe(304);
+    expect(same.body).toBeNull();
+    expect(same.headers.get("etag")).toBe('"v1"');
+
+    await patch(user.id, { tier: "enterprise" });
+    const changed = await get(user.id, { "if-none-match": '"v1"' });
+    expect(changed.status).toBe(200);
+    expect(changed.body.tier).toBe("enterprise");
+  });
+
+  it("answers 404 for a user that does not exist, and does not cache the absence", async () => {
+    const res = await api<ErrorBody>("GET", "/users/2000000000", { prefix });
+    expect(res.status).toBe(404);
+    expect(res.body.error.code).toBe("not_found");
+    const engine = new EdgeCache({
+      redis: createRedis({ url: stack.gatewayUrl, token: stack.gatewayToken }),
+      prefix,
+    });
+    expect((await engine.inspect("user:2000000000")).entry).toBeNull();
+  });
+
+  it.each(["0", "abc", "-3", "1.5", "2147483648"])("rejects the id %s with 400", async (id) => {
+    const res = await api<ErrorBody>("GET", `/users/${id}`, { prefix });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe("validation_failed");
+    expect(res.body.error.details?.issues?.[0]?.path).toBe("id");
+  });
+});
+
+describe("PATCH /users/:id", () => {
+  it("writes through: the next GET is a HIT with exactly the PATCH response and ETag", async () => {
+    const user = await newUser();
+    await get(user.id); // cached at v1
+
+    const res = await patch(user.id, { name: "  Ada Lovelace  ", tier: "premium" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("etag")).toBe('"v2"');
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(res.body).toMatchObject({ id: user.id, name: "Ada Lovelace", tier: "premium" });
+    expect(res.body.version).toBe(2);
+
+    const after = await get(user.id);
+    expect(after.status).toBe(200);
+    expect(after.headers.get("x-cache")).toBe("HIT");
+    expect(after.headers.get("etag")).toBe(res.headers.get("etag"));
+    expect(after.body).toEqual(res.body);
+
+    // And the database agrees with the cache.
+    const [row] = await withDb((db) => db.select().from(users).where(eq(users.id, user.id)));
+    expect(row).toMatchObject({ name: "Ada Lovelace", tier: "premium", version: 2 });
+  });
+
+  it("reads its own write even when the user was never cached before", async () => {
+    const user = await newUser();
+    const res = await patch(user.id, { email: `Renamed-${user.id}@Example.com` });
+    expect(res.status).toBe(200);
+    expect(res.body.email).toBe(`renamed-${user.id}@example.com`);
+    const after = await get(user.id);
+    expect(after.headers.get("x-cache")).toBe("HIT");
+    expect(after.body.email).toBe(`renamed-${user.id}@example.com`);
+  });
+
+  it("honours If-Match: 412 on a stale version, success on the current one", async () => {
+    const user = await newUser();
+    expect((await patch(user.id, { name: "First" })).status).toBe(200); // now v2
+
+    const stale = await api<ErrorBody>("PATCH", `/users/${user.id}`, {
+      prefix,
+      body: { name: "Lost update" },
+      headers: { "if-match": '"v1"' },
+    });
+    expect(stale.status).toBe(412);
+    expect(stale.body.error.code).toBe("precondition_failed");
+    expect(stale.body.error.details).toMatchObject({ currentVersion: 2, etag: '"v2"' });
+
+    // A weak tag never satisfies If-Match (strong comparison), even for the current version.
+    const weak = await patch(user.id, { name: "Weak" }, { "if-match": 'W/"v2"' });
+    expect(weak.status).toBe(412);
+
+    const ok = await patch(user.id, { name: "Second" }, { "if-match": '"v1", "v2"' });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ name: "Second", version: 3 });
+
+    const any = await patch(user.id, { name: "Third" }, { "if-match": "*" });
+    expect(any.status).toBe(200);
+    expect(any.body.version).toBe(4);
+
+    const after = await get(user.id);
+    expect(after.body).toMatchObject({ name: "Third", version: 4 });
+    expect(after.headers.get("x-cache")).toBe("HIT");
+  });
+
+  it("never lets an older write replace a newer one in the cache", async () => {
+    const user = await newUser();
+    await get(user.id);
+    const first = await patch(user.id, { name: "Older" });
+    const second = await patch(user.id, { name: "Newer" });
+    expect(first.body.version).toBe(2);
+    expect(second.body.version).toBe(3);
+
+    const cached = await get(user.id);
+    expect(cached.headers.get("x-cache")).toBe("HIT");
+    expect(cached.body).toEqual(second.body);
+
+    // The first write's cache update arriving late (a slow isolate, a redelivered event) is
+    // refused by the version CAS and changes nothing.
+    const engine = new EdgeCache({
+      redis: createRedis({ url: stack.gatewayUrl, token: stack.gatewayToken }),
+      prefix,
+    });
+    const late = await engine.writeThrough(`user:${user.id}`, first.body, first.body.version);
+    expect(late).toEqual({ written: false, reason: "version" });
+    await engine.apply({ versions: { [`user:${user.id}`]: first.body.version } });
+
+    const still = await get(user.id);
+    expect(still.headers.get("x-cache")).toBe("HIT");
+    expect(still.headers.get("etag")).toBe('"v3"');
+    expect(still.body).toEqual(second.body);
+    const inspection = await engine.inspect(`user:${user.id}`, `user:${user.id}`);
+    expect(inspection.version).toBe(3);
+    expect(inspection.entry?.version).toBe(3);
+  });
+
+  it("answers 409 when the email belongs to another user, and changes nothing", async () => {
+    const owner = await newUser();
+    const other = await newUser();
+    await get(other.id);
+    const res = await api<ErrorBody>("PATCH", `/users/${other.id}`, {
+      prefix,
+      body: { email: owner.email.toUpperCase() },
+    });
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe("email_taken");
+    const after = await get(other.id);
+    expect(after.headers.get("x-cache")).toBe("HIT");
+    expect(after.body).toEqual(other);
+  });
+
+  it("answers 404 for a user that does not exist", async () => {
+    const res = await api<ErrorBody>("PATCH", "/users/2000000001", {
+      prefix,
+      body: { name: "Nobody" },
+      headers: { "if-match": '"v1"' },
+    });
+    expect(res.status).toBe(404);
+    expect(res.body.error.code).toBe("not_found");
+  });
+
+  it.each([
+    ["an unknown field", { name: "X", role: "admin" }, "(root)", /role/],
+    ["a bad tier", { tier: "gold" }, "tier", /standard/],
+    ["a bad email", { email: "not-an-email" }, "email", /email/i],
+    ["an empty name", { name: "   " }, "name", /./],
+    ["no field at all", {}, "(root)", /at least one/],
+    ["a non-object body", [1, 2], "(root)", /object/],
+  ])("rejects %s with 400 and field-level details", async (_, body, path, message) => {
+    const user = await newUser();
+    const res = await api<ErrorBody>("PATCH", `/users/${user.id}`, { prefix, body });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe("validation_failed");
+    expect(res.body.error.details?.target).toBe("json");
+    const issue = res.body.error.details?.issues?.find((i) => i.path === path);
+    expect(issue?.message).toMatch(message);
+    // Nothing was written.
+    const [row] = await withDb((db) => db.select().from(users).where(eq(users.id, user.id)));
+    expect(row?.version).toBe(1);
+  });
+
+  it("rejects malformed JSON and an empty body with 400 and details", async () => {
+    const user = await newUser();
+    for (const body of ['{"name": "x"', ""]) {
+      const res = await api<ErrorBody>("PATCH", `/users/${user.id}`, {
+        prefix,
+        body,
+        headers: { "content-type": "application/json" },
+      });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe("validation_failed");
+      expect(res.body.error.details?.issues?.length).toBeGreaterThan(0);
+    }
+  });
+
+  it.each(["0", "abc"])("rejects the id %s with 400", async (id) => {
+    const res = await api<ErrorBody>("PATCH", `/users/${id}`, { prefix, body: { name: "X" } });
+    expect(res.status).toBe(400);
+    expect(res.body.error.details?.issues?.[0]?.path).toBe("id");
+  });
+});
+
+describe("userWarmable", () => {
+  it("recognises only its own keys", () => {
+    expect(userWarmable.parse("user:12")).toBe(12);
+    expect(userWarmable.key(12)).toBe("user:12");
+    for (const key of ["user:0", "user:012", "user:12x", "user:99999999999", "product:12"]) {
+      expect(userWarmable.parse(key)).toBeNull();
+    }
+  });
+
+  it("loads many users in one query, in the shape and with the options of the read path", async () => {
+    const user = await newUser();
+    const loaded = await withDb((db) => userWarmable.loadMany(db, [user.id, 2_000_000_002]));
+    expect([...loaded.keys()]).toEqual([user.id]);
+    expect(loaded.get(user.id)).toEqual(user);
+    expect(await withDb((db) => userWarmable.loadMany(db, []))).toEqual(new Map());
+
+    // A warmed entry is what GET /users/:id would have cached: the route then hits it.
+    const engine = new EdgeCache({
+      redis: createRedis({ url: stack.gatewayUrl, token: stack.gatewayToken }),
+      prefix,
+    });
+    const value = loaded.get(user.id);
+    if (!value) throw new Error("not loaded");
+    const options = userWarmable.entry(value);
+    expect(options).toMatchObject({ versionKey: `user:${user.id}`, ttl: 600_000 });
+    await engine.set(userWarmable.key(user.id), value, options);
+    const res = await get(user.id);
+    expect(res.headers.get("x-cache")).toBe("HIT");
+    expect(res.headers.get("etag")).toBe('"v1"');
+    expect(res.body).toEqual(user);
+  });
+});
