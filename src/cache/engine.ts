@@ -99,6 +99,12 @@ const FAIL_SAFE_DEFAULT_MS = 3_600_000;
  * (or null for a versioned key, i.e. "not found") is answered but not cached. Return null
  * from an unversioned loader to cache absence (negative caching).
  */
+/** Tags known only from the loaded value (`tagsOf`), validated like every other name. */
+function lateTags<T>(value: T, opts: EntryOptions<T>): string[] {
+  if (!opts.tagsOf || value === null || value === undefined) return [];
+  return opts.tagsOf(value).map((t) => assertName("tag", t));
+}
+
 function cacheable(value: unknown, opts: { versionKey?: string }): boolean {
   return value !== undefined && !(value === null && opts.versionKey);
 }
@@ -309,12 +315,11 @@ export class EdgeCache {
     }
     const result = this.#loaded(loaded.value, opts);
     // Into L1 before the fill: a refused fill then removes it again, whenever it completes.
-    this.#l1?.set(key, result.value, result.version, opts.tagList);
-    await this.#afterResponse(
-      opts,
-      this.#fill(key, reply.tok ?? "", loaded.value, opts, reply.tg, loaded.ms),
-      "fill",
-    );
+    this.#l1?.set(key, result.value, result.version, [
+      ...opts.tagList,
+      ...lateTags(loaded.value, opts),
+    ]);
+    await this.#afterResponse(opts, this.#fill(key, reply, loaded.value, opts, loaded.ms), "fill");
     const waitedMs = Date.now() - started - loaded.ms;
     return waitedMs > 50 ? { ...result, waitedMs } : result;
   }
@@ -335,7 +340,7 @@ export class EdgeCache {
       return this.#release(key, reply.tok ?? "");
     }
     if (!cacheable(loaded.value, opts)) return this.#release(key, reply.tok ?? "");
-    await this.#fill(key, reply.tok ?? "", loaded.value, opts, reply.tg, loaded.ms);
+    await this.#fill(key, reply, loaded.value, opts, loaded.ms);
   }
 
   async #refreshEarly<T>(key: string, loader: () => Promise<T>, opts: Resolved<T>): Promise<void> {
@@ -411,7 +416,11 @@ export class EdgeCache {
     }
     if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
     try {
-      const reply = await this.#fillRaw(key, "", value, version, opts, undefined, 0);
+      const reply = await this.#fillRaw(key, "", value, version, opts, {
+        captured: undefined,
+        asOf: options.tagsAsOf,
+        loadMs: 0,
+      });
       this.#l1?.delete(key);
       return reply.ok ? { written: true } : { written: false, reason: reply.r ?? "refused" };
     } catch (error) {
@@ -427,14 +436,17 @@ export class EdgeCache {
 
   async #fill<T>(
     key: string,
-    token: string,
+    read: ReadReply,
     value: T,
     opts: Resolved<T>,
-    captured: ReadReply["tg"],
     loadMs: number,
   ): Promise<void> {
     const version = opts.versionKey && opts.versionOf ? opts.versionOf(value) : null;
-    const reply = await this.#fillRaw(key, token, value, version, opts, captured, loadMs);
+    const reply = await this.#fillRaw(key, read.tok ?? "", value, version, opts, {
+      captured: read.tg,
+      asOf: read.now,
+      loadMs,
+    });
     if (!reply.ok) this.#l1?.delete(key);
   }
 
@@ -444,18 +456,22 @@ export class EdgeCache {
     value: T,
     version: number | null,
     opts: Resolved<T>,
-    captured: ReadReply["tg"],
-    loadMs: number,
+    /** Tag counters captured before loading, and the Redis time the load began. */
+    load: { captured: ReadReply["tg"]; asOf: number | undefined; loadMs: number },
   ): Promise<FillReply> {
     if (opts.versionKey && version === null) {
       throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
     }
     if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
-    const counters = Array.isArray(captured) ? captured : [];
+    const counters = Array.isArray(load.captured) ? load.captured : [];
+    const bound = load.asOf === undefined ? "" : `@${Math.floor(load.asOf)}`;
     const snapshot: Record<string, string> = {};
     opts.tagList.forEach((tag, i) => {
-      snapshot[tag] = token ? (counters[i] ?? "") : "";
+      // A fill checks the counters its read captured; a write of data loaded earlier checks
+      // against the load time; a plain write-through takes the counters as they are.
+      snapshot[tag] = token ? (counters[i] ?? bound) : bound;
     });
+    for (const tag of lateTags(value, opts)) snapshot[tag] ??= bound;
     const expiresAt =
       opts.expiresAt === undefined
         ? ""
@@ -477,7 +493,7 @@ export class EdgeCache {
       expiresAt,
       opts.failSafeMs,
       JSON.stringify(snapshot),
-      Math.round(loadMs),
+      Math.round(load.loadMs),
       this.keys.prefix,
     ];
     return decodeJson<FillReply>(await runScript(this.#redis, fillScript, keys, args));
@@ -700,12 +716,15 @@ export class EdgeCache {
   }
 
   /**
-   * Milliseconds each key stays fresh (negative once stale, null when absent): the warmer's
-   * one request to find what needs reloading.
+   * Milliseconds each key stays fresh (negative once stale, null when absent), and Redis's
+   * clock: the warmer's one request to find what needs reloading (pass `now` as `tagsAsOf`
+   * to the write-throughs of what it reloads).
    */
-  async freshness(keys: readonly string[]): Promise<Map<string, number | null>> {
-    if (keys.length === 0) return new Map();
-    const raw = decodeJson<Array<number | false> | Record<string, never>>(
+  async freshness(
+    keys: readonly string[],
+  ): Promise<{ now: number; fresh: Map<string, number | null> }> {
+    if (keys.length === 0) return { now: Date.now(), fresh: new Map() };
+    const raw = decodeJson<{ now: number; f: Array<number | false> | Record<string, never> }>(
       await runScript(
         this.#redis,
         freshnessScript,
@@ -713,8 +732,11 @@ export class EdgeCache {
         [],
       ),
     );
-    const list = Array.isArray(raw) ? raw : [];
-    return new Map(keys.map((k, i) => [k, typeof list[i] === "number" ? list[i] : null]));
+    const list = Array.isArray(raw.f) ? raw.f : [];
+    return {
+      now: raw.now,
+      fresh: new Map(keys.map((k, i) => [k, typeof list[i] === "number" ? list[i] : null])),
+    };
   }
 
   /** Top `n` keys by decayed sampled frequency (for the warmer). One request. */

@@ -12,6 +12,17 @@ export interface EntryOptions<T> {
   expiresAt?: number | Date;
   /** Group names; `invalidateTags` of any of them invalidates the entry in O(1). */
   tags?: readonly string[];
+  /**
+   * Tags that depend on the loaded value (e.g. a product's `category:{id}`). They cannot be
+   * captured before the load, so the fill is checked against the load's start time instead:
+   * a bump after the load began drops the fill.
+   */
+  tagsOf?: (value: T) => readonly string[];
+  /**
+   * For writeThrough/set of data loaded earlier (the warmer): the Redis time (ms) the load
+   * began. Tags bumped after it make the write refuse, as for a fill.
+   */
+  tagsAsOf?: number;
   /** Name of the version key guarding this entry (e.g. "product:42"). With it, an entry or a
    * fill older than the newest version Redis knows is never served or written. */
   versionKey?: string;

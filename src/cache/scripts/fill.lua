@@ -7,7 +7,12 @@
 -- ARGV[1] lease token ("" = write-through: no lease needed, and any lease is revoked)
 -- ARGV[2] value (JSON)   ARGV[3] version ("" = none)   ARGV[4] fresh ms   ARGV[5] grace ms
 -- ARGV[6] absolute expiry ms ("" = none)   ARGV[7] fail-safe retention ms after grace
--- ARGV[8] tags: JSON object tag -> captured counter (fill) or tag -> "" (write: capture now)
+-- ARGV[8] tags: JSON object tag -> one of
+--   "<counter>"  captured by the read that granted the lease: must still be current;
+--   "@<ms>"      known only after loading (tagsOf), or a write of data loaded at <ms> (Redis
+--                time): counters are max(old + 1, now) timestamps, so one above <ms> was
+--                bumped after the load began and the data may predate it;
+--   ""           a write-through of data current now: take the counter as it is.
 -- ARGV[9] load time ms   ARGV[10] prefix
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -39,11 +44,17 @@ local any = false
 for name, seen in pairs(tags) do
   local key = prefix .. ':t:' .. name
   local c = redis.call('GET', key)
+  local bound = string.sub(seen, 1, 1) == '@' and string.sub(seen, 2) or nil
   if not c then
-    c = string.format('%d', now)
+    -- Never bumped (or evicted): start it at the load time so the bound check passes once.
+    c = bound or string.format('%d', now)
     redis.call('SET', key, c)
   end
-  if token ~= '' and c ~= seen then return drop('tag') end
+  if bound then
+    if tonumber(c) > tonumber(bound) then return drop('tag') end
+  elseif seen ~= '' and c ~= seen then
+    return drop('tag')
+  end
   snapshot[name] = c
   any = true
 end

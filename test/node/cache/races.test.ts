@@ -465,3 +465,56 @@ describe("review findings (each failed before its fix)", () => {
     await expect(cache.bumpVersion("bad tag", 1, 1)).rejects.toThrow(/Invalid cache/);
   });
 });
+
+describe("tags known only after loading (tagsOf)", () => {
+  type Product = { id: number; categoryId: number; categoryName: string };
+  const opts = { tagsOf: (p: Product) => [`category:${p.categoryId}`] };
+
+  it("drops the fill when the value's tag is bumped during the load", async () => {
+    const cache = h.cache();
+    const load = gate<Product>();
+    const reading = cache.getOrLoad("product:5", () => load.promise, opts);
+    await sleep(30);
+    await cache.invalidateTags("category:9"); // the category was renamed meanwhile
+    load.open({ id: 5, categoryId: 9, categoryName: "old name" });
+    await reading;
+    const next = await cache.getOrLoad(
+      "product:5",
+      async () => ({ id: 5, categoryId: 9, categoryName: "new name" }),
+      opts,
+    );
+    expect(next.status).toBe("MISS");
+    expect(next.value.categoryName).toBe("new name");
+  });
+
+  it("stores the late tag so a later bump invalidates the entry", async () => {
+    const cache = h.cache();
+    const load = async () => ({ id: 6, categoryId: 3, categoryName: "a" });
+    await cache.getOrLoad("product:6", load, opts);
+    expect((await cache.getOrLoad("product:6", load, opts)).status).toBe("HIT");
+    expect(Object.keys((await cache.inspect("product:6")).currentTags)).toEqual(["category:3"]);
+    await cache.invalidateTags("category:3");
+    expect((await cache.getOrLoad("product:6", load, opts)).status).toBe("MISS");
+  });
+
+  it("refuses a write of data loaded before a tag bump (the warmer's race)", async () => {
+    const cache = h.cache();
+    const { now: loadedAt } = await cache.freshness(["product:7"]);
+    await sleep(5);
+    await cache.invalidateTags("category:4");
+    const write = await cache.writeThrough(
+      "product:7",
+      { id: 7, categoryId: 4, categoryName: "old" },
+      null,
+      { ...opts, tagsAsOf: loadedAt },
+    );
+    expect(write).toEqual({ written: false, reason: "tag" });
+    const fresh = await cache.writeThrough(
+      "product:7",
+      { id: 7, categoryId: 4, categoryName: "new" },
+      null,
+      { ...opts, tagsAsOf: (await cache.freshness(["product:7"])).now },
+    );
+    expect(fresh.written).toBe(true);
+  });
+});
