@@ -1,3 +1,136 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { readCategories, readCategory, updateCategory } from "../../domain/categories";
+import { commitWrite } from "../../domain/write";
+import { cachedJson, etagOf } from "../cache-response";
+import { HttpError } from "../errors";
 import { router } from "../openapi";
+import {
+  errorResponses,
+  errorSchema,
+  idParams,
+  ifMatchHeader,
+  jsonBodyGuard,
+  untyped,
+  versionCondition,
+  writeFailure,
+} from "./products";
+
+const categorySchema = z
+  .object({
+    id: z.number().int(),
+    slug: z.string(),
+    name: z.string(),
+    description: z.string().nullable(),
+    version: z.number().int(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi("Category");
+
+const patchCategorySchema = z
+  .strictObject({
+    name: z.string().min(1).max(200).optional(),
+    description: z.string().max(5000).nullable().optional(),
+  })
+  .refine((patch) => Object.keys(patch).length > 0, {
+    message: "at least one field to change is required (name, description)",
+  })
+  .openapi("CategoryPatch");
+
+const cacheHeaders = {
+  "X-Cache": { schema: { type: "string" as const }, description: "HIT | STALE | MISS | BYPASS" },
+  Age: { schema: { type: "string" as const } },
+  "Cache-Control": { schema: { type: "string" as const } },
+};
 
 export const categoriesRoutes = router();
+
+categoriesRoutes.use("/categories/*", jsonBodyGuard);
+
+categoriesRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/categories",
+    tags: ["categories"],
+    summary: "Every category",
+    responses: {
+      200: {
+        description: "All categories, by id",
+        headers: cacheHeaders,
+        content: { "application/json": { schema: z.array(categorySchema) } },
+      },
+    },
+  }),
+  async (c) => {
+    const { cache, db } = c.var.services;
+    return untyped(cachedJson(c, await readCategories(cache, db)));
+  },
+);
+
+categoriesRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/categories/{id}",
+    tags: ["categories"],
+    summary: "One category (ETag = version; If-None-Match -> 304)",
+    request: { params: idParams("id") },
+    responses: {
+      200: {
+        description: "The category",
+        headers: { ...cacheHeaders, ETag: { schema: { type: "string" } } },
+        content: { "application/json": { schema: categorySchema } },
+      },
+      304: { description: "If-None-Match names the current version" },
+      ...errorResponses,
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const { cache, db } = c.var.services;
+    const result = await readCategory(cache, db, id);
+    if (result.value === null) throw new HttpError(404, "not_found", `No category ${id}`);
+    return untyped(cachedJson(c, result));
+  },
+);
+
+categoriesRoutes.openapi(
+  createRoute({
+    method: "patch",
+    path: "/categories/{id}",
+    tags: ["categories"],
+    summary:
+      "Rename or describe a category (optional If-Match); invalidates every product list of it and every product detail embedding it",
+    request: {
+      params: idParams("id"),
+      headers: ifMatchHeader,
+      body: { required: true, content: { "application/json": { schema: patchCategorySchema } } },
+    },
+    responses: {
+      200: {
+        description: "The new version; ETag is its version",
+        content: { "application/json": { schema: categorySchema } },
+      },
+      ...errorResponses,
+      412: {
+        description: "If-Match does not name the current version",
+        content: { "application/json": { schema: errorSchema } },
+      },
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const patch = c.req.valid("json");
+    const condition = versionCondition(c);
+    try {
+      const { result } = await commitWrite(c.var.services, {
+        origin: "PATCH /categories/:id",
+        change: (tx) => updateCategory(tx, id, patch, condition),
+      });
+      c.header("ETag", etagOf(result.version));
+      c.header("Cache-Control", "no-store");
+      return c.json(result, 200);
+    } catch (error) {
+      return untyped(writeFailure(c, error, "category", id));
+    }
+  },
+);

@@ -1,3 +1,439 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
+import {
+  insertProduct,
+  LIST_DEFAULT_LIMIT,
+  LIST_MAX_LIMIT,
+  readProduct,
+  readProductPage,
+  softDeleteProduct,
+  updateProduct,
+  type VersionCondition,
+  WriteRefused,
+} from "../../domain/products";
+import { commitWrite } from "../../domain/write";
+import { cachedJson, etagOf } from "../cache-response";
+import type { AppEnv } from "../context";
+import { errorResponse, HttpError } from "../errors";
 import { router } from "../openapi";
 
+// ---------------------------------------------------------------- shared with categories.ts
+
+const MAX_INT = 2_147_483_647;
+
+/** A path or query value that must be a positive int4: "42" -> 42; "0", "-1", "abc", "1.5" -> 400. */
+export const positiveInt = (what: string) =>
+  z
+    .string()
+    .regex(/^\d{1,10}$/, `${what} must be a positive integer`)
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(1, `${what} must be a positive integer`)
+        .max(MAX_INT, `${what} must be at most ${MAX_INT}`),
+    )
+    .openapi({ type: "string", example: "42" });
+
+export const idParams = (what: string) =>
+  z.object({ id: positiveInt(what).openapi({ param: { name: "id", in: "path" }, example: "42" }) });
+
+export const errorSchema = z
+  .object({
+    error: z.object({
+      code: z.string(),
+      message: z.string(),
+      details: z.unknown().optional(),
+    }),
+  })
+  .openapi("Error");
+
+export const errorResponses = {
+  400: {
+    description:
+      "Validation failed: `details.issues` lists each field (`path`) and what is wrong (`message`)",
+    content: { "application/json": { schema: errorSchema } },
+  },
+  404: { description: "Not found", content: { "application/json": { schema: errorSchema } } },
+} as const;
+
+export const ifMatchHeader = z.object({
+  "if-match": z.string().optional().openapi({
+    description:
+      'Only write when the current version matches (`"v7"`, a list, or `*`); 412 otherwise',
+    example: '"v3"',
+  }),
+});
+
+/**
+ * The If-Match condition of a write: null without the header, "*" for any existing version,
+ * else the versions named by strong `"v<n>"` tags. Weak or foreign tags never match (RFC 9110
+ * uses strong comparison for If-Match), so they end in 412.
+ */
+export function versionCondition(c: Context): VersionCondition {
+  const header = c.req.header("if-match");
+  if (header === undefined) return null;
+  const tags = header.split(",").map((t) => t.trim());
+  if (tags.includes("*")) return "*";
+  return tags.flatMap((t) => {
+    const m = /^"v(\d{1,10})"$/.exec(t);
+    return m?.[1] ? [Number(m[1])] : [];
+  });
+}
+
+/**
+ * Hono's JSON validator answers a malformed body with a bare 400; this answers it in the
+ * validation shape (`details.issues`) like every other bad input. It reads the body once and
+ * Hono caches it for the validator.
+ */
+export const jsonBodyGuard = createMiddleware<AppEnv>(async (c, next) => {
+  const method = c.req.method;
+  const type = c.req.header("content-type") ?? "";
+  if ((method === "POST" || method === "PATCH" || method === "PUT") && /json/i.test(type)) {
+    try {
+      await c.req.json();
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      return errorResponse(c, 400, "validation_failed", "Invalid json: malformed JSON body", {
+        target: "json",
+        issues: [{ path: "(root)", message: `Malformed JSON: ${reason}` }],
+      });
+    }
+  }
+  await next();
+});
+
+/** Postgres SQLSTATE of a (drizzle-wrapped) driver error. */
+function sqlState(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; current && depth < 5; depth++) {
+    if (typeof current === "object" && "code" in current && typeof current.code === "string") {
+      if (/^[0-9A-Z]{5}$/.test(current.code)) return current.code;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * Maps a refused or failed write to the error shape:
+ * - not_found -> 404; version_mismatch (If-Match) -> 412 with the current ETag;
+ * - unknown category -> 422 `invalid_reference` with `details.issues` on `categoryId` (the body
+ *   is well-formed, it names something that does not exist);
+ * - unique violation -> 409 `conflict`; anything else is rethrown (500).
+ */
+export function writeFailure(c: Context, error: unknown, entity: string, id?: number): Response {
+  if (error instanceof WriteRefused) {
+    if (error.reason === "not_found") {
+      return errorResponse(c, 404, "not_found", `No ${entity} ${id}`);
+    }
+    if (error.reason === "version_mismatch") {
+      if (error.current !== undefined) c.header("ETag", etagOf(error.current));
+      return errorResponse(
+        c,
+        412,
+        "precondition_failed",
+        `If-Match does not name the current version of ${entity} ${id}`,
+        { currentVersion: error.current },
+      );
+    }
+    return unknownCategory(c);
+  }
+  const state = sqlState(error);
+  if (state === "23505") {
+    return errorResponse(c, 409, "conflict", `A ${entity} with this sku already exists`);
+  }
+  if (state === "23503") return unknownCategory(c);
+  if (state === "23514") {
+    return errorResponse(c, 400, "validation_failed", "A value is out of range", {
+      target: "json",
+      issues: [{ path: "(root)", message: "violates a database constraint" }],
+    });
+  }
+  throw error;
+}
+
+function unknownCategory(c: Context): Response {
+  return errorResponse(c, 422, "invalid_reference", "categoryId: no such category", {
+    target: "json",
+    issues: [{ path: "categoryId", message: "No category with this id" }],
+  });
+}
+
+/** cachedJson returns a plain Response; the OpenAPI handler types want their typed one. */
+export const untyped = (response: Response) => response as never;
+
+// ---------------------------------------------------------------- schemas
+
+const categoryRefSchema = z.object({ id: z.number().int(), slug: z.string(), name: z.string() });
+
+const productSchema = z
+  .object({
+    id: z.number().int(),
+    sku: z.string(),
+    name: z.string(),
+    description: z.string().nullable(),
+    categoryId: z.number().int(),
+    category: categoryRefSchema,
+    priceCents: z.number().int(),
+    currency: z.string(),
+    stock: z.number().int(),
+    version: z.number().int(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi("Product");
+
+const productSummarySchema = z
+  .object({
+    id: z.number().int(),
+    sku: z.string(),
+    name: z.string(),
+    priceCents: z.number().int(),
+    currency: z.string(),
+    categoryId: z.number().int(),
+  })
+  .openapi("ProductSummary");
+
+const productPageSchema = z
+  .object({ items: z.array(productSummarySchema), nextCursor: z.number().int().nullable() })
+  .openapi("ProductPage");
+
+const fields = {
+  name: z.string().min(1).max(200),
+  description: z.string().max(5000).nullable(),
+  categoryId: z.number().int().min(1).max(MAX_INT),
+  priceCents: z.number().int().min(0).max(MAX_INT),
+  currency: z.string().regex(/^[A-Z]{3}$/, "must be an ISO 4217 code such as USD"),
+  stock: z.number().int().min(0).max(MAX_INT),
+};
+
+const createProductSchema = z
+  .strictObject({
+    sku: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "letters, digits, . _ - (no spaces)"),
+    name: fields.name,
+    description: fields.description.optional(),
+    categoryId: fields.categoryId,
+    priceCents: fields.priceCents,
+    currency: fields.currency.optional(),
+    stock: fields.stock.optional(),
+  })
+  .openapi("NewProduct");
+
+const patchProductSchema = z
+  .strictObject({
+    name: fields.name.optional(),
+    description: fields.description.optional(),
+    categoryId: fields.categoryId.optional(),
+    priceCents: fields.priceCents.optional(),
+    currency: fields.currency.optional(),
+    stock: fields.stock.optional(),
+  })
+  .refine((patch) => Object.keys(patch).length > 0, {
+    message: "at least one field to change is required (sku cannot change)",
+  })
+  .openapi("ProductPatch");
+
+const listQuery = z.object({
+  category: positiveInt("category").optional(),
+  cursor: positiveInt("cursor").optional(),
+  limit: z
+    .string()
+    .regex(/^\d{1,10}$/, `limit must be an integer from 1 to ${LIST_MAX_LIMIT}`)
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(LIST_MAX_LIMIT))
+    .optional()
+    .openapi({ type: "string", example: String(LIST_DEFAULT_LIMIT) }),
+});
+
+const cacheHeaders = {
+  "X-Cache": { schema: { type: "string" as const }, description: "HIT | STALE | MISS | BYPASS" },
+  Age: { schema: { type: "string" as const }, description: "Seconds since the entry was loaded" },
+  "Cache-Control": { schema: { type: "string" as const } },
+};
+
+// ---------------------------------------------------------------- routes
+
 export const productsRoutes = router();
+
+productsRoutes.use("/products", jsonBodyGuard);
+productsRoutes.use("/products/*", jsonBodyGuard);
+
+productsRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/products",
+    tags: ["products"],
+    summary: "Product summaries, keyset-paginated by id (no stock)",
+    request: { query: listQuery },
+    responses: {
+      200: {
+        description: "One page; pass `nextCursor` as `cursor` for the next",
+        headers: cacheHeaders,
+        content: { "application/json": { schema: productPageSchema } },
+      },
+      400: errorResponses[400],
+    },
+  }),
+  async (c) => {
+    const q = c.req.valid("query");
+    const { cache, db } = c.var.services;
+    const result = await readProductPage(cache, db, {
+      category: q.category,
+      cursor: q.cursor,
+      limit: q.limit ?? LIST_DEFAULT_LIMIT,
+    });
+    return untyped(cachedJson(c, result));
+  },
+);
+
+productsRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/products/{id}",
+    tags: ["products"],
+    summary: "One product with its category (ETag = version; If-None-Match -> 304)",
+    request: { params: idParams("id") },
+    responses: {
+      200: {
+        description: "The product",
+        headers: { ...cacheHeaders, ETag: { schema: { type: "string" }, description: '"v<n>"' } },
+        content: { "application/json": { schema: productSchema } },
+      },
+      304: { description: "If-None-Match names the current version" },
+      ...errorResponses,
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const { cache, db } = c.var.services;
+    const result = await readProduct(cache, db, id);
+    if (result.value === null) throw new HttpError(404, "not_found", `No product ${id}`);
+    return untyped(cachedJson(c, result));
+  },
+);
+
+productsRoutes.openapi(
+  createRoute({
+    method: "post",
+    path: "/products",
+    tags: ["products"],
+    summary: "Create a product",
+    request: {
+      body: { required: true, content: { "application/json": { schema: createProductSchema } } },
+    },
+    responses: {
+      201: {
+        description: "Created; ETag is its version",
+        content: { "application/json": { schema: productSchema } },
+      },
+      400: errorResponses[400],
+      409: {
+        description: "The sku is taken",
+        content: { "application/json": { schema: errorSchema } },
+      },
+      422: {
+        description: "categoryId names no category (`invalid_reference`, `details.issues`)",
+        content: { "application/json": { schema: errorSchema } },
+      },
+    },
+  }),
+  async (c) => {
+    const input = c.req.valid("json");
+    const services = c.var.services;
+    try {
+      const { result } = await commitWrite(services, {
+        origin: "POST /products",
+        change: (tx) => insertProduct(tx, input),
+      });
+      c.header("ETag", etagOf(result.version));
+      c.header("Location", `/products/${result.id}`);
+      c.header("Cache-Control", "no-store");
+      return c.json(result, 201);
+    } catch (error) {
+      return untyped(writeFailure(c, error, "product"));
+    }
+  },
+);
+
+productsRoutes.openapi(
+  createRoute({
+    method: "patch",
+    path: "/products/{id}",
+    tags: ["products"],
+    summary: "Change a product (optional If-Match)",
+    request: {
+      params: idParams("id"),
+      headers: ifMatchHeader,
+      body: { required: true, content: { "application/json": { schema: patchProductSchema } } },
+    },
+    responses: {
+      200: {
+        description: "The new version; ETag is its version",
+        content: { "application/json": { schema: productSchema } },
+      },
+      ...errorResponses,
+      412: {
+        description: "If-Match does not name the current version (current ETag in the header)",
+        content: { "application/json": { schema: errorSchema } },
+      },
+      422: {
+        description: "categoryId names no category",
+        content: { "application/json": { schema: errorSchema } },
+      },
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const patch = c.req.valid("json");
+    const condition = versionCondition(c);
+    try {
+      const { result } = await commitWrite(c.var.services, {
+        origin: "PATCH /products/:id",
+        change: (tx) => updateProduct(tx, id, patch, condition),
+      });
+      c.header("ETag", etagOf(result.version));
+      c.header("Cache-Control", "no-store");
+      return c.json(result, 200);
+    } catch (error) {
+      return untyped(writeFailure(c, error, "product", id));
+    }
+  },
+);
+
+productsRoutes.openapi(
+  createRoute({
+    method: "delete",
+    path: "/products/{id}",
+    tags: ["products"],
+    summary: "Soft-delete a product (optional If-Match)",
+    request: { params: idParams("id"), headers: ifMatchHeader },
+    responses: {
+      204: { description: "Deleted" },
+      ...errorResponses,
+      412: {
+        description: "If-Match does not name the current version",
+        content: { "application/json": { schema: errorSchema } },
+      },
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const condition = versionCondition(c);
+    try {
+      await commitWrite(c.var.services, {
+        origin: "DELETE /products/:id",
+        change: (tx) => softDeleteProduct(tx, id, condition),
+      });
+      return c.body(null, 204);
+    } catch (error) {
+      return untyped(writeFailure(c, error, "product", id));
+    }
+  },
+);

@@ -1,0 +1,182 @@
+import { asc, eq, inArray, sql } from "drizzle-orm";
+import { categories } from "../../db/schema";
+import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
+import type { Db } from "../runtime/services";
+import type { CacheChange } from "./events";
+import type { Tx } from "./outbox";
+import { categoryTag, type VersionCondition, WriteRefused } from "./products";
+import type { Warmable } from "./warmable";
+
+/**
+ * Categories: cache-aside with invalidate-on-write and version keys.
+ *
+ * Redis names (logical; the engine adds its prefix):
+ *   category:{id}     detail entry, guarded by version key category:{id}
+ *   categories:all    every category, tagged categories, unversioned
+ *   tag category:{id} carried by every product detail embedding the category and every product
+ *                     list filtered by it: a rename bumps it once and all of them miss
+ */
+
+export interface CategoryDetail {
+  id: number;
+  slug: string;
+  name: string;
+  description: string | null;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface CategoryPatch {
+  name?: string;
+  description?: string | null;
+}
+
+export const CATEGORY_TTL_MS = 10 * 60_000;
+export const CATEGORY_STALE_TTL_MS = 60_000;
+
+export const CATEGORIES_TAG = "categories";
+export const CATEGORIES_ALL_KEY = "categories:all";
+export const categoryKey = (id: number) => `category:${id}`;
+/** Version key of a category (same name as its cache key and as its tag, different namespaces). */
+export const categoryVersionKey = categoryKey;
+
+/** Entry options of a category detail, shared by the route and the warmer. */
+export function categoryEntryOptions(id: number): EntryOptions<CategoryDetail | null> {
+  return {
+    ttl: CATEGORY_TTL_MS,
+    staleTtl: CATEGORY_STALE_TTL_MS,
+    failSafe: true,
+    versionKey: categoryVersionKey(id),
+    versionOf: (c) => (c as CategoryDetail).version,
+  };
+}
+
+export function categoryListEntryOptions(): EntryOptions<CategoryDetail[]> {
+  return {
+    ttl: CATEGORY_TTL_MS,
+    staleTtl: CATEGORY_STALE_TTL_MS,
+    failSafe: true,
+    tags: [CATEGORIES_TAG],
+  };
+}
+
+/** What a category write makes the cache forget (see the header comment). */
+export function categoryWriteChange(id: number, version: number): CacheChange {
+  return {
+    keys: [categoryKey(id), CATEGORIES_ALL_KEY],
+    versions: { [categoryVersionKey(id)]: version },
+    tags: [categoryTag(id)],
+  };
+}
+
+// ---------------------------------------------------------------- queries
+
+const columns = {
+  id: categories.id,
+  slug: categories.slug,
+  name: categories.name,
+  description: categories.description,
+  version: categories.version,
+  createdAt: categories.createdAt,
+  updatedAt: categories.updatedAt,
+};
+
+function toDetail(row: {
+  id: number;
+  slug: string;
+  name: string;
+  description: string | null;
+  version: number;
+  createdAt: Date;
+  updatedAt: Date;
+}): CategoryDetail {
+  return {
+    ...row,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+export async function loadCategory(db: Db | Tx, id: number): Promise<CategoryDetail | null> {
+  const [row] = await db.select(columns).from(categories).where(eq(categories.id, id));
+  return row ? toDetail(row) : null;
+}
+
+export async function loadCategories(db: Db): Promise<CategoryDetail[]> {
+  const rows = await db.select(columns).from(categories).orderBy(asc(categories.id));
+  return rows.map(toDetail);
+}
+
+/** Many categories in ONE query (the warmer). */
+export async function loadCategoriesById(
+  db: Db,
+  ids: readonly number[],
+): Promise<Map<number, CategoryDetail>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .select(columns)
+    .from(categories)
+    .where(inArray(categories.id, [...new Set(ids)]));
+  return new Map(rows.map((r) => [r.id, toDetail(r)]));
+}
+
+// ---------------------------------------------------------------- cached reads
+
+/** `value` is null for an unknown category (not cached: the engine refuses a versioned null). */
+export function readCategory(
+  cache: EdgeCache,
+  db: Db,
+  id: number,
+): Promise<CacheResult<CategoryDetail | null>> {
+  return cache.getOrLoad(categoryKey(id), () => loadCategory(db, id), categoryEntryOptions(id));
+}
+
+export function readCategories(cache: EdgeCache, db: Db): Promise<CacheResult<CategoryDetail[]>> {
+  return cache.getOrLoad(CATEGORIES_ALL_KEY, () => loadCategories(db), categoryListEntryOptions());
+}
+
+// ---------------------------------------------------------------- writes (inside commitWrite)
+
+export async function updateCategory(
+  tx: Tx,
+  id: number,
+  patch: CategoryPatch,
+  condition: VersionCondition,
+): Promise<{ result: CategoryDetail; cache: CacheChange }> {
+  const [current] = await tx
+    .select({ version: categories.version })
+    .from(categories)
+    .where(eq(categories.id, id))
+    .for("update");
+  if (!current) throw new WriteRefused("not_found");
+  if (condition !== null && condition !== "*" && !condition.includes(current.version)) {
+    throw new WriteRefused("version_mismatch", current.version);
+  }
+  const set: Partial<typeof categories.$inferInsert> = {};
+  if (patch.name !== undefined) set.name = patch.name;
+  if (patch.description !== undefined) set.description = patch.description;
+  const [row] = await tx
+    .update(categories)
+    .set({ ...set, version: sql`${categories.version} + 1` })
+    .where(eq(categories.id, id))
+    .returning(columns);
+  if (!row) throw new Error(`category ${id} vanished inside its own transaction`);
+  const detail = toDetail(row);
+  return { result: detail, cache: categoryWriteChange(id, detail.version) };
+}
+
+// ---------------------------------------------------------------- warming
+
+export const categoryWarmable: Warmable<CategoryDetail> = {
+  entity: "category",
+  parse(key) {
+    const m = /^category:([1-9]\d{0,9})$/.exec(key);
+    if (!m?.[1]) return null;
+    const id = Number(m[1]);
+    return id <= 2_147_483_647 ? id : null;
+  },
+  loadMany: loadCategoriesById,
+  key: categoryKey,
+  entry: (value) => categoryEntryOptions(value.id),
+};

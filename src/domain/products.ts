@@ -1,0 +1,395 @@
+import { and, asc, eq, gt, inArray, isNull, type SQL, sql } from "drizzle-orm";
+import { categories, products } from "../../db/schema";
+import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
+import type { Db } from "../runtime/services";
+import type { CacheChange } from "./events";
+import type { Tx } from "./outbox";
+import type { Warmable } from "./warmable";
+
+/**
+ * Products: cache-aside with invalidate-on-write and version keys.
+ *
+ * Redis names (logical; the engine adds its prefix):
+ *   product:{id}                                detail entry, guarded by version key product:{id},
+ *                                               tagged category:{categoryId} (it embeds the category)
+ *   products:list:{category|all}:{cursor}:{limit}  one page of summaries, tagged products
+ *                                               (+ category:{id} when filtered), unversioned
+ *
+ * What invalidates what:
+ *   product write    -> key product:{id}, version product:{id}, tag products (every list)
+ *   category rename  -> tag category:{id}: every detail embedding it and every list filtered by it
+ */
+
+// ---------------------------------------------------------------- shapes
+
+export interface CategoryRef {
+  id: number;
+  slug: string;
+  name: string;
+}
+
+/** GET /products/:id. Dates are ISO strings so a cached copy and a loaded one are identical. */
+export interface ProductDetail {
+  id: number;
+  sku: string;
+  name: string;
+  description: string | null;
+  categoryId: number;
+  category: CategoryRef;
+  priceCents: number;
+  currency: string;
+  stock: number;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A list item. No stock, so stock reservations never have to invalidate lists. */
+export interface ProductSummary {
+  id: number;
+  sku: string;
+  name: string;
+  priceCents: number;
+  currency: string;
+  categoryId: number;
+}
+
+export interface ProductPage {
+  items: ProductSummary[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: number | null;
+}
+
+export interface ProductListQuery {
+  category?: number;
+  cursor?: number;
+  limit: number;
+}
+
+export interface NewProductInput {
+  sku: string;
+  name: string;
+  description?: string | null;
+  categoryId: number;
+  priceCents: number;
+  currency?: string;
+  stock?: number;
+}
+
+export type ProductPatch = Partial<Omit<NewProductInput, "sku">>;
+
+// ---------------------------------------------------------------- names and entry options
+
+export const PRODUCT_TTL_MS = 5 * 60_000;
+export const PRODUCT_STALE_TTL_MS = 60_000;
+export const PRODUCT_LIST_TTL_MS = 2 * 60_000;
+export const PRODUCT_LIST_STALE_TTL_MS = 60_000;
+export const LIST_DEFAULT_LIMIT = 20;
+export const LIST_MAX_LIMIT = 100;
+
+/** Tag of every cached product list. */
+export const PRODUCTS_TAG = "products";
+/** Tag of everything that embeds or is filtered by a category (shared with categories.ts). */
+export const categoryTag = (id: number) => `category:${id}`;
+export const productKey = (id: number) => `product:${id}`;
+/** Version key of a product (same name as its cache key). */
+export const productVersionKey = productKey;
+export const productListKey = (q: ProductListQuery) =>
+  `products:list:${q.category ?? "all"}:${q.cursor ?? 0}:${q.limit}`;
+
+/**
+ * Entry options of a product detail; the route and the warmer both use these, so a warmed
+ * entry is indistinguishable from a filled one. The detail embeds its category, so it carries
+ * `category:{id}` — known only once the row is loaded, hence `tagsOf`: the engine checks that
+ * tag against the load's start time, so a rename during the load drops the fill.
+ */
+export function productEntryOptions(id: number): EntryOptions<ProductDetail | null> {
+  return {
+    ttl: PRODUCT_TTL_MS,
+    staleTtl: PRODUCT_STALE_TTL_MS,
+    failSafe: true,
+    tagsOf: (p) => (p ? [categoryTag(p.categoryId)] : []),
+    versionKey: productVersionKey(id),
+    versionOf: (p) => p?.version ?? 0,
+  };
+}
+
+export function productListEntryOptions(q: ProductListQuery): EntryOptions<ProductPage> {
+  return {
+    ttl: PRODUCT_LIST_TTL_MS,
+    staleTtl: PRODUCT_LIST_STALE_TTL_MS,
+    failSafe: true,
+    tags: q.category === undefined ? [PRODUCTS_TAG] : [PRODUCTS_TAG, categoryTag(q.category)],
+  };
+}
+
+/**
+ * The cache change of a product write. The product's own detail goes by key + version; every
+ * list goes by the `products` tag (filtered lists carry it too, so the old and the new category's
+ * lists are covered when a product moves). The category tags are deliberately NOT bumped: they
+ * would also throw away the detail of every other product of the category, whose embedded
+ * category did not change.
+ */
+export function productWriteChange(id: number, version: number): CacheChange {
+  return {
+    keys: [productKey(id)],
+    versions: { [productVersionKey(id)]: version },
+    tags: [PRODUCTS_TAG],
+  };
+}
+
+// ---------------------------------------------------------------- queries
+
+const detailColumns = {
+  id: products.id,
+  sku: products.sku,
+  name: products.name,
+  description: products.description,
+  categoryId: products.categoryId,
+  priceCents: products.priceCents,
+  currency: products.currency,
+  stock: products.stock,
+  version: products.version,
+  createdAt: products.createdAt,
+  updatedAt: products.updatedAt,
+  categorySlug: categories.slug,
+  categoryName: categories.name,
+};
+
+type DetailRow = {
+  id: number;
+  sku: string;
+  name: string;
+  description: string | null;
+  categoryId: number;
+  priceCents: number;
+  currency: string;
+  stock: number;
+  version: number;
+  createdAt: Date;
+  updatedAt: Date;
+  categorySlug: string;
+  categoryName: string;
+};
+
+function toDetail(row: DetailRow): ProductDetail {
+  return {
+    id: row.id,
+    sku: row.sku,
+    name: row.name,
+    description: row.description,
+    categoryId: row.categoryId,
+    category: { id: row.categoryId, slug: row.categorySlug, name: row.categoryName },
+    priceCents: row.priceCents,
+    currency: row.currency,
+    stock: row.stock,
+    version: row.version,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+async function selectDetails(db: Db | Tx, where: SQL | undefined): Promise<ProductDetail[]> {
+  const rows = await db
+    .select(detailColumns)
+    .from(products)
+    .innerJoin(categories, eq(categories.id, products.categoryId))
+    .where(where);
+  return rows.map(toDetail);
+}
+
+/** One live product with its category, or null (unknown or soft-deleted). */
+export async function loadProduct(db: Db | Tx, id: number): Promise<ProductDetail | null> {
+  const [row] = await selectDetails(db, and(eq(products.id, id), isNull(products.deletedAt)));
+  return row ?? null;
+}
+
+/** Many live products in ONE query (the warmer). */
+export async function loadProducts(
+  db: Db,
+  ids: readonly number[],
+): Promise<Map<number, ProductDetail>> {
+  if (ids.length === 0) return new Map();
+  const rows = await selectDetails(
+    db,
+    and(inArray(products.id, [...new Set(ids)]), isNull(products.deletedAt)),
+  );
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+/** Keyset page: ORDER BY id, id > cursor, one row more than asked to know if there is a next. */
+export async function loadProductPage(db: Db, q: ProductListQuery): Promise<ProductPage> {
+  const rows = await db
+    .select({
+      id: products.id,
+      sku: products.sku,
+      name: products.name,
+      priceCents: products.priceCents,
+      currency: products.currency,
+      categoryId: products.categoryId,
+    })
+    .from(products)
+    .where(
+      and(
+        isNull(products.deletedAt),
+        q.category === undefined ? undefined : eq(products.categoryId, q.category),
+        q.cursor === undefined ? undefined : gt(products.id, q.cursor),
+      ),
+    )
+    .orderBy(asc(products.id))
+    .limit(q.limit + 1);
+  const items = rows.slice(0, q.limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > q.limit && last ? last.id : null };
+}
+
+// ---------------------------------------------------------------- cached reads
+
+/**
+ * GET /products/:id through the cache. `value` is null for an unknown or deleted product
+ * (answered, not cached: the engine refuses a versioned null).
+ */
+export function readProduct(
+  cache: EdgeCache,
+  db: Db,
+  id: number,
+): Promise<CacheResult<ProductDetail | null>> {
+  return cache.getOrLoad(productKey(id), () => loadProduct(db, id), productEntryOptions(id));
+}
+
+export function readProductPage(
+  cache: EdgeCache,
+  db: Db,
+  q: ProductListQuery,
+): Promise<CacheResult<ProductPage>> {
+  return cache.getOrLoad(
+    productListKey(q),
+    () => loadProductPage(db, q),
+    productListEntryOptions(q),
+  );
+}
+
+// ---------------------------------------------------------------- writes (inside commitWrite)
+
+/** Why a conditional write did not happen; the route maps it to 404 / 412 / 422. */
+export class WriteRefused extends Error {
+  constructor(
+    readonly reason: "not_found" | "version_mismatch" | "unknown_category",
+    readonly current?: number,
+  ) {
+    super(reason);
+    this.name = "WriteRefused";
+  }
+}
+
+/** `null` = no If-Match (unconditional); `"*"` = any existing version; else the allowed versions. */
+export type VersionCondition = null | "*" | readonly number[];
+
+function checkVersion(condition: VersionCondition, current: number): void {
+  if (condition === null || condition === "*") return;
+  if (!condition.includes(current)) throw new WriteRefused("version_mismatch", current);
+}
+
+async function assertCategory(tx: Tx, categoryId: number): Promise<void> {
+  // FOR KEY SHARE: the category cannot be deleted under us before the FK check (belt and braces).
+  const [row] = await tx
+    .select({ id: categories.id })
+    .from(categories)
+    .where(eq(categories.id, categoryId))
+    .for("key share");
+  if (!row) throw new WriteRefused("unknown_category");
+}
+
+/** Locks the live row; throws not_found / version_mismatch. */
+async function lockProduct(
+  tx: Tx,
+  id: number,
+  condition: VersionCondition,
+): Promise<{ version: number; categoryId: number }> {
+  const [row] = await tx
+    .select({ version: products.version, categoryId: products.categoryId })
+    .from(products)
+    .where(and(eq(products.id, id), isNull(products.deletedAt)))
+    .for("update");
+  if (!row) throw new WriteRefused("not_found");
+  checkVersion(condition, row.version);
+  return row;
+}
+
+export async function insertProduct(
+  tx: Tx,
+  input: NewProductInput,
+): Promise<{ result: ProductDetail; cache: CacheChange }> {
+  await assertCategory(tx, input.categoryId);
+  const [row] = await tx
+    .insert(products)
+    .values({
+      sku: input.sku,
+      name: input.name,
+      description: input.description ?? null,
+      categoryId: input.categoryId,
+      priceCents: input.priceCents,
+      ...(input.currency === undefined ? {} : { currency: input.currency }),
+      ...(input.stock === undefined ? {} : { stock: input.stock }),
+    })
+    .returning({ id: products.id });
+  if (!row) throw new Error("product insert returned no row");
+  const detail = await loadProduct(tx, row.id);
+  if (!detail) throw new Error(`product ${row.id} vanished inside its own transaction`);
+  return { result: detail, cache: productWriteChange(detail.id, detail.version) };
+}
+
+export async function updateProduct(
+  tx: Tx,
+  id: number,
+  patch: ProductPatch,
+  condition: VersionCondition,
+): Promise<{ result: ProductDetail; cache: CacheChange }> {
+  await lockProduct(tx, id, condition);
+  if (patch.categoryId !== undefined) await assertCategory(tx, patch.categoryId);
+  const set: Partial<typeof products.$inferInsert> = {};
+  if (patch.name !== undefined) set.name = patch.name;
+  if (patch.description !== undefined) set.description = patch.description;
+  if (patch.categoryId !== undefined) set.categoryId = patch.categoryId;
+  if (patch.priceCents !== undefined) set.priceCents = patch.priceCents;
+  if (patch.currency !== undefined) set.currency = patch.currency;
+  if (patch.stock !== undefined) set.stock = patch.stock;
+  await tx
+    .update(products)
+    .set({ ...set, version: sql`${products.version} + 1` })
+    .where(eq(products.id, id));
+  const detail = await loadProduct(tx, id);
+  if (!detail) throw new Error(`product ${id} vanished inside its own transaction`);
+  return { result: detail, cache: productWriteChange(id, detail.version) };
+}
+
+export async function softDeleteProduct(
+  tx: Tx,
+  id: number,
+  condition: VersionCondition,
+): Promise<{ result: { id: number; version: number }; cache: CacheChange }> {
+  await lockProduct(tx, id, condition);
+  const [row] = await tx
+    .update(products)
+    .set({ deletedAt: sql`now()`, version: sql`${products.version} + 1` })
+    .where(eq(products.id, id))
+    .returning({ id: products.id, version: products.version });
+  if (!row) throw new Error(`product ${id} vanished inside its own transaction`);
+  return { result: row, cache: productWriteChange(id, row.version) };
+}
+
+// ---------------------------------------------------------------- warming
+
+/** The cron warmer's view of product details: same key, same entry options as GET /products/:id. */
+export const productWarmable: Warmable<ProductDetail> = {
+  entity: "product",
+  parse(key) {
+    const m = /^product:([1-9]\d{0,9})$/.exec(key);
+    if (!m?.[1]) return null;
+    const id = Number(m[1]);
+    return id <= 2_147_483_647 ? id : null;
+  },
+  loadMany: loadProducts,
+  key: productKey,
+  entry: (value) => productEntryOptions(value.id) as EntryOptions<ProductDetail>,
+};

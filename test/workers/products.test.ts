@@ -1,0 +1,509 @@
+import { env } from "cloudflare:test";
+import { desc, sql } from "drizzle-orm";
+import { beforeAll, describe, expect, it } from "vitest";
+import { cacheOutbox, categories, products } from "../../db/schema";
+import { createDb } from "../../src/db/neon";
+import {
+  type ProductDetail,
+  type ProductPage,
+  productEntryOptions,
+  productWarmable,
+} from "../../src/domain/products";
+import { type ApiResponse, api as callApi } from "./api";
+import { testRedis } from "./stack";
+
+/**
+ * /products through the real Worker, gateway and Postgres. A fresh cache prefix per run, so a
+ * re-run in watch mode (same database, same Redis) starts from a cold cache too.
+ */
+const prefix = `tp${Date.now().toString(36)}`;
+const run = Date.now().toString(36).toUpperCase();
+
+interface ErrorBody {
+  error: { code: string; message: string; details?: { issues?: { path: string }[] } };
+}
+
+const api = <T = unknown>(
+  method: string,
+  path: string,
+  options: { body?: unknown; headers?: Record<string, string> } = {},
+): Promise<ApiResponse<T>> => callApi<T>(method, path, { prefix, ...options });
+
+async function withDb<T>(fn: (db: ReturnType<typeof createDb>["db"]) => Promise<T>): Promise<T> {
+  const database = createDb({ databaseUrl: env.DATABASE_URL ?? "", wsProxy: env.NEON_WS_PROXY });
+  try {
+    return await fn(database.db);
+  } finally {
+    await database.close();
+  }
+}
+
+async function newCategory(label: string): Promise<number> {
+  return withDb(async (db) => {
+    const [row] = await db
+      .insert(categories)
+      .values({ slug: `tp-${label}-${run}`.toLowerCase(), name: `Products test ${label}` })
+      .returning({ id: categories.id });
+    if (!row) throw new Error("no category");
+    return row.id;
+  });
+}
+
+let skuSeq = 0;
+async function newProduct(
+  categoryId: number,
+  extra: Record<string, unknown> = {},
+): Promise<ProductDetail> {
+  const res = await api<ProductDetail>("POST", "/products", {
+    body: {
+      sku: `TP-${run}-${++skuSeq}`,
+      name: `Test product ${skuSeq}`,
+      categoryId,
+      priceCents: 1000 + skuSeq,
+      ...extra,
+    },
+  });
+  expect(res.status).toBe(201);
+  return res.body;
+}
+
+/** The newest outbox row whose event names `key`, with its processed_at. */
+async function outboxRowFor(key: string) {
+  return withDb(async (db) => {
+    const [row] = await db
+      .select()
+      .from(cacheOutbox)
+      .where(sql`${cacheOutbox.event}->'keys' @> ${JSON.stringify([key])}::jsonb`)
+      .orderBy(desc(cacheOutbox.id))
+      .limit(1);
+    return row;
+  });
+}
+
+async function allPages(query: string, limit: number): Promise<number[]> {
+  const ids: number[] = [];
+  let cursor: number | null = null;
+  for (let page = 0; page < 50; page++) {
+    const res: ApiResponse<ProductPage> = await api<ProductPage>(
+      "GET",
+      `/products?${query}&limit=${limit}${cursor === null ? "" : `&cursor=${cursor}`}`,
+    );
+    expect(res.status).toBe(200);
+    expect(res.body.items.length).toBeLessThanOrEqual(limit);
+    ids.push(...res.body.items.map((p) => p.id));
+    cursor = res.body.nextCursor;
+    if (cursor === null) return ids;
+  }
+  throw new Error("pagination did not end");
+}
+
+function expectValidation(res: ApiResponse<unknown>, path?: string) {
+  expect(res.status).toBe(400);
+  const body = res.body as ErrorBody;
+  expect(body.error.code).toBe("validation_failed");
+  expect(Array.isArray(body.error.details?.issues)).toBe(true);
+  expect(body.error.details?.issues?.length).toBeGreaterThan(0);
+  if (path !== undefined) expect(body.error.details?.issues?.map((i) => i.path)).toContain(path);
+}
+
+let catA: number;
+let catB: number;
+
+beforeAll(async () => {
+  catA = await newCategory("a");
+  catB = await newCategory("b");
+});
+
+describe("GET /products/:id", () => {
+  it("MISS, then HIT with ETag/Age/Cache-Control, 304 on If-None-Match, MISS after a PATCH", async () => {
+    const created = await newProduct(catA, { description: "first", stock: 5 });
+    expect(created).toMatchObject({
+      categoryId: catA,
+      category: { id: catA, name: "Products test a" },
+      version: 1,
+      stock: 5,
+      currency: "USD",
+    });
+
+    const miss = await api<ProductDetail>("GET", `/products/${created.id}`);
+    expect(miss.status).toBe(200);
+    expect(miss.headers.get("x-cache")).toBe("MISS");
+    expect(miss.headers.get("etag")).toBe('"v1"');
+    expect(miss.headers.get("age")).toBe("0");
+    expect(miss.headers.get("cache-control")).toMatch(
+      /^public, max-age=300, stale-while-revalidate=60$/,
+    );
+    expect(miss.body).toEqual(created);
+
+    const hit = await api<ProductDetail>("GET", `/products/${created.id}`);
+    expect(hit.status).toBe(200);
+    expect(hit.headers.get("x-cache")).toBe("HIT");
+    expect(hit.headers.get("etag")).toBe('"v1"');
+    expect(hit.body).toEqual(created);
+
+    const notModified = await api("GET", `/products/${created.id}`, {
+      headers: { "if-none-match": '"v1"' },
+    });
+    expect(notModified.status).toBe(304);
+    expect(notModified.headers.get("x-cache")).toBe("HIT");
+    expect(notModified.headers.get("etag")).toBe('"v1"');
+    expect(notModified.body).toBeNull();
+
+    const patched = await api<ProductDetail>("PATCH", `/products/${created.id}`, {
+      body: { name: "Renamed product", priceCents: 4242, description: null },
+    });
+    expect(patched.status).toBe(200);
+    expect(patched.headers.get("etag")).toBe('"v2"');
+    expect(patched.body).toMatchObject({
+      name: "Renamed product",
+      priceCents: 4242,
+      description: null,
+      version: 2,
+    });
+
+    // Read after write: the very next read misses and sees the new version and fields.
+    const after = await api<ProductDetail>("GET", `/products/${created.id}`);
+    expect(after.headers.get("x-cache")).toBe("MISS");
+    expect(after.headers.get("etag")).toBe('"v2"');
+    expect(after.body).toEqual(patched.body);
+    // An old ETag no longer matches.
+    const stale = await api("GET", `/products/${created.id}`, {
+      headers: { "if-none-match": '"v1"' },
+    });
+    expect(stale.status).toBe(200);
+    expect(stale.headers.get("x-cache")).toBe("HIT");
+
+    // The write's outbox row was applied and marked processed after the response.
+    const row = await outboxRowFor(`product:${created.id}`);
+    expect(row?.event).toMatchObject({
+      origin: "PATCH /products/:id",
+      keys: [`product:${created.id}`],
+      versions: { [`product:${created.id}`]: 2 },
+      tags: ["products"],
+    });
+    expect(row?.processedAt).toBeInstanceOf(Date);
+  });
+
+  it("caches a product this isolate has never seen under its category tag", async () => {
+    // Inserted behind the API's back: nothing in this isolate knows its category yet.
+    const id = await withDb(async (db) => {
+      const [row] = await db
+        .insert(products)
+        .values({ sku: `TP-${run}-raw`, name: "Raw insert", categoryId: catB, priceCents: 99 })
+        .returning({ id: products.id });
+      return row?.id ?? 0;
+    });
+    const miss = await api<ProductDetail>("GET", `/products/${id}`);
+    expect(miss.status).toBe(200);
+    expect(miss.headers.get("x-cache")).toBe("MISS");
+    expect(miss.body.category.id).toBe(catB);
+    const hit = await api("GET", `/products/${id}`);
+    expect(hit.headers.get("x-cache")).toBe("HIT");
+    const tags = await testRedis().hget<Record<string, string>>(`${prefix}:e:product:${id}`, "tg");
+    expect(Object.keys(tags ?? {})).toEqual([`category:${catB}`]);
+  });
+
+  it("answers 404 for unknown ids and 400 for ids that are not positive integers", async () => {
+    const unknown = await api<ErrorBody>("GET", "/products/2000000000");
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.code).toBe("not_found");
+    for (const bad of ["abc", "0", "-3", "1.5", "99999999999", "1e3"]) {
+      expectValidation(await api("GET", `/products/${bad}`), "id");
+    }
+  });
+});
+
+describe("PATCH and DELETE with If-Match", () => {
+  it("412 with the current ETag on a wrong version, success on the right one", async () => {
+    const p = await newProduct(catA);
+    const wrong = await api<ErrorBody>("PATCH", `/products/${p.id}`, {
+      headers: { "if-match": '"v7"' },
+      body: { stock: 3 },
+    });
+    expect(wrong.status).toBe(412);
+    expect(wrong.body.error.code).toBe("precondition_failed");
+    expect(wrong.headers.get("etag")).toBe('"v1"');
+    // Weak tags never match an If-Match.
+    const weak = await api("PATCH", `/products/${p.id}`, {
+      headers: { "if-match": 'W/"v1"' },
+      body: { stock: 3 },
+    });
+    expect(weak.status).toBe(412);
+
+    const right = await api<ProductDetail>("PATCH", `/products/${p.id}`, {
+      headers: { "if-match": '"v1"' },
+      body: { stock: 3 },
+    });
+    expect(right.status).toBe(200);
+    expect(right.body).toMatchObject({ stock: 3, version: 2 });
+
+    const wrongDelete = await api("DELETE", `/products/${p.id}`, {
+      headers: { "if-match": '"v1"' },
+    });
+    expect(wrongDelete.status).toBe(412);
+    expect((await api("GET", `/products/${p.id}`)).status).toBe(200);
+
+    const del = await api("DELETE", `/products/${p.id}`, { headers: { "if-match": '"v2"' } });
+    expect(del.status).toBe(204);
+    expect((await api("GET", `/products/${p.id}`)).status).toBe(404);
+  });
+
+  it("If-Match: * matches any live version; a list matches any of its tags", async () => {
+    const p = await newProduct(catA);
+    const star = await api("PATCH", `/products/${p.id}`, {
+      headers: { "if-match": "*" },
+      body: { name: "Star" },
+    });
+    expect(star.status).toBe(200);
+    const list = await api("PATCH", `/products/${p.id}`, {
+      headers: { "if-match": '"v9", "v2"' },
+      body: { name: "Listed" },
+    });
+    expect(list.status).toBe(200);
+    expect(list.headers.get("etag")).toBe('"v3"');
+  });
+});
+
+describe("GET /products (keyset pagination)", () => {
+  it("walks a category exactly once through the nextCursor chain", async () => {
+    const cat = await newCategory("pages");
+    const made: number[] = [];
+    for (let i = 0; i < 7; i++) made.push((await newProduct(cat)).id);
+    const seen = await allPages(`category=${cat}`, 3);
+    expect(seen).toEqual(made);
+    expect(new Set(seen).size).toBe(seen.length);
+    // Page size 7 exactly: the last page says there is no next.
+    const whole = await api<ProductPage>("GET", `/products?category=${cat}&limit=7`);
+    expect(whole.body.items.map((p) => p.id)).toEqual(made);
+    expect(whole.body.nextCursor).toBeNull();
+  });
+
+  it("lists summaries without stock, ordered by id, 20 by default, with cache headers", async () => {
+    const first = await api<ProductPage>("GET", "/products");
+    expect(first.status).toBe(200);
+    expect(first.headers.get("x-cache")).toBe("MISS");
+    expect(first.headers.get("etag")).toBeNull();
+    expect(first.body.items).toHaveLength(20);
+    const ids = first.body.items.map((p) => p.id);
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    expect(Object.keys(first.body.items[0] ?? {}).sort()).toEqual(
+      ["categoryId", "currency", "id", "name", "priceCents", "sku"].sort(),
+    );
+    expect(first.body.nextCursor).toBe(ids.at(-1));
+    const again = await api("GET", "/products?limit=20&cursor=");
+    // "cursor=" is not a positive integer
+    expect(again.status).toBe(400);
+    const hit = await api<ProductPage>("GET", "/products?limit=20");
+    expect(hit.headers.get("x-cache")).toBe("HIT");
+  });
+
+  it("a product moving category makes both categories' lists miss", async () => {
+    const from = await newCategory("from");
+    const to = await newCategory("to");
+    const mover = await newProduct(from);
+    const stayer = await newProduct(to);
+    for (const cat of [from, to]) {
+      await api("GET", `/products?category=${cat}`);
+      const hit = await api("GET", `/products?category=${cat}`);
+      expect(hit.headers.get("x-cache")).toBe("HIT");
+    }
+    const moved = await api<ProductDetail>("PATCH", `/products/${mover.id}`, {
+      body: { categoryId: to },
+    });
+    expect(moved.status).toBe(200);
+    expect(moved.body.category.id).toBe(to);
+
+    const oldList = await api<ProductPage>("GET", `/products?category=${from}`);
+    expect(oldList.headers.get("x-cache")).toBe("MISS");
+    expect(oldList.body.items.map((p) => p.id)).toEqual([]);
+    const newList = await api<ProductPage>("GET", `/products?category=${to}`);
+    expect(newList.headers.get("x-cache")).toBe("MISS");
+    expect(newList.body.items.map((p) => p.id)).toEqual(
+      [mover.id, stayer.id].sort((a, b) => a - b),
+    );
+
+    // The moved product's detail carries the new category (and its tag).
+    const detail = await api<ProductDetail>("GET", `/products/${mover.id}`);
+    expect(detail.headers.get("x-cache")).toBe("MISS");
+    expect(detail.body.category.id).toBe(to);
+    const tags = await testRedis().hget<Record<string, string>>(
+      `${prefix}:e:product:${mover.id}`,
+      "tg",
+    );
+    expect(Object.keys(tags ?? {})).toEqual([`category:${to}`]);
+  });
+
+  it("POST makes its category's list miss and includes the new product", async () => {
+    const cat = await newCategory("post");
+    const before = await newProduct(cat);
+    await api("GET", `/products?category=${cat}`);
+    expect((await api("GET", `/products?category=${cat}`)).headers.get("x-cache")).toBe("HIT");
+    const created = await newProduct(cat, { currency: "EUR", stock: 2 });
+    expect(created).toMatchObject({ currency: "EUR", stock: 2, version: 1 });
+    const list = await api<ProductPage>("GET", `/products?category=${cat}`);
+    expect(list.headers.get("x-cache")).toBe("MISS");
+    expect(list.body.items.map((p) => p.id)).toEqual([before.id, created.id]);
+    const row = await outboxRowFor(`product:${created.id}`);
+    expect(row?.event).toMatchObject({ origin: "POST /products" });
+    expect(row?.processedAt).toBeInstanceOf(Date);
+  });
+
+  it("DELETE: 404 afterwards, gone from its list, a second DELETE is 404", async () => {
+    const cat = await newCategory("del");
+    const keep = await newProduct(cat);
+    const gone = await newProduct(cat);
+    await api("GET", `/products/${gone.id}`);
+    expect((await api("GET", `/products/${gone.id}`)).headers.get("x-cache")).toBe("HIT");
+    await api("GET", `/products?category=${cat}`);
+
+    const del = await api("DELETE", `/products/${gone.id}`);
+    expect(del.status).toBe(204);
+    expect(del.body).toBeNull();
+    expect((await api("GET", `/products/${gone.id}`)).status).toBe(404);
+    const list = await api<ProductPage>("GET", `/products?category=${cat}`);
+    expect(list.headers.get("x-cache")).toBe("MISS");
+    expect(list.body.items.map((p) => p.id)).toEqual([keep.id]);
+    const again = await api<ErrorBody>("DELETE", `/products/${gone.id}`);
+    expect(again.status).toBe(404);
+    expect(again.body.error.code).toBe("not_found");
+    expect((await api("PATCH", `/products/${gone.id}`, { body: { stock: 1 } })).status).toBe(404);
+
+    const row = await outboxRowFor(`product:${gone.id}`);
+    expect(row?.event).toMatchObject({
+      origin: "DELETE /products/:id",
+      versions: { [`product:${gone.id}`]: 2 },
+    });
+    expect(row?.processedAt).toBeInstanceOf(Date);
+  });
+});
+
+describe("bad input", () => {
+  it("list query: limit, category and cursor must be in range", async () => {
+    expectValidation(await api("GET", "/products?limit=1000"), "limit");
+    expectValidation(await api("GET", "/products?limit=0"), "limit");
+    expectValidation(await api("GET", "/products?limit=ten"), "limit");
+    expectValidation(await api("GET", "/products?category=abc"), "category");
+    expectValidation(await api("GET", "/products?category=0"), "category");
+    expectValidation(await api("GET", "/products?cursor=-1"), "cursor");
+  });
+
+  it("POST: unknown fields, wrong types, missing fields, malformed JSON -> 400", async () => {
+    const valid = { sku: `TP-${run}-bad`, name: "x", categoryId: catA, priceCents: 1 };
+    expectValidation(await api("POST", "/products", { body: { ...valid, colour: "red" } }));
+    expectValidation(
+      await api("POST", "/products", { body: { ...valid, priceCents: "12" } }),
+      "priceCents",
+    );
+    expectValidation(
+      await api("POST", "/products", { body: { ...valid, priceCents: -1 } }),
+      "priceCents",
+    );
+    expectValidation(
+      await api("POST", "/products", { body: { ...valid, currency: "usd" } }),
+      "currency",
+    );
+    expectValidation(
+      await api("POST", "/products", { body: { ...valid, sku: "has space" } }),
+      "sku",
+    );
+    expectValidation(await api("POST", "/products", { body: { name: "x" } }), "sku");
+    expectValidation(await api("POST", "/products", { body: "{not json" }), "(root)");
+    expectValidation(await api("POST", "/products", { body: "[1,2]" }));
+  });
+
+  it("POST: duplicate sku -> 409, unknown category -> 422", async () => {
+    const p = await newProduct(catA);
+    const dup = await api<ErrorBody>("POST", "/products", {
+      body: { sku: p.sku, name: "dup", categoryId: catA, priceCents: 1 },
+    });
+    expect(dup.status).toBe(409);
+    expect(dup.body.error.code).toBe("conflict");
+    const orphan = await api<ErrorBody>("POST", "/products", {
+      body: { sku: `TP-${run}-orphan`, name: "o", categoryId: 2_000_000_000, priceCents: 1 },
+    });
+    expect(orphan.status).toBe(422);
+    expect(orphan.body.error.code).toBe("invalid_reference");
+    expect(orphan.body.error.details?.issues?.map((i) => i.path)).toEqual(["categoryId"]);
+  });
+
+  it("PATCH: empty body, sku, unknown fields, wrong types, malformed JSON -> 400; unknown id -> 404", async () => {
+    const p = await newProduct(catA);
+    expectValidation(await api("PATCH", `/products/${p.id}`, { body: {} }), "(root)");
+    expectValidation(await api("PATCH", `/products/${p.id}`, { body: { sku: "NEW" } }));
+    expectValidation(await api("PATCH", `/products/${p.id}`, { body: { stock: 1.5 } }), "stock");
+    expectValidation(await api("PATCH", `/products/${p.id}`, { body: { name: 3 } }), "name");
+    expectValidation(await api("PATCH", `/products/${p.id}`, { body: "{" }), "(root)");
+    expectValidation(await api("PATCH", "/products/abc", { body: { stock: 1 } }), "id");
+    const unknown = await api("PATCH", "/products/2000000000", { body: { stock: 1 } });
+    expect(unknown.status).toBe(404);
+    const orphan = await api("PATCH", `/products/${p.id}`, {
+      body: { categoryId: 2_000_000_000 },
+    });
+    expect(orphan.status).toBe(422);
+    // None of that changed the product.
+    const same = await api<ProductDetail>("GET", `/products/${p.id}`);
+    expect(same.body.version).toBe(1);
+  });
+});
+
+describe("Redis unreachable", () => {
+  // A URL nothing listens on: no gateway token or fault knob is shared with other files.
+  const deadRedis = { UPSTASH_REDIS_REST_URL: "http://127.0.0.1:9" };
+
+  it("reads bypass the cache and writes still commit (the outbox keeps the event)", async () => {
+    const p = await newProduct(catA);
+    const read = await callApi<ProductDetail>("GET", `/products/${p.id}`, {
+      prefix,
+      env: deadRedis,
+    });
+    expect(read.status).toBe(200);
+    expect(read.headers.get("x-cache")).toBe("BYPASS");
+    expect(read.headers.get("cache-control")).toBe("private, no-cache");
+    expect(read.headers.get("etag")).toBe('"v1"');
+    expect(read.body).toEqual(p);
+    const list = await callApi<ProductPage>("GET", `/products?category=${catA}`, {
+      prefix,
+      env: deadRedis,
+    });
+    expect(list.status).toBe(200);
+    expect(list.headers.get("x-cache")).toBe("BYPASS");
+    expect(list.body.items.map((i) => i.id)).toContain(p.id);
+
+    const patched = await callApi<ProductDetail>("PATCH", `/products/${p.id}`, {
+      prefix,
+      env: deadRedis,
+      body: { priceCents: 1 },
+    });
+    expect(patched.status).toBe(200);
+    expect(patched.body).toMatchObject({ priceCents: 1, version: 2 });
+    // The event is in the outbox for the queue consumer or the cron to deliver.
+    const row = await outboxRowFor(`product:${p.id}`);
+    expect(row?.event).toMatchObject({ versions: { [`product:${p.id}`]: 2 } });
+  });
+});
+
+describe("productWarmable", () => {
+  it("parses keys, loads many live rows in one query, and uses the read path's options", async () => {
+    expect(productWarmable.parse("product:42")).toBe(42);
+    for (const bad of ["product:0", "product:abc", "products:list:all:0:20", "category:4"]) {
+      expect(productWarmable.parse(bad)).toBeNull();
+    }
+    expect(productWarmable.key(42)).toBe("product:42");
+    const a = await newProduct(catA);
+    const b = await newProduct(catB);
+    const dead = await newProduct(catA);
+    expect((await api("DELETE", `/products/${dead.id}`)).status).toBe(204);
+    const loaded = await withDb((db) =>
+      productWarmable.loadMany(db, [a.id, b.id, dead.id, 2_000_000_000]),
+    );
+    expect([...loaded.keys()].sort((x, y) => x - y)).toEqual([a.id, b.id]);
+    expect(loaded.get(b.id)).toEqual(b);
+    const entry = productWarmable.entry(b);
+    const route = productEntryOptions(b.id);
+    const plain = (o: object) => ({ ...o, versionOf: undefined, tagsOf: undefined });
+    expect(plain(entry)).toEqual(plain(route));
+    expect(entry.tagsOf?.(b)).toEqual([`category:${catB}`]);
+    expect(entry.versionKey).toBe(`product:${b.id}`);
+    expect(entry.versionOf?.(b)).toBe(1);
+  });
+});
