@@ -56,7 +56,11 @@ async function startStack(): Promise<RunningStack> {
   await ensurePostgres(DATABASE_URL, log);
   // The database is recreated (ids restart at 1), so version keys from an earlier run would
   // outrank the new rows: start the test Redis DB empty too.
-  const direct = new IORedis(REDIS_URL, { db: REDIS_DB, lazyConnect: true, maxRetriesPerRequest: 1 });
+  const direct = new IORedis(REDIS_URL, {
+    db: REDIS_DB,
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+  });
   await direct.connect();
   await direct.flushdb();
   direct.disconnect();
