@@ -109,6 +109,21 @@ function cacheable(value: unknown, opts: { versionKey?: string }): boolean {
   return value !== undefined && !(value === null && opts.versionKey);
 }
 
+/**
+ * Client-side counters are shared by every engine of a prefix in the isolate: engines live for
+ * one request, and the next read of any request carries what earlier ones counted. Plain
+ * numbers, so sharing them across requests is safe in workerd (no I/O objects cross over).
+ */
+const isolateCounters = new Map<string, PendingCounters>();
+function countersFor(prefix: string): PendingCounters {
+  let counters = isolateCounters.get(prefix);
+  if (!counters) {
+    counters = new PendingCounters();
+    isolateCounters.set(prefix, counters);
+  }
+  return counters;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function newToken(): string {
@@ -131,12 +146,13 @@ export class EdgeCache {
   readonly #hot: { sampleRate: number; windowMs: number; windows: number; decay: number };
   readonly #coalesce: boolean;
   readonly #onError: (error: unknown, operation: string) => void;
-  readonly #pending = new PendingCounters();
+  readonly #pending: PendingCounters;
   readonly #inflight = new Map<string, Promise<CacheResult<unknown>>>();
 
   constructor(options: EdgeCacheOptions) {
     this.#redis = options.redis;
     this.keys = keySpace(options.prefix ?? "ec");
+    this.#pending = countersFor(this.keys.prefix);
     this.#defaults = options.defaults ?? {};
     this.#random = options.random ?? Math.random;
     this.#l1 =

@@ -46,12 +46,13 @@ for name, seen in pairs(tags) do
   local c = redis.call('GET', key)
   local bound = string.sub(seen, 1, 1) == '@' and string.sub(seen, 2) or nil
   if not c then
-    -- Never bumped (or evicted): start it at the load time so the bound check passes once.
-    c = bound or string.format('%d', now)
+    -- Never bumped (or evicted): start it just below the load time so the check passes once.
+    c = bound and string.format('%d', tonumber(bound) - 1) or string.format('%d', now)
     redis.call('SET', key, c)
   end
   if bound then
-    if tonumber(c) > tonumber(bound) then return drop('tag') end
+    -- >= : a bump in the very millisecond the load began may postdate the load's read.
+    if tonumber(c) >= tonumber(bound) then return drop('tag') end
   elseif seen ~= '' and c ~= seen then
     return drop('tag')
   end
