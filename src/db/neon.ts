@@ -106,13 +106,18 @@ export function createDb(cfg: DbConfig): Db {
   if (!cfg.databaseUrl) throw new Error("DbConfig.databaseUrl is empty: set DATABASE_URL");
   configureNeon(cfg);
   const pool = new Pool({ connectionString: cfg.databaseUrl });
+  let ended: Promise<void> | undefined;
   // An idle client dying (proxy restart, Postgres restart) emits 'error' on
   // the pool; without a listener EventEmitter would throw it at top level.
+  // Once the pool is closing, workerd tearing down the request's sockets is
+  // expected and not worth a log line.
   pool.on("error", (err: unknown) => {
-    console.error("neon pool: idle client error", err);
+    if (ended) return;
+    const message =
+      err instanceof Error ? err.message : String((err as { message?: unknown })?.message ?? err);
+    console.warn(`neon pool: idle client error: ${message}`);
   });
   const db = drizzle({ client: pool, schema });
-  let ended: Promise<void> | undefined;
   return {
     db,
     pool,

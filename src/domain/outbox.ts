@@ -39,6 +39,12 @@ export interface PendingEvent {
   attempts: number;
 }
 
+/**
+ * After this many failed drains a row is parked: it stays in the table (and in the lag as
+ * `stuck`) for a person to read, but no longer blocks the oldest-first drain.
+ */
+export const MAX_OUTBOX_ATTEMPTS = 10;
+
 /** Unprocessed rows older than the grace period (a writer may still be delivering younger ones). */
 export async function pendingEvents(
   db: Db,
@@ -67,10 +73,13 @@ export async function pendingEvents(
 }
 
 /** How far behind invalidation delivery is: rows not yet applied and the oldest one's age. */
-export async function outboxLag(db: Db): Promise<{ pending: number; oldestAgeMs: number | null }> {
+export async function outboxLag(
+  db: Db,
+): Promise<{ pending: number; stuck: number; oldestAgeMs: number | null }> {
   const [row] = await db
     .select({
       pending: sql<number>`count(*)::int`,
+      stuck: sql<number>`(count(*) filter (where ${cacheOutbox.attempts} >= ${MAX_OUTBOX_ATTEMPTS}))::int`,
       oldestAgeMs: sql<
         number | null
       >`(extract(epoch from now() - min(${cacheOutbox.createdAt})) * 1000)::bigint`,
@@ -79,6 +88,7 @@ export async function outboxLag(db: Db): Promise<{ pending: number; oldestAgeMs:
     .where(isNull(cacheOutbox.processedAt));
   return {
     pending: Number(row?.pending ?? 0),
+    stuck: Number(row?.stuck ?? 0),
     oldestAgeMs: row?.oldestAgeMs == null ? null : Number(row.oldestAgeMs),
   };
 }

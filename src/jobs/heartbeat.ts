@@ -4,6 +4,8 @@ export type JobName = "warm" | "purge";
 
 const HEARTBEAT_TTL_MS = 7 * 24 * 3600 * 1000;
 
+const heartbeatKey = (prefix: string, job: JobName) => `${prefix}:job:${job}`;
+
 /** Records when a job last ran and what it did; /admin/stats and tests read it back. */
 export async function recordHeartbeat(
   redis: Redis,
@@ -11,7 +13,11 @@ export async function recordHeartbeat(
   job: JobName,
   detail: Record<string, unknown>,
 ): Promise<void> {
-  await redis.set(`${prefix}:job:${job}`, { at: Date.now(), ...detail }, { px: HEARTBEAT_TTL_MS });
+  await redis.set(
+    heartbeatKey(prefix, job),
+    { at: Date.now(), ...detail },
+    { px: HEARTBEAT_TTL_MS },
+  );
 }
 
 export async function readHeartbeat(
@@ -19,5 +25,16 @@ export async function readHeartbeat(
   prefix: string,
   job: JobName,
 ): Promise<Record<string, unknown> | null> {
-  return redis.get<Record<string, unknown>>(`${prefix}:job:${job}`);
+  return redis.get<Record<string, unknown>>(heartbeatKey(prefix, job));
+}
+
+/** Both jobs' last heartbeats in one request. */
+export async function readHeartbeats(
+  redis: Redis,
+  prefix: string,
+): Promise<Record<JobName, Record<string, unknown> | null>> {
+  const [warm, purge] = await redis.mget<
+    [Record<string, unknown> | null, Record<string, unknown> | null]
+  >(heartbeatKey(prefix, "warm"), heartbeatKey(prefix, "purge"));
+  return { warm: warm ?? null, purge: purge ?? null };
 }

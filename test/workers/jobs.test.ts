@@ -6,59 +6,479 @@ import {
   getQueueResult,
   waitOnExecutionContext,
 } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { inArray } from "drizzle-orm";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { products, users } from "../../db/schema";
 import worker from "../../functions/index";
-import { retryDelaySeconds } from "../../src/jobs/purge";
-import { testRedis } from "./stack";
+import { EdgeCache } from "../../src/cache";
+import type { Env } from "../../src/config/env";
+import { createDb } from "../../src/db/neon";
+import type { InvalidationEvent } from "../../src/domain/events";
+import type { Warmable } from "../../src/domain/warmable";
+import { anyWarmable } from "../../src/domain/warmables";
+import { type PurgeReport, processPurgeBatch, retryDelaySeconds } from "../../src/jobs/purge";
+import { warmHotKeys } from "../../src/jobs/warm";
+import { createServices, type Services } from "../../src/runtime/services";
+import { gatewayControl, stack, testRedis } from "./stack";
 
-const prefix = env.CACHE_PREFIX ?? "ec";
+/**
+ * The queue consumer, the cron tick and the warmer against the real gateway and Postgres.
+ * Only the queue producer is a stand-in (Cloudflare's Queue has no local twin we can read).
+ */
+const run = Date.now().toString(36);
+const prefix = `tj${run}`;
+const redis = testRedis();
+const cache = new EdgeCache({ redis, prefix });
 
-describe("scheduled handler", () => {
-  it("runs on a cron tick and leaves its heartbeat in Redis", async () => {
-    const redis = testRedis();
-    await redis.del(`${prefix}:job:warm`);
-    const scheduledTime = Date.UTC(2026, 10, 22, 12, 0, 0);
-    const controller = createScheduledController({ cron: "*/5 * * * *", scheduledTime });
-    const ctx = createExecutionContext();
-    await worker.scheduled(controller, env, ctx);
-    await waitOnExecutionContext(ctx);
-    const beat = await redis.get<{ cron: string; scheduledTime: number; at: number }>(
-      `${prefix}:job:warm`,
-    );
-    expect(beat).toMatchObject({ cron: "*/5 * * * *", scheduledTime });
-    expect(beat?.at).toBeGreaterThan(scheduledTime);
-  });
+// ---------------------------------------------------------------- helpers
+
+class FakeQueue {
+  readonly sent: unknown[] = [];
+  async send(body: unknown): Promise<void> {
+    this.sent.push(structuredClone(body));
+  }
+  async sendBatch(messages: Iterable<{ body: unknown }>): Promise<void> {
+    for (const m of messages) this.sent.push(structuredClone(m.body));
+  }
+  asQueue(): Queue<unknown> {
+    return this as unknown as Queue<unknown>;
+  }
+}
+
+const testEnv = (overrides: Partial<Env> = {}, p = prefix): Env => ({
+  ...env,
+  CACHE_PREFIX: p,
+  ...overrides,
 });
 
-describe("queue handler", () => {
-  it("acks valid invalidation events and retries malformed ones toward the dead-letter queue", async () => {
-    const redis = testRedis();
-    await redis.del(`${prefix}:job:purge`);
-    const now = Date.now();
-    const batch = createMessageBatch("edgecache-purge", [
+async function withServices<T>(
+  overrides: Partial<Env>,
+  fn: (services: Services) => Promise<T>,
+  p = prefix,
+): Promise<T> {
+  const services = createServices(testEnv(overrides, p));
+  try {
+    return await fn(services);
+  } finally {
+    await services.dispose();
+  }
+}
+
+async function withDb<T>(fn: (db: ReturnType<typeof createDb>["db"]) => Promise<T>): Promise<T> {
+  const database = createDb({ databaseUrl: env.DATABASE_URL ?? "", wsProxy: env.NEON_WS_PROXY });
+  try {
+    return await fn(database.db);
+  } finally {
+    await database.close();
+  }
+}
+
+let seq = 0;
+type Message = { id: string; body: unknown; attempts?: number };
+function batchOf(messages: Message[]) {
+  return createMessageBatch(
+    "edgecache-purge",
+    messages.map((m) => ({
+      id: m.id,
+      timestamp: new Date(),
+      attempts: m.attempts ?? 1,
+      body: m.body,
+    })),
+  );
+}
+
+async function consume(messages: Message[], overrides: Partial<Env> = {}) {
+  const batch = batchOf(messages);
+  const ctx = createExecutionContext();
+  await worker.queue(batch, testEnv(overrides), ctx);
+  return getQueueResult(batch, ctx);
+}
+
+const event = (change: Partial<InvalidationEvent>): InvalidationEvent => ({
+  origin: "jobs-test",
+  at: Date.now(),
+  ...change,
+});
+
+const purgeBeat = () => redis.get<PurgeReport & { at: number }>(`${prefix}:job:purge`);
+
+// ---------------------------------------------------------------- queue consumer
+
+describe("queue consumer", () => {
+  afterEach(async () => {
+    await gatewayControl("reset", { token: stack.spareGatewayTokens.faults });
+  });
+
+  it("applies a batch with duplicates once, and a redelivery changes nothing", async () => {
+    const key = `dup:${++seq}`;
+    const tagged = `duptagged:${seq}`;
+    const tag = `duptag-${seq}`;
+    await cache.writeThrough(key, { v: 1 }, 1);
+    await cache.set(tagged, { v: 1 }, { tags: [tag] });
+    expect((await cache.get(tagged))?.value).toEqual({ v: 1 });
+
+    const body = event({ keys: [key], tags: [tag], versions: { [key]: 2 } });
+    const first = await consume([
+      { id: "d1", body },
+      { id: "d2", body },
+    ]);
+    expect(first.explicitAcks.sort()).toEqual(["d1", "d2"]);
+    expect(first.retryMessages).toEqual([]);
+    const beat = await purgeBeat();
+    // Merged: one key, one tag, one version, whatever the number of copies.
+    expect(beat).toMatchObject({
+      queue: "edgecache-purge",
+      messages: 2,
+      acked: 2,
+      retried: 0,
+      applied: { keys: 1, tags: 1, versions: 1, removed: 1, versionsAdvanced: 1 },
+    });
+    const after = await cache.inspect(key, key);
+    expect(after.state).toBe("absent");
+    expect(after.version).toBe(2);
+    expect(await cache.get(tagged)).toBeNull();
+
+    const again = await consume([{ id: "d3", body }]);
+    expect(again.explicitAcks).toEqual(["d3"]);
+    const redelivered = await cache.inspect(key, key);
+    expect(redelivered.state).toBe("absent");
+    expect(redelivered.version).toBe(2);
+    expect(await cache.get(tagged)).toBeNull();
+    expect((await purgeBeat())?.applied).toMatchObject({ removed: 0, versionsAdvanced: 0 });
+  });
+
+  it("never moves a version back: v5 then v3, in one batch or across batches", async () => {
+    const a = `ooo:a${++seq}`;
+    const b = `ooo:b${seq}`;
+    const inBatch = await consume([
+      { id: "v5", body: event({ versions: { [a]: 5 } }) },
+      { id: "v3", body: event({ versions: { [a]: 3 } }) },
+    ]);
+    expect(inBatch.explicitAcks.sort()).toEqual(["v3", "v5"]);
+    expect((await cache.inspect(a, a)).version).toBe(5);
+
+    await consume([{ id: "b5", body: event({ versions: { [b]: 5 } }) }]);
+    await consume([{ id: "b3", body: event({ keys: [b], versions: { [b]: 3 } }) }]);
+    expect((await cache.inspect(b, b)).version).toBe(5);
+    // And a late write of v4 is refused: the cache knows v5.
+    expect(await cache.writeThrough(b, { late: true }, 4)).toEqual({
+      written: false,
+      reason: "version",
+    });
+  });
+
+  it("retries malformed messages, never acks them, and logs poison on the last attempts", async () => {
+    const errors = vi.spyOn(console, "error");
+    try {
+      const key = `poison:${++seq}`;
+      await cache.set(key, "here");
+      const result = await consume([
+        { id: "good", body: event({ keys: [key] }) },
+        { id: "shape", body: { keys: "not-an-array" }, attempts: 1 },
+        { id: "glob-in-key", body: event({ keys: ["product:*"] }), attempts: 2 },
+        { id: "last", body: "garbage", attempts: 5 },
+      ]);
+      expect(result.explicitAcks).toEqual(["good"]);
+      expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual([
+        "glob-in-key",
+        "last",
+        "shape",
+      ]);
+      expect(await cache.get(key)).toBeNull();
+      expect(await purgeBeat()).toMatchObject({ acked: 1, retried: 3, invalid: 3, poison: 1 });
+      const logged = errors.mock.calls.map((c) => String(c[0]));
+      expect(logged.some((line) => /poison message last \(attempt 5/.test(line))).toBe(true);
+      expect(logged.some((line) => /poison message (shape|glob-in-key)/.test(line))).toBe(false);
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it("purges a pattern in bounded steps and re-enqueues the cursor until done", async () => {
+    const family = `pat${++seq}`;
+    const count = 3000;
+    await Promise.all(
+      Array.from({ length: count }, (_, i) => cache.set(`${family}:${i}`, i, { ttl: 600_000 })),
+    );
+    const keep = `${family}x:1`; // same stem, outside the glob
+    await cache.set(keep, "stays", { ttl: 600_000 });
+    const countLeft = async () => {
+      let cursor = "0";
+      let n = 0;
+      do {
+        const [next, keys] = await redis.scan(cursor, {
+          match: `${prefix}:e:${family}:*`,
+          count: 1000,
+        });
+        cursor = String(next);
+        n += keys.length;
+      } while (cursor !== "0");
+      return n;
+    };
+    expect(await countLeft()).toBe(count);
+
+    const queue = new FakeQueue();
+    const options = { patterns: { steps: 2, stepBudget: 500 } };
+    const first = batchOf([
       {
-        id: "good-1",
-        timestamp: new Date(now),
-        attempts: 1,
-        body: { keys: ["product:1"], tags: ["category:3"], origin: "test", at: now },
+        id: "p1",
+        body: event({ patterns: [`${family}:*`], keys: [`${family}:0`], outboxIds: [987654321] }),
       },
-      { id: "bad-1", timestamp: new Date(now), attempts: 1, body: { keys: "not-an-array" } },
-      { id: "bad-2", timestamp: new Date(now), attempts: 3, body: "garbage" },
     ]);
     const ctx = createExecutionContext();
-    await worker.queue(batch, env, ctx);
-    const result = await getQueueResult(batch, ctx);
-    expect(result.explicitAcks).toEqual(["good-1"]);
-    expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual(["bad-1", "bad-2"]);
-    const beat = await redis.get<{ queue: string; accepted: number; rejected: number }>(
-      `${prefix}:job:purge`,
+    const report = await withServices({ PURGE_QUEUE: queue.asQueue() }, (s) =>
+      processPurgeBatch(s, "edgecache-purge", first.messages, options),
     );
-    expect(beat).toMatchObject({ queue: "edgecache-purge", accepted: 1, rejected: 2 });
+    // 2 steps of 500 keys cannot cover a keyspace holding 3,000 of ours: the rest is queued.
+    expect(report.patterns.steps).toBe(2);
+    expect(report.patternsContinued).toBe(1);
+    expect((await getQueueResult(first, ctx)).explicitAcks).toEqual(["p1"]);
+    expect(queue.sent).toHaveLength(1);
+    const continuation = queue.sent[0] as InvalidationEvent;
+    expect(continuation).toMatchObject({
+      patterns: [`${family}:*`],
+      origin: "jobs-test",
+      outboxIds: [987654321],
+    });
+    expect(continuation.cursor).toMatch(/^[1-9]\d*$/);
+    expect(report.outboxMarked).toBe(0);
+
+    let deleted = report.patterns.deleted;
+    let pending: unknown[] = queue.sent.splice(0);
+    let rounds = 0;
+    while (pending.length > 0) {
+      expect(++rounds).toBeLessThan(200);
+      const batch = batchOf(pending.map((body, i) => ({ id: `c${rounds}-${i}`, body })));
+      const step = await withServices({ PURGE_QUEUE: queue.asQueue() }, (s) =>
+        processPurgeBatch(s, "edgecache-purge", batch.messages, options),
+      );
+      expect(step.acked).toBe(pending.length);
+      deleted += step.patterns.deleted;
+      pending = queue.sent.splice(0);
+      if (pending.length === 0) expect(step.patterns.finished).toBe(1);
+    }
+    expect(rounds).toBeGreaterThan(0);
+    // `${family}:0` went with the event's keys, every other one with the purge.
+    expect(report.applied.removed + deleted).toBe(count);
+    expect(await countLeft()).toBe(0);
+    expect((await cache.get(keep))?.value).toBe("stays");
+  });
+
+  it("retries the whole batch and acks nothing when Redis fails during the apply", async () => {
+    const token = stack.spareGatewayTokens.faults;
+    const key = `down:${++seq}`;
+    await cache.set(key, "still here");
+    await gatewayControl("faults", {
+      token,
+      body: { failRate: 1, failMode: "status", failStatus: 503 },
+    });
+    const result = await consume(
+      [
+        { id: "r1", body: event({ keys: [key] }) },
+        { id: "r2", body: event({ tags: ["down-tag"], versions: { [key]: 9 } }) },
+        { id: "r3", body: event({ patterns: [`down:*`] }) },
+      ],
+      { UPSTASH_REDIS_REST_TOKEN: token },
+    );
+    expect(result.explicitAcks).toEqual([]);
+    expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual(["r1", "r2", "r3"]);
+    // Nothing was applied: the entry is intact and no version was recorded.
+    const state = await cache.inspect(key, key);
+    expect(state.state).toBe("fresh");
+    expect(state.version).toBeNull();
+    expect((await gatewayControl("stats", { token })).requests).toBeGreaterThan(0);
   });
 });
 
 describe("retryDelaySeconds", () => {
   it("backs off exponentially and caps at a minute", () => {
     expect([1, 2, 3, 4, 5, 6, 7, 20].map(retryDelaySeconds)).toEqual([2, 4, 8, 16, 32, 60, 60, 60]);
+  });
+});
+
+// ---------------------------------------------------------------- warmer
+
+interface TestUser {
+  id: number;
+  name: string;
+  version: number;
+}
+interface TestProduct {
+  id: number;
+  sku: string;
+  version: number;
+}
+
+const idOf = (stem: string) => {
+  const re = new RegExp(`^${stem}:(\\d+)$`);
+  return (key: string) => {
+    const m = re.exec(key);
+    return m ? Number(m[1]) : null;
+  };
+};
+
+/** Test-only warmables over the seeded tables, shaped like the domain ones (versioned). */
+const userWarmable: Warmable<TestUser> = {
+  entity: "wuser",
+  parse: idOf("wu"),
+  async loadMany(db, ids) {
+    const rows = await db
+      .select({ id: users.id, name: users.name, version: users.version })
+      .from(users)
+      .where(inArray(users.id, [...ids]));
+    return new Map(rows.map((r) => [r.id, r]));
+  },
+  key: (id) => `wu:${id}`,
+  entry: (u) => ({ ttl: 60_000, versionKey: `wu:${u.id}`, versionOf: (x) => x.version }),
+};
+
+const productWarmable: Warmable<TestProduct> = {
+  entity: "wproduct",
+  parse: idOf("wp"),
+  async loadMany(db, ids) {
+    const rows = await db
+      .select({ id: products.id, sku: products.sku, version: products.version })
+      .from(products)
+      .where(inArray(products.id, [...ids]));
+    return new Map(rows.map((r) => [r.id, r]));
+  },
+  key: (id) => `wp:${id}`,
+  entry: (p) => ({ ttl: 60_000, versionKey: `wp:${p.id}`, versionOf: (x) => x.version }),
+};
+
+/** Reads through getOrLoad with every read sampled, as the Worker's reads would over time. */
+async function makeHot<T>(p: string, warmable: Warmable<T>, ids: readonly number[]) {
+  const sampler = new EdgeCache({ redis, prefix: p, hotKeys: { sampleRate: 1 } });
+  const rows = await withDb((db) => warmable.loadMany(db, ids));
+  for (let round = 0; round < 3; round++) {
+    await Promise.all(
+      ids.map((id) => {
+        const row = rows.get(id);
+        if (row === undefined) throw new Error(`seeded row ${id} missing`);
+        return sampler.getOrLoad(warmable.key(id), async () => row, warmable.entry(row));
+      }),
+    );
+  }
+}
+
+describe("warmer", () => {
+  const jobsToken = stack.spareGatewayTokens.jobs;
+  const counted = { UPSTASH_REDIS_REST_TOKEN: jobsToken };
+  const requests = async () =>
+    Number((await gatewayControl("stats", { token: jobsToken })).requests);
+
+  it("reloads missing hot keys with one query per entity and one pipelined write", async () => {
+    const p = `${prefix}w`;
+    const local = new EdgeCache({ redis, prefix: p });
+    const ids = [1, 2, 3, 4, 5];
+    await makeHot(p, userWarmable, ids);
+    const warmables = [anyWarmable(userWarmable)];
+
+    // A first run loads the scripts on the server so the counted run is not paying for EVAL.
+    await local.invalidate("wu:5");
+    await withServices(counted, (s) => warmHotKeys(s, warmables), p);
+
+    await local.invalidate("wu:1", "wu:2", "wu:3");
+    await gatewayControl("reset", { token: jobsToken });
+    const report = await withServices(counted, (s) => warmHotKeys(s, warmables), p);
+    expect(report).toMatchObject({
+      hot: 5,
+      stale: 3,
+      missing: 3,
+      unmatched: 0,
+      reloaded: 3,
+      byEntity: { wuser: 3 },
+      refused: 0,
+      queries: 1,
+      redisRequests: 3,
+      stoppedEarly: null,
+      errors: [],
+    });
+    // hotKeys, freshness, and the three write-throughs auto-pipelined into one request.
+    expect(await requests()).toBe(3);
+
+    const dbUsers = await withDb((db) => userWarmable.loadMany(db, [1, 2, 3]));
+    for (const id of [1, 2, 3]) {
+      const state = await local.inspect(`wu:${id}`, `wu:${id}`);
+      expect(state.state).toBe("fresh");
+      expect(state.entry?.value).toEqual(dbUsers.get(id));
+      expect(state.entry?.version).toBe(dbUsers.get(id)?.version);
+    }
+  });
+
+  it("stays within its subrequest budget and says what it left", async () => {
+    const p = `${prefix}b`;
+    const local = new EdgeCache({ redis, prefix: p });
+    const userIds = [6, 7, 8, 9];
+    const productIds = [11, 12, 13, 14, 15, 16];
+    await makeHot(p, userWarmable, userIds);
+    await makeHot(p, productWarmable, productIds);
+    const warmables = [anyWarmable(userWarmable), anyWarmable(productWarmable)];
+    const forget = () =>
+      local.invalidate(...userIds.map((id) => `wu:${id}`), ...productIds.map((id) => `wp:${id}`));
+
+    await forget();
+    // Room for hotKeys + freshness only: each entity needs a query and a write.
+    const starved = await withServices(counted, (s) => warmHotKeys(s, warmables, { budget: 3 }), p);
+    expect(starved).toMatchObject({ hot: 10, stale: 10, reloaded: 0, skipped: 10, queries: 0 });
+    expect(starved.stoppedEarly).toMatch(/budget/);
+
+    await gatewayControl("reset", { token: jobsToken });
+    const partial = await withServices(counted, (s) => warmHotKeys(s, warmables, { budget: 4 }), p);
+    // The biggest entity first; the other waits for the next run.
+    expect(partial).toMatchObject({
+      reloaded: 6,
+      byEntity: { wproduct: 6 },
+      skipped: 4,
+      queries: 1,
+      redisRequests: 3,
+    });
+    expect(partial.stoppedEarly).toMatch(/wuser \(4 keys\)/);
+    expect(partial.queries + partial.redisRequests).toBeLessThanOrEqual(4);
+    expect(await requests()).toBe(3);
+    expect((await local.inspect("wu:6")).state).toBe("absent");
+    expect((await local.inspect("wp:11", "wp:11")).state).toBe("fresh");
+  });
+
+  it("leaves entries that are still fresh alone", async () => {
+    const p = `${prefix}f`;
+    await makeHot(p, userWarmable, [20, 21]);
+    const report = await withServices(
+      counted,
+      (s) => warmHotKeys(s, [anyWarmable(userWarmable)]),
+      p,
+    );
+    expect(report).toMatchObject({ hot: 2, stale: 0, reloaded: 0, queries: 0, redisRequests: 2 });
+  });
+});
+
+// ---------------------------------------------------------------- the cron tick
+
+describe("scheduled handler", () => {
+  beforeAll(async () => {
+    await redis.del(`${prefix}:job:warm`);
+  });
+
+  it("drains, warms and leaves its heartbeat in Redis", async () => {
+    const scheduledTime = Date.UTC(2026, 10, 22, 12, 0, 0);
+    const controller = createScheduledController({ cron: "*/5 * * * *", scheduledTime });
+    const ctx = createExecutionContext();
+    await worker.scheduled(controller, testEnv(), ctx);
+    await waitOnExecutionContext(ctx);
+    const beat = await redis.get<{
+      cron: string;
+      scheduledTime: number;
+      at: number;
+      drain: { pending: number };
+      warm: { hot: number };
+      lag: { pending: number; oldestAgeMs: number | null };
+      subrequests: number;
+    }>(`${prefix}:job:warm`);
+    expect(beat).toMatchObject({ cron: "*/5 * * * *", scheduledTime });
+    expect(beat?.at).toBeGreaterThan(scheduledTime);
+    expect(typeof beat?.drain.pending).toBe("number");
+    expect(typeof beat?.warm.hot).toBe("number");
+    expect(typeof beat?.lag.pending).toBe("number");
+    expect(beat?.subrequests).toBeLessThanOrEqual(40);
   });
 });

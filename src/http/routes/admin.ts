@@ -1,3 +1,451 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { createMiddleware } from "hono/factory";
+import { InvalidKeyError } from "../../cache";
+import type { InvalidationEvent } from "../../domain/events";
+import { outboxLag } from "../../domain/outbox";
+import { warmables } from "../../domain/warmables";
+import {
+  applyChange,
+  DEFAULT_PATTERN_LIMITS,
+  describeError,
+  mergeChanges,
+  runPatternJobs,
+} from "../../jobs/apply-event";
+import { readHeartbeats } from "../../jobs/heartbeat";
+import { warmHotKeys } from "../../jobs/warm";
+import type { Redis } from "../../redis/client";
+import type { AppEnv } from "../context";
+import { errorResponse, HttpError } from "../errors";
+import { adminAuth } from "../middleware/admin-auth";
 import { router } from "../openapi";
 
+/**
+ * Operator routes, all behind `Authorization: Bearer <ADMIN_TOKEN>`: invalidate now or via the
+ * queue, engine and job statistics, one entry's raw state, and a warming run on demand.
+ */
 export const adminRoutes = router();
+
+adminRoutes.openAPIRegistry.registerComponent("securitySchemes", "adminBearer", {
+  type: "http",
+  scheme: "bearer",
+  description: "ADMIN_TOKEN",
+});
+const security = [{ adminBearer: [] }];
+
+adminRoutes.use("/admin/*", adminAuth);
+
+/** A malformed JSON body answers 400 in the validation shape, like any other bad input. */
+const jsonBody = createMiddleware<AppEnv>(async (c, next) => {
+  if (/json/i.test(c.req.header("content-type") ?? "")) {
+    try {
+      await c.req.json();
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      return errorResponse(c, 400, "validation_failed", "Invalid json: malformed JSON body", {
+        target: "json",
+        issues: [{ path: "(root)", message: `Malformed JSON: ${reason}` }],
+      });
+    }
+  }
+  await next();
+});
+
+// ---------------------------------------------------------------- schemas
+
+// The engine's own rules (src/cache/keys.ts), checked here so a bad name is a 400, not a 500.
+const NAME = /^[^\s*?[\]\\\p{Cc}]{1,512}$/u;
+const GLOB = /^[^\s\p{Cc}]{1,512}$/u;
+const nameRule = "1-512 characters without whitespace or * ? [ ] \\";
+
+const cacheName = z.string().regex(NAME, `must be ${nameRule}`);
+const glob = z.string().regex(GLOB, "must be 1-512 characters without whitespace");
+
+const errorSchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+});
+const errorContent = (description: string) => ({
+  description,
+  content: { "application/json": { schema: errorSchema } },
+});
+const errors = {
+  400: errorContent("Validation failed: `details.issues` says which field and why"),
+  401: errorContent("Missing or wrong bearer token"),
+  503: errorContent("Redis, Postgres or the queue is unreachable"),
+};
+
+const invalidateBody = z
+  .strictObject({
+    keys: z.array(cacheName).max(1000).optional(),
+    tags: z.array(cacheName).max(1000).optional(),
+    patterns: z
+      .array(glob)
+      .max(100)
+      .optional()
+      .openapi({ description: "Globs over logical keys (`session:*`), purged by bounded SCAN" }),
+    cursor: z
+      .string()
+      .regex(/^\d{1,32}$/, "must be the cursor a previous call returned")
+      .optional()
+      .openapi({ description: "Resume an unfinished purge (exactly one pattern)" }),
+    async: z
+      .boolean()
+      .optional()
+      .openapi({ description: "Send to the purge queue (202) instead of applying now" }),
+  })
+  .refine((b) => (b.keys?.length ?? 0) + (b.tags?.length ?? 0) + (b.patterns?.length ?? 0) > 0, {
+    message: "name at least one key, tag or pattern",
+  })
+  .refine((b) => b.cursor === undefined || b.patterns?.length === 1, {
+    message: "cursor continues exactly one pattern",
+    path: ["cursor"],
+  })
+  .openapi("AdminInvalidate");
+
+const patternResult = z.object({
+  pattern: z.string(),
+  done: z.boolean(),
+  cursor: z.string().openapi({ description: '"0" when done; else pass back as `cursor`' }),
+  deleted: z.number().int(),
+  scanned: z.number().int(),
+  error: z.string().optional().openapi({ description: "Why the purge stopped (Redis failed)" }),
+});
+
+const invalidateReport = z
+  .object({
+    applied: z.object({
+      keys: z.number().int(),
+      tags: z.number().int(),
+      removed: z.number().int(),
+      tagsBumped: z.number().int(),
+    }),
+    patterns: z.array(patternResult),
+    done: z.boolean(),
+  })
+  .openapi("AdminInvalidateReport");
+
+const json = z.record(z.string(), z.unknown());
+
+const statsSchema = z
+  .object({
+    cache: z
+      .object({
+        hit_ratio: z.number(),
+        hits: z.number(),
+        stale_hits: z.number(),
+        misses: z.number(),
+      })
+      .catchall(z.number())
+      .nullable(),
+    hotKeys: z.array(z.object({ key: z.string(), score: z.number() })).nullable(),
+    outbox: z.object({ pending: z.number(), oldestAgeMs: z.number().nullable() }).nullable(),
+    jobs: z.object({ warm: json.nullable(), purge: json.nullable() }).nullable(),
+    redis: z.object({
+      used_memory: z.number().nullable(),
+      maxmemory: z.number().nullable(),
+      maxmemory_policy: z.string().nullable(),
+      evicted_keys: z.number().nullable(),
+      expired_keys: z.number().nullable(),
+      reason: z.string().nullable(),
+    }),
+    errors: z.record(z.string(), z.string()),
+  })
+  .openapi("AdminStats");
+
+const inspectionSchema = z
+  .object({
+    key: z.string(),
+    now: z.number(),
+    entry: json.nullable(),
+    state: z.enum(["fresh", "stale", "fail-safe", "absent"]),
+    pttl: z.number(),
+    leasePttl: z.number(),
+    version: z.number().nullable(),
+    currentTags: z.record(z.string(), z.string().nullable()),
+  })
+  .openapi("AdminEntry");
+
+const warmReportSchema = z
+  .object({
+    hot: z.number().int(),
+    stale: z.number().int(),
+    missing: z.number().int(),
+    unmatched: z.number().int(),
+    reloaded: z.number().int(),
+    byEntity: z.record(z.string(), z.number().int()),
+    notFound: z.number().int(),
+    refused: z.number().int(),
+    skipped: z.number().int(),
+    queries: z.number().int(),
+    redisRequests: z.number().int(),
+    stoppedEarly: z.string().nullable(),
+    errors: z.array(z.string()),
+  })
+  .openapi("WarmReport");
+
+// ---------------------------------------------------------------- helpers
+
+/** Redis (or Postgres) did not answer: the operator gets a 503 saying which, never a 500. */
+function unavailable(what: string, error: unknown): HttpError {
+  return new HttpError(
+    503,
+    `${what}_unavailable`,
+    `${what} did not answer: ${describeError(error)}`,
+  );
+}
+
+/** Pattern purge steps one admin request may spend (each is one Redis request). */
+const ADMIN_PATTERN_STEPS = 10;
+
+type MemoryFigures = z.infer<typeof statsSchema>["redis"];
+
+/**
+ * Memory and eviction figures from INFO, sent as a raw command (`redis.exec`); EVAL cannot run
+ * INFO on every server. Servers that hide a field report it as null, with the reason.
+ */
+async function memoryFigures(redis: Redis): Promise<MemoryFigures> {
+  const none = (reason: string): MemoryFigures => ({
+    used_memory: null,
+    maxmemory: null,
+    maxmemory_policy: null,
+    evicted_keys: null,
+    expired_keys: null,
+    reason,
+  });
+  let text: unknown;
+  try {
+    text = await redis.exec<unknown>(["INFO"]);
+  } catch (error) {
+    return none(`INFO failed: ${describeError(error)}`);
+  }
+  if (typeof text !== "string") return none("INFO did not answer with text");
+  const fields = new Map<string, string>();
+  for (const line of text.split(/\r?\n/)) {
+    const at = line.indexOf(":");
+    if (at > 0 && !line.startsWith("#")) fields.set(line.slice(0, at), line.slice(at + 1).trim());
+  }
+  const num = (name: string) => {
+    const value = Number(fields.get(name));
+    return fields.has(name) && Number.isFinite(value) ? value : null;
+  };
+  const figures: MemoryFigures = {
+    used_memory: num("used_memory"),
+    maxmemory: num("maxmemory"),
+    maxmemory_policy: fields.get("maxmemory_policy") ?? null,
+    evicted_keys: num("evicted_keys"),
+    expired_keys: num("expired_keys"),
+    reason: null,
+  };
+  const missing = Object.entries(figures)
+    .filter(([name, value]) => name !== "reason" && value === null)
+    .map(([name]) => name);
+  if (missing.length > 0) figures.reason = `INFO does not report ${missing.join(", ")}`;
+  return figures;
+}
+
+// ---------------------------------------------------------------- routes
+
+adminRoutes.use("/admin/invalidate", jsonBody);
+
+adminRoutes.openapi(
+  createRoute({
+    method: "post",
+    path: "/admin/invalidate",
+    tags: ["admin"],
+    security,
+    summary: "Invalidate keys, tags and key patterns, now or through the queue",
+    request: {
+      body: { required: true, content: { "application/json": { schema: invalidateBody } } },
+    },
+    responses: {
+      200: {
+        description:
+          "Applied: keys and tags in one request, patterns in bounded steps (unfinished ones return their cursor)",
+        content: { "application/json": { schema: invalidateReport } },
+      },
+      202: {
+        description: "Queued for the purge consumer",
+        content: {
+          "application/json": {
+            schema: z.object({ queued: z.literal(true), at: z.number().int() }),
+          },
+        },
+      },
+      ...errors,
+    },
+  }),
+  async (c) => {
+    const body = c.req.valid("json");
+    const { cache, queue } = c.var.services;
+    if (body.async) {
+      const event: InvalidationEvent = {
+        ...(body.keys?.length ? { keys: body.keys } : {}),
+        ...(body.tags?.length ? { tags: body.tags } : {}),
+        ...(body.patterns?.length ? { patterns: body.patterns } : {}),
+        ...(body.cursor ? { cursor: body.cursor } : {}),
+        origin: "admin",
+        at: Date.now(),
+      };
+      if (!queue) {
+        throw new HttpError(503, "queue_unavailable", "No PURGE_QUEUE binding: use async false");
+      }
+      try {
+        await queue.send(event, { contentType: "json" });
+      } catch (error) {
+        throw unavailable("queue", error);
+      }
+      return c.json({ queued: true as const, at: event.at }, 202);
+    }
+
+    const merged = mergeChanges([
+      { keys: body.keys, tags: body.tags, patterns: body.patterns, cursor: body.cursor },
+    ]);
+    let applied: z.infer<typeof invalidateReport>["applied"];
+    try {
+      const outcome = await applyChange(cache, merged.change);
+      applied = {
+        keys: outcome.keys,
+        tags: outcome.tags,
+        removed: outcome.removed,
+        tagsBumped: outcome.tagsBumped,
+      };
+    } catch (error) {
+      throw unavailable("redis", error);
+    }
+    const run = await runPatternJobs(cache, merged.patterns, {
+      ...DEFAULT_PATTERN_LIMITS,
+      steps: ADMIN_PATTERN_STEPS,
+    });
+    const patterns = run.outcomes.map((o) => ({
+      pattern: o.glob,
+      done: o.done,
+      cursor: o.cursor,
+      deleted: o.deleted,
+      scanned: o.scanned,
+      ...(o.error ? { error: o.error } : {}),
+    }));
+    return c.json({ applied, patterns, done: patterns.every((p) => p.done) }, 200);
+  },
+);
+
+adminRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/admin/stats",
+    tags: ["admin"],
+    security,
+    summary: "Engine counters, hot keys, outbox lag, job heartbeats, Redis memory and evictions",
+    responses: {
+      200: {
+        description:
+          "Each section is null when its source did not answer; `errors` says why. Memory figures are null with a `reason` where the server does not report them.",
+        content: { "application/json": { schema: statsSchema } },
+      },
+      401: errors[401],
+    },
+  }),
+  async (c) => {
+    const { cache, redis, db, config } = c.var.services;
+    const [stats, hot, lag, jobs, memory] = await Promise.allSettled([
+      cache.stats(),
+      cache.hotKeys(20),
+      outboxLag(db),
+      readHeartbeats(redis, config.CACHE_PREFIX),
+      memoryFigures(redis),
+    ]);
+    const errors: Record<string, string> = {};
+    const value = <T>(name: string, result: PromiseSettledResult<T>): T | null => {
+      if (result.status === "fulfilled") return result.value;
+      errors[name] = describeError(result.reason);
+      return null;
+    };
+    c.header("Cache-Control", "no-store");
+    return c.json(
+      {
+        cache: value("cache", stats),
+        hotKeys: value("hotKeys", hot),
+        outbox: value("outbox", lag),
+        jobs: value("jobs", jobs),
+        redis:
+          value("redis", memory) ??
+          ({
+            used_memory: null,
+            maxmemory: null,
+            maxmemory_policy: null,
+            evicted_keys: null,
+            expired_keys: null,
+            reason: errors.redis ?? "unavailable",
+          } satisfies MemoryFigures),
+        errors,
+      },
+      200,
+    );
+  },
+);
+
+adminRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/admin/entries/{key}",
+    tags: ["admin"],
+    security,
+    summary: "Everything Redis holds for one cache key",
+    request: {
+      params: z.object({
+        key: cacheName.openapi({ param: { name: "key", in: "path" }, example: "product:42" }),
+      }),
+      query: z.object({
+        version: cacheName
+          .optional()
+          .openapi({ description: "Version key to compare with", example: "product:42" }),
+      }),
+    },
+    responses: {
+      200: {
+        description: "The entry (null when absent), its state, TTLs, lease, version and tags",
+        content: { "application/json": { schema: inspectionSchema } },
+      },
+      ...errors,
+    },
+  }),
+  async (c) => {
+    const { key } = c.req.valid("param");
+    const { version } = c.req.valid("query");
+    try {
+      const inspection = await c.var.services.cache.inspect(key, version);
+      c.header("Cache-Control", "no-store");
+      return c.json(
+        { ...inspection, entry: inspection.entry as Record<string, unknown> | null },
+        200,
+      );
+    } catch (error) {
+      if (error instanceof InvalidKeyError) throw new HttpError(400, "invalid_key", error.message);
+      throw unavailable("redis", error);
+    }
+  },
+);
+
+adminRoutes.openapi(
+  createRoute({
+    method: "post",
+    path: "/admin/warm",
+    tags: ["admin"],
+    security,
+    summary: "Run the warmer now (the cron does it every 5 minutes)",
+    responses: {
+      200: {
+        description: "What the warmer did",
+        content: { "application/json": { schema: warmReportSchema } },
+      },
+      401: errors[401],
+      503: errors[503],
+    },
+  }),
+  async (c) => {
+    try {
+      return c.json(await warmHotKeys(c.var.services, warmables), 200);
+    } catch (error) {
+      // Loads and writes are reported per key; only the hot-key and freshness reads throw.
+      throw unavailable("redis", error);
+    }
+  },
+);

@@ -1,0 +1,273 @@
+import type { EdgeCache } from "../cache";
+import { assertGlob, assertName } from "../cache/keys";
+import type { CacheChange, InvalidationEvent } from "../domain/events";
+
+/**
+ * Applying invalidation events to the cache, shared by the queue consumer, the cron's outbox
+ * drain and POST /admin/invalidate. Events are merged first so any number of them costs one
+ * Redis request for their keys, tags and versions; pattern purges run as bounded steps and
+ * hand what is left back to the queue as a cursor.
+ */
+
+/** A change as carried by a queue message or an outbox row (a continuation has a cursor). */
+export type ChangeWithCursor = CacheChange & { cursor?: string };
+
+export interface MergedChange {
+  keys: string[];
+  tags: string[];
+  /** Highest version per name: an older event in the same batch never lowers it. */
+  versions: Record<string, number>;
+}
+
+export interface PatternJob {
+  glob: string;
+  /** Where the SCAN resumes; "0" is the start of the keyspace. */
+  cursor: string;
+  /** Indices (in the merged list) of the events waiting on this purge. */
+  owners: number[];
+}
+
+export interface Merged {
+  change: MergedChange;
+  patterns: PatternJob[];
+}
+
+/**
+ * Names the engine would refuse. The event schema only bounds lengths, and one bad name in a
+ * merged apply would fail the whole batch on every redelivery, so such an event is treated as
+ * malformed on its own instead.
+ */
+export function nameProblems(change: ChangeWithCursor): string[] {
+  const problems: string[] = [];
+  const check = (what: string, value: string, assert: (kind: string, name: string) => string) => {
+    try {
+      assert(what, value);
+    } catch (error) {
+      problems.push(error instanceof Error ? error.message : String(error));
+    }
+  };
+  for (const key of change.keys ?? []) check("key", key, assertName);
+  for (const tag of change.tags ?? []) check("tag", tag, assertName);
+  for (const name of Object.keys(change.versions ?? {})) check("version key", name, assertName);
+  for (const glob of change.patterns ?? []) check("pattern", glob, (_, g) => assertGlob(g));
+  return problems;
+}
+
+export function mergeChanges(changes: readonly ChangeWithCursor[]): Merged {
+  const keys = new Set<string>();
+  const tags = new Set<string>();
+  const versions: Record<string, number> = {};
+  // glob -> cursor -> owners. A purge from "0" covers every key a continuation would still
+  // find (SCAN returns every key present for the whole scan), so it absorbs them.
+  const globs = new Map<string, Map<string, number[]>>();
+  changes.forEach((change, index) => {
+    for (const key of change.keys ?? []) keys.add(key);
+    for (const tag of change.tags ?? []) tags.add(tag);
+    for (const [name, version] of Object.entries(change.versions ?? {})) {
+      versions[name] = Math.max(versions[name] ?? version, version);
+    }
+    for (const glob of change.patterns ?? []) {
+      // A continuation names one pattern; a cursor on an event with several applies to each.
+      const cursor = change.cursor ?? "0";
+      const byCursor = globs.get(glob) ?? new Map<string, number[]>();
+      globs.set(glob, byCursor);
+      const owners = byCursor.get(cursor) ?? [];
+      if (!owners.includes(index)) owners.push(index);
+      byCursor.set(cursor, owners);
+    }
+  });
+  const patterns: PatternJob[] = [];
+  for (const [glob, byCursor] of globs) {
+    if (byCursor.has("0")) {
+      const owners = [...new Set([...byCursor.values()].flat())].sort((a, b) => a - b);
+      patterns.push({ glob, cursor: "0", owners });
+    } else {
+      for (const [cursor, owners] of byCursor) patterns.push({ glob, cursor, owners });
+    }
+  }
+  return { change: { keys: [...keys], tags: [...tags], versions }, patterns };
+}
+
+export interface ApplyOutcome {
+  keys: number;
+  tags: number;
+  versions: number;
+  removed: number;
+  tagsBumped: number;
+  versionsAdvanced: number;
+  /** Redis requests spent (one per chunk; one for any ordinary batch). */
+  requests: number;
+}
+
+/**
+ * Names per apply request. Ordinary batches are far below it; it only keeps a pathological
+ * batch (50 messages of 1,000 keys) under Upstash's request size limit. A failure part-way
+ * is fine: the caller retries everything and applying twice changes nothing.
+ */
+export const APPLY_CHUNK = 5000;
+
+/** Keys, tags and versions in ONE request (`cache.apply`). Throws CacheWriteError when Redis fails. */
+export async function applyChange(cache: EdgeCache, change: MergedChange): Promise<ApplyOutcome> {
+  const versions = Object.entries(change.versions);
+  const outcome: ApplyOutcome = {
+    keys: change.keys.length,
+    tags: change.tags.length,
+    versions: versions.length,
+    removed: 0,
+    tagsBumped: 0,
+    versionsAdvanced: 0,
+    requests: 0,
+  };
+  const items = [
+    ...change.keys.map((k) => ["k", k] as const),
+    ...change.tags.map((t) => ["t", t] as const),
+    ...versions.map(([name]) => ["v", name] as const),
+  ];
+  for (let start = 0; start < items.length; start += APPLY_CHUNK) {
+    const chunk = items.slice(start, start + APPLY_CHUNK);
+    const part = {
+      keys: chunk.filter(([kind]) => kind === "k").map(([, name]) => name),
+      tags: chunk.filter(([kind]) => kind === "t").map(([, name]) => name),
+      versions: Object.fromEntries(
+        chunk
+          .filter(([kind]) => kind === "v")
+          .map(([, name]) => [name, change.versions[name] ?? 0]),
+      ),
+    };
+    outcome.requests++;
+    const reply = await cache.apply(part);
+    outcome.removed += reply.removed;
+    outcome.tagsBumped += reply.tagsBumped;
+    outcome.versionsAdvanced += reply.versionsAdvanced;
+  }
+  return outcome;
+}
+
+export interface PatternOutcome {
+  glob: string;
+  /** The cursor the purge started from. */
+  from: string;
+  /** Where it stopped ("0" when done). */
+  cursor: string;
+  done: boolean;
+  /** The step that failed (Redis down); the purge was not advanced past `cursor`. */
+  error?: string;
+  deleted: number;
+  scanned: number;
+  steps: number;
+  owners: number[];
+}
+
+export interface PatternRun {
+  outcomes: PatternOutcome[];
+  steps: number;
+  deleted: number;
+}
+
+export interface PatternLimits {
+  /** Purge steps (Redis requests) shared by all patterns of this run. */
+  steps: number;
+  /** Keys each step examines (SCAN COUNT total per step). */
+  stepBudget: number;
+}
+
+export const DEFAULT_PATTERN_LIMITS: PatternLimits = { steps: 5, stepBudget: 1000 };
+
+/**
+ * Runs the purges one after another within a shared step budget. A purge the budget does not
+ * finish (or never reaches) comes back with its cursor for the caller to re-enqueue. A failed
+ * step stops every purge not yet done: Redis is unlikely to answer the next one.
+ */
+export async function runPatternJobs(
+  cache: EdgeCache,
+  jobs: readonly PatternJob[],
+  limits: PatternLimits,
+): Promise<PatternRun> {
+  let steps = 0;
+  let deleted = 0;
+  let failure: string | undefined;
+  const outcomes: PatternOutcome[] = [];
+  for (const job of jobs) {
+    const outcome: PatternOutcome = {
+      glob: job.glob,
+      from: job.cursor,
+      cursor: job.cursor,
+      done: false,
+      deleted: 0,
+      scanned: 0,
+      steps: 0,
+      owners: job.owners,
+    };
+    outcomes.push(outcome);
+    if (failure) {
+      outcome.error = failure;
+      continue;
+    }
+    while (!outcome.done && steps < limits.steps) {
+      steps++;
+      try {
+        const step = await cache.purgePattern(job.glob, {
+          cursor: outcome.cursor,
+          budget: limits.stepBudget,
+        });
+        outcome.steps++;
+        outcome.cursor = step.cursor;
+        outcome.done = step.done;
+        outcome.deleted += step.deleted;
+        outcome.scanned += step.scanned;
+        deleted += step.deleted;
+      } catch (error) {
+        failure = error instanceof Error ? error.message : String(error);
+        outcome.error = failure;
+        break;
+      }
+    }
+  }
+  return { outcomes, steps, deleted };
+}
+
+/** The rest of a purge, as a queue message: the consumer picks it up where this run stopped. */
+export function continuationEvent(
+  outcome: PatternOutcome,
+  origin: string,
+  at: number,
+  outboxIds: readonly number[],
+): InvalidationEvent {
+  return {
+    patterns: [outcome.glob],
+    ...(outcome.cursor === "0" ? {} : { cursor: outcome.cursor }),
+    origin,
+    at,
+    ...(outboxIds.length > 0 ? { outboxIds: [...outboxIds].slice(0, 1000) } : {}),
+  };
+}
+
+/** Queue.sendBatch takes at most 100 messages per call. */
+const SEND_BATCH_MAX = 100;
+
+/** Sends events as JSON messages; returns how many subrequests it took. Throws on failure. */
+export async function sendEvents(
+  queue: Queue<unknown> | undefined,
+  events: readonly InvalidationEvent[],
+): Promise<number> {
+  if (events.length === 0) return 0;
+  if (!queue) throw new Error("no PURGE_QUEUE binding");
+  let calls = 0;
+  for (let start = 0; start < events.length; start += SEND_BATCH_MAX) {
+    const chunk = events.slice(start, start + SEND_BATCH_MAX);
+    calls++;
+    await queue.sendBatch(chunk.map((body) => ({ body, contentType: "json" as const })));
+  }
+  return calls;
+}
+
+export function describeError(error: unknown): string {
+  let current: unknown = error;
+  const parts: string[] = [];
+  for (let depth = 0; current !== undefined && depth < 4; depth++) {
+    const message = current instanceof Error ? current.message : String(current);
+    if (!parts.some((part) => part.includes(message))) parts.push(message);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return parts.join(": ").slice(0, 500);
+}
