@@ -1,5 +1,4 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createMiddleware } from "hono/factory";
 import { InvalidKeyError } from "../../cache";
 import type { InvalidationEvent } from "../../domain/events";
 import { outboxLag } from "../../domain/outbox";
@@ -14,8 +13,7 @@ import {
 import { readHeartbeats } from "../../jobs/heartbeat";
 import { warmHotKeys } from "../../jobs/warm";
 import type { Redis } from "../../redis/client";
-import type { AppEnv } from "../context";
-import { errorResponse, HttpError } from "../errors";
+import { HttpError } from "../errors";
 import { adminAuth } from "../middleware/admin-auth";
 import { router } from "../openapi";
 
@@ -33,22 +31,6 @@ adminRoutes.openAPIRegistry.registerComponent("securitySchemes", "adminBearer", 
 const security = [{ adminBearer: [] }];
 
 adminRoutes.use("/admin/*", adminAuth);
-
-/** A malformed JSON body answers 400 in the validation shape, like any other bad input. */
-const jsonBody = createMiddleware<AppEnv>(async (c, next) => {
-  if (/json/i.test(c.req.header("content-type") ?? "")) {
-    try {
-      await c.req.json();
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      return errorResponse(c, 400, "validation_failed", "Invalid json: malformed JSON body", {
-        target: "json",
-        issues: [{ path: "(root)", message: `Malformed JSON: ${reason}` }],
-      });
-    }
-  }
-  await next();
-});
 
 // ---------------------------------------------------------------- schemas
 
@@ -243,8 +225,6 @@ async function memoryFigures(redis: Redis): Promise<MemoryFigures> {
 }
 
 // ---------------------------------------------------------------- routes
-
-adminRoutes.use("/admin/invalidate", jsonBody);
 
 adminRoutes.openapi(
   createRoute({

@@ -4,16 +4,8 @@ import { commitWrite } from "../../domain/write";
 import { cachedJson, etagOf } from "../cache-response";
 import { HttpError } from "../errors";
 import { router } from "../openapi";
-import {
-  errorResponses,
-  errorSchema,
-  idParams,
-  ifMatchHeader,
-  jsonBodyGuard,
-  untyped,
-  versionCondition,
-  writeFailure,
-} from "./products";
+import { errorResponses, errorSchema, idParams, ifMatchHeader, versionCondition } from "../schemas";
+import { untyped, writeFailure } from "./products";
 
 const categorySchema = z
   .object({
@@ -44,8 +36,6 @@ const cacheHeaders = {
 };
 
 export const categoriesRoutes = router();
-
-categoriesRoutes.use("/categories/*", jsonBodyGuard);
 
 categoriesRoutes.openapi(
   createRoute({

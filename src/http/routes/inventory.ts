@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { MAX_RESERVATION, reserveStock } from "../../domain/inventory";
 import { HttpError } from "../errors";
 import { router } from "../openapi";
-import { errorContent, idParams, jsonBody } from "./users";
+import { errorContent, idParams } from "../schemas";
 
 const reserveBodySchema = z
   .strictObject({
@@ -24,9 +24,8 @@ const reserveRoute = createRoute({
   path: "/products/{id}/reserve",
   tags: ["inventory"],
   summary: "Reserve stock atomically; never oversells, and the cached product is invalidated",
-  middleware: [jsonBody] as const,
   request: {
-    params: idParams,
+    params: idParams(),
     body: { required: true, content: { "application/json": { schema: reserveBodySchema } } },
   },
   responses: {

@@ -1,6 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { createMiddleware } from "hono/factory";
 import {
   insertProduct,
   LIST_DEFAULT_LIMIT,
@@ -9,101 +8,23 @@ import {
   readProductPage,
   softDeleteProduct,
   updateProduct,
-  type VersionCondition,
   WriteRefused,
 } from "../../domain/products";
 import { commitWrite } from "../../domain/write";
 import { cachedJson, etagOf } from "../cache-response";
-import type { AppEnv } from "../context";
 import { errorResponse, HttpError } from "../errors";
 import { router } from "../openapi";
+import {
+  errorResponses,
+  errorSchema,
+  idParams,
+  ifMatchHeader,
+  MAX_ID,
+  positiveInt,
+  versionCondition,
+} from "../schemas";
 
-// ---------------------------------------------------------------- shared with categories.ts
-
-const MAX_INT = 2_147_483_647;
-
-/** A path or query value that must be a positive int4: "42" -> 42; "0", "-1", "abc", "1.5" -> 400. */
-export const positiveInt = (what: string) =>
-  z
-    .string()
-    .regex(/^\d{1,10}$/, `${what} must be a positive integer`)
-    .transform(Number)
-    .pipe(
-      z
-        .number()
-        .int()
-        .min(1, `${what} must be a positive integer`)
-        .max(MAX_INT, `${what} must be at most ${MAX_INT}`),
-    )
-    .openapi({ type: "string", example: "42" });
-
-export const idParams = (what: string) =>
-  z.object({ id: positiveInt(what).openapi({ param: { name: "id", in: "path" }, example: "42" }) });
-
-export const errorSchema = z
-  .object({
-    error: z.object({
-      code: z.string(),
-      message: z.string(),
-      details: z.unknown().optional(),
-    }),
-  })
-  .openapi("Error");
-
-export const errorResponses = {
-  400: {
-    description:
-      "Validation failed: `details.issues` lists each field (`path`) and what is wrong (`message`)",
-    content: { "application/json": { schema: errorSchema } },
-  },
-  404: { description: "Not found", content: { "application/json": { schema: errorSchema } } },
-} as const;
-
-export const ifMatchHeader = z.object({
-  "if-match": z.string().optional().openapi({
-    description:
-      'Only write when the current version matches (`"v7"`, a list, or `*`); 412 otherwise',
-    example: '"v3"',
-  }),
-});
-
-/**
- * The If-Match condition of a write: null without the header, "*" for any existing version,
- * else the versions named by strong `"v<n>"` tags. Weak or foreign tags never match (RFC 9110
- * uses strong comparison for If-Match), so they end in 412.
- */
-export function versionCondition(c: Context): VersionCondition {
-  const header = c.req.header("if-match");
-  if (header === undefined) return null;
-  const tags = header.split(",").map((t) => t.trim());
-  if (tags.includes("*")) return "*";
-  return tags.flatMap((t) => {
-    const m = /^"v(\d{1,10})"$/.exec(t);
-    return m?.[1] ? [Number(m[1])] : [];
-  });
-}
-
-/**
- * Hono's JSON validator answers a malformed body with a bare 400; this answers it in the
- * validation shape (`details.issues`) like every other bad input. It reads the body once and
- * Hono caches it for the validator.
- */
-export const jsonBodyGuard = createMiddleware<AppEnv>(async (c, next) => {
-  const method = c.req.method;
-  const type = c.req.header("content-type") ?? "";
-  if ((method === "POST" || method === "PATCH" || method === "PUT") && /json/i.test(type)) {
-    try {
-      await c.req.json();
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      return errorResponse(c, 400, "validation_failed", "Invalid json: malformed JSON body", {
-        target: "json",
-        issues: [{ path: "(root)", message: `Malformed JSON: ${reason}` }],
-      });
-    }
-  }
-  await next();
-});
+// ---------------------------------------------------------------- write failures (shared with categories.ts)
 
 /** Postgres SQLSTATE of a (drizzle-wrapped) driver error. */
 function sqlState(error: unknown): string | undefined {
@@ -204,10 +125,10 @@ const productPageSchema = z
 const fields = {
   name: z.string().min(1).max(200),
   description: z.string().max(5000).nullable(),
-  categoryId: z.number().int().min(1).max(MAX_INT),
-  priceCents: z.number().int().min(0).max(MAX_INT),
+  categoryId: z.number().int().min(1).max(MAX_ID),
+  priceCents: z.number().int().min(0).max(MAX_ID),
   currency: z.string().regex(/^[A-Z]{3}$/, "must be an ISO 4217 code such as USD"),
-  stock: z.number().int().min(0).max(MAX_INT),
+  stock: z.number().int().min(0).max(MAX_ID),
 };
 
 const createProductSchema = z
@@ -261,9 +182,6 @@ const cacheHeaders = {
 // ---------------------------------------------------------------- routes
 
 export const productsRoutes = router();
-
-productsRoutes.use("/products", jsonBodyGuard);
-productsRoutes.use("/products/*", jsonBodyGuard);
 
 productsRoutes.openapi(
   createRoute({

@@ -10,7 +10,7 @@ import {
 } from "../../domain/sessions";
 import { HttpError } from "../errors";
 import { router } from "../openapi";
-import { errorContent, jsonBody, MAX_ID } from "./users";
+import { errorContent, MAX_ID } from "../schemas";
 
 const tokenParams = z.object({
   token: z
@@ -61,7 +61,6 @@ const createRouteDef = createRoute({
   path: "/sessions",
   tags: ["sessions"],
   summary: "Create a session (Redis only, expires by TTL)",
-  middleware: [jsonBody] as const,
   request: {
     body: { required: true, content: { "application/json": { schema: newSessionSchema } } },
   },

@@ -1,62 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createMiddleware } from "hono/factory";
 import { getUser, USER_TIERS, updateUser } from "../../domain/users";
 import { cachedJson, etagOf } from "../cache-response";
-import type { AppEnv } from "../context";
-import { errorResponse, HttpError } from "../errors";
+import { HttpError } from "../errors";
 import { router } from "../openapi";
-
-// ---------------------------------------------------------------------------------------------
-// Helpers shared with the inventory and sessions routes. They belong next to `router()` in
-// src/http/openapi.ts; they live here only because that file is outside this change.
-
-/** Largest Postgres `integer`: a bigger id would make the query fail, i.e. a 500. */
-export const MAX_ID = 2_147_483_647;
-
-/** `{id}` path parameter: a positive int4. */
-export const idParams = z.object({
-  id: z.coerce
-    .number()
-    .int()
-    .positive()
-    .max(MAX_ID)
-    .openapi({ param: { name: "id", in: "path" }, example: 42 }),
-});
-
-export const errorSchema = z.object({
-  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
-});
-
-export const errorContent = { "application/json": { schema: errorSchema } };
-
-/**
- * Hono's JSON validator reports unparseable bodies as a bare 400 without `details`; this answers
- * them in the same shape as every other validation failure. Runs before the validators.
- */
-export const jsonBody = createMiddleware<AppEnv>(async (c, next) => {
-  const type = c.req.header("content-type") ?? "";
-  if (/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
-    const text = await c.req.text();
-    let problem: string | undefined;
-    if (text.trim() === "") problem = "Request body is empty; expected a JSON object";
-    else {
-      try {
-        JSON.parse(text);
-      } catch (error) {
-        problem = `Malformed JSON: ${error instanceof Error ? error.message : String(error)}`;
-      }
-    }
-    if (problem) {
-      return errorResponse(c, 400, "validation_failed", `Invalid json: ${problem}`, {
-        target: "json",
-        issues: [{ path: "(root)", message: problem }],
-      });
-    }
-  }
-  await next();
-});
-
-// ---------------------------------------------------------------------------------------------
+import { errorContent, idParams, versionCondition } from "../schemas";
 
 const userSchema = z
   .object({
@@ -90,7 +37,7 @@ const getUserRoute = createRoute({
   path: "/users/{id}",
   tags: ["users"],
   summary: "A user, read through the cache (ETag / If-None-Match supported)",
-  request: { params: idParams },
+  request: { params: idParams() },
   responses: {
     200: {
       description: "The user; X-Cache says where it came from",
@@ -107,9 +54,8 @@ const patchUserRoute = createRoute({
   path: "/users/{id}",
   tags: ["users"],
   summary: "Update a user; the new value is written through to the cache before the response",
-  middleware: [jsonBody] as const,
   request: {
-    params: idParams,
+    params: idParams(),
     headers: z.object({
       "if-match": z
         .string()
@@ -135,17 +81,6 @@ const patchUserRoute = createRoute({
  * the versions named by strong `"v<n>"` tags. Weak or foreign tags never match (RFC 9110
  * compares If-Match strongly), so a header made only of those yields [] and answers 412.
  */
-function parseIfMatch(header: string | undefined): number[] | null {
-  if (header === undefined) return null;
-  const tags = header.split(",").map((tag) => tag.trim());
-  if (tags.includes("*")) return null;
-  return tags.flatMap((tag) => {
-    const match = /^"v([1-9]\d{0,9})"$/.exec(tag);
-    const version = Number(match?.[1]);
-    return match && version <= MAX_ID ? [version] : [];
-  });
-}
-
 export const usersRoutes = router()
   .openapi(getUserRoute, async (c) => {
     const { id } = c.req.valid("param");
@@ -155,7 +90,7 @@ export const usersRoutes = router()
   })
   .openapi(patchUserRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const expected = parseIfMatch(c.req.valid("header")["if-match"]);
+    const expected = versionCondition(c);
     const outcome = await updateUser(c.var.services, id, c.req.valid("json"), expected);
     if (!outcome.ok) {
       switch (outcome.reason) {

@@ -1,0 +1,70 @@
+import { z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+
+/** Largest Postgres `integer`: a bigger id would make the query fail, i.e. a 500. */
+export const MAX_ID = 2_147_483_647;
+
+/** A path or query value that must be a positive int4: "42" -> 42; "0", "-1", "abc", "1.5" -> 400. */
+export const positiveInt = (what: string) =>
+  z
+    .string()
+    .regex(/^\d{1,10}$/, `${what} must be a positive integer`)
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(1, `${what} must be a positive integer`)
+        .max(MAX_ID, `${what} must be at most ${MAX_ID}`),
+    )
+    .openapi({ type: "string", example: "42" });
+
+/** `{id}` path parameter. */
+export const idParams = (what = "id") =>
+  z.object({ id: positiveInt(what).openapi({ param: { name: "id", in: "path" }, example: "42" }) });
+
+export const errorSchema = z
+  .object({
+    error: z.object({
+      code: z.string(),
+      message: z.string(),
+      details: z.unknown().optional(),
+    }),
+  })
+  .openapi("Error");
+
+export const errorContent = { "application/json": { schema: errorSchema } };
+
+export const errorResponses = {
+  400: {
+    description:
+      "Validation failed: `details.issues` lists each field (`path`) and what is wrong (`message`)",
+    content: errorContent,
+  },
+  404: { description: "Not found", content: errorContent },
+} as const;
+
+export const ifMatchHeader = z.object({
+  "if-match": z.string().optional().openapi({
+    description:
+      'Only write when the current version matches (`"v7"`, a list, or `*`); 412 otherwise',
+    example: '"v3"',
+  }),
+});
+
+/**
+ * The If-Match condition of a write: null without the header or with `*` (any existing version
+ * will do), else the versions named by strong `"v<n>"` tags. Weak or foreign tags never match
+ * (RFC 9110 compares strongly for If-Match), so a list of only those ends in 412.
+ */
+export function versionCondition(c: Context): number[] | null {
+  const header = c.req.header("if-match");
+  if (header === undefined) return null;
+  const tags = header.split(",").map((t) => t.trim());
+  if (tags.includes("*")) return null;
+  return tags.flatMap((t) => {
+    const m = /^"v([1-9]\d{0,9})"$/.exec(t);
+    const version = Number(m?.[1]);
+    return m && version <= MAX_ID ? [version] : [];
+  });
+}
