@@ -118,3 +118,55 @@ it("binds the test stack, not the dev one", () => {
   expect(stack.databaseUrl).not.toMatch(/\/edgecache$/);
   expect(env.DATABASE_URL).toBe(stack.databaseUrl);
 });
+
+describe("API documentation", () => {
+  it("serves an OpenAPI 3.1 document listing every route, and Swagger UI", async () => {
+    const doc = await SELF.fetch("http://edgecache.test/openapi.json");
+    expect(doc.status).toBe(200);
+    const body = (await doc.json()) as { openapi: string; paths: Record<string, object> };
+    expect(body.openapi).toBe("3.1.0");
+    expect(Object.keys(body.paths).sort()).toEqual(
+      [
+        "/admin/entries/{key}",
+        "/admin/invalidate",
+        "/admin/stats",
+        "/admin/warm",
+        "/categories",
+        "/categories/{id}",
+        "/products",
+        "/products/{id}",
+        "/products/{id}/reserve",
+        "/sessions",
+        "/sessions/{token}",
+        "/users/{id}",
+      ].sort(),
+    );
+    const ui = await SELF.fetch("http://edgecache.test/docs");
+    expect(ui.status).toBe(200);
+    expect(await ui.text()).toContain("/openapi.json");
+  });
+
+  it("refuses oversized bodies with 413 in the error shape", async () => {
+    const res = await SELF.fetch("http://edgecache.test/sessions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ userId: 1, data: { blob: "x".repeat(70 * 1024) } }),
+    });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(
+      "payload_too_large",
+    );
+  });
+
+  it("answers malformed JSON with a field-level 400", async () => {
+    const res = await SELF.fetch("http://edgecache.test/users/1", {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: "{not json",
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; details: { issues: unknown[] } } };
+    expect(body.error.code).toBe("validation_failed");
+    expect(body.error.details.issues).toHaveLength(1);
+  });
+});
