@@ -74,6 +74,7 @@ async function startStack(): Promise<RunningStack> {
     health: `health-${randomBytes(8).toString("hex")}`,
     faults: `faults-${randomBytes(8).toString("hex")}`,
     jobs: `jobs-${randomBytes(8).toString("hex")}`,
+    publish: `publish-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

@@ -6,7 +6,13 @@ export interface TestStack {
   gatewayToken: string;
   /** More tokens on the same Redis DB, each with its own request counter: a test file that
    * counts requests takes one of its own so parallel files cannot disturb the count. */
-  spareGatewayTokens: { engine: string; health: string; faults: string; jobs: string };
+  spareGatewayTokens: {
+    engine: string;
+    health: string;
+    faults: string;
+    jobs: string;
+    publish: string;
+  };
   databaseUrl: string;
   wsProxy: string;
   adminToken: string;

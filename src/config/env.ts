@@ -11,6 +11,7 @@ export interface Env {
   NEON_WS_PROXY?: string;
   ADMIN_TOKEN?: string;
   CACHE_PREFIX?: string;
+  PUBLISH_EVENTS?: string;
   PURGE_QUEUE?: Queue<unknown>;
 }
 
@@ -38,6 +39,12 @@ const schema = z.object({
     .string()
     .regex(/^[a-z0-9_-]{1,16}$/, "must be 1-16 characters of a-z, 0-9, _ or -")
     .default("ec"),
+  // Opt-in: the queue consumer PUBLISHes each applied batch on {CACHE_PREFIX}:events for
+  // subscribers outside the edge (one extra Redis request per batch).
+  PUBLISH_EVENTS: z
+    .enum(["0", "1", "true", "false"], { message: 'must be "1"/"true" or "0"/"false"' })
+    .optional()
+    .transform((v) => v === "1" || v === "true"),
 });
 
 export type AppConfig = z.infer<typeof schema>;

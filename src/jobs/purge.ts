@@ -23,6 +23,22 @@ export interface PurgeMessage {
   retry(options?: { delaySeconds?: number }): void;
 }
 
+/** The channel the consumer publishes applied changes on (PUBLISH_EVENTS=1). */
+export const eventsChannel = (prefix: string) => `${prefix}:events`;
+
+/** One PUBLISH per batch: the merged change, so subscribers see what the edge just forgot. */
+async function publishApplied(
+  services: Services,
+  change: ReturnType<typeof mergeChanges>["change"],
+  messages: number,
+): Promise<void> {
+  const { keys, tags, versions } = change;
+  await services.redis.publish(
+    eventsChannel(services.config.CACHE_PREFIX),
+    JSON.stringify({ keys, tags, versions, messages, origin: "purge", at: Date.now() }),
+  );
+}
+
 /** Exponential backoff for a redelivery: 2 s, 4 s, 8 s … capped at a minute. */
 export function retryDelaySeconds(attempts: number): number {
   return Math.min(60, 2 ** Math.max(1, attempts));
@@ -184,6 +200,13 @@ async function applyValid(
     console.error(`purge: ${report.error}`);
     for (const { message } of valid) retry(message);
     return;
+  }
+
+  if (services.config.PUBLISH_EVENTS) {
+    await publishApplied(services, merged.change, valid.length).catch((error: unknown) => {
+      // Subscribers are told best-effort; the cache itself is already consistent.
+      console.warn(`purge: publish failed: ${describeError(error)}`);
+    });
   }
 
   const run = await runPatternJobs(services.cache, merged.patterns, limits);

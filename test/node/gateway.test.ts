@@ -410,12 +410,13 @@ describe("bad requests", () => {
 describe("control API", () => {
   it("counts requests and commands per route, and resets", async () => {
     await command("/", ["PING"]);
-    await command("/pipeline", [["PING"], ["PING"], ["PING"]]);
+    await command("/pipeline", [["PING"], ["ping"], ["ECHO", "x"]]);
     await command("/multi-exec", [["PING"], ["PING"]]);
     expect(await stats()).toEqual({
       requests: 3,
       commands: 6,
       byRoute: { "/": 1, "/pipeline": 1, "/multi-exec": 1 },
+      byCommand: { PING: 5, ECHO: 1 },
     });
     expect(await stats(OTHER_TOKEN)).toMatchObject({ requests: 0, commands: 0 });
     expect((await control("reset")).body).toEqual({ ok: true });
@@ -423,6 +424,7 @@ describe("control API", () => {
       requests: 0,
       commands: 0,
       byRoute: { "/": 0, "/pipeline": 0, "/multi-exec": 0 },
+      byCommand: {},
     });
   });
 

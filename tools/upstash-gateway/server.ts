@@ -46,6 +46,8 @@ interface TokenState {
   requests: number;
   commands: number;
   byRoute: Record<ApiRoute, number>;
+  /** Commands served, by name (EVALSHA, PUBLISH…): lets tests see what a request carried. */
+  byCommand: Record<string, number>;
   faults: Faults | null;
 }
 
@@ -385,8 +387,18 @@ function execAbortText(error: Error): string {
 // Per-token state and faults
 // ---------------------------------------------------------------------------
 
-function freshCounters(): Pick<TokenState, "requests" | "commands" | "byRoute"> {
-  return { requests: 0, commands: 0, byRoute: { "/": 0, "/pipeline": 0, "/multi-exec": 0 } };
+function freshCounters(): Pick<TokenState, "requests" | "commands" | "byRoute" | "byCommand"> {
+  return {
+    requests: 0,
+    commands: 0,
+    byRoute: { "/": 0, "/pipeline": 0, "/multi-exec": 0 },
+    byCommand: {},
+  };
+}
+
+function countCommand(state: TokenState, command: Command): void {
+  const name = String(command[0] ?? "").toUpperCase();
+  state.byCommand[name] = (state.byCommand[name] ?? 0) + 1;
 }
 
 const FAULT_KEYS = new Set([
@@ -516,6 +528,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (route === "/pipeline" || route === "/multi-exec") {
       const commands = toCommandList(parseJson(body), route);
       state.commands += commands.length;
+      for (const c of commands) countCommand(state, c);
       const redis = await pool.get(state.db);
       const replies = await runBatch(redis, commands, route === "/multi-exec", pool);
       sendJson(
@@ -530,6 +543,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       ? toCommand(parseJson(body), "Command")
       : commandFromPath(pathname, method, body);
     state.commands += 1;
+    countCommand(state, command);
     const redis = await pool.get(state.db);
     const reply = await runSingle(redis, command, pool);
     sendJson(res, 200, { result: encodeReply(reply, base64) }, headers);
@@ -557,8 +571,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   ) {
     const key = `${req.method ?? "GET"} ${pathname}`;
     if (key === "GET /__gateway/stats") {
-      const { requests, commands, byRoute } = state;
-      sendJson(res, 200, { requests, commands, byRoute: { ...byRoute } });
+      const { requests, commands, byRoute, byCommand } = state;
+      sendJson(res, 200, {
+        requests,
+        commands,
+        byRoute: { ...byRoute },
+        byCommand: { ...byCommand },
+      });
     } else if (key === "POST /__gateway/reset") {
       Object.assign(state, freshCounters(), { faults: null });
       sendJson(res, 200, { ok: true });
