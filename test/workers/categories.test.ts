@@ -1,8 +1,6 @@
-import { env } from "cloudflare:test";
 import { desc, sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { cacheOutbox, categories } from "../../db/schema";
-import { createDb } from "../../src/db/neon";
 import {
   type CategoryDetail,
   categoryEntryOptions,
@@ -10,6 +8,7 @@ import {
 } from "../../src/domain/categories";
 import type { ProductDetail, ProductPage } from "../../src/domain/products";
 import { type ApiResponse, api as callApi } from "./api";
+import { withDb } from "./db";
 
 /** /categories through the real Worker; a fresh cache prefix per run (see products.test.ts). */
 const prefix = `tc${Date.now().toString(36)}`;
@@ -24,15 +23,6 @@ const api = <T = unknown>(
   path: string,
   options: { body?: unknown; headers?: Record<string, string> } = {},
 ): Promise<ApiResponse<T>> => callApi<T>(method, path, { prefix, ...options });
-
-async function withDb<T>(fn: (db: ReturnType<typeof createDb>["db"]) => Promise<T>): Promise<T> {
-  const database = createDb({ databaseUrl: env.DATABASE_URL ?? "", wsProxy: env.NEON_WS_PROXY });
-  try {
-    return await fn(database.db);
-  } finally {
-    await database.close();
-  }
-}
 
 let seq = 0;
 async function newCategory(name = `Categories test ${++seq}`): Promise<number> {

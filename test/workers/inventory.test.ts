@@ -1,11 +1,11 @@
 import { eq, sql } from "drizzle-orm";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { categories, products } from "../../db/schema";
 import { EdgeCache } from "../../src/cache";
-import { createDb } from "../../src/db/neon";
 import { createRedis } from "../../src/redis/client";
 import { api } from "./api";
-import { stack, testRedis } from "./stack";
+import { withDb } from "./db";
+import { stack } from "./stack";
 
 const prefix = "t_inventory";
 
@@ -22,17 +22,6 @@ interface ErrorBody {
     message: string;
     details?: { issues?: { path: string; message: string }[] } & Record<string, unknown>;
   };
-}
-
-type Database = ReturnType<typeof createDb>["db"];
-
-async function withDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
-  const database = createDb({ databaseUrl: stack.databaseUrl, wsProxy: stack.wsProxy });
-  try {
-    return await fn(database.db);
-  } finally {
-    await database.close();
-  }
 }
 
 let serial = 0;
@@ -77,17 +66,6 @@ function engine(): EdgeCache {
     prefix,
   });
 }
-
-beforeAll(async () => {
-  // Redis outlives the recreated test database: drop version keys of ids an earlier run used.
-  const redis = testRedis();
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, { match: `${prefix}:*`, count: 500 });
-    if (keys.length > 0) await redis.del(...keys);
-    cursor = String(next);
-  } while (cursor !== "0");
-});
 
 describe("POST /products/:id/reserve", () => {
   it("never oversells: 25 concurrent reservations of 1 against a stock of 10", async () => {

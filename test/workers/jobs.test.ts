@@ -12,13 +12,13 @@ import { products, users } from "../../db/schema";
 import worker from "../../functions/index";
 import { EdgeCache } from "../../src/cache";
 import type { Env } from "../../src/config/env";
-import { createDb } from "../../src/db/neon";
 import type { InvalidationEvent } from "../../src/domain/events";
 import type { Warmable } from "../../src/domain/warmable";
 import { anyWarmable } from "../../src/domain/warmables";
 import { type PurgeReport, processPurgeBatch, retryDelaySeconds } from "../../src/jobs/purge";
 import { warmHotKeys } from "../../src/jobs/warm";
 import { createServices, type Services } from "../../src/runtime/services";
+import { withDb } from "./db";
 import { gatewayControl, stack, testRedis } from "./stack";
 
 /**
@@ -61,15 +61,6 @@ async function withServices<T>(
     return await fn(services);
   } finally {
     await services.dispose();
-  }
-}
-
-async function withDb<T>(fn: (db: ReturnType<typeof createDb>["db"]) => Promise<T>): Promise<T> {
-  const database = createDb({ databaseUrl: env.DATABASE_URL ?? "", wsProxy: env.NEON_WS_PROXY });
-  try {
-    return await fn(database.db);
-  } finally {
-    await database.close();
   }
 }
 

@@ -12,12 +12,12 @@ import { cacheOutbox, users } from "../../db/schema";
 import worker from "../../functions/index";
 import { EdgeCache } from "../../src/cache";
 import type { Env } from "../../src/config/env";
-import { createDb } from "../../src/db/neon";
 import type { InvalidationEvent } from "../../src/domain/events";
 import { commitWrite } from "../../src/domain/write";
 import { processPurgeBatch } from "../../src/jobs/purge";
 import { drainOutbox, type ScheduledReport } from "../../src/jobs/warm";
 import { createServices, type Services } from "../../src/runtime/services";
+import { withDb } from "./db";
 import { testRedis } from "./stack";
 
 /**
@@ -66,15 +66,6 @@ async function withServices<T>(
     return await fn(services);
   } finally {
     await services.dispose();
-  }
-}
-
-async function withDb<T>(fn: (db: ReturnType<typeof createDb>["db"]) => Promise<T>): Promise<T> {
-  const database = createDb({ databaseUrl: env.DATABASE_URL ?? "", wsProxy: env.NEON_WS_PROXY });
-  try {
-    return await fn(database.db);
-  } finally {
-    await database.close();
   }
 }
 

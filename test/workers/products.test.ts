@@ -1,8 +1,6 @@
-import { env } from "cloudflare:test";
 import { desc, sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { cacheOutbox, categories, products } from "../../db/schema";
-import { createDb } from "../../src/db/neon";
 import {
   type ProductDetail,
   type ProductPage,
@@ -10,6 +8,7 @@ import {
   productWarmable,
 } from "../../src/domain/products";
 import { type ApiResponse, api as callApi } from "./api";
+import { withDb } from "./db";
 import { testRedis } from "./stack";
 
 /**
@@ -28,15 +27,6 @@ const api = <T = unknown>(
   path: string,
   options: { body?: unknown; headers?: Record<string, string> } = {},
 ): Promise<ApiResponse<T>> => callApi<T>(method, path, { prefix, ...options });
-
-async function withDb<T>(fn: (db: ReturnType<typeof createDb>["db"]) => Promise<T>): Promise<T> {
-  const database = createDb({ databaseUrl: env.DATABASE_URL ?? "", wsProxy: env.NEON_WS_PROXY });
-  try {
-    return await fn(database.db);
-  } finally {
-    await database.close();
-  }
-}
 
 async function newCategory(label: string): Promise<number> {
   return withDb(async (db) => {

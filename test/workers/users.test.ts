@@ -2,10 +2,10 @@ import { eq } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { users } from "../../db/schema";
 import { EdgeCache } from "../../src/cache";
-import { createDb } from "../../src/db/neon";
 import { userWarmable } from "../../src/domain/users";
 import { createRedis } from "../../src/redis/client";
 import { api } from "./api";
+import { withDb } from "./db";
 import { stack, testRedis } from "./stack";
 
 const prefix = "t_users";
@@ -29,15 +29,6 @@ interface ErrorBody {
       unknown
     >;
   };
-}
-
-async function withDb<T>(fn: (db: ReturnType<typeof createDb>["db"]) => Promise<T>): Promise<T> {
-  const database = createDb({ databaseUrl: stack.databaseUrl, wsProxy: stack.wsProxy });
-  try {
-    return await fn(database.db);
-  } finally {
-    await database.close();
-  }
 }
 
 let serial = 0;
