@@ -50,13 +50,25 @@ export async function cacheHarness(db = 2) {
 
 export type CacheHarness = Awaited<ReturnType<typeof cacheHarness>>;
 
-/** A promise you resolve by hand: holds a loader mid-flight while a test races it. */
+/**
+ * A loader you release by hand: holds a load mid-flight while a test races it. `started`
+ * resolves once the engine has called `load` (i.e. after the read that granted the lease), so
+ * tests wait for that instead of sleeping and hoping.
+ */
 export function gate<T>() {
   let open!: (value: T) => void;
+  let markStarted!: () => void;
   const promise = new Promise<T>((resolve) => {
     open = resolve;
   });
-  return { promise, open };
+  const started = new Promise<void>((resolve) => {
+    markStarted = resolve;
+  });
+  const load = () => {
+    markStarted();
+    return promise;
+  };
+  return { promise, open, started, load };
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -65,8 +65,9 @@ describe("stampede (single-flight leases)", () => {
     const dying = h.cache({}, prefix);
     const survivor = h.cache({}, prefix);
     // The holder's loader never finishes (a Worker killed mid-load): its lease just expires.
-    void dying.getOrLoad("k", () => new Promise<string>(() => {}), { leaseTtl: 300 });
-    await sleep(50);
+    const hung = gate<string>(); // never opened
+    void dying.getOrLoad("k", hung.load, { leaseTtl: 300 });
+    await hung.started;
     const inspected = await survivor.inspect("k");
     expect(inspected.leasePttl).toBeGreaterThan(0);
     const started = Date.now();
@@ -85,8 +86,8 @@ describe("stampede (single-flight leases)", () => {
     const slow = h.cache({}, prefix);
     const impatient = h.cache({}, prefix);
     const held = gate<string>();
-    const holder = slow.getOrLoad("k", () => held.promise, { leaseTtl: 10_000 });
-    await sleep(50);
+    const holder = slow.getOrLoad("k", held.load, { leaseTtl: 10_000 });
+    await held.started;
     const result = await impatient.getOrLoad("k", async () => "direct", { waitBudget: 200 });
     expect(result.value).toBe("direct");
     expect((await impatient.inspect("k")).entry).toBeNull();
@@ -100,8 +101,8 @@ describe("stale set (a load that began before an invalidation never lands)", () 
   it("drops the fill when the key is invalidated during the load", async () => {
     const cache = h.cache();
     const load = gate<string>();
-    const reading = cache.getOrLoad("user:7", () => load.promise);
-    await sleep(30);
+    const reading = cache.getOrLoad("user:7", load.load);
+    await load.started;
     await cache.invalidate("user:7"); // the writer committed v2 and invalidated
     load.open("v1 (read before the write)");
     expect((await reading).value).toBe("v1 (read before the write)");
@@ -116,8 +117,8 @@ describe("stale set (a load that began before an invalidation never lands)", () 
     const cache = h.cache();
     const load = gate<{ v: number }>();
     const opts = { versionKey: "product:9", versionOf: (p: { v: number }) => p.v };
-    const reading = cache.getOrLoad("product:9", () => load.promise, opts);
-    await sleep(30);
+    const reading = cache.getOrLoad("product:9", load.load, opts);
+    await load.started;
     await cache.bumpVersion("product", 9, 2);
     load.open({ v: 1 });
     await reading;
@@ -133,8 +134,8 @@ describe("stale set (a load that began before an invalidation never lands)", () 
     const cache = h.cache();
     const load = gate<string[]>();
     const opts = { tags: ["category:3"] };
-    const reading = cache.getOrLoad("list:category:3", () => load.promise, opts);
-    await sleep(30);
+    const reading = cache.getOrLoad("list:category:3", load.load, opts);
+    await load.started;
     await cache.invalidateTags("category:3");
     load.open(["old"]);
     await reading;
@@ -164,8 +165,8 @@ describe("monotonic versions", () => {
   it("never lets a late fill of v2 replace a write-through of v3", async () => {
     const cache = h.cache();
     const load = gate<{ v: number }>();
-    const reading = cache.getOrLoad("user:1", () => load.promise, opts);
-    await sleep(30);
+    const reading = cache.getOrLoad("user:1", load.load, opts);
+    await load.started;
     await cache.writeThrough("user:1", { v: 3 }, 3, opts);
     load.open({ v: 2 });
     await reading;
@@ -376,8 +377,8 @@ describe("review findings (each failed before its fix)", () => {
   it("a pattern purge also revokes leases, so a load in flight cannot land afterwards", async () => {
     const cache = h.cache();
     const load = gate<string>();
-    const reading = cache.getOrLoad("session:1", () => load.promise);
-    await sleep(30);
+    const reading = cache.getOrLoad("session:1", load.load);
+    await load.started;
     let step = await cache.purgePattern("session:*");
     while (!step.done) step = await cache.purgePattern("session:*", { cursor: step.cursor });
     load.open("read before the purge");
@@ -412,8 +413,8 @@ describe("review findings (each failed before its fix)", () => {
     const a = h.cache({ l1: { ttlMs: 5_000 } }, prefix);
     const b = h.cache({}, prefix);
     const load = gate<string>();
-    const reading = a.getOrLoad("k", () => load.promise);
-    await sleep(30);
+    const reading = a.getOrLoad("k", load.load);
+    await load.started;
     await b.invalidate("k");
     load.open("old");
     await reading;
@@ -424,8 +425,9 @@ describe("review findings (each failed before its fix)", () => {
 
   it("a coalesced caller stops waiting for a hung loader after the wait budget", async () => {
     const cache = h.cache();
-    void cache.getOrLoad("k", () => new Promise<string>(() => {}), { leaseTtl: 60_000 });
-    await sleep(20);
+    const hung = gate<string>(); // never opened
+    void cache.getOrLoad("k", hung.load, { leaseTtl: 60_000 });
+    await hung.started;
     const result = await cache.getOrLoad("k", async () => "own load", { waitBudget: 200 });
     expect(result.value).toBe("own load");
   });
@@ -435,8 +437,8 @@ describe("review findings (each failed before its fix)", () => {
     const holder = h.cache({ hotKeys: { sampleRate: 1 } }, prefix);
     const waiter = h.cache({ hotKeys: { sampleRate: 1 } }, prefix);
     const load = gate<string>();
-    const first = holder.getOrLoad("k", () => load.promise);
-    await sleep(20);
+    const first = holder.getOrLoad("k", load.load);
+    await load.started;
     const second = waiter.getOrLoad("k", async () => "x", { waitBudget: 5_000 });
     await sleep(300); // several polls
     load.open("v");
@@ -450,8 +452,8 @@ describe("review findings (each failed before its fix)", () => {
     const cache = h.cache();
     const opts = { versionKey: "user:77", versionOf: (u: { v: number }) => u.v };
     const load = gate<{ v: number }>();
-    const reading = cache.getOrLoad("user:77", () => load.promise, opts);
-    await sleep(30);
+    const reading = cache.getOrLoad("user:77", load.load, opts);
+    await load.started;
     await cache.bumpVersion("user", 77, 2);
     await h.redis.del(cache.keys.version("user:77")); // evicted under memory pressure
     load.open({ v: 1 });
@@ -473,8 +475,8 @@ describe("tags known only after loading (tagsOf)", () => {
   it("drops the fill when the value's tag is bumped during the load", async () => {
     const cache = h.cache();
     const load = gate<Product>();
-    const reading = cache.getOrLoad("product:5", () => load.promise, opts);
-    await sleep(30);
+    const reading = cache.getOrLoad("product:5", load.load, opts);
+    await load.started;
     await cache.invalidateTags("category:9"); // the category was renamed meanwhile
     load.open({ id: 5, categoryId: 9, categoryName: "old name" });
     await reading;
