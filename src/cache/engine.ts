@@ -296,7 +296,10 @@ export class EdgeCache {
       if (!waited) this.#pending.add("lease_waits");
       waited = true;
       const elapsed = Date.now() - started;
-      const delay = Math.min(leasePollDelay(attempt), Math.max(0, reply.wait ?? 0) + 1);
+      const delay = Math.min(
+        leasePollDelay(attempt, this.#random),
+        Math.max(0, reply.wait ?? 0) + 1,
+      );
       if (elapsed + delay > opts.waitBudget) {
         this.#pending.add("lease_timeouts");
         const value = await this.#timed(loader);

@@ -27,7 +27,11 @@ export function shouldRefreshEarly(
   return nowMs - loadTimeMs * beta * Math.log(r) >= freshUntilMs;
 }
 
-/** Backoff between polls while another caller holds the lease. */
-export function leasePollDelay(attempt: number): number {
-  return Math.min(200, 10 * 2 ** attempt);
+/**
+ * Backoff between polls while another caller holds the lease: exponential to 200 ms, with
+ * ±50 % jitter so a crowd of waiters does not poll in lockstep.
+ */
+export function leasePollDelay(attempt: number, random: () => number = Math.random): number {
+  const base = Math.min(200, 10 * 2 ** attempt);
+  return Math.max(1, Math.round(base * (0.5 + random())));
 }

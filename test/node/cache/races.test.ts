@@ -52,7 +52,9 @@ describe("stampede (single-flight leases)", () => {
             await sleep(100);
             return 42;
           },
-          { waitBudget: 5_000 },
+          // A long lease: this test is about single flight among contenders, not takeover,
+          // and 200 pollers in one process can slow the holder's fill on a busy machine.
+          { waitBudget: 30_000, leaseTtl: 20_000 },
         ),
       ),
     );
