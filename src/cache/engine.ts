@@ -302,7 +302,18 @@ export class EdgeCache {
       );
       if (elapsed + delay > opts.waitBudget) {
         this.#pending.add("lease_timeouts");
-        const value = await this.#timed(loader);
+        let value: { value: T; ms: number };
+        try {
+          value = await this.#timed(loader);
+        } catch (error) {
+          // Same rule as the lease holder: an expired entry kept for fail-safe beats an error.
+          if (reply.fs && reply.v !== undefined) {
+            this.#pending.add("load_errors");
+            this.#pending.add("fail_safe");
+            return { ...this.#fromEntry<T>(reply, "STALE"), failSafe: true };
+          }
+          throw error;
+        }
         return { ...this.#loaded(value.value, opts), waitedMs: Date.now() - started };
       }
       await sleep(delay);
@@ -803,13 +814,17 @@ export class EdgeCache {
   }
 
   #loaded<T>(value: T, opts: Resolved<T>): CacheResult<T> {
+    const expiresAt = opts.expiresAt instanceof Date ? opts.expiresAt.getTime() : opts.expiresAt;
+    const untilExpiry =
+      expiresAt === undefined ? Number.POSITIVE_INFINITY : Math.max(0, expiresAt - Date.now());
     return {
       value,
       status: "MISS",
       version: value != null && opts.versionKey && opts.versionOf ? opts.versionOf(value) : null,
       ageMs: 0,
-      ttlMs: opts.ttl,
-      staleTtlMs: opts.ttl + opts.staleTtl,
+      // Nominal windows (before jitter), capped by an absolute expiry like the stored entry.
+      ttlMs: Math.min(opts.ttl, untilExpiry),
+      staleTtlMs: Math.min(opts.ttl + opts.staleTtl, untilExpiry),
     };
   }
 

@@ -522,3 +522,36 @@ describe("tags known only after loading (tagsOf)", () => {
     expect(fresh.written).toBe(true);
   });
 });
+
+describe("fail-safe for a waiter that gave up on the lease", () => {
+  it("serves the expired entry when its own load fails too", async () => {
+    const prefix = `fsw${Date.now()}`;
+    const holder = h.cache({}, prefix);
+    const waiter = h.cache({}, prefix);
+    const opts = { ttl: 50, jitter: 0, failSafe: 60_000, earlyRefresh: false as const };
+    await holder.getOrLoad("k", async () => "last good", opts);
+    await sleep(120); // past fresh and grace: kept only for fail-safe
+    const hung = gate<string>(); // the holder's reload never finishes
+    void holder.getOrLoad("k", hung.load, { ...opts, leaseTtl: 60_000 });
+    await hung.started;
+    const result = await waiter.getOrLoad(
+      "k",
+      async () => {
+        throw new Error("postgres down");
+      },
+      { ...opts, waitBudget: 150 },
+    );
+    expect(result).toMatchObject({ value: "last good", status: "STALE", failSafe: true });
+  });
+
+  it("reports a MISS's windows capped at expiresAt", async () => {
+    const cache = h.cache();
+    const r = await cache.getOrLoad("sale", async () => 1, {
+      ttl: 60_000,
+      staleTtl: 60_000,
+      expiresAt: Date.now() + 5_000,
+    });
+    expect(r.ttlMs).toBeLessThanOrEqual(5_000);
+    expect(r.staleTtlMs).toBeLessThanOrEqual(5_000);
+  });
+});
