@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { EdgeCache } from "../../src/cache";
 import type { InvalidationEvent } from "../../src/domain/events";
-import { type ApiResponse, api as callApi } from "./api";
+import { apiFor, api as callApi, type ErrorBody } from "./api";
+import { FakeQueue } from "./helpers";
 import { stack, testRedis } from "./stack";
 
 /** /admin through the real Worker, gateway and Postgres; only the queue producer is a stand-in. */
@@ -9,27 +10,7 @@ const prefix = `ta${Date.now().toString(36)}`;
 const redis = testRedis();
 const cache = new EdgeCache({ redis, prefix });
 
-class FakeQueue {
-  readonly sent: unknown[] = [];
-  fail: Error | null = null;
-  async send(body: unknown): Promise<void> {
-    if (this.fail) throw this.fail;
-    this.sent.push(structuredClone(body));
-  }
-  async sendBatch(messages: Iterable<{ body: unknown }>): Promise<void> {
-    for (const m of messages) await this.send(m.body);
-  }
-}
-
-interface ErrorBody {
-  error: { code: string; message: string; details?: { issues?: { path: string }[] } };
-}
-
-const admin = <T = unknown>(
-  method: string,
-  path: string,
-  options: { body?: unknown; headers?: Record<string, string>; env?: Record<string, unknown> } = {},
-): Promise<ApiResponse<T>> => callApi<T>(method, path, { prefix, admin: true, ...options });
+const admin = apiFor(prefix, { admin: true });
 
 let seq = 0;
 

@@ -2,28 +2,21 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import { EdgeCache } from "../../src/cache";
 import { createRedis } from "../../src/redis/client";
-import { stack } from "./stack";
+import { gatewayControl, stack } from "./stack";
 
 /**
  * The engine inside workerd, with the Worker's own Upstash client and ctx.waitUntil, against
  * the real gateway. The Node-side suite covers the races; this proves the runtime fit.
  */
-const redis = createRedis({ url: stack.gatewayUrl, token: stack.spareGatewayTokens.engine });
-
-async function gateway(path: string, method = "GET") {
-  const res = await fetch(`${stack.gatewayUrl}/__gateway/${path}`, {
-    method,
-    headers: { authorization: `Bearer ${stack.spareGatewayTokens.engine}` },
-  });
-  return (await res.json()) as { requests: number };
-}
+const token = stack.spareGatewayTokens.engine;
+const redis = createRedis({ url: stack.gatewayUrl, token });
 
 describe("EdgeCache in workerd", () => {
   it("misses, fills in waitUntil, then hits in one request", async () => {
     const cache = new EdgeCache({ redis, prefix: `w${Date.now()}` });
     const opts = { ttl: 30_000, tags: ["products"], earlyRefresh: false as const };
     await cache.getOrLoad("warm", async () => 0, opts); // load the scripts
-    await gateway("reset", "POST");
+    await gatewayControl("reset", { token });
 
     const ctx = createExecutionContext();
     const miss = await cache.getOrLoad("product:1", async () => ({ id: 1, name: "Lamp" }), {
@@ -32,11 +25,11 @@ describe("EdgeCache in workerd", () => {
     });
     expect(miss.status).toBe("MISS");
     await waitOnExecutionContext(ctx);
-    expect((await gateway("stats")).requests).toBe(2);
+    expect((await gatewayControl("stats", { token })).requests).toBe(2);
 
     const hit = await cache.getOrLoad("product:1", async () => ({ id: 1, name: "never" }), opts);
     expect(hit).toMatchObject({ status: "HIT", value: { id: 1, name: "Lamp" } });
-    expect((await gateway("stats")).requests).toBe(3);
+    expect((await gatewayControl("stats", { token })).requests).toBe(3);
 
     await cache.invalidateTags("products");
     const after = await cache.getOrLoad("product:1", async () => ({ id: 1, name: "Desk" }), opts);

@@ -1,55 +1,31 @@
-import { desc, sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
-import { cacheOutbox, categories } from "../../db/schema";
 import {
   type CategoryDetail,
   categoryEntryOptions,
   categoryWarmable,
 } from "../../src/domain/categories";
 import type { ProductDetail, ProductPage } from "../../src/domain/products";
-import { type ApiResponse, api as callApi } from "./api";
-import { withDb } from "./db";
+import { apiFor, type ErrorBody, expectValidation, postProduct } from "./api";
+import { insertCategory, outboxRowFor, withDb } from "./db";
 
 /** /categories through the real Worker; a fresh cache prefix per run (see products.test.ts). */
 const prefix = `tc${Date.now().toString(36)}`;
 const run = Date.now().toString(36);
 
-interface ErrorBody {
-  error: { code: string; message: string; details?: { issues?: { path: string }[] } };
-}
-
-const api = <T = unknown>(
-  method: string,
-  path: string,
-  options: { body?: unknown; headers?: Record<string, string> } = {},
-): Promise<ApiResponse<T>> => callApi<T>(method, path, { prefix, ...options });
+const api = apiFor(prefix);
 
 let seq = 0;
 async function newCategory(name = `Categories test ${++seq}`): Promise<number> {
-  return withDb(async (db) => {
-    const [row] = await db
-      .insert(categories)
-      .values({ slug: `tc-${run}-${++seq}`, name })
-      .returning({ id: categories.id });
-    if (!row) throw new Error("no category");
-    return row.id;
-  });
+  return insertCategory({ slug: `tc-${run}-${++seq}`, name });
 }
 
 async function newProduct(categoryId: number): Promise<ProductDetail> {
-  const res = await api<ProductDetail>("POST", "/products", {
-    body: { sku: `TC-${run}-${++seq}`, name: `Item ${seq}`, categoryId, priceCents: 500 },
+  return postProduct(api, {
+    sku: `TC-${run}-${++seq}`,
+    name: `Item ${seq}`,
+    categoryId,
+    priceCents: 500,
   });
-  expect(res.status).toBe(201);
-  return res.body;
-}
-
-function expectValidation(res: ApiResponse<unknown>, path?: string) {
-  expect(res.status).toBe(400);
-  const body = res.body as ErrorBody;
-  expect(body.error.code).toBe("validation_failed");
-  expect(body.error.details?.issues?.length).toBeGreaterThan(0);
-  if (path !== undefined) expect(body.error.details?.issues?.map((i) => i.path)).toContain(path);
 }
 
 let mine: number;
@@ -161,15 +137,7 @@ describe("PATCH /categories/:id", () => {
     }
 
     // The outbox row of the rename was applied and marked processed.
-    const row = await withDb(async (db) => {
-      const [r] = await db
-        .select()
-        .from(cacheOutbox)
-        .where(sql`${cacheOutbox.event}->'keys' @> ${JSON.stringify([`category:${cat}`])}::jsonb`)
-        .orderBy(desc(cacheOutbox.id))
-        .limit(1);
-      return r;
-    });
+    const row = await outboxRowFor(`category:${cat}`);
     expect(row?.event).toMatchObject({
       origin: "PATCH /categories/:id",
       keys: [`category:${cat}`, "categories:all"],

@@ -1,3 +1,5 @@
+import { desc, sql } from "drizzle-orm";
+import { cacheOutbox, categories } from "../../db/schema";
 import { createDb } from "../../src/db/neon";
 import { stack } from "./stack";
 
@@ -11,4 +13,26 @@ export async function withDb<T>(fn: (db: TestDb) => Promise<T>): Promise<T> {
   } finally {
     await database.close();
   }
+}
+
+/** Inserts a category behind the API's back: its id. */
+export async function insertCategory(values: { slug: string; name: string }): Promise<number> {
+  return withDb(async (db) => {
+    const [row] = await db.insert(categories).values(values).returning({ id: categories.id });
+    if (!row) throw new Error("no category");
+    return row.id;
+  });
+}
+
+/** The newest outbox row whose event names `key`, with its processed_at. */
+export async function outboxRowFor(key: string) {
+  return withDb(async (db) => {
+    const [row] = await db
+      .select()
+      .from(cacheOutbox)
+      .where(sql`${cacheOutbox.event}->'keys' @> ${JSON.stringify([key])}::jsonb`)
+      .orderBy(desc(cacheOutbox.id))
+      .limit(1);
+    return row;
+  });
 }

@@ -1,6 +1,6 @@
-import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
+import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import worker from "../../functions/index";
+import { fetchWorker } from "./api";
 import { gatewayControl, stack } from "./stack";
 
 interface HealthBody {
@@ -9,16 +9,8 @@ interface HealthBody {
   postgres: { ok: boolean; latencyMs: number; error?: string };
 }
 
-async function callWorker(path: string, overrides: Partial<Record<string, unknown>> = {}) {
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(
-    new Request(`http://edgecache.test${path}`),
-    { ...env, ...overrides } as typeof env,
-    ctx,
-  );
-  await waitOnExecutionContext(ctx);
-  return res;
-}
+const callWorker = (path: string, bindings: Record<string, unknown> = {}) =>
+  fetchWorker(path, { bindings });
 
 describe("GET /health", () => {
   afterEach(async () => {

@@ -1,11 +1,9 @@
 import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { categories, products } from "../../db/schema";
-import { EdgeCache } from "../../src/cache";
-import { createRedis } from "../../src/redis/client";
-import { api } from "./api";
+import { api, type ErrorBody } from "./api";
 import { withDb } from "./db";
-import { stack } from "./stack";
+import { workerCache } from "./stack";
 
 const prefix = "t_inventory";
 
@@ -14,14 +12,6 @@ interface Reservation {
   reserved: number;
   remaining: number;
   version: number;
-}
-
-interface ErrorBody {
-  error: {
-    code: string;
-    message: string;
-    details?: { issues?: { path: string; message: string }[] } & Record<string, unknown>;
-  };
 }
 
 let serial = 0;
@@ -59,13 +49,6 @@ async function stockOf(id: number) {
 
 const reserve = (id: number | string, body: unknown) =>
   api<Reservation & ErrorBody>("POST", `/products/${id}/reserve`, { prefix, body });
-
-function engine(): EdgeCache {
-  return new EdgeCache({
-    redis: createRedis({ url: stack.gatewayUrl, token: stack.gatewayToken }),
-    prefix,
-  });
-}
 
 describe("POST /products/:id/reserve", () => {
   it("never oversells: 25 concurrent reservations of 1 against a stock of 10", async () => {
@@ -152,7 +135,7 @@ describe("POST /products/:id/reserve", () => {
   it("leaves no cached product with the old stock behind", async () => {
     const product = await newProduct(10);
     const key = `product:${product.id}`;
-    const cache = engine();
+    const cache = workerCache(prefix);
     // What the product detail route would have cached before the reservation.
     const cached = {
       id: product.id,

@@ -1,15 +1,7 @@
-import {
-  createExecutionContext,
-  createMessageBatch,
-  createScheduledController,
-  env,
-  getQueueResult,
-  waitOnExecutionContext,
-} from "cloudflare:test";
+import { createExecutionContext, getQueueResult } from "cloudflare:test";
 import { inArray } from "drizzle-orm";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { products, users } from "../../db/schema";
-import worker from "../../functions/index";
 import { EdgeCache } from "../../src/cache";
 import type { Env } from "../../src/config/env";
 import type { InvalidationEvent } from "../../src/domain/events";
@@ -17,9 +9,17 @@ import type { Warmable } from "../../src/domain/warmable";
 import { anyWarmable } from "../../src/domain/warmables";
 import { type PurgeReport, processPurgeBatch, retryDelaySeconds } from "../../src/jobs/purge";
 import { warmHotKeys } from "../../src/jobs/warm";
-import { createServices, type Services } from "../../src/runtime/services";
 import { withDb } from "./db";
-import { gatewayControl, stack, testRedis } from "./stack";
+import {
+  consumeBatch,
+  FakeQueue,
+  purgeBatch,
+  type QueuedMessage,
+  runScheduled,
+  testEnv,
+  withServices,
+} from "./helpers";
+import { gatewayControl, scanKeys, stack, testRedis } from "./stack";
 
 /**
  * The queue consumer, the cron tick and the warmer against the real gateway and Postgres.
@@ -32,58 +32,10 @@ const cache = new EdgeCache({ redis, prefix });
 
 // ---------------------------------------------------------------- helpers
 
-class FakeQueue {
-  readonly sent: unknown[] = [];
-  async send(body: unknown): Promise<void> {
-    this.sent.push(structuredClone(body));
-  }
-  async sendBatch(messages: Iterable<{ body: unknown }>): Promise<void> {
-    for (const m of messages) this.sent.push(structuredClone(m.body));
-  }
-  asQueue(): Queue<unknown> {
-    return this as unknown as Queue<unknown>;
-  }
-}
-
-const testEnv = (overrides: Partial<Env> = {}, p = prefix): Env => ({
-  ...env,
-  CACHE_PREFIX: p,
-  ...overrides,
-});
-
-async function withServices<T>(
-  overrides: Partial<Env>,
-  fn: (services: Services) => Promise<T>,
-  p = prefix,
-): Promise<T> {
-  const services = createServices(testEnv(overrides, p));
-  try {
-    return await fn(services);
-  } finally {
-    await services.dispose();
-  }
-}
-
 let seq = 0;
-type Message = { id: string; body: unknown; attempts?: number };
-function batchOf(messages: Message[]) {
-  return createMessageBatch(
-    "edgecache-purge",
-    messages.map((m) => ({
-      id: m.id,
-      timestamp: new Date(),
-      attempts: m.attempts ?? 1,
-      body: m.body,
-    })),
-  );
-}
 
-async function consume(messages: Message[], overrides: Partial<Env> = {}) {
-  const batch = batchOf(messages);
-  const ctx = createExecutionContext();
-  await worker.queue(batch, testEnv(overrides), ctx);
-  return getQueueResult(batch, ctx);
-}
+const consume = (messages: QueuedMessage[], overrides: Partial<Env> = {}) =>
+  consumeBatch(messages, testEnv(prefix, overrides));
 
 const event = (change: Partial<InvalidationEvent>): InvalidationEvent => ({
   origin: "jobs-test",
@@ -194,30 +146,22 @@ describe("queue consumer", () => {
     const keep = `${family}x:1`; // same stem, outside the glob
     await cache.set(keep, "stays", { ttl: 600_000 });
     const countLeft = async () => {
-      let cursor = "0";
       let n = 0;
-      do {
-        const [next, keys] = await redis.scan(cursor, {
-          match: `${prefix}:e:${family}:*`,
-          count: 1000,
-        });
-        cursor = String(next);
-        n += keys.length;
-      } while (cursor !== "0");
+      for await (const keys of scanKeys(redis, `${prefix}:e:${family}:*`, 1000)) n += keys.length;
       return n;
     };
     expect(await countLeft()).toBe(count);
 
     const queue = new FakeQueue();
     const options = { patterns: { steps: 2, stepBudget: 500 } };
-    const first = batchOf([
+    const first = purgeBatch([
       {
         id: "p1",
         body: event({ patterns: [`${family}:*`], keys: [`${family}:0`], outboxIds: [987654321] }),
       },
     ]);
     const ctx = createExecutionContext();
-    const report = await withServices({ PURGE_QUEUE: queue.asQueue() }, (s) =>
+    const report = await withServices(prefix, { PURGE_QUEUE: queue.asQueue() }, (s) =>
       processPurgeBatch(s, "edgecache-purge", first.messages, options),
     );
     // 2 steps of 500 keys cannot cover a keyspace holding 3,000 of ours: the rest is queued.
@@ -239,8 +183,8 @@ describe("queue consumer", () => {
     let rounds = 0;
     while (pending.length > 0) {
       expect(++rounds).toBeLessThan(200);
-      const batch = batchOf(pending.map((body, i) => ({ id: `c${rounds}-${i}`, body })));
-      const step = await withServices({ PURGE_QUEUE: queue.asQueue() }, (s) =>
+      const batch = purgeBatch(pending.map((body, i) => ({ id: `c${rounds}-${i}`, body })));
+      const step = await withServices(prefix, { PURGE_QUEUE: queue.asQueue() }, (s) =>
         processPurgeBatch(s, "edgecache-purge", batch.messages, options),
       );
       expect(step.acked).toBe(pending.length);
@@ -367,11 +311,11 @@ describe("warmer", () => {
 
     // A first run loads the scripts on the server so the counted run is not paying for EVAL.
     await local.invalidate("wu:5");
-    await withServices(counted, (s) => warmHotKeys(s, warmables), p);
+    await withServices(p, counted, (s) => warmHotKeys(s, warmables));
 
     await local.invalidate("wu:1", "wu:2", "wu:3");
     await gatewayControl("reset", { token: jobsToken });
-    const report = await withServices(counted, (s) => warmHotKeys(s, warmables), p);
+    const report = await withServices(p, counted, (s) => warmHotKeys(s, warmables));
     expect(report).toMatchObject({
       hot: 5,
       stale: 3,
@@ -410,12 +354,12 @@ describe("warmer", () => {
 
     await forget();
     // Room for hotKeys + freshness only: each entity needs a query and a write.
-    const starved = await withServices(counted, (s) => warmHotKeys(s, warmables, { budget: 3 }), p);
+    const starved = await withServices(p, counted, (s) => warmHotKeys(s, warmables, { budget: 3 }));
     expect(starved).toMatchObject({ hot: 10, stale: 10, reloaded: 0, skipped: 10, queries: 0 });
     expect(starved.stoppedEarly).toMatch(/budget/);
 
     await gatewayControl("reset", { token: jobsToken });
-    const partial = await withServices(counted, (s) => warmHotKeys(s, warmables, { budget: 4 }), p);
+    const partial = await withServices(p, counted, (s) => warmHotKeys(s, warmables, { budget: 4 }));
     // The biggest entity first; the other waits for the next run.
     expect(partial).toMatchObject({
       reloaded: 6,
@@ -434,10 +378,8 @@ describe("warmer", () => {
   it("leaves entries that are still fresh alone", async () => {
     const p = `${prefix}f`;
     await makeHot(p, userWarmable, [20, 21]);
-    const report = await withServices(
-      counted,
-      (s) => warmHotKeys(s, [anyWarmable(userWarmable)]),
-      p,
+    const report = await withServices(p, counted, (s) =>
+      warmHotKeys(s, [anyWarmable(userWarmable)]),
     );
     expect(report).toMatchObject({ hot: 2, stale: 0, reloaded: 0, queries: 0, redisRequests: 2 });
   });
@@ -452,10 +394,7 @@ describe("scheduled handler", () => {
 
   it("drains, warms and leaves its heartbeat in Redis", async () => {
     const scheduledTime = Date.UTC(2026, 10, 22, 12, 0, 0);
-    const controller = createScheduledController({ cron: "*/5 * * * *", scheduledTime });
-    const ctx = createExecutionContext();
-    await worker.scheduled(controller, testEnv(), ctx);
-    await waitOnExecutionContext(ctx);
+    await runScheduled(testEnv(prefix), scheduledTime);
     const beat = await redis.get<{
       cron: string;
       scheduledTime: number;

@@ -1,23 +1,14 @@
-import {
-  createExecutionContext,
-  createMessageBatch,
-  createScheduledController,
-  env,
-  getQueueResult,
-  waitOnExecutionContext,
-} from "cloudflare:test";
+import { createExecutionContext, getQueueResult } from "cloudflare:test";
 import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { cacheOutbox, users } from "../../db/schema";
-import worker from "../../functions/index";
 import { EdgeCache } from "../../src/cache";
-import type { Env } from "../../src/config/env";
 import type { InvalidationEvent } from "../../src/domain/events";
 import { commitWrite } from "../../src/domain/write";
 import { processPurgeBatch } from "../../src/jobs/purge";
 import { drainOutbox, type ScheduledReport } from "../../src/jobs/warm";
-import { createServices, type Services } from "../../src/runtime/services";
 import { withDb } from "./db";
+import { FakeQueue, purgeBatch, runScheduled, testEnv, withServices } from "./helpers";
 import { testRedis } from "./stack";
 
 /**
@@ -34,40 +25,6 @@ const prefix = `to${run}`;
 const redis = testRedis();
 const cache = new EdgeCache({ redis, prefix });
 const REDIS_DOWN = { UPSTASH_REDIS_REST_TOKEN: `refused-${run}` };
-
-class FakeQueue {
-  readonly sent: unknown[] = [];
-  fail: Error | null = null;
-  async send(body: unknown): Promise<void> {
-    if (this.fail) throw this.fail;
-    this.sent.push(structuredClone(body));
-  }
-  async sendBatch(messages: Iterable<{ body: unknown }>): Promise<void> {
-    if (this.fail) throw this.fail;
-    for (const m of messages) this.sent.push(structuredClone(m.body));
-  }
-  asQueue(): Queue<unknown> {
-    return this as unknown as Queue<unknown>;
-  }
-}
-
-const testEnv = (overrides: Partial<Env> = {}): Env => ({
-  ...env,
-  CACHE_PREFIX: prefix,
-  ...overrides,
-});
-
-async function withServices<T>(
-  overrides: Partial<Env>,
-  fn: (services: Services) => Promise<T>,
-): Promise<T> {
-  const services = createServices(testEnv(overrides));
-  try {
-    return await fn(services);
-  } finally {
-    await services.dispose();
-  }
-}
 
 let seq = 0;
 const keyOf = (id: number) => `ou:${id}`;
@@ -95,7 +52,7 @@ async function deferredRename(userId: number): Promise<{ outboxId: number; versi
   const origin = `outbox-test-${run}-${userId}`;
   const queue = new FakeQueue();
   queue.fail = new Error("queue unavailable (test)");
-  const outcome = await withServices({ ...REDIS_DOWN, PURGE_QUEUE: queue.asQueue() }, (s) =>
+  const outcome = await withServices(prefix, { ...REDIS_DOWN, PURGE_QUEUE: queue.asQueue() }, (s) =>
     commitWrite(s, {
       origin,
       async change(tx) {
@@ -152,13 +109,7 @@ describe("outbox", () => {
     expect((await outboxRow(outboxId)).processedAt).toBeNull();
 
     await age(outboxId, 60);
-    const ctx = createExecutionContext();
-    await worker.scheduled(
-      createScheduledController({ cron: "*/5 * * * *", scheduledTime: Date.now() }),
-      testEnv(),
-      ctx,
-    );
-    await waitOnExecutionContext(ctx);
+    await runScheduled(testEnv(prefix));
 
     const after = await cache.inspect(keyOf(user.id), keyOf(user.id));
     expect(after.state).toBe("absent");
@@ -188,8 +139,10 @@ describe("outbox", () => {
 
     const refusing = new FakeQueue();
     refusing.fail = new Error("queue unavailable (test)");
-    const stuck = await withServices({ ...REDIS_DOWN, PURGE_QUEUE: refusing.asQueue() }, (s) =>
-      drainOutbox(s, options),
+    const stuck = await withServices(
+      prefix,
+      { ...REDIS_DOWN, PURGE_QUEUE: refusing.asQueue() },
+      (s) => drainOutbox(s, options),
     );
     expect(stuck.error).toMatch(/apply failed.*queue send failed too/s);
     expect(stuck.queued).toBe(0);
@@ -199,8 +152,10 @@ describe("outbox", () => {
     expect(row.lastError).toMatch(/apply failed/);
 
     const queue = new FakeQueue();
-    const handed = await withServices({ ...REDIS_DOWN, PURGE_QUEUE: queue.asQueue() }, (s) =>
-      drainOutbox(s, options),
+    const handed = await withServices(
+      prefix,
+      { ...REDIS_DOWN, PURGE_QUEUE: queue.asQueue() },
+      (s) => drainOutbox(s, options),
     );
     expect(handed.queued).toBeGreaterThanOrEqual(1);
     row = await outboxRow(outboxId);
@@ -216,12 +171,9 @@ describe("outbox", () => {
     ]);
 
     // Redis is back: the consumer applies the message and settles the row.
-    const batch = createMessageBatch(
-      "edgecache-purge",
-      mine.map((body, i) => ({ id: `o${i}`, timestamp: new Date(), attempts: 1, body })),
-    );
+    const batch = purgeBatch(mine.map((body, i) => ({ id: `o${i}`, body })));
     const ctx = createExecutionContext();
-    const report = await withServices({}, (s) =>
+    const report = await withServices(prefix, {}, (s) =>
       processPurgeBatch(s, "edgecache-purge", batch.messages),
     );
     expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["o0"]);

@@ -1,14 +1,19 @@
-import { desc, sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
-import { cacheOutbox, categories, products } from "../../db/schema";
+import { products } from "../../db/schema";
 import {
   type ProductDetail,
   type ProductPage,
   productEntryOptions,
   productWarmable,
 } from "../../src/domain/products";
-import { type ApiResponse, api as callApi } from "./api";
-import { withDb } from "./db";
+import {
+  type ApiResponse,
+  apiFor,
+  type ErrorBody,
+  expectValidation as expectValidationFailed,
+  postProduct,
+} from "./api";
+import { insertCategory, outboxRowFor, withDb } from "./db";
 import { testRedis } from "./stack";
 
 /**
@@ -18,24 +23,12 @@ import { testRedis } from "./stack";
 const prefix = `tp${Date.now().toString(36)}`;
 const run = Date.now().toString(36).toUpperCase();
 
-interface ErrorBody {
-  error: { code: string; message: string; details?: { issues?: { path: string }[] } };
-}
-
-const api = <T = unknown>(
-  method: string,
-  path: string,
-  options: { body?: unknown; headers?: Record<string, string> } = {},
-): Promise<ApiResponse<T>> => callApi<T>(method, path, { prefix, ...options });
+const api = apiFor(prefix);
 
 async function newCategory(label: string): Promise<number> {
-  return withDb(async (db) => {
-    const [row] = await db
-      .insert(categories)
-      .values({ slug: `tp-${label}-${run}`.toLowerCase(), name: `Products test ${label}` })
-      .returning({ id: categories.id });
-    if (!row) throw new Error("no category");
-    return row.id;
+  return insertCategory({
+    slug: `tp-${label}-${run}`.toLowerCase(),
+    name: `Products test ${label}`,
   });
 }
 
@@ -44,29 +37,12 @@ async function newProduct(
   categoryId: number,
   extra: Record<string, unknown> = {},
 ): Promise<ProductDetail> {
-  const res = await api<ProductDetail>("POST", "/products", {
-    body: {
-      sku: `TP-${run}-${++skuSeq}`,
-      name: `Test product ${skuSeq}`,
-      categoryId,
-      priceCents: 1000 + skuSeq,
-      ...extra,
-    },
-  });
-  expect(res.status).toBe(201);
-  return res.body;
-}
-
-/** The newest outbox row whose event names `key`, with its processed_at. */
-async function outboxRowFor(key: string) {
-  return withDb(async (db) => {
-    const [row] = await db
-      .select()
-      .from(cacheOutbox)
-      .where(sql`${cacheOutbox.event}->'keys' @> ${JSON.stringify([key])}::jsonb`)
-      .orderBy(desc(cacheOutbox.id))
-      .limit(1);
-    return row;
+  return postProduct(api, {
+    sku: `TP-${run}-${++skuSeq}`,
+    name: `Test product ${skuSeq}`,
+    categoryId,
+    priceCents: 1000 + skuSeq,
+    ...extra,
   });
 }
 
@@ -87,13 +63,10 @@ async function allPages(query: string, limit: number): Promise<number[]> {
   throw new Error("pagination did not end");
 }
 
+/** The shared check, and this file's one more: the issues are a list. */
 function expectValidation(res: ApiResponse<unknown>, path?: string) {
-  expect(res.status).toBe(400);
-  const body = res.body as ErrorBody;
-  expect(body.error.code).toBe("validation_failed");
-  expect(Array.isArray(body.error.details?.issues)).toBe(true);
-  expect(body.error.details?.issues?.length).toBeGreaterThan(0);
-  if (path !== undefined) expect(body.error.details?.issues?.map((i) => i.path)).toContain(path);
+  expectValidationFailed(res, path);
+  expect(Array.isArray((res.body as ErrorBody).error.details?.issues)).toBe(true);
 }
 
 let catA: number;
@@ -442,25 +415,18 @@ describe("Redis unreachable", () => {
 
   it("reads bypass the cache and writes still commit (the outbox keeps the event)", async () => {
     const p = await newProduct(catA);
-    const read = await callApi<ProductDetail>("GET", `/products/${p.id}`, {
-      prefix,
-      env: deadRedis,
-    });
+    const read = await api<ProductDetail>("GET", `/products/${p.id}`, { env: deadRedis });
     expect(read.status).toBe(200);
     expect(read.headers.get("x-cache")).toBe("BYPASS");
     expect(read.headers.get("cache-control")).toBe("private, no-cache");
     expect(read.headers.get("etag")).toBe('"v1"');
     expect(read.body).toEqual(p);
-    const list = await callApi<ProductPage>("GET", `/products?category=${catA}`, {
-      prefix,
-      env: deadRedis,
-    });
+    const list = await api<ProductPage>("GET", `/products?category=${catA}`, { env: deadRedis });
     expect(list.status).toBe(200);
     expect(list.headers.get("x-cache")).toBe("BYPASS");
     expect(list.body.items.map((i) => i.id)).toContain(p.id);
 
-    const patched = await callApi<ProductDetail>("PATCH", `/products/${p.id}`, {
-      prefix,
+    const patched = await api<ProductDetail>("PATCH", `/products/${p.id}`, {
       env: deadRedis,
       body: { priceCents: 1 },
     });

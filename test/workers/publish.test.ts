@@ -1,6 +1,5 @@
-import { createExecutionContext, createMessageBatch, env, getQueueResult } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
-import worker from "../../functions/index";
+import { consumeBatch, testEnv } from "./helpers";
 import { gatewayControl, stack } from "./stack";
 
 /**
@@ -11,32 +10,23 @@ const token = stack.spareGatewayTokens.publish;
 
 async function consume(publish: string | undefined) {
   const now = Date.now();
-  const batch = createMessageBatch("edgecache-purge", [
-    {
-      id: "a",
-      timestamp: new Date(now),
-      attempts: 1,
-      body: { keys: ["product:1"], origin: "t", at: now },
-    },
-    {
-      id: "b",
-      timestamp: new Date(now),
-      attempts: 1,
-      body: { tags: ["category:2"], origin: "t", at: now },
-    },
-  ]);
-  const ctx = createExecutionContext();
-  await worker.queue(
-    batch,
-    {
-      ...env,
-      CACHE_PREFIX: "t_publish",
-      UPSTASH_REDIS_REST_TOKEN: token,
-      PUBLISH_EVENTS: publish,
-    } as typeof env,
-    ctx,
+  return consumeBatch(
+    [
+      {
+        id: "a",
+        timestamp: new Date(now),
+        attempts: 1,
+        body: { keys: ["product:1"], origin: "t", at: now },
+      },
+      {
+        id: "b",
+        timestamp: new Date(now),
+        attempts: 1,
+        body: { tags: ["category:2"], origin: "t", at: now },
+      },
+    ],
+    testEnv("t_publish", { UPSTASH_REDIS_REST_TOKEN: token, PUBLISH_EVENTS: publish }),
   );
-  return getQueueResult(batch, ctx);
 }
 
 describe("PUBLISH_EVENTS", () => {

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { api } from "./api";
-import { testRedis } from "./stack";
+import { api, type ErrorBody } from "./api";
+import { clearPrefix, testRedis } from "./stack";
 
 const prefix = "t_sessions";
 
@@ -17,27 +17,13 @@ interface Session {
   ttlSeconds: number;
 }
 
-interface ErrorBody {
-  error: {
-    code: string;
-    message: string;
-    details?: { issues?: { path: string; message: string }[] };
-  };
-}
-
 const create = (body: unknown) => api<Created & ErrorBody>("POST", "/sessions", { prefix, body });
 const read = (token: string) => api<Session & ErrorBody>("GET", `/sessions/${token}`, { prefix });
 const remove = (token: string) => api<ErrorBody>("DELETE", `/sessions/${token}`, { prefix });
 const redisKey = (token: string) => `${prefix}:s:${token}`;
 
 beforeAll(async () => {
-  const redis = testRedis();
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, { match: `${prefix}:*`, count: 500 });
-    if (keys.length > 0) await redis.del(...keys);
-    cursor = String(next);
-  } while (cursor !== "0");
+  await clearPrefix(prefix);
 });
 
 describe("sessions", () => {

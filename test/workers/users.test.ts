@@ -1,39 +1,16 @@
 import { eq } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { users } from "../../db/schema";
-import { EdgeCache } from "../../src/cache";
-import { userWarmable } from "../../src/domain/users";
-import { createRedis } from "../../src/redis/client";
-import { api } from "./api";
+import { type UserJson, userWarmable } from "../../src/domain/users";
+import { api, type ErrorBody } from "./api";
 import { withDb } from "./db";
-import { stack, testRedis } from "./stack";
+import { clearPrefix, workerCache } from "./stack";
 
 const prefix = "t_users";
 
-interface UserBody {
-  id: number;
-  email: string;
-  name: string;
-  tier: string;
-  version: number;
-  createdAt: string;
-  updatedAt: string;
-}
-
-interface ErrorBody {
-  error: {
-    code: string;
-    message: string;
-    details?: { target?: string; issues?: { path: string; message: string }[] } & Record<
-      string,
-      unknown
-    >;
-  };
-}
-
 let serial = 0;
 /** A user of this file's own: tests that write never touch the seeded rows. */
-async function newUser(tier = "standard"): Promise<UserBody> {
+async function newUser(tier = "standard"): Promise<UserJson> {
   const tag = `${Date.now().toString(36)}-${(serial++).toString(36)}`;
   const [row] = await withDb((db) =>
     db
@@ -46,20 +23,14 @@ async function newUser(tier = "standard"): Promise<UserBody> {
 }
 
 const get = (id: number | string, headers?: Record<string, string>) =>
-  api<UserBody>("GET", `/users/${id}`, { prefix, headers });
+  api<UserJson>("GET", `/users/${id}`, { prefix, headers });
 const patch = (id: number | string, body: unknown, headers?: Record<string, string>) =>
-  api<UserBody>("PATCH", `/users/${id}`, { prefix, body, headers });
+  api<UserJson>("PATCH", `/users/${id}`, { prefix, body, headers });
 
 beforeAll(async () => {
   // The test database is recreated each run but Redis is not: version keys left by an earlier
   // run would outrank this run's rows, which reuse the same ids.
-  const redis = testRedis();
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, { match: `${prefix}:*`, count: 500 });
-    if (keys.length > 0) await redis.del(...keys);
-    cursor = String(next);
-  } while (cursor !== "0");
+  await clearPrefix(prefix);
 });
 
 describe("GET /users/:id", () => {
@@ -96,10 +67,7 @@ describe("GET /users/:id", () => {
     const res = await api<ErrorBody>("GET", "/users/2000000000", { prefix });
     expect(res.status).toBe(404);
     expect(res.body.error.code).toBe("not_found");
-    const engine = new EdgeCache({
-      redis: createRedis({ url: stack.gatewayUrl, token: stack.gatewayToken }),
-      prefix,
-    });
+    const engine = workerCache(prefix);
     expect((await engine.inspect("user:2000000000")).entry).toBeNull();
   });
 
@@ -188,10 +156,7 @@ describe("PATCH /users/:id", () => {
 
     // The first write's cache update arriving late (a slow isolate, a redelivered event) is
     // refused by the version CAS and changes nothing.
-    const engine = new EdgeCache({
-      redis: createRedis({ url: stack.gatewayUrl, token: stack.gatewayToken }),
-      prefix,
-    });
+    const engine = workerCache(prefix);
     const late = await engine.writeThrough(`user:${user.id}`, first.body, first.body.version);
     expect(late).toEqual({ written: false, reason: "version" });
     await engine.apply({ versions: { [`user:${user.id}`]: first.body.version } });
@@ -288,10 +253,7 @@ describe("userWarmable", () => {
     expect(await withDb((db) => userWarmable.loadMany(db, []))).toEqual(new Map());
 
     // A warmed entry is what GET /users/:id would have cached: the route then hits it.
-    const engine = new EdgeCache({
-      redis: createRedis({ url: stack.gatewayUrl, token: stack.gatewayToken }),
-      prefix,
-    });
+    const engine = workerCache(prefix);
     const value = loaded.get(user.id);
     if (!value) throw new Error("not loaded");
     const options = userWarmable.entry(value);
