@@ -61,8 +61,8 @@ const SEED_LOCK_KEY = 727_002;
 // others' data.
 const SEEDS = { categories: 0x5eed_ca7, products: 0x5eed_9d0, users: 0x5eed_05e } as const;
 
-/** mulberry32: tiny, fast, and identical on every JS engine. */
-function prng(seed: number): () => number {
+/** mulberry32: tiny, fast, and identical on every JS engine (also the tests' seeded source). */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

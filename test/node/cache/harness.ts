@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { inject } from "vitest";
+import { prng } from "../../../db/seed";
 import { EdgeCache, type EdgeCacheOptions } from "../../../src/cache";
 import { startGateway } from "../../../tools/upstash-gateway/server";
 
@@ -73,14 +74,5 @@ export function gate<T>() {
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Deterministic PRNG (mulberry32) for statistical tests. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic random source for statistical tests (the seed script's mulberry32). */
+export const seeded = prng;
