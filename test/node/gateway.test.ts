@@ -9,7 +9,8 @@ import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
  * responses, auto-pipelining, read-your-writes), plus raw fetch for the wire details.
  */
 const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const DB = 13;
+// Its own DB pair (DB and DB + 1), settable so parallel test runs on one Redis do not collide.
+const DB = Number(process.env.TEST_GATEWAY_DB ?? 13);
 const TOKEN = `gw-test-${randomBytes(8).toString("hex")}`;
 const OTHER_TOKEN = `gw-other-${randomBytes(8).toString("hex")}`;
 
