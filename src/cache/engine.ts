@@ -66,6 +66,8 @@ interface ReadReply {
   tok?: string;
   tg?: string[] | Record<string, never>;
   wait?: number;
+  /** The version key's value when the lease was granted (0 when absent). */
+  cv?: number;
   v?: string;
   ver?: string;
   fu?: number;
@@ -94,19 +96,24 @@ type Resolved<T> = Required<
 const DEFAULTS = { ttl: 60_000, staleTtl: 0, jitter: 0.1, leaseTtl: 2_000, waitBudget: 2_500 };
 const FAIL_SAFE_DEFAULT_MS = 3_600_000;
 
-/**
- * JSON has no undefined, and a versioned entry needs a version: a loader returning undefined
- * (or null for a versioned key, i.e. "not found") is answered but not cached. Return null
- * from an unversioned loader to cache absence (negative caching).
- */
 /** Tags known only from the loaded value (`tagsOf`), validated like every other name. */
 function lateTags<T>(value: T, opts: EntryOptions<T>): string[] {
   if (!opts.tagsOf || value === null || value === undefined) return [];
   return opts.tagsOf(value).map((t) => assertName("tag", t));
 }
 
-function cacheable(value: unknown, opts: { versionKey?: string }): boolean {
-  return value !== undefined && !(value === null && opts.versionKey);
+/**
+ * JSON has no undefined: a loader returning it is answered but not cached. A null ("not
+ * found") under a version key is cached only with `negativeTtl` (as the version captured with
+ * the lease, see `#fill`); an unversioned null is cached (negative caching). `cacheIf` can
+ * refuse any other value.
+ */
+function cacheable<T>(value: T, opts: Resolved<T>): boolean {
+  if (value === undefined) return false;
+  if (value === null && opts.versionKey && !(opts.negativeTtl && opts.negativeTtl > 0)) {
+    return false;
+  }
+  return opts.cacheIf ? opts.cacheIf(value) : true;
 }
 
 /**
@@ -274,6 +281,7 @@ export class EdgeCache {
         const result = this.#fromEntry<T>(reply, "HIT");
         this.#l1?.set(key, result.value, result.version, opts.tagList);
         if (
+          result.value !== null && // a negative entry just expires: no early refresh
           reply.fu !== undefined &&
           shouldRefreshEarly(reply.now, reply.fu, reply.lt ?? 0, opts.beta, this.#random)
         ) {
@@ -471,8 +479,17 @@ export class EdgeCache {
     opts: Resolved<T>,
     loadMs: number,
   ): Promise<void> {
-    const version = opts.versionKey && opts.versionOf ? opts.versionOf(value) : null;
-    const reply = await this.#fillRaw(key, read.tok ?? "", value, version, opts, {
+    let version =
+      opts.versionKey && opts.versionOf && value !== null ? opts.versionOf(value) : null;
+    let entryOpts = opts;
+    if (value === null && opts.negativeTtl && opts.negativeTtl > 0) {
+      // A negative entry: short-lived, no grace or fail-safe, and under a version key stored as
+      // the version Redis knew when the lease was granted, so the next advance (a create, an
+      // outbox event) invalidates it; a create that landed during the load revoked the lease.
+      entryOpts = { ...opts, ttl: opts.negativeTtl, staleTtl: 0, failSafeMs: 0 };
+      if (opts.versionKey) version = read.cv ?? 0;
+    }
+    const reply = await this.#fillRaw(key, read.tok ?? "", value, version, entryOpts, {
       captured: read.tg,
       asOf: read.now,
       loadMs,

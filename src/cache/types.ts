@@ -42,6 +42,25 @@ export interface EntryOptions<T> {
   /** Keep entries this long (ms) after their grace window, served only if the loader fails.
    * `true` = 1 hour. Default off. */
   failSafe?: boolean | number;
+  /**
+   * Negative caching: a loader returning `null` ("not found") is cached for this long (ms,
+   * jittered; no grace, no fail-safe). Under a `versionKey` the null is stored as the version
+   * the key had when the lease was granted (0 if never written), so any version advance (a
+   * create, an outbox event) invalidates it at once. Default off: a versioned null is answered
+   * but not cached, an unversioned null is cached with `ttl`.
+   *
+   * @example
+   * cache.getOrLoad(`product:${id}`, () => loadProduct(id), {
+   *   versionKey: `product:${id}`, versionOf: (p) => p?.version ?? 0, negativeTtl: 30_000,
+   * });
+   */
+  negativeTtl?: number;
+  /**
+   * Whether a loaded value may be cached (default: every value but `undefined`). A value it
+   * refuses is answered (MISS) and the lease released: e.g. a list page reached through a cursor
+   * the server never issued, so arbitrary input cannot grow the key space.
+   */
+  cacheIf?: (value: T) => boolean;
 }
 
 export interface CacheResult<T> {

@@ -80,7 +80,9 @@ redis.call('DEL', entry)
 redis.call('HSET', entry, 'v', ARGV[2], 'ver', version, 'fu', fu, 'su', su, 'xu', xu,
   'tg', any and cjson.encode(snapshot) or '', 'lt', ARGV[9], 'ct', now)
 redis.call('PEXPIREAT', entry, xu)
-if verKey ~= '' and ((not current) or tonumber(version) > tonumber(current)) then
+-- Version 0 is a negative entry of a name nothing was ever committed under: creating its
+-- version key would leave a key without a TTL behind every probed unknown id.
+if verKey ~= '' and ((not current and version ~= '0') or (current and tonumber(version) > tonumber(current))) then
   redis.call('SET', verKey, version)
 end
 -- A write-through revokes any lease too: a load that began before it must not land after it.

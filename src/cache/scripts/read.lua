@@ -3,6 +3,8 @@
 -- entry tries the single-flight lease, returning the tag counters to capture before loading.
 -- KEYS[1] entry hash   KEYS[2] lease   KEYS[3] stats hash   KEYS[4] version key (or "")
 -- KEYS[5..] tag counter keys of the caller's tags (captured for the fill)
+-- Reply (JSON): now, s, and with a granted lease tok, tg (tag counters) and cv (the version
+-- key's value, 0 when absent; only with a version key)
 -- ARGV[1] lease token ("" = never take the lease: peek)   ARGV[2] lease ttl ms
 -- ARGV[3] sample draw [0,1)   ARGV[4] sample rate (0 = off)   ARGV[5] hot window ms
 -- ARGV[6] hot windows kept   ARGV[7] logical key   ARGV[8] prefix
@@ -51,6 +53,14 @@ local function capture()
   return snap
 end
 
+-- The version the key had when the lease was granted (0 = never written): a negative entry
+-- ("not found") is stored under it, so any later version advance invalidates it.
+local function grant(out)
+  out.tok = token
+  out.tg = capture()
+  if verKey ~= '' then out.cv = tonumber(redis.call('GET', verKey) or '0') end
+end
+
 local function tryLease()
   if token == '' then return false end
   if redis.call('SET', lease, token, 'NX', 'PX', leaseTtl) then return true end
@@ -64,8 +74,16 @@ if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
   if verKey ~= '' then
     local current = redis.call('GET', verKey)
-    -- A missing version key next to a versioned entry means it was evicted: trust nothing.
-    if (not current) or ver == '' or tonumber(ver) < tonumber(current) then reason = 'version' end
+    if ver == '' then
+      reason = 'version'
+    elseif not current then
+      -- A missing version key next to a versioned entry means it was evicted: trust nothing.
+      -- Except a negative entry at version 0 ("nothing committed yet"): its fill does not
+      -- create the version key, so that probing unknown ids leaves no key without a TTL.
+      if ver ~= '0' then reason = 'version' end
+    elseif tonumber(ver) < tonumber(current) then
+      reason = 'version'
+    end
   end
   if not reason and tg ~= '' then
     local names = cjson.decode(tg)
@@ -91,22 +109,19 @@ if value and not reason and now < fu then
   redis.call('HINCRBY', stats, 'hits', 1)
   out.s = 'HIT'
   if ARGV[10] == '1' and tryLease() then
-    out.tok = token
-    out.tg = capture()
+    grant(out)
   end
 elseif value and not reason then
   redis.call('HINCRBY', stats, 'stale_hits', 1)
   out.s = 'STALE'
   if tryLease() then
-    out.tok = token
-    out.tg = capture()
+    grant(out)
   end
 else
   if not polling then redis.call('HINCRBY', stats, 'misses', 1) end
   out.s = 'MISS'
   if tryLease() then
-    out.tok = token
-    out.tg = capture()
+    grant(out)
   elseif token ~= '' then
     out.wait = redis.call('PTTL', lease)
   end
