@@ -4,7 +4,7 @@ import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
 import type { Db } from "../runtime/services";
 import type { CacheChange } from "./events";
 import type { Tx } from "./outbox";
-import { categoryTag, type VersionCondition, WriteRefused } from "./products";
+import { categoryTag, NOT_FOUND_TTL_MS, type VersionCondition, WriteRefused } from "./products";
 import type { Warmable } from "./warmable";
 
 /**
@@ -49,6 +49,7 @@ export function categoryEntryOptions(id: number): EntryOptions<CategoryDetail | 
     failSafe: true,
     versionKey: categoryVersionKey(id),
     versionOf: (c) => (c as CategoryDetail).version,
+    negativeTtl: NOT_FOUND_TTL_MS,
   };
 }
 
@@ -123,7 +124,7 @@ export async function loadCategoriesById(
 
 // ---------------------------------------------------------------- cached reads
 
-/** `value` is null for an unknown category (not cached: the engine refuses a versioned null). */
+/** `value` is null for an unknown category: a negative entry, ended by any version advance. */
 export function readCategory(
   cache: EdgeCache,
   db: Db,

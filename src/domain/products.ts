@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, isNull, type SQL, sql } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { categories, products } from "../../db/schema";
 import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
 import type { Db } from "../runtime/services";
@@ -12,8 +12,11 @@ import type { Warmable } from "./warmable";
  * Redis names (logical; the engine adds its prefix):
  *   product:{id}                                detail entry, guarded by version key product:{id},
  *                                               tagged category:{categoryId} (it embeds the category)
- *   products:list:{category|all}:{cursor}:{limit}  one page of summaries, tagged products
- *                                               (+ category:{id} when filtered), unversioned
+ *   products:list:{category|all}:{cursor}:{size}   one page of summaries, tagged products
+ *                                               (+ category:{id} when filtered), unversioned;
+ *                                               size is 20 or 100 (the limit's bucket), and only
+ *                                               pages whose cursor names a live item of the list
+ *                                               (one the server could have issued) are cached
  *
  * What invalidates what:
  *   product write    -> key product:{id}, version product:{id}, tag products (every list)
@@ -66,6 +69,20 @@ export interface ProductListQuery {
   limit: number;
 }
 
+/** The page that is cached: `size` is a bucket of LIST_PAGE_SIZES, never the raw limit. */
+export interface ProductPageQuery {
+  category?: number;
+  cursor?: number;
+  size: number;
+}
+
+/**
+ * A loaded page. `unanchored` marks a page whose cursor is not the id of a live item of the
+ * list: no response of ours can have issued it (a nextCursor is always the last item's id), so
+ * the page is answered but not cached, and arbitrary cursors cannot grow the key space.
+ */
+export type LoadedProductPage = ProductPage & { unanchored?: true };
+
 export interface NewProductInput {
   sku: string;
   name: string;
@@ -86,6 +103,13 @@ export const PRODUCT_LIST_TTL_MS = 2 * 60_000;
 export const PRODUCT_LIST_STALE_TTL_MS = 60_000;
 export const LIST_DEFAULT_LIMIT = 20;
 export const LIST_MAX_LIMIT = 100;
+/**
+ * Page sizes that are loaded and cached; a request's limit is served from the smallest that
+ * holds it, sliced. 100 limits × N cursors would be 100 keys per position; this is 2.
+ */
+export const LIST_PAGE_SIZES = [20, 100] as const;
+/** A cached "not found" (negative entry) lives this long; any version advance ends it sooner. */
+export const NOT_FOUND_TTL_MS = 30_000;
 
 /** Tag of every cached product list. */
 export const PRODUCTS_TAG = "products";
@@ -94,8 +118,25 @@ export const categoryTag = (id: number) => `category:${id}`;
 export const productKey = (id: number) => `product:${id}`;
 /** Version key of a product (same name as its cache key). */
 export const productVersionKey = productKey;
-export const productListKey = (q: ProductListQuery) =>
-  `products:list:${q.category ?? "all"}:${q.cursor ?? 0}:${q.limit}`;
+export const productListKey = (q: ProductPageQuery) =>
+  `products:list:${q.category ?? "all"}:${q.cursor ?? 0}:${q.size}`;
+
+/** The cached page size that serves `limit` (1..LIST_MAX_LIMIT). */
+export function pageSizeFor(limit: number): number {
+  return LIST_PAGE_SIZES.find((size) => size >= limit) ?? LIST_MAX_LIMIT;
+}
+
+/**
+ * The first `limit` items of a cached page, with the cursor of what follows them: the last
+ * item's id when the page holds more, else the page's own nextCursor. Always a fresh object, so
+ * nothing but `items` and `nextCursor` reaches the client.
+ */
+export function slicePage(page: ProductPage, limit: number): ProductPage {
+  const items = page.items.slice(0, limit);
+  const last = items.at(-1);
+  const nextCursor = page.items.length > limit && last ? last.id : page.nextCursor;
+  return { items, nextCursor };
+}
 
 /**
  * Entry options of a product detail; the route and the warmer both use these, so a warmed
@@ -111,15 +152,17 @@ export function productEntryOptions(id: number): EntryOptions<ProductDetail | nu
     tagsOf: (p) => (p ? [categoryTag(p.categoryId)] : []),
     versionKey: productVersionKey(id),
     versionOf: (p) => p?.version ?? 0,
+    negativeTtl: NOT_FOUND_TTL_MS,
   };
 }
 
-export function productListEntryOptions(q: ProductListQuery): EntryOptions<ProductPage> {
+export function productListEntryOptions(q: ProductPageQuery): EntryOptions<LoadedProductPage> {
   return {
     ttl: PRODUCT_LIST_TTL_MS,
     staleTtl: PRODUCT_LIST_STALE_TTL_MS,
     failSafe: true,
     tags: q.category === undefined ? [PRODUCTS_TAG] : [PRODUCTS_TAG, categoryTag(q.category)],
+    cacheIf: (page) => !page.unanchored,
   };
 }
 
@@ -217,8 +260,12 @@ export async function loadProducts(
   return new Map(rows.map((r) => [r.id, r]));
 }
 
-/** Keyset page: ORDER BY id, id > cursor, one row more than asked to know if there is a next. */
-export async function loadProductPage(db: Db, q: ProductListQuery): Promise<ProductPage> {
+/**
+ * Keyset page: ORDER BY id, from the cursor on. `id >= cursor` rather than `>` so the same query
+ * tells whether the cursor is a live item of this list (anchored: a cursor we issued); one row
+ * more than the page to know whether there is a next.
+ */
+export async function loadProductPage(db: Db, q: ProductPageQuery): Promise<LoadedProductPage> {
   const rows = await db
     .select({
       id: products.id,
@@ -233,21 +280,25 @@ export async function loadProductPage(db: Db, q: ProductListQuery): Promise<Prod
       and(
         isNull(products.deletedAt),
         q.category === undefined ? undefined : eq(products.categoryId, q.category),
-        q.cursor === undefined ? undefined : gt(products.id, q.cursor),
+        q.cursor === undefined ? undefined : gte(products.id, q.cursor),
       ),
     )
     .orderBy(asc(products.id))
-    .limit(q.limit + 1);
-  const items = rows.slice(0, q.limit);
+    .limit(q.size + 2);
+  const anchored = q.cursor === undefined || rows[0]?.id === q.cursor;
+  const after = q.cursor !== undefined && rows[0]?.id === q.cursor ? rows.slice(1) : rows;
+  const items = after.slice(0, q.size);
   const last = items.at(-1);
-  return { items, nextCursor: rows.length > q.limit && last ? last.id : null };
+  const page = { items, nextCursor: after.length > q.size && last ? last.id : null };
+  return anchored ? page : { ...page, unanchored: true };
 }
 
 // ---------------------------------------------------------------- cached reads
 
 /**
- * GET /products/:id through the cache. `value` is null for an unknown or deleted product
- * (answered, not cached: the engine refuses a versioned null).
+ * GET /products/:id through the cache. `value` is null for an unknown or deleted product,
+ * cached as a negative entry for NOT_FOUND_TTL_MS under the version the key had when the load
+ * began: the create's version advance (and its key delete) makes the id visible at once.
  */
 export function readProduct(
   cache: EdgeCache,
@@ -257,16 +308,27 @@ export function readProduct(
   return cache.getOrLoad(productKey(id), () => loadProduct(db, id), productEntryOptions(id));
 }
 
-export function readProductPage(
+/**
+ * GET /products through the cache: the page of the limit's size bucket, sliced to the limit.
+ * The key space is bounded by the data: (categories + 1) × 2 sizes × (live ids + 1) at most,
+ * whatever cursors clients invent (see LoadedProductPage).
+ */
+export async function readProductPage(
   cache: EdgeCache,
   db: Db,
   q: ProductListQuery,
 ): Promise<CacheResult<ProductPage>> {
-  return cache.getOrLoad(
-    productListKey(q),
-    () => loadProductPage(db, q),
-    productListEntryOptions(q),
+  const page: ProductPageQuery = {
+    category: q.category,
+    cursor: q.cursor,
+    size: pageSizeFor(q.limit),
+  };
+  const result = await cache.getOrLoad(
+    productListKey(page),
+    () => loadProductPage(db, page),
+    productListEntryOptions(page),
   );
+  return { ...result, value: slicePage(result.value, q.limit) };
 }
 
 // ---------------------------------------------------------------- writes (inside commitWrite)

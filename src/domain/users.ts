@@ -3,6 +3,7 @@ import { type User, users } from "../../db/schema";
 import type { CacheResult, EntryOptions } from "../cache";
 import type { Db, Services } from "../runtime/services";
 import type { CacheChange } from "./events";
+import { NOT_FOUND_TTL_MS } from "./products";
 import type { Warmable } from "./warmable";
 import { commitWrite, type Delivery } from "./write";
 
@@ -67,14 +68,17 @@ async function loadUser(db: Db, id: number): Promise<UserJson | null> {
   return row ? toUserJson(row) : null;
 }
 
-/** The cached user, or a result whose value is null when no such user exists (not cached). */
+/**
+ * The cached user, or a result whose value is null when no such user exists: a negative entry
+ * for NOT_FOUND_TTL_MS, stored under the version the key had when the load began, so the next
+ * version advance (a write-through, an outbox event) ends it.
+ */
 export function getUser(services: Services, id: number): Promise<CacheResult<UserJson | null>> {
-  return services.cache.getOrLoad<UserJson | null>(
-    userKey(id),
-    () => loadUser(services.db, id),
-    // null is never cached for a versioned key, so versionOf only ever sees a user.
-    userEntry(id) as EntryOptions<UserJson | null>,
-  );
+  return services.cache.getOrLoad<UserJson | null>(userKey(id), () => loadUser(services.db, id), {
+    // The engine never calls versionOf with null (a negative entry takes the captured version).
+    ...(userEntry(id) as EntryOptions<UserJson | null>),
+    negativeTtl: NOT_FOUND_TTL_MS,
+  });
 }
 
 export type UserUpdate =

@@ -47,15 +47,21 @@ export const errorResponses = {
 export const ifMatchHeader = z.object({
   "if-match": z.string().optional().openapi({
     description:
-      'Only write when the current version matches (`"v7"`, a list, or `*`); 412 otherwise',
+      'Only write when the current version matches (`"v7"`, a GET\'s ETag such as `"v7.<digest>"`, a list, or `*`); 412 otherwise',
     example: '"v3"',
   }),
 });
 
 /**
  * The If-Match condition of a write: null without the header or with `*` (any existing version
- * will do), else the versions named by strong `"v<n>"` tags. Weak or foreign tags never match
- * (RFC 9110 compares strongly for If-Match), so a list of only those ends in 412.
+ * will do), else the versions named by strong `"v<n>"` or `"v<n>.<digest>"` tags. Weak or
+ * foreign tags never match (RFC 9110 compares strongly for If-Match), so a list of only those
+ * ends in 412.
+ *
+ * A product's ETag is `"v<n>.<digest>"`: the digest covers its embedded category too, but a
+ * write changes only the product's own row, so the condition is its version. A client holding
+ * the product from before a category rename may still PATCH it (the rename did not touch what
+ * it is changing); it cannot overwrite a newer version of the product itself.
  */
 export function versionCondition(c: Context): number[] | null {
   const header = c.req.header("if-match");
@@ -63,7 +69,7 @@ export function versionCondition(c: Context): number[] | null {
   const tags = header.split(",").map((t) => t.trim());
   if (tags.includes("*")) return null;
   return tags.flatMap((t) => {
-    const m = /^"v([1-9]\d{0,9})"$/.exec(t);
+    const m = /^"v([1-9]\d{0,9})(?:\.[A-Za-z0-9_-]+)?"$/.exec(t);
     const version = Number(m?.[1]);
     return m && version <= MAX_ID ? [version] : [];
   });

@@ -91,32 +91,44 @@ describe("GET /products/:id", () => {
     const miss = await api<ProductDetail>("GET", `/products/${created.id}`);
     expect(miss.status).toBe(200);
     expect(miss.headers.get("x-cache")).toBe("MISS");
-    expect(miss.headers.get("etag")).toBe('"v1"');
+    // "v<version>.<digest of the body>": the digest covers the embedded category.
+    const v1 = miss.headers.get("etag") ?? "";
+    expect(v1).toMatch(/^"v1\.[A-Za-z0-9_-]{16}"$/);
     expect(miss.headers.get("age")).toBe("0");
-    expect(miss.headers.get("cache-control")).toMatch(
-      /^public, max-age=300, stale-while-revalidate=60$/,
-    );
+    // Every client revalidates: a browser never shows data older than a write it saw.
+    expect(miss.headers.get("cache-control")).toBe("no-cache");
     expect(miss.body).toEqual(created);
 
     const hit = await api<ProductDetail>("GET", `/products/${created.id}`);
     expect(hit.status).toBe(200);
     expect(hit.headers.get("x-cache")).toBe("HIT");
-    expect(hit.headers.get("etag")).toBe('"v1"');
+    expect(hit.headers.get("etag")).toBe(v1);
     expect(hit.body).toEqual(created);
 
     const notModified = await api("GET", `/products/${created.id}`, {
-      headers: { "if-none-match": '"v1"' },
+      headers: { "if-none-match": v1 },
     });
     expect(notModified.status).toBe(304);
     expect(notModified.headers.get("x-cache")).toBe("HIT");
-    expect(notModified.headers.get("etag")).toBe('"v1"');
+    expect(notModified.headers.get("etag")).toBe(v1);
+    expect(notModified.headers.get("cache-control")).toBe("no-cache");
     expect(notModified.body).toBeNull();
+    // A weakened copy of the tag (a compressing proxy) still matches; the bare version does not.
+    const weak = await api("GET", `/products/${created.id}`, {
+      headers: { "if-none-match": `W/${v1}` },
+    });
+    expect(weak.status).toBe(304);
+    const bare = await api("GET", `/products/${created.id}`, {
+      headers: { "if-none-match": '"v1"' },
+    });
+    expect(bare.status).toBe(200);
 
     const patched = await api<ProductDetail>("PATCH", `/products/${created.id}`, {
       body: { name: "Renamed product", priceCents: 4242, description: null },
     });
     expect(patched.status).toBe(200);
-    expect(patched.headers.get("etag")).toBe('"v2"');
+    const v2 = patched.headers.get("etag");
+    expect(v2).toMatch(/^"v2\./);
     expect(patched.body).toMatchObject({
       name: "Renamed product",
       priceCents: 4242,
@@ -127,11 +139,12 @@ describe("GET /products/:id", () => {
     // Read after write: the very next read misses and sees the new version and fields.
     const after = await api<ProductDetail>("GET", `/products/${created.id}`);
     expect(after.headers.get("x-cache")).toBe("MISS");
-    expect(after.headers.get("etag")).toBe('"v2"');
+    // The write's ETag is the one the next GET answers with.
+    expect(after.headers.get("etag")).toBe(v2);
     expect(after.body).toEqual(patched.body);
     // An old ETag no longer matches.
     const stale = await api("GET", `/products/${created.id}`, {
-      headers: { "if-none-match": '"v1"' },
+      headers: { "if-none-match": v1 },
     });
     expect(stale.status).toBe(200);
     expect(stale.headers.get("x-cache")).toBe("HIT");
@@ -223,7 +236,29 @@ describe("PATCH and DELETE with If-Match", () => {
       body: { name: "Listed" },
     });
     expect(list.status).toBe(200);
-    expect(list.headers.get("etag")).toBe('"v3"');
+    expect(list.headers.get("etag")).toMatch(/^"v3\./);
+  });
+
+  it("If-Match accepts the composite ETag a GET answered (its version part decides)", async () => {
+    const p = await newProduct(catA);
+    const read = await api<ProductDetail>("GET", `/products/${p.id}`);
+    const etag = read.headers.get("etag") ?? "";
+    const ok = await api<ProductDetail>("PATCH", `/products/${p.id}`, {
+      headers: { "if-match": etag },
+      body: { stock: 9 },
+    });
+    expect(ok.status).toBe(200);
+    // The same tag again names version 1, which is gone: 412, and a weak copy never matches.
+    const stale = await api<ErrorBody>("PATCH", `/products/${p.id}`, {
+      headers: { "if-match": etag },
+      body: { stock: 8 },
+    });
+    expect(stale.status).toBe(412);
+    const weak = await api("PATCH", `/products/${p.id}`, {
+      headers: { "if-match": `W/${ok.headers.get("etag")}` },
+      body: { stock: 8 },
+    });
+    expect(weak.status).toBe(412);
   });
 });
 
@@ -245,7 +280,8 @@ describe("GET /products (keyset pagination)", () => {
     const first = await api<ProductPage>("GET", "/products");
     expect(first.status).toBe(200);
     expect(first.headers.get("x-cache")).toBe("MISS");
-    expect(first.headers.get("etag")).toBeNull();
+    expect(first.headers.get("etag")).toMatch(/^"c\.[A-Za-z0-9_-]{16}"$/);
+    expect(first.headers.get("cache-control")).toBe("no-cache");
     expect(first.body.items).toHaveLength(20);
     const ids = first.body.items.map((p) => p.id);
     expect(ids).toEqual([...ids].sort((a, b) => a - b));
@@ -418,8 +454,9 @@ describe("Redis unreachable", () => {
     const read = await api<ProductDetail>("GET", `/products/${p.id}`, { env: deadRedis });
     expect(read.status).toBe(200);
     expect(read.headers.get("x-cache")).toBe("BYPASS");
-    expect(read.headers.get("cache-control")).toBe("private, no-cache");
-    expect(read.headers.get("etag")).toBe('"v1"');
+    // Same policy as a cached read: the value is as fresh as Postgres, every client revalidates.
+    expect(read.headers.get("cache-control")).toBe("no-cache");
+    expect(read.headers.get("etag")).toMatch(/^"v1\./);
     expect(read.body).toEqual(p);
     const list = await api<ProductPage>("GET", `/products?category=${catA}`, { env: deadRedis });
     expect(list.status).toBe(200);

@@ -63,12 +63,30 @@ describe("GET /users/:id", () => {
     expect(changed.body.tier).toBe("enterprise");
   });
 
-  it("answers 404 for a user that does not exist, and does not cache the absence", async () => {
+  it("answers 404 for a user that does not exist, from a short negative entry the second time", async () => {
     const res = await api<ErrorBody>("GET", "/users/2000000000", { prefix });
     expect(res.status).toBe(404);
     expect(res.body.error.code).toBe("not_found");
+    expect(res.headers.get("x-cache")).toBe("MISS");
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const again = await api<ErrorBody>("GET", "/users/2000000000", { prefix });
+    expect(again.status).toBe(404);
+    expect(again.headers.get("x-cache")).toBe("HIT");
+    // Cached as null under version 0, for at most 30 s (+ jitter), leaving no version key.
     const engine = workerCache(prefix);
-    expect((await engine.inspect("user:2000000000")).entry).toBeNull();
+    const seen = await engine.inspect("user:2000000000", "user:2000000000");
+    expect(seen.entry).toMatchObject({ value: null, version: 0 });
+    expect(seen.pttl).toBeLessThanOrEqual(33_000);
+    expect(seen.version).toBeNull();
+  });
+
+  it("is private: personal data never goes to a shared cache, and always revalidates", async () => {
+    const user = await newUser();
+    const res = await get(user.id);
+    expect(res.headers.get("cache-control")).toBe("private, no-cache");
+    const notModified = await get(user.id, { "if-none-match": res.headers.get("etag") ?? "" });
+    expect(notModified.status).toBe(304);
+    expect(notModified.headers.get("cache-control")).toBe("private, no-cache");
   });
 
   it.each(["0", "abc", "-3", "1.5", "2147483648"])("rejects the id %s with 400", async (id) => {

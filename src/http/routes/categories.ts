@@ -1,8 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { readCategories, readCategory, updateCategory } from "../../domain/categories";
 import { commitWrite } from "../../domain/write";
-import { cachedJson, etagOf } from "../cache-response";
-import { HttpError } from "../errors";
+import { cachedJson, notFound, writtenJson } from "../cache-response";
 import { router } from "../openapi";
 import { errorResponses, errorSchema, idParams, ifMatchHeader, versionCondition } from "../schemas";
 import { untyped, writeFailure } from "./products";
@@ -53,7 +52,7 @@ categoriesRoutes.openapi(
   }),
   async (c) => {
     const { cache, db } = c.var.services;
-    return untyped(cachedJson(c, await readCategories(cache, db)));
+    return untyped(await cachedJson(c, await readCategories(cache, db), { validator: "content" }));
   },
 );
 
@@ -78,8 +77,8 @@ categoriesRoutes.openapi(
     const { id } = c.req.valid("param");
     const { cache, db } = c.var.services;
     const result = await readCategory(cache, db, id);
-    if (result.value === null) throw new HttpError(404, "not_found", `No category ${id}`);
-    return untyped(cachedJson(c, result));
+    if (result.value === null) return untyped(notFound(c, result, `category ${id}`));
+    return untyped(await cachedJson(c, result, { validator: "version" }));
   },
 );
 
@@ -116,9 +115,7 @@ categoriesRoutes.openapi(
         origin: "PATCH /categories/:id",
         change: (tx) => updateCategory(tx, id, patch, condition),
       });
-      c.header("ETag", etagOf(result.version));
-      c.header("Cache-Control", "no-store");
-      return c.json(result, 200);
+      return untyped(await writtenJson(c, result, 200, "version"));
     } catch (error) {
       return untyped(writeFailure(c, error, "category", id));
     }

@@ -11,8 +11,8 @@ import {
   WriteRefused,
 } from "../../domain/products";
 import { commitWrite } from "../../domain/write";
-import { cachedJson, etagOf } from "../cache-response";
-import { errorResponse, HttpError } from "../errors";
+import { cachedJson, etagOf, notFound, writtenJson } from "../cache-response";
+import { errorResponse } from "../errors";
 import { router } from "../openapi";
 import {
   errorResponses,
@@ -163,7 +163,17 @@ const patchProductSchema = z
 
 const listQuery = z.object({
   category: positiveInt("category").optional(),
-  cursor: positiveInt("cursor").optional(),
+  // Canonical only (no leading zeros, no sign): one spelling per position, so one cache key.
+  cursor: z
+    .string()
+    .regex(
+      /^[1-9]\d{0,9}$/,
+      "cursor must be the nextCursor of a previous page (a positive integer, no leading zeros)",
+    )
+    .transform(Number)
+    .pipe(z.number().int().max(MAX_ID, `cursor must be at most ${MAX_ID}`))
+    .optional()
+    .openapi({ type: "string", example: "20" }),
   limit: z
     .string()
     .regex(/^\d{1,10}$/, `limit must be an integer from 1 to ${LIST_MAX_LIMIT}`)
@@ -176,7 +186,8 @@ const listQuery = z.object({
 const cacheHeaders = {
   "X-Cache": { schema: { type: "string" as const }, description: "HIT | STALE | MISS | BYPASS" },
   Age: { schema: { type: "string" as const }, description: "Seconds since the entry was loaded" },
-  "Cache-Control": { schema: { type: "string" as const } },
+  "Cache-Control": { schema: { type: "string" as const }, description: "no-cache: revalidate" },
+  ETag: { schema: { type: "string" as const } },
 };
 
 // ---------------------------------------------------------------- routes
@@ -207,7 +218,7 @@ productsRoutes.openapi(
       cursor: q.cursor,
       limit: q.limit ?? LIST_DEFAULT_LIMIT,
     });
-    return untyped(cachedJson(c, result));
+    return untyped(await cachedJson(c, result, { validator: "content" }));
   },
 );
 
@@ -216,15 +227,19 @@ productsRoutes.openapi(
     method: "get",
     path: "/products/{id}",
     tags: ["products"],
-    summary: "One product with its category (ETag = version; If-None-Match -> 304)",
+    summary:
+      'One product with its category (ETag "v<version>.<digest of the body>"; If-None-Match -> 304)',
     request: { params: idParams("id") },
     responses: {
       200: {
         description: "The product",
-        headers: { ...cacheHeaders, ETag: { schema: { type: "string" }, description: '"v<n>"' } },
+        headers: {
+          ...cacheHeaders,
+          ETag: { schema: { type: "string" }, description: '"v<version>.<digest>"' },
+        },
         content: { "application/json": { schema: productSchema } },
       },
-      304: { description: "If-None-Match names the current version" },
+      304: { description: "If-None-Match names the current ETag" },
       ...errorResponses,
     },
   }),
@@ -232,8 +247,8 @@ productsRoutes.openapi(
     const { id } = c.req.valid("param");
     const { cache, db } = c.var.services;
     const result = await readProduct(cache, db, id);
-    if (result.value === null) throw new HttpError(404, "not_found", `No product ${id}`);
-    return untyped(cachedJson(c, result));
+    if (result.value === null) return untyped(notFound(c, result, `product ${id}`));
+    return untyped(await cachedJson(c, result, { validator: "version+content" }));
   },
 );
 
@@ -270,10 +285,8 @@ productsRoutes.openapi(
         origin: "POST /products",
         change: (tx) => insertProduct(tx, input),
       });
-      c.header("ETag", etagOf(result.version));
       c.header("Location", `/products/${result.id}`);
-      c.header("Cache-Control", "no-store");
-      return c.json(result, 201);
+      return untyped(await writtenJson(c, result, 201, "version+content"));
     } catch (error) {
       return untyped(writeFailure(c, error, "product"));
     }
@@ -316,9 +329,7 @@ productsRoutes.openapi(
         origin: "PATCH /products/:id",
         change: (tx) => updateProduct(tx, id, patch, condition),
       });
-      c.header("ETag", etagOf(result.version));
-      c.header("Cache-Control", "no-store");
-      return c.json(result, 200);
+      return untyped(await writtenJson(c, result, 200, "version+content"));
     } catch (error) {
       return untyped(writeFailure(c, error, "product", id));
     }

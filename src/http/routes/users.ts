@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { getUser, USER_TIERS, updateUser } from "../../domain/users";
-import { cachedJson, etagOf } from "../cache-response";
+import { cachedJson, etagOf, notFound, writtenJson } from "../cache-response";
 import { HttpError } from "../errors";
 import { router } from "../openapi";
 import { errorContent, idParams, versionCondition } from "../schemas";
@@ -85,8 +85,9 @@ export const usersRoutes = router()
   .openapi(getUserRoute, async (c) => {
     const { id } = c.req.valid("param");
     const result = await getUser(c.var.services, id);
-    if (result.value === null) throw new HttpError(404, "not_found", `No user ${id}`);
-    return cachedJson(c, result);
+    if (result.value === null) return notFound(c, result, `user ${id}`) as never;
+    // Personal data: the browser may keep it, no shared cache may.
+    return (await cachedJson(c, result, { validator: "version", audience: "private" })) as never;
   })
   .openapi(patchUserRoute, async (c) => {
     const { id } = c.req.valid("param");
@@ -107,7 +108,5 @@ export const usersRoutes = router()
           throw new HttpError(409, "email_taken", `${outcome.email} belongs to another user`);
       }
     }
-    c.header("ETag", etagOf(outcome.user.version));
-    c.header("Cache-Control", "no-store");
-    return c.json(outcome.user, 200);
+    return (await writtenJson(c, outcome.user, 200, "version")) as never;
   });
