@@ -3,11 +3,13 @@
  *
  * It speaks exactly what `@upstash/redis` 1.39 sends with its default options:
  * JSON command arrays on `/`, `/pipeline` and `/multi-exec`, `Upstash-Encoding: base64`,
- * and the `upstash-sync-token` read-your-writes header. See README.md for the wire contract.
+ * and the `upstash-sync-token` read-your-writes header, plus `subscribe()`/`psubscribe()`
+ * as Server-Sent Events (subscribe.ts). See README.md for the wire contract.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
+import { type StreamKind, type SubscriptionStream, startStream, streamKind } from "./subscribe";
 
 export interface GatewayOptions {
   /** 0 or undefined = random free port. */
@@ -19,6 +21,8 @@ export interface GatewayOptions {
   /** Bearer token -> Redis DB index. */
   tokens: Record<string, { db: number }>;
   log?: (line: string) => void;
+  /** SSE keep-alive comment interval on subscribe streams. Default 15 s. */
+  heartbeatMs?: number;
 }
 
 export interface Gateway {
@@ -48,6 +52,8 @@ interface TokenState {
   byRoute: Record<ApiRoute, number>;
   /** Commands served, by name (EVALSHA, PUBLISH…): lets tests see what a request carried. */
   byCommand: Record<string, number>;
+  /** Subscribe/psubscribe streams opened since the last reset. */
+  streamsOpened: number;
   faults: Faults | null;
 }
 
@@ -55,6 +61,9 @@ const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
 const CONNECT_TIMEOUT_MS = 2000;
 const API_ROUTES: readonly ApiRoute[] = ["/", "/pipeline", "/multi-exec"];
+const DEFAULT_HEARTBEAT_MS = 15_000;
+/** Redis cuts a pub/sub client off at 32 MB of backlog by default; so does the gateway. */
+const MAX_STREAM_BACKLOG_BYTES = 32 * 1024 * 1024;
 
 /** An error that already knows which HTTP status it deserves. */
 class HttpError extends Error {
@@ -74,13 +83,17 @@ class HttpError extends Error {
  * Every request shares one connection per DB, so anything that blocks it or changes its
  * state would leak into other callers. Upstash refuses most of these too.
  */
+const STREAM_ONLY = "subscribe through the streaming route POST /subscribe/<channel> (Server-Sent Events)";
+const PSTREAM_ONLY =
+  "subscribe through the streaming route POST /psubscribe/<pattern> (Server-Sent Events)";
+
 const REFUSED: Record<string, string> = {
-  SUBSCRIBE: "pub/sub would take over the shared connection",
-  PSUBSCRIBE: "pub/sub would take over the shared connection",
-  SSUBSCRIBE: "pub/sub would take over the shared connection",
-  UNSUBSCRIBE: "pub/sub would take over the shared connection",
-  PUNSUBSCRIBE: "pub/sub would take over the shared connection",
-  SUNSUBSCRIBE: "pub/sub would take over the shared connection",
+  SUBSCRIBE: STREAM_ONLY,
+  PSUBSCRIBE: PSTREAM_ONLY,
+  SSUBSCRIBE: "sharded pub/sub is not served (Upstash neither)",
+  UNSUBSCRIBE: "to unsubscribe, close the subscribe stream",
+  PUNSUBSCRIBE: "to unsubscribe, close the psubscribe stream",
+  SUNSUBSCRIBE: "sharded pub/sub is not served (Upstash neither)",
   MONITOR: "MONITOR would take over the shared connection",
   BLPOP: "blocking commands would stall the shared connection",
   BRPOP: "blocking commands would stall the shared connection",
@@ -287,6 +300,15 @@ class ConnectionPool {
     return this.get(db);
   }
 
+  /**
+   * A connection of its own, outside the pool (a subscriber owns its link): named so
+   * `CLIENT LIST` shows what it is. The caller closes it.
+   */
+  async dedicated(db: number, name: string): Promise<Redis> {
+    if (this.closed) throw new HttpError(503, "Gateway is shutting down");
+    return this.connect(db, name);
+  }
+
   /** Any non-Redis failure while a command is in flight means the link itself broke. */
   unreachable(error: unknown): RedisUnreachable {
     return new RedisUnreachable(this.safeUrl, errorText(error));
@@ -308,12 +330,13 @@ class ConnectionPool {
     return pending;
   }
 
-  private async connect(db: number): Promise<Redis> {
+  private async connect(db: number, connectionName?: string): Promise<Redis> {
     let lastError = "";
     // Fail fast instead of queueing: a test waiting on a dead Redis should get a 500
     // in milliseconds, not hang. A dropped link is replaced on the next request.
     const redis = new Redis(this.redisUrl, {
       db,
+      connectionName,
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
       enableOfflineQueue: false,
@@ -387,12 +410,16 @@ function execAbortText(error: Error): string {
 // Per-token state and faults
 // ---------------------------------------------------------------------------
 
-function freshCounters(): Pick<TokenState, "requests" | "commands" | "byRoute" | "byCommand"> {
+function freshCounters(): Pick<
+  TokenState,
+  "requests" | "commands" | "byRoute" | "byCommand" | "streamsOpened"
+> {
   return {
     requests: 0,
     commands: 0,
     byRoute: { "/": 0, "/pipeline": 0, "/multi-exec": 0 },
     byCommand: {},
+    streamsOpened: 0,
   };
 }
 
@@ -509,6 +536,64 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   // Read-your-writes token: the client echoes whatever we last sent; one Redis means
   // every write is already visible, so a monotonically increasing counter suffices.
   let syncToken = 0;
+  // Live subscribe streams, by token state (for stats) and all together (for close()).
+  const streams = new Map<SubscriptionStream, TokenState>();
+  let streamSeq = 0;
+
+  /**
+   * `POST /subscribe/<channel>[/<channel>…]` and `/psubscribe/<pattern>[/…]`: Upstash's path
+   * form of SUBSCRIBE, answered as Server-Sent Events on a Redis connection of its own. The
+   * client sends a JSON body (`[]`); it means nothing here and is drained unread.
+   */
+  async function handleStream(
+    req: IncomingMessage,
+    res: ServerResponse,
+    state: TokenState,
+    kind: StreamKind,
+    segments: string[],
+  ) {
+    const method = req.method ?? "GET";
+    if (method !== "POST" && method !== "GET") {
+      throw new HttpError(405, `${method} /${kind} is not supported; use POST`);
+    }
+    state.requests += 1;
+    state.byRoute["/"] += 1;
+    req.resume();
+    if (state.faults && (await injectFault(res, state.faults))) return;
+    const names = segments.map(decodeSegment);
+    if (names.length === 0 || names.some((n) => n === "")) {
+      const what = kind === "subscribe" ? "channel" : "pattern";
+      throw new HttpError(400, `${kind} needs a ${what}: POST /${kind}/<${what}>`);
+    }
+    state.commands += 1;
+    countCommand(state, [kind.toUpperCase(), ...names]);
+    state.streamsOpened += 1;
+    const redis = await pool.dedicated(state.db, `upstash-gateway:${kind}:${++streamSeq}`);
+    let stream: SubscriptionStream;
+    try {
+      stream = await startStream({
+        redis,
+        res,
+        kind,
+        names,
+        headers: { "upstash-sync-token": String(++syncToken) },
+        heartbeatMs: opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+        maxBufferedBytes: MAX_STREAM_BACKLOG_BYTES,
+        log,
+      });
+    } catch (error) {
+      if (isReplyError(error)) throw new HttpError(400, error.message);
+      throw pool.unreachable(error);
+    }
+    streams.set(stream, state);
+    void stream.closed.then(() => streams.delete(stream));
+  }
+
+  function activeStreams(state: TokenState): number {
+    let count = 0;
+    for (const owner of streams.values()) if (owner === state) count += 1;
+    return count;
+  }
 
   async function handleApi(req: IncomingMessage, res: ServerResponse, state: TokenState) {
     const { pathname } = new URL(req.url ?? "/", "http://gateway");
@@ -571,12 +656,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   ) {
     const key = `${req.method ?? "GET"} ${pathname}`;
     if (key === "GET /__gateway/stats") {
-      const { requests, commands, byRoute, byCommand } = state;
+      const { requests, commands, byRoute, byCommand, streamsOpened } = state;
       sendJson(res, 200, {
         requests,
         commands,
         byRoute: { ...byRoute },
         byCommand: { ...byCommand },
+        streams: { active: activeStreams(state), opened: streamsOpened },
       });
     } else if (key === "POST /__gateway/reset") {
       Object.assign(state, freshCounters(), { faults: null });
@@ -607,7 +693,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         token === undefined ? "missing Authorization: Bearer <token> header" : "invalid token";
       throw new HttpError(401, `Unauthorized: ${why}`);
     }
+    const [first, ...rest] = pathname.split("/").filter(Boolean);
+    const kind = streamKind(first);
     if (pathname.startsWith("/__gateway/")) await handleControl(req, res, state, pathname);
+    else if (kind) await handleStream(req, res, state, kind, rest);
     else await handleApi(req, res, state);
   }
 
@@ -630,6 +719,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     url: `http://${hostForUrl(host)}:${port}`,
     port,
     close: async () => {
+      // End streams first so subscribers see a clean end of stream, not a reset.
+      await Promise.all([...streams.keys()].map((s) => s.close("gateway closing")));
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // Clients keep connections alive; without this close() waits for their timeout.
