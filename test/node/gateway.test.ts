@@ -402,9 +402,10 @@ describe("bad requests", () => {
     const inPipeline = await command("/pipeline", [["PING"], ["BRPOP", "q", "1"]]);
     expect(inPipeline.status).toBe(400);
     expect((inPipeline.body as { error: string }).error).toMatch(/^Command 2: BRPOP/);
-    // The client's subscribe() uses the path form; it must not hang the connection.
-    const sub = await raw("/subscribe/ch", { body: "" });
-    expect(sub.status).toBe(400);
+    // SUBSCRIBE is served as a stream on its own route (test/node/subscribe.test.ts), never
+    // on the shared connection of the JSON routes.
+    const inJson = await command("/", ["SUBSCRIBE", "ch"]);
+    expect((inJson.body as { error: string }).error).toMatch(/POST \/subscribe\/<channel>/);
   });
 });
 
@@ -418,6 +419,7 @@ describe("control API", () => {
       commands: 6,
       byRoute: { "/": 1, "/pipeline": 1, "/multi-exec": 1 },
       byCommand: { PING: 5, ECHO: 1 },
+      streams: { active: 0, opened: 0 },
     });
     expect(await stats(OTHER_TOKEN)).toMatchObject({ requests: 0, commands: 0 });
     expect((await control("reset")).body).toEqual({ ok: true });
@@ -426,6 +428,7 @@ describe("control API", () => {
       commands: 0,
       byRoute: { "/": 0, "/pipeline": 0, "/multi-exec": 0 },
       byCommand: {},
+      streams: { active: 0, opened: 0 },
     });
   });
 

@@ -23,6 +23,8 @@ export interface GatewayOptions {
   log?: (line: string) => void;
   /** SSE keep-alive comment interval on subscribe streams. Default 15 s. */
   heartbeatMs?: number;
+  /** A subscriber this many bytes behind is cut off. Default 32 MiB (Redis's pub/sub limit). */
+  maxStreamBacklogBytes?: number;
 }
 
 export interface Gateway {
@@ -83,7 +85,8 @@ class HttpError extends Error {
  * Every request shares one connection per DB, so anything that blocks it or changes its
  * state would leak into other callers. Upstash refuses most of these too.
  */
-const STREAM_ONLY = "subscribe through the streaming route POST /subscribe/<channel> (Server-Sent Events)";
+const STREAM_ONLY =
+  "subscribe through the streaming route POST /subscribe/<channel> (Server-Sent Events)";
 const PSTREAM_ONLY =
   "subscribe through the streaming route POST /psubscribe/<pattern> (Server-Sent Events)";
 
@@ -568,7 +571,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     state.commands += 1;
     countCommand(state, [kind.toUpperCase(), ...names]);
     state.streamsOpened += 1;
-    const redis = await pool.dedicated(state.db, `upstash-gateway:${kind}:${++streamSeq}`);
+    // Named after this gateway's port, so CLIENT LIST tells whose subscriber it is.
+    const name = `upstash-gateway:${port}:${kind}:${++streamSeq}`;
+    const redis = await pool.dedicated(state.db, name);
     let stream: SubscriptionStream;
     try {
       stream = await startStream({
@@ -578,7 +583,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         names,
         headers: { "upstash-sync-token": String(++syncToken) },
         heartbeatMs: opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
-        maxBufferedBytes: MAX_STREAM_BACKLOG_BYTES,
+        maxBufferedBytes: opts.maxStreamBacklogBytes ?? MAX_STREAM_BACKLOG_BYTES,
         log,
       });
     } catch (error) {
