@@ -63,7 +63,8 @@ beforeAll(async () => {
     local: true,
     persist: false,
     inspect: false,
-    logLevel: "warn",
+    // Errors only: wrangler warns that crons are not triggered locally, which is beside the point.
+    logLevel: "error",
     vars: {
       UPSTASH_REDIS_REST_URL: gateway.url,
       UPSTASH_REDIS_REST_TOKEN: TOKEN,
