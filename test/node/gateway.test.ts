@@ -533,5 +533,12 @@ describe("when Redis is unreachable", () => {
       body: '[["PING"]]',
     });
     expect(piped.status).toBe(500);
+    // A subscribe stream needs its own connection: it fails the same way, before any stream.
+    const stream = await fetch(`${dead.url}/subscribe/ch`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(stream.status).toBe(500);
+    expect(((await stream.json()) as { error: string }).error).toMatch(/is unreachable/);
   });
 });
