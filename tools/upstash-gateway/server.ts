@@ -81,15 +81,15 @@ class HttpError extends Error {
 // Command policy
 // ---------------------------------------------------------------------------
 
-/**
- * Every request shares one connection per DB, so anything that blocks it or changes its
- * state would leak into other callers. Upstash refuses most of these too.
- */
 const STREAM_ONLY =
   "subscribe through the streaming route POST /subscribe/<channel> (Server-Sent Events)";
 const PSTREAM_ONLY =
   "subscribe through the streaming route POST /psubscribe/<pattern> (Server-Sent Events)";
 
+/**
+ * Every request shares one connection per DB, so anything that blocks it or changes its
+ * state would leak into other callers. Upstash refuses most of these too.
+ */
 const REFUSED: Record<string, string> = {
   SUBSCRIBE: STREAM_ONLY,
   PSUBSCRIBE: PSTREAM_ONLY,
@@ -570,7 +570,6 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     }
     state.commands += 1;
     countCommand(state, [kind.toUpperCase(), ...names]);
-    state.streamsOpened += 1;
     // Named after this gateway's port, so CLIENT LIST tells whose subscriber it is.
     const name = `upstash-gateway:${port}:${kind}:${++streamSeq}`;
     const redis = await pool.dedicated(state.db, name);
@@ -590,6 +589,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       if (isReplyError(error)) throw new HttpError(400, error.message);
       throw pool.unreachable(error);
     }
+    state.streamsOpened += 1;
     streams.set(stream, state);
     void stream.closed.then(() => streams.delete(stream));
   }
