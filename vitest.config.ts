@@ -34,6 +34,10 @@ export default defineConfig({
                   NEON_WS_PROXY: stack.wsProxy,
                   ADMIN_TOKEN: stack.adminToken,
                   TEST_STACK: JSON.stringify(stack),
+                  // Generous, so files that write a lot (all as the one header-less "local"
+                  // client) never hit a limit; test/workers/rate-limit.test.ts sets tight ones.
+                  RATE_LIMIT_WRITES: "100000/60s",
+                  RATE_LIMIT_SESSIONS: "100000/60s",
                 },
               },
             };

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { rateLimitField } from "./rate-limit";
 
 /**
  * The Worker's bindings. Secrets and vars come from `.dev.vars` locally and from
@@ -12,6 +13,11 @@ export interface Env {
   ADMIN_TOKEN?: string;
   CACHE_PREFIX?: string;
   PUBLISH_EVENTS?: string;
+  // --- rate limits (src/http/middleware/rate-limit.ts) ---
+  RATE_LIMIT_WRITES?: string;
+  RATE_LIMIT_SESSIONS?: string;
+  RATE_LIMIT_TIMEOUT_MS?: string;
+  // --- end rate limits ---
   PURGE_QUEUE?: Queue<unknown>;
 }
 
@@ -21,6 +27,11 @@ const hints: Record<string, string> = {
   UPSTASH_REDIS_REST_TOKEN: "the Upstash REST token (wrangler secret put UPSTASH_REDIS_REST_TOKEN)",
   DATABASE_URL: "a Postgres URL (Neon's pooled connection string in production)",
   ADMIN_TOKEN: "a long random string that guards /admin (wrangler secret put ADMIN_TOKEN)",
+  // --- rate limits ---
+  RATE_LIMIT_WRITES: 'requests per client per window, e.g. "60/60s", or "off"',
+  RATE_LIMIT_SESSIONS: 'requests per client per window, e.g. "10/60s", or "off"',
+  RATE_LIMIT_TIMEOUT_MS: "milliseconds a rate-limit check may take before the request goes through unchecked",
+  // --- end rate limits ---
 };
 
 const schema = z.object({
@@ -45,6 +56,19 @@ const schema = z.object({
     .enum(["0", "1", "true", "false"], { message: 'must be "1"/"true" or "0"/"false"' })
     .optional()
     .transform((v) => v === "1" || v === "true"),
+  // --- rate limits: per client (CF-Connecting-IP), one Redis request per check; see README ---
+  // Writes: POST/PATCH/DELETE on products, categories and users, and POST /products/{id}/reserve.
+  RATE_LIMIT_WRITES: rateLimitField("60/60s"),
+  // Session creation (POST /sessions).
+  RATE_LIMIT_SESSIONS: rateLimitField("10/60s"),
+  // A check slower than this lets the request through (fail open) instead of holding it.
+  RATE_LIMIT_TIMEOUT_MS: z
+    .string()
+    .regex(/^\d{1,5}$/, "must be a whole number of milliseconds")
+    .default("500")
+    .transform(Number)
+    .pipe(z.number().int().min(10, "must be at least 10").max(10_000, "must be at most 10000")),
+  // --- end rate limits ---
 });
 
 export type AppConfig = z.infer<typeof schema>;

@@ -74,3 +74,32 @@ export function versionCondition(c: Context): number[] | null {
     return m && version <= MAX_ID ? [version] : [];
   });
 }
+
+// ---------------------------------------------------------------- rate limits (middleware/rate-limit.ts)
+
+const headerInt = (description: string) => ({
+  schema: { type: "integer" as const, minimum: 0 },
+  description,
+});
+
+/** RateLimit headers (draft-ietf-httpapi-ratelimit-headers-06 form) on a rate-limited route. */
+export const rateLimitHeaders = {
+  "RateLimit-Limit": headerInt("Requests this client may make in the current window"),
+  "RateLimit-Remaining": headerInt("Requests left in the current window"),
+  "RateLimit-Reset": headerInt("Seconds until the window resets"),
+  "RateLimit-Policy": {
+    schema: { type: "string" as const, example: "60;w=60" },
+    description: "The policy: `<limit>;w=<window seconds>`",
+  },
+};
+
+/** The 429 of a rate-limited route. */
+export const rateLimitedResponse = {
+  description:
+    "Rate limited (`rate_limited`): this client (CF-Connecting-IP) spent its budget for the window. `details` has `limit`, `remaining` and `reset` (Unix ms); retry after `Retry-After` seconds.",
+  headers: {
+    "Retry-After": headerInt("Seconds until the window resets and a retry can succeed"),
+    ...rateLimitHeaders,
+  },
+  content: errorContent,
+};

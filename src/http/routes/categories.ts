@@ -2,8 +2,17 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { readCategories, readCategory, updateCategory } from "../../domain/categories";
 import { commitWrite } from "../../domain/write";
 import { cachedJson, notFound, writtenJson } from "../cache-response";
+import { rateLimit } from "../middleware/rate-limit";
 import { router } from "../openapi";
-import { errorResponses, errorSchema, idParams, ifMatchHeader, versionCondition } from "../schemas";
+import {
+  errorResponses,
+  errorSchema,
+  idParams,
+  ifMatchHeader,
+  rateLimitedResponse,
+  rateLimitHeaders,
+  versionCondition,
+} from "../schemas";
 import { untyped, writeFailure } from "./products";
 
 const categorySchema = z
@@ -89,6 +98,7 @@ categoriesRoutes.openapi(
     tags: ["categories"],
     summary:
       "Rename or describe a category (optional If-Match); invalidates every product list of it and every product detail embedding it",
+    middleware: [rateLimit("writes")],
     request: {
       params: idParams("id"),
       headers: ifMatchHeader,
@@ -97,6 +107,7 @@ categoriesRoutes.openapi(
     responses: {
       200: {
         description: "The new version; ETag is its version",
+        headers: rateLimitHeaders,
         content: { "application/json": { schema: categorySchema } },
       },
       ...errorResponses,
@@ -104,6 +115,7 @@ categoriesRoutes.openapi(
         description: "If-Match does not name the current version",
         content: { "application/json": { schema: errorSchema } },
       },
+      429: rateLimitedResponse,
     },
   }),
   async (c) => {

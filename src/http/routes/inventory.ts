@@ -1,8 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { MAX_RESERVATION, reserveStock } from "../../domain/inventory";
 import { HttpError } from "../errors";
+import { rateLimit } from "../middleware/rate-limit";
 import { router } from "../openapi";
-import { errorContent, idParams } from "../schemas";
+import { errorContent, idParams, rateLimitedResponse, rateLimitHeaders } from "../schemas";
 
 const reserveBodySchema = z
   .strictObject({
@@ -24,6 +25,7 @@ const reserveRoute = createRoute({
   path: "/products/{id}/reserve",
   tags: ["inventory"],
   summary: "Reserve stock atomically; never oversells, and the cached product is invalidated",
+  middleware: [rateLimit("writes")],
   request: {
     params: idParams(),
     body: { required: true, content: { "application/json": { schema: reserveBodySchema } } },
@@ -31,11 +33,13 @@ const reserveRoute = createRoute({
   responses: {
     200: {
       description: "Reserved; `remaining` is the stock left after this reservation",
+      headers: rateLimitHeaders,
       content: { "application/json": { schema: reservationSchema } },
     },
     400: { description: "Invalid id or quantity", content: errorContent },
     404: { description: "No such product (or it was deleted)", content: errorContent },
     409: { description: "Not enough stock left (insufficient_stock)", content: errorContent },
+    429: rateLimitedResponse,
   },
 });
 

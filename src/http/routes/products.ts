@@ -13,6 +13,7 @@ import {
 import { commitWrite } from "../../domain/write";
 import { cachedJson, etagOf, notFound, writtenJson } from "../cache-response";
 import { errorResponse } from "../errors";
+import { rateLimit } from "../middleware/rate-limit";
 import { router } from "../openapi";
 import {
   errorResponses,
@@ -21,6 +22,8 @@ import {
   ifMatchHeader,
   MAX_ID,
   positiveInt,
+  rateLimitedResponse,
+  rateLimitHeaders,
   versionCondition,
 } from "../schemas";
 
@@ -258,12 +261,14 @@ productsRoutes.openapi(
     path: "/products",
     tags: ["products"],
     summary: "Create a product",
+    middleware: [rateLimit("writes")],
     request: {
       body: { required: true, content: { "application/json": { schema: createProductSchema } } },
     },
     responses: {
       201: {
         description: "Created; ETag is its version",
+        headers: rateLimitHeaders,
         content: { "application/json": { schema: productSchema } },
       },
       400: errorResponses[400],
@@ -275,6 +280,7 @@ productsRoutes.openapi(
         description: "categoryId names no category (`invalid_reference`, `details.issues`)",
         content: { "application/json": { schema: errorSchema } },
       },
+      429: rateLimitedResponse,
     },
   }),
   async (c) => {
@@ -299,6 +305,7 @@ productsRoutes.openapi(
     path: "/products/{id}",
     tags: ["products"],
     summary: "Change a product (optional If-Match)",
+    middleware: [rateLimit("writes")],
     request: {
       params: idParams("id"),
       headers: ifMatchHeader,
@@ -307,6 +314,7 @@ productsRoutes.openapi(
     responses: {
       200: {
         description: "The new version; ETag is its version",
+        headers: rateLimitHeaders,
         content: { "application/json": { schema: productSchema } },
       },
       ...errorResponses,
@@ -318,6 +326,7 @@ productsRoutes.openapi(
         description: "categoryId names no category",
         content: { "application/json": { schema: errorSchema } },
       },
+      429: rateLimitedResponse,
     },
   }),
   async (c) => {
@@ -342,14 +351,16 @@ productsRoutes.openapi(
     path: "/products/{id}",
     tags: ["products"],
     summary: "Soft-delete a product (optional If-Match)",
+    middleware: [rateLimit("writes")],
     request: { params: idParams("id"), headers: ifMatchHeader },
     responses: {
-      204: { description: "Deleted" },
+      204: { description: "Deleted", headers: rateLimitHeaders },
       ...errorResponses,
       412: {
         description: "If-Match does not name the current version",
         content: { "application/json": { schema: errorSchema } },
       },
+      429: rateLimitedResponse,
     },
   }),
   async (c) => {

@@ -9,8 +9,9 @@ import {
   sessionDataBytes,
 } from "../../domain/sessions";
 import { HttpError } from "../errors";
+import { rateLimit } from "../middleware/rate-limit";
 import { router } from "../openapi";
-import { errorContent, MAX_ID } from "../schemas";
+import { errorContent, MAX_ID, rateLimitedResponse, rateLimitHeaders } from "../schemas";
 
 const tokenParams = z.object({
   token: z
@@ -61,16 +62,19 @@ const createRouteDef = createRoute({
   path: "/sessions",
   tags: ["sessions"],
   summary: "Create a session (Redis only, expires by TTL)",
+  middleware: [rateLimit("sessions")],
   request: {
     body: { required: true, content: { "application/json": { schema: newSessionSchema } } },
   },
   responses: {
     201: {
       description: "Created; keep the token secret",
+      headers: rateLimitHeaders,
       content: { "application/json": { schema: createdSchema } },
     },
     400: { description: "Invalid body", content: errorContent },
     413: { description: "Body over the request size limit", content: errorContent },
+    429: rateLimitedResponse,
   },
 });
 

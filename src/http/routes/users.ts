@@ -2,8 +2,15 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { getUser, USER_TIERS, updateUser } from "../../domain/users";
 import { cachedJson, etagOf, notFound, writtenJson } from "../cache-response";
 import { HttpError } from "../errors";
+import { rateLimit } from "../middleware/rate-limit";
 import { router } from "../openapi";
-import { errorContent, idParams, versionCondition } from "../schemas";
+import {
+  errorContent,
+  idParams,
+  rateLimitedResponse,
+  rateLimitHeaders,
+  versionCondition,
+} from "../schemas";
 
 const userSchema = z
   .object({
@@ -54,6 +61,7 @@ const patchUserRoute = createRoute({
   path: "/users/{id}",
   tags: ["users"],
   summary: "Update a user; the new value is written through to the cache before the response",
+  middleware: [rateLimit("writes")],
   request: {
     params: idParams(),
     headers: z.object({
@@ -67,12 +75,14 @@ const patchUserRoute = createRoute({
   responses: {
     200: {
       description: "The updated user, exactly as now cached",
+      headers: rateLimitHeaders,
       content: { "application/json": { schema: userSchema } },
     },
     400: { description: "Invalid id or body", content: errorContent },
     404: { description: "No such user", content: errorContent },
     409: { description: "The email belongs to another user", content: errorContent },
     412: { description: "If-Match does not name the current version", content: errorContent },
+    429: rateLimitedResponse,
   },
 });
 
