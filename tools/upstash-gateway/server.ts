@@ -9,6 +9,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
+import { ScriptAliases } from "./script-flags";
 import { type StreamKind, type SubscriptionStream, startStream, streamKind } from "./subscribe";
 
 export interface GatewayOptions {
@@ -599,6 +600,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     for (const owner of streams.values()) if (owner === state) count += 1;
     return count;
   }
+  // Upstash-only Lua flags (script-flags.ts): dropped before Redis sees them.
+  const scripts = new ScriptAliases();
 
   async function handleApi(req: IncomingMessage, res: ServerResponse, state: TokenState) {
     const { pathname } = new URL(req.url ?? "/", "http://gateway");
@@ -616,7 +619,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
     const headers = { "upstash-sync-token": String(++syncToken) };
     if (route === "/pipeline" || route === "/multi-exec") {
-      const commands = toCommandList(parseJson(body), route);
+      const commands = toCommandList(parseJson(body), route).map((c) => scripts.translate(c));
       state.commands += commands.length;
       for (const c of commands) countCommand(state, c);
       const redis = await pool.get(state.db);
@@ -629,9 +632,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       );
       return;
     }
-    const command = route
-      ? toCommand(parseJson(body), "Command")
-      : commandFromPath(pathname, method, body);
+    const command = scripts.translate(
+      route ? toCommand(parseJson(body), "Command") : commandFromPath(pathname, method, body),
+    );
     state.commands += 1;
     countCommand(state, command);
     const redis = await pool.get(state.db);
