@@ -30,7 +30,8 @@ const hints: Record<string, string> = {
   // --- rate limits ---
   RATE_LIMIT_WRITES: 'requests per client per window, e.g. "60/60s", or "off"',
   RATE_LIMIT_SESSIONS: 'requests per client per window, e.g. "10/60s", or "off"',
-  RATE_LIMIT_TIMEOUT_MS: "milliseconds a rate-limit check may take before the request goes through unchecked",
+  RATE_LIMIT_TIMEOUT_MS:
+    "milliseconds a rate-limit check may take before the request goes through unchecked",
   // --- end rate limits ---
 };
 
