@@ -7,37 +7,7 @@ import { clientIdentity } from "../client-id";
 import type { AppEnv } from "../context";
 import { errorResponse } from "../errors";
 
-/**
- * Per-client rate limits on the routes that cost the most: writes (Postgres transaction, outbox,
- * invalidation) and session creation (a Redis key per call). Built on `@upstash/ratelimit`, not
- * on hand-written counters, and on the app's own Upstash client.
- *
- * Algorithm: **fixed window**. Every single-region algorithm of @upstash/ratelimit is one
- * EVALSHA per check (so all meet "one Redis request per check"); the fixed window wins on:
- * - its reset is exact: when the window ends the counter is gone, so `Retry-After` tells the
- *   truth. The sliding window reports the end of the current window too, but the weighted
- *   previous window can still refuse a client that waited exactly that long;
- * - one key per client and window (INCRBY, plus PEXPIRE on the first hit): a TTL counter that
- *   Redis deletes by itself, nothing to clean up;
- * - the cost: a client can spend up to twice its budget across a window boundary, which is
- *   acceptable for abuse protection (the README says so).
- *
- * What a check costs, read from the library's source (v2.2.0) and measured by
- * test/workers/rate-limit.test.ts through the gateway's counter:
- * - one EVALSHA; only after Redis lost its script cache, NOSCRIPT -> EVAL once (two requests);
- * - zero for a client already refused in this isolate: the refusal is remembered until the
- *   window's reset (the library's ephemeral cache, here a bounded map per isolate), so a flood
- *   from one client does not become a flood of Redis requests;
- * - analytics, deny lists ("protection") and dynamic limits are off: each would add requests.
- *
- * Failure: the check is raced against `RATE_LIMIT_TIMEOUT_MS` (the library's `timeout`, which
- * then answers "allowed") and any error is caught. Either way the request goes through without
- * RateLimit headers and a warning is logged: an outage of Redis must not stop writes, which have
- * their own fallback (the outbox), nor answer 500.
- *
- * @example
- * createRoute({ method: "post", path: "/products", middleware: [rateLimit("writes")], ... })
- */
+/** Which budget a route spends: `RATE_LIMIT_WRITES` or `RATE_LIMIT_SESSIONS`. */
 export type RateLimitScope = "writes" | "sessions";
 
 const ruleOf: Record<RateLimitScope, "RATE_LIMIT_WRITES" | "RATE_LIMIT_SESSIONS"> = {
@@ -131,9 +101,38 @@ function setRateLimitHeaders(c: Context, rule: RateLimitRule, verdict: Verdict):
 }
 
 /**
- * The middleware for one scope: 429 `rate_limited` (with Retry-After) once the client's budget
- * for the window is spent, RateLimit headers on every checked response, nothing when the
- * scope's var is "off".
+ * Per-client rate limits on the routes that cost the most: writes (Postgres transaction, outbox,
+ * invalidation) and session creation (a Redis key per call). Built on `@upstash/ratelimit`, not
+ * on hand-written counters, and on the app's own Upstash client.
+ *
+ * Algorithm: **fixed window**. Every single-region algorithm of @upstash/ratelimit is one
+ * EVALSHA per check (so all meet "one Redis request per check"); the fixed window wins on:
+ * - its reset is exact: when the window ends the counter is gone, so `Retry-After` tells the
+ *   truth. The sliding window reports the end of the current window too, but the weighted
+ *   previous window can still refuse a client that waited exactly that long;
+ * - one key per client and window (INCRBY, plus PEXPIRE on the first hit): a TTL counter that
+ *   Redis deletes by itself, nothing to clean up;
+ * - the cost: a client can spend up to twice its budget across a window boundary, which is
+ *   acceptable for abuse protection (the README says so).
+ *
+ * What a check costs, read from the library's source (v2.2.0) and measured by
+ * test/workers/rate-limit.test.ts through the gateway's counter:
+ * - one EVALSHA; only after Redis lost its script cache, NOSCRIPT -> EVAL once (two requests);
+ * - zero for a client already refused in this isolate: the refusal is remembered until the
+ *   window's reset (the library's ephemeral cache, here a bounded map per isolate), so a flood
+ *   from one client does not become a flood of Redis requests;
+ * - analytics, deny lists ("protection") and dynamic limits are off: each would add requests.
+ *
+ * Failure: the check is raced against `RATE_LIMIT_TIMEOUT_MS` (the library's `timeout`, which
+ * then answers "allowed") and any error is caught. Either way the request goes through without
+ * RateLimit headers and a warning is logged: an outage of Redis must not stop writes, which have
+ * their own fallback (the outbox), nor answer 500.
+ *
+ * Per scope: 429 `rate_limited` (with Retry-After) once the client's budget for the window is
+ * spent, RateLimit headers on every checked response, nothing at all when the scope's var is "off".
+ *
+ * @example
+ * createRoute({ method: "post", path: "/products", middleware: [rateLimit("writes")], ... })
  */
 export function rateLimit(scope: RateLimitScope) {
   return createMiddleware<AppEnv>(async (c, next) => {
