@@ -73,6 +73,7 @@
       {
         width: chartWidth("chart-rates"),
         height: 220,
+        legend: { live: false },
         scales: { x: time, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
         axes: [{}, { label: "reads/s", size: 60 }],
         series: [
@@ -92,6 +93,7 @@
       {
         width: chartWidth("chart-ratio"),
         height: 220,
+        legend: { live: false },
         scales: {
           x: time,
           "%": { range: [0, 100] },
@@ -220,25 +222,44 @@
     ]);
   }
 
-  function summary(beat) {
-    return Object.entries(beat)
-      .filter(([k]) => k !== "at")
-      .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
-      .join(", ")
-      .slice(0, 240);
+  /** One line per heartbeat: the figures an operator looks for, any error first. */
+  function summary(name, beat) {
+    const parts = [];
+    const error = (v) => (v && typeof v === "object" && "error" in v ? String(v.error) : null);
+    if (name === "warm") {
+      const d = beat.drain ?? {};
+      const w = beat.warm ?? {};
+      parts.push(
+        error(d)
+          ? `drain failed: ${error(d)}`
+          : `outbox: ${d.applied ?? 0} applied, ${d.queued ?? 0} queued`,
+        error(w)
+          ? `warm failed: ${error(w)}`
+          : `warm: ${w.hot ?? 0} hot, ${w.reloaded ?? 0} reloaded${w.stoppedEarly ? ` (${w.stoppedEarly})` : ""}`,
+        `${beat.subrequests ?? "?"} subrequests`,
+      );
+    } else {
+      const a = beat.applied ?? {};
+      if (beat.error) parts.push(String(beat.error));
+      parts.push(
+        `${beat.messages ?? 0} message${beat.messages === 1 ? "" : "s"}: ${beat.acked ?? 0} acked, ${beat.retried ?? 0} retried`,
+        `${a.keys ?? 0} keys, ${a.tags ?? 0} tags, ${a.versions ?? 0} versions applied`,
+      );
+    }
+    return parts.join(" · ");
   }
 
   function renderJobs(jobs) {
     const rows = [
-      ["cron (warm)", jobs?.warm],
-      ["queue (purge)", jobs?.purge],
-    ].map(([name, beat]) => {
+      ["cron (warm)", "warm", jobs?.warm],
+      ["queue (purge)", "purge", jobs?.purge],
+    ].map(([label, name, beat]) => {
       const tr = el("tr");
       const at = beat && typeof beat.at === "number" ? beat.at : null;
       tr.append(
-        el("td", name),
+        el("td", label),
         el("td", at ? `${fmtAge(Date.now() - at)} ago` : jobs ? "never" : "unavailable"),
-        el("td", beat ? summary(beat) : ""),
+        el("td", beat ? summary(name, beat) : ""),
       );
       return tr;
     });
