@@ -23,6 +23,16 @@ const SCREENSHOT = `${root}docs/dashboard.png`;
 const stack = inject("stack");
 const prefix = `tb${Date.now().toString(36)}`;
 
+/** The little of the DOM the page-side predicate reads. */
+interface PageElement {
+  dataset: Record<string, string | undefined>;
+  textContent: string | null;
+}
+interface PageDocument {
+  body: PageElement;
+  querySelector(selector: string): PageElement | null;
+}
+
 type StartedWorker = Awaited<ReturnType<typeof unstable_startWorker>>;
 
 const text = (value: string) => ({ type: "plain_text" as const, value });
@@ -140,7 +150,7 @@ describe.skipIf(!haveChromium)("dashboard in headless Chromium", () => {
     await page.fill("#token", `${stack.adminToken}-wrong`);
     await page.click("#login-submit");
     await page.waitForSelector("#login-error:has-text('refused')");
-    expect(await page.evaluate(() => document.body.dataset.state)).toBe("need-token");
+    expect(await page.getAttribute("body", "data-state")).toBe("need-token");
 
     await page.fill("#token", stack.adminToken);
     await page.click("#login-submit");
@@ -161,15 +171,17 @@ describe.skipIf(!haveChromium)("dashboard in headless Chromium", () => {
     try {
       await page.waitForFunction(
         () => {
-          const d = document.body.dataset;
-          const hot = document.querySelector<HTMLElement>("#hot")?.dataset.count;
-          const purge = document.querySelector("#jobs tr:nth-child(2) td:nth-child(2)");
+          // Runs in the page; this project's TypeScript has no DOM types, hence PageDocument.
+          const doc = (globalThis as unknown as { document: PageDocument }).document;
+          const d = doc.body.dataset;
+          const hot = Number(doc.querySelector("#hot")?.dataset.count);
+          const purge = doc.querySelector("#jobs tr:nth-child(2) td:nth-child(2)");
           return (
             Number(d.samples) >= 8 &&
             Number(d.readsPerSecondMax) > 0 &&
             Number(d.hitRatio) > 50 &&
-            Number(hot) > 0 &&
-            purge?.textContent?.endsWith("ago")
+            hot > 0 &&
+            Boolean(purge?.textContent?.endsWith("ago"))
           );
         },
         undefined,
