@@ -38,7 +38,7 @@ describe("GET /admin/dashboard", () => {
     const body = await res.text();
     expect(body).toContain(marker);
     // The file itself, not a module object turned into a string.
-    expect(body.length).toBeGreaterThan(2000);
+    expect(body.length).toBeGreaterThan(1000);
   });
 
   it("answers 304 to a matching If-None-Match", async () => {
