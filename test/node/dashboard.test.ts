@@ -37,7 +37,9 @@ type StartedWorker = Awaited<ReturnType<typeof unstable_startWorker>>;
 
 const text = (value: string) => ({ type: "plain_text" as const, value });
 
-async function startWorker(): Promise<{ worker: StartedWorker; url: string }> {
+async function startWorker(
+  overrides: Record<string, string> = {},
+): Promise<{ worker: StartedWorker; url: string }> {
   // No Request.cf download: it needs the internet and only fills request.cf locally.
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
   process.env.WRANGLER_SEND_METRICS = "false";
@@ -52,6 +54,7 @@ async function startWorker(): Promise<{ worker: StartedWorker; url: string }> {
       NEON_WS_PROXY: text(stack.wsProxy),
       ADMIN_TOKEN: text(stack.adminToken),
       CACHE_PREFIX: text(prefix),
+      ...Object.fromEntries(Object.entries(overrides).map(([name, value]) => [name, text(value)])),
     },
     dev: {
       server: { hostname: "127.0.0.1", port: 0 },
@@ -226,6 +229,27 @@ describe.skipIf(!haveChromium)("dashboard in headless Chromium", () => {
     await page.waitForSelector("body[data-state='error']", { timeout: 20_000 });
     expect(await page.textContent("#banner")).toMatch(/Cannot reach the admin API|answered 5\d\d/);
     expect(await page.isVisible("#banner")).toBe(true);
+  }, 60_000);
+
+  it("names the figures Redis could not give and shows the rest", async () => {
+    // The gateway refuses this token, as Upstash would: every Redis-backed section fails.
+    const refused = await startWorker({ UPSTASH_REDIS_REST_TOKEN: `refused-${prefix}` });
+    const tab = await (browser as Browser).newPage({ viewport: { width: 1360, height: 900 } });
+    try {
+      await tab.goto(`${refused.url}admin/dashboard?interval=500`);
+      await tab.fill("#token", stack.adminToken);
+      await tab.click("#login-submit");
+      await tab.waitForSelector("body[data-state='partial']");
+      expect(await tab.textContent("#banner")).toMatch(/Some figures are missing: cache: .+/);
+      expect(await tab.isVisible("#banner")).toBe(true);
+      // Postgres still answers: the outbox figures are there, the cache ones are not.
+      expect(await tab.textContent(".tile[data-key='outbox pending'] .v")).toMatch(/^\d+$/);
+      expect(await tab.textContent(".tile[data-key='loads'] .v")).toBe("—");
+      expect(await tab.textContent("#hot")).toContain("unavailable");
+    } finally {
+      await tab.close();
+      await refused.worker.dispose();
+    }
   }, 60_000);
 });
 
