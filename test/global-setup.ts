@@ -75,6 +75,7 @@ async function startStack(): Promise<RunningStack> {
     faults: `faults-${randomBytes(8).toString("hex")}`,
     jobs: `jobs-${randomBytes(8).toString("hex")}`,
     publish: `publish-${randomBytes(8).toString("hex")}`,
+    dashboard: `dashboard-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

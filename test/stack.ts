@@ -12,6 +12,7 @@ export interface TestStack {
     faults: string;
     jobs: string;
     publish: string;
+    dashboard: string;
   };
   databaseUrl: string;
   wsProxy: string;

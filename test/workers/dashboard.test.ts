@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { EdgeCache } from "../../src/cache";
+import { createRedis } from "../../src/redis/client";
 import { apiFor, api as callApi, type ErrorBody, fetchWorker } from "./api";
-import { testRedis } from "./stack";
+import { gatewayControl, stack, testRedis } from "./stack";
 
 /**
  * The dashboard's files through the real Worker (the browser test in test/node/dashboard.test.ts
@@ -105,6 +106,55 @@ describe("the figures the dashboard charts", () => {
     const stats = await engine.stats();
     expect(stats).toMatchObject({ reads: 2, coalesced: 1, loads: 1, misses: 1 });
     expect(stats.read_requests).toBe(2); // one read, one fill; the follower sent nothing
+  });
+
+  it("counts exactly the Redis requests the gateway saw for reads: MISS, HITs, a lease wait", async () => {
+    // A token of its own, so the gateway's counter holds this test's requests only.
+    const token = stack.spareGatewayTokens.dashboard;
+    const redis = createRedis({ url: stack.gatewayUrl, token });
+    const engine = (p: string) => new EdgeCache({ redis, prefix: p });
+    const p = `${prefix}g`;
+    await gatewayControl("reset", { token });
+    const a = engine(p);
+    await a.getOrLoad("k", async () => 1); // MISS: read + fill
+    await a.getOrLoad("k", async () => 1); // HIT
+    await a.getOrLoad("k", async () => 1); // HIT
+    // Two engines (two requests' worth) on a cold key: one loads, the other polls its lease.
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const holder = engine(p).getOrLoad("w", async () => {
+      await gate;
+      return 2;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 30)); // the holder has the lease
+    const waiter = engine(p).getOrLoad("w", async () => 3);
+    await new Promise((resolve) => setTimeout(resolve, 30)); // the waiter is polling
+    release();
+    expect([(await holder).value, (await waiter).value]).toEqual([2, 2]);
+    const seen = Number((await gatewayControl("stats", { token })).requests);
+    const stats = await a.stats();
+    expect(stats.lease_waits).toBe(1);
+    expect(stats.reads).toBe(5);
+    expect(stats.read_requests).toBe(seen);
+    expect(seen).toBeGreaterThanOrEqual(8); // 2 + 1 + 1 + (2 holder) + (≥2 waiter)
+  });
+
+  it("costs a bounded number of Redis requests per dashboard refresh", async () => {
+    const token = stack.spareGatewayTokens.dashboard;
+    await gatewayControl("reset", { token });
+    const res = await callApi<Stats>("GET", "/admin/stats", {
+      prefix: `${prefix}g`,
+      admin: true,
+      env: { UPSTASH_REDIS_REST_TOKEN: token },
+    });
+    expect(res.status).toBe(200);
+    // stats (flush + read), hot keys, heartbeats, INFO.
+    const seen = await gatewayControl("stats", { token });
+    // Auto-pipelining may merge the concurrent ones into fewer HTTP requests.
+    expect(Number(seen.requests)).toBeLessThanOrEqual(5);
+    expect(Number(seen.commands)).toBeLessThanOrEqual(5);
   });
 
   it("reports parked outbox rows next to the lag", async () => {

@@ -333,6 +333,11 @@
 
   async function poll() {
     clearTimeout(timer);
+    // Each refresh costs Redis commands and a SQL query: none while the tab is hidden.
+    if (document.hidden) {
+      $("status").textContent = "paused while the tab is hidden";
+      return;
+    }
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (!token) {
       showLogin();
@@ -381,6 +386,10 @@
     sessionStorage.removeItem(TOKEN_KEY);
     clearTimeout(timer);
     showLogin();
+  });
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && sessionStorage.getItem(TOKEN_KEY)) void poll();
   });
 
   if (typeof uPlot !== "function") {
