@@ -76,6 +76,7 @@ async function startStack(): Promise<RunningStack> {
     jobs: `jobs-${randomBytes(8).toString("hex")}`,
     publish: `publish-${randomBytes(8).toString("hex")}`,
     ratelimit: `ratelimit-${randomBytes(8).toString("hex")}`,
+    dashboard: `dashboard-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

@@ -13,6 +13,7 @@ export interface TestStack {
     jobs: string;
     publish: string;
     ratelimit: string;
+    dashboard: string;
   };
   databaseUrl: string;
   wsProxy: string;

@@ -196,6 +196,7 @@ export class EdgeCache {
         `cache key ${key}: versionKey needs versionOf to read the loaded version`,
       );
     }
+    this.#pending.add("reads");
     const local = this.#l1?.get(key);
     if (local) {
       this.#pending.add("l1_hits");
@@ -211,7 +212,11 @@ export class EdgeCache {
     }
     if (!this.#coalesce) return this.#getOrLoad(key, loader, opts);
     const running = this.#inflight.get(key) as Promise<CacheResult<T>> | undefined;
-    if (running) return this.#follow(running, loader, opts);
+    if (running) {
+      // A load avoided: this caller shares the one already running in this engine.
+      this.#pending.add("coalesced");
+      return this.#follow(running, loader, opts);
+    }
     const promise = this.#getOrLoad(key, loader, opts).finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, promise);
     return promise;
@@ -249,6 +254,7 @@ export class EdgeCache {
     key: string,
     options: Pick<EntryOptions<T>, "versionKey"> = {},
   ): Promise<CacheResult<T> | null> {
+    this.#pending.add("reads");
     let reply: ReadReply;
     try {
       reply = await this.#read(key, { ...options, tagList: [] }, "", false);
@@ -407,6 +413,8 @@ export class EdgeCache {
       opts.versionKey ? this.keys.version(opts.versionKey) : "",
       ...opts.tagList.map((t) => this.keys.tag(t)),
     ];
+    // Counted before draining, so the count rides along with this very request.
+    this.#pending.add("read_requests");
     const pending = this.#pending.drain();
     const args = [
       token,
@@ -489,6 +497,7 @@ export class EdgeCache {
       entryOpts = { ...opts, ttl: opts.negativeTtl, staleTtl: 0, failSafeMs: 0 };
       if (opts.versionKey) version = read.cv ?? 0;
     }
+    this.#pending.add("read_requests");
     const reply = await this.#fillRaw(key, read.tok ?? "", value, version, entryOpts, {
       captured: read.tg,
       asOf: read.now,
@@ -854,6 +863,7 @@ export class EdgeCache {
 
   async #release(key: string, token: string): Promise<void> {
     if (!token) return;
+    this.#pending.add("read_requests");
     await runScript(this.#redis, releaseScript, [this.keys.lease(key)], [token]);
   }
 

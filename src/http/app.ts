@@ -9,6 +9,7 @@ import { services } from "./middleware/services";
 import { router } from "./openapi";
 import { adminRoutes } from "./routes/admin";
 import { categoriesRoutes } from "./routes/categories";
+import { dashboardRoutes } from "./routes/dashboard";
 import { health } from "./routes/health";
 import { inventoryRoutes } from "./routes/inventory";
 import { productsRoutes } from "./routes/products";
@@ -38,6 +39,8 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route("/", categoriesRoutes);
   app.route("/", usersRoutes);
   app.route("/", sessionsRoutes);
+  // Before adminRoutes: the dashboard page is public, its data is not.
+  app.route("/", dashboardRoutes);
   app.route("/", adminRoutes);
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

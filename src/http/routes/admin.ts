@@ -119,7 +119,13 @@ const statsSchema = z
       .catchall(z.number())
       .nullable(),
     hotKeys: z.array(z.object({ key: z.string(), score: z.number() })).nullable(),
-    outbox: z.object({ pending: z.number(), oldestAgeMs: z.number().nullable() }).nullable(),
+    outbox: z
+      .object({
+        pending: z.number(),
+        stuck: z.number().openapi({ description: "Parked rows: every drain attempt failed" }),
+        oldestAgeMs: z.number().nullable(),
+      })
+      .nullable(),
     jobs: z.object({ warm: json.nullable(), purge: json.nullable() }).nullable(),
     redis: z.object({
       used_memory: z.number().nullable(),
