@@ -138,8 +138,11 @@ describe("subscribe() with the real @upstash/redis client", () => {
         "the pattern subscription",
         async () => (await subscriberConnections()).length === 1,
       );
-      const subs = (await direct.call("PUBSUB", "NUMPAT")) as number;
-      expect(subs).toBeGreaterThanOrEqual(1);
+      // The connection shows in CLIENT LIST before its PSUBSCRIBE is processed: wait for both.
+      await until(
+        "the pattern registered",
+        async () => ((await direct.call("PUBSUB", "NUMPAT")) as number) >= 1,
+      );
       await redis.publish(channel("p:1"), { n: 1 });
       await direct.publish(channel("p:2"), JSON.stringify({ n: 2 }));
       await direct.publish(channel("q:3"), JSON.stringify({ n: 3 })); // does not match
