@@ -132,6 +132,9 @@ export const cacheOutbox = pgTable(
     // JSON, unlike bigint.
     id: bigint("id", { mode: "number" }).primaryKey().generatedByDefaultAsIdentity(),
     event: jsonb("event").$type<{ [key: string]: JsonValue }>().notNull(),
+    // The CACHE_PREFIX of the deployment that wrote the row: several deployments may share a
+    // database, and a drain applies only its own prefix's rows (under that prefix).
+    prefix: text("prefix").notNull(),
     createdAt: createdAt(),
     processedAt: timestamp("processed_at", { withTimezone: true, mode: "date" }),
     attempts: integer("attempts").notNull().default(0),
@@ -140,8 +143,9 @@ export const cacheOutbox = pgTable(
   (t) => [
     // The relay only ever scans pending rows oldest-first; keeping processed
     // rows out of the index keeps it tiny however long the table grows.
-    index("cache_outbox_pending_created_at_idx")
-      .on(t.createdAt)
+    // Drains walk their prefix's pending rows by id (oldest first, keyset-paginated).
+    index("cache_outbox_pending_prefix_id_idx")
+      .on(t.prefix, t.id)
       .where(sql`${t.processedAt} IS NULL`),
     check("cache_outbox_attempts_non_negative", sql`${t.attempts} >= 0`),
   ],

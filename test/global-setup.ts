@@ -77,6 +77,7 @@ async function startStack(): Promise<RunningStack> {
     publish: `publish-${randomBytes(8).toString("hex")}`,
     ratelimit: `ratelimit-${randomBytes(8).toString("hex")}`,
     dashboard: `dashboard-${randomBytes(8).toString("hex")}`,
+    outbox: `outbox-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

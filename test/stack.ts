@@ -14,6 +14,7 @@ export interface TestStack {
     publish: string;
     ratelimit: string;
     dashboard: string;
+    outbox: string;
   };
   databaseUrl: string;
   wsProxy: string;

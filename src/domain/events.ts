@@ -17,8 +17,17 @@ export const invalidationEventSchema = z
     at: z.number().int().nonnegative(),
     /** Outbox rows this event settles once applied (set by writers and the outbox drain). */
     outboxIds: z.array(z.number().int().positive()).max(1000).optional(),
-    /** Where a pattern purge stopped; set when the consumer re-enqueues the rest of a purge. */
+    /**
+     * Where a pattern purge stopped (one cursor for every pattern of the event). Read for
+     * messages enqueued before `cursors` existed; continuations now carry `cursors`.
+     */
     cursor: z.string().regex(/^\d+$/).max(32).optional(),
+    /**
+     * Where each pattern's purge stopped (glob → SCAN cursor; a pattern not named starts at
+     * "0"). A continuation carries every unfinished purge of its outbox rows in ONE message,
+     * so the rows are settled when the last of them finishes, not when the first does.
+     */
+    cursors: z.record(name, z.string().regex(/^\d+$/).max(32)).optional(),
   })
   .strict();
 

@@ -1,35 +1,79 @@
-import { and, asc, inArray, isNull, lt, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, isNull, lt, sql } from "drizzle-orm";
 import { cacheOutbox, type JsonValue } from "../../db/schema";
 import type { Db } from "../runtime/services";
 import type { CacheChange } from "./events";
+
+/**
+ * The transactional outbox, scoped by cache prefix: every row records the CACHE_PREFIX of the
+ * deployment that wrote it, and every read or update here names the prefix, so deployments
+ * sharing one database never apply or settle each other's events.
+ */
 
 /** A drizzle transaction handle (what `db.transaction(fn)` passes to fn). */
 export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
 /** Writes the invalidation event inside the caller's transaction: it commits with the data. */
-export async function insertOutbox(tx: Tx, change: CacheChange, origin: string): Promise<number> {
+export async function insertOutbox(
+  tx: Tx,
+  change: CacheChange,
+  origin: string,
+  prefix: string,
+): Promise<number> {
   const [row] = await tx
     .insert(cacheOutbox)
-    .values({ event: { ...change, origin } as { [key: string]: JsonValue } })
+    .values({ event: { ...change, origin } as { [key: string]: JsonValue }, prefix })
     .returning({ id: cacheOutbox.id });
   if (!row) throw new Error("outbox insert returned no row");
   return row.id;
 }
 
-export async function markProcessed(db: Db, ids: readonly number[]): Promise<void> {
+/** Marks rows of `prefix` processed (rows of another prefix with the same ids are left alone). */
+export async function markProcessed(db: Db, prefix: string, ids: readonly number[]): Promise<void> {
   if (ids.length === 0) return;
   await db
     .update(cacheOutbox)
     .set({ processedAt: sql`now()` })
-    .where(and(inArray(cacheOutbox.id, [...ids]), isNull(cacheOutbox.processedAt)));
+    .where(
+      and(
+        inArray(cacheOutbox.id, [...ids]),
+        eq(cacheOutbox.prefix, prefix),
+        isNull(cacheOutbox.processedAt),
+      ),
+    );
 }
 
-export async function recordAttempt(db: Db, ids: readonly number[], error: string): Promise<void> {
+/**
+ * A failure of these rows themselves (a malformed event, an apply Redis refused while it
+ * answered everything else): counts toward parking.
+ */
+export async function recordAttempt(
+  db: Db,
+  prefix: string,
+  ids: readonly number[],
+  error: string,
+): Promise<void> {
   if (ids.length === 0) return;
   await db
     .update(cacheOutbox)
     .set({ attempts: sql`${cacheOutbox.attempts} + 1`, lastError: error.slice(0, 1000) })
-    .where(inArray(cacheOutbox.id, [...ids]));
+    .where(and(inArray(cacheOutbox.id, [...ids]), eq(cacheOutbox.prefix, prefix)));
+}
+
+/**
+ * A failure that says nothing about the rows (Redis unreachable): the error is kept for a
+ * person to read, but no attempt is counted, so an outage of any length parks nothing.
+ */
+export async function recordOutage(
+  db: Db,
+  prefix: string,
+  ids: readonly number[],
+  error: string,
+): Promise<void> {
+  if (ids.length === 0) return;
+  await db
+    .update(cacheOutbox)
+    .set({ lastError: error.slice(0, 1000) })
+    .where(and(inArray(cacheOutbox.id, [...ids]), eq(cacheOutbox.prefix, prefix)));
 }
 
 export interface PendingEvent {
@@ -41,28 +85,42 @@ export interface PendingEvent {
 
 /**
  * After this many failed drains a row is parked: it stays in the table (and in the lag as
- * `stuck`) for a person to read, but no longer blocks the oldest-first drain.
+ * `stuck`) for a person to read, but drains no longer select it, so it cannot block them.
  */
 export const MAX_OUTBOX_ATTEMPTS = 10;
 
-/** Unprocessed rows older than the grace period (a writer may still be delivering younger ones). */
+/**
+ * Unprocessed, unparked rows of `prefix`, oldest (lowest id) first, after id `afterId` (the
+ * drain's keyset cursor), older than the grace period (a writer may still be delivering
+ * younger ones; 0 takes every committed row).
+ */
 export async function pendingEvents(
   db: Db,
-  options: { olderThanMs: number; limit: number },
+  options: { prefix: string; olderThanMs: number; limit: number; afterId?: number },
 ): Promise<PendingEvent[]> {
   const rows = await db
-    .select()
+    .select({
+      id: cacheOutbox.id,
+      event: cacheOutbox.event,
+      createdAt: cacheOutbox.createdAt,
+      attempts: cacheOutbox.attempts,
+    })
     .from(cacheOutbox)
     .where(
       and(
+        eq(cacheOutbox.prefix, options.prefix),
         isNull(cacheOutbox.processedAt),
-        lt(
-          cacheOutbox.createdAt,
-          sql`now() - make_interval(secs => ${options.olderThanMs / 1000})`,
-        ),
+        gt(cacheOutbox.id, options.afterId ?? 0),
+        lt(cacheOutbox.attempts, MAX_OUTBOX_ATTEMPTS),
+        options.olderThanMs > 0
+          ? lt(
+              cacheOutbox.createdAt,
+              sql`now() - make_interval(secs => ${options.olderThanMs / 1000})`,
+            )
+          : undefined,
       ),
     )
-    .orderBy(asc(cacheOutbox.createdAt))
+    .orderBy(asc(cacheOutbox.id))
     .limit(options.limit);
   return rows.map((r) => ({
     id: r.id,
@@ -72,9 +130,13 @@ export async function pendingEvents(
   }));
 }
 
-/** How far behind invalidation delivery is: rows not yet applied and the oldest one's age. */
+/**
+ * How far behind invalidation delivery is for `prefix`: rows not yet applied (parked ones
+ * included), how many are parked (`stuck`), and the oldest pending row's age.
+ */
 export async function outboxLag(
   db: Db,
+  prefix: string,
 ): Promise<{ pending: number; stuck: number; oldestAgeMs: number | null }> {
   const [row] = await db
     .select({
@@ -85,7 +147,7 @@ export async function outboxLag(
       >`(extract(epoch from now() - min(${cacheOutbox.createdAt})) * 1000)::bigint`,
     })
     .from(cacheOutbox)
-    .where(isNull(cacheOutbox.processedAt));
+    .where(and(eq(cacheOutbox.prefix, prefix), isNull(cacheOutbox.processedAt)));
   return {
     pending: Number(row?.pending ?? 0),
     stuck: Number(row?.stuck ?? 0),

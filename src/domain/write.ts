@@ -38,7 +38,7 @@ export async function commitWrite<T>(
 ): Promise<WriteOutcome<T>> {
   const { result, cache, outboxId } = await services.db.transaction(async (tx) => {
     const out = await spec.change(tx);
-    const id = await insertOutbox(tx, out.cache, spec.origin);
+    const id = await insertOutbox(tx, out.cache, spec.origin, services.config.CACHE_PREFIX);
     return { ...out, outboxId: id };
   });
 
@@ -50,7 +50,10 @@ export async function commitWrite<T>(
       await enqueue(services, { patterns: cache.patterns }, spec.origin, [outboxId]);
       return { result, delivery: "queued" };
     }
-    services.background(markProcessed(services.db, [outboxId]), "outbox mark");
+    services.background(
+      markProcessed(services.db, services.config.CACHE_PREFIX, [outboxId]),
+      "outbox mark",
+    );
     return { result, delivery: "applied" };
   } catch (cacheError) {
     console.warn(`${spec.origin}: cache apply failed, handing the event to the queue`, cacheError);

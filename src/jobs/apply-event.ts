@@ -9,8 +9,12 @@ import type { CacheChange, InvalidationEvent } from "../domain/events";
  * hand what is left back to the queue as a cursor.
  */
 
-/** A change as carried by a queue message or an outbox row (a continuation has a cursor). */
-export type ChangeWithCursor = CacheChange & { cursor?: string };
+/** A change as carried by a queue message or an outbox row (a continuation has cursors). */
+export type ChangeWithCursor = CacheChange & { cursor?: string; cursors?: Record<string, string> };
+
+/** Where `glob`'s purge resumes for this change: its own cursor, the legacy one, or the start. */
+export const cursorOf = (change: ChangeWithCursor, glob: string): string =>
+  change.cursors?.[glob] ?? change.cursor ?? "0";
 
 export interface MergedChange {
   keys: string[];
@@ -50,6 +54,9 @@ export function nameProblems(change: ChangeWithCursor): string[] {
   for (const tag of change.tags ?? []) check("tag", tag, assertName);
   for (const name of Object.keys(change.versions ?? {})) check("version key", name, assertName);
   for (const glob of change.patterns ?? []) check("pattern", glob, (_, g) => assertGlob(g));
+  for (const glob of Object.keys(change.cursors ?? {})) {
+    if (!change.patterns?.includes(glob)) problems.push(`cursor for ${glob}, which is no pattern`);
+  }
   return problems;
 }
 
@@ -67,8 +74,7 @@ export function mergeChanges(changes: readonly ChangeWithCursor[]): Merged {
       versions[name] = Math.max(versions[name] ?? version, version);
     }
     for (const glob of change.patterns ?? []) {
-      // A continuation names one pattern; a cursor on an event with several applies to each.
-      const cursor = change.cursor ?? "0";
+      const cursor = cursorOf(change, glob);
       const byCursor = globs.get(glob) ?? new Map<string, number[]>();
       globs.set(glob, byCursor);
       const owners = byCursor.get(cursor) ?? [];
@@ -224,22 +230,6 @@ export async function runPatternJobs(
     }
   }
   return { outcomes, steps, deleted };
-}
-
-/** The rest of a purge, as a queue message: the consumer picks it up where this run stopped. */
-export function continuationEvent(
-  outcome: PatternOutcome,
-  origin: string,
-  at: number,
-  outboxIds: readonly number[],
-): InvalidationEvent {
-  return {
-    patterns: [outcome.glob],
-    ...(outcome.cursor === "0" ? {} : { cursor: outcome.cursor }),
-    origin,
-    at,
-    ...(outboxIds.length > 0 ? { outboxIds: [...outboxIds].slice(0, 1000) } : {}),
-  };
 }
 
 /** Queue.sendBatch takes at most 100 messages per call. */

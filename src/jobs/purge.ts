@@ -1,19 +1,14 @@
 import { type InvalidationEvent, invalidationEventSchema } from "../domain/events";
-import { markProcessed } from "../domain/outbox";
 import type { Services } from "../runtime/services";
 import {
-  applyChange,
-  continuationEvent,
   DEFAULT_PATTERN_LIMITS,
   describeError,
   mergeChanges,
   nameProblems,
   type PatternLimits,
-  type PatternOutcome,
-  runPatternJobs,
-  sendEvents,
 } from "./apply-event";
 import { recordHeartbeat } from "./heartbeat";
+import { settleEvents } from "./settle";
 
 export interface PurgeMessage {
   readonly id: string;
@@ -185,88 +180,56 @@ async function applyValid(
   report: PurgeReport,
   retry: (message: PurgeMessage) => void,
 ): Promise<void> {
-  const merged = mergeChanges(valid.map((v) => v.event));
-  try {
-    const outcome = await applyChange(services.cache, merged.change);
-    report.applied = {
-      keys: outcome.keys,
-      tags: outcome.tags,
-      versions: outcome.versions,
-      removed: outcome.removed,
-      versionsAdvanced: outcome.versionsAdvanced,
-    };
-  } catch (error) {
-    report.error = `apply failed, batch retried: ${describeError(error)}`;
+  const settled = await settleEvents(
+    services,
+    valid.map(({ event }) => ({
+      change: event,
+      origin: event.origin,
+      at: event.at,
+      outboxIds: event.outboxIds ?? [],
+    })),
+    limits,
+  );
+  if (!settled.applied) {
+    report.error = `apply failed, batch retried: ${settled.applyError ?? "unknown error"}`;
     console.error(`purge: ${report.error}`);
     for (const { message } of valid) retry(message);
     return;
   }
+  const outcome = settled.applied;
+  report.applied = {
+    keys: outcome.keys,
+    tags: outcome.tags,
+    versions: outcome.versions,
+    removed: outcome.removed,
+    versionsAdvanced: outcome.versionsAdvanced,
+  };
+  report.patterns = {
+    steps: settled.patterns.steps,
+    deleted: settled.patterns.deleted,
+    finished: settled.patterns.outcomes.filter((o) => o.done).length,
+  };
+  report.patternsContinued = settled.continuations;
+  report.outboxMarked = settled.marked;
+  if (settled.error) {
+    report.error = settled.error;
+    console.warn(`purge: ${settled.error}`);
+  }
 
   if (services.config.PUBLISH_EVENTS) {
+    const merged = mergeChanges(valid.map((v) => v.event));
     await publishApplied(services, merged.change, valid.length).catch((error: unknown) => {
       // Subscribers are told best-effort; the cache itself is already consistent.
       console.warn(`purge: publish failed: ${describeError(error)}`);
     });
   }
 
-  const run = await runPatternJobs(services.cache, merged.patterns, limits);
-  report.patterns = {
-    steps: run.steps,
-    deleted: run.deleted,
-    finished: run.outcomes.filter((o) => o.done).length,
-  };
-  const unfinished = run.outcomes.filter((o) => !o.done && !o.error);
-  const failed = new Set<PatternOutcome>(run.outcomes.filter((o) => o.error));
-  const continued = new Set<PatternOutcome>();
-  if (unfinished.length > 0) {
-    const events = unfinished.map((o) => {
-      const owners = o.owners.map((i) => valid[i]?.event).filter((e) => e !== undefined);
-      return continuationEvent(
-        o,
-        owners[0]?.origin ?? "purge",
-        Math.min(...owners.map((e) => e.at)),
-        owners.flatMap((e) => e.outboxIds ?? []),
-      );
-    });
-    try {
-      await sendEvents(services.queue, events);
-      for (const o of unfinished) continued.add(o);
-      report.patternsContinued = unfinished.length;
-    } catch (error) {
-      // Without the continuation the original message must come back: its redelivery
-      // resumes from its own cursor.
-      const reason = `re-enqueue of ${unfinished.length} purges failed: ${describeError(error)}`;
-      report.error = reason;
-      console.error(`purge: ${reason}`);
-      for (const o of unfinished) failed.add(o);
-    }
-  }
-  for (const o of failed) {
-    if (o.error && !report.error) report.error = `purge of ${o.glob} failed: ${o.error}`;
-  }
-
-  const settled: number[] = [];
-  valid.forEach(({ message, event }, index) => {
-    const mine = run.outcomes.filter((o) => o.owners.includes(index));
-    if (mine.some((o) => failed.has(o))) {
+  valid.forEach(({ message }, index) => {
+    if (settled.status[index] === "failed") {
       retry(message);
       return;
     }
     message.ack();
     report.acked++;
-    // A continued purge carries the outbox ids on; the row is settled when it finishes.
-    if (!mine.some((o) => continued.has(o))) settled.push(...(event.outboxIds ?? []));
   });
-
-  if (settled.length > 0) {
-    const ids = [...new Set(settled)];
-    try {
-      await markProcessed(services.db, ids);
-      report.outboxMarked = ids.length;
-    } catch (error) {
-      console.warn(
-        `purge: outbox rows ${ids.join(",")} not marked (the cron will drain them): ${describeError(error)}`,
-      );
-    }
-  }
 }

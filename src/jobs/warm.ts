@@ -1,25 +1,11 @@
-import { type InvalidationEvent, invalidationEventSchema } from "../domain/events";
-import {
-  markProcessed,
-  outboxLag,
-  type PendingEvent,
-  pendingEvents,
-  recordAttempt,
-} from "../domain/outbox";
+import { outboxLag } from "../domain/outbox";
 import type { Warmable } from "../domain/warmable";
 import type { Services } from "../runtime/services";
-import {
-  applyChange,
-  continuationEvent,
-  DEFAULT_PATTERN_LIMITS,
-  describeError,
-  mergeChanges,
-  nameProblems,
-  type PatternLimits,
-  runPatternJobs,
-  sendEvents,
-} from "./apply-event";
+import { describeError } from "./apply-event";
+import { Budget } from "./budget";
+import { type DrainOptions, type DrainReport, drainOutbox } from "./drain";
 import { recordHeartbeat } from "./heartbeat";
+import { setPendingMarker } from "./recovery";
 
 /**
  * The cron tick: drain the outbox, then warm the hottest keys, within one subrequest budget.
@@ -29,199 +15,7 @@ import { recordHeartbeat } from "./heartbeat";
  * with decaying weights, so old windows roll off by themselves.
  */
 
-/**
- * Counts subrequests (Redis requests + SQL queries + queue sends) against a limit. Workers cap
- * subrequests per invocation (50 on the free plan), and a tick must leave room for the rest.
- */
-export class Budget {
-  used = 0;
-  constructor(readonly limit: number) {}
-  get left(): number {
-    return Math.max(0, this.limit - this.used);
-  }
-  /** Takes `n` if available; false (taking nothing) otherwise. */
-  take(n = 1): boolean {
-    if (this.used + n > this.limit) return false;
-    this.used += n;
-    return true;
-  }
-  /** Records subrequests that were spent whether or not there was room. */
-  spend(n: number): void {
-    this.used += n;
-  }
-}
-
-// ---------------------------------------------------------------- outbox drain
-
-export interface DrainOptions {
-  /** Only rows older than this: younger ones may still be in their writer's hands. Default 30 s. */
-  olderThanMs?: number;
-  /** Rows per tick. Default 500. */
-  limit?: number;
-  patterns?: Partial<PatternLimits>;
-}
-
-export interface DrainReport {
-  /** Pending rows found. */
-  pending: number;
-  /** Rows applied and marked processed. */
-  applied: number;
-  /** Rows whose event is malformed (attempt recorded, left pending for a person). */
-  invalid: number;
-  /** Rows handed to the queue because Redis failed (the consumer settles them). */
-  queued: number;
-  /** Pattern purges handed to the queue with their cursor. */
-  patternsContinued: number;
-  redisRequests: number;
-  queries: number;
-  error?: string;
-}
-
-const outboxChangeSchema = invalidationEventSchema.partial({ origin: true, at: true });
-
-/** The queue message that re-delivers an outbox row (the consumer marks the row when applied). */
-function rowEvent(row: PendingEvent): InvalidationEvent {
-  const { origin, ...change } = row.change;
-  return {
-    ...change,
-    origin: origin ?? "outbox",
-    at: row.createdAt.getTime(),
-    outboxIds: [row.id],
-  };
-}
-
-/**
- * Applies what writers left behind (a Worker killed after commit, Redis down at write time):
- * pending rows → merged → ONE `cache.apply` (+ bounded pattern steps, the rest to the queue)
- * → marked processed. If Redis fails, the attempt is recorded and the rows go to the queue;
- * if that fails too they stay pending for the next tick. Idempotent like the consumer.
- */
-export async function drainOutbox(
-  services: Services,
-  options: DrainOptions = {},
-  budget = new Budget(Number.POSITIVE_INFINITY),
-): Promise<DrainReport> {
-  const report: DrainReport = {
-    pending: 0,
-    applied: 0,
-    invalid: 0,
-    queued: 0,
-    patternsContinued: 0,
-    redisRequests: 0,
-    queries: 0,
-  };
-  const { db, cache } = services;
-  // The drain always runs (it is what makes invalidation reliable): it records what it spends
-  // and only its pattern steps are limited by what is left.
-  budget.spend(1);
-  report.queries++;
-  const rows = await pendingEvents(db, {
-    olderThanMs: options.olderThanMs ?? 30_000,
-    limit: options.limit ?? 500,
-  });
-  report.pending = rows.length;
-  if (rows.length === 0) return report;
-
-  const valid: PendingEvent[] = [];
-  const invalid: { row: PendingEvent; problems: string }[] = [];
-  for (const row of rows) {
-    const parsed = outboxChangeSchema.safeParse(row.change);
-    const problems = parsed.success
-      ? nameProblems(parsed.data)
-      : parsed.error.issues.map((i) => `${i.path.join(".") || "event"}: ${i.message}`);
-    if (problems.length === 0) valid.push(row);
-    else invalid.push({ row, problems: problems.join("; ") });
-  }
-  if (invalid.length > 0) {
-    report.invalid = invalid.length;
-    console.error(
-      `drain: ${invalid.length} malformed outbox rows left pending: ${invalid
-        .slice(0, 5)
-        .map((i) => `#${i.row.id} ${i.problems}`)
-        .join(" | ")}`,
-    );
-    budget.spend(1);
-    report.queries++;
-    await recordAttempt(
-      db,
-      invalid.map((i) => i.row.id),
-      `invalid event: ${invalid[0]?.problems ?? ""}`,
-    ).catch((error: unknown) => console.warn(`drain: recordAttempt: ${describeError(error)}`));
-  }
-  if (valid.length === 0) return report;
-
-  const merged = mergeChanges(valid.map((r) => r.change));
-  try {
-    const outcome = await applyChange(cache, merged.change);
-    report.redisRequests += outcome.requests;
-    budget.spend(outcome.requests);
-  } catch (error) {
-    report.redisRequests++;
-    budget.spend(1);
-    report.error = `apply failed: ${describeError(error)}`;
-    const ids = valid.map((r) => r.id);
-    report.queries++;
-    budget.spend(1);
-    await recordAttempt(db, ids, report.error).catch((e: unknown) =>
-      console.warn(`drain: recordAttempt: ${describeError(e)}`),
-    );
-    try {
-      budget.spend(await sendEvents(services.queue, valid.map(rowEvent)));
-      report.queued = valid.length;
-    } catch (queueError) {
-      report.error += `; queue send failed too, ${ids.length} rows stay pending: ${describeError(queueError)}`;
-    }
-    console.error(`drain: ${report.error}`);
-    return report;
-  }
-
-  const limits = { ...DEFAULT_PATTERN_LIMITS, ...options.patterns };
-  const steps = Math.min(limits.steps, budget.left);
-  const run = await runPatternJobs(cache, merged.patterns, { ...limits, steps });
-  budget.spend(run.steps);
-  report.redisRequests += run.steps;
-  const unfinished = run.outcomes.filter((o) => !o.done && !o.error);
-  const pendingRows = new Set<number>();
-  for (const o of run.outcomes.filter((x) => x.error)) {
-    for (const i of o.owners) pendingRows.add(i);
-    report.error ??= `purge of ${o.glob} failed: ${o.error}`;
-  }
-  if (unfinished.length > 0) {
-    const events = unfinished.map((o) => {
-      const owners = o.owners.map((i) => valid[i]).filter((r) => r !== undefined);
-      return continuationEvent(
-        o,
-        owners[0]?.change.origin ?? "outbox",
-        Math.min(...owners.map((r) => r.createdAt.getTime())),
-        owners.map((r) => r.id),
-      );
-    });
-    try {
-      budget.spend(await sendEvents(services.queue, events));
-      report.patternsContinued = unfinished.length;
-    } catch (error) {
-      report.error ??= `purge continuation not queued: ${describeError(error)}`;
-    }
-    // Either way these rows are not done: the consumer marks them when the purge finishes,
-    // or the next tick starts it again.
-    for (const o of unfinished) for (const i of o.owners) pendingRows.add(i);
-  }
-
-  const done = valid.filter((_, i) => !pendingRows.has(i)).map((r) => r.id);
-  if (done.length > 0) {
-    report.queries++;
-    budget.spend(1);
-    try {
-      await markProcessed(db, done);
-      report.applied = done.length;
-    } catch (error) {
-      // Applied but not marked: the next tick applies them again, which changes nothing.
-      report.error ??= `applied but not marked: ${describeError(error)}`;
-    }
-  }
-  if (report.error) console.warn(`drain: ${report.error}`);
-  return report;
-}
+export { Budget, type DrainOptions, type DrainReport, drainOutbox };
 
 // ---------------------------------------------------------------- warmer
 
@@ -422,6 +216,12 @@ export function describeWarm(report: WarmReport): string {
 
 // ---------------------------------------------------------------- the tick
 
+/**
+ * Subrequests the drain leaves for the warmer (hotKeys + freshness + a query per entity +
+ * the pipelined writes). The drain comes first, but never starves the warmer entirely.
+ */
+export const WARM_RESERVE = 10;
+
 export interface ScheduledOptions {
   drain?: DrainOptions;
   warm?: WarmOptions;
@@ -433,7 +233,7 @@ export interface ScheduledReport {
   cron: string;
   scheduledTime: number;
   drain: DrainReport | { error: string };
-  lag: { pending: number; oldestAgeMs: number | null } | null;
+  lag: { pending: number; stuck: number; oldestAgeMs: number | null } | null;
   warm: WarmReport | { error: string };
   subrequests: number;
 }
@@ -455,7 +255,14 @@ export async function runScheduled(
 
   let drain: ScheduledReport["drain"];
   try {
-    drain = await drainOutbox(services, options.drain, budget);
+    drain = await drainOutbox(services, { reserve: WARM_RESERVE, ...options.drain }, budget);
+    if (drain.stoppedBy !== "caught-up" && drain.stoppedBy !== "redis-down") {
+      // Out of budget with rows left: the next requests (any isolate) continue the drain.
+      budget.spend(1);
+      await setPendingMarker(services.redis, services.config.CACHE_PREFIX).catch((error: unknown) =>
+        console.warn(`outbox marker not set: ${describeError(error)}`),
+      );
+    }
   } catch (error) {
     drain = { error: describeError(error) };
     console.error(`drain failed: ${drain.error}`);
@@ -463,7 +270,7 @@ export async function runScheduled(
 
   let lag: ScheduledReport["lag"] = null;
   try {
-    lag = await outboxLag(services.db);
+    lag = await outboxLag(services.db, services.config.CACHE_PREFIX);
   } catch (error) {
     console.warn(`outbox lag unavailable: ${describeError(error)}`);
   }
@@ -493,9 +300,9 @@ export async function runScheduled(
   console.log(
     `tick "${tick.cron}" at ${new Date(tick.scheduledTime).toISOString()}: ` +
       ("pending" in drain
-        ? `drain ${drain.pending} pending, ${drain.applied} applied, ${drain.queued} queued`
+        ? `drain ${drain.pending} pending, ${drain.applied} applied, ${drain.queued} queued, ${drain.parked} parked in ${drain.rounds} rounds (${drain.stoppedBy})`
         : `drain failed (${drain.error})`) +
-      `; outbox lag ${lag ? `${lag.pending} rows, oldest ${lag.oldestAgeMs ?? 0} ms` : "unknown"}` +
+      `; outbox lag ${lag ? `${lag.pending} rows (${lag.stuck} parked), oldest ${lag.oldestAgeMs ?? 0} ms` : "unknown"}` +
       `; ${budget.used}/${budget.limit} subrequests; hot-key windows expire on their own`,
   );
   return report;

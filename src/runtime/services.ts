@@ -1,4 +1,5 @@
 import { EdgeCache } from "../cache";
+import type { ScriptClient } from "../cache/redis";
 import { type AppConfig, type Env, loadConfig } from "../config/env";
 import { createDb } from "../db/neon";
 import { createRedis, type Redis } from "../redis/client";
@@ -11,10 +12,23 @@ export interface Background {
   waitUntil(promise: Promise<unknown>): void;
 }
 
+/** What one invocation's services saw of Redis, for the outbox recovery trigger. */
+export interface RedisContact {
+  /** A cache script got an answer from Redis. */
+  reached: boolean;
+  /** A cache operation failed against Redis (read bypass, failed write or fill). */
+  faulted: boolean;
+}
+
 /**
  * What one invocation (request, cron tick, queue batch) needs, created lazily:
  * a route that never touches Postgres opens no WebSocket. Workers cannot share sockets
  * across requests, so the Postgres pool lives and dies with the invocation.
+ *
+ * Lifecycle: every piece of background work of the invocation (the engine's fills and
+ * SWR/XFetch refreshes, outbox marks, recovery drains) is started through `background`, and
+ * `dispose` waits until none is left before it ends the pool. A refresh that runs after the
+ * response therefore still has a live pool, and nothing opens a second one after it closed.
  */
 export interface Services {
   readonly config: AppConfig;
@@ -22,27 +36,66 @@ export interface Services {
   readonly db: Db;
   readonly cache: EdgeCache;
   readonly queue: Queue<unknown> | undefined;
+  /** Whether this invocation reached Redis, or saw it fail (see RedisContact). */
+  readonly contact: RedisContact;
   /** Runs work after the response (ctx.waitUntil); errors are logged, never thrown. */
   background(work: Promise<unknown>, what: string): void;
-  /** Closes what was opened; call it in `ctx.waitUntil` so it stays off the response path. */
+  /**
+   * Waits until no background work is left (work may start more work: it loops until
+   * quiescent), then ends the pool. Call it in `ctx.waitUntil` so it stays off the response
+   * path. Afterwards `db` throws instead of opening a pool nobody would close.
+   */
   dispose(): Promise<void>;
 }
+
+/**
+ * Pools opened and ended in this isolate, for tests that prove an invocation leaks none
+ * (`opened - ended` returns to where it was once the invocation's waitUntil work is done).
+ */
+export const poolCounts = { opened: 0, ended: 0 };
 
 export function createServices(env: Env, ctx?: Background): Services {
   const config = loadConfig(env);
   let redis: Redis | undefined;
   let database: Database | undefined;
   let cache: EdgeCache | undefined;
-  const pending: Promise<unknown>[] = [];
-  const background = (work: Promise<unknown>, what: string) => {
-    const guarded = work.catch((error: unknown) => console.error(`${what} failed:`, error));
+  let disposed = false;
+  const contact: RedisContact = { reached: false, faulted: false };
+  const pending = new Set<Promise<unknown>>();
+  const track = (work: Promise<unknown>): void => {
     // Tracked even under waitUntil: dispose() must not close the pool under a running query.
-    pending.push(guarded);
-    ctx?.waitUntil(guarded);
+    pending.add(work);
+    const done = () => pending.delete(work);
+    work.then(done, done);
+    ctx?.waitUntil(work);
+  };
+  const background = (work: Promise<unknown>, what: string) => {
+    track(work.catch((error: unknown) => console.error(`${what} failed:`, error)));
+  };
+  /** Notes each answer and failure of the engine's scripts (nothing else changes). */
+  const observed = (client: Redis): ScriptClient => {
+    const watch = <T>(call: Promise<T>): Promise<T> =>
+      call.then(
+        (reply) => {
+          contact.reached = true;
+          return reply;
+        },
+        (error: unknown) => {
+          // NOSCRIPT is an answer: the engine falls back to EVAL.
+          if (/NOSCRIPT/.test(String(error))) contact.reached = true;
+          else contact.faulted = true;
+          throw error;
+        },
+      );
+    return {
+      evalsha: (sha, keys, args) => watch(client.evalsha(sha, keys, args)),
+      eval: (script, keys, args) => watch(client.eval(script, keys, args)),
+    };
   };
   const services: Services = {
     config,
     queue: env.PURGE_QUEUE,
+    contact,
     background,
     get redis() {
       redis ??= createRedis({
@@ -52,24 +105,46 @@ export function createServices(env: Env, ctx?: Background): Services {
       return redis;
     },
     get db() {
-      database ??= createDb({ databaseUrl: config.DATABASE_URL, wsProxy: config.NEON_WS_PROXY });
+      if (disposed) {
+        throw new Error(
+          "services disposed: background work must be started with services.background (or the engine's waitUntil) so dispose waits for it",
+        );
+      }
+      if (!database) {
+        database = createDb({ databaseUrl: config.DATABASE_URL, wsProxy: config.NEON_WS_PROXY });
+        poolCounts.opened++;
+      }
       return database.db;
     },
     get cache() {
       cache ??= new EdgeCache({
-        redis: services.redis,
+        redis: observed(services.redis),
         prefix: config.CACHE_PREFIX,
-        defaults: ctx ? { waitUntil: (p) => ctx.waitUntil(p) } : {},
+        // The engine's background work (fills, refreshes) goes through the same tracking as
+        // everything else, so dispose() waits for it before ending the pool.
+        defaults: ctx ? { waitUntil: track } : {},
         onError: (error, operation) => console.warn(`cache ${operation} degraded:`, error),
       });
       return cache;
     },
     async dispose() {
-      while (pending.length > 0) await Promise.all(pending.splice(0));
-      await cache?.settle();
+      // Quiescent = nothing tracked and nothing the engine holds for settle(); each wait can
+      // start more work (a refresh's fill, a drain's mark), hence the loop.
+      for (;;) {
+        if (pending.size > 0) {
+          await Promise.allSettled([...pending]);
+          continue;
+        }
+        await cache?.settle();
+        if (pending.size === 0) break;
+      }
+      disposed = true;
       const open = database;
       database = undefined;
-      await open?.close();
+      if (open) {
+        await open.close();
+        poolCounts.ended++;
+      }
     },
   };
   return services;

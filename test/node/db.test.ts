@@ -154,8 +154,8 @@ describe("migrateDatabase", () => {
       );
       const byName = new Map(indexes.rows.map((r) => [r.indexname, r.indexdef]));
       expect(byName.get("products_category_id_id_idx")).toMatch(/\(category_id, id\)/);
-      expect(byName.get("cache_outbox_pending_created_at_idx")).toMatch(
-        /\(created_at\) WHERE \(processed_at IS NULL\)/,
+      expect(byName.get("cache_outbox_pending_prefix_id_idx")).toMatch(
+        /\(prefix, id\) WHERE \(processed_at IS NULL\)/,
       );
       expect(byName.get("products_sku_unique")).toBeDefined();
       expect(byName.get("categories_slug_unique")).toBeDefined();
@@ -246,12 +246,13 @@ describe("migrateDatabase", () => {
         expect((await reserve(2)).rowCount).toBe(0);
 
         await expectFailure(
-          () => c.query("INSERT INTO cache_outbox (event, attempts) VALUES ('{}', -1)"),
+          () =>
+            c.query("INSERT INTO cache_outbox (event, prefix, attempts) VALUES ('{}', 'ec', -1)"),
           "23514",
           "cache_outbox_attempts_non_negative",
         );
         const outbox = await c.query(
-          `INSERT INTO cache_outbox (event) VALUES ('{"type":"product.updated","id":1}') RETURNING attempts, processed_at, event`,
+          `INSERT INTO cache_outbox (event, prefix) VALUES ('{"type":"product.updated","id":1}', 'ec') RETURNING attempts, processed_at, event`,
         );
         expect(outbox.rows[0]).toEqual({
           attempts: 0,

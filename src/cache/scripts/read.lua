@@ -9,7 +9,8 @@
 -- ARGV[3] sample draw [0,1)   ARGV[4] sample rate (0 = off)   ARGV[5] hot window ms
 -- ARGV[6] hot windows kept   ARGV[7] logical key   ARGV[8] prefix
 -- ARGV[9] pending client counters, flat "field,delta,field,delta" ("" = none)
--- ARGV[10] "1" = take the lease even on a fresh hit (early refresh)
+-- ARGV[10] "1" = take the lease even on a fresh hit (early refresh): the second read of a
+--   request that was already counted, so neither a hit nor a hot-key sample here
 -- ARGV[11] "1" = a waiter polling for another caller's load: counted once by the client,
 --   so neither a miss nor a hot-key sample here
 local t = redis.call('TIME')
@@ -26,8 +27,9 @@ if ARGV[9] ~= '' then
 end
 
 local polling = ARGV[11] == '1'
+local early = ARGV[10] == '1'
 local rate = tonumber(ARGV[4])
-if not polling and rate > 0 and tonumber(ARGV[3]) < rate then
+if not polling and not early and rate > 0 and tonumber(ARGV[3]) < rate then
   local windowMs = tonumber(ARGV[5])
   local hot = prefix .. ':hot:' .. math.floor(now / windowMs)
   redis.call('ZINCRBY', hot, 1 / rate, ARGV[7])
@@ -106,9 +108,9 @@ end
 
 local out = { now = now }
 if value and not reason and now < fu then
-  redis.call('HINCRBY', stats, 'hits', 1)
+  if not early then redis.call('HINCRBY', stats, 'hits', 1) end
   out.s = 'HIT'
-  if ARGV[10] == '1' and tryLease() then
+  if early and tryLease() then
     grant(out)
   end
 elseif value and not reason then

@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
+import { afterRequest } from "../../jobs/recovery";
 import { type Background, createServices } from "../../runtime/services";
 import type { AppEnv } from "../context";
 
@@ -12,13 +13,24 @@ function executionContextOf(c: Context): Background | undefined {
   }
 }
 
-/** Validates the env (a clear 500 naming the missing variable) and scopes services to the request. */
+/**
+ * Validates the env (a clear 500 naming the missing variable) and scopes services to the
+ * request: after the handler, schedules an outbox recovery drain when one is due, then
+ * disposes of the services in waitUntil (after every background task).
+ */
 export const services = createMiddleware<AppEnv>(async (c, next) => {
   const s = createServices(c.env, executionContextOf(c));
   c.set("services", s);
   try {
     await next();
   } finally {
+    try {
+      // After an outage, the first request that reaches Redis again drains the outbox
+      // (in waitUntil, on this request's pool, before dispose ends it).
+      afterRequest(s);
+    } catch (err: unknown) {
+      console.warn("outbox recovery not scheduled", err);
+    }
     const closing = s
       .dispose()
       .catch((err: unknown) => console.error("closing services failed", err));

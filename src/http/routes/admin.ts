@@ -334,7 +334,7 @@ adminRoutes.openapi(
     const [stats, hot, lag, jobs, memory] = await Promise.allSettled([
       cache.stats(),
       cache.hotKeys(20),
-      outboxLag(db),
+      outboxLag(db, config.CACHE_PREFIX),
       readHeartbeats(redis, config.CACHE_PREFIX),
       memoryFigures(redis),
     ]);

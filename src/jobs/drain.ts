@@ -1,0 +1,280 @@
+import { type InvalidationEvent, invalidationEventSchema } from "../domain/events";
+import {
+  MAX_OUTBOX_ATTEMPTS,
+  type PendingEvent,
+  pendingEvents,
+  recordAttempt,
+  recordOutage,
+} from "../domain/outbox";
+import type { Services } from "../runtime/services";
+import {
+  DEFAULT_PATTERN_LIMITS,
+  describeError,
+  nameProblems,
+  type PatternLimits,
+  sendEvents,
+} from "./apply-event";
+import { Budget } from "./budget";
+import { settleEvents } from "./settle";
+
+/**
+ * The outbox drain: applies what writers left behind (a Worker killed after commit, Redis down
+ * at write time), for this deployment's prefix only, through the shared settle path.
+ *
+ * It walks pending rows oldest first in rounds (keyset by id, so a round never sees a row an
+ * earlier round of the same drain saw) and loops while its budget lasts: subrequests (each
+ * round is at least a SELECT, one apply and one UPDATE) and wall time. Rows it cannot apply:
+ * - malformed rows get an attempt recorded; at MAX_OUTBOX_ATTEMPTS they are parked (drains
+ *   stop selecting them) and until then the keyset walks past them, so they never block rows
+ *   behind them;
+ * - when a merged apply fails, one PING tells an outage from a bad row. Redis down: the rows
+ *   go to the queue, keep their attempts (an outage of any length parks nothing), and the
+ *   drain stops. Redis up: the batch is halved until the failing rows are alone, and only they
+ *   get an attempt.
+ */
+
+export interface DrainOptions {
+  /** Only rows older than this: younger ones may still be in their writer's hands. Default 30 s; 0 takes every committed row. */
+  olderThanMs?: number;
+  /** Rows per round (one SELECT, one apply, one UPDATE). Default 1000. */
+  batch?: number;
+  /** Rows per drain at most. Default unlimited (the budgets decide). */
+  limit?: number;
+  /** Wall time the drain may start new rounds in. Default 15 s. */
+  timeBudgetMs?: number;
+  /** Subrequests to leave in the budget for whoever runs after the drain. Default 0. */
+  reserve?: number;
+  patterns?: Partial<PatternLimits>;
+}
+
+export type DrainStop = "caught-up" | "subrequests" | "time" | "limit" | "redis-down";
+
+export interface DrainReport {
+  /** Rows selected (pending, not parked, of this prefix). */
+  pending: number;
+  /** Rows applied and marked processed. */
+  applied: number;
+  /** Rows whose event is malformed (attempt recorded). */
+  invalid: number;
+  /** Rows that failed on their own (malformed or refused by Redis) and reached the parking limit. */
+  parked: number;
+  /** Rows handed to the queue because Redis failed (the consumer settles them). */
+  queued: number;
+  /** Continuation messages for unfinished pattern purges. */
+  patternsContinued: number;
+  rounds: number;
+  /** Why the drain ended; "caught-up" means no pending row was left behind. */
+  stoppedBy: DrainStop;
+  redisRequests: number;
+  queries: number;
+  elapsedMs: number;
+  error?: string;
+}
+
+const outboxChangeSchema = invalidationEventSchema.partial({ origin: true, at: true });
+
+/** The queue message that re-delivers an outbox row (the consumer marks the row when applied). */
+function rowEvent(row: PendingEvent): InvalidationEvent {
+  const { origin, ...change } = row.change;
+  return {
+    ...change,
+    origin: origin ?? "outbox",
+    at: row.createdAt.getTime(),
+    outboxIds: [row.id],
+  };
+}
+
+/** Cheapest round: SELECT + apply + UPDATE. */
+const ROUND_COST = 3;
+
+/**
+ * Drains this prefix's outbox within `budget` (see the module comment). Idempotent like the
+ * consumer: applying a row twice changes nothing.
+ *
+ * @example
+ * const report = await drainOutbox(services, { olderThanMs: 30_000 }, new Budget(40));
+ * report.applied; report.stoppedBy; // "caught-up" | "subrequests" | "time" | …
+ */
+export async function drainOutbox(
+  services: Services,
+  options: DrainOptions = {},
+  budget = new Budget(Number.POSITIVE_INFINITY),
+): Promise<DrainReport> {
+  const started = Date.now();
+  const report: DrainReport = {
+    pending: 0,
+    applied: 0,
+    invalid: 0,
+    parked: 0,
+    queued: 0,
+    patternsContinued: 0,
+    rounds: 0,
+    stoppedBy: "caught-up",
+    redisRequests: 0,
+    queries: 0,
+    elapsedMs: 0,
+  };
+  const prefix = services.config.CACHE_PREFIX;
+  const batch = Math.max(1, options.batch ?? 1000);
+  const limit = options.limit ?? Number.POSITIVE_INFINITY;
+  const deadline = started + (options.timeBudgetMs ?? 15_000);
+  const reserve = options.reserve ?? 0;
+  const limits = { ...DEFAULT_PATTERN_LIMITS, ...options.patterns };
+  const spare = () => budget.left - reserve;
+  const spendQuery = () => {
+    budget.spend(1);
+    report.queries++;
+  };
+  const noteError = (error: string) => {
+    report.error ??= error;
+  };
+  let redisDown: boolean | undefined;
+
+  /** Attempts of rows that failed on their own; parks those reaching the limit. */
+  const failOnTheirOwn = async (rows: readonly PendingEvent[], error: string) => {
+    spendQuery();
+    try {
+      await recordAttempt(
+        services.db,
+        prefix,
+        rows.map((r) => r.id),
+        error,
+      );
+      report.parked += rows.filter((r) => r.attempts + 1 >= MAX_OUTBOX_ATTEMPTS).length;
+    } catch (e) {
+      noteError(`attempts not recorded: ${describeError(e)}`);
+    }
+  };
+
+  /** Redis is down: the rows keep their attempts and go to the queue, if it takes them. */
+  const handOver = async (rows: readonly PendingEvent[], error: string) => {
+    const ids = rows.map((r) => r.id);
+    spendQuery();
+    await recordOutage(services.db, prefix, ids, error).catch((e: unknown) =>
+      noteError(`outage not recorded: ${describeError(e)}`),
+    );
+    try {
+      budget.spend(await sendEvents(services.queue, rows.map(rowEvent)));
+      report.queued += rows.length;
+      noteError(`${error}; ${ids.length} rows handed to the queue`);
+    } catch (queueError) {
+      noteError(
+        `${error}; queue send failed too, ${ids.length} rows stay pending: ${describeError(queueError)}`,
+      );
+    }
+  };
+
+  /** Applies and settles `rows`; on a failed apply tells an outage from bad rows (halving). */
+  const settle = async (rows: readonly PendingEvent[]): Promise<void> => {
+    if (rows.length === 0 || redisDown) return;
+    // Keep one subrequest for the mark; pattern steps get what is left.
+    const steps = Math.max(0, Math.min(limits.steps, spare() - 2));
+    const result = await settleEvents(
+      services,
+      rows.map((row) => ({
+        change: row.change,
+        origin: row.change.origin ?? "outbox",
+        at: row.createdAt.getTime(),
+        outboxIds: [row.id],
+      })),
+      { ...limits, steps },
+    );
+    budget.spend(result.redisRequests + result.queries + result.queueSends);
+    report.redisRequests += result.redisRequests;
+    report.queries += result.queries;
+    if (result.applied) {
+      report.applied += result.marked;
+      report.patternsContinued += result.continuations;
+      if (result.error) noteError(result.error);
+      return;
+    }
+    const error = `apply failed: ${result.applyError ?? "unknown error"}`;
+    if (redisDown === undefined) {
+      budget.spend(1);
+      report.redisRequests++;
+      redisDown = !(await services.redis.ping().then(
+        () => true,
+        () => false,
+      ));
+    }
+    if (redisDown) {
+      await handOver(rows, error);
+      return;
+    }
+    if (rows.length === 1) {
+      await failOnTheirOwn(rows, error);
+      return;
+    }
+    // Redis answers but refuses this batch: find the rows it refuses by halving.
+    const half = Math.ceil(rows.length / 2);
+    for (const part of [rows.slice(0, half), rows.slice(half)]) {
+      if (spare() < 2) {
+        noteError(`${error}; subrequests ran out while isolating the failing rows`);
+        return;
+      }
+      await settle(part);
+    }
+  };
+
+  let afterId = 0;
+  for (;;) {
+    if (report.pending >= limit) {
+      report.stoppedBy = "limit";
+      break;
+    }
+    if (spare() < ROUND_COST) {
+      report.stoppedBy = "subrequests";
+      break;
+    }
+    if (report.rounds > 0 && Date.now() >= deadline) {
+      report.stoppedBy = "time";
+      break;
+    }
+    spendQuery();
+    report.rounds++;
+    const size = Math.min(batch, limit - report.pending);
+    const rows = await pendingEvents(services.db, {
+      prefix,
+      olderThanMs: options.olderThanMs ?? 30_000,
+      limit: size,
+      afterId,
+    });
+    report.pending += rows.length;
+    const last = rows.at(-1);
+    if (!last) break;
+    afterId = last.id;
+
+    const valid: PendingEvent[] = [];
+    const invalid: { row: PendingEvent; problems: string }[] = [];
+    for (const row of rows) {
+      const parsed = outboxChangeSchema.safeParse(row.change);
+      const problems = parsed.success
+        ? nameProblems(parsed.data)
+        : parsed.error.issues.map((i) => `${i.path.join(".") || "event"}: ${i.message}`);
+      if (problems.length === 0) valid.push(row);
+      else invalid.push({ row, problems: problems.join("; ") });
+    }
+    if (invalid.length > 0) {
+      report.invalid += invalid.length;
+      console.error(
+        `drain: ${invalid.length} malformed outbox rows (attempt recorded, parked after ${MAX_OUTBOX_ATTEMPTS}): ${invalid
+          .slice(0, 5)
+          .map((i) => `#${i.row.id} ${i.problems}`)
+          .join(" | ")}`,
+      );
+      await failOnTheirOwn(
+        invalid.map((i) => i.row),
+        `invalid event: ${invalid[0]?.problems ?? ""}`,
+      );
+    }
+    await settle(valid);
+    if (redisDown) {
+      report.stoppedBy = "redis-down";
+      break;
+    }
+    if (rows.length < size) break;
+  }
+  report.elapsedMs = Date.now() - started;
+  if (report.error) console.warn(`drain: ${report.error}`);
+  return report;
+}

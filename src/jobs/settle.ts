@@ -1,0 +1,199 @@
+import type { InvalidationEvent } from "../domain/events";
+import { markProcessed } from "../domain/outbox";
+import type { Services } from "../runtime/services";
+import {
+  type ApplyOutcome,
+  applyChange,
+  type ChangeWithCursor,
+  describeError,
+  mergeChanges,
+  type PatternLimits,
+  type PatternOutcome,
+  type PatternRun,
+  runPatternJobs,
+  sendEvents,
+} from "./apply-event";
+
+/**
+ * The one settle path of the queue consumer and the outbox drain: apply a set of events to the
+ * cache and mark their outbox rows, so both agree on when a row is done.
+ *
+ * 1. The events are merged and their keys, tags and versions applied in ONE request.
+ * 2. Pattern purges run in bounded steps. An event whose purges the steps do not finish gets
+ *    ONE continuation message holding all of its unfinished purges with their cursors
+ *    (`cursors`) and its outbox ids: its rows are settled when the last purge ends, never when
+ *    the first of several does. Events left with the same purges share one continuation.
+ * 3. The outbox rows of the events that are done are marked processed (under the services'
+ *    prefix only). A row also named by an event that is continued or failed is not marked.
+ */
+
+/** One event to settle, with the outbox rows it settles. */
+export interface SettleItem {
+  change: ChangeWithCursor;
+  origin: string;
+  /** When the event was first written (ms): continuations keep the oldest. */
+  at: number;
+  outboxIds: readonly number[];
+}
+
+/**
+ * done: applied, purges finished, rows marked (best effort);
+ * continued: applied, its unfinished purges are on the queue with its rows;
+ * failed: not applied (Redis failed) or a purge step failed or its continuation could not be
+ * queued; nothing of it was marked, and it must be delivered again.
+ */
+export type SettleStatus = "done" | "continued" | "failed";
+
+export interface SettleResult {
+  status: SettleStatus[];
+  /** Undefined when the apply failed (then every status is "failed"). */
+  applied?: ApplyOutcome;
+  /** Why the apply failed (the Redis error). */
+  applyError?: string;
+  /** The underlying error of the failed apply, for callers that classify it. */
+  applyCause?: unknown;
+  patterns: PatternRun;
+  /** Continuation messages sent. */
+  continuations: number;
+  /** Outbox rows marked processed. */
+  marked: number;
+  /** Requests spent: Redis (apply + purge steps), SQL (the mark), queue sends. */
+  redisRequests: number;
+  queries: number;
+  queueSends: number;
+  /** The first problem after the apply (a purge step, a queue send, the mark). */
+  error?: string;
+}
+
+/** One message for each distinct set of unfinished purges, carrying its events' rows. */
+function continuations(
+  items: readonly SettleItem[],
+  owned: readonly PatternOutcome[][],
+  need: readonly number[],
+): { events: InvalidationEvent[]; groups: number[][] } {
+  const bySignature = new Map<string, { outcomes: PatternOutcome[]; members: number[] }>();
+  for (const index of need) {
+    const open = (owned[index] ?? []).filter((o) => !o.done);
+    const signature = open.map((o) => `${o.glob}\u0000${o.cursor}`).join("\u0001");
+    const group = bySignature.get(signature) ?? { outcomes: open, members: [] };
+    group.members.push(index);
+    bySignature.set(signature, group);
+  }
+  const events: InvalidationEvent[] = [];
+  const groups: number[][] = [];
+  for (const { outcomes, members } of bySignature.values()) {
+    const rows = [...new Set(members.flatMap((i) => items[i]?.outboxIds ?? []))];
+    const first = items[members[0] ?? 0];
+    events.push({
+      patterns: outcomes.map((o) => o.glob),
+      cursors: Object.fromEntries(outcomes.map((o) => [o.glob, o.cursor])),
+      origin: first?.origin ?? "purge",
+      at: Math.min(...members.map((i) => items[i]?.at ?? Date.now())),
+      ...(rows.length > 0 ? { outboxIds: rows.slice(0, 1000) } : {}),
+    });
+    groups.push(members);
+  }
+  return { events, groups };
+}
+
+/**
+ * Applies `items` and settles their outbox rows (see the module comment). Never throws for a
+ * Redis, queue or Postgres failure: the per-item status says what must be delivered again.
+ *
+ * @example
+ * const result = await settleEvents(services, rows.map((r) => ({
+ *   change: r.change, origin: "outbox", at: r.createdAt.getTime(), outboxIds: [r.id],
+ * })), { steps: 5, stepBudget: 1000 });
+ * result.status; // ["done", "continued", …]
+ */
+export async function settleEvents(
+  services: Services,
+  items: readonly SettleItem[],
+  limits: PatternLimits,
+): Promise<SettleResult> {
+  const result: SettleResult = {
+    status: items.map(() => "failed"),
+    patterns: { outcomes: [], steps: 0, deleted: 0 },
+    continuations: 0,
+    marked: 0,
+    redisRequests: 0,
+    queries: 0,
+    queueSends: 0,
+  };
+  if (items.length === 0) return result;
+  const merged = mergeChanges(items.map((i) => i.change));
+  try {
+    result.applied = await applyChange(services.cache, merged.change);
+    result.redisRequests += result.applied.requests;
+  } catch (error) {
+    result.redisRequests++;
+    result.applyError = describeError(error);
+    result.applyCause = error;
+    return result;
+  }
+
+  const run: PatternRun =
+    limits.steps > 0
+      ? await runPatternJobs(services.cache, merged.patterns, limits)
+      : {
+          // No steps left: every purge is continued from where it stands.
+          outcomes: merged.patterns.map(
+            (job): PatternOutcome => ({
+              glob: job.glob,
+              from: job.cursor,
+              cursor: job.cursor,
+              done: false,
+              deleted: 0,
+              scanned: 0,
+              steps: 0,
+              owners: job.owners,
+            }),
+          ),
+          steps: 0,
+          deleted: 0,
+        };
+  result.patterns = run;
+  result.redisRequests += run.steps;
+  for (const o of run.outcomes) {
+    if (o.error) result.error ??= `purge of ${o.glob} failed: ${o.error}`;
+  }
+
+  const owned = items.map((_, index) => run.outcomes.filter((o) => o.owners.includes(index)));
+  const need: number[] = [];
+  owned.forEach((mine, index) => {
+    if (mine.some((o) => o.error)) result.status[index] = "failed";
+    else if (mine.some((o) => !o.done)) need.push(index);
+    else result.status[index] = "done";
+  });
+
+  if (need.length > 0) {
+    const { events, groups } = continuations(items, owned, need);
+    try {
+      result.queueSends += await sendEvents(services.queue, events);
+      result.continuations = events.length;
+      for (const group of groups) for (const i of group) result.status[i] = "continued";
+    } catch (error) {
+      // Without its continuation the event must be delivered again: its redelivery (or the
+      // next drain) resumes from its own cursors.
+      result.error ??= `continuation of ${events.length} purges not queued: ${describeError(error)}`;
+    }
+  }
+
+  const notDone = new Set(
+    items.flatMap((item, i) => (result.status[i] === "done" ? [] : item.outboxIds)),
+  );
+  const ids = [
+    ...new Set(items.flatMap((item, i) => (result.status[i] === "done" ? item.outboxIds : []))),
+  ].filter((id) => !notDone.has(id));
+  if (ids.length > 0) {
+    result.queries++;
+    try {
+      await markProcessed(services.db, services.config.CACHE_PREFIX, ids);
+      result.marked = ids.length;
+    } catch (error) {
+      // Applied but not marked: the next drain applies them again, which changes nothing.
+      result.error ??= `applied but ${ids.length} outbox rows not marked: ${describeError(error)}`;
+    }
+  }
+  return result;
+}

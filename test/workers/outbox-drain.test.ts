@@ -1,0 +1,321 @@
+import { createExecutionContext, getQueueResult } from "cloudflare:test";
+import { and, eq, inArray, sql } from "drizzle-orm";
+import { afterEach, describe, expect, it } from "vitest";
+import { cacheOutbox, type JsonValue, products } from "../../db/schema";
+import { EdgeCache } from "../../src/cache";
+import type { InvalidationEvent } from "../../src/domain/events";
+import { MAX_OUTBOX_ATTEMPTS, outboxLag } from "../../src/domain/outbox";
+import { processPurgeBatch } from "../../src/jobs/purge";
+import { markerKey, resetRecoveryState } from "../../src/jobs/recovery";
+import { Budget, drainOutbox } from "../../src/jobs/warm";
+import { apiFor } from "./api";
+import { insertCategory, withDb } from "./db";
+import { FakeQueue, purgeBatch, withServices } from "./helpers";
+import { gatewayControl, scanKeys, stack, testRedis } from "./stack";
+
+/**
+ * The outbox drain against real Postgres and the real gateway: rows are scoped by prefix,
+ * bad rows are parked without blocking good ones, a drain loops past one batch while its
+ * budget lasts, a row is settled only when its last pattern purge ends, and after a Redis
+ * outage the next request that reaches Redis drains the outbox (no cron).
+ */
+/** The `name` of a cached value or response body. */
+const nameIn = (value: unknown) => (value as { name?: string } | null | undefined)?.name;
+
+const run = Date.now().toString(36);
+const redis = testRedis();
+const token = stack.spareGatewayTokens.outbox;
+
+let seq = 0;
+const newPrefix = () => `od${run}${++seq}`;
+
+type Change = Record<string, unknown>;
+
+/** Inserts outbox rows as writers of `prefix` would have (aged, so any grace period passed). */
+async function insertRows(prefix: string, events: Change[]): Promise<number[]> {
+  const ids: number[] = [];
+  await withDb(async (db) => {
+    for (let start = 0; start < events.length; start += 1000) {
+      const rows = await db
+        .insert(cacheOutbox)
+        .values(
+          events.slice(start, start + 1000).map((event) => ({
+            event: { origin: "outbox-drain-test", ...event } as { [key: string]: JsonValue },
+            prefix,
+            createdAt: sql`now() - interval '1 minute'`,
+          })),
+        )
+        .returning({ id: cacheOutbox.id });
+      ids.push(...rows.map((r) => r.id));
+    }
+  });
+  return ids;
+}
+
+async function rowsOf(ids: number[]) {
+  const rows = await withDb((db) =>
+    db.select().from(cacheOutbox).where(inArray(cacheOutbox.id, ids)),
+  );
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+const drain = (prefix: string, options = {}, budget?: Budget) =>
+  withServices(prefix, {}, (s) => drainOutbox(s, { olderThanMs: 0, ...options }, budget));
+
+describe("outbox drain", () => {
+  it("applies only rows of its own prefix, under that prefix", async () => {
+    const mine = newPrefix();
+    const theirs = newPrefix();
+    const a = new EdgeCache({ redis, prefix: mine });
+    const b = new EdgeCache({ redis, prefix: theirs });
+    await a.set("shared:1", "mine");
+    await b.set("shared:1", "theirs");
+    const [mineId] = await insertRows(mine, [{ keys: ["shared:1"] }]);
+    const [theirsId] = await insertRows(theirs, [{ keys: ["shared:1"] }]);
+    if (!mineId || !theirsId) throw new Error("rows not inserted");
+
+    const report = await drain(mine);
+    expect(report.applied).toBe(1);
+    expect(report.stoppedBy).toBe("caught-up");
+    expect(await a.get("shared:1")).toBeNull();
+    // The other deployment's entry and row are untouched.
+    expect((await b.get("shared:1"))?.value).toBe("theirs");
+    let rows = await rowsOf([mineId, theirsId]);
+    expect(rows.get(mineId)?.processedAt).toBeInstanceOf(Date);
+    expect(rows.get(theirsId)?.processedAt).toBeNull();
+
+    // Its own drain settles it.
+    expect((await drain(theirs)).applied).toBe(1);
+    expect(await b.get("shared:1")).toBeNull();
+    rows = await rowsOf([theirsId]);
+    expect(rows.get(theirsId)?.processedAt).toBeInstanceOf(Date);
+  });
+
+  it("walks past 600 malformed rows to the good one behind them, and parks them after 10 drains", async () => {
+    const prefix = newPrefix();
+    const cache = new EdgeCache({ redis, prefix });
+    // More bad rows than a batch: before, every drain re-read the same oldest 500 and stalled.
+    const bad = await insertRows(
+      prefix,
+      Array.from({ length: 600 }, (_, i) => ({ keys: [`bad key ${i}`] })),
+    );
+    await cache.set("behind:1", "old");
+    const [good] = await insertRows(prefix, [{ keys: ["behind:1"] }]);
+    if (!good) throw new Error("no good row");
+
+    const first = await drain(prefix, { batch: 500 });
+    expect(first.invalid).toBe(600);
+    expect(first.applied).toBe(1);
+    expect(first.rounds).toBeGreaterThanOrEqual(2);
+    expect(await cache.get("behind:1")).toBeNull();
+    const afterFirst = await rowsOf([good, ...bad.slice(0, 3)]);
+    expect(afterFirst.get(good)?.processedAt).toBeInstanceOf(Date);
+    expect(afterFirst.get(bad[0] ?? 0)?.attempts).toBe(1);
+    expect(afterFirst.get(bad[0] ?? 0)?.lastError).toMatch(/invalid event/);
+
+    let parked = 0;
+    for (let i = 1; i < MAX_OUTBOX_ATTEMPTS; i++) parked += (await drain(prefix)).parked;
+    expect(parked).toBe(600);
+    // Parked: no drain selects them any more, the lag counts them as stuck.
+    const idle = await drain(prefix);
+    expect(idle.pending).toBe(0);
+    expect(idle.rounds).toBe(1);
+    const lag = await withServices(prefix, {}, (s) => outboxLag(s.db, prefix));
+    expect(lag).toMatchObject({ pending: 600, stuck: 600 });
+    const rows = await rowsOf(bad);
+    expect([...rows.values()].every((r) => r.attempts === MAX_OUTBOX_ATTEMPTS)).toBe(true);
+    expect([...rows.values()].every((r) => r.processedAt === null)).toBe(true);
+  });
+
+  it("isolates a row Redis refuses (while it answers) by halving; only that row is charged", async () => {
+    const prefix = newPrefix();
+    const cache = new EdgeCache({ redis, prefix });
+    // A tag counter that is a hash: INCR-like bumps of it fail inside the apply script.
+    await redis.hset(`${prefix}:t:broken`, { x: 1 });
+    await Promise.all(Array.from({ length: 8 }, (_, i) => cache.set(`iso:${i}`, i)));
+    const ids = await insertRows(prefix, [
+      ...Array.from({ length: 5 }, (_, i) => ({ keys: [`iso:${i}`] })),
+      { tags: ["broken"] },
+      ...Array.from({ length: 3 }, (_, i) => ({ keys: [`iso:${i + 5}`] })),
+    ]);
+    const report = await drain(prefix);
+    expect(report.applied).toBe(8);
+    expect(report.queued).toBe(0);
+    for (let i = 0; i < 8; i++) expect(await cache.get(`iso:${i}`)).toBeNull();
+    const rows = await rowsOf(ids);
+    const broken = rows.get(ids[5] ?? 0);
+    expect(broken?.processedAt).toBeNull();
+    expect(broken?.attempts).toBe(1);
+    expect(broken?.lastError).toMatch(/apply failed/);
+    expect(
+      [...rows.values()].filter((r) => r.id !== broken?.id).every((r) => r.attempts === 0),
+    ).toBe(true);
+  });
+
+  it("loops past one batch while its budget lasts, and stops when the subrequests run out", async () => {
+    const prefix = newPrefix();
+    const cache = new EdgeCache({ redis, prefix });
+    await Promise.all(Array.from({ length: 50 }, (_, i) => cache.set(`loop:${i}`, i)));
+    const ids = await insertRows(
+      prefix,
+      Array.from({ length: 2500 }, (_, i) => ({ keys: [`loop:${i % 50}`], tags: [`loop-${i}`] })),
+    );
+
+    // 10 subrequests: three rounds of 500 (SELECT + apply + UPDATE each), then it stops.
+    const limited = await drain(prefix, { batch: 500 }, new Budget(10));
+    expect(limited.rounds).toBe(3);
+    expect(limited.applied).toBe(1500);
+    expect(limited.stoppedBy).toBe("subrequests");
+    expect(limited.redisRequests + limited.queries).toBeLessThanOrEqual(10);
+
+    // The cron's budget (40, less the warmer's reserve) drains the rest in one tick.
+    const rest = await drain(prefix, { batch: 500, reserve: 10 }, new Budget(40));
+    expect(rest.applied).toBe(1000);
+    expect(rest.stoppedBy).toBe("caught-up");
+    const rows = await rowsOf(ids);
+    expect([...rows.values()].every((r) => r.processedAt instanceof Date)).toBe(true);
+    for (let i = 0; i < 50; i += 7) expect(await cache.get(`loop:${i}`)).toBeNull();
+  });
+});
+
+describe("pattern purges of one outbox row", () => {
+  it("settle the row only when the last of its purges ends", async () => {
+    const prefix = newPrefix();
+    const cache = new EdgeCache({ redis, prefix });
+    const families = [`fa${run}`, `fb${run}`];
+    for (const family of families) {
+      await Promise.all(Array.from({ length: 1200 }, (_, i) => cache.set(`${family}:${i}`, i)));
+    }
+    const globs = families.map((f) => `${f}:*`);
+    const [rowId] = await insertRows(prefix, [{ patterns: globs }]);
+    if (!rowId) throw new Error("no row");
+    const queue = new FakeQueue();
+    const options = { patterns: { steps: 2, stepBudget: 500 } };
+    const consume = async (bodies: unknown[]) => {
+      const batch = purgeBatch(bodies.map((body, i) => ({ id: `m${i}`, body })));
+      const ctx = createExecutionContext();
+      const report = await withServices(prefix, { PURGE_QUEUE: queue.asQueue() }, (s) =>
+        processPurgeBatch(s, "edgecache-purge", batch.messages, options),
+      );
+      expect((await getQueueResult(batch, ctx)).explicitAcks).toHaveLength(bodies.length);
+      return report;
+    };
+    const processed = async () => (await rowsOf([rowId])).get(rowId)?.processedAt ?? null;
+
+    let pending: unknown[] = [{ patterns: globs, origin: "t", at: Date.now(), outboxIds: [rowId] }];
+    let rounds = 0;
+    let sawBothOpen = false;
+    while (pending.length > 0) {
+      expect(++rounds).toBeLessThan(300);
+      await consume(pending);
+      pending = queue.sent.splice(0);
+      // One continuation per row, however many of its purges are unfinished.
+      expect(pending.length).toBeLessThanOrEqual(1);
+      const next = pending[0] as InvalidationEvent | undefined;
+      if (next) {
+        expect(next.outboxIds).toEqual([rowId]);
+        if (next.patterns?.length === 2) sawBothOpen = true;
+        // Not settled while any purge is still running.
+        expect(await processed()).toBeNull();
+      }
+    }
+    expect(sawBothOpen).toBe(true);
+    expect(await processed()).toBeInstanceOf(Date);
+    for (const family of families) {
+      let left = 0;
+      for await (const keys of scanKeys(redis, `${prefix}:e:${family}:*`, 1000)) {
+        left += keys.length;
+      }
+      expect(left).toBe(0);
+    }
+  });
+});
+
+// ---------------------------------------------------------------- recovery after an outage
+
+describe("after a Redis outage", () => {
+  afterEach(async () => {
+    await gatewayControl("reset", { token });
+  });
+
+  const faults = (on: boolean) =>
+    on
+      ? gatewayControl("faults", {
+          token,
+          body: { failRate: 1, failMode: "status", failStatus: 503 },
+        })
+      : gatewayControl("reset", { token });
+
+  async function newProduct(prefix: string): Promise<number> {
+    const categoryId = await insertCategory({ slug: `od-${prefix}`, name: "Outbox drain" });
+    return withDb(async (db) => {
+      const [row] = await db
+        .insert(products)
+        .values({ sku: `OD-${prefix}`, name: "old name", categoryId, priceCents: 100 })
+        .returning({ id: products.id });
+      if (!row) throw new Error("no product");
+      return row.id;
+    });
+  }
+
+  it("the next request that reaches Redis drains the outbox: a read right after sees the write", async () => {
+    const prefix = newPrefix();
+    resetRecoveryState(prefix);
+    const refusing = new FakeQueue();
+    refusing.fail = new Error("queue unavailable (test)");
+    const env = { UPSTASH_REDIS_REST_TOKEN: token, PURGE_QUEUE: refusing.asQueue() };
+    const api = apiFor(prefix, { env });
+    const id = await newProduct(prefix);
+    expect((await api("GET", `/products/${id}`)).headers.get("x-cache")).toBe("MISS");
+    expect((await api("GET", `/products/${id}`)).headers.get("x-cache")).toBe("HIT");
+
+    await faults(true);
+    const patch = await api("PATCH", `/products/${id}`, { body: { name: "new name" } });
+    expect(patch.status).toBe(200);
+    // Redis and the queue both failed: the event waits in the outbox, the old entry in Redis.
+    const cache = new EdgeCache({ redis, prefix });
+    const entry = await cache.inspect(`product:${id}`, `product:${id}`);
+    expect(nameIn(entry.entry?.value)).toBe("old name");
+    expect(entry.state).toBe("fresh");
+    const bypass = await api<{ name: string }>("GET", `/products/${id}`);
+    expect(bypass.headers.get("x-cache")).toBe("BYPASS");
+
+    await faults(false);
+    // The first request to reach Redis still finds the old entry (the window), and drains in
+    // its waitUntil; api() waits for that, as the next request would find it done.
+    const first = await api<{ name: string }>("GET", `/products/${id}`);
+    expect(first.headers.get("x-cache")).toBe("HIT");
+    expect(first.body.name).toBe("old name");
+    const after = await api<{ name: string }>("GET", `/products/${id}`);
+    expect(after.body.name).toBe("new name");
+    expect(after.headers.get("x-cache")).toBe("MISS");
+    const [row] = await withDb((db) =>
+      db
+        .select({ processedAt: cacheOutbox.processedAt })
+        .from(cacheOutbox)
+        .where(
+          and(
+            eq(cacheOutbox.prefix, prefix),
+            sql`${cacheOutbox.event}->'keys' @> ${JSON.stringify([`product:${id}`])}::jsonb`,
+          ),
+        ),
+    );
+    expect(row?.processedAt).toBeInstanceOf(Date);
+    // Caught up: the marker other isolates would read is gone.
+    expect(await redis.get(markerKey(prefix))).toBeNull();
+  });
+
+  it("an isolate that saw no fault drains when the Redis-side marker says there is work", async () => {
+    const prefix = newPrefix();
+    const cache = new EdgeCache({ redis, prefix });
+    await cache.set("marker:1", "old");
+    await insertRows(prefix, [{ keys: ["marker:1"] }]);
+    await redis.set(markerKey(prefix), Date.now());
+    // A fresh isolate: no flag, never checked the marker.
+    resetRecoveryState(prefix);
+    const api = apiFor(prefix);
+    await api("GET", "/categories");
+    expect(await cache.get("marker:1")).toBeNull();
+    expect(await redis.get(markerKey(prefix))).toBeNull();
+  });
+});
