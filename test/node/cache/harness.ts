@@ -9,8 +9,11 @@ import { startGateway } from "../../../tools/upstash-gateway/server";
  * A private Upstash gateway (its own request counter and fault knobs) over the real Redis,
  * and EdgeCache instances on it with a fresh key prefix, as a Worker would build them.
  */
-export async function cacheHarness(db = 2) {
+export async function cacheHarness(db?: number) {
   const stack = inject("stack");
+  // The test stack's own Redis DB (TEST_REDIS_DB) unless told otherwise: keys carry a fresh
+  // prefix, and parallel runs on one machine (each with its own TEST_REDIS_DB) never meet.
+  db ??= stack.redisDb;
   const token = `cache-${randomBytes(8).toString("hex")}`;
   const gateway = await startGateway({
     port: 0,
