@@ -48,18 +48,29 @@ export function createServices(env: Env, ctx?: Background): Services {
       redis ??= createRedis({
         url: config.UPSTASH_REDIS_REST_URL,
         token: config.UPSTASH_REDIS_REST_TOKEN,
+        timeoutMs: config.REDIS_TIMEOUT_MS,
       });
       return redis;
     },
     get db() {
-      database ??= createDb({ databaseUrl: config.DATABASE_URL, wsProxy: config.NEON_WS_PROXY });
+      database ??= createDb({
+        databaseUrl: config.DATABASE_URL,
+        wsProxy: config.NEON_WS_PROXY,
+        deadlines: {
+          connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+          queryTimeoutMs: config.DB_QUERY_TIMEOUT_MS,
+        },
+      });
       return database.db;
     },
     get cache() {
       cache ??= new EdgeCache({
         redis: services.redis,
         prefix: config.CACHE_PREFIX,
-        defaults: ctx ? { waitUntil: (p) => ctx.waitUntil(p) } : {},
+        defaults: {
+          loaderBackoff: config.LOADER_BACKOFF_MS,
+          ...(ctx ? { waitUntil: (p: Promise<unknown>) => ctx.waitUntil(p) } : {}),
+        },
         onError: (error, operation) => console.warn(`cache ${operation} degraded:`, error),
       });
       return cache;
