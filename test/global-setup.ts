@@ -118,6 +118,7 @@ async function startStack(): Promise<RunningStack> {
     publish: `publish-${randomBytes(8).toString("hex")}`,
     ratelimit: `ratelimit-${randomBytes(8).toString("hex")}`,
     dashboard: `dashboard-${randomBytes(8).toString("hex")}`,
+    failures: `failures-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

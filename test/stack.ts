@@ -14,6 +14,7 @@ export interface TestStack {
     publish: string;
     ratelimit: string;
     dashboard: string;
+    failures: string;
   };
   databaseUrl: string;
   /** The test database's name on a port where nothing listens (Postgres stopped). */
