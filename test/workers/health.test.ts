@@ -69,7 +69,9 @@ describe("GET /health", () => {
     expect(body.postgres.problem).toBe("unreachable");
     expect(body.down).toEqual(["postgres"]);
     // The driver's text (database name, addresses) stays in the log.
-    expect(JSON.stringify(body)).not.toMatch(/does not exist|edgecache_does_not_exist|127\.0\.0\.1/);
+    expect(JSON.stringify(body)).not.toMatch(
+      /does not exist|edgecache_does_not_exist|127\.0\.0\.1/,
+    );
   });
 
   it("rejects a wrong Upstash token as a Redis failure, not a crash", async () => {
