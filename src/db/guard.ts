@@ -58,9 +58,27 @@ function withDeadline<T>(
 
 type QueryFn = (...args: unknown[]) => Promise<unknown>;
 
+/** A pooled client's own `query`, saved the first time it is checked out (pools reuse clients). */
+const originalQuery = new WeakMap<PoolClient, QueryFn>();
+
+/**
+ * Puts the deadline on `client.query` for this checkout. The pool hands the same client out
+ * again after a release, so the driver's `query` is saved once (never a wrapper of the previous
+ * checkout's wrapper); `release` is read fresh, since pg-pool assigns a new one per checkout.
+ */
 function guardClient(client: PoolClient, deadlines: Deadlines): PoolClient {
-  const query = client.query.bind(client) as QueryFn;
+  let query = originalQuery.get(client);
+  if (!query) {
+    query = client.query.bind(client) as QueryFn;
+    originalQuery.set(client, query);
+    // A socket failure on a checked-out client is emitted as 'error'; without a listener it
+    // would be thrown at top level. The query in flight is rejected by the driver anyway.
+    client.on("error", (err: unknown) => {
+      console.warn(`neon client error: ${describeThrown(err)}`);
+    });
+  }
   const release = client.release.bind(client) as (err?: Error | boolean) => void;
+  const run = query;
   let broken: DatabaseUnavailableError | undefined;
   let released = false;
   const releaseOnce = (err?: Error | boolean) => {
@@ -68,16 +86,11 @@ function guardClient(client: PoolClient, deadlines: Deadlines): PoolClient {
     released = true;
     release(err);
   };
-  // A socket failure on a checked-out client is emitted as 'error'; without a listener it would
-  // be thrown at top level. The query in flight is rejected by the driver anyway.
-  client.on("error", (err: unknown) => {
-    broken ??= new DatabaseUnavailableError("query", describeThrown(err), { cause: err });
-  });
   const guardedQuery: QueryFn = async (...args) => {
-    if (typeof args.at(-1) === "function") return query(...args); // callback form: untouched
+    if (typeof args.at(-1) === "function") return run(...args); // callback form: untouched
     if (broken) throw broken;
     try {
-      return await withDeadline(query(...args), deadlines.queryTimeoutMs, "query");
+      return await withDeadline(run(...args), deadlines.queryTimeoutMs, "query");
     } catch (error) {
       if (error instanceof Timeout) {
         broken = new DatabaseUnavailableError("query", error.message, { cause: error });

@@ -160,6 +160,23 @@ describe("Postgres query deadline", () => {
     expect(ms).toBeLessThan(300 + MARGIN_MS);
   });
 
+  it("hands a pooled connection out again with the deadline intact, and closes the pool", async () => {
+    // The pool reuses one client for sequential statements; each checkout is guarded afresh
+    // and released for real, so dispose (inside withServices) does not wait on a lost client.
+    const { value, ms } = await timed(() =>
+      withServices("fail-query", { DB_QUERY_TIMEOUT_MS: "300" }, async (s) => {
+        const before = await s.db.execute(sql`select pg_backend_pid() as pid`);
+        await s.db.transaction(async (tx) => tx.execute(sql`select 1`));
+        const again = await s.db.execute(sql`select pg_backend_pid() as pid`);
+        const slow = await s.db.execute(sql`select pg_sleep(5)`).catch((e: unknown) => e);
+        return { same: before.rows[0]?.pid === again.rows[0]?.pid, slow };
+      }),
+    );
+    expect(value.same).toBe(true);
+    expect(findUnavailable(value.slow)).toBeInstanceOf(DatabaseUnavailableError);
+    expect(ms).toBeLessThan(300 + MARGIN_MS);
+  });
+
   it("leaves ordinary SQL errors alone (they are not unavailability)", async () => {
     const error = await withServices("fail-query", {}, (s) =>
       s.db.execute(sql`select 1/0`).then(
