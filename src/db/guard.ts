@@ -71,11 +71,11 @@ function guardClient(client: PoolClient, deadlines: Deadlines): PoolClient {
   if (!query) {
     query = client.query.bind(client) as QueryFn;
     originalQuery.set(client, query);
-    // A socket failure on a checked-out client is emitted as 'error'; without a listener it
-    // would be thrown at top level. The query in flight is rejected by the driver anyway.
-    client.on("error", (err: unknown) => {
-      console.warn(`neon client error: ${describeThrown(err)}`);
-    });
+    // pg-pool removes its own 'error' listener while a client is checked out, and an 'error'
+    // without a listener is thrown at top level. A socket failure already rejects the query in
+    // flight (and makes the next one fail as "not queryable"), which is where it is reported;
+    // errors of idle clients reach the pool's listener (createDb logs them).
+    client.on("error", () => {});
   }
   const release = client.release.bind(client) as (err?: Error | boolean) => void;
   const run = query;
