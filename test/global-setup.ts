@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
+import { createServer, type Server, type Socket } from "node:net";
 import { Redis as IORedis } from "ioredis";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { ensureDatabase, migrateDatabase } from "../db/migrate";
 import { seedDatabase } from "../db/seed";
 import { ensurePostgres, ensureRedis } from "../tools/lib/services";
-import { startWsProxy } from "../tools/neon-ws-proxy/server";
+import { DEFAULT_ALLOWED_TARGETS, startWsProxy } from "../tools/neon-ws-proxy/server";
 import { startGateway } from "../tools/upstash-gateway/server";
 import type { TestStack } from "./stack";
 
@@ -38,6 +39,46 @@ async function recreateDatabase(databaseUrl: string): Promise<void> {
     await admin.end();
   }
   await ensureDatabase(databaseUrl);
+}
+
+/**
+ * A Postgres that hangs: accepts TCP connections and never answers a byte. The sockets are
+ * kept so close() can end them (the Worker's side is gone by then anyway).
+ */
+async function startHungListener(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A port where nothing listens (Postgres stopped): bound, read, released. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** `url` with its host and port replaced by 127.0.0.1:`port`. */
+function onPort(url: string, port: number): string {
+  const u = new URL(url);
+  u.hostname = "127.0.0.1";
+  u.port = String(port);
+  return u.toString();
 }
 
 interface RunningStack {
@@ -78,6 +119,7 @@ async function startStack(): Promise<RunningStack> {
     ratelimit: `ratelimit-${randomBytes(8).toString("hex")}`,
     dashboard: `dashboard-${randomBytes(8).toString("hex")}`,
     outbox: `outbox-${randomBytes(8).toString("hex")}`,
+    failures: `failures-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,
@@ -86,7 +128,18 @@ async function startStack(): Promise<RunningStack> {
       [gatewayToken, ...Object.values(spareGatewayTokens)].map((t) => [t, { db: REDIS_DB }]),
     ),
   });
-  const proxy = await startWsProxy({ port: 0 });
+  const hung = await startHungListener();
+  const deadPort = await freePort();
+  const dbUrl = new URL(DATABASE_URL);
+  const proxy = await startWsProxy({
+    port: 0,
+    allowedTargets: [
+      ...DEFAULT_ALLOWED_TARGETS,
+      `${dbUrl.hostname}:${dbUrl.port || 5432}`,
+      `127.0.0.1:${hung.port}`,
+      `127.0.0.1:${deadPort}`,
+    ],
+  });
   const stack: TestStack = {
     redisUrl: REDIS_URL,
     redisDb: REDIS_DB,
@@ -94,6 +147,8 @@ async function startStack(): Promise<RunningStack> {
     gatewayToken,
     spareGatewayTokens,
     databaseUrl: DATABASE_URL,
+    deadPostgresUrl: onPort(DATABASE_URL, deadPort),
+    hungPostgresUrl: onPort(DATABASE_URL, hung.port),
     wsProxy: proxy.url,
     adminToken: `admin-${randomBytes(16).toString("hex")}`,
   };
@@ -104,7 +159,7 @@ async function startStack(): Promise<RunningStack> {
     stack,
     users: 0,
     async stop() {
-      await Promise.allSettled([gateway.close(), proxy.close()]);
+      await Promise.allSettled([gateway.close(), proxy.close(), hung.close()]);
     },
   };
 }

@@ -15,8 +15,13 @@ export interface TestStack {
     ratelimit: string;
     dashboard: string;
     outbox: string;
+    failures: string;
   };
   databaseUrl: string;
+  /** The test database's name on a port where nothing listens (Postgres stopped). */
+  deadPostgresUrl: string;
+  /** The same on a TCP listener that accepts and never answers (Postgres hung). */
+  hungPostgresUrl: string;
   wsProxy: string;
   adminToken: string;
 }

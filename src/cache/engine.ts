@@ -1,3 +1,4 @@
+import { LoaderBackoffError, withBackoff } from "./backoff";
 import { assertGlob, assertName, type KeySpace, keySpace } from "./keys";
 import { L1Cache } from "./l1";
 import { jitterTtl, leasePollDelay, shouldRefreshEarly } from "./policy";
@@ -197,6 +198,9 @@ export class EdgeCache {
       );
     }
     this.#pending.add("reads");
+    if (opts.loaderBackoff && opts.loaderBackoff > 0) {
+      loader = this.#backedOff(key, loader, opts.loaderBackoff);
+    }
     const local = this.#l1?.get(key);
     if (local) {
       this.#pending.add("l1_hits");
@@ -811,6 +815,19 @@ export class EdgeCache {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /** `loader` under the per-isolate failure backoff (backoff.ts), counting skipped loads. */
+  #backedOff<T>(key: string, loader: () => Promise<T>, ms: number): () => Promise<T> {
+    const guarded = withBackoff(this.keys.prefix, key, loader, ms);
+    return async () => {
+      try {
+        return await guarded();
+      } catch (error) {
+        if (error instanceof LoaderBackoffError) this.#pending.add("backoff_skips");
+        throw error;
+      }
+    };
+  }
 
   #resolve<T>(key: string, options: EntryOptions<T>): Resolved<T> {
     assertName("key", key);

@@ -1,3 +1,4 @@
+export { LoaderBackoffError } from "./backoff";
 export { CacheWriteError, EdgeCache, type EdgeCacheOptions } from "./engine";
 export { InvalidKeyError, type KeySpace, keySpace } from "./keys";
 export { L1Cache } from "./l1";

@@ -61,6 +61,12 @@ export interface EntryOptions<T> {
    * the server never issued, so arbitrary input cannot grow the key space.
    */
   cacheIf?: (value: T) => boolean;
+  /**
+   * After the loader throws for this key, callers within this many ms do not call it again:
+   * they get a fail-safe value where one is kept, else the error at once (`LoaderBackoffError`,
+   * the loader's error as `cause`). Per isolate, see `backoff.ts`. Default 0 (off).
+   */
+  loaderBackoff?: number;
 }
 
 export interface CacheResult<T> {

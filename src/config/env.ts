@@ -18,6 +18,10 @@ export interface Env {
   RATE_LIMIT_SESSIONS?: string;
   RATE_LIMIT_TIMEOUT_MS?: string;
   // --- end rate limits ---
+  REDIS_TIMEOUT_MS?: string;
+  DB_CONNECT_TIMEOUT_MS?: string;
+  DB_QUERY_TIMEOUT_MS?: string;
+  LOADER_BACKOFF_MS?: string;
   PURGE_QUEUE?: Queue<unknown>;
 }
 
@@ -34,6 +38,24 @@ const hints: Record<string, string> = {
     "milliseconds a rate-limit check may take before the request goes through unchecked",
   // --- end rate limits ---
 };
+
+/** A duration in ms given as a var (strings) or a number: an integer within [min, max]. */
+const millis = (fallback: number, min: number, max: number) =>
+  z
+    .union([z.string(), z.number()])
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === "") return fallback;
+      const n = typeof v === "number" ? v : /^\d{1,7}$/.test(v.trim()) ? Number(v) : Number.NaN;
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({
+          code: "custom",
+          message: `must be an integer number of milliseconds from ${min} to ${max} (default ${fallback})`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    });
 
 const schema = z.object({
   UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/ }),
@@ -70,6 +92,13 @@ const schema = z.object({
     .transform(Number)
     .pipe(z.number().int().min(10, "must be at least 10").max(10_000, "must be at most 10000")),
   // --- end rate limits ---
+  // Deadlines (README "Failure behaviour"): one Upstash command including its retry; opening a
+  // Postgres connection; one SQL statement. And how long a key whose loader failed is served
+  // from fail-safe (or fails fast) before the loader is tried again; 0 turns that off.
+  REDIS_TIMEOUT_MS: millis(1000, 50, 60_000),
+  DB_CONNECT_TIMEOUT_MS: millis(5000, 100, 60_000),
+  DB_QUERY_TIMEOUT_MS: millis(5000, 100, 60_000),
+  LOADER_BACKOFF_MS: millis(2000, 0, 60_000),
 });
 
 export type AppConfig = z.infer<typeof schema>;

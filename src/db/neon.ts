@@ -11,6 +11,7 @@
 import { type NeonConfig, neonConfig, Pool } from "@neondatabase/serverless";
 import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
 import * as schema from "../../db/schema";
+import { type Deadlines, guardPool } from "./guard";
 
 export interface DbConfig {
   databaseUrl: string;
@@ -20,7 +21,14 @@ export interface DbConfig {
    * useSecureWebSocket; without one the proxy is assumed to be plain ws://.
    */
   wsProxy?: string;
+  /**
+   * Deadlines for opening a connection and for each statement (ms). Defaults 5000 / 5000;
+   * the Worker passes DB_CONNECT_TIMEOUT_MS / DB_QUERY_TIMEOUT_MS. See src/db/guard.ts.
+   */
+  deadlines?: Partial<Deadlines>;
 }
+
+export const DEFAULT_DB_DEADLINES: Deadlines = { connectTimeoutMs: 5000, queryTimeoutMs: 5000 };
 
 const LOCAL_KEYS = [
   "wsProxy",
@@ -105,7 +113,17 @@ export interface Db {
 export function createDb(cfg: DbConfig): Db {
   if (!cfg.databaseUrl) throw new Error("DbConfig.databaseUrl is empty: set DATABASE_URL");
   configureNeon(cfg);
-  const pool = new Pool({ connectionString: cfg.databaseUrl });
+  const deadlines = { ...DEFAULT_DB_DEADLINES, ...cfg.deadlines };
+  // connectionTimeoutMillis makes the driver tear a stuck socket down; guardPool adds the
+  // deadline every caller can rely on, per-statement deadlines, and turns connection failures
+  // (including non-Error rejections) into DatabaseUnavailableError.
+  const pool = guardPool(
+    new Pool({
+      connectionString: cfg.databaseUrl,
+      connectionTimeoutMillis: deadlines.connectTimeoutMs,
+    }),
+    deadlines,
+  );
   let ended: Promise<void> | undefined;
   // An idle client dying (proxy restart, Postgres restart) emits 'error' on
   // the pool; without a listener EventEmitter would throw it at top level.

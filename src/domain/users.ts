@@ -46,6 +46,8 @@ export function userEntry(id: number): EntryOptions<UserJson> {
   return {
     ttl: USER_TTL_MS,
     staleTtl: USER_STALE_MS,
+    // Kept past the grace window (1 h) and served only while Postgres fails, like products.
+    failSafe: true,
     versionKey: userKey(id),
     versionOf: (user) => user.version,
   };

@@ -3,7 +3,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "./context";
 import { errorResponse } from "./errors";
-import { notFound, onError } from "./middleware/errors";
+import { catchAll, notFoundOrNotAllowed, onError } from "./middleware/errors";
 import { jsonBody } from "./middleware/json-body";
 import { services } from "./middleware/services";
 import { router } from "./openapi";
@@ -22,7 +22,10 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export function createApp(): OpenAPIHono<AppEnv> {
   const app = router();
   app.onError(onError);
-  app.notFound(notFound);
+  // 405 + Allow for a known path under another method, derived from the routes registered below.
+  app.notFound(notFoundOrNotAllowed(() => app.routes));
+  // First, so every throw of the chain below reaches onError as an Error.
+  app.use("*", catchAll);
   app.use(
     "*",
     bodyLimit({

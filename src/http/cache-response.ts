@@ -80,6 +80,8 @@ export const cacheControlFor = (audience: Audience) =>
 /** Diagnostics every cached response carries: where it came from, and how old the entry is. */
 export function setCacheHeaders(c: Context, result: CacheResult<unknown>): void {
   c.header("X-Cache", result.status);
+  // Served from fail-safe: the source failed and this is an entry past its grace window.
+  if (result.failSafe) c.header("X-Cache-Fail-Safe", "1");
   c.header("Age", String(Math.floor(result.ageMs / 1000)));
 }
 

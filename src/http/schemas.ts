@@ -19,6 +19,32 @@ export const positiveInt = (what: string) =>
     )
     .openapi({ type: "string", example: "42" });
 
+// U+0000 anywhere, or a UTF-16 surrogate without its partner (a JSON body can carry both as
+// \u escapes). No `u` flag on purpose: with it a lone surrogate is a code point and never splits.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Whether Postgres can store `value` as `text` exactly (no NUL, no lone surrogate). */
+export const isStorableText = (value: string): boolean =>
+  !value.includes("\u0000") && !LONE_SURROGATE.test(value);
+
+/**
+ * A string field that goes into Postgres. Postgres `text` cannot hold U+0000 (the query fails,
+ * which used to be a 500) and the driver's UTF-8 encoding silently replaces a lone surrogate
+ * with U+FFFD (the stored value differs from the one acknowledged); both are a 400 on the field.
+ * Chain `.min`/`.max`/`.regex` after it as on `z.string()`.
+ *
+ * @example
+ * const body = z.strictObject({ name: storableText().min(1).max(200) });
+ * body.safeParse({ name: "a\u0000b" }).error?.issues[0]; // { path: ["name"], message: "must not contain…" }
+ */
+export const storableText = () =>
+  z
+    .string()
+    .refine(
+      isStorableText,
+      "must not contain U+0000 (NUL) or unpaired UTF-16 surrogates: Postgres text cannot store them",
+    );
+
 /** `{id}` path parameter. */
 export const idParams = (what = "id") =>
   z.object({ id: positiveInt(what).openapi({ param: { name: "id", in: "path" }, example: "42" }) });

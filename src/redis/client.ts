@@ -3,20 +3,35 @@ import { Redis } from "@upstash/redis/cloudflare";
 export interface RedisConfig {
   url: string;
   token: string;
+  /**
+   * Deadline of one command or pipeline, retries included (ms). Default 1000. A command that
+   * does not answer in time rejects with a `TimeoutError`, which the cache engine treats like
+   * any Redis fault (BYPASS / fail-safe).
+   */
+  timeoutMs?: number;
 }
+
+export const DEFAULT_REDIS_TIMEOUT_MS = 1000;
 
 /**
  * One Upstash client per request context. Everything but retries is the client's default,
  * so the same code talks to Upstash in production and to tools/upstash-gateway locally.
  * Retries are bounded because the cache must fail fast and fall back to Postgres:
  * the library default (5 retries, exponential backoff) can hold a response for seconds.
+ *
+ * The deadline is a signal *factory*: @upstash/redis (since 1.35, upstash/redis-js#1379) calls
+ * it once per request, so each command gets a fresh `AbortSignal.timeout`, and an aborted
+ * request throws. (A plain AbortSignal would stay aborted for every later command, and the
+ * client would answer an aborted request with a fake `200 {"result":"Aborted"}`.)
  */
 export function createRedis(cfg: RedisConfig): Redis {
+  const timeoutMs = cfg.timeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS;
   return new Redis({
     url: cfg.url,
     token: cfg.token,
     enableTelemetry: false,
     retry: { retries: 1, backoff: () => 25 },
+    signal: () => AbortSignal.timeout(timeoutMs),
   });
 }
 

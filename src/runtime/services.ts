@@ -101,6 +101,7 @@ export function createServices(env: Env, ctx?: Background): Services {
       redis ??= createRedis({
         url: config.UPSTASH_REDIS_REST_URL,
         token: config.UPSTASH_REDIS_REST_TOKEN,
+        timeoutMs: config.REDIS_TIMEOUT_MS,
       });
       return redis;
     },
@@ -111,7 +112,14 @@ export function createServices(env: Env, ctx?: Background): Services {
         );
       }
       if (!database) {
-        database = createDb({ databaseUrl: config.DATABASE_URL, wsProxy: config.NEON_WS_PROXY });
+        database = createDb({
+          databaseUrl: config.DATABASE_URL,
+          wsProxy: config.NEON_WS_PROXY,
+          deadlines: {
+            connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+            queryTimeoutMs: config.DB_QUERY_TIMEOUT_MS,
+          },
+        });
         poolCounts.opened++;
       }
       return database.db;
@@ -122,7 +130,10 @@ export function createServices(env: Env, ctx?: Background): Services {
         prefix: config.CACHE_PREFIX,
         // The engine's background work (fills, refreshes) goes through the same tracking as
         // everything else, so dispose() waits for it before ending the pool.
-        defaults: ctx ? { waitUntil: track } : {},
+        defaults: {
+          loaderBackoff: config.LOADER_BACKOFF_MS,
+          ...(ctx ? { waitUntil: track } : {}),
+        },
         onError: (error, operation) => console.warn(`cache ${operation} degraded:`, error),
       });
       return cache;

@@ -5,8 +5,9 @@ import { gatewayControl, stack } from "./stack";
 
 interface HealthBody {
   status: string;
-  redis: { ok: boolean; latencyMs: number; error?: string };
-  postgres: { ok: boolean; latencyMs: number; error?: string };
+  down?: string[];
+  redis: { ok: boolean; latencyMs: number; problem?: string };
+  postgres: { ok: boolean; latencyMs: number; problem?: string };
 }
 
 const callWorker = (path: string, bindings: Record<string, unknown> = {}) =>
@@ -52,7 +53,8 @@ describe("GET /health", () => {
     const body = (await res.json()) as HealthBody;
     expect(body.status).toBe("degraded");
     expect(body.redis.ok).toBe(false);
-    expect(body.redis.error).toBeTruthy();
+    expect(body.redis.problem).toBe("unreachable");
+    expect(body.down).toEqual(["redis"]);
     expect(body.postgres.ok).toBe(true);
   });
 
@@ -64,7 +66,12 @@ describe("GET /health", () => {
     const body = (await res.json()) as HealthBody;
     expect(body.redis.ok).toBe(true);
     expect(body.postgres.ok).toBe(false);
-    expect(body.postgres.error).toMatch(/does not exist/);
+    expect(body.postgres.problem).toBe("unreachable");
+    expect(body.down).toEqual(["postgres"]);
+    // The driver's text (database name, addresses) stays in the log.
+    expect(JSON.stringify(body)).not.toMatch(
+      /does not exist|edgecache_does_not_exist|127\.0\.0\.1/,
+    );
   });
 
   it("rejects a wrong Upstash token as a Redis failure, not a crash", async () => {
@@ -72,7 +79,8 @@ describe("GET /health", () => {
     expect(res.status).toBe(503);
     const body = (await res.json()) as HealthBody;
     expect(body.redis.ok).toBe(false);
-    expect(body.redis.error).toMatch(/401|Unauthorized/i);
+    expect(body.redis.problem).toBe("rejected");
+    expect(JSON.stringify(body)).not.toContain(stack.gatewayUrl);
   });
 });
 

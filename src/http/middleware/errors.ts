@@ -1,28 +1,133 @@
-import type { ErrorHandler, NotFoundHandler } from "hono";
+import type { Context, ErrorHandler, MiddlewareHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { ConfigError } from "../../config/env";
-import { errorResponse, HttpError } from "../errors";
+import { describeThrown, findUnavailable } from "../../db/errors";
+import type { AppEnv } from "../context";
+import { errorResponse, HttpError, toError } from "../errors";
 
-export const notFound: NotFoundHandler = (c) =>
-  errorResponse(c, 404, "not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`);
+/** Retry-After when no configuration is at hand (it failed to load): seconds. */
+const DEFAULT_RETRY_AFTER_S = 5;
+
+/** Seconds a client should wait: the loader backoff, during which retries cannot succeed. */
+function retryAfterSeconds(c: Context<AppEnv>): number {
+  try {
+    const ms = c.var.services?.config.LOADER_BACKOFF_MS;
+    return ms === undefined ? DEFAULT_RETRY_AFTER_S : Math.max(1, Math.ceil(ms / 1000));
+  } catch {
+    return DEFAULT_RETRY_AFTER_S;
+  }
+}
 
 /**
- * Maps every thrown error to the one JSON shape. Unknown errors are logged with their stack
- * and reported without internals: a client never sees a stack trace or a driver message.
+ * The one place a thrown value becomes a response, in the one JSON shape. Unknown errors are
+ * logged with their stack and answered without internals: a client never sees a stack trace,
+ * a driver message or a server path.
+ * - HttpError → its status and code; ConfigError → 500 config_invalid naming the variables;
+ * - Hono's HTTPException (body limit, auth) → its status;
+ * - Postgres unreachable or timed out (DatabaseUnavailableError anywhere in the cause chain,
+ *   including behind drizzle's "Failed query" and the cache's LoaderBackoffError) →
+ *   503 database_unavailable with Retry-After;
+ * - anything else, Error or not → 500 internal_error.
  */
-export const onError: ErrorHandler = (err, c) => {
-  if (err instanceof HttpError)
-    return errorResponse(c, err.status, err.code, err.message, err.details);
-  if (err instanceof ConfigError) {
-    console.error(err.message);
-    return errorResponse(c, 500, "config_invalid", err.message, { problems: err.problems });
+export function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
+  if (thrown instanceof HttpError) {
+    return errorResponse(c, thrown.status, thrown.code, thrown.message, thrown.details);
   }
-  if (err instanceof HTTPException) {
-    const status = err.status;
+  if (thrown instanceof ConfigError) {
+    console.error(thrown.message);
+    return errorResponse(c, 500, "config_invalid", thrown.message, { problems: thrown.problems });
+  }
+  if (thrown instanceof HTTPException) {
+    const status = thrown.status;
     const code =
       status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "bad_request";
-    return errorResponse(c, status, code, err.message || "Request rejected");
+    return errorResponse(c, status, code, thrown.message || "Request rejected");
   }
-  console.error("unhandled error", err);
+  const unavailable = findUnavailable(thrown);
+  if (unavailable) {
+    console.error(
+      `${c.req.method} ${new URL(c.req.url).pathname}: database unavailable: ${describeThrown(unavailable)}`,
+    );
+    c.header("Retry-After", String(retryAfterSeconds(c)));
+    c.header("Cache-Control", "no-store");
+    return errorResponse(
+      c,
+      503,
+      "database_unavailable",
+      "The database is unavailable or not answering; retry after the Retry-After delay.",
+    );
+  }
+  console.error("unhandled error", thrown);
   return errorResponse(c, 500, "internal_error", "Internal error; the request id is in the logs.");
+}
+
+export const onError: ErrorHandler<AppEnv> = (err, c) => respondToError(err, c);
+
+/**
+ * The outermost middleware: turns whatever the rest of the chain throws into an Error, so it
+ * reaches `onError` even when it is not one (the Neon driver rejects with a WebSocket
+ * `ErrorEvent`; Hono's compose passes only `instanceof Error` to `onError`).
+ */
+export const catchAll: MiddlewareHandler<AppEnv> = async (_c, next) => {
+  try {
+    await next();
+  } catch (thrown) {
+    throw toError(thrown);
+  }
 };
+
+/** The routes Hono knows: `{method, path}` as in `app.routes`. */
+export interface KnownRoute {
+  method: string;
+  path: string;
+}
+
+/** Whether a route pattern (`/products/:id`, `/a/:x{[0-9]+}`) matches a concrete path. */
+function matches(pattern: string, pathname: string): boolean {
+  const want = pattern.split("/");
+  const got = pathname.split("/");
+  if (want.length !== got.length) return false;
+  return want.every((segment, i) => {
+    const actual = got[i] ?? "";
+    if (!segment.startsWith(":")) return segment === actual;
+    if (actual === "") return false;
+    const constraint = /^:[^{]+\{(.+)\}\??$/.exec(segment)?.[1];
+    return constraint === undefined || new RegExp(`^(?:${constraint})$`).test(actual);
+  });
+}
+
+/**
+ * The methods registered for `pathname`, from the app's own route table (middleware, whose
+ * method is ALL or whose path has a wildcard, does not count). GET implies HEAD, as in Hono.
+ */
+export function allowedMethods(routes: readonly KnownRoute[], pathname: string): string[] {
+  const methods = new Set<string>();
+  for (const route of routes) {
+    if (route.method === "ALL" || route.path.includes("*")) continue;
+    if (matches(route.path, pathname)) methods.add(route.method.toUpperCase());
+  }
+  if (methods.has("GET")) methods.add("HEAD");
+  return [...methods].sort();
+}
+
+/**
+ * No handler matched: 405 with `Allow` when the path exists under other methods, else 404.
+ * `routes` is read at request time, so it sees every route registered on the app.
+ */
+export const notFoundOrNotAllowed =
+  (routes: () => readonly KnownRoute[]): NotFoundHandler<AppEnv> =>
+  (c) => {
+    const pathname = new URL(c.req.url).pathname;
+    const allow = allowedMethods(routes(), pathname);
+    if (allow.length > 0) {
+      c.header("Allow", allow.join(", "));
+      return errorResponse(
+        c,
+        405,
+        "method_not_allowed",
+        `${c.req.method} is not supported on ${pathname}; use ${allow.join(", ")}`,
+        { allow },
+      );
+    }
+    return errorResponse(c, 404, "not_found", `No route for ${c.req.method} ${pathname}`);
+  };

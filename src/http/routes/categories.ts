@@ -11,6 +11,7 @@ import {
   ifMatchHeader,
   rateLimitedResponse,
   rateLimitHeaders,
+  storableText,
   versionCondition,
 } from "../schemas";
 import { untyped, writeFailure } from "./products";
@@ -29,8 +30,8 @@ const categorySchema = z
 
 const patchCategorySchema = z
   .strictObject({
-    name: z.string().min(1).max(200).optional(),
-    description: z.string().max(5000).nullable().optional(),
+    name: storableText().min(1).max(200).optional(),
+    description: storableText().max(5000).nullable().optional(),
   })
   .refine((patch) => Object.keys(patch).length > 0, {
     message: "at least one field to change is required (name, description)",

@@ -1,28 +1,43 @@
 import { sql } from "drizzle-orm";
 import { Hono } from "hono";
+import { describeThrown } from "../../db/errors";
 import type { AppEnv } from "../context";
 
+/**
+ * What /health says about one dependency. `problem` is a fixed word, never the driver's text:
+ * those messages name internal hosts and URLs. The details go to the log.
+ */
 interface Probe {
   ok: boolean;
   latencyMs: number;
-  error?: string;
+  problem?: "timeout" | "unreachable" | "rejected";
 }
 
 const PROBE_TIMEOUT_MS = 3000;
 
-/** drizzle wraps driver errors ("Failed query: …"); the useful reason is at the end of the chain. */
-function describeError(err: unknown): string {
+class ProbeTimeout extends Error {}
+
+function classify(err: unknown): NonNullable<Probe["problem"]> {
   let current: unknown = err;
-  while (current instanceof Error && current.cause !== undefined) current = current.cause;
-  if (current instanceof Error) return current.message;
-  if (typeof current === "object" && current !== null && "message" in current) {
-    return String(current.message);
+  for (let depth = 0; current !== undefined && current !== null && depth < 6; depth++) {
+    if (current instanceof ProbeTimeout) return "timeout";
+    if (current instanceof Error && current.name === "TimeoutError") return "timeout";
+    if (current instanceof Error && /no answer within|timeout/i.test(current.message)) {
+      return "timeout";
+    }
+    if (
+      current instanceof Error &&
+      /\b401\b|unauthori[sz]ed|WRONGPASS|NOAUTH/i.test(current.message)
+    ) {
+      return "rejected";
+    }
+    current = (current as { cause?: unknown }).cause;
   }
-  return String(current);
+  return "unreachable";
 }
 
 /** Runs a check with a deadline so /health answers even when a dependency hangs. */
-async function probe(check: () => Promise<unknown>): Promise<Probe> {
+async function probe(name: string, check: () => Promise<unknown>): Promise<Probe> {
   const started = performance.now();
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
@@ -30,33 +45,45 @@ async function probe(check: () => Promise<unknown>): Promise<Probe> {
       check(),
       new Promise((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`no answer within ${PROBE_TIMEOUT_MS} ms`)),
+          () => reject(new ProbeTimeout(`no answer within ${PROBE_TIMEOUT_MS} ms`)),
           PROBE_TIMEOUT_MS,
         );
       }),
     ]);
     return { ok: true, latencyMs: Math.round(performance.now() - started) };
   } catch (err) {
-    const message = describeError(err);
-    return { ok: false, latencyMs: Math.round(performance.now() - started), error: message };
+    const problem = classify(err);
+    console.error(`health: ${name} ${problem}: ${describeThrown(err)}`, err);
+    return { ok: false, latencyMs: Math.round(performance.now() - started), problem };
   } finally {
     if (timer !== undefined) clearTimeout(timer);
   }
 }
 
+/**
+ * `200 {"status":"ok",…}` or `503 {"status":"degraded",…}` naming the dependency that is down
+ * (`redis` / `postgres`: `{ok:false, problem:"timeout"|"unreachable"|"rejected"}`).
+ */
 export const health = new Hono<AppEnv>().get("/health", async (c) => {
   const { redis, db } = c.var.services;
   const [redisProbe, postgresProbe] = await Promise.all([
-    probe(async () => {
+    probe("redis", async () => {
       const pong = await redis.ping();
       if (pong !== "PONG") throw new Error(`unexpected PING reply ${JSON.stringify(pong)}`);
     }),
-    probe(() => db.execute(sql`select 1`)),
+    probe("postgres", () => db.execute(sql`select 1`)),
   ]);
   const ok = redisProbe.ok && postgresProbe.ok;
+  const down = [redisProbe.ok ? [] : ["redis"], postgresProbe.ok ? [] : ["postgres"]].flat();
   c.header("Cache-Control", "no-store");
+  if (!ok) c.header("Retry-After", "5");
   return c.json(
-    { status: ok ? "ok" : "degraded", redis: redisProbe, postgres: postgresProbe },
+    {
+      status: ok ? "ok" : "degraded",
+      ...(down.length > 0 ? { down } : {}),
+      redis: redisProbe,
+      postgres: postgresProbe,
+    },
     ok ? 200 : 503,
   );
 });

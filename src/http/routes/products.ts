@@ -24,6 +24,7 @@ import {
   positiveInt,
   rateLimitedResponse,
   rateLimitHeaders,
+  storableText,
   versionCondition,
 } from "../schemas";
 
@@ -126,8 +127,8 @@ const productPageSchema = z
   .openapi("ProductPage");
 
 const fields = {
-  name: z.string().min(1).max(200),
-  description: z.string().max(5000).nullable(),
+  name: storableText().min(1).max(200),
+  description: storableText().max(5000).nullable(),
   categoryId: z.number().int().min(1).max(MAX_ID),
   priceCents: z.number().int().min(0).max(MAX_ID),
   currency: z.string().regex(/^[A-Z]{3}$/, "must be an ISO 4217 code such as USD"),
@@ -136,8 +137,7 @@ const fields = {
 
 const createProductSchema = z
   .strictObject({
-    sku: z
-      .string()
+    sku: storableText()
       .min(1)
       .max(64)
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "letters, digits, . _ - (no spaces)"),

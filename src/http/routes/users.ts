@@ -7,8 +7,10 @@ import { router } from "../openapi";
 import {
   errorContent,
   idParams,
+  isStorableText,
   rateLimitedResponse,
   rateLimitHeaders,
+  storableText,
   versionCondition,
 } from "../schemas";
 
@@ -29,9 +31,14 @@ const userSchema = z
 
 const userPatchSchema = z
   .strictObject({
-    name: z.string().trim().min(1).max(200).optional(),
+    name: storableText().trim().min(1).max(200).optional(),
     // Lower-cased so the unique constraint also catches Alice@ vs alice@.
-    email: z.email().max(254).toLowerCase().optional(),
+    email: z
+      .email()
+      .max(254)
+      .refine(isStorableText, "must not contain U+0000 or unpaired surrogates")
+      .toLowerCase()
+      .optional(),
     tier: z.enum(USER_TIERS).optional(),
   })
   .refine((patch) => Object.keys(patch).length > 0, {

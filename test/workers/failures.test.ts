@@ -1,0 +1,343 @@
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import { sql } from "drizzle-orm";
+import { afterEach, describe, expect, it } from "vitest";
+import worker from "../../functions/index";
+import { DatabaseUnavailableError, findUnavailable } from "../../src/db/errors";
+import { createApp } from "../../src/http/app";
+import { apiFor, type ErrorBody, fetchWorker } from "./api";
+import { withServices } from "./helpers";
+import { clearPrefix, gatewayControl, scanKeys, stack, testRedis } from "./stack";
+
+/**
+ * Issue 8, points 1 and 2: every failure answers the JSON error shape; Postgres stopped or hung
+ * is a 503 database_unavailable with Retry-After (or a fail-safe value where one is cached);
+ * every Postgres connect/query and every Upstash request has a deadline; a failing loader is
+ * backed off. Against the real gateway, the real Postgres through the WebSocket proxy, a port
+ * where nothing listens (`deadPostgresUrl`) and a listener that never answers (`hungPostgresUrl`).
+ */
+
+/** A generous margin over a deadline: the assertion is "it answered", not a benchmark. */
+const MARGIN_MS = 2500;
+
+const dead = { DATABASE_URL: stack.deadPostgresUrl };
+const hung = (connectMs = 500) => ({
+  DATABASE_URL: stack.hungPostgresUrl,
+  DB_CONNECT_TIMEOUT_MS: String(connectMs),
+});
+
+/** Nothing a client could use to learn about the server: no stack, path, address or driver text. */
+function expectNoInternals(text: string) {
+  expect(text).not.toMatch(
+    /\n\s+at |\.ts\b|\.mjs\b|node_modules|\/work\/|127\.0\.0\.1|postgres:\/\/|WebSocket|ErrorEvent/,
+  );
+}
+
+function expectUnavailable(res: { status: number; headers: Headers; body: unknown }) {
+  expect(res.status).toBe(503);
+  expect(res.headers.get("content-type")).toContain("application/json");
+  expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+  expect((res.body as ErrorBody).error.code).toBe("database_unavailable");
+  expectNoInternals(JSON.stringify(res.body));
+}
+
+async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const started = Date.now();
+  const value = await work();
+  return { value, ms: Date.now() - started };
+}
+
+describe("Postgres stopped (nothing listens)", () => {
+  const api = apiFor("fail-dead");
+
+  it("answers uncached reads with 503 database_unavailable + Retry-After", async () => {
+    for (const path of ["/products/21", "/products?limit=3", "/categories", "/users/3"]) {
+      const res = await api("GET", path, { env: dead });
+      expectUnavailable(res);
+    }
+  });
+
+  it("answers writes with the JSON 503, not a text/plain 500 with a stack trace", async () => {
+    // The driver rejects these with a WebSocket ErrorEvent, not an Error: before the fix it
+    // escaped Hono's onError and workerd answered `500 text/plain` with the stack.
+    const writes: [string, string, unknown][] = [
+      ["PATCH", "/products/22", { priceCents: 1234 }],
+      ["POST", "/products", { sku: "dead-db-1", name: "x", categoryId: 1, priceCents: 1 }],
+      ["POST", "/products/22/reserve", { quantity: 1 }],
+      ["PATCH", "/categories/2", { name: "renamed while down" }],
+      ["PATCH", "/users/4", { name: "renamed while down" }],
+      ["DELETE", "/products/22", undefined],
+    ];
+    for (const [method, path, body] of writes) {
+      const res = await api(method, path, { env: dead, body });
+      expectUnavailable(res);
+    }
+  });
+
+  it("answers /health naming the dependency without internals", async () => {
+    const res = await api<{ status: string; down: string[]; postgres: { problem: string } }>(
+      "GET",
+      "/health",
+      { env: dead },
+    );
+    expect(res.status).toBe(503);
+    expect(res.body.down).toEqual(["postgres"]);
+    expect(res.body.postgres.problem).toBe("unreachable");
+    expectNoInternals(JSON.stringify(res.body));
+  });
+});
+
+describe("Postgres hung (accepts, never answers)", () => {
+  const api = apiFor("fail-hung");
+
+  it("answers an uncached read with 503 before the connect deadline plus a margin", async () => {
+    const { value: res, ms } = await timed(() => api("GET", "/products/31", { env: hung(500) }));
+    expectUnavailable(res);
+    expect(ms).toBeLessThan(500 + MARGIN_MS);
+  });
+
+  it("answers writes with 503 before the connect deadline plus a margin", async () => {
+    for (const [method, path, body] of [
+      ["PATCH", "/products/32", { priceCents: 99 }],
+      ["POST", "/products/32/reserve", { quantity: 1 }],
+    ] as const) {
+      const { value: res, ms } = await timed(() => api(method, path, { env: hung(500), body }));
+      expectUnavailable(res);
+      expect(ms).toBeLessThan(500 + MARGIN_MS);
+    }
+  });
+
+  it("reports the hang on /health as a timeout, within its probe deadline", async () => {
+    // The driver would wait 4 s to connect: the probe's own 3 s deadline answers first. Timed to
+    // the response, not to the end of waitUntil (which closes the pool after the driver gives up).
+    const ctx = createExecutionContext();
+    const started = Date.now();
+    const res = await worker.fetch(
+      new Request("http://edgecache.test/health"),
+      { ...env, CACHE_PREFIX: "fail-hung", ...hung(4000) },
+      ctx,
+    );
+    const ms = Date.now() - started;
+    const body = (await res.json()) as { down: string[]; postgres: { problem: string } };
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(503);
+    expect(body.down).toEqual(["postgres"]);
+    expect(body.postgres.problem).toBe("timeout");
+    expect(ms).toBeLessThan(3000 + MARGIN_MS);
+  });
+});
+
+describe("Postgres query deadline", () => {
+  it("fails a statement that outlives DB_QUERY_TIMEOUT_MS and releases its connection", async () => {
+    // pg_sleep(5) holds the statement; the deadline is 300 ms. withServices disposes of the pool
+    // before returning, so the total also proves the timed-out connection was not waited for.
+    const { value: error, ms } = await timed(() =>
+      withServices("fail-query", { DB_QUERY_TIMEOUT_MS: "300" }, (s) =>
+        s.db.execute(sql`select pg_sleep(5)`).then(
+          () => null,
+          (e: unknown) => e,
+        ),
+      ),
+    );
+    expect(findUnavailable(error)).toBeInstanceOf(DatabaseUnavailableError);
+    expect(ms).toBeLessThan(300 + MARGIN_MS);
+  });
+
+  it("fails a transaction whose statement hangs, without waiting again for the ROLLBACK", async () => {
+    const { value: error, ms } = await timed(() =>
+      withServices("fail-query", { DB_QUERY_TIMEOUT_MS: "300" }, (s) =>
+        s.db
+          .transaction(async (tx) => {
+            await tx.execute(sql`select 1`);
+            await tx.execute(sql`select pg_sleep(5)`);
+          })
+          .then(
+            () => null,
+            (e: unknown) => e,
+          ),
+      ),
+    );
+    expect(findUnavailable(error)).toBeInstanceOf(DatabaseUnavailableError);
+    expect(ms).toBeLessThan(300 + MARGIN_MS);
+  });
+
+  it("hands a pooled connection out again with the deadline intact, and closes the pool", async () => {
+    // The pool reuses one client for sequential statements; each checkout is guarded afresh
+    // and released for real, so dispose (inside withServices) does not wait on a lost client.
+    const { value, ms } = await timed(() =>
+      withServices("fail-query", { DB_QUERY_TIMEOUT_MS: "300" }, async (s) => {
+        const before = await s.db.execute(sql`select pg_backend_pid() as pid`);
+        await s.db.transaction(async (tx) => tx.execute(sql`select 1`));
+        const again = await s.db.execute(sql`select pg_backend_pid() as pid`);
+        const slow = await s.db.execute(sql`select pg_sleep(5)`).catch((e: unknown) => e);
+        return { same: before.rows[0]?.pid === again.rows[0]?.pid, slow };
+      }),
+    );
+    expect(value.same).toBe(true);
+    expect(findUnavailable(value.slow)).toBeInstanceOf(DatabaseUnavailableError);
+    expect(ms).toBeLessThan(300 + MARGIN_MS);
+  });
+
+  it("leaves ordinary SQL errors alone (they are not unavailability)", async () => {
+    const error = await withServices("fail-query", {}, (s) =>
+      s.db.execute(sql`select 1/0`).then(
+        () => null,
+        (e: unknown) => e,
+      ),
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect(findUnavailable(error)).toBeUndefined();
+  });
+});
+
+/** Moves every entry under `prefix` past its grace window (kept only for fail-safe). */
+async function expireIntoFailSafe(prefix: string): Promise<number> {
+  const redis = testRedis();
+  const past = Date.now() - 1000;
+  let n = 0;
+  for await (const keys of scanKeys(redis, `${prefix}:e:*`, 200)) {
+    for (const key of keys) {
+      await redis.hset(key, { fu: past, su: past });
+      n++;
+    }
+  }
+  return n;
+}
+
+describe("fail-safe while Postgres is down", () => {
+  const prefix = "fail-safe";
+  const api = apiFor(prefix);
+  const paths = ["/products/41", "/products?limit=4", "/categories", "/categories/3", "/users/5"];
+
+  it("serves every cached read past its grace window, marked STALE + X-Cache-Fail-Safe", async () => {
+    await clearPrefix(prefix);
+    const fresh = new Map<string, unknown>();
+    for (const path of paths) {
+      const res = await api("GET", path);
+      expect(res.status, path).toBe(200);
+      fresh.set(path, res.body);
+    }
+    expect(await expireIntoFailSafe(prefix)).toBe(paths.length);
+
+    for (const env of [dead, hung(500)]) {
+      for (const path of paths) {
+        const res = await api("GET", path, { env });
+        expect(res.status, path).toBe(200);
+        expect(res.headers.get("x-cache"), path).toBe("STALE");
+        expect(res.headers.get("x-cache-fail-safe"), path).toBe("1");
+        expect(res.body, path).toEqual(fresh.get(path));
+      }
+    }
+
+    // Postgres back (and the backoff interval over): the next read reloads.
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const back = await api("GET", "/products/41");
+    expect(back.status).toBe(200);
+    expect(back.headers.get("x-cache")).toBe("MISS");
+    expect(back.headers.get("x-cache-fail-safe")).toBeNull();
+  });
+});
+
+describe("loader backoff", () => {
+  const api = apiFor("fail-backoff");
+
+  it("does not call the source again within LOADER_BACKOFF_MS, then does", async () => {
+    await clearPrefix("fail-backoff");
+    const backoff = { LOADER_BACKOFF_MS: "1500" };
+    // 1. A hung Postgres: the loader waits out its connect deadline and fails.
+    const first = await timed(() =>
+      api("GET", "/products/51", { env: { ...hung(500), ...backoff } }),
+    );
+    expectUnavailable(first.value);
+    expect(first.value.headers.get("retry-after")).toBe("2");
+    // 2. Postgres is fine again, but within the interval the loader is not called: still 503,
+    //    at once. Only a skipped loader can explain a 503 from a healthy database.
+    const second = await timed(() => api("GET", "/products/51", { env: backoff }));
+    expectUnavailable(second.value);
+    // 3. Another key is not affected.
+    expect((await api("GET", "/products/52", { env: backoff })).status).toBe(200);
+    // 4. After the interval the source is tried again.
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    const third = await api("GET", "/products/51", { env: backoff });
+    expect(third.status).toBe(200);
+    expect(third.headers.get("x-cache")).toBe("MISS");
+  });
+});
+
+describe("Redis hung (gateway latency injection)", () => {
+  const token = stack.spareGatewayTokens.failures;
+  const api = apiFor("fail-redis");
+  const slowRedis = { UPSTASH_REDIS_REST_TOKEN: token, REDIS_TIMEOUT_MS: "300" };
+
+  afterEach(async () => {
+    await gatewayControl("reset", { token });
+  });
+
+  it("serves reads from Postgres (BYPASS) before the Redis deadline plus a margin", async () => {
+    await gatewayControl("faults", { token, body: { latencyMs: 5000 } });
+    const { value: res, ms } = await timed(() => api("GET", "/products/61", { env: slowRedis }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-cache")).toBe("BYPASS");
+    expect((res.body as { id: number }).id).toBe(61);
+    expect(ms).toBeLessThan(300 + MARGIN_MS);
+  });
+
+  it("acknowledges writes (the event goes to the queue) before the deadline plus a margin", async () => {
+    await gatewayControl("faults", { token, body: { latencyMs: 5000 } });
+    const { value: res, ms } = await timed(() =>
+      api("PATCH", "/products/62", { env: slowRedis, body: { priceCents: 777 } }),
+    );
+    expect(res.status).toBe(200);
+    expect((res.body as { priceCents: number }).priceCents).toBe(777);
+    expect(ms).toBeLessThan(300 + MARGIN_MS);
+  });
+
+  it("reports Redis as timed out on /health", async () => {
+    await gatewayControl("faults", { token, body: { latencyMs: 5000 } });
+    const res = await api<{ down: string[]; redis: { problem: string } }>("GET", "/health", {
+      env: slowRedis,
+    });
+    expect(res.status).toBe(503);
+    expect(res.body.down).toEqual(["redis"]);
+    expect(res.body.redis.problem).toBe("timeout");
+  });
+});
+
+describe("one error path", () => {
+  it("answers a thrown non-Error in the JSON shape (it used to escape onError)", async () => {
+    const app = createApp();
+    app.get("/__throws-event", () => {
+      throw new Event("error"); // what the Neon driver rejects with when a WebSocket fails
+    });
+    app.get("/__throws-string", () => {
+      throw "a string";
+    });
+    for (const path of ["/__throws-event", "/__throws-string"]) {
+      const res = await app.request(path, {}, { ...env, CACHE_PREFIX: "fail-app" });
+      expect(res.status).toBe(500);
+      expect(res.headers.get("content-type")).toContain("application/json");
+      const body = (await res.json()) as ErrorBody;
+      expect(body.error.code).toBe("internal_error");
+      expectNoInternals(JSON.stringify(body));
+    }
+  });
+
+  it("answers through the Worker entry point with JSON even for a dead database", async () => {
+    const res = await fetchWorker("/products/71", {
+      method: "PATCH",
+      headers: new Headers({ "content-type": "application/json" }),
+      body: JSON.stringify({ priceCents: 1 }),
+      bindings: { ...dead, CACHE_PREFIX: "fail-entry" },
+    });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("content-type")).toContain("application/json");
+    expectNoInternals(await res.text());
+  });
+
+  it("refuses an out-of-range deadline setting with config_invalid naming it", async () => {
+    const res = await fetchWorker("/health", { bindings: { DB_QUERY_TIMEOUT_MS: "soon" } });
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as ErrorBody;
+    expect(body.error.code).toBe("config_invalid");
+    expect(body.error.message).toContain("DB_QUERY_TIMEOUT_MS");
+  });
+});

@@ -1,0 +1,86 @@
+import { describe, expect, it } from "vitest";
+import { apiFor, type ErrorBody, expectValidation } from "./api";
+
+/**
+ * Issue 8, point 3: input Postgres cannot hold is a field-level 400 (it used to be a 500 for
+ * U+0000, and lone surrogates were silently replaced); a known path under an unsupported method
+ * is 405 with `Allow` (it used to be 404). Through the Worker, against real Postgres.
+ */
+const api = apiFor("input");
+
+const NUL = "a\u0000b";
+const LONE_HIGH = "x\ud800y";
+const LONE_LOW = "\udc00";
+
+describe("text Postgres cannot store", () => {
+  // JSON.stringify writes NUL and lone surrogates as \u escapes, exactly as a client would send.
+  const cases: [string, string, Record<string, unknown>, string][] = [
+    ["POST", "/products", { sku: "nul-1", name: NUL, categoryId: 1, priceCents: 1 }, "name"],
+    [
+      "POST",
+      "/products",
+      { sku: "nul-2", name: "ok", description: LONE_HIGH, categoryId: 1, priceCents: 1 },
+      "description",
+    ],
+    ["POST", "/products", { sku: `s${NUL}`, name: "ok", categoryId: 1, priceCents: 1 }, "sku"],
+    ["PATCH", "/products/81", { name: LONE_LOW }, "name"],
+    ["PATCH", "/products/81", { description: `d${NUL}` }, "description"],
+    ["PATCH", "/categories/4", { name: NUL }, "name"],
+    ["PATCH", "/categories/4", { description: LONE_HIGH }, "description"],
+    ["PATCH", "/users/6", { name: NUL }, "name"],
+    ["PATCH", "/users/6", { name: LONE_LOW }, "name"],
+  ];
+
+  for (const [method, path, body, field] of cases) {
+    it(`${method} ${path} with ${JSON.stringify(body[field])} in ${field} → 400 on ${field}`, async () => {
+      const res = await api(method, path, { body });
+      expectValidation(res, field);
+      const issue = (res.body as ErrorBody).error.details?.issues?.find((i) => i.path === field);
+      expect(issue?.message).toMatch(/U\+0000|surrogate/);
+    });
+  }
+
+  it("still accepts well-formed text outside the BMP (a surrogate pair) and stores it exactly", async () => {
+    const name = "Pair \ud83d\ude00 ok";
+    const res = await api<{ name: string; version: number }>("PATCH", "/products/82", {
+      body: { name },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.name).toBe(name);
+    const read = await api<{ name: string }>("GET", "/products/82");
+    expect(read.body.name).toBe(name);
+  });
+});
+
+describe("405 Method Not Allowed", () => {
+  const cases: [string, string, string][] = [
+    ["PUT", "/products/1", "DELETE, GET, HEAD, PATCH"],
+    ["DELETE", "/products", "GET, HEAD, POST"],
+    ["DELETE", "/categories", "GET, HEAD"],
+    ["POST", "/categories/1", "GET, HEAD, PATCH"],
+    ["GET", "/products/1/reserve", "POST"],
+    ["POST", "/health", "GET, HEAD"],
+    ["PATCH", "/sessions/abc", "DELETE, GET, HEAD"],
+  ];
+  for (const [method, path, allow] of cases) {
+    it(`${method} ${path} → 405, Allow: ${allow}`, async () => {
+      const res = await api(method, path, {
+        body: method === "GET" || method === "DELETE" ? undefined : {},
+      });
+      expect(res.status).toBe(405);
+      expect(res.headers.get("allow")).toBe(allow);
+      const body = res.body as ErrorBody;
+      expect(body.error.code).toBe("method_not_allowed");
+      expect(body.error.details?.allow).toEqual(allow.split(", "));
+    });
+  }
+
+  it("keeps 404 for paths no route has", async () => {
+    for (const path of ["/nope", "/products/1/nope", "/products/"]) {
+      const res = await api("PUT", path, { body: {} });
+      expect(res.status, path).toBe(404);
+      expect((res.body as ErrorBody).error.code).toBe("not_found");
+      expect(res.headers.get("allow")).toBeNull();
+    }
+  });
+});
