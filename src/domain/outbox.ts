@@ -43,36 +43,25 @@ export async function markProcessed(db: Db, prefix: string, ids: readonly number
 }
 
 /**
- * A failure of these rows themselves (a malformed event, an apply Redis refused while it
- * answered everything else): counts toward parking.
+ * Records why these rows failed. `attempt: true` for a failure of the rows themselves (a
+ * malformed event, an apply Redis refused while it answered everything else): it counts toward
+ * parking. `attempt: false` for a failure that says nothing about the rows (Redis unreachable):
+ * the error is kept for a person to read, but an outage of any length parks nothing.
  */
-export async function recordAttempt(
+export async function recordFailure(
   db: Db,
   prefix: string,
   ids: readonly number[],
   error: string,
+  options: { attempt: boolean },
 ): Promise<void> {
   if (ids.length === 0) return;
+  const lastError = error.slice(0, 1000);
   await db
     .update(cacheOutbox)
-    .set({ attempts: sql`${cacheOutbox.attempts} + 1`, lastError: error.slice(0, 1000) })
-    .where(and(inArray(cacheOutbox.id, [...ids]), eq(cacheOutbox.prefix, prefix)));
-}
-
-/**
- * A failure that says nothing about the rows (Redis unreachable): the error is kept for a
- * person to read, but no attempt is counted, so an outage of any length parks nothing.
- */
-export async function recordOutage(
-  db: Db,
-  prefix: string,
-  ids: readonly number[],
-  error: string,
-): Promise<void> {
-  if (ids.length === 0) return;
-  await db
-    .update(cacheOutbox)
-    .set({ lastError: error.slice(0, 1000) })
+    .set(
+      options.attempt ? { attempts: sql`${cacheOutbox.attempts} + 1`, lastError } : { lastError },
+    )
     .where(and(inArray(cacheOutbox.id, [...ids]), eq(cacheOutbox.prefix, prefix)));
 }
 

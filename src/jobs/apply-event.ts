@@ -184,6 +184,20 @@ export const DEFAULT_PATTERN_LIMITS: PatternLimits = { steps: 5, stepBudget: 100
  * finish (or never reaches) comes back with its cursor for the caller to re-enqueue. A failed
  * step stops every purge not yet done: Redis is unlikely to answer the next one.
  */
+/** A purge that has not run a step yet: it stands at the cursor it was handed. */
+export function notStarted(job: PatternJob): PatternOutcome {
+  return {
+    glob: job.glob,
+    from: job.cursor,
+    cursor: job.cursor,
+    done: false,
+    deleted: 0,
+    scanned: 0,
+    steps: 0,
+    owners: job.owners,
+  };
+}
+
 export async function runPatternJobs(
   cache: EdgeCache,
   jobs: readonly PatternJob[],
@@ -194,16 +208,7 @@ export async function runPatternJobs(
   let failure: string | undefined;
   const outcomes: PatternOutcome[] = [];
   for (const job of jobs) {
-    const outcome: PatternOutcome = {
-      glob: job.glob,
-      from: job.cursor,
-      cursor: job.cursor,
-      done: false,
-      deleted: 0,
-      scanned: 0,
-      steps: 0,
-      owners: job.owners,
-    };
+    const outcome = notStarted(job);
     outcomes.push(outcome);
     if (failure) {
       outcome.error = failure;

@@ -3,8 +3,7 @@ import {
   MAX_OUTBOX_ATTEMPTS,
   type PendingEvent,
   pendingEvents,
-  recordAttempt,
-  recordOutage,
+  recordFailure,
 } from "../domain/outbox";
 import type { Services } from "../runtime/services";
 import {
@@ -134,11 +133,12 @@ export async function drainOutbox(
   const failOnTheirOwn = async (rows: readonly PendingEvent[], error: string) => {
     spendQuery();
     try {
-      await recordAttempt(
+      await recordFailure(
         services.db,
         prefix,
         rows.map((r) => r.id),
         error,
+        { attempt: true },
       );
       report.parked += rows.filter((r) => r.attempts + 1 >= MAX_OUTBOX_ATTEMPTS).length;
     } catch (e) {
@@ -150,7 +150,7 @@ export async function drainOutbox(
   const handOver = async (rows: readonly PendingEvent[], error: string) => {
     const ids = rows.map((r) => r.id);
     spendQuery();
-    await recordOutage(services.db, prefix, ids, error).catch((e: unknown) =>
+    await recordFailure(services.db, prefix, ids, error, { attempt: false }).catch((e: unknown) =>
       noteError(`outage not recorded: ${describeError(e)}`),
     );
     try {

@@ -7,6 +7,7 @@ import {
   type ChangeWithCursor,
   describeError,
   mergeChanges,
+  notStarted,
   type PatternLimits,
   type PatternOutcome,
   type PatternRun,
@@ -137,18 +138,7 @@ export async function settleEvents(
       ? await runPatternJobs(services.cache, merged.patterns, limits)
       : {
           // No steps left: every purge is continued from where it stands.
-          outcomes: merged.patterns.map(
-            (job): PatternOutcome => ({
-              glob: job.glob,
-              from: job.cursor,
-              cursor: job.cursor,
-              done: false,
-              deleted: 0,
-              scanned: 0,
-              steps: 0,
-              owners: job.owners,
-            }),
-          ),
+          outcomes: merged.patterns.map(notStarted),
           steps: 0,
           deleted: 0,
         };
