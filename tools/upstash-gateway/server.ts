@@ -9,8 +9,15 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
-import { ScriptAliases } from "./script-flags";
 import { type StreamKind, type SubscriptionStream, startStream, streamKind } from "./subscribe";
+import {
+  Emulation,
+  type EmulationCounters,
+  freshEmulationCounters,
+  type Plan,
+  SyncTimeout,
+} from "./emulation";
+import type { GlobalOptions } from "./topology";
 
 export interface GatewayOptions {
   /** 0 or undefined = random free port. */
@@ -26,6 +33,13 @@ export interface GatewayOptions {
   heartbeatMs?: number;
   /** A subscriber this many bytes behind is cut off. Default 32 MiB (Redis's pub/sub limit). */
   maxStreamBacklogBytes?: number;
+  /**
+   * Fail `#!lua flags=allow-key-locking` scripts that touch a key outside KEYS, as Upstash
+   * does. Default true (scripts.ts).
+   */
+  strictKeys?: boolean;
+  /** A Global topology: `redisUrl` is the primary, this names the replica (topology.ts). */
+  global?: GlobalOptions;
 }
 
 export interface Gateway {
@@ -58,6 +72,8 @@ interface TokenState {
   /** Subscribe/psubscribe streams opened since the last reset. */
   streamsOpened: number;
   faults: Faults | null;
+  /** Scripts by lock, calls by kind, requests by server, sync waits (emulation.ts). */
+  emulation: EmulationCounters;
 }
 
 const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
@@ -73,6 +89,7 @@ class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -531,10 +548,38 @@ function hostForUrl(host: string): string {
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const log = opts.log ?? (() => undefined);
   const pool = new ConnectionPool(opts.redisUrl ?? DEFAULT_REDIS_URL, log);
+  // --- Upstash emulation (emulation.ts): scripts, routing, sync tokens -----------------------
+  const emulation = await Emulation.start({
+    strictKeys: opts.strictKeys,
+    primaryUrl: opts.redisUrl ?? DEFAULT_REDIS_URL,
+    global: opts.global,
+  });
+  const replicaPool = opts.global ? new ConnectionPool(opts.global.replicaUrl, log) : undefined;
+
+  async function enterTarget(plan: Plan, req: IncomingMessage, state: TokenState) {
+    try {
+      await emulation.enter(plan, req.headers["upstash-sync-token"], state.emulation);
+    } catch (error) {
+      if (!(error instanceof SyncTimeout)) throw error;
+      throw new HttpError(503, error.message, { "retry-after": "1" });
+    }
+  }
+
+  async function syncHeaders(plan: Plan, primary: Redis, req: IncomingMessage) {
+    const token = await emulation.syncToken(plan, primary, req.headers["upstash-sync-token"]);
+    return { "upstash-sync-token": token ?? String(++syncToken) };
+  }
+  /** A stream reads nothing: it keeps the client's position (with a topology) or counts on. */
+  function streamSyncToken(req: IncomingMessage): string {
+    if (!emulation.topology) return String(++syncToken);
+    const sent = req.headers["upstash-sync-token"];
+    return (Array.isArray(sent) ? sent[0] : sent) || "0";
+  }
+  // --- end of Upstash emulation ---------------------------------------------------------------
   const states = new Map<string, TokenState>(
     Object.entries(opts.tokens).map(([token, { db }]) => [
       token,
-      { db, faults: null, ...freshCounters() },
+      { db, faults: null, ...freshCounters(), emulation: freshEmulationCounters() },
     ]),
   );
   // Read-your-writes token: the client echoes whatever we last sent; one Redis means
@@ -581,7 +626,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         res,
         kind,
         names,
-        headers: { "upstash-sync-token": String(++syncToken) },
+        headers: { "upstash-sync-token": streamSyncToken(req) },
         heartbeatMs: opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
         maxBufferedBytes: opts.maxStreamBacklogBytes ?? MAX_STREAM_BACKLOG_BYTES,
         log,
@@ -600,8 +645,6 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     for (const owner of streams.values()) if (owner === state) count += 1;
     return count;
   }
-  // Upstash-only Lua flags (script-flags.ts): dropped before Redis sees them.
-  const scripts = new ScriptAliases();
 
   async function handleApi(req: IncomingMessage, res: ServerResponse, state: TokenState) {
     const { pathname } = new URL(req.url ?? "/", "http://gateway");
@@ -617,29 +660,37 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (state.faults && (await injectFault(res, state.faults))) return;
 
     const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
-    const headers = { "upstash-sync-token": String(++syncToken) };
-    if (route === "/pipeline" || route === "/multi-exec") {
-      const commands = toCommandList(parseJson(body), route).map((c) => scripts.translate(c));
-      state.commands += commands.length;
-      for (const c of commands) countCommand(state, c);
-      const redis = await pool.get(state.db);
-      const replies = await runBatch(redis, commands, route === "/multi-exec", pool);
-      sendJson(
-        res,
-        200,
-        replies.map(([e, r]) => outcome(e, r, base64)),
-        headers,
-      );
+    const batch = route === "/pipeline" || route === "/multi-exec";
+    const commands = batch
+      ? toCommandList(parseJson(body), route)
+      : [route ? toCommand(parseJson(body), "Command") : commandFromPath(pathname, method, body)];
+    state.commands += commands.length;
+    for (const c of commands) countCommand(state, c);
+    const atomic = route === "/multi-exec";
+    const primary = await pool.get(state.db);
+    // Scripts rewritten for Redis 7, and primary or replica (emulation.ts).
+    const plan = await emulation.plan(commands, atomic, primary);
+    await enterTarget(plan, req, state);
+    const onReplica = plan.target === "replica" && replicaPool !== undefined;
+    const targetPool = onReplica ? replicaPool : pool;
+    const redis = onReplica ? await replicaPool.get(state.db) : primary;
+    if (batch) {
+      const replies = await runBatch(redis, plan.commands, atomic, targetPool);
+      emulation.count(plan, replies.map(([e]) => e?.message), state.emulation);
+      const body = replies.map(([e, r], i) => outcome(e, emulation.mapReply(plan, i, r), base64));
+      sendJson(res, 200, body, await syncHeaders(plan, primary, req));
       return;
     }
-    const command = scripts.translate(
-      route ? toCommand(parseJson(body), "Command") : commandFromPath(pathname, method, body),
-    );
-    state.commands += 1;
-    countCommand(state, command);
-    const redis = await pool.get(state.db);
-    const reply = await runSingle(redis, command, pool);
-    sendJson(res, 200, { result: encodeReply(reply, base64) }, headers);
+    let reply: unknown;
+    try {
+      reply = await runSingle(redis, plan.commands[0] as Command, targetPool);
+    } catch (error) {
+      emulation.count(plan, [errorText(error)], state.emulation);
+      throw error;
+    }
+    emulation.count(plan, [undefined], state.emulation);
+    reply = emulation.mapReply(plan, 0, reply);
+    sendJson(res, 200, { result: encodeReply(reply, base64) }, await syncHeaders(plan, primary, req));
   }
 
   /** Returns true when the request was consumed by a fault. */
@@ -671,9 +722,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         byRoute: { ...byRoute },
         byCommand: { ...byCommand },
         streams: { active: activeStreams(state), opened: streamsOpened },
+        ...(JSON.parse(JSON.stringify(state.emulation)) as { [key: string]: Json }),
       });
     } else if (key === "POST /__gateway/reset") {
-      Object.assign(state, freshCounters(), { faults: null });
+      Object.assign(state, freshCounters(), { faults: null, emulation: freshEmulationCounters() });
       sendJson(res, 200, { ok: true });
     } else if (key === "POST /__gateway/faults") {
       state.faults = parseFaults(parseJson(await readBody(req)));
@@ -717,7 +769,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     handle(req, res).catch((error: unknown) => {
       if (res.headersSent || res.destroyed) return;
       const status = error instanceof HttpError ? error.status : 500;
-      sendJson(res, status, { error: errorText(error) });
+      const headers = error instanceof HttpError ? error.headers : {};
+      sendJson(res, status, { error: errorText(error) }, headers);
     });
   });
 
@@ -735,6 +788,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         server.closeAllConnections();
       });
       await pool.closeAll();
+      await replicaPool?.closeAll();
+      await emulation.close();
     },
   };
 }

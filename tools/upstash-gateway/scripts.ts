@@ -1,0 +1,201 @@
+/**
+ * Lua shebang flags the way Upstash reads them, on top of a Redis 7 that does not know all of
+ * them.
+ *
+ * Upstash runs a script under the database's global lock unless its first line says
+ * `#!lua flags=allow-key-locking`; then it locks only the keys in KEYS, and a script that
+ * touches any other key is rejected (https://upstash.com/docs/redis/commands/scripting/eval,
+ * https://upstash.com/docs/redis/features/key-locking). Redis 7.0 rejects that flag
+ * ("Unexpected flag in script shebang"), so the gateway rewrites such a script before Redis
+ * sees it:
+ *
+ * - the `allow-key-locking` flag is dropped and every other flag (`no-writes`, …) is kept, so
+ *   Redis still enforces `no-writes` itself;
+ * - in strict mode a one-line Lua prelude shadows `redis` with a table whose `call`/`pcall`
+ *   first ask Redis for the command's key positions (`COMMAND GETKEYS`) and fail the script
+ *   when a key is not in KEYS. The prelude shares the body's second line, so Redis's error
+ *   line numbers (`@user_script:N`) stay those of the original text.
+ *
+ * The client computes SHA-1 over the text it sent, so the gateway keeps original SHA ->
+ * rewritten script and translates `EVALSHA`, `EVALSHA_RO`, `SCRIPT LOAD` and `SCRIPT EXISTS`.
+ *
+ * @example
+ * const registry = new ScriptRegistry(true);
+ * const { command, script } = registry.rewrite(["EVAL", "#!lua flags=allow-key-locking\nreturn 1", "0"]);
+ * // command[1] now starts with "#!lua\n"; script.keyLocked === true
+ */
+import { createHash } from "node:crypto";
+
+type Command = [name: string, ...args: string[]];
+
+export const KEY_LOCKING_FLAG = "allow-key-locking";
+
+/** What the gateway knows about one script text the client sent. */
+export interface ScriptInfo {
+  /** SHA-1 of the text the client sent: what EVALSHA names. */
+  readonly sha: string;
+  /** The text Redis runs (the original when nothing needed rewriting). */
+  readonly translated: string;
+  readonly translatedSha: string;
+  /** Flagged `allow-key-locking`: Upstash locks only KEYS instead of the whole database. */
+  readonly keyLocked: boolean;
+  readonly noWrites: boolean;
+}
+
+/** A script command rewritten for Redis, with what it runs (undefined = not a script call). */
+export interface Rewritten {
+  command: Command;
+  /** For EVAL*: the script. For EVALSHA* of a SHA the gateway never saw: "unknown". */
+  script?: ScriptInfo | "unknown";
+  /** SCRIPT LOAD answers the translated SHA; the client must get the original one. */
+  mapReply?: (reply: unknown) => unknown;
+}
+
+/**
+ * Commands that work on the whole database. Upstash rejects them in `allow-key-locking`
+ * scripts ("commands that need database-wide access, such as FLUSHDB, are rejected"); which
+ * ones exactly it does not list, so this is the gateway's conservative reading.
+ */
+const DATABASE_WIDE = ["FLUSHDB", "FLUSHALL", "KEYS", "SCAN", "RANDOMKEY", "DBSIZE", "SWAPDB"];
+
+/**
+ * The strict-mode prelude, one line (see the module comment for why). Every name is a local
+ * prefixed `__gw_` so the body cannot collide with it; `__gw_bad` remembers a violation even
+ * when the body swallows the error with Lua's `pcall`, and the wrapper fails the script anyway.
+ */
+function prelude(): string {
+  const wide = DATABASE_WIDE.map((c) => `${c}=true`).join(",");
+  return [
+    "local __gw_r = redis",
+    "local __gw_keys = {}",
+    "for _, k in ipairs(KEYS) do __gw_keys[k] = true end",
+    "local __gw_bad = nil",
+    `local __gw_wide = {${wide}}`,
+    "local function __gw_fail(msg) __gw_bad = msg error({ err = msg }) end",
+    "local function __gw_check(...)",
+    " local name = string.upper(tostring((...)))",
+    " if __gw_wide[name] then __gw_fail('ERR script ran ' .. name .. ', a database-wide command (allow-key-locking scripts may touch only the keys in KEYS)') end",
+    " local ks = __gw_r.pcall('COMMAND', 'GETKEYS', ...)",
+    " if type(ks) == 'table' and not ks.err then for _, k in ipairs(ks) do",
+    "  if not __gw_keys[k] then __gw_fail(\"ERR script touched undeclared key '\" .. k .. \"' (allow-key-locking requires every key in KEYS)\") end",
+    " end end",
+    "end",
+    "local redis = setmetatable({",
+    " call = function(...) __gw_check(...) return __gw_r.call(...) end,",
+    " pcall = function(...) __gw_check(...) return __gw_r.pcall(...) end,",
+    "}, { __index = __gw_r })",
+    "local function __gw_done(res) if __gw_bad then error({ err = __gw_bad }) end return res end",
+    "return __gw_done((function(...)",
+  ].join(" ");
+}
+
+const PRELUDE = prelude();
+
+export interface Shebang {
+  /** Every flag in `flags=`, in order. */
+  flags: string[];
+  /** Other words of the shebang line after `#!lua`, kept verbatim. */
+  rest: string[];
+}
+
+/** Parses `#!lua flags=a,b` on the first line; undefined when the script has no shebang. */
+export function parseShebang(source: string): Shebang | undefined {
+  if (!source.startsWith("#!")) return undefined;
+  const end = source.indexOf("\n");
+  const line = end === -1 ? source : source.slice(0, end);
+  const words = line.slice(2).trim().split(/\s+/);
+  const flags: string[] = [];
+  const rest: string[] = [];
+  for (const word of words.slice(1)) {
+    if (word.startsWith("flags=")) flags.push(...word.slice(6).split(",").filter(Boolean));
+    else rest.push(word);
+  }
+  return { flags, rest: [words[0] ?? "", ...rest] };
+}
+
+export function sha1(text: string): string {
+  return createHash("sha1").update(text, "utf8").digest("hex");
+}
+
+/**
+ * Rewrites one script text for Redis 7 (see the module comment). Scripts without
+ * `allow-key-locking` come back unchanged.
+ */
+export function translateScript(source: string, strictKeys: boolean): ScriptInfo {
+  const sha = sha1(source);
+  const shebang = parseShebang(source);
+  const keyLocked = shebang?.flags.includes(KEY_LOCKING_FLAG) ?? false;
+  const noWrites = shebang?.flags.includes("no-writes") ?? false;
+  if (!shebang || !keyLocked) {
+    return { sha, translated: source, translatedSha: sha, keyLocked, noWrites };
+  }
+  const kept = shebang.flags.filter((f) => f !== KEY_LOCKING_FLAG);
+  // A shebang with no flags still matters to Redis 7 (it turns off the legacy EVAL mode), so
+  // the rewritten script keeps one, exactly as the original had.
+  const line = `#!${[...shebang.rest, ...(kept.length ? [`flags=${kept.join(",")}`] : [])].join(" ")}`;
+  const newline = source.indexOf("\n");
+  const body = newline === -1 ? "" : source.slice(newline + 1);
+  const translated = strictKeys ? `${line}\n${PRELUDE} ${body}\nend)(...))` : `${line}\n${body}`;
+  return { sha, translated, translatedSha: sha1(translated), keyLocked, noWrites };
+}
+
+const SCRIPT_TEXT = new Set(["EVAL", "EVAL_RO"]);
+const SCRIPT_SHA = new Set(["EVALSHA", "EVALSHA_RO"]);
+
+/** Whether a command runs a Lua script. */
+export function isScriptCall(name: string): boolean {
+  return SCRIPT_TEXT.has(name) || SCRIPT_SHA.has(name);
+}
+
+/**
+ * Original SHA -> rewritten script, for every script text that went through the gateway.
+ * Like Redis's own cache it only grows until `SCRIPT FLUSH`; a SHA it does not know is passed
+ * through untouched, so Redis answers NOSCRIPT and the client falls back to EVAL, which
+ * registers the text again (e.g. after a gateway restart).
+ */
+export class ScriptRegistry {
+  private readonly bySha = new Map<string, ScriptInfo>();
+
+  constructor(private readonly strictKeys: boolean) {}
+
+  register(source: string): ScriptInfo {
+    const known = this.bySha.get(sha1(source));
+    if (known) return known;
+    const info = translateScript(source, this.strictKeys);
+    this.bySha.set(info.sha, info);
+    return info;
+  }
+
+  rewrite(command: Command): Rewritten {
+    const [name, ...args] = command;
+    if (SCRIPT_TEXT.has(name) && args[0] !== undefined) {
+      const info = this.register(args[0]);
+      return { command: [name, info.translated, ...args.slice(1)], script: info };
+    }
+    if (SCRIPT_SHA.has(name) && args[0] !== undefined) {
+      const info = this.bySha.get(args[0].toLowerCase());
+      if (!info) return { command, script: "unknown" };
+      return { command: [name, info.translatedSha, ...args.slice(1)], script: info };
+    }
+    if (name === "SCRIPT") return this.rewriteScriptCommand(command);
+    return { command };
+  }
+
+  private rewriteScriptCommand(command: Command): Rewritten {
+    const [, sub, ...args] = command;
+    const verb = sub?.toUpperCase();
+    if (verb === "LOAD" && args[0] !== undefined) {
+      const info = this.register(args[0]);
+      return {
+        command: ["SCRIPT", "LOAD", info.translated],
+        mapReply: (reply) => (reply instanceof Error ? reply : Buffer.from(info.sha)),
+      };
+    }
+    if (verb === "EXISTS") {
+      const mapped = args.map((sha) => this.bySha.get(sha.toLowerCase())?.translatedSha ?? sha);
+      return { command: ["SCRIPT", "EXISTS", ...mapped] };
+    }
+    if (verb === "FLUSH") this.bySha.clear();
+    return { command };
+  }
+}

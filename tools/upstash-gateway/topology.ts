@@ -1,0 +1,200 @@
+/**
+ * An Upstash Global database in miniature: a primary redis-server and one read replica that
+ * replicates through a link holding the replication stream back by `replicationLagMs`.
+ *
+ * Upstash sends writes to the primary region and serves reads from the nearest read region;
+ * each response carries `upstash-sync-token`, and a read that sends one back is served only
+ * once the replica has synced up to it (https://upstash.com/docs/redis/howto/readyourwrites).
+ * Here the token is the primary's replication offset (`master_repl_offset`) after the write,
+ * and "synced up" is the replica's own `slave_repl_offset` reaching it. The lag is real
+ * replication lag: the bytes of the stream wait in the link, they are not faked at read time.
+ *
+ * @example
+ * const topology = await GlobalTopology.start({
+ *   primaryUrl: "redis://127.0.0.1:7001", replicaUrl: "redis://127.0.0.1:7002", replicationLagMs: 50,
+ * });
+ * await topology.waitForOffset(1234, 5000); // true once the replica has applied offset 1234
+ * await topology.close();
+ */
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import type { AddressInfo } from "node:net";
+import { Redis } from "ioredis";
+
+export interface GlobalOptions {
+  /** The read replica's server. The gateway makes it `REPLICAOF` the primary through the lag link. */
+  replicaUrl: string;
+  /** Extra delay of the replication stream, primary -> replica. Default 0. */
+  replicationLagMs?: number;
+  /** Added before every request served by the primary. Default 0. */
+  primaryLatencyMs?: number;
+  /** Added before every request served by the replica. Default 0. */
+  replicaLatencyMs?: number;
+  /** How long a read carrying a sync token may wait for the replica; then 503. Default 5000. */
+  syncTimeoutMs?: number;
+}
+
+const POLL_MS = 2;
+const LINK_UP_TIMEOUT_MS = 10_000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Reads `field:value` out of an INFO section. */
+export function infoField(info: string, field: string): string | undefined {
+  const match = new RegExp(`^${field}:(.*)$`, "m").exec(info);
+  return match?.[1]?.trim();
+}
+
+/**
+ * A TCP relay the replica uses as its master: bytes from the primary are written on only
+ * `lagMs` after they arrived (in order); the replica's ACKs and PSYNC go through at once.
+ */
+export class LagLink {
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  static async start(target: { host: string; port: number }, lagMs: number): Promise<LagLink> {
+    const sockets = new Set<Socket>();
+    const server = createServer((replica) => {
+      const primary = tcpConnect(target.port, target.host);
+      sockets.add(replica);
+      sockets.add(primary);
+      const closeBoth = () => {
+        replica.destroy();
+        primary.destroy();
+        sockets.delete(replica);
+        sockets.delete(primary);
+      };
+      replica.on("data", (chunk) => primary.write(chunk));
+      primary.on("data", (chunk) => {
+        // Same delay for every chunk and Node runs equal timers in insertion order, so the
+        // stream stays in order.
+        if (lagMs <= 0) replica.write(chunk);
+        else setTimeout(() => replica.writable && replica.write(chunk), lagMs);
+      });
+      replica.on("error", closeBoth).on("close", closeBoth);
+      primary.on("error", closeBoth).on("close", () => setTimeout(closeBoth, lagMs));
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
+    });
+    const link = new LagLink(server, port);
+    for (const s of sockets) link.sockets.add(s);
+    server.on("connection", (s) => link.sockets.add(s));
+    return link;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** The primary/replica pair: sets up replication, reads offsets, waits for the replica. */
+export class GlobalTopology {
+  /** The highest offset handed out as a sync token; tokens above it were not ours. */
+  private highestIssued = 0;
+  /** The replica's offset as last seen: answered to reads without a token at no cost. */
+  private lastReplicaOffset = 0;
+
+  private constructor(
+    readonly options: Required<GlobalOptions>,
+    private readonly link: LagLink,
+    private readonly primaryAdmin: Redis,
+    private readonly replicaAdmin: Redis,
+  ) {}
+
+  static async start(primaryUrl: string, options: GlobalOptions): Promise<GlobalTopology> {
+    const full: Required<GlobalOptions> = {
+      replicationLagMs: 0,
+      primaryLatencyMs: 0,
+      replicaLatencyMs: 0,
+      syncTimeoutMs: 5000,
+      ...options,
+    };
+    const primaryUrlParsed = new URL(primaryUrl);
+    const replicaUrlParsed = new URL(full.replicaUrl);
+    if (primaryUrlParsed.host === replicaUrlParsed.host) {
+      throw new Error("The replica must be a different redis-server than the primary");
+    }
+    const admin = (url: string) =>
+      new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, connectionName: "gateway-admin" });
+    const primaryAdmin = admin(primaryUrl);
+    const replicaAdmin = admin(full.replicaUrl);
+    await Promise.all([primaryAdmin.connect(), replicaAdmin.connect()]);
+    const link = await LagLink.start(
+      { host: primaryUrlParsed.hostname, port: Number(primaryUrlParsed.port || 6379) },
+      full.replicationLagMs,
+    );
+    const topology = new GlobalTopology(full, link, primaryAdmin, replicaAdmin);
+    await replicaAdmin.call("REPLICAOF", "127.0.0.1", String(link.port));
+    await topology.waitForLinkUp();
+    return topology;
+  }
+
+  private async waitForLinkUp(): Promise<void> {
+    const deadline = Date.now() + LINK_UP_TIMEOUT_MS + this.options.replicationLagMs * 4;
+    while (Date.now() < deadline) {
+      const info = String(await this.replicaAdmin.info("replication"));
+      const offset = Number(infoField(info, "slave_repl_offset") ?? -1);
+      if (infoField(info, "master_link_status") === "up" && offset > 0) {
+        this.lastReplicaOffset = offset;
+        return;
+      }
+      await sleep(20);
+    }
+    throw new Error(
+      "The replica did not finish its initial sync with the primary within the deadline; check both redis-servers are running",
+    );
+  }
+
+  /** The primary's replication offset now: the sync token for a write just done. */
+  async primaryOffset(primary: Redis): Promise<number> {
+    const info = String(await primary.info("replication"));
+    const offset = Number(infoField(info, "master_repl_offset") ?? 0);
+    if (offset > this.highestIssued) this.highestIssued = offset;
+    return offset;
+  }
+
+  async replicaOffset(): Promise<number> {
+    const info = String(await this.replicaAdmin.info("replication"));
+    const offset = Number(infoField(info, "slave_repl_offset") ?? 0);
+    if (offset > this.lastReplicaOffset) this.lastReplicaOffset = offset;
+    return offset;
+  }
+
+  /** The token a read answers with: what the client sent, or what the replica is known to hold. */
+  readToken(requested: number | undefined): number {
+    return Math.max(requested ?? 0, this.lastReplicaOffset);
+  }
+
+  /**
+   * Waits until the replica has applied `offset`. A token above anything this gateway handed
+   * out (another gateway's, or one from before a restart) is capped: it cannot name a write
+   * the primary has not done. Returns false on timeout.
+   */
+  async waitForOffset(offset: number, timeoutMs: number): Promise<boolean> {
+    const target = Math.min(offset, this.highestIssued);
+    if (this.lastReplicaOffset >= target) return true;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if ((await this.replicaOffset()) >= target) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(POLL_MS);
+    }
+  }
+
+  async close(): Promise<void> {
+    // Leave the replica a standalone server rather than retrying a link that is gone.
+    await this.replicaAdmin.call("REPLICAOF", "NO", "ONE").catch(() => undefined);
+    await this.link.close();
+    await Promise.all([
+      this.primaryAdmin.quit().catch(() => undefined),
+      this.replicaAdmin.quit().catch(() => undefined),
+    ]);
+  }
+}
