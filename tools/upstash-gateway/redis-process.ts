@@ -9,8 +9,8 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
@@ -40,7 +40,11 @@ async function waitForPing(url: string, child: ChildProcess, output: () => strin
     if (child.exitCode !== null) {
       throw new Error(`redis-server exited with code ${child.exitCode}: ${output().trim()}`);
     }
-    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const probe = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     probe.on("error", () => undefined);
     try {
       await probe.connect();
@@ -70,7 +74,9 @@ export async function startRedisServer(bin = "redis-server"): Promise<RedisProce
   });
   const spawned = new Promise<void>((resolve, reject) => {
     child.once("spawn", () => resolve());
-    child.once("error", (e) => reject(new Error(`Cannot start ${bin}: ${e.message}; is redis-server installed?`)));
+    child.once("error", (e) =>
+      reject(new Error(`Cannot start ${bin}: ${e.message}; is redis-server installed?`)),
+    );
   });
   await spawned;
   const url = `redis://127.0.0.1:${port}`;

@@ -13,8 +13,10 @@
  *   Redis still enforces `no-writes` itself;
  * - in strict mode a one-line Lua prelude shadows `redis` with a table whose `call`/`pcall`
  *   first ask Redis for the command's key positions (`COMMAND GETKEYS`) and fail the script
- *   when a key is not in KEYS. The prelude shares the body's second line, so Redis's error
- *   line numbers (`@user_script:N`) stay those of the original text.
+ *   when a key is not in KEYS. The prelude shares the body's second line, so Lua's error
+ *   line numbers (`@user_script:N`) stay those of the original text, except that an error a
+ *   `redis.call` raises names line 2 (Redis's error handler reports the frame that called
+ *   Redis, here the prelude's wrapper; scripts have no `debug` library to do better).
  *
  * The client computes SHA-1 over the text it sent, so the gateway keeps original SHA ->
  * rewritten script and translates `EVALSHA`, `EVALSHA_RO`, `SCRIPT LOAD` and `SCRIPT EXISTS`.
@@ -77,7 +79,7 @@ function prelude(): string {
     " if __gw_wide[name] then __gw_fail('ERR script ran ' .. name .. ', a database-wide command (allow-key-locking scripts may touch only the keys in KEYS)') end",
     " local ks = __gw_r.pcall('COMMAND', 'GETKEYS', ...)",
     " if type(ks) == 'table' and not ks.err then for _, k in ipairs(ks) do",
-    "  if not __gw_keys[k] then __gw_fail(\"ERR script touched undeclared key '\" .. k .. \"' (allow-key-locking requires every key in KEYS)\") end",
+    '  if not __gw_keys[k] then __gw_fail("ERR script touched undeclared key \'" .. k .. "\' (allow-key-locking requires every key in KEYS)") end',
     " end end",
     "end",
     "local redis = setmetatable({",

@@ -676,7 +676,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const redis = onReplica ? await replicaPool.get(state.db) : primary;
     if (batch) {
       const replies = await runBatch(redis, plan.commands, atomic, targetPool);
-      emulation.count(plan, replies.map(([e]) => e?.message), state.emulation);
+      emulation.count(
+        plan,
+        replies.map(([e]) => e?.message),
+        state.emulation,
+      );
       const body = replies.map(([e, r], i) => outcome(e, emulation.mapReply(plan, i, r), base64));
       sendJson(res, 200, body, await syncHeaders(plan, primary, req));
       return;
@@ -690,7 +694,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     }
     emulation.count(plan, [undefined], state.emulation);
     reply = emulation.mapReply(plan, 0, reply);
-    sendJson(res, 200, { result: encodeReply(reply, base64) }, await syncHeaders(plan, primary, req));
+    sendJson(
+      res,
+      200,
+      { result: encodeReply(reply, base64) },
+      await syncHeaders(plan, primary, req),
+    );
   }
 
   /** Returns true when the request was consumed by a fault. */

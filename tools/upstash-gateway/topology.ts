@@ -16,8 +16,9 @@
  * await topology.waitForOffset(1234, 5000); // true once the replica has applied offset 1234
  * await topology.close();
  */
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+
 import type { AddressInfo } from "node:net";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { Redis } from "ioredis";
 
 export interface GlobalOptions {
@@ -122,7 +123,11 @@ export class GlobalTopology {
       throw new Error("The replica must be a different redis-server than the primary");
     }
     const admin = (url: string) =>
-      new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, connectionName: "gateway-admin" });
+      new Redis(url, {
+        lazyConnect: true,
+        maxRetriesPerRequest: 1,
+        connectionName: "gateway-admin",
+      });
     const primaryAdmin = admin(primaryUrl);
     const replicaAdmin = admin(full.replicaUrl);
     await Promise.all([primaryAdmin.connect(), replicaAdmin.connect()]);
