@@ -64,6 +64,8 @@ export async function startRedisServer(bin = "redis-server"): Promise<RedisProce
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), "gateway-redis-"));
   const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+  // A replica's first full sync would otherwise wait 5 s for more replicas to join it.
+  args.push("--repl-diskless-sync-delay", "0");
   const child = spawn(bin, [...args, "--dir", dir], { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout?.on("data", (d: Buffer) => {

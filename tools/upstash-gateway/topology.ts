@@ -51,14 +51,17 @@ export function infoField(info: string, field: string): string | undefined {
  */
 export class LagLink {
   private readonly sockets = new Set<Socket>();
+  /** Read per chunk, so a change applies to bytes arriving from then on. */
+  lagMs = 0;
 
   private constructor(
     private readonly server: Server,
     readonly port: number,
   ) {}
 
-  static async start(target: { host: string; port: number }, lagMs: number): Promise<LagLink> {
+  static async start(target: { host: string; port: number }): Promise<LagLink> {
     const sockets = new Set<Socket>();
+    let link: LagLink | undefined;
     const server = createServer((replica) => {
       const primary = tcpConnect(target.port, target.host);
       sockets.add(replica);
@@ -70,23 +73,28 @@ export class LagLink {
         sockets.delete(primary);
       };
       replica.on("data", (chunk) => primary.write(chunk));
+      // Each chunk is due `lagMs` after it arrived, and never before the one ahead of it, so
+      // the stream stays in order even when the lag changes.
+      let lastDue = 0;
       primary.on("data", (chunk) => {
-        // Same delay for every chunk and Node runs equal timers in insertion order, so the
-        // stream stays in order.
-        if (lagMs <= 0) replica.write(chunk);
-        else setTimeout(() => replica.writable && replica.write(chunk), lagMs);
+        const due = Math.max(Date.now() + (link?.lagMs ?? 0), lastDue);
+        lastDue = due;
+        const delay = due - Date.now();
+        if (delay <= 0) replica.write(chunk);
+        else setTimeout(() => replica.writable && replica.write(chunk), delay);
       });
       replica.on("error", closeBoth).on("close", closeBoth);
-      primary.on("error", closeBoth).on("close", () => setTimeout(closeBoth, lagMs));
+      primary.on("error", closeBoth).on("close", () => setTimeout(closeBoth, link?.lagMs ?? 0));
     });
     const port = await new Promise<number>((resolve, reject) => {
       server.once("error", reject);
       server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
     });
-    const link = new LagLink(server, port);
-    for (const s of sockets) link.sockets.add(s);
-    server.on("connection", (s) => link.sockets.add(s));
-    return link;
+    const created = new LagLink(server, port);
+    link = created;
+    for (const s of sockets) created.sockets.add(s);
+    server.on("connection", (s) => created.sockets.add(s));
+    return created;
   }
 
   async close(): Promise<void> {
@@ -131,22 +139,25 @@ export class GlobalTopology {
     const primaryAdmin = admin(primaryUrl);
     const replicaAdmin = admin(full.replicaUrl);
     await Promise.all([primaryAdmin.connect(), replicaAdmin.connect()]);
-    const link = await LagLink.start(
-      { host: primaryUrlParsed.hostname, port: Number(primaryUrlParsed.port || 6379) },
-      full.replicationLagMs,
-    );
+    const link = await LagLink.start({
+      host: primaryUrlParsed.hostname,
+      port: Number(primaryUrlParsed.port || 6379),
+    });
     const topology = new GlobalTopology(full, link, primaryAdmin, replicaAdmin);
     await replicaAdmin.call("REPLICAOF", "127.0.0.1", String(link.port));
+    // The handshake and initial sync run without the lag (a dozen round trips would each pay
+    // it); the lag applies to the replication stream from then on.
     await topology.waitForLinkUp();
+    link.lagMs = full.replicationLagMs;
     return topology;
   }
 
   private async waitForLinkUp(): Promise<void> {
-    const deadline = Date.now() + LINK_UP_TIMEOUT_MS + this.options.replicationLagMs * 4;
+    const deadline = Date.now() + LINK_UP_TIMEOUT_MS;
     while (Date.now() < deadline) {
       const info = String(await this.replicaAdmin.info("replication"));
       const offset = Number(infoField(info, "slave_repl_offset") ?? -1);
-      if (infoField(info, "master_link_status") === "up" && offset > 0) {
+      if (infoField(info, "master_link_status") === "up" && offset >= 0) {
         this.lastReplicaOffset = offset;
         return;
       }
@@ -155,6 +166,12 @@ export class GlobalTopology {
     throw new Error(
       "The replica did not finish its initial sync with the primary within the deadline; check both redis-servers are running",
     );
+  }
+
+  /** Changes the replication lag from now on (e.g. between benchmark phases). */
+  setReplicationLag(ms: number): void {
+    this.link.lagMs = ms;
+    this.options.replicationLagMs = ms;
   }
 
   /** The primary's replication offset now: the sync token for a write just done. */
