@@ -178,6 +178,28 @@ describe("key declaration (allow-key-locking)", () => {
     expect(await direct.get("k:other")).toBe("y");
   });
 
+  it("in audit mode logs what an unflagged script would violate, and runs it unchanged", async () => {
+    const audit = await startGateway({
+      redisUrl: server.url,
+      tokens: { [LAX_TOKEN]: { db: 0 } },
+      auditKeys: true,
+    });
+    try {
+      const client = new Redis({ url: audit.url, token: LAX_TOKEN });
+      const source = fresh(
+        "redis.call('SET', KEYS[1], 'a')\nreturn redis.call('GET', 'k:other')",
+        "",
+      );
+      expect(await client.eval(source, ["k:a"], [])).toBeNull();
+      expect(await direct.get("k:a")).toBe("a");
+      expect(server.output()).toContain(
+        `gateway-key-audit ${sha1(source)} ERR script touched undeclared key 'k:other'`,
+      );
+    } finally {
+      await audit.close();
+    }
+  });
+
   it("lets Redis enforce no-writes on a flagged script", async () => {
     const source = `${READ_ONLY_KEYED}return redis.call('SET', KEYS[1], 'x')`;
     await expect(redis.eval(source, ["k:a"], [])).rejects.toThrow(

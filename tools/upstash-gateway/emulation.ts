@@ -45,6 +45,8 @@ export function freshEmulationCounters(): EmulationCounters {
 export interface EmulationOptions {
   /** Fail `allow-key-locking` scripts that touch a key outside KEYS. Default true. */
   strictKeys?: boolean;
+  /** Log to the redis-server log what unflagged scripts would violate if flagged. Default false. */
+  auditKeys?: boolean;
   primaryUrl: string;
   /** A Global topology (primary + read replica); omitted = one regional database. */
   global?: GlobalOptions;
@@ -91,7 +93,8 @@ export class Emulation {
     const topology = opts.global
       ? await GlobalTopology.start(opts.primaryUrl, opts.global)
       : undefined;
-    return new Emulation(new ScriptRegistry(opts.strictKeys ?? true), topology);
+    const registry = new ScriptRegistry(opts.strictKeys ?? true, opts.auditKeys ?? false);
+    return new Emulation(registry, topology);
   }
 
   /** Rewrites scripts and picks the server. `redis` (the primary) answers `COMMAND` once. */

@@ -18,10 +18,13 @@ import { Redis } from "ioredis";
 export interface RedisProcess {
   url: string;
   port: number;
+  /** What the server printed (its log), the last MiB of it. */
+  output(): string;
   stop(): Promise<void>;
 }
 
 const READY_TIMEOUT_MS = 10_000;
+const OUTPUT_KEEP = 1024 * 1024;
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -69,10 +72,10 @@ export async function startRedisServer(bin = "redis-server"): Promise<RedisProce
   const child = spawn(bin, [...args, "--dir", dir], { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout?.on("data", (d: Buffer) => {
-    output = (output + d.toString()).slice(-4000);
+    output = (output + d.toString()).slice(-OUTPUT_KEEP);
   });
   child.stderr?.on("data", (d: Buffer) => {
-    output = (output + d.toString()).slice(-4000);
+    output = (output + d.toString()).slice(-OUTPUT_KEEP);
   });
   const spawned = new Promise<void>((resolve, reject) => {
     child.once("spawn", () => resolve());
@@ -92,6 +95,7 @@ export async function startRedisServer(bin = "redis-server"): Promise<RedisProce
   return {
     url,
     port,
+    output: () => output,
     stop: async () => {
       if (child.exitCode === null) {
         const exited = new Promise((resolve) => child.once("exit", resolve));

@@ -61,11 +61,17 @@ export interface Rewritten {
 const DATABASE_WIDE = ["FLUSHDB", "FLUSHALL", "KEYS", "SCAN", "RANDOMKEY", "DBSIZE", "SWAPDB"];
 
 /**
- * The strict-mode prelude, one line (see the module comment for why). Every name is a local
- * prefixed `__gw_` so the body cannot collide with it; `__gw_bad` remembers a violation even
+ * The prelude, one line (see the module comment for why). Every name is a local prefixed
+ * `__gw_` so the body cannot collide with it. Strict: `__gw_bad` remembers a violation even
  * when the body swallows the error with Lua's `pcall`, and the wrapper fails the script anyway.
+ * Audit (for scripts without the flag): each violation is written once to the redis-server
+ * log as `gateway-key-audit <sha> <message>` and the script runs on unchanged.
  */
-function prelude(): string {
+function prelude(mode: "strict" | "audit", sha: string): string {
+  const fail =
+    mode === "strict"
+      ? "local function __gw_fail(msg) __gw_bad = msg error({ err = msg }) end"
+      : `local __gw_seen = {} local function __gw_fail(msg) if not __gw_seen[msg] then __gw_seen[msg] = true __gw_r.log(__gw_r.LOG_WARNING, 'gateway-key-audit ${sha} ' .. msg) end end`;
   const wide = DATABASE_WIDE.map((c) => `${c}=true`).join(",");
   return [
     "local __gw_r = redis",
@@ -73,7 +79,7 @@ function prelude(): string {
     "for _, k in ipairs(KEYS) do __gw_keys[k] = true end",
     "local __gw_bad = nil",
     `local __gw_wide = {${wide}}`,
-    "local function __gw_fail(msg) __gw_bad = msg error({ err = msg }) end",
+    fail,
     "local function __gw_check(...)",
     " local name = string.upper(tostring((...)))",
     " if __gw_wide[name] then __gw_fail('ERR script ran ' .. name .. ', a database-wide command (allow-key-locking scripts may touch only the keys in KEYS)') end",
@@ -90,8 +96,6 @@ function prelude(): string {
     "return __gw_done((function(...)",
   ].join(" ");
 }
-
-const PRELUDE = prelude();
 
 export interface Shebang {
   /** Every flag in `flags=`, in order. */
@@ -115,6 +119,14 @@ export function parseShebang(source: string): Shebang | undefined {
   return { flags, rest: [words[0] ?? "", ...rest] };
 }
 
+/** The shebang line with its newline, and the rest (the whole text when there is no shebang). */
+function splitShebang(source: string, hasShebang: boolean): { head: string; body: string } {
+  if (!hasShebang) return { head: "", body: source };
+  const newline = source.indexOf("\n");
+  if (newline === -1) return { head: `${source}\n`, body: "" };
+  return { head: source.slice(0, newline + 1), body: source.slice(newline + 1) };
+}
+
 export function sha1(text: string): string {
   return createHash("sha1").update(text, "utf8").digest("hex");
 }
@@ -123,11 +135,21 @@ export function sha1(text: string): string {
  * Rewrites one script text for Redis 7 (see the module comment). Scripts without
  * `allow-key-locking` come back unchanged.
  */
-export function translateScript(source: string, strictKeys: boolean): ScriptInfo {
+export function translateScript(
+  source: string,
+  strictKeys: boolean,
+  auditKeys = false,
+): ScriptInfo {
   const sha = sha1(source);
   const shebang = parseShebang(source);
   const keyLocked = shebang?.flags.includes(KEY_LOCKING_FLAG) ?? false;
   const noWrites = shebang?.flags.includes("no-writes") ?? false;
+  if (!keyLocked && auditKeys) {
+    // The prelude shares the first line of the body (line 1 without a shebang, else line 2).
+    const { head, body } = splitShebang(source, shebang !== undefined);
+    const translated = `${head}${prelude("audit", sha)} ${body}\nend)(...))`;
+    return { sha, translated, translatedSha: sha1(translated), keyLocked, noWrites };
+  }
   if (!shebang || !keyLocked) {
     return { sha, translated: source, translatedSha: sha, keyLocked, noWrites };
   }
@@ -135,9 +157,10 @@ export function translateScript(source: string, strictKeys: boolean): ScriptInfo
   // A shebang with no flags still matters to Redis 7 (it turns off the legacy EVAL mode), so
   // the rewritten script keeps one, exactly as the original had.
   const line = `#!${[...shebang.rest, ...(kept.length ? [`flags=${kept.join(",")}`] : [])].join(" ")}`;
-  const newline = source.indexOf("\n");
-  const body = newline === -1 ? "" : source.slice(newline + 1);
-  const translated = strictKeys ? `${line}\n${PRELUDE} ${body}\nend)(...))` : `${line}\n${body}`;
+  const { body } = splitShebang(source, true);
+  const translated = strictKeys
+    ? `${line}\n${prelude("strict", sha)} ${body}\nend)(...))`
+    : `${line}\n${body}`;
   return { sha, translated, translatedSha: sha1(translated), keyLocked, noWrites };
 }
 
@@ -158,12 +181,19 @@ export function isScriptCall(name: string): boolean {
 export class ScriptRegistry {
   private readonly bySha = new Map<string, ScriptInfo>();
 
-  constructor(private readonly strictKeys: boolean) {}
+  /**
+   * @param strictKeys fail flagged scripts that touch undeclared keys
+   * @param auditKeys log (not fail) what unflagged scripts would violate if they were flagged
+   */
+  constructor(
+    private readonly strictKeys: boolean,
+    private readonly auditKeys = false,
+  ) {}
 
   register(source: string): ScriptInfo {
     const known = this.bySha.get(sha1(source));
     if (known) return known;
-    const info = translateScript(source, this.strictKeys);
+    const info = translateScript(source, this.strictKeys, this.auditKeys);
     this.bySha.set(info.sha, info);
     return info;
   }

@@ -38,6 +38,12 @@ export interface GatewayOptions {
    * does. Default true (scripts.ts).
    */
   strictKeys?: boolean;
+  /**
+   * Audit scripts that are NOT flagged `allow-key-locking`: each key they touch outside KEYS
+   * (and each database-wide command) is logged once per run to the redis-server log as
+   * `gateway-key-audit <sha> <message>`; nothing fails. Default false.
+   */
+  auditKeys?: boolean;
   /** A Global topology: `redisUrl` is the primary, this names the replica (topology.ts). */
   global?: GlobalOptions;
 }
@@ -551,6 +557,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   // --- Upstash emulation (emulation.ts): scripts, routing, sync tokens -----------------------
   const emulation = await Emulation.start({
     strictKeys: opts.strictKeys,
+    auditKeys: opts.auditKeys,
     primaryUrl: opts.redisUrl ?? DEFAULT_REDIS_URL,
     global: opts.global,
   });
