@@ -155,6 +155,15 @@ describe("Global topology: primary + lagging replica", () => {
     expect(s.served).toEqual({ primary: 2, replica: 3 });
   });
 
+  it("shares one script cache across primary and replica, as Upstash's database has one", async () => {
+    const redis = new Redis({ url: gateway.url, token: TOKEN, enableAutoPipelining: false });
+    const key = `cache:${randomBytes(4).toString("hex")}`;
+    const source = `#!lua flags=no-writes,allow-key-locking\n-- ${key}\nreturn 'ok'`;
+    const sha = await redis.scriptLoad(source); // on the primary
+    expect(await redis.evalshaRo(sha, [key], [])).toBe("ok"); // on the replica, no NOSCRIPT
+    expect((await stats(gateway)).served).toEqual({ primary: 1, replica: 1 });
+  });
+
   it("sends a pipeline with any write, and every transaction, to the primary", async () => {
     const key = `pipe:${randomBytes(4).toString("hex")}`;
     const headers = { authorization: `Bearer ${TOKEN}` };

@@ -83,6 +83,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class Emulation {
   private commandInfo?: Promise<CommandInfo>;
+  /** Rewritten scripts known to be in each server's cache (Redis's cache is per server). */
+  private readonly loaded: Record<Target, Set<string>> = { primary: new Set(), replica: new Set() };
 
   private constructor(
     private readonly scripts: ScriptRegistry,
@@ -145,6 +147,36 @@ export class Emulation {
     if (!caughtUp) {
       counters.syncWaits.timeouts += 1;
       throw new SyncTimeout(token, waited);
+    }
+  }
+
+  /**
+   * Upstash has one script cache per database; here primary and replica each have their own.
+   * Before an EVALSHA* of a script the gateway has seen, load it on the target server once, so
+   * `SCRIPT LOAD` (sent to the primary) followed by `EVALSHA_RO` (served by the replica) works
+   * as on Upstash. A script flushed behind the gateway's back still answers NOSCRIPT.
+   */
+  async ensureLoaded(plan: Plan, redis: Redis): Promise<void> {
+    const loaded = this.loaded[plan.target];
+    for (const [i, r] of plan.rewritten.entries()) {
+      const name = plan.commands[i]?.[0] ?? "";
+      if (!r.script || r.script === "unknown" || !isScriptCall(name)) continue;
+      if (loaded.has(r.script.translatedSha)) continue;
+      // EVAL* loads the script as it runs; only EVALSHA* needs it there beforehand.
+      if (name.startsWith("EVALSHA")) {
+        try {
+          await redis.call("SCRIPT", "LOAD", r.script.translated);
+        } catch (error) {
+          // A script Redis refuses (a syntax error) stays unloaded: EVALSHA says NOSCRIPT.
+          if (error instanceof Error && error.name === "ReplyError") continue;
+          throw error;
+        }
+      }
+      loaded.add(r.script.translatedSha);
+    }
+    if (plan.commands.some(([n, sub]) => n === "SCRIPT" && sub?.toUpperCase() === "FLUSH")) {
+      this.loaded.primary.clear();
+      this.loaded.replica.clear();
     }
   }
 

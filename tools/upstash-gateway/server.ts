@@ -681,6 +681,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const onReplica = plan.target === "replica" && replicaPool !== undefined;
     const targetPool = onReplica ? replicaPool : pool;
     const redis = onReplica ? await replicaPool.get(state.db) : primary;
+    await emulation.ensureLoaded(plan, redis).catch((error: unknown) => {
+      throw targetPool.unreachable(error);
+    });
     if (batch) {
       const replies = await runBatch(redis, plan.commands, atomic, targetPool);
       emulation.count(
