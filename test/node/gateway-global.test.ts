@@ -85,6 +85,18 @@ describe("Global topology: primary + lagging replica", () => {
     });
   });
 
+  it("refuses a replica URL that names the primary itself (it would be wiped)", async () => {
+    const sameServer = primary.url.replace("127.0.0.1", "localhost");
+    await expect(
+      startGateway({
+        redisUrl: primary.url,
+        tokens: { other: { db: 0 } },
+        global: { replicaUrl: sameServer },
+      }),
+    ).rejects.toThrow(/names the primary's own redis-server/);
+    expect(infoField(String(await onPrimary.info("replication")), "role")).toBe("master");
+  });
+
   it("replicates for real, and late: the link holds the stream back", async () => {
     expect(infoField(String(await onReplica.info("replication")), "role")).toBe("slave");
     const key = `lag:${randomBytes(4).toString("hex")}`;

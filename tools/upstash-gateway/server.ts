@@ -794,7 +794,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   });
 
   const host = opts.host ?? "127.0.0.1";
-  const port = await listen(server, opts.port ?? 0, host);
+  const port = await listen(server, opts.port ?? 0, host).catch(async (error: unknown) => {
+    await emulation.close();
+    throw error;
+  });
   return {
     url: `http://${hostForUrl(host)}:${port}`,
     port,

@@ -50,55 +50,56 @@ export function infoField(info: string, field: string): string | undefined {
  * `lagMs` after they arrived (in order); the replica's ACKs and PSYNC go through at once.
  */
 export class LagLink {
-  private readonly sockets = new Set<Socket>();
   /** Read per chunk, so a change applies to bytes arriving from then on. */
   lagMs = 0;
+  private readonly sockets = new Set<Socket>();
+  private readonly server: Server;
 
-  private constructor(
-    private readonly server: Server,
-    readonly port: number,
-  ) {}
+  private constructor(private readonly target: { host: string; port: number }) {
+    this.server = createServer((replica) => this.relay(replica));
+  }
 
   static async start(target: { host: string; port: number }): Promise<LagLink> {
-    const sockets = new Set<Socket>();
-    let link: LagLink | undefined;
-    const server = createServer((replica) => {
-      const primary = tcpConnect(target.port, target.host);
-      sockets.add(replica);
-      sockets.add(primary);
-      const closeBoth = () => {
-        replica.destroy();
-        primary.destroy();
-        sockets.delete(replica);
-        sockets.delete(primary);
-      };
-      replica.on("data", (chunk) => primary.write(chunk));
-      // Each chunk is due `lagMs` after it arrived, and never before the one ahead of it, so
-      // the stream stays in order even when the lag changes.
-      let lastDue = 0;
-      primary.on("data", (chunk) => {
-        const due = Math.max(Date.now() + (link?.lagMs ?? 0), lastDue);
-        lastDue = due;
-        const delay = due - Date.now();
-        if (delay <= 0) replica.write(chunk);
-        else setTimeout(() => replica.writable && replica.write(chunk), delay);
-      });
-      replica.on("error", closeBoth).on("close", closeBoth);
-      primary.on("error", closeBoth).on("close", () => setTimeout(closeBoth, link?.lagMs ?? 0));
+    const link = new LagLink(target);
+    await new Promise<void>((resolve, reject) => {
+      link.server.once("error", reject);
+      link.server.listen(0, "127.0.0.1", () => resolve());
     });
-    const port = await new Promise<number>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
+    return link;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  private relay(replica: Socket): void {
+    const primary = tcpConnect(this.target.port, this.target.host);
+    this.sockets.add(replica).add(primary);
+    const closeBoth = () => {
+      replica.destroy();
+      primary.destroy();
+      this.sockets.delete(replica);
+      this.sockets.delete(primary);
+    };
+    replica.on("data", (chunk) => primary.write(chunk));
+    // Each chunk is due `lagMs` after it arrived, and never before the one ahead of it, so the
+    // stream stays in order even when the lag changes.
+    let lastDue = 0;
+    primary.on("data", (chunk) => {
+      const due = Math.max(Date.now() + this.lagMs, lastDue);
+      lastDue = due;
+      const delay = due - Date.now();
+      if (delay <= 0) replica.write(chunk);
+      else setTimeout(() => replica.writable && replica.write(chunk), delay);
     });
-    const created = new LagLink(server, port);
-    link = created;
-    for (const s of sockets) created.sockets.add(s);
-    server.on("connection", (s) => created.sockets.add(s));
-    return created;
+    replica.on("error", closeBoth).on("close", closeBoth);
+    // Bytes still held in the link are delivered before the replica sees the primary go.
+    primary.on("error", closeBoth).on("close", () => setTimeout(closeBoth, this.lagMs));
   }
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
@@ -126,30 +127,43 @@ export class GlobalTopology {
       ...options,
     };
     const primaryUrlParsed = new URL(primaryUrl);
-    const replicaUrlParsed = new URL(full.replicaUrl);
-    if (primaryUrlParsed.host === replicaUrlParsed.host) {
-      throw new Error("The replica must be a different redis-server than the primary");
-    }
-    const admin = (url: string) =>
-      new Redis(url, {
+    const admin = (url: string) => {
+      const redis = new Redis(url, {
         lazyConnect: true,
         maxRetriesPerRequest: 1,
         connectionName: "gateway-admin",
       });
+      redis.on("error", () => undefined); // failures surface on the commands that need them
+      return redis;
+    };
     const primaryAdmin = admin(primaryUrl);
     const replicaAdmin = admin(full.replicaUrl);
-    await Promise.all([primaryAdmin.connect(), replicaAdmin.connect()]);
-    const link = await LagLink.start({
-      host: primaryUrlParsed.hostname,
-      port: Number(primaryUrlParsed.port || 6379),
-    });
-    const topology = new GlobalTopology(full, link, primaryAdmin, replicaAdmin);
-    await replicaAdmin.call("REPLICAOF", "127.0.0.1", String(link.port));
-    // The handshake and initial sync run without the lag (a dozen round trips would each pay
-    // it); the lag applies to the replication stream from then on.
-    await topology.waitForLinkUp();
-    link.lagMs = full.replicationLagMs;
-    return topology;
+    let link: LagLink | undefined;
+    try {
+      await Promise.all([primaryAdmin.connect(), replicaAdmin.connect()]);
+      const runId = async (r: Redis) => infoField(String(await r.info("server")), "run_id");
+      if ((await runId(primaryAdmin)) === (await runId(replicaAdmin))) {
+        throw new Error(
+          "The replica URL names the primary's own redis-server; give it another one",
+        );
+      }
+      link = await LagLink.start({
+        host: primaryUrlParsed.hostname,
+        port: Number(primaryUrlParsed.port || 6379),
+      });
+      const topology = new GlobalTopology(full, link, primaryAdmin, replicaAdmin);
+      await replicaAdmin.call("REPLICAOF", "127.0.0.1", String(link.port));
+      // The handshake and initial sync run without the lag (a dozen round trips would each
+      // pay it); the lag applies to the replication stream from then on.
+      await topology.waitForLinkUp();
+      link.lagMs = full.replicationLagMs;
+      return topology;
+    } catch (error) {
+      await link?.close();
+      primaryAdmin.disconnect();
+      replicaAdmin.disconnect();
+      throw error;
+    }
   }
 
   private async waitForLinkUp(): Promise<void> {
