@@ -9,7 +9,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
-import { type StreamKind, type SubscriptionStream, startStream, streamKind } from "./subscribe";
 import {
   Emulation,
   type EmulationCounters,
@@ -17,6 +16,7 @@ import {
   type Plan,
   SyncTimeout,
 } from "./emulation";
+import { type StreamKind, type SubscriptionStream, startStream, streamKind } from "./subscribe";
 import type { GlobalOptions } from "./topology";
 
 export interface GatewayOptions {
