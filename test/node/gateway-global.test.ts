@@ -193,6 +193,20 @@ describe("Global topology: primary + lagging replica", () => {
     expect((await stats(gateway)).served).toEqual({ primary: 2, replica: 1 });
   });
 
+  it("changes the lag at run time: with none, a read right after a write sees it", async () => {
+    // Bytes already in the link keep their order (and their delay): let them through first.
+    await sleep(LAG_MS + 50);
+    gateway.topology?.setReplicationLag(0);
+    try {
+      const key = `nolag:${randomBytes(4).toString("hex")}`;
+      await raw(gateway, ["SET", key, "v"]);
+      await sleep(20);
+      expect((await raw(gateway, ["GET", key])).body).toEqual({ result: "v" });
+    } finally {
+      gateway.topology?.setReplicationLag(LAG_MS);
+    }
+  });
+
   it("applies the primary's latency to writes and the replica's to reads", async () => {
     const key = `lat:${randomBytes(4).toString("hex")}`;
     let started = performance.now();

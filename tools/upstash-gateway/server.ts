@@ -17,7 +17,7 @@ import {
   SyncTimeout,
 } from "./emulation";
 import { type StreamKind, type SubscriptionStream, startStream, streamKind } from "./subscribe";
-import type { GlobalOptions } from "./topology";
+import type { GlobalOptions, GlobalTopology } from "./topology";
 
 export interface GatewayOptions {
   /** 0 or undefined = random free port. */
@@ -51,6 +51,8 @@ export interface GatewayOptions {
 export interface Gateway {
   url: string;
   port: number;
+  /** With `global`: the primary/replica pair, e.g. `topology.setReplicationLag(ms)`. */
+  topology?: GlobalTopology;
   close(): Promise<void>;
 }
 
@@ -801,6 +803,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   return {
     url: `http://${hostForUrl(host)}:${port}`,
     port,
+    topology: emulation.topology,
     close: async () => {
       // End streams first so subscribers see a clean end of stream, not a reset.
       await Promise.all([...streams.keys()].map((s) => s.close("gateway closing")));
