@@ -27,9 +27,9 @@ function fullySpecified(specifier: string, fromFile: string): string {
   throw new Error(`${relative(root, fromFile)}: cannot resolve import "${specifier}"`);
 }
 
-function rewriteSpecifiers(
+function rewriteSpecifiers<N extends ts.SourceFile | ts.Bundle>(
   context: ts.TransformationContext,
-): (node: ts.SourceFile | ts.Bundle) => ts.SourceFile | ts.Bundle {
+): (node: N) => N {
   const f = context.factory;
   return (node) => {
     if (!ts.isSourceFile(node)) return node;
@@ -73,7 +73,7 @@ function rewriteSpecifiers(
       }
       return ts.visitEachChild(n, visit, context);
     };
-    return ts.visitNode(node, visit) as ts.SourceFile;
+    return ts.visitNode(node, visit) as N;
   };
 }
 
