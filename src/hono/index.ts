@@ -2,6 +2,7 @@
  * `edgecache/hono`: Hono helpers that answer a route's JSON through the engine
  * (`edgecache/cache`) with X-Cache, ETag and 304 handling. Depends only on hono and the engine.
  */
+export type { AnyContext } from "./context";
 export { type EdgeCacheVariables, edgeCache, engineOf, waitUntilOf } from "./middleware";
 export { cachedJson, contentEtag, etagOf, matchesEtag, setCacheHeaders } from "./response";
 export { type CacheJsonOptions, cacheJson } from "./route";

@@ -1,5 +1,6 @@
-import type { Context } from "hono";
+import type { Env, Input } from "hono";
 import type { CacheResult } from "../cache";
+import { type AnyContext, plain } from "./context";
 
 /**
  * Strong ETag from an entry version.
@@ -17,7 +18,7 @@ export const etagOf = (version: number): string => `"v${version}"`;
  *
  * @example
  * ```ts
- * await contentEtag('{"id":1}'); // '"c7c3…"' (34 characters)
+ * await contentEtag('{"id":1}'); // '"…"': 32 hex digits in quotes
  * ```
  */
 export async function contentEtag(body: string): Promise<string> {
@@ -54,43 +55,60 @@ export function matchesEtag(ifNoneMatch: string | undefined, etag: string): bool
  *
  * @example
  * ```ts
- * const result = await cache.getOrLoad("item:1", load);
- * setCacheHeaders(c, result);
- * return c.json(result.value);
+ * app.get("/stats", async (c) => {
+ *   const result = await c.var.edgecache.getOrLoad("stats", loadStats, { ttl: 10_000 });
+ *   setCacheHeaders(c, result);
+ *   return c.json(result.value);
+ * });
  * ```
  */
-export function setCacheHeaders(c: Context, result: CacheResult<unknown>): void {
-  c.header("X-Cache", result.status);
-  c.header("Age", String(Math.floor(result.ageMs / 1000)));
+export function setCacheHeaders<E extends Env, P extends string, I extends Input>(
+  c: AnyContext<E, P, I>,
+  result: CacheResult<unknown>,
+): void {
+  const ctx = plain(c);
+  ctx.header("X-Cache", result.status);
+  ctx.header("Age", String(Math.floor(result.ageMs / 1000)));
   const fresh = Math.floor(result.ttlMs / 1000);
   const grace = Math.max(0, Math.floor((result.staleTtlMs - result.ttlMs) / 1000));
-  if (result.status === "BYPASS") c.header("Cache-Control", "private, no-cache");
+  if (result.status === "BYPASS") ctx.header("Cache-Control", "private, no-cache");
   else if (result.status === "STALE")
-    c.header("Cache-Control", `public, max-age=0, stale-while-revalidate=${grace}`);
-  else c.header("Cache-Control", `public, max-age=${fresh}, stale-while-revalidate=${grace}`);
+    ctx.header("Cache-Control", `public, max-age=0, stale-while-revalidate=${grace}`);
+  else ctx.header("Cache-Control", `public, max-age=${fresh}, stale-while-revalidate=${grace}`);
 }
 
 /**
  * Answers a cache result as JSON: the cache headers, an ETag (the entry's version when it has
- * one, else a hash of the body), and `304 Not Modified` without a body when the request's
- * If-None-Match names that ETag.
+ * one, else a hash of the body), and `304 Not Modified` without a body when a GET or HEAD
+ * names that ETag in If-None-Match.
  *
  * @example
  * ```ts
  * app.get("/items/:id", async (c) => {
- *   const result = await c.var.edgecache.getOrLoad(`item:${c.req.param("id")}`, load);
+ *   const id = c.req.param("id");
+ *   const result = await c.var.edgecache.getOrLoad(`item:${id}`, () => fetchItem(id), {
+ *     versionKey: `item:${id}`,
+ *     versionOf: (item) => item.version, // ETag "v<version>"
+ *   });
  *   return cachedJson(c, result);
  * });
  * ```
  */
-export async function cachedJson(c: Context, result: CacheResult<unknown>): Promise<Response> {
-  setCacheHeaders(c, result);
+export async function cachedJson<E extends Env, P extends string, I extends Input>(
+  c: AnyContext<E, P, I>,
+  result: CacheResult<unknown>,
+): Promise<Response> {
+  const ctx = plain(c);
+  setCacheHeaders(ctx, result);
   const body = JSON.stringify(result.value);
   const etag = result.version === null ? await contentEtag(body) : etagOf(result.version);
-  c.header("ETag", etag);
-  const method = c.req.method;
-  if ((method === "GET" || method === "HEAD") && matchesEtag(c.req.header("if-none-match"), etag)) {
-    return c.body(null, 304);
+  ctx.header("ETag", etag);
+  const method = ctx.req.method;
+  if (
+    (method === "GET" || method === "HEAD") &&
+    matchesEtag(ctx.req.header("if-none-match"), etag)
+  ) {
+    return ctx.body(null, 304);
   }
-  return c.body(body, 200, { "Content-Type": "application/json; charset=UTF-8" });
+  return ctx.body(body, 200, { "Content-Type": "application/json; charset=UTF-8" });
 }

@@ -1,59 +1,62 @@
-import type { Context, Env, Handler } from "hono";
+import type { Env, Input } from "hono";
 import type { EdgeCache, EntryOptions } from "../cache";
+import { type AnyContext, plain } from "./context";
 import { engineOf, waitUntilOf } from "./middleware";
 import { cachedJson, setCacheHeaders } from "./response";
 
-export interface CacheJsonOptions<T, E extends Env, P extends string> {
-  /** The cache key of this request, e.g. `(c) => \`item:${c.req.param("id")}\``. */
-  key: (c: Context<E, P>) => string;
+export interface CacheJsonOptions<T> {
+  /** The cache key, e.g. `item:${c.req.param("id")}` (1–512 characters, no whitespace or
+   * `* ? [ ] \`; an invalid key throws `InvalidKeyError` before any request). */
+  key: string;
   /** Loads the value on a miss. `null` or `undefined` answers 404 (see `notFound`). */
-  load: (c: Context<E, P>) => Promise<T>;
-  /** Entry options (ttl, staleTtl, tags, versionKey…), fixed or per request. `waitUntil`
-   * defaults to the request's `executionCtx.waitUntil`. */
-  options?: EntryOptions<T> | ((c: Context<E, P>) => EntryOptions<T>);
-  /** The engine; defaults to `c.var.edgecache` set by the `edgeCache` middleware. */
-  cache?: (c: Context<E, P>) => EdgeCache;
-  /** The response for a value that is `null`/`undefined`. Default: 404 with
+  load: () => Promise<T>;
+  /** Entry options (ttl, staleTtl, tags, versionKey…). `waitUntil` defaults to the
+   * request's `executionCtx.waitUntil`. */
+  options?: EntryOptions<T>;
+  /** The engine; defaults to `c.var.edgecache`, set by the `edgeCache` middleware. */
+  cache?: EdgeCache;
+  /** The response for a `null`/`undefined` value. Default: 404 with
    * `{"error":{"code":"not_found","message":…}}`. */
-  notFound?: (c: Context<E, P>) => Response | Promise<Response>;
+  notFound?: () => Response | Promise<Response>;
 }
 
 /**
- * A GET handler that answers a route's JSON through the engine: `getOrLoad` (single flight,
+ * Answers a route's JSON through the engine: `getOrLoad` (single flight across isolates,
  * stale-while-revalidate, tags and versions as configured), then `X-Cache`, `Age`,
  * `Cache-Control`, an `ETag` and `304 Not Modified` (see `cachedJson`). A HIT costs one Redis
  * request; a MISS one before the loader and one fill after the response (in `waitUntil`).
- * Loader errors propagate to the app's `onError`; Redis faults never do (the loader's value is
- * answered with `X-Cache: BYPASS`).
+ * Loader errors propagate to the app's `onError`; Redis faults never do: the loader's value
+ * is answered with `X-Cache: BYPASS`.
  *
  * @example
  * ```ts
- * app.get(
- *   "/items/:id",
- *   cacheJson({
- *     key: (c) => `item:${c.req.param("id")}`,
- *     load: (c) => fetchItem(c.env, c.req.param("id")),
+ * app.get("/items/:id", (c) =>
+ *   cacheJson(c, {
+ *     key: `item:${c.req.param("id")}`,
+ *     load: () => fetchItem(c.env, c.req.param("id")),
  *     options: { ttl: 60_000, staleTtl: 300_000, tags: ["items"] },
  *   }),
  * );
  * ```
  */
-export function cacheJson<T, E extends Env = Env, P extends string = string>(
-  route: CacheJsonOptions<T, E, P>,
-): Handler<E, P> {
-  return async (c) => {
-    const cache = route.cache ? route.cache(c) : engineOf(c as unknown as Context);
-    const options = typeof route.options === "function" ? route.options(c) : route.options;
-    const waitUntil = options?.waitUntil ?? waitUntilOf(c as unknown as Context);
-    const result = await cache.getOrLoad(route.key(c), () => route.load(c), {
-      ...options,
-      ...(waitUntil ? { waitUntil } : {}),
-    });
-    if (result.value === null || result.value === undefined) {
-      setCacheHeaders(c as unknown as Context, result);
-      if (route.notFound) return route.notFound(c);
-      return c.json({ error: { code: "not_found", message: `${c.req.path} was not found` } }, 404);
-    }
-    return cachedJson(c as unknown as Context, result);
-  };
+export async function cacheJson<T, E extends Env, P extends string, I extends Input>(
+  c: AnyContext<E, P, I>,
+  route: CacheJsonOptions<T>,
+): Promise<Response> {
+  const ctx = plain(c);
+  const cache = route.cache ?? engineOf(ctx);
+  const waitUntil = route.options?.waitUntil ?? waitUntilOf(ctx);
+  const result = await cache.getOrLoad(route.key, route.load, {
+    ...route.options,
+    ...(waitUntil ? { waitUntil } : {}),
+  });
+  if (result.value === null || result.value === undefined) {
+    setCacheHeaders(ctx, result);
+    if (route.notFound) return route.notFound();
+    return ctx.json(
+      { error: { code: "not_found", message: `${ctx.req.path} was not found` } },
+      404,
+    );
+  }
+  return cachedJson(ctx, result);
 }

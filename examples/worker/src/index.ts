@@ -1,0 +1,66 @@
+// A Worker that caches an origin API's items in Upstash Redis with edgecache.
+import { Redis } from "@upstash/redis/cloudflare";
+import { CacheWriteError, EdgeCache, InvalidKeyError } from "edgecache/cache";
+import { cacheJson, type EdgeCacheVariables, edgeCache } from "edgecache/hono";
+import { Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
+import { HTTPException } from "hono/http-exception";
+
+type Bindings = {
+  UPSTASH_REDIS_REST_URL: string;
+  UPSTASH_REDIS_REST_TOKEN: string;
+  ORIGIN_URL: string; // the API whose answers are cached
+  PURGE_TOKEN: string;
+};
+type AppEnv = { Bindings: Bindings; Variables: EdgeCacheVariables };
+type Item = { id: string; name: string };
+
+const app = new Hono<AppEnv>();
+
+// One engine per request; bounded retries so that a Redis outage falls back to the origin fast.
+app.use(
+  edgeCache<AppEnv>((c) => {
+    const redis = Redis.fromEnv(c.env, { retry: { retries: 1, backoff: () => 25 } });
+    return new EdgeCache({ redis, prefix: "example" });
+  }),
+);
+
+// MISS loads from the origin once (single flight), HIT costs one Redis request, 304 on ETag.
+app.get("/items/:id", (c) =>
+  cacheJson(c, {
+    key: `item:${c.req.param("id")}`,
+    load: async (): Promise<Item | null> => {
+      const res = await fetch(`${c.env.ORIGIN_URL}/items/${encodeURIComponent(c.req.param("id"))}`);
+      if (res.status === 404) return null; // cached too: a 404 for the entry's lifetime
+      if (!res.ok) throw new Error(`origin answered ${res.status}`);
+      return res.json<Item>();
+    },
+    options: { ttl: 60_000, staleTtl: 300_000, tags: ["items"] },
+  }),
+);
+
+// {"keys": ["item:1"], "tags": ["items"]}: one Redis request for the whole event.
+app.post(
+  "/purge",
+  (c, next) => bearerAuth<AppEnv>({ token: c.env.PURGE_TOKEN })(c, next),
+  async (c) => {
+    const body = await c.req.json<{ keys?: string[]; tags?: string[] }>();
+    return c.json(await c.var.edgecache.apply({ keys: body.keys, tags: body.tags }));
+  },
+);
+
+app.onError((err, c) => {
+  const fail = (status: 400 | 401 | 502 | 503, code: string, message: string) =>
+    c.json({ error: { code, message } }, status);
+  if (err instanceof HTTPException && err.status === 401)
+    return fail(401, "unauthorized", err.message);
+  if (err instanceof InvalidKeyError || err instanceof SyntaxError)
+    return fail(400, "bad_request", err.message);
+  if (err instanceof CacheWriteError) {
+    c.header("Retry-After", "5");
+    return fail(503, "cache_unavailable", "Redis could not be reached; retry the purge.");
+  }
+  return fail(502, "origin_error", "The origin could not be read; try again.");
+});
+
+export default app;
