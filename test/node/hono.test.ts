@@ -1,0 +1,196 @@
+import { randomBytes } from "node:crypto";
+import { Hono } from "hono";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import {
+  cachedJson,
+  cacheJson,
+  contentEtag,
+  type EdgeCacheVariables,
+  edgeCache,
+  engineOf,
+  etagOf,
+  matchesEtag,
+} from "../../src/hono";
+import { type CacheHarness, cacheHarness } from "./cache/harness";
+
+/**
+ * The `edgecache/hono` helpers in a Hono app on Node, over the real engine, gateway and Redis.
+ * Node has no execution context, so fills run inline and every count is exact right after a
+ * response. The same helpers run in workerd in test/node/package.test.ts (from the tarball).
+ */
+let h: CacheHarness;
+let prefix: string;
+let rows: Map<string, { id: string; version: number; name: string }>;
+let loads: number;
+
+function appWithCache() {
+  const app = new Hono<{ Variables: EdgeCacheVariables }>();
+  app.use(edgeCache(() => h.cache({}, prefix)));
+  app.get("/items/:id", (c) => {
+    const key = `item:${c.req.param("id")}`;
+    return cacheJson(c, {
+      key,
+      load: async () => {
+        loads++;
+        return rows.get(c.req.param("id")) ?? null;
+      },
+      options: { versionKey: key, versionOf: (row) => row.version, earlyRefresh: false },
+    });
+  });
+  app.get("/plain/:id", (c) =>
+    cacheJson(c, {
+      key: `plain:${c.req.param("id")}`,
+      load: async () => {
+        loads++;
+        return rows.get(c.req.param("id")) ?? null;
+      },
+      options: { earlyRefresh: false },
+      notFound: () => c.json({ error: { code: "gone", message: "custom" } }, 410),
+    }),
+  );
+  app.post("/purge/:id", async (c) =>
+    c.json({ removed: await engineOf(c).invalidate(`plain:${c.req.param("id")}`) }),
+  );
+  return app;
+}
+
+beforeAll(async () => {
+  h = await cacheHarness(inject("stack").redisDb);
+});
+afterAll(async () => {
+  await h.close();
+});
+beforeEach(async () => {
+  prefix = `hono${randomBytes(4).toString("hex")}`;
+  rows = new Map([["1", { id: "1", version: 3, name: "one" }]]);
+  loads = 0;
+  // Load every script this file uses into Redis's cache, then count from zero.
+  const warm = h.cache({}, prefix);
+  await warm.getOrLoad("warm", async () => 1);
+  await warm.invalidate("warm");
+  await warm.bumpVersion("warm", 1, 1);
+  await h.resetCounter();
+});
+
+describe("ETag helpers", () => {
+  it("match If-None-Match weakly, lists and *", async () => {
+    expect(etagOf(7)).toBe('"v7"');
+    expect(matchesEtag('"v7"', '"v7"')).toBe(true);
+    expect(matchesEtag('W/"v7"', '"v7"')).toBe(true);
+    expect(matchesEtag('"v6", W/"v7"', '"v7"')).toBe(true);
+    expect(matchesEtag(" * ", '"v7"')).toBe(true);
+    expect(matchesEtag('"v70"', '"v7"')).toBe(false);
+    expect(matchesEtag("", '"v7"')).toBe(false);
+    expect(matchesEtag(undefined, '"v7"')).toBe(false);
+    const a = await contentEtag('{"id":1}');
+    expect(a).toMatch(/^"[0-9a-f]{32}"$/);
+    expect(await contentEtag('{"id":1}')).toBe(a);
+    expect(await contentEtag('{"id":2}')).not.toBe(a);
+  });
+});
+
+describe("cacheJson", () => {
+  it("versioned entity: MISS, HIT, 304 for GET and HEAD, ETag from the version; 1 request per read", async () => {
+    const app = appWithCache();
+    const miss = await app.request("/items/1");
+    expect(miss.status).toBe(200);
+    expect(miss.headers.get("x-cache")).toBe("MISS");
+    expect(miss.headers.get("etag")).toBe('"v3"');
+    expect(miss.headers.get("content-type")).toBe("application/json; charset=UTF-8");
+    expect(await miss.json()).toEqual({ id: "1", version: 3, name: "one" });
+    expect(await h.requests()).toBe(2); // read + fill (inline: no waitUntil on Node)
+
+    const hit = await app.request("/items/1");
+    expect(hit.headers.get("x-cache")).toBe("HIT");
+    expect(hit.headers.get("age")).toMatch(/^\d+$/);
+    expect(hit.headers.get("cache-control")).toMatch(
+      /^public, max-age=\d+, stale-while-revalidate=0$/,
+    );
+    expect(await h.requests()).toBe(3);
+
+    const notModified = await app.request("/items/1", { headers: { "if-none-match": 'W/"v3"' } });
+    expect(notModified.status).toBe(304);
+    expect(notModified.body).toBeNull();
+    expect(notModified.headers.get("etag")).toBe('"v3"');
+    expect(notModified.headers.get("x-cache")).toBe("HIT");
+    const head = await app.request("/items/1", {
+      method: "HEAD",
+      headers: { "if-none-match": '"v3"' },
+    });
+    expect(head.status).toBe(304);
+    expect(await h.requests()).toBe(5);
+    expect(loads).toBe(1);
+
+    // A newer version: the old ETag no longer matches, and the new one comes back.
+    rows.set("1", { id: "1", version: 4, name: "uno" });
+    await h.cache({}, prefix).bumpVersion("item", 1, 4);
+    const changed = await app.request("/items/1", { headers: { "if-none-match": '"v3"' } });
+    expect(changed.status).toBe(200);
+    expect(changed.headers.get("x-cache")).toBe("MISS");
+    expect(changed.headers.get("etag")).toBe('"v4"');
+    expect(await changed.json()).toMatchObject({ name: "uno" });
+  });
+
+  it("unversioned value: content ETag, 404 by default for a versioned miss (not cached)", async () => {
+    const app = appWithCache();
+    const first = await app.request("/plain/1");
+    const etag = first.headers.get("etag");
+    expect(etag).toBe(await contentEtag(JSON.stringify(rows.get("1"))));
+    expect(
+      (await app.request("/plain/1", { headers: { "if-none-match": etag ?? "" } })).status,
+    ).toBe(304);
+
+    // Under a versionKey, null means "not found" and is not cached: each request loads.
+    const missing = await app.request("/items/404");
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toEqual({
+      error: { code: "not_found", message: "/items/404 was not found" },
+    });
+    expect(missing.headers.get("x-cache")).toBe("MISS");
+    await app.request("/items/404");
+    expect(loads).toBe(3);
+  });
+
+  it("unversioned null is cached, answered by notFound; invalidate through engineOf", async () => {
+    const app = appWithCache();
+    const gone = await app.request("/plain/9");
+    expect(gone.status).toBe(410);
+    expect((await app.request("/plain/9")).headers.get("x-cache")).toBe("HIT");
+    expect(loads).toBe(1);
+    const purged = await app.request("/purge/9", { method: "POST" });
+    expect(await purged.json()).toEqual({ removed: 1 });
+    expect((await app.request("/plain/9")).headers.get("x-cache")).toBe("MISS");
+    expect(loads).toBe(2);
+  });
+
+  it("Redis unreachable: the loader's value as BYPASS, private and uncached", async () => {
+    const app = appWithCache();
+    await h.faults({ failRate: 1, failStatus: 503 });
+    try {
+      const res = await app.request("/items/1");
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-cache")).toBe("BYPASS");
+      expect(res.headers.get("cache-control")).toBe("private, no-cache");
+      expect(res.headers.get("etag")).toBe('"v3"');
+    } finally {
+      await h.clearFaults();
+    }
+  });
+
+  it("without the middleware, says how to add it", async () => {
+    const app = new Hono();
+    app.get("/x", (c) => cacheJson(c, { key: "x", load: async () => 1 }));
+    app.onError((err, c) => c.json({ message: err.message }, 500));
+    const res = await app.request("/x");
+    expect(((await res.json()) as { message: string }).message).toMatch(/app\.use\(edgeCache\(/);
+  });
+
+  it("cachedJson answers a result from any getOrLoad", async () => {
+    const app = new Hono();
+    const cache = h.cache({}, prefix);
+    app.get("/r", async (c) => cachedJson(c, await cache.getOrLoad("r", async () => [1, 2, 3])));
+    const res = await app.request("/r");
+    expect(res.headers.get("x-cache")).toBe("MISS");
+    expect(await res.json()).toEqual([1, 2, 3]);
+  });
+});
