@@ -34,7 +34,8 @@ function appWithCache() {
         loads++;
         return rows.get(c.req.param("id")) ?? null;
       },
-      options: { versionKey: key, versionOf: (row) => row.version, earlyRefresh: false },
+      // versionOf is only asked about values that get cached, never about null.
+      options: { versionKey: key, versionOf: (row) => row?.version ?? 0, earlyRefresh: false },
     });
   });
   app.get("/plain/:id", (c) =>
