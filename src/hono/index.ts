@@ -4,5 +4,16 @@
  */
 export type { AnyContext } from "./context";
 export { type EdgeCacheVariables, edgeCache, engineOf, waitUntilOf } from "./middleware";
-export { cachedJson, contentEtag, etagOf, matchesEtag, setCacheHeaders } from "./response";
+export {
+  type Audience,
+  type CachedJsonOptions,
+  cacheControlFor,
+  cachedJson,
+  digest,
+  etagFor,
+  etagOf,
+  matchesEtag,
+  setCacheHeaders,
+  type Validator,
+} from "./response";
 export { type CacheJsonOptions, cacheJson } from "./route";

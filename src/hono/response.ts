@@ -3,7 +3,35 @@ import type { CacheResult } from "../cache";
 import { type AnyContext, plain } from "./context";
 
 /**
- * Strong ETag from an entry version.
+ * HTTP validators and freshness for cached JSON, on the same rules as the edgecache app
+ * (README "HTTP caching"). An ETag must change whenever any byte of the body changes, or a
+ * client holding an old copy gets 304s for it forever. Three validators:
+ * - `version`: `"v7"`, only when the version covers the whole body (a row that is its own
+ *   representation, bumped by every write);
+ * - `version+content`: `"v7.<digest>"`, the default for versioned entries: also right when the
+ *   body embeds other data;
+ * - `content`: `"c.<digest>"`, the default for unversioned entries (lists, aggregates).
+ * The digest is SHA-256 over the JSON sent, truncated to 96 bits: a 304 from a HIT costs the
+ * one Redis read and no loader call.
+ */
+export type Validator = "version" | "version+content" | "content";
+
+/** Who may store the response: any cache (`shared`) or only the client's (`private`). */
+export type Audience = "shared" | "private";
+
+/** How {@link cachedJson} answers: the validator, and who may keep a copy. */
+export interface CachedJsonOptions {
+  /** Default: `version+content` for versioned results, `content` otherwise. */
+  validator?: Validator;
+  /** Default `shared`. `private` for personal data. */
+  audience?: Audience;
+  /** Overrides the `Cache-Control` header, e.g. `public, max-age=60` where a minute of
+   * staleness in browsers and CDNs is acceptable. */
+  cacheControl?: string;
+}
+
+/**
+ * Strong ETag from a version alone.
  *
  * @example
  * ```ts
@@ -12,26 +40,46 @@ import { type AnyContext, plain } from "./context";
  */
 export const etagOf = (version: number): string => `"v${version}"`;
 
+const encoder = new TextEncoder();
+
 /**
- * Strong ETag from a serialised body: the first 16 bytes of its SHA-256, in hex. Used for
- * entries without a version, so a client can still revalidate them with If-None-Match.
+ * 96 bits of SHA-256 over `text`, base64url (16 characters); ~2^-96 collision chance per pair.
  *
  * @example
  * ```ts
- * await contentEtag('{"id":1}'); // '"…"': 32 hex digits in quotes
+ * await digest('{"id":1}'); // 16 characters of [A-Za-z0-9_-]
  * ```
  */
-export async function contentEtag(body: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(body));
-  const hex = Array.from(new Uint8Array(digest).subarray(0, 16), (b) =>
-    b.toString(16).padStart(2, "0"),
-  ).join("");
-  return `"${hex}"`;
+export async function digest(text: string): Promise<string> {
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
+  let binary = "";
+  for (const byte of hash.subarray(0, 12)) binary += String.fromCharCode(byte);
+  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_");
 }
 
 /**
- * True when an If-None-Match header names `etag` (or is `*`). The comparison is the weak one
- * RFC 9110 prescribes for If-None-Match, so `W/"v7"` matches `"v7"`.
+ * The ETag of a JSON body under a validator; `null` for a version validator without a version.
+ *
+ * @example
+ * ```ts
+ * await etagFor("version+content", 7, JSON.stringify(item)); // '"v7.Qm9yZWQ_IGl0IGlz"'
+ * await etagFor("content", null, JSON.stringify(page));       // '"c.…"'
+ * ```
+ */
+export async function etagFor(
+  validator: Validator,
+  version: number | null,
+  json: string,
+): Promise<string | null> {
+  if (validator === "content") return `"c.${await digest(json)}"`;
+  if (version === null) return null;
+  if (validator === "version") return etagOf(version);
+  return `"v${version}.${await digest(json)}"`;
+}
+
+/**
+ * True when an If-None-Match header names `etag` (or is `*`). Weak comparison (RFC 9110
+ * §13.1.2): `W/` is ignored on both sides, since a compressing proxy may weaken a strong tag.
  *
  * @example
  * ```ts
@@ -39,19 +87,34 @@ export async function contentEtag(body: string): Promise<string> {
  * matchesEtag(undefined, '"v7"');      // false
  * ```
  */
-export function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  if (ifNoneMatch.trim() === "*") return true;
-  const wanted = etag.replace(/^W\//, "");
-  const listed: string[] = ifNoneMatch.match(/"[^"]*"/g) ?? [];
-  return listed.includes(wanted);
+export function matchesEtag(ifNoneMatch: string | undefined, etag: string | null): boolean {
+  if (!ifNoneMatch || etag === null) return false;
+  const ours = etag.replace(/^W\//, "");
+  return ifNoneMatch
+    .split(",")
+    .map((t) => t.trim().replace(/^W\//, ""))
+    .some((t) => t === ours || t === "*");
 }
 
 /**
- * Sets the headers every cached response carries: `X-Cache` (HIT | STALE | MISS | BYPASS),
- * `Age`, and a `Cache-Control` mirroring the entry's windows, so a CDN or browser in front
- * keeps a value no longer than the edge cache itself would. A BYPASS (Redis unreachable) is
- * `private, no-cache`. The ETag is left to the caller (see {@link cachedJson}).
+ * `Cache-Control` of mutable data: any cache may keep a copy but must revalidate it before
+ * each use (`no-cache`), so nobody is shown data older than a write already acknowledged to
+ * them, and the revalidation is a 304 answered from Redis. `private` keeps personal data out
+ * of shared caches (CDNs, proxies).
+ *
+ * @example
+ * ```ts
+ * cacheControlFor("shared");  // "no-cache"
+ * cacheControlFor("private"); // "private, no-cache"
+ * ```
+ */
+export const cacheControlFor = (audience: Audience): string =>
+  audience === "private" ? "private, no-cache" : "no-cache";
+
+/**
+ * Diagnostics for a cached response: `X-Cache` (HIT | STALE | MISS | BYPASS) and `Age` (seconds
+ * since the entry was written). {@link cachedJson} sets them itself; use this for responses
+ * you build yourself.
  *
  * @example
  * ```ts
@@ -69,18 +132,11 @@ export function setCacheHeaders<E extends Env, P extends string, I extends Input
   const ctx = plain(c);
   ctx.header("X-Cache", result.status);
   ctx.header("Age", String(Math.floor(result.ageMs / 1000)));
-  const fresh = Math.floor(result.ttlMs / 1000);
-  const grace = Math.max(0, Math.floor((result.staleTtlMs - result.ttlMs) / 1000));
-  if (result.status === "BYPASS") ctx.header("Cache-Control", "private, no-cache");
-  else if (result.status === "STALE")
-    ctx.header("Cache-Control", `public, max-age=0, stale-while-revalidate=${grace}`);
-  else ctx.header("Cache-Control", `public, max-age=${fresh}, stale-while-revalidate=${grace}`);
 }
 
 /**
- * Answers a cache result as JSON: the cache headers, an ETag (the entry's version when it has
- * one, else a hash of the body), and `304 Not Modified` without a body when a GET or HEAD
- * names that ETag in If-None-Match.
+ * Answers a cache result as JSON: `X-Cache`, `Age`, `ETag` and `Cache-Control`, and
+ * `304 Not Modified` without a body when a GET or HEAD names the current ETag in If-None-Match.
  *
  * @example
  * ```ts
@@ -88,21 +144,27 @@ export function setCacheHeaders<E extends Env, P extends string, I extends Input
  *   const id = c.req.param("id");
  *   const result = await c.var.edgecache.getOrLoad(`item:${id}`, () => fetchItem(id), {
  *     versionKey: `item:${id}`,
- *     versionOf: (item) => item.version, // ETag "v<version>"
+ *     versionOf: (item) => item.version,
  *   });
- *   return cachedJson(c, result);
+ *   return cachedJson(c, result); // ETag "v<version>.<digest>"
  * });
  * ```
  */
 export async function cachedJson<E extends Env, P extends string, I extends Input>(
   c: AnyContext<E, P, I>,
   result: CacheResult<unknown>,
+  options: CachedJsonOptions = {},
 ): Promise<Response> {
   const ctx = plain(c);
   setCacheHeaders(ctx, result);
-  const body = JSON.stringify(result.value);
-  const etag = result.version === null ? await contentEtag(body) : etagOf(result.version);
-  ctx.header("ETag", etag);
+  ctx.header(
+    "Cache-Control",
+    options.cacheControl ?? cacheControlFor(options.audience ?? "shared"),
+  );
+  const json = JSON.stringify(result.value);
+  const validator = options.validator ?? (result.version === null ? "content" : "version+content");
+  const etag = await etagFor(validator, result.version, json);
+  if (etag) ctx.header("ETag", etag);
   const method = ctx.req.method;
   if (
     (method === "GET" || method === "HEAD") &&
@@ -110,5 +172,5 @@ export async function cachedJson<E extends Env, P extends string, I extends Inpu
   ) {
     return ctx.body(null, 304);
   }
-  return ctx.body(body, 200, { "Content-Type": "application/json; charset=UTF-8" });
+  return ctx.body(json, 200, { "Content-Type": "application/json" });
 }

@@ -2,9 +2,10 @@ import type { Env, Input } from "hono";
 import type { EdgeCache, EntryOptions } from "../cache";
 import { type AnyContext, plain } from "./context";
 import { engineOf, waitUntilOf } from "./middleware";
-import { cachedJson, setCacheHeaders } from "./response";
+import { type CachedJsonOptions, cachedJson, setCacheHeaders } from "./response";
 
-export interface CacheJsonOptions<T> {
+/** What {@link cacheJson} caches and how it answers (validator, audience: see `cachedJson`). */
+export interface CacheJsonOptions<T> extends CachedJsonOptions {
   /** The cache key, e.g. `item:${c.req.param("id")}` (1–512 characters, no whitespace or
    * `* ? [ ] \`; an invalid key throws `InvalidKeyError` before any request). */
   key: string;
@@ -16,14 +17,16 @@ export interface CacheJsonOptions<T> {
   /** The engine; defaults to `c.var.edgecache`, set by the `edgeCache` middleware. */
   cache?: EdgeCache;
   /** The response for a `null`/`undefined` value. Default: 404 with
-   * `{"error":{"code":"not_found","message":…}}`. */
+   * `{"error":{"code":"not_found","message":…}}` and `Cache-Control: no-store` (an absence
+   * must not outlive, in any other cache, the create that ends it). */
   notFound?: () => Response | Promise<Response>;
 }
 
 /**
  * Answers a route's JSON through the engine: `getOrLoad` (single flight across isolates,
  * stale-while-revalidate, tags and versions as configured), then `X-Cache`, `Age`,
- * `Cache-Control`, an `ETag` and `304 Not Modified` (see `cachedJson`). A HIT costs one Redis
+ * `Cache-Control`, an `ETag` and `304 Not Modified` (see `cachedJson`; `validator`,
+ * `audience` and `cacheControl` are passed on to it). A HIT costs one Redis
  * request; a MISS one before the loader and one fill after the response (in `waitUntil`).
  * Loader errors propagate to the app's `onError`; Redis faults never do: the loader's value
  * is answered with `X-Cache: BYPASS`.
@@ -53,10 +56,11 @@ export async function cacheJson<T, E extends Env, P extends string, I extends In
   if (result.value === null || result.value === undefined) {
     setCacheHeaders(ctx, result);
     if (route.notFound) return route.notFound();
+    ctx.header("Cache-Control", "no-store");
     return ctx.json(
       { error: { code: "not_found", message: `${ctx.req.path} was not found` } },
       404,
     );
   }
-  return cachedJson(ctx, result);
+  return cachedJson(ctx, result, route);
 }

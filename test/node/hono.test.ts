@@ -2,12 +2,14 @@ import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import {
+  cacheControlFor,
   cachedJson,
   cacheJson,
-  contentEtag,
+  digest,
   type EdgeCacheVariables,
   edgeCache,
   engineOf,
+  etagFor,
   etagOf,
   matchesEtag,
 } from "../../src/hono";
@@ -36,6 +38,16 @@ function appWithCache() {
       },
       // versionOf is only asked about values that get cached, never about null.
       options: { versionKey: key, versionOf: (row) => row?.version ?? 0, earlyRefresh: false },
+    });
+  });
+  app.get("/row/:id", (c) => {
+    const key = `item:${c.req.param("id")}`;
+    return cacheJson(c, {
+      key,
+      load: async () => rows.get(c.req.param("id")) ?? null,
+      options: { versionKey: key, versionOf: (row) => row?.version ?? 0, earlyRefresh: false },
+      validator: "version", // the row is the whole body
+      audience: "private",
     });
   });
   app.get("/plain/:id", (c) =>
@@ -74,8 +86,18 @@ beforeEach(async () => {
 });
 
 describe("ETag helpers", () => {
-  it("match If-None-Match weakly, lists and *", async () => {
+  it("build validators and match If-None-Match weakly, lists and *", async () => {
     expect(etagOf(7)).toBe('"v7"');
+    const d = await digest('{"id":1}');
+    expect(d).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect(await digest('{"id":1}')).toBe(d);
+    expect(await digest('{"id":2}')).not.toBe(d);
+    expect(await etagFor("content", 7, '{"id":1}')).toBe(`"c.${d}"`);
+    expect(await etagFor("version+content", 7, '{"id":1}')).toBe(`"v7.${d}"`);
+    expect(await etagFor("version", 7, '{"id":1}')).toBe('"v7"');
+    expect(await etagFor("version", null, '{"id":1}')).toBeNull();
+    expect(cacheControlFor("shared")).toBe("no-cache");
+    expect(cacheControlFor("private")).toBe("private, no-cache");
     expect(matchesEtag('"v7"', '"v7"')).toBe(true);
     expect(matchesEtag('W/"v7"', '"v7"')).toBe(true);
     expect(matchesEtag('"v6", W/"v7"', '"v7"')).toBe(true);
@@ -83,40 +105,40 @@ describe("ETag helpers", () => {
     expect(matchesEtag('"v70"', '"v7"')).toBe(false);
     expect(matchesEtag("", '"v7"')).toBe(false);
     expect(matchesEtag(undefined, '"v7"')).toBe(false);
-    const a = await contentEtag('{"id":1}');
-    expect(a).toMatch(/^"[0-9a-f]{32}"$/);
-    expect(await contentEtag('{"id":1}')).toBe(a);
-    expect(await contentEtag('{"id":2}')).not.toBe(a);
+    expect(matchesEtag('"v7"', null)).toBe(false);
   });
 });
 
 describe("cacheJson", () => {
-  it("versioned entity: MISS, HIT, 304 for GET and HEAD, ETag from the version; 1 request per read", async () => {
+  it("versioned entity: MISS, HIT, 304 for GET and HEAD, ETag v<version>.<digest>; 1 request per read", async () => {
     const app = appWithCache();
     const miss = await app.request("/items/1");
     expect(miss.status).toBe(200);
     expect(miss.headers.get("x-cache")).toBe("MISS");
-    expect(miss.headers.get("etag")).toBe('"v3"');
-    expect(miss.headers.get("content-type")).toBe("application/json; charset=UTF-8");
+    const etag = `"v3.${await digest(JSON.stringify(rows.get("1")))}"`;
+    expect(miss.headers.get("etag")).toBe(etag);
+    expect(miss.headers.get("content-type")).toBe("application/json");
+    expect(miss.headers.get("cache-control")).toBe("no-cache");
     expect(await miss.json()).toEqual({ id: "1", version: 3, name: "one" });
     expect(await h.requests()).toBe(2); // read + fill (inline: no waitUntil on Node)
 
     const hit = await app.request("/items/1");
     expect(hit.headers.get("x-cache")).toBe("HIT");
     expect(hit.headers.get("age")).toMatch(/^\d+$/);
-    expect(hit.headers.get("cache-control")).toMatch(
-      /^public, max-age=\d+, stale-while-revalidate=0$/,
-    );
+    expect(hit.headers.get("etag")).toBe(etag);
     expect(await h.requests()).toBe(3);
 
-    const notModified = await app.request("/items/1", { headers: { "if-none-match": 'W/"v3"' } });
+    const notModified = await app.request("/items/1", {
+      headers: { "if-none-match": `"other", W/${etag}` },
+    });
     expect(notModified.status).toBe(304);
     expect(notModified.body).toBeNull();
-    expect(notModified.headers.get("etag")).toBe('"v3"');
+    expect(notModified.headers.get("etag")).toBe(etag);
     expect(notModified.headers.get("x-cache")).toBe("HIT");
+    expect(notModified.headers.get("cache-control")).toBe("no-cache");
     const head = await app.request("/items/1", {
       method: "HEAD",
-      headers: { "if-none-match": '"v3"' },
+      headers: { "if-none-match": etag },
     });
     expect(head.status).toBe(304);
     expect(await h.requests()).toBe(5);
@@ -125,18 +147,44 @@ describe("cacheJson", () => {
     // A newer version: the old ETag no longer matches, and the new one comes back.
     rows.set("1", { id: "1", version: 4, name: "uno" });
     await h.cache({}, prefix).bumpVersion("item", 1, 4);
-    const changed = await app.request("/items/1", { headers: { "if-none-match": '"v3"' } });
+    const changed = await app.request("/items/1", { headers: { "if-none-match": etag } });
     expect(changed.status).toBe(200);
     expect(changed.headers.get("x-cache")).toBe("MISS");
-    expect(changed.headers.get("etag")).toBe('"v4"');
+    expect(changed.headers.get("etag")).toMatch(/^"v4\.[A-Za-z0-9_-]{16}"$/);
     expect(await changed.json()).toMatchObject({ name: "uno" });
+  });
+
+  it("validator and audience: a row that is its whole body, personal data", async () => {
+    const app = appWithCache();
+    const res = await app.request("/row/1");
+    expect(res.headers.get("etag")).toBe('"v3"');
+    expect(res.headers.get("cache-control")).toBe("private, no-cache");
+    expect((await app.request("/row/1", { headers: { "if-none-match": '"v3"' } })).status).toBe(
+      304,
+    );
+    // A POST never answers 304, whatever its If-None-Match.
+    const post = new Hono();
+    post.post("/r", async (c) =>
+      cachedJson(c, await h.cache({}, prefix).getOrLoad("r", async () => 1), {
+        validator: "content",
+        cacheControl: "public, max-age=60",
+      }),
+    );
+    const etag = `"c.${await digest("1")}"`;
+    const answered = await post.request("/r", {
+      method: "POST",
+      headers: { "if-none-match": etag },
+    });
+    expect(answered.status).toBe(200);
+    expect(answered.headers.get("etag")).toBe(etag);
+    expect(answered.headers.get("cache-control")).toBe("public, max-age=60");
   });
 
   it("unversioned value: content ETag, 404 by default for a versioned miss (not cached)", async () => {
     const app = appWithCache();
     const first = await app.request("/plain/1");
     const etag = first.headers.get("etag");
-    expect(etag).toBe(await contentEtag(JSON.stringify(rows.get("1"))));
+    expect(etag).toBe(`"c.${await digest(JSON.stringify(rows.get("1")))}"`);
     expect(
       (await app.request("/plain/1", { headers: { "if-none-match": etag ?? "" } })).status,
     ).toBe(304);
@@ -148,6 +196,7 @@ describe("cacheJson", () => {
       error: { code: "not_found", message: "/items/404 was not found" },
     });
     expect(missing.headers.get("x-cache")).toBe("MISS");
+    expect(missing.headers.get("cache-control")).toBe("no-store");
     await app.request("/items/404");
     expect(loads).toBe(3);
   });
@@ -164,15 +213,16 @@ describe("cacheJson", () => {
     expect(loads).toBe(2);
   });
 
-  it("Redis unreachable: the loader's value as BYPASS, private and uncached", async () => {
+  it("Redis unreachable: the loader's value as BYPASS, with the ETag a HIT would have", async () => {
     const app = appWithCache();
+    const etag = (await app.request("/items/1")).headers.get("etag");
     await h.faults({ failRate: 1, failStatus: 503 });
     try {
       const res = await app.request("/items/1");
       expect(res.status).toBe(200);
       expect(res.headers.get("x-cache")).toBe("BYPASS");
-      expect(res.headers.get("cache-control")).toBe("private, no-cache");
-      expect(res.headers.get("etag")).toBe('"v3"');
+      expect(res.headers.get("etag")).toBe(etag);
+      expect(loads).toBe(2);
     } finally {
       await h.clearFaults();
     }

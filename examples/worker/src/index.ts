@@ -26,16 +26,17 @@ app.use(
 );
 
 // MISS loads from the origin once (single flight), HIT costs one Redis request, 304 on ETag.
+// Cache-Control is no-cache: browsers and CDNs revalidate, and that 304 is answered from Redis.
 app.get("/items/:id", (c) =>
   cacheJson(c, {
     key: `item:${c.req.param("id")}`,
     load: async (): Promise<Item | null> => {
       const res = await fetch(`${c.env.ORIGIN_URL}/items/${encodeURIComponent(c.req.param("id"))}`);
-      if (res.status === 404) return null; // cached too: a 404 for the entry's lifetime
+      if (res.status === 404) return null; // cached for negativeTtl: a 404 costs no origin call
       if (!res.ok) throw new Error(`origin answered ${res.status}`);
       return res.json<Item>();
     },
-    options: { ttl: 60_000, staleTtl: 300_000, tags: ["items"] },
+    options: { ttl: 60_000, staleTtl: 300_000, negativeTtl: 30_000, tags: ["items"] },
   }),
 );
 
