@@ -29,6 +29,20 @@ import type {
   WriteResult,
 } from "./types";
 
+/**
+ * What an engine is built from. Only `redis` is required.
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "@upstash/redis/cloudflare";
+ * const cache = new EdgeCache({
+ *   redis: Redis.fromEnv(env),            // anything with evalsha + eval
+ *   prefix: "shop",                       // keys shop:e:…, shop:v:…
+ *   defaults: { ttl: 300_000, staleTtl: 60_000, waitUntil: ctx.waitUntil.bind(ctx) },
+ *   onError: (error, operation) => console.warn(`cache ${operation}`, error),
+ * });
+ * ```
+ */
 export interface EdgeCacheOptions {
   redis: ScriptClient;
   /** Prefix of every Redis key. Default "ec". */
@@ -50,7 +64,20 @@ export interface EdgeCacheOptions {
   onError?: (error: unknown, operation: string) => void;
 }
 
-/** A write or invalidation could not reach Redis: fall back to the outbox / queue. */
+/**
+ * A write or invalidation could not reach Redis: fall back to the outbox / queue.
+ * `operation` names the call, `cause` is the Redis client's error.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await cache.apply({ keys: [`product:${id}`], versions: { [`product:${id}`]: version } });
+ * } catch (error) {
+ *   if (!(error instanceof CacheWriteError)) throw error;
+ *   await queue.send({ keys: [`product:${id}`] }); // apply it later
+ * }
+ * ```
+ */
 export class CacheWriteError extends Error {
   constructor(
     readonly operation: string,
@@ -143,7 +170,26 @@ function newToken(): string {
 /**
  * The cache engine: cache-aside with leases, write-through with version CAS, tag and version
  * invalidation, SWR, XFetch, fail-safe. Each operation is one Redis request (a Lua script);
- * see src/cache/README.md for the invariants and their race diagrams.
+ * see src/cache/README.md for the invariants and their race diagrams. Build one per request
+ * (cheap, no I/O); share an `L1Cache` across requests if you use one.
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "@upstash/redis/cloudflare";
+ * import { EdgeCache } from "edgecache/cache";
+ *
+ * export default {
+ *   async fetch(request: Request, env: Env, ctx: ExecutionContext) {
+ *     const cache = new EdgeCache({ redis: Redis.fromEnv(env), prefix: "shop" });
+ *     const { value, status } = await cache.getOrLoad("product:42", () => loadProduct(env, 42), {
+ *       ttl: 60_000,
+ *       tags: ["products"],
+ *       waitUntil: ctx.waitUntil.bind(ctx),
+ *     });
+ *     return Response.json(value, { headers: { "X-Cache": status } });
+ *   },
+ * };
+ * ```
  */
 export class EdgeCache {
   readonly keys: KeySpace;
@@ -185,6 +231,19 @@ export class EdgeCache {
    * Cache-aside read. HIT and STALE cost one request; a MISS costs one before the loader and
    * one fill (in `waitUntil` when given). Never throws for a cache fault: with Redis down the
    * loader's value comes back as BYPASS. Loader errors propagate unless a fail-safe entry exists.
+   *
+   * @example
+   * ```ts
+   * const result = await cache.getOrLoad(`product:${id}`, () => loadProduct(id), {
+   *   ttl: 60_000,                        // fresh for 60 s (± 10 % jitter)
+   *   staleTtl: 300_000,                  // then served STALE while one caller refreshes
+   *   tags: ["products"],                 // invalidateTags("products") drops it
+   *   versionKey: `product:${id}`,        // bumpVersion / apply({versions}) drop older ones
+   *   versionOf: (p) => p?.version ?? 0,
+   *   waitUntil: ctx.waitUntil.bind(ctx), // the fill runs after the response
+   * });
+   * result.status; // "HIT" | "STALE" | "MISS" | "BYPASS"
+   * ```
    */
   async getOrLoad<T>(
     key: string,
@@ -253,6 +312,12 @@ export class EdgeCache {
   /**
    * Reads without loading or taking a lease: the cached value (HIT or STALE) or null. A Redis
    * fault reads as null (and is counted), like any cache miss.
+   *
+   * @example
+   * ```ts
+   * const cached = await cache.get<Product>(`product:${id}`, { versionKey: `product:${id}` });
+   * if (cached) console.log(cached.status, cached.ageMs); // no loader ran, no lease taken
+   * ```
    */
   async get<T>(
     key: string,
@@ -449,6 +514,15 @@ export class EdgeCache {
    * (guarded by `options.versionKey`, default `key`). Never replaces a newer version; revokes
    * any lease so a load that started earlier cannot land afterwards. Throws CacheWriteError
    * when Redis cannot be reached, so the caller can fall back to the outbox.
+   *
+   * @example
+   * ```ts
+   * const row = await db.updateUser(id, patch); // UPDATE … SET version = version + 1 RETURNING *
+   * const { written, reason } = await cache.writeThrough(`user:${id}`, row, row.version, {
+   *   ttl: 600_000,
+   * });
+   * // written: false, reason: "version" when a newer version is already cached
+   * ```
    */
   async writeThrough<T>(
     key: string,
@@ -478,7 +552,15 @@ export class EdgeCache {
     }
   }
 
-  /** Write-through without a version (or with `options.versionKey` + `versionOf`). */
+  /**
+   * Write-through without a version (or with `options.versionKey` + `versionOf`). Without a
+   * version the write is unconditional: the last write to arrive wins.
+   *
+   * @example
+   * ```ts
+   * await cache.set("config:flags", { newCheckout: true }, { ttl: 30_000, tags: ["config"] });
+   * ```
+   */
   set<T>(key: string, value: T, options: EntryOptions<T> = {}): Promise<WriteResult> {
     const version = options.versionOf ? options.versionOf(value) : null;
     return this.writeThrough(key, value, version, options);
@@ -561,7 +643,15 @@ export class EdgeCache {
 
   // ---------------------------------------------------------------- invalidation
 
-  /** Deletes entries and their leases (dropping fills in flight): one request for any number. */
+  /**
+   * Deletes entries and their leases (dropping fills in flight): one request for any number.
+   * Returns how many entries existed. Throws CacheWriteError.
+   *
+   * @example
+   * ```ts
+   * const removed = await cache.invalidate("product:42", "product-slug:blue-mug");
+   * ```
+   */
   async invalidate(...keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
     const redisKeys = keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]);
@@ -582,6 +672,16 @@ export class EdgeCache {
   /**
    * Applies one invalidation event in ONE request: deletes `keys` (and their leases), bumps
    * `tags`, advances `versions` ({"product:42": 7}). Safe to repeat (redelivery, outbox drain).
+   * Throws CacheWriteError.
+   *
+   * @example
+   * ```ts
+   * await cache.apply({
+   *   keys: ["product:42"],
+   *   tags: ["products", "category:3"],
+   *   versions: { "product:42": 8 },
+   * }); // { removed: 1, tagsBumped: 2, versionsAdvanced: 1 }
+   * ```
    */
   async apply(change: {
     keys?: readonly string[];
@@ -620,7 +720,15 @@ export class EdgeCache {
     }
   }
 
-  /** Bumps tag counters: every entry computed under the old counters is invalid. One request. */
+  /**
+   * Bumps tag counters: every entry computed under the old counters is invalid. One request,
+   * whatever the number of entries (nothing is scanned). Returns the new counters.
+   *
+   * @example
+   * ```ts
+   * await cache.invalidateTags("category:3"); // every list and detail tagged category:3
+   * ```
+   */
   async invalidateTags(...tags: string[]): Promise<Record<string, string>> {
     if (tags.length === 0) return {};
     const keys = tags.map((t) => this.keys.tag(t));
@@ -637,6 +745,11 @@ export class EdgeCache {
   /**
    * Records `version` as the newest committed version of `entity:id`. Entries and fills of
    * older versions become invalid; a late or duplicated event (lower version) changes nothing.
+   *
+   * @example
+   * ```ts
+   * const { previous, current } = await cache.bumpVersion("product", 42, row.version);
+   * ```
    */
   async bumpVersion(
     entity: string,
@@ -659,6 +772,12 @@ export class EdgeCache {
    * One bounded step of a pattern purge over logical keys (`product:*`): SCAN MATCH in pages of
    * `count` until `budget` keys were examined, UNLINK of matches. Call again with the returned
    * cursor until `done`. Never KEYS, never unbounded.
+   *
+   * @example
+   * ```ts
+   * let step = await cache.purgePattern("search:*");
+   * while (!step.done) step = await cache.purgePattern("search:*", { cursor: step.cursor });
+   * ```
    */
   async purgePattern(
     glob: string,
@@ -689,7 +808,16 @@ export class EdgeCache {
 
   // ---------------------------------------------------------------- introspection
 
-  /** Everything Redis knows about one key (admin, tests). */
+  /**
+   * Everything Redis knows about one key (admin, tests): the raw entry, its state, the TTLs of
+   * the entry and the lease, the current version and tag counters. One request.
+   *
+   * @example
+   * ```ts
+   * const info = await cache.inspect("product:42", "product:42");
+   * info.state; // "fresh" | "stale" | "fail-safe" | "absent"
+   * ```
+   */
   async inspect(key: string, versionKey?: string): Promise<Inspection> {
     const reply = decodeJson<{
       now: number;
@@ -744,7 +872,15 @@ export class EdgeCache {
     };
   }
 
-  /** Counters from Redis (all isolates) plus this isolate's not yet flushed ones. */
+  /**
+   * Counters from Redis (all isolates) plus this isolate's not yet flushed ones, with
+   * `hit_ratio`. One or two requests.
+   *
+   * @example
+   * ```ts
+   * const { hits, misses, hit_ratio } = await cache.stats();
+   * ```
+   */
   async stats(): Promise<StatsSnapshot> {
     await this.flushStats();
     const raw = (await runScript(this.#redis, statsReadScript, [this.keys.stats], [])) as unknown[];
@@ -763,7 +899,14 @@ export class EdgeCache {
     };
   }
 
-  /** Sends this isolate's pending counters now (they otherwise ride along with the next read). */
+  /**
+   * Sends this isolate's pending counters now (they otherwise ride along with the next read).
+   *
+   * @example
+   * ```ts
+   * ctx.waitUntil(cache.flushStats()); // e.g. at the end of a cron run, which may read nothing
+   * ```
+   */
   async flushStats(): Promise<void> {
     const pending = this.#pending.drain();
     if (!pending.encoded) return;
@@ -779,6 +922,14 @@ export class EdgeCache {
    * Milliseconds each key stays fresh (negative once stale, null when absent), and Redis's
    * clock: the warmer's one request to find what needs reloading (pass `now` as `tagsAsOf`
    * to the write-throughs of what it reloads).
+   *
+   * @example
+   * ```ts
+   * const { now, fresh } = await cache.freshness(["product:1", "product:2"]);
+   * for (const [key, ms] of fresh) {
+   *   if (ms === null || ms < 30_000) await cache.set(key, await reload(key), { tagsAsOf: now });
+   * }
+   * ```
    */
   async freshness(
     keys: readonly string[],
@@ -799,7 +950,14 @@ export class EdgeCache {
     };
   }
 
-  /** Top `n` keys by decayed sampled frequency (for the warmer). One request. */
+  /**
+   * Top `n` keys by decayed sampled frequency (for the warmer). One request.
+   *
+   * @example
+   * ```ts
+   * const hot = await cache.hotKeys(20); // [{ key: "product:42", score: 37.5 }, …]
+   * ```
+   */
   async hotKeys(n = 50): Promise<HotKey[]> {
     const raw = (await runScript(
       this.#redis,
@@ -915,7 +1073,15 @@ export class EdgeCache {
     else await guarded;
   }
 
-  /** Waits for background refreshes started without `waitUntil` (tests, Node). */
+  /**
+   * Waits for background refreshes started without `waitUntil` (tests, Node).
+   *
+   * @example
+   * ```ts
+   * await cache.getOrLoad("k", load); // may start a background refresh
+   * await cache.settle();             // …which has finished now
+   * ```
+   */
   async settle(): Promise<void> {
     while (this.#unawaited.size > 0) await Promise.all([...this.#unawaited]);
   }

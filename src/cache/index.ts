@@ -1,6 +1,6 @@
 export { LoaderBackoffError } from "./backoff";
 export { CacheWriteError, EdgeCache, type EdgeCacheOptions } from "./engine";
-export { InvalidKeyError, type KeySpace, keySpace } from "./keys";
+export { assertGlob, assertName, InvalidKeyError, type KeySpace, keySpace } from "./keys";
 export { L1Cache } from "./l1";
 export { jitterTtl, shouldRefreshEarly } from "./policy";
 export type { ScriptClient } from "./redis";

@@ -5,6 +5,7 @@
  *   {p}:stats     counters            {p}:hot:{n}   sampled hot keys of window n
  */
 export interface KeySpace {
+  /** `{p}:e:{key}`; throws InvalidKeyError for an invalid key, like the other builders. */
   entry(key: string): string;
   lease(key: string): string;
   version(name: string): string;
@@ -18,6 +19,21 @@ export interface KeySpace {
 // characters are refused because they make keys unreadable in every tool.
 const NAME = /^[^\s*?[\]\\\p{Cc}]{1,512}$/u;
 
+/**
+ * A key, tag, version name or pattern the engine refuses: empty, longer than 512 characters,
+ * or containing whitespace, control characters or `* ? [ ] \`. Thrown before any request, so
+ * it is a caller's bug (or bad input): answer 400, never fall back to the outbox.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await cache.getOrLoad(`search:${query}`, load);
+ * } catch (error) {
+ *   if (!(error instanceof InvalidKeyError)) throw error;
+ *   return Response.json({ error: { code: "bad_request", message: error.message } }, { status: 400 });
+ * }
+ * ```
+ */
 export class InvalidKeyError extends Error {
   constructor(kind: string, name: string) {
     super(
@@ -27,11 +43,32 @@ export class InvalidKeyError extends Error {
   }
 }
 
+/**
+ * Returns `name` if it is a valid key, tag or version name; throws InvalidKeyError otherwise.
+ *
+ * @example
+ * ```ts
+ * assertName("key", "product:42"); // "product:42"
+ * assertName("tag", "a b");        // throws InvalidKeyError
+ * ```
+ */
 export function assertName(kind: string, name: string): string {
   if (!NAME.test(name)) throw new InvalidKeyError(kind, name);
   return name;
 }
 
+/**
+ * The Redis key names under `prefix` (1–32 of `A-Z a-z 0-9 _ -`), validating each name.
+ * `EdgeCache#keys` is one; use it to find an entry with redis-cli or in a test.
+ *
+ * @example
+ * ```ts
+ * const keys = keySpace("shop");
+ * keys.entry("product:42");   // "shop:e:product:42"
+ * keys.version("product:42"); // "shop:v:product:42"
+ * keys.tag("products");       // "shop:t:products"
+ * ```
+ */
 export function keySpace(prefix: string): KeySpace {
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(prefix)) {
     throw new Error(`Invalid cache prefix ${JSON.stringify(prefix)}: use 1-32 of A-Z a-z 0-9 _ -`);
@@ -46,7 +83,14 @@ export function keySpace(prefix: string): KeySpace {
   };
 }
 
-/** Validates a purge glob: the glob is over logical keys; only * ? [ ] are special. */
+/**
+ * Validates a purge glob: the glob is over logical keys; only * ? [ ] are special.
+ *
+ * @example
+ * ```ts
+ * assertGlob("product:*"); // "product:*"
+ * ```
+ */
 export function assertGlob(glob: string): string {
   if (!/^[^\s\p{Cc}]{1,512}$/u.test(glob)) {
     throw new InvalidKeyError("pattern", glob);

@@ -3,6 +3,12 @@
 /**
  * Spreads a TTL uniformly over ttl·(1 ± jitter) so entries written together do not
  * expire (and reload) together.
+ *
+ * @example
+ * ```ts
+ * jitterTtl(60_000, 0.1, Math.random); // between 54_000 and 66_000
+ * jitterTtl(60_000, 0.1, () => 0.5);   // 60_000
+ * ```
  */
 export function jitterTtl(ttlMs: number, jitter: number, random: () => number): number {
   if (jitter <= 0 || ttlMs <= 0) return ttlMs;
@@ -14,6 +20,12 @@ export function jitterTtl(ttlMs: number, jitter: number, random: () => number): 
  * XFetch (Vattani et al., "Optimal Probabilistic Cache Stampede Prevention", VLDB 2015):
  * refresh early when now − δ·β·ln(rand) ≥ expiry. δ is the measured load time, so slow loads
  * start refreshing earlier; the chance grows as expiry nears and one caller usually wins.
+ *
+ * @example
+ * ```ts
+ * // 1 s before expiry, a load that takes 200 ms: refresh when -ln(rand) ≥ 5 (≈ 0.7 % of reads)
+ * shouldRefreshEarly(now, now + 1_000, 200, 1, Math.random);
+ * ```
  */
 export function shouldRefreshEarly(
   nowMs: number,
