@@ -145,6 +145,21 @@ describe.sequential("edgecache as a package: npm pack → examples/worker in wor
     delete lock.packages["node_modules/edgecache"];
     await writeFile(lockPath, JSON.stringify(lock, null, 2));
 
+    // The offline install only finds what the repository's own `npm ci` put in the npm cache:
+    // the example must pin the versions the repository uses.
+    const ours = JSON.parse(await readFile(join(root, "package.json"), "utf8")).devDependencies;
+    const theirs = JSON.parse(await readFile(join(app, "package.json"), "utf8"));
+    for (const [name, version] of Object.entries({
+      ...theirs.dependencies,
+      ...theirs.devDependencies,
+    })) {
+      if (name !== "edgecache" && ours[name] !== version) {
+        throw new Error(
+          `examples/worker/package.json pins ${name}@${String(version)}, the repository ${ours[name]}: align it, then run \`npm install --package-lock-only\` in examples/worker.`,
+        );
+      }
+    }
+
     progress("npm install --offline in a temporary folder (tarball + the example's lockfile) …");
     await sh(
       "npm",
