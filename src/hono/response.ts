@@ -112,8 +112,9 @@ export const cacheControlFor = (audience: Audience): string =>
   audience === "private" ? "private, no-cache" : "no-cache";
 
 /**
- * Diagnostics for a cached response: `X-Cache` (HIT | STALE | MISS | BYPASS) and `Age` (seconds
- * since the entry was written). {@link cachedJson} sets them itself; use this for responses
+ * Diagnostics for a cached response: `X-Cache` (HIT | STALE | MISS | BYPASS), `Age` (seconds
+ * since the entry was written) and `X-Cache-Fail-Safe: 1` when the loader failed and an entry
+ * kept for fail-safe was served. {@link cachedJson} sets them itself; use this for responses
  * you build yourself.
  *
  * @example
@@ -132,6 +133,8 @@ export function setCacheHeaders<E extends Env, P extends string, I extends Input
   const ctx = plain(c);
   ctx.header("X-Cache", result.status);
   ctx.header("Age", String(Math.floor(result.ageMs / 1000)));
+  // Served from fail-safe: the source failed and this is an entry past its grace window.
+  if (result.failSafe) ctx.header("X-Cache-Fail-Safe", "1");
 }
 
 /**
