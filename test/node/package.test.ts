@@ -395,6 +395,15 @@ describe.sequential("edgecache as a package: npm pack → examples/worker in wor
     const badKey = await get("a%20b");
     expect(badKey.status).toBe(400);
     expect(await errorCode(badKey)).toBe("bad_request");
+    const notAList = await purge({ keys: `item:${id}` });
+    expect(notAList.status).toBe(400);
+    expect(await errorCode(notAList)).toBe("bad_request");
+    const notJson = await (worker as DevWorker).fetch("http://example.test/purge", {
+      method: "POST",
+      headers: { authorization: `Bearer ${purgeToken}` },
+      body: "{",
+    });
+    expect(notJson.status).toBe(400);
     const unauthorized = await purge({ tags: ["items"] }, "wrong");
     expect(unauthorized.status).toBe(401);
     expect(await errorCode(unauthorized)).toBe("unauthorized");

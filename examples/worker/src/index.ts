@@ -14,6 +14,8 @@ type Bindings = {
 };
 type AppEnv = { Bindings: Bindings; Variables: EdgeCacheVariables };
 type Item = { id: string; name: string };
+const isStringList = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.every((s) => typeof s === "string");
 
 const app = new Hono<AppEnv>();
 
@@ -45,8 +47,14 @@ app.post(
   "/purge",
   (c, next) => bearerAuth<AppEnv>({ token: c.env.PURGE_TOKEN })(c, next),
   async (c) => {
-    const body = await c.req.json<{ keys?: string[]; tags?: string[] }>();
-    return c.json(await c.var.edgecache.apply({ keys: body.keys, tags: body.tags }));
+    const { keys = [], tags = [] }: { keys?: unknown; tags?: unknown } = (await c.req.json()) ?? {};
+    if (!isStringList(keys) || !isStringList(tags)) {
+      return c.json(
+        { error: { code: "bad_request", message: "keys and tags: string arrays" } },
+        400,
+      );
+    }
+    return c.json(await c.var.edgecache.apply({ keys, tags }));
   },
 );
 
