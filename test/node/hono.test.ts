@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   cacheControlFor,
   cachedJson,
@@ -68,7 +68,7 @@ function appWithCache() {
 }
 
 beforeAll(async () => {
-  h = await cacheHarness(inject("stack").redisDb);
+  h = await cacheHarness();
 });
 afterAll(async () => {
   await h.close();
