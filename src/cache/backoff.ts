@@ -21,7 +21,23 @@ interface Failure {
 
 const failures = new Map<string, Failure>();
 
-/** Thrown (with the original error as `cause`) to callers inside a backoff interval. */
+/**
+ * Thrown (with the original error as `cause`) to callers inside a backoff interval.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   return await cache.getOrLoad(key, load, { loaderBackoff: 2_000 });
+ * } catch (error) {
+ *   if (!(error instanceof LoaderBackoffError)) throw error;
+ *   const retryAfter = String(Math.ceil(error.retryInMs / 1000));
+ *   return Response.json({ error: { code: "unavailable", message: error.message } }, {
+ *     status: 503,
+ *     headers: { "Retry-After": retryAfter },
+ *   });
+ * }
+ * ```
+ */
 export class LoaderBackoffError extends Error {
   constructor(
     readonly key: string,
