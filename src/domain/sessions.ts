@@ -1,10 +1,12 @@
 import { z } from "zod";
+import { redisCall } from "../redis/errors";
 import type { Services } from "../runtime/services";
 
 /**
  * Sessions: data that only ever lives in Redis, with Redis' own TTL as the expiry. There is no
  * row behind a session, so nothing to keep consistent with Postgres; each operation is one
- * request (SET … EX NX, one Lua script for read + sliding renewal, DEL).
+ * request (SET … EX NX, one Lua script for read + sliding renewal, DEL). With no copy anywhere
+ * else, a failed Redis call is a RedisUnavailableError (503), not a fallback.
  */
 
 export const SESSION_TTL_SECONDS = { min: 60, max: 86_400, default: 3_600 } as const;
@@ -74,10 +76,10 @@ export async function createSession(
     sliding: input.sliding ?? false,
   };
   // NX: a token is 256 random bits, so a clash is not expected, but it must never overwrite.
-  const set = await services.redis.set(sessionKey(services, token), JSON.stringify(stored), {
-    ex: ttlSeconds,
-    nx: true,
-  });
+  const key = sessionKey(services, token);
+  const set = await redisCall("session create", () =>
+    services.redis.set(key, JSON.stringify(stored), { ex: ttlSeconds, nx: true }),
+  );
   if (set !== "OK") throw new Error("session token collision");
   return { token, expiresInSeconds: ttlSeconds };
 }
@@ -102,7 +104,9 @@ return cjson.encode({ v = raw, ttl = redis.call('TTL', KEYS[1]) })
 /** The session, renewed when sliding, or null when it does not exist (or has expired). */
 export async function readSession(services: Services, token: string): Promise<SessionView | null> {
   const key = sessionKey(services, token);
-  const reply = await services.redis.createScript<unknown>(READ_SCRIPT).exec([key], []);
+  const reply = await redisCall("session read", () =>
+    services.redis.createScript<unknown>(READ_SCRIPT).exec([key], []),
+  );
   if (reply === null || reply === undefined) return null;
   // The client JSON-parses string replies unless automatic deserialization is off.
   const { v, ttl } = (typeof reply === "string" ? JSON.parse(reply) : reply) as {
@@ -126,5 +130,6 @@ export async function readSession(services: Services, token: string): Promise<Se
 
 /** true when the session existed. */
 export async function deleteSession(services: Services, token: string): Promise<boolean> {
-  return (await services.redis.del(sessionKey(services, token))) > 0;
+  const key = sessionKey(services, token);
+  return (await redisCall("session delete", () => services.redis.del(key))) > 0;
 }

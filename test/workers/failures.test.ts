@@ -302,6 +302,46 @@ describe("Redis hung (gateway latency injection)", () => {
   });
 });
 
+describe("Redis down or hung: sessions, which live only in Redis", () => {
+  const token = stack.spareGatewayTokens.failures;
+  const api = apiFor("fail-sessions");
+  const redis = { UPSTASH_REDIS_REST_TOKEN: token, REDIS_TIMEOUT_MS: "300" };
+  const issued = "ab".repeat(32);
+
+  afterEach(async () => {
+    await gatewayControl("reset", { token });
+  });
+
+  function expectRedisUnavailable(res: { status: number; headers: Headers; body: unknown }) {
+    expect(res.status).toBe(503);
+    expect(res.headers.get("content-type")).toContain("application/json");
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect((res.body as ErrorBody).error.code).toBe("redis_unavailable");
+    expectNoInternals(JSON.stringify(res.body));
+    expect(JSON.stringify(res.body)).not.toMatch(/aborted|timeout|fetch failed|8079|gateway/i);
+  }
+
+  for (const [fault, body] of [
+    ["failing (HTTP 503)", { failRate: 1, failMode: "status", failStatus: 503 }],
+    ["hung (past REDIS_TIMEOUT_MS)", { latencyMs: 5000 }],
+  ] as const) {
+    it(`answers create, read and delete with 503 redis_unavailable + Retry-After when Redis is ${fault}`, async () => {
+      await gatewayControl("faults", { token, body });
+      const calls = [
+        () => api("POST", "/sessions", { env: redis, body: { userId: 1 } }),
+        () => api("GET", `/sessions/${issued}`, { env: redis }),
+        () => api("DELETE", `/sessions/${issued}`, { env: redis }),
+      ];
+      for (const call of calls) {
+        const { value: res, ms } = await timed(call);
+        expectRedisUnavailable(res);
+        // The rate limiter's own deadline (500 ms) plus the Redis deadline, plus a margin.
+        expect(ms).toBeLessThan(500 + 300 + MARGIN_MS);
+      }
+    });
+  }
+});
+
 describe("one error path", () => {
   it("answers a thrown non-Error in the JSON shape (it used to escape onError)", async () => {
     const app = createApp();

@@ -2,10 +2,11 @@ import type { Context, ErrorHandler, MiddlewareHandler, NotFoundHandler } from "
 import { HTTPException } from "hono/http-exception";
 import { ConfigError } from "../../config/env";
 import { describeThrown, findUnavailable } from "../../db/errors";
+import { findRedisUnavailable } from "../../redis/errors";
 import type { AppEnv } from "../context";
 import { errorResponse, HttpError, toError } from "../errors";
 
-/** Retry-After when no configuration is at hand (it failed to load): seconds. */
+/** Retry-After when no configuration is at hand (it failed to load), and for Redis: seconds. */
 const DEFAULT_RETRY_AFTER_S = 5;
 
 /** Seconds a client should wait: the loader backoff, during which retries cannot succeed. */
@@ -27,6 +28,8 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
  * - Postgres unreachable or timed out (DatabaseUnavailableError anywhere in the cause chain,
  *   including behind drizzle's "Failed query" and the cache's LoaderBackoffError) →
  *   503 database_unavailable with Retry-After;
+ * - Redis unreachable or timed out where nothing can stand in for it (RedisUnavailableError:
+ *   sessions) → 503 redis_unavailable with Retry-After;
  * - anything else, Error or not → 500 internal_error.
  */
 export function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
@@ -55,6 +58,20 @@ export function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
       503,
       "database_unavailable",
       "The database is unavailable or not answering; retry after the Retry-After delay.",
+    );
+  }
+  const redisDown = findRedisUnavailable(thrown);
+  if (redisDown) {
+    console.error(
+      `${c.req.method} ${new URL(c.req.url).pathname}: redis unavailable: ${redisDown.message}`,
+    );
+    c.header("Retry-After", String(DEFAULT_RETRY_AFTER_S));
+    c.header("Cache-Control", "no-store");
+    return errorResponse(
+      c,
+      503,
+      "redis_unavailable",
+      "The session store (Redis) is unavailable or not answering; retry after the Retry-After delay.",
     );
   }
   console.error("unhandled error", thrown);

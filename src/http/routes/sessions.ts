@@ -57,6 +57,14 @@ const sessionSchema = z
   })
   .openapi("Session");
 
+/** Sessions live only in Redis: when it fails or passes its deadline there is nothing to serve. */
+const redisUnavailableResponse = {
+  description:
+    "Redis unavailable or past REDIS_TIMEOUT_MS (`redis_unavailable`); retry after `Retry-After` seconds",
+  headers: { "Retry-After": { schema: { type: "integer" as const, minimum: 1 } } },
+  content: errorContent,
+};
+
 const createRouteDef = createRoute({
   method: "post",
   path: "/sessions",
@@ -75,6 +83,7 @@ const createRouteDef = createRoute({
     400: { description: "Invalid body", content: errorContent },
     413: { description: "Body over the request size limit", content: errorContent },
     429: rateLimitedResponse,
+    503: redisUnavailableResponse,
   },
 });
 
@@ -87,6 +96,7 @@ const readRouteDef = createRoute({
   responses: {
     200: { description: "The session", content: { "application/json": { schema: sessionSchema } } },
     400: { description: "Malformed token", content: errorContent },
+    503: redisUnavailableResponse,
     404: { description: "No such session, or it expired", content: errorContent },
   },
 });
@@ -100,6 +110,7 @@ const deleteRouteDef = createRoute({
   responses: {
     204: { description: "Deleted" },
     400: { description: "Malformed token", content: errorContent },
+    503: redisUnavailableResponse,
     404: { description: "No such session, or it expired", content: errorContent },
   },
 });
