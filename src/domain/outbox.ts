@@ -65,6 +65,31 @@ export async function recordFailure(
     .where(and(inArray(cacheOutbox.id, [...ids]), eq(cacheOutbox.prefix, prefix)));
 }
 
+/**
+ * Charges an attempt to each row with its own reason, in one UPDATE: rows that failed on their
+ * own (malformed events) rarely fail for the same reason, and `last_error` must say why this
+ * row is stuck, not why its neighbour is.
+ *
+ * @example
+ * await recordRowFailures(db, "ec", [{ id: 7, error: "invalid event: keys: …" }]);
+ */
+export async function recordRowFailures(
+  db: Db,
+  prefix: string,
+  failures: readonly { id: number; error: string }[],
+): Promise<void> {
+  if (failures.length === 0) return;
+  const rows = sql.join(
+    failures.map((f) => sql`(${f.id}::bigint, ${f.error.slice(0, 1000)}::text)`),
+    sql`, `,
+  );
+  await db.execute(sql`
+    update ${cacheOutbox}
+    set attempts = ${cacheOutbox.attempts} + 1, last_error = failed.error
+    from (values ${rows}) as failed(id, error)
+    where ${cacheOutbox.id} = failed.id and ${cacheOutbox.prefix} = ${prefix}`);
+}
+
 export interface PendingEvent {
   id: number;
   change: CacheChange & { origin?: string };

@@ -4,6 +4,7 @@ import {
   type PendingEvent,
   pendingEvents,
   recordFailure,
+  recordRowFailures,
 } from "../domain/outbox";
 import type { Services } from "../runtime/services";
 import {
@@ -129,18 +130,16 @@ export async function drainOutbox(
   };
   let redisDown: boolean | undefined;
 
-  /** Attempts of rows that failed on their own; parks those reaching the limit. */
-  const failOnTheirOwn = async (rows: readonly PendingEvent[], error: string) => {
+  /** Attempts of rows that failed on their own, each with its reason; parks those reaching the limit. */
+  const failOnTheirOwn = async (failures: readonly { row: PendingEvent; error: string }[]) => {
     spendQuery();
     try {
-      await recordFailure(
+      await recordRowFailures(
         services.db,
         prefix,
-        rows.map((r) => r.id),
-        error,
-        { attempt: true },
+        failures.map((f) => ({ id: f.row.id, error: f.error })),
       );
-      report.parked += rows.filter((r) => r.attempts + 1 >= MAX_OUTBOX_ATTEMPTS).length;
+      report.parked += failures.filter((f) => f.row.attempts + 1 >= MAX_OUTBOX_ATTEMPTS).length;
     } catch (e) {
       noteError(`attempts not recorded: ${describeError(e)}`);
     }
@@ -202,7 +201,7 @@ export async function drainOutbox(
       return;
     }
     if (rows.length === 1) {
-      await failOnTheirOwn(rows, error);
+      await failOnTheirOwn(rows.map((row) => ({ row, error })));
       return;
     }
     // Redis answers but refuses this batch: find the rows it refuses by halving.
@@ -263,8 +262,7 @@ export async function drainOutbox(
           .join(" | ")}`,
       );
       await failOnTheirOwn(
-        invalid.map((i) => i.row),
-        `invalid event: ${invalid[0]?.problems ?? ""}`,
+        invalid.map((i) => ({ row: i.row, error: `invalid event: ${i.problems}` })),
       );
     }
     await settle(valid);

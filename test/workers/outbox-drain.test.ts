@@ -127,6 +127,25 @@ describe("outbox drain", () => {
     expect([...rows.values()].every((r) => r.processedAt === null)).toBe(true);
   });
 
+  it("records each malformed row's own reason in last_error, not its neighbour's", async () => {
+    const prefix = newPrefix();
+    const [notAList, badName, good] = await insertRows(prefix, [
+      { keys: "not-a-list" },
+      { keys: ["name with spaces"] },
+      { keys: ["fine:1"] },
+    ]);
+    if (!notAList || !badName || !good) throw new Error("rows not inserted");
+    const report = await drain(prefix);
+    expect(report.invalid).toBe(2);
+    expect(report.applied).toBe(1);
+    const rows = await rowsOf([notAList, badName]);
+    expect(rows.get(notAList)?.attempts).toBe(1);
+    expect(rows.get(badName)?.attempts).toBe(1);
+    expect(rows.get(notAList)?.lastError).toMatch(/^invalid event: keys: .*array/);
+    expect(rows.get(badName)?.lastError).toMatch(/^invalid event: .*name with spaces/);
+    expect(rows.get(badName)?.lastError).not.toMatch(/array/);
+  });
+
   it("isolates a row Redis refuses (while it answers) by halving; only that row is charged", async () => {
     const prefix = newPrefix();
     const cache = new EdgeCache({ redis, prefix });
