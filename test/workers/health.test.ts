@@ -74,6 +74,19 @@ describe("GET /health", () => {
     );
   });
 
+  it("reports Postgres credentials the server refuses as rejected, without the role's name", async () => {
+    // SQLSTATE class 28 (invalid authorization): here a role that does not exist (28000); a
+    // wrong password is 28P01. Retrying will not help, so it is not "unreachable".
+    const url = new URL(stack.databaseUrl);
+    url.username = "edgecache_no_such_role";
+    const res = await callWorker("/health", { DATABASE_URL: url.toString() });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as HealthBody;
+    expect(body.down).toEqual(["postgres"]);
+    expect(body.postgres.problem).toBe("rejected");
+    expect(JSON.stringify(body)).not.toMatch(/edgecache_no_such_role|127\.0\.0\.1/);
+  });
+
   it("rejects a wrong Upstash token as a Redis failure, not a crash", async () => {
     const res = await callWorker("/health", { UPSTASH_REDIS_REST_TOKEN: "wrong-token" });
     expect(res.status).toBe(503);

@@ -31,6 +31,10 @@ function classify(err: unknown): NonNullable<Probe["problem"]> {
     ) {
       return "rejected";
     }
+    // Postgres SQLSTATE class 28, invalid authorization (unknown role 28000, wrong password
+    // 28P01): the server answered and refused our credentials.
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && /^28[0-9A-Z]{3}$/.test(code)) return "rejected";
     current = (current as { cause?: unknown }).cause;
   }
   return "unreachable";
