@@ -22,6 +22,7 @@ export interface Env {
   DB_CONNECT_TIMEOUT_MS?: string;
   DB_QUERY_TIMEOUT_MS?: string;
   LOADER_BACKOFF_MS?: string;
+  DB_BREAKER_MS?: string;
   PURGE_QUEUE?: Queue<unknown>;
 }
 
@@ -99,6 +100,9 @@ const schema = z.object({
   DB_CONNECT_TIMEOUT_MS: millis(5000, 100, 60_000),
   DB_QUERY_TIMEOUT_MS: millis(5000, 100, 60_000),
   LOADER_BACKOFF_MS: millis(2000, 0, 60_000),
+  // After a Postgres connect fails, how long other connects of the isolate fail at once instead
+  // of each waiting out DB_CONNECT_TIMEOUT_MS (src/db/breaker.ts); 0 turns that off.
+  DB_BREAKER_MS: millis(2000, 0, 60_000),
 });
 
 export type AppConfig = z.infer<typeof schema>;

@@ -14,6 +14,7 @@
  *   are not `Error`s) become `DatabaseUnavailableError`; SQL errors pass through unchanged.
  */
 import type { Pool, PoolClient } from "@neondatabase/serverless";
+import { throughBreaker } from "./breaker";
 import { DatabaseUnavailableError, describeThrown, isUnavailable } from "./errors";
 
 export interface Deadlines {
@@ -21,6 +22,12 @@ export interface Deadlines {
   connectTimeoutMs: number;
   /** One statement, from send to result, ms. */
   queryTimeoutMs: number;
+  /**
+   * After a connect fails, how long later connects to the same database in this isolate fail at
+   * once instead of waiting out their own deadline (src/db/breaker.ts); 0 = off. Default 0 here;
+   * the Worker passes DB_BREAKER_MS.
+   */
+  breakerMs?: number;
 }
 
 class Timeout extends Error {}
@@ -112,23 +119,26 @@ function guardClient(client: PoolClient, deadlines: Deadlines): PoolClient {
 }
 
 /**
- * Installs the deadlines on `pool` (in place) and returns it.
+ * Installs the deadlines on `pool` (in place) and returns it. `target` names the database for
+ * the connect breaker (connects to one target share one circuit per isolate).
  *
  * @example
  * const pool = guardPool(new Pool({ connectionString, connectionTimeoutMillis: 5000 }),
  *   { connectTimeoutMs: 5000, queryTimeoutMs: 5000 });
  * await pool.query("select 1"); // DatabaseUnavailableError after 5 s if Postgres hangs
  */
-export function guardPool(pool: Pool, deadlines: Deadlines): Pool {
+export function guardPool(pool: Pool, deadlines: Deadlines, target = ""): Pool {
   const connect = pool.connect.bind(pool) as (...args: unknown[]) => Promise<PoolClient>;
   const guardedConnect = async (...args: unknown[]): Promise<PoolClient> => {
     // The callback form is what pg-pool uses internally; only the promise form is ours.
     if (typeof args[0] === "function") return connect(...args);
     let client: PoolClient;
     try {
-      client = await withDeadline(connect(), deadlines.connectTimeoutMs, "connect", (late) => {
-        late.then((c) => c.release(true)).catch(() => {});
-      });
+      client = await throughBreaker(target, deadlines.breakerMs ?? 0, () =>
+        withDeadline(connect(), deadlines.connectTimeoutMs, "connect", (late) => {
+          late.then((c) => c.release(true)).catch(() => {});
+        }),
+      );
     } catch (error) {
       // Every failure to get a connection means the database cannot be used now, whatever the
       // driver rejected with (an Error, a WebSocket ErrorEvent, a timeout).

@@ -22,13 +22,18 @@ export interface DbConfig {
    */
   wsProxy?: string;
   /**
-   * Deadlines for opening a connection and for each statement (ms). Defaults 5000 / 5000;
-   * the Worker passes DB_CONNECT_TIMEOUT_MS / DB_QUERY_TIMEOUT_MS. See src/db/guard.ts.
+   * Deadlines for opening a connection and for each statement (ms), and the connect breaker's
+   * open interval. Defaults 5000 / 5000 / 0 (off); the Worker passes DB_CONNECT_TIMEOUT_MS,
+   * DB_QUERY_TIMEOUT_MS and DB_BREAKER_MS. See src/db/guard.ts and src/db/breaker.ts.
    */
   deadlines?: Partial<Deadlines>;
 }
 
-export const DEFAULT_DB_DEADLINES: Deadlines = { connectTimeoutMs: 5000, queryTimeoutMs: 5000 };
+export const DEFAULT_DB_DEADLINES: Deadlines = {
+  connectTimeoutMs: 5000,
+  queryTimeoutMs: 5000,
+  breakerMs: 0,
+};
 
 const LOCAL_KEYS = [
   "wsProxy",
@@ -123,6 +128,8 @@ export function createDb(cfg: DbConfig): Db {
       connectionTimeoutMillis: deadlines.connectTimeoutMs,
     }),
     deadlines,
+    // One circuit per database (and local proxy) in the isolate.
+    `${cfg.wsProxy ?? ""} ${cfg.databaseUrl}`,
   );
   let ended: Promise<void> | undefined;
   // An idle client dying (proxy restart, Postgres restart) emits 'error' on

@@ -118,6 +118,7 @@ export function createServices(env: Env, ctx?: Background): Services {
           deadlines: {
             connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
             queryTimeoutMs: config.DB_QUERY_TIMEOUT_MS,
+            breakerMs: config.DB_BREAKER_MS,
           },
         });
         poolCounts.opened++;

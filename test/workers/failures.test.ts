@@ -263,6 +263,41 @@ describe("loader backoff", () => {
   });
 });
 
+describe("connect breaker", () => {
+  const api = apiFor("fail-breaker");
+  // Its own circuit: the breaker is keyed by the connection target, and other tests of this
+  // file trip the one of the plain hung URL.
+  const target = (name: string) => ({
+    DATABASE_URL: `${stack.hungPostgresUrl}?application_name=${name}`,
+    DB_CONNECT_TIMEOUT_MS: "1500",
+    LOADER_BACKOFF_MS: "0",
+  });
+
+  it("fails other cold keys at once after a connect timed out, instead of each waiting for it", async () => {
+    const env = { ...target("breaker-on"), DB_BREAKER_MS: "5000" };
+    const first = await timed(() => api("GET", "/products/71", { env }));
+    expectUnavailable(first.value);
+    expect(first.ms).toBeGreaterThanOrEqual(1400); // waited out the connect deadline
+    // Other keys (so the loader backoff cannot be what answers): no second wait.
+    for (const id of [72, 73]) {
+      const next = await timed(() => api("GET", `/products/${id}`, { env }));
+      expectUnavailable(next.value);
+      expect(next.ms).toBeLessThan(1000);
+    }
+    const write = await timed(() => api("PATCH", "/products/74", { env, body: { priceCents: 5 } }));
+    expectUnavailable(write.value);
+    expect(write.ms).toBeLessThan(1000);
+  });
+
+  it("is off with DB_BREAKER_MS=0: every cold key waits out the deadline", async () => {
+    const env = { ...target("breaker-off"), DB_BREAKER_MS: "0" };
+    expectUnavailable(await api("GET", "/products/75", { env }));
+    const next = await timed(() => api("GET", "/products/76", { env }));
+    expectUnavailable(next.value);
+    expect(next.ms).toBeGreaterThanOrEqual(1400);
+  });
+});
+
 describe("Redis hung (gateway latency injection)", () => {
   const token = stack.spareGatewayTokens.failures;
   const api = apiFor("fail-redis");
