@@ -1,7 +1,9 @@
 import { LoaderBackoffError, withBackoff } from "./backoff";
 import { assertGlob, assertName, type KeySpace, keySpace } from "./keys";
 import { L1Cache } from "./l1";
-import { jitterTtl, leasePollDelay, shouldRefreshEarly } from "./policy";
+import { jitterTtl, shouldRefreshEarly } from "./policy";
+import { coalesce, type FlightRegistry, flightId, isolateFlights } from "./read/coalesce";
+import { nextCheckDelay } from "./read/wait";
 import { decodeJson, runScript, type ScriptClient } from "./redis";
 import {
   applyScript,
@@ -58,8 +60,17 @@ export interface EdgeCacheOptions {
   l1?: L1Cache | { maxEntries?: number; ttlMs?: number };
   /** Hot-key sampling in the read script. Default: 1 in 10 reads, 60 s windows, 5 kept. */
   hotKeys?: { sampleRate?: number; windowMs?: number; windows?: number; decay?: number };
-  /** Coalesce concurrent loads of one key inside this isolate before asking Redis. Default on. */
+  /**
+   * Coalesce concurrent loads of one key inside this isolate before asking Redis: every engine
+   * of the isolate (one per request) shares one load per prefix, key and version key. Default on.
+   */
   coalesce?: boolean;
+  /**
+   * Where in-isolate flights and measured load times live. Default: the module-scope registry
+   * shared by all engines of the isolate. Pass a `new FlightRegistry()` to keep engines apart
+   * (tests that model several isolates in one process; two Redis databases under one prefix).
+   */
+  flights?: FlightRegistry;
   /** Called on every swallowed cache fault (Redis down, background refresh failure). */
   onError?: (error: unknown, operation: string) => void;
 }
@@ -94,6 +105,8 @@ interface ReadReply {
   tok?: string;
   tg?: string[] | Record<string, never>;
   wait?: number;
+  /** Waiter: ms until the lease holder expects its load done (announced; ≤ 0 overdue). */
+  eta?: number;
   /** The version key's value when the lease was granted (0 when absent). */
   cv?: number;
   v?: string;
@@ -201,7 +214,7 @@ export class EdgeCache {
   readonly #coalesce: boolean;
   readonly #onError: (error: unknown, operation: string) => void;
   readonly #pending: PendingCounters;
-  readonly #inflight = new Map<string, Promise<CacheResult<unknown>>>();
+  readonly #flights: FlightRegistry;
 
   constructor(options: EdgeCacheOptions) {
     this.#redis = options.redis;
@@ -222,6 +235,7 @@ export class EdgeCache {
       decay: options.hotKeys?.decay ?? 0.5,
     };
     this.#coalesce = options.coalesce ?? true;
+    this.#flights = options.flights ?? isolateFlights;
     this.#onError = options.onError ?? ((error, op) => console.warn(`edgecache ${op}:`, error));
   }
 
@@ -274,39 +288,24 @@ export class EdgeCache {
       };
     }
     if (!this.#coalesce) return this.#getOrLoad(key, loader, opts);
-    const running = this.#inflight.get(key) as Promise<CacheResult<T>> | undefined;
-    if (running) {
-      // A load avoided: this caller shares the one already running in this engine.
-      this.#pending.add("coalesced");
-      return this.#follow(running, loader, opts);
-    }
-    const promise = this.#getOrLoad(key, loader, opts).finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, promise);
-    return promise;
-  }
-
-  /**
-   * Joins a load already running in this engine, but no longer than the wait budget: a hung
-   * loader must not hold every other caller of the key with it.
-   */
-  async #follow<T>(
-    running: Promise<CacheResult<T>>,
-    loader: () => Promise<T>,
-    opts: Resolved<T>,
-  ): Promise<CacheResult<T>> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<null>((resolve) => {
-      timer = setTimeout(() => resolve(null), opts.waitBudget);
+    // ---- isolate-scope coalescing (src/cache/read/coalesce.ts)
+    return coalesce<T>({
+      registry: this.#flights,
+      id: flightId(this.keys.prefix, key, opts.versionKey),
+      waitBudget: opts.waitBudget,
+      leaseTtl: opts.leaseTtl,
+      lead: (flight, budget) =>
+        this.#getOrLoad(key, loader, { ...opts, waitBudget: budget }, (ms) =>
+          flight.busyUntil(Date.now() + ms),
+        ),
+      giveUp: async (waitedMs) => {
+        // Same as before: a follower whose budget ran out loads itself, without filling.
+        this.#pending.add("lease_timeouts");
+        const { value } = await this.#timed(loader);
+        return { ...this.#loaded(value, opts), waitedMs };
+      },
+      onFollow: () => this.#pending.add("coalesced"),
     });
-    try {
-      const result = await Promise.race([running, timeout]);
-      if (result) return result;
-    } finally {
-      if (timer !== undefined) clearTimeout(timer);
-    }
-    this.#pending.add("lease_timeouts");
-    const { value } = await this.#timed(loader);
-    return { ...this.#loaded(value, opts), waitedMs: opts.waitBudget };
   }
 
   /**
@@ -339,11 +338,16 @@ export class EdgeCache {
     key: string,
     loader: () => Promise<T>,
     opts: Resolved<T>,
+    /** Tells the isolate's flight how long this caller may still take (ms from now). */
+    busyFor: (ms: number) => void = () => {},
   ): Promise<CacheResult<T>> {
     const started = Date.now();
     let waited = false;
-    for (let attempt = 0; ; attempt++) {
+    let backoffs = 0;
+    for (;;) {
       let reply: ReadReply;
+      const sent = Date.now();
+      busyFor(opts.leaseTtl); // a read, then possibly a load under a lease of this length
       try {
         reply = await this.#read(key, opts, newToken(), false, waited);
       } catch (error) {
@@ -374,20 +378,23 @@ export class EdgeCache {
 
       if (reply.tok) return this.#loadAndFill(key, reply, loader, opts, started);
 
-      // Someone else holds the lease: poll (each poll is one read, which takes the lease over
-      // if the holder died) until the value appears or the wait budget is spent.
+      // Someone else holds the lease: sleep about the load time it announced, then look once
+      // (src/cache/read/wait.ts); each look is one read, which takes the lease over if the
+      // holder died. Until the value appears or the wait budget is spent.
       if (!waited) this.#pending.add("lease_waits");
       waited = true;
-      const elapsed = Date.now() - started;
-      const delay = Math.min(
-        leasePollDelay(attempt, this.#random),
-        Math.max(0, reply.wait ?? 0) + 1,
+      const remaining = opts.waitBudget - (Date.now() - started);
+      const next = nextCheckDelay(
+        { eta: reply.eta, leasePttl: reply.wait, rttMs: Date.now() - sent, backoffs },
+        this.#random,
       );
-      if (elapsed + delay > opts.waitBudget) {
+      if (next.backoff) backoffs++;
+      if (remaining <= 0) {
         this.#pending.add("lease_timeouts");
+        busyFor(opts.leaseTtl);
         let value: { value: T; ms: number };
         try {
-          value = await this.#timed(loader);
+          value = await this.#timed(loader, key);
         } catch (error) {
           // Same rule as the lease holder: an expired entry kept for fail-safe beats an error.
           if (reply.fs && reply.v !== undefined) {
@@ -399,6 +406,8 @@ export class EdgeCache {
         }
         return { ...this.#loaded(value.value, opts), waitedMs: Date.now() - started };
       }
+      const delay = Math.min(next.delay, remaining);
+      busyFor(delay + opts.leaseTtl);
       await sleep(delay);
     }
   }
@@ -412,7 +421,7 @@ export class EdgeCache {
   ): Promise<CacheResult<T>> {
     let loaded: { value: T; ms: number };
     try {
-      loaded = await this.#timed(loader);
+      loaded = await this.#timed(loader, key);
     } catch (error) {
       this.#pending.add("load_errors");
       await this.#afterResponse(opts, this.#release(key, reply.tok ?? ""), "lease release");
@@ -445,7 +454,7 @@ export class EdgeCache {
   ): Promise<void> {
     let loaded: { value: T; ms: number };
     try {
-      loaded = await this.#timed(loader);
+      loaded = await this.#timed(loader, key);
     } catch (error) {
       // The stale value keeps being served; the loader's error is not a cache fault.
       this.#pending.add("refresh_errors");
@@ -497,6 +506,8 @@ export class EdgeCache {
       pending.encoded,
       forceLease ? "1" : "0",
       polling ? "1" : "0",
+      // The load time a granted lease announces to waiters when the entry has none (wait.ts).
+      Math.round(this.#flights.estimateLoad(this.keys.prefix, key) ?? 0),
     ];
     return runScript(this.#redis, readScript, keys, args).then(
       (reply) => decodeJson<ReadReply>(reply),
@@ -1029,11 +1040,14 @@ export class EdgeCache {
     };
   }
 
-  async #timed<T>(loader: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  /** Runs a loader; with `key`, its time is remembered as the estimate the next lease announces. */
+  async #timed<T>(loader: () => Promise<T>, key?: string): Promise<{ value: T; ms: number }> {
     const started = performance.now();
     this.#pending.add("loads");
     const value = await loader();
-    return { value, ms: performance.now() - started };
+    const ms = performance.now() - started;
+    if (key !== undefined) this.#flights.recordLoad(this.keys.prefix, key, ms);
+    return { value, ms };
   }
 
   async #release(key: string, token: string): Promise<void> {

@@ -13,12 +13,25 @@
 --   request that was already counted, so neither a hit nor a hot-key sample here
 -- ARGV[11] "1" = a waiter polling for another caller's load: counted once by the client,
 --   so neither a miss nor a hot-key sample here
+-- ARGV[12] the client's load-time estimate in ms ("" = none), announced with a granted lease
+--   when the entry has no measured load time (lt)
+-- Announced load (src/cache/read/wait.ts): a granted lease holds "<token>.<estimate ms>.<granted
+-- at ms>" and `tok` returns that whole value (fill and release compare it as an opaque token);
+-- a waiter gets `eta`, the ms until the holder expects to be done (negative: overdue).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
 local entry, lease, stats, verKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, leaseTtl = ARGV[1], tonumber(ARGV[2])
 local prefix = ARGV[8]
+
+-- The lease value carries the holder's expected load time and the grant time (see header).
+local leaseValue = token
+local function announce(estimate)
+  local ms = math.floor(tonumber(estimate) or 0)
+  if ms < 0 then ms = 0 end
+  leaseValue = token .. '.' .. string.format('%d', ms) .. '.' .. nowText
+end
 
 if ARGV[9] ~= '' then
   for field, delta in string.gmatch(ARGV[9], '([^,]+),([^,]+)') do
@@ -58,19 +71,30 @@ end
 -- The version the key had when the lease was granted (0 = never written): a negative entry
 -- ("not found") is stored under it, so any later version advance invalidates it.
 local function grant(out)
-  out.tok = token
+  out.tok = leaseValue
   out.tg = capture()
   if verKey ~= '' then out.cv = tonumber(redis.call('GET', verKey) or '0') end
 end
 
 local function tryLease()
   if token == '' then return false end
-  if redis.call('SET', lease, token, 'NX', 'PX', leaseTtl) then return true end
+  if redis.call('SET', lease, leaseValue, 'NX', 'PX', leaseTtl) then return true end
   return false
+end
+
+-- ms until the current holder expects its load done, or nil when it announced nothing.
+local function eta()
+  local held = redis.call('GET', lease)
+  if not held then return nil end
+  local ms, at = string.match(held, '%.(%d+)%.(%d+)$')
+  if not ms or tonumber(ms) <= 0 then return nil end
+  return tonumber(at) + tonumber(ms) - now
 end
 
 local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+-- Announce the entry's last measured load time, else the client's estimate.
+if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[12] or '') end
 local reason = false
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
@@ -126,6 +150,7 @@ else
     grant(out)
   elseif token ~= '' then
     out.wait = redis.call('PTTL', lease)
+    out.eta = eta()
   end
 end
 if value then

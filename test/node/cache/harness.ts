@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { inject } from "vitest";
 import { prng } from "../../../db/seed";
-import { EdgeCache, type EdgeCacheOptions } from "../../../src/cache";
+import { EdgeCache, type EdgeCacheOptions, FlightRegistry } from "../../../src/cache";
 import { startGateway } from "../../../tools/upstash-gateway/server";
 
 /**
@@ -40,9 +40,19 @@ export async function cacheHarness(db?: number) {
   return {
     redis,
     gateway,
-    /** A cache with a fresh prefix; instances made with the same prefix share state (isolates). */
+    /**
+     * A cache with a fresh prefix; instances made with the same prefix share Redis state. Each
+     * models its own isolate (its own in-isolate flights) unless `options.flights` is given:
+     * pass one `FlightRegistry` to several instances to model requests of one isolate.
+     */
     cache(options: Partial<EdgeCacheOptions> = {}, prefix = `t${randomBytes(4).toString("hex")}`) {
-      return new EdgeCache({ redis, prefix, onError: () => {}, ...options });
+      return new EdgeCache({
+        redis,
+        prefix,
+        onError: () => {},
+        ...options,
+        flights: options.flights ?? new FlightRegistry(),
+      });
     },
     requests: async () => (await control("stats", "GET")).requests,
     resetCounter: () => control("reset"),

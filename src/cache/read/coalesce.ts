@@ -1,0 +1,213 @@
+import type { CacheResult } from "../types";
+
+/**
+ * Isolate-scope single flight: concurrent `getOrLoad`s of one key share one load across the
+ * per-request engines of an isolate.
+ *
+ * workerd's rules shape it (see src/cache/README.md, "Coalescing across requests"):
+ * - Only plain data crosses requests. A flight hands its followers a settled outcome (the
+ *   leader's `CacheResult`, each follower getting its own `structuredClone` of the value, or the
+ *   loader's error), never a Redis client, a Response or a stream ("Cannot perform I/O on behalf
+ *   of a different request").
+ * - Followers never await a promise the leader created. Each follower creates its own promise
+ *   and timer in its own request; the leader only calls their resolve functions. workerd runs a
+ *   promise's continuations in the request that created it (cross-request promise resolution,
+ *   on by default since compatibility date 2024-10-14), so a follower resumes in its own context.
+ * - A leader's request can be cancelled mid-load (client gone): its code simply stops, nothing
+ *   settles the flight, and a follower awaiting the leader's own promise would hang or be
+ *   cancelled with it (cloudflare-docs#29797). Instead the leader keeps a plain `deadline` up to
+ *   date (when its Redis lease would expire, or its Redis wait ends); a follower whose own timer
+ *   finds the flight past its deadline takes over and runs the Redis path itself, where the dead
+ *   leader's lease has expired, so the fill still happens once.
+ */
+
+/** What a flight hands its followers: plain data only. */
+export type Outcome = { ok: true; result: CacheResult<unknown> } | { ok: false; error: unknown };
+
+/** Past its deadline a leader counts as gone (its request was cancelled or it hangs). */
+const GRACE_MS = 25;
+/** Dead flights are swept when the registry grows past this (they are rare: cancelled leaders). */
+const SWEEP_AT = 256;
+/** Per-key load times kept per isolate (oldest dropped first). */
+const REMEMBERED_KEYS = 1000;
+
+/** One load in flight in this isolate: a leader, and followers waiting on its outcome. */
+export class Flight {
+  #deadline: number;
+  #outcome: Outcome | undefined;
+  readonly #waiters = new Set<(outcome: Outcome | null) => void>();
+
+  constructor(deadline: number) {
+    this.#deadline = deadline;
+  }
+
+  /** When the leader expects to be done at the latest (epoch ms); past it, it counts as gone. */
+  get deadline(): number {
+    return this.#deadline;
+  }
+
+  /** Still worth waiting for: not settled and not past its deadline. */
+  alive(now = Date.now()): boolean {
+    return this.#outcome === undefined && now <= this.#deadline + GRACE_MS;
+  }
+
+  /** The leader moves its deadline as it goes (waiting on another isolate, loading). */
+  busyUntil(deadline: number): void {
+    this.#deadline = deadline;
+  }
+
+  /** Called by the leader, in its own request: resolves every follower's own promise. */
+  settle(outcome: Outcome): void {
+    if (this.#outcome) return;
+    this.#outcome = outcome;
+    for (const resolve of [...this.#waiters]) resolve(outcome);
+    this.#waiters.clear();
+  }
+
+  /**
+   * Called by a follower, in its own request: the outcome, or null once `until` passes or the
+   * leader is overdue. The promise and the timer belong to the caller's request.
+   */
+  wait(until: number): Promise<Outcome | null> {
+    if (this.#outcome) return Promise.resolve(this.#outcome);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return new Promise<Outcome | null>((resolve) => {
+      const done = (outcome: Outcome | null) => {
+        this.#waiters.delete(done);
+        resolve(outcome);
+      };
+      this.#waiters.add(done);
+      const arm = () => {
+        // Re-read the deadline each time: the leader may have moved it meanwhile.
+        const ms = Math.min(until, this.#deadline + GRACE_MS) - Date.now();
+        if (ms <= 0) done(null);
+        else timer = setTimeout(arm, ms);
+      };
+      arm();
+    }).finally(() => {
+      if (timer !== undefined) clearTimeout(timer);
+    });
+  }
+}
+
+/**
+ * The flights of one isolate, keyed by prefix, key and version key, plus what the isolate has
+ * measured of load times (the estimate a lease holder announces to other isolates). Module
+ * scope by default (`isolateFlights`); pass your own as `EdgeCacheOptions.flights` to keep two
+ * engines apart (tests modelling isolates, two Redis databases under one prefix).
+ */
+export class FlightRegistry {
+  readonly #flights = new Map<string, Flight>();
+  readonly #keyLoadMs = new Map<string, number>();
+  readonly #prefixLoadMs = new Map<string, number>();
+
+  /** The live flight for `id`, if any; a dead one (cancelled leader) is dropped. */
+  join(id: string): Flight | undefined {
+    const flight = this.#flights.get(id);
+    if (flight?.alive()) return flight;
+    if (flight) this.#flights.delete(id);
+    return undefined;
+  }
+
+  /** Starts a flight for `id`; the caller leads it and must `finish` it. */
+  lead(id: string, deadline: number): Flight {
+    if (this.#flights.size >= SWEEP_AT) {
+      for (const [other, flight] of this.#flights) if (!flight.alive()) this.#flights.delete(other);
+    }
+    const flight = new Flight(deadline);
+    this.#flights.set(id, flight);
+    return flight;
+  }
+
+  finish(id: string, flight: Flight): void {
+    if (this.#flights.get(id) === flight) this.#flights.delete(id);
+  }
+
+  /** Flights in progress (tests). */
+  get size(): number {
+    return this.#flights.size;
+  }
+
+  /** Remembers a measured load time: per key, and a moving average per prefix. */
+  recordLoad(prefix: string, key: string, ms: number): void {
+    const id = `${prefix}\u0000${key}`;
+    this.#keyLoadMs.delete(id);
+    this.#keyLoadMs.set(id, ms);
+    if (this.#keyLoadMs.size > REMEMBERED_KEYS) {
+      const oldest = this.#keyLoadMs.keys().next().value;
+      if (oldest !== undefined) this.#keyLoadMs.delete(oldest);
+    }
+    const avg = this.#prefixLoadMs.get(prefix);
+    this.#prefixLoadMs.set(prefix, avg === undefined ? ms : avg * 0.8 + ms * 0.2);
+  }
+
+  /** This isolate's best guess of how long loading `key` takes, if it has one. */
+  estimateLoad(prefix: string, key: string): number | undefined {
+    return this.#keyLoadMs.get(`${prefix}\u0000${key}`) ?? this.#prefixLoadMs.get(prefix);
+  }
+}
+
+/** The isolate's registry: module scope, shared by every engine built in this isolate. */
+export const isolateFlights = new FlightRegistry();
+
+/** Loads that can share a result: same prefix, key and version key. */
+export function flightId(prefix: string, key: string, versionKey: string | undefined): string {
+  return `${prefix}\u0000${key}\u0000${versionKey ?? ""}`;
+}
+
+export interface FlightPlan<T> {
+  registry: FlightRegistry;
+  id: string;
+  waitBudget: number;
+  leaseTtl: number;
+  /** Runs the read path as the leader, with the wait budget left. */
+  lead(flight: Flight, budget: number): Promise<CacheResult<T>>;
+  /** The budget is spent while the leader is still alive: load without it (and without filling). */
+  giveUp(waitedMs: number): Promise<CacheResult<T>>;
+  /** Counted once per call that waits on another request's flight. */
+  onFollow(): void;
+}
+
+/** Each follower gets its own copy: one request mutating its value cannot reach another's. */
+function own<T>(result: CacheResult<T>): CacheResult<T> {
+  try {
+    return { ...result, value: structuredClone(result.value) };
+  } catch {
+    return { ...result }; // not cloneable (a function inside): shared as is, like before
+  }
+}
+
+/**
+ * Joins the live flight of `plan.id` or leads a new one. A follower waits at most the wait
+ * budget; when the leader turns out to be gone it leads a new flight with the budget left (the
+ * other followers join that one), so a cancelled request costs its followers at most a lease
+ * TTL, never a hang.
+ */
+export async function coalesce<T>(plan: FlightPlan<T>): Promise<CacheResult<T>> {
+  const started = Date.now();
+  let followed = false;
+  for (;;) {
+    const remaining = plan.waitBudget - (Date.now() - started);
+    const running = plan.registry.join(plan.id);
+    if (!running) {
+      const flight = plan.registry.lead(plan.id, Date.now() + plan.leaseTtl);
+      try {
+        const result = await plan.lead(flight, Math.max(0, remaining));
+        flight.settle({ ok: true, result });
+        return result;
+      } catch (error) {
+        flight.settle({ ok: false, error });
+        throw error;
+      } finally {
+        plan.registry.finish(plan.id, flight);
+      }
+    }
+    if (remaining <= 0) return plan.giveUp(Date.now() - started);
+    if (!followed) plan.onFollow();
+    followed = true;
+    const outcome = await running.wait(started + plan.waitBudget);
+    if (outcome?.ok) return own(outcome.result as CacheResult<T>);
+    if (outcome) throw outcome.error;
+    // null: the budget is spent (giveUp next turn) or the leader is gone (lead next turn).
+  }
+}
