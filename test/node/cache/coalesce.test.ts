@@ -1,0 +1,282 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EdgeCache, FlightRegistry } from "../../../src/cache";
+import { type CacheHarness, cacheHarness, gate, sleep } from "./harness";
+
+/**
+ * Coalescing across the per-request engines of one isolate (src/cache/read/coalesce.ts) and
+ * waiting by the load time a lease holder announced (src/cache/read/wait.ts), counted by the
+ * gateway. An engine built with the default options shares the module-scope registry, as the
+ * per-request engines of src/runtime/services.ts do; `flights: new FlightRegistry()` models
+ * another isolate.
+ */
+let h: CacheHarness;
+const noEarly = { earlyRefresh: false as const };
+const fresh = () => `co${randomBytes(4).toString("hex")}`;
+
+/** One engine per request, as src/runtime/services.ts builds them: default registry. */
+const perRequest = (prefix: string, redis = h.redis) =>
+  new EdgeCache({ redis, prefix, onError: () => {} });
+
+beforeAll(async () => {
+  h = await cacheHarness();
+  // Load every script the read path uses, so EVALSHA never falls back to EVAL while counting.
+  const warm = h.cache();
+  await warm.getOrLoad("warm", async () => 1, noEarly);
+  await warm.invalidate("warm");
+});
+afterAll(async () => {
+  await h.close();
+});
+
+describe("one isolate: concurrent requests share one load (module-scope registry)", () => {
+  it("200 concurrent cold reads, each through its own engine, 50 ms loader: 1 load, ≤ 5 Redis requests", async () => {
+    const prefix = fresh();
+    let loads = 0;
+    const loader = async () => {
+      loads++;
+      await sleep(50);
+      return { id: 1, name: "Lamp" };
+    };
+    await h.resetCounter();
+    const results = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        perRequest(prefix).getOrLoad("product:1", loader, { ...noEarly, ttl: 60_000 }),
+      ),
+    );
+    // Per-request coalescing alone (the old engine) reads Redis 200 times and polls the lease.
+    expect(loads).toBe(1);
+    expect(results.every((r) => r.value.name === "Lamp" && r.status === "MISS")).toBe(true);
+    expect(await h.requests()).toBeLessThanOrEqual(5); // read + fill
+    // Each request owns its value: mutating one answer does not reach another request's.
+    const first = results[0];
+    if (first) first.value.name = "changed";
+    expect(results[1]?.value.name).toBe("Lamp");
+    expect((await perRequest(prefix).stats()).coalesced).toBe(199);
+  });
+
+  it("keeps prefixes apart: same key, two prefixes, two loads", async () => {
+    const [a, b] = [fresh(), fresh()];
+    const load = gate<string>();
+    const first = perRequest(a).getOrLoad("k", load.load, noEarly);
+    await load.started;
+    const second = await perRequest(b).getOrLoad("k", async () => "from b", noEarly);
+    expect(second).toMatchObject({ value: "from b", status: "MISS" });
+    load.open("from a");
+    expect((await first).value).toBe("from a");
+  });
+
+  it("keeps version keys apart: same key, two version keys, two loads", async () => {
+    const prefix = fresh();
+    const load = gate<{ v: number }>();
+    const versionOf = (x: { v: number }) => x.v;
+    const first = perRequest(prefix).getOrLoad("k", load.load, { versionKey: "a:1", versionOf });
+    await load.started;
+    // Redis holds one lease per key whatever the version key: the wait there is short.
+    const second = await perRequest(prefix).getOrLoad("k", async () => ({ v: 2 }), {
+      versionKey: "b:1",
+      versionOf,
+      waitBudget: 100,
+    });
+    expect(second.value.v).toBe(2);
+    load.open({ v: 1 });
+    expect((await first).value.v).toBe(1);
+  });
+
+  it("a leader whose loader throws: its followers get the error, and nobody else loads", async () => {
+    const prefix = fresh();
+    let loads = 0;
+    const failing = async () => {
+      loads++;
+      await sleep(50);
+      throw new Error("database down");
+    };
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, () => perRequest(prefix).getOrLoad("k", failing, noEarly)),
+    );
+    expect(loads).toBe(1);
+    expect(results.every((r) => r.status === "rejected")).toBe(true);
+    expect(
+      results.map((r) => (r.status === "rejected" ? (r.reason as Error).message : "")),
+    ).toEqual(Array(20).fill("database down"));
+    // The lease was released: the next request loads at once.
+    const next = await perRequest(prefix).getOrLoad("k", async () => "back", noEarly);
+    expect(next).toMatchObject({ value: "back", status: "MISS" });
+  });
+
+  it("a leader whose loader throws with a fail-safe entry: every follower gets it too", async () => {
+    const prefix = fresh();
+    const opts = { ...noEarly, ttl: 50, jitter: 0, failSafe: 60_000 };
+    await perRequest(prefix).getOrLoad("k", async () => "kept", opts);
+    await sleep(120); // past fresh and grace: only the fail-safe copy is left
+    let loads = 0;
+    const failing = async () => {
+      loads++;
+      await sleep(30);
+      throw new Error("database down");
+    };
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => perRequest(prefix).getOrLoad("k", failing, opts)),
+    );
+    expect(loads).toBe(1);
+    expect(results.every((r) => r.value === "kept" && r.failSafe && r.status === "STALE")).toBe(
+      true,
+    );
+  });
+
+  it("a leader that never finishes (its request cancelled): followers take over after the lease TTL, load and fill once", async () => {
+    const prefix = fresh();
+    const hung = gate<string>(); // never opened: the leader's request was cancelled mid-load
+    const opts = { ...noEarly, leaseTtl: 300, waitBudget: 3_000 };
+    void perRequest(prefix).getOrLoad("k", hung.load, opts);
+    await hung.started;
+    let loads = 0;
+    const started = Date.now();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        perRequest(prefix).getOrLoad(
+          "k",
+          async () => {
+            loads++;
+            await sleep(20);
+            return "fresh";
+          },
+          opts,
+        ),
+      ),
+    );
+    expect(Date.now() - started).toBeLessThan(3_000); // the lease TTL, not the wait budget
+    expect(results.every((r) => r.value === "fresh")).toBe(true);
+    expect(loads).toBe(1); // one follower took over; the others joined its flight
+    const probe = perRequest(prefix);
+    expect((await probe.inspect("k")).entry?.value).toBe("fresh");
+    expect((await probe.stats()).fills).toBe(1);
+  });
+
+  it("a leader stuck in its loader past the follower's wait budget: the follower loads itself and does not fill", async () => {
+    const prefix = fresh();
+    const held = gate<string>();
+    const leader = perRequest(prefix).getOrLoad("k", held.load, { leaseTtl: 10_000 });
+    await held.started;
+    const follower = await perRequest(prefix).getOrLoad("k", async () => "own", {
+      waitBudget: 200,
+    });
+    expect(follower).toMatchObject({ value: "own", status: "MISS" });
+    expect((await perRequest(prefix).inspect("k")).entry).toBeNull();
+    held.open("leader");
+    expect((await leader).value).toBe("leader");
+  });
+});
+
+describe("across isolates: wait by the announced load time instead of polling", () => {
+  it("a waiter in another isolate sleeps through a 200 ms load and looks once: ≤ 3 requests", async () => {
+    const other = await cacheHarness(); // its own gateway token: its own request counter
+    try {
+      const prefix = fresh();
+      const holder = h.cache({}, prefix); // isolate A
+      const waiter = new EdgeCache({
+        redis: other.redis,
+        prefix,
+        onError: () => {},
+        flights: new FlightRegistry(), // isolate B
+      });
+      const slow = async () => {
+        await sleep(200);
+        return "v";
+      };
+      await holder.getOrLoad("k", slow, noEarly); // A has measured this load once
+      await holder.invalidate("k");
+
+      const load = gate<string>();
+      const holding = holder.getOrLoad("k", load.load, noEarly);
+      await load.started;
+      setTimeout(() => load.open("v2"), 200);
+      await other.resetCounter();
+      const result = await waiter.getOrLoad("k", slow, { ...noEarly, waitBudget: 5_000 });
+      expect(result).toMatchObject({ value: "v2", status: "HIT" });
+      // Polling with a 10→200 ms backoff makes 6 or more.
+      expect(await other.requests()).toBeLessThanOrEqual(3);
+      await holding;
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("the announcement comes from the entry's measured load time when the entry is there", async () => {
+    const prefix = fresh();
+    const holder = h.cache({}, prefix);
+    const opts = { ...noEarly, ttl: 60_000, tags: ["t"] };
+    await h.cache({}, prefix).getOrLoad(
+      "k",
+      async () => {
+        await sleep(150);
+        return "v";
+      },
+      opts,
+    );
+    await holder.invalidateTags("t"); // the entry stays until read, invalid, with its lt
+    const load = gate<string>();
+    const holding = holder.getOrLoad("k", load.load, opts);
+    await load.started;
+    const lease = await h.redis.get<string>(holder.keys.lease("k"));
+    const announced = Number(String(lease).split(".")[1]);
+    expect(announced).toBeGreaterThanOrEqual(150); // the holder's isolate had measured nothing
+    load.open("v2");
+    await holding;
+  });
+
+  it("a STALE value is served at once, in one request, while another isolate refreshes", async () => {
+    const prefix = fresh();
+    const opts = { ...noEarly, ttl: 50, staleTtl: 60_000, jitter: 0 };
+    const a = h.cache({}, prefix);
+    const b = h.cache({}, prefix);
+    await a.getOrLoad("k", async () => "old", opts);
+    await sleep(100);
+    const refresh = gate<string>();
+    const first = await a.getOrLoad("k", refresh.load, opts);
+    expect(first.status).toBe("STALE");
+    await refresh.started;
+    await h.resetCounter();
+    const second = await b.getOrLoad("k", async () => "never", opts);
+    expect(second).toMatchObject({ value: "old", status: "STALE" });
+    expect(await h.requests()).toBe(1);
+    refresh.open("new");
+    await a.settle();
+  });
+
+  it("ten isolates, 20 requests each, a cold key with a 50 ms loader: 1 load, ≤ 3 requests per isolate", async () => {
+    const isolates = await Promise.all(Array.from({ length: 10 }, () => cacheHarness()));
+    try {
+      const prefix = fresh();
+      const registries = isolates.map(() => new FlightRegistry());
+      const engine = (i: number) =>
+        new EdgeCache({
+          redis: (isolates[i] as CacheHarness).redis,
+          prefix,
+          onError: () => {},
+          flights: registries[i],
+        });
+      let loads = 0;
+      const loader = async () => {
+        loads++;
+        await sleep(50);
+        return "v";
+      };
+      // Warm isolates: each has served loads of this prefix before (its estimate).
+      await Promise.all(isolates.map((_, i) => engine(i).getOrLoad(`other:${i}`, loader, noEarly)));
+      loads = 0;
+      await Promise.all(isolates.map((iso) => iso.resetCounter()));
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, n) =>
+          engine(n % 10).getOrLoad("cold", loader, { ...noEarly, waitBudget: 5_000 }),
+        ),
+      );
+      expect(loads).toBe(1);
+      expect(results.every((r) => r.value === "v")).toBe(true);
+      const perIsolate = await Promise.all(isolates.map((iso) => iso.requests()));
+      expect(Math.max(...perIsolate)).toBeLessThanOrEqual(3);
+    } finally {
+      await Promise.all(isolates.map((iso) => iso.close()));
+    }
+  });
+});
