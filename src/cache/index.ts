@@ -2,8 +2,8 @@ export { LoaderBackoffError } from "./backoff";
 export { CacheWriteError, EdgeCache, type EdgeCacheOptions } from "./engine";
 export { assertGlob, assertName, InvalidKeyError, type KeySpace, keySpace } from "./keys";
 export { L1Cache } from "./l1";
-export { FlightRegistry } from "./read/coalesce";
 export { jitterTtl, shouldRefreshEarly } from "./policy";
+export { FlightRegistry } from "./read/coalesce";
 export type { ScriptClient } from "./redis";
 export type {
   CacheResult,
