@@ -120,6 +120,7 @@ async function startStack(): Promise<RunningStack> {
     dashboard: `dashboard-${randomBytes(8).toString("hex")}`,
     outbox: `outbox-${randomBytes(8).toString("hex")}`,
     failures: `failures-${randomBytes(8).toString("hex")}`,
+    coalesce: `coalesce-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

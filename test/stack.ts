@@ -16,6 +16,7 @@ export interface TestStack {
     dashboard: string;
     outbox: string;
     failures: string;
+    coalesce: string;
   };
   databaseUrl: string;
   /** The test database's name on a port where nothing listens (Postgres stopped). */

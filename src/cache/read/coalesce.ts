@@ -9,10 +9,12 @@ import type { CacheResult } from "../types";
  *   leader's `CacheResult`, each follower getting its own `structuredClone` of the value, or the
  *   loader's error), never a Redis client, a Response or a stream ("Cannot perform I/O on behalf
  *   of a different request").
- * - Followers never await a promise the leader created. Each follower creates its own promise
- *   and timer in its own request; the leader only calls their resolve functions. workerd runs a
- *   promise's continuations in the request that created it (cross-request promise resolution,
- *   on by default since compatibility date 2024-10-14), so a follower resumes in its own context.
+ * - No promise crosses requests, in either direction. A follower never awaits a promise the
+ *   leader created, and the leader never resolves one a follower created: the leader writes its
+ *   outcome into the flight (plain data) and each follower looks at it on its own timer, every
+ *   few ms, in its own request. (Resolving the followers' promises from the leader's request was
+ *   tried first: in workerd that fails with "Cannot perform I/O on behalf of a different request
+ *   (I/O type: RefcountedFulfiller)", test/workers/coalesce.test.ts.)
  * - A leader's request can be cancelled mid-load (client gone): its code simply stops, nothing
  *   settles the flight, and a follower awaiting the leader's own promise would hang or be
  *   cancelled with it (cloudflare-docs#29797). Instead the leader keeps a plain `deadline` up to
@@ -24,6 +26,8 @@ import type { CacheResult } from "../types";
 /** What a flight hands its followers: plain data only. */
 export type Outcome = { ok: true; result: CacheResult<unknown> } | { ok: false; error: unknown };
 
+/** How often a follower looks at the flight (an in-memory check, no I/O). */
+const POLL_MS = 5;
 /** Past its deadline a leader counts as gone (its request was cancelled or it hangs). */
 const GRACE_MS = 25;
 /** Dead flights are swept when the registry grows past this (they are rare: cancelled leaders). */
@@ -35,7 +39,6 @@ const REMEMBERED_KEYS = 1000;
 export class Flight {
   #deadline: number;
   #outcome: Outcome | undefined;
-  readonly #waiters = new Set<(outcome: Outcome | null) => void>();
 
   constructor(deadline: number) {
     this.#deadline = deadline;
@@ -56,37 +59,24 @@ export class Flight {
     this.#deadline = deadline;
   }
 
-  /** Called by the leader, in its own request: resolves every follower's own promise. */
+  /** Called by the leader, in its own request: records the outcome (plain data). */
   settle(outcome: Outcome): void {
-    if (this.#outcome) return;
-    this.#outcome = outcome;
-    for (const resolve of [...this.#waiters]) resolve(outcome);
-    this.#waiters.clear();
+    this.#outcome ??= outcome;
   }
 
   /**
    * Called by a follower, in its own request: the outcome, or null once `until` passes or the
-   * leader is overdue. The promise and the timer belong to the caller's request.
+   * leader is overdue. The follower looks at the flight's plain state on its own timer every
+   * few ms; nothing the leader created or resolves is awaited across requests.
    */
-  wait(until: number): Promise<Outcome | null> {
-    if (this.#outcome) return Promise.resolve(this.#outcome);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    return new Promise<Outcome | null>((resolve) => {
-      const done = (outcome: Outcome | null) => {
-        this.#waiters.delete(done);
-        resolve(outcome);
-      };
-      this.#waiters.add(done);
-      const arm = () => {
-        // Re-read the deadline each time: the leader may have moved it meanwhile.
-        const ms = Math.min(until, this.#deadline + GRACE_MS) - Date.now();
-        if (ms <= 0) done(null);
-        else timer = setTimeout(arm, ms);
-      };
-      arm();
-    }).finally(() => {
-      if (timer !== undefined) clearTimeout(timer);
-    });
+  async wait(until: number): Promise<Outcome | null> {
+    for (;;) {
+      if (this.#outcome) return this.#outcome;
+      // Re-read the deadline each time: the leader moves it as it goes.
+      const left = Math.min(until, this.#deadline + GRACE_MS) - Date.now();
+      if (left <= 0) return null;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, left)));
+    }
   }
 }
 

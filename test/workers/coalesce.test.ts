@@ -1,0 +1,91 @@
+import { env, SELF } from "cloudflare:test";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clearPrefix, gatewayControl, stack, testRedis } from "./stack";
+
+/**
+ * Cross-request coalescing in workerd, through the Worker itself: every SELF.fetch is its own
+ * request (its own I/O context) with its own per-request EdgeCache (src/runtime/services.ts),
+ * in one isolate. They share one load through the module-scope registry
+ * (src/cache/read/coalesce.ts) with only plain data crossing requests; a leader request that
+ * is aborted leaves its followers to take over, never to hang.
+ *
+ * SELF reads its bindings from this file's `env`, so the Worker here talks to the gateway with
+ * a token of its own (its request counter is this file's alone) under a prefix of its own.
+ */
+const token = stack.spareGatewayTokens.coalesce;
+const prefix = `wco${Date.now()}`;
+const bindings = env as unknown as Record<string, unknown>;
+const saved = { token: bindings.UPSTASH_REDIS_REST_TOKEN, prefix: bindings.CACHE_PREFIX };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const product = (id: number, init?: RequestInit) =>
+  SELF.fetch(`http://edgecache.test/products/${id}`, init);
+const requests = async () => Number((await gatewayControl("stats", { token })).requests);
+const fills = async () => Number((await testRedis().hget(`${prefix}:stats`, "fills")) ?? 0);
+
+/** Waits (bounded) until the fills handed to waitUntil have landed. */
+async function settledFills(expected: number): Promise<number> {
+  for (let i = 0; i < 40 && (await fills()) < expected; i++) await sleep(50);
+  return fills();
+}
+
+beforeAll(async () => {
+  bindings.UPSTASH_REDIS_REST_TOKEN = token;
+  bindings.CACHE_PREFIX = prefix;
+  // Load the read and fill scripts once, so EVALSHA never falls back to EVAL while counting.
+  expect((await product(1)).status).toBe(200);
+  await settledFills(1);
+});
+afterAll(async () => {
+  bindings.UPSTASH_REDIS_REST_TOKEN = saved.token;
+  bindings.CACHE_PREFIX = saved.prefix;
+  await gatewayControl("faults", { method: "DELETE", token });
+  await clearPrefix(prefix);
+});
+
+describe("coalescing across requests in workerd (SELF.fetch)", () => {
+  it("20 concurrent requests for one cold key share one load: one read and one fill", async () => {
+    const before = await fills();
+    await gatewayControl("reset", { token });
+    const responses = await Promise.all(Array.from({ length: 20 }, () => product(11)));
+    const bodies = await Promise.all(responses.map((r) => r.json() as Promise<{ id: number }>));
+    expect(responses.every((r) => r.status === 200)).toBe(true);
+    expect(bodies.every((b) => b.id === 11)).toBe(true);
+    // Every request answers with the one load's MISS. Per-request engines (no cross-request
+    // coalescing) answer 1 MISS and 19 HITs after polling the lease: dozens of requests.
+    expect(responses.map((r) => r.headers.get("x-cache"))).toEqual(Array(20).fill("MISS"));
+    expect(await settledFills(before + 1)).toBe(before + 1);
+    expect(await requests()).toBeLessThanOrEqual(3); // the read, the fill (in waitUntil)
+    expect((await product(11)).headers.get("x-cache")).toBe("HIT");
+  });
+
+  it("the leader's request is aborted while others wait on its load: they still answer within the wait budget, and the key is filled once", async () => {
+    const before = await fills();
+    // Slow Redis for this token only, so the leader is still in its read when it is aborted.
+    await gatewayControl("faults", { token, body: { latencyMs: 300 } });
+    const controller = new AbortController();
+    const leader = product(12, { signal: controller.signal }).then(
+      (r) => r.status,
+      (e: unknown) => (e instanceof Error ? e.name : String(e)),
+    );
+    await sleep(50);
+    const started = Date.now();
+    const followers = Array.from({ length: 5 }, () => product(12));
+    await sleep(50);
+    controller.abort();
+    await gatewayControl("faults", { method: "DELETE", token });
+    const answers = await Promise.all(followers);
+    const elapsed = Date.now() - started;
+    const bodies = await Promise.all(answers.map((r) => r.json() as Promise<{ id: number }>));
+    expect(answers.every((r) => r.status === 200)).toBe(true);
+    expect(bodies.every((b) => b.id === 12)).toBe(true);
+    // Bounded by the wait budget (2.5 s) plus one load, never a hang.
+    expect(elapsed).toBeLessThan(4_000);
+    console.log(
+      `aborted leader: ${await leader}; followers answered in ${elapsed} ms: ${answers.map((r) => r.headers.get("x-cache"))}`,
+    );
+    expect(await settledFills(before + 1)).toBe(before + 1);
+    await sleep(200);
+    expect(await fills()).toBe(before + 1); // once
+    expect((await product(12)).headers.get("x-cache")).toBe("HIT");
+  });
+});
