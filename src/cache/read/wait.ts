@@ -5,13 +5,13 @@ import { leasePollDelay } from "../policy";
  *
  * The holder announces its expected load time with the lease (read.lua stores it in the lease
  * value and answers waiters with `eta`: ms until that load should be done, on Redis's clock).
- * A waiter sleeps about that long, plus a margin for the fill's and its own trip to Redis,
- * then looks once. Only when the value is still not there (the load is overdue) or nothing was
+ * A waiter sleeps about that long (less the trips already made, plus a small margin), then
+ * looks once. Only when the value is still not there (the load is overdue) or nothing was
  * announced does it fall back to the short exponential backoff (10 ms doubling to 200 ms).
  * Never past the lease's expiry: then it takes the lease over.
  *
  * @example
- * // announced: done in 180 ms; last read took 10 ms → sleep ≈ 180 + 5 + 18 (+ jitter)
+ * // announced: done in 180 ms; the read took 10 ms → sleep ≈ 180 − 5 + 18 (+ jitter)
  * nextCheckDelay({ eta: 180, leasePttl: 1800, rttMs: 10, backoffs: 0 }, Math.random);
  */
 export function nextCheckDelay(
@@ -31,10 +31,13 @@ export function nextCheckDelay(
   let delay: number;
   if (announced) {
     const eta = state.eta as number;
-    // The fill reaches Redis about half a round trip after the load ends; 10 % (≥ 3 ms) more
-    // covers loads slower than last time, and a little jitter keeps isolates out of lockstep.
-    const margin = state.rttMs / 2 + Math.max(3, eta * 0.1) * (1 + random() * 0.5);
-    delay = Math.ceil(eta + margin);
+    // `eta` is on Redis's clock at the read: its reply took half a round trip to come back and
+    // the next read takes half a round trip to get there, while the holder's fill also travels
+    // about half a round trip. So the look lands at the fill when the sleep is eta − rtt/2;
+    // 10 % (≥ 3 ms) more covers a load slower than the estimate, and jitter keeps isolates
+    // out of lockstep.
+    const margin = Math.max(3, eta * 0.1) * (1 + random() * 0.5);
+    delay = Math.ceil(Math.max(margin, eta - state.rttMs / 2 + margin));
   } else {
     delay = leasePollDelay(state.backoffs, random);
   }

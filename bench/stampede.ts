@@ -1,0 +1,170 @@
+/**
+ * Stampede benchmark: concurrent cold reads of one key, in one isolate and across ten, over an
+ * Upstash gateway of its own with injected latency (default 5 ± 2 ms, like an edge → Upstash
+ * hop) on the shared Redis, DB index 5. Prints loader calls, Redis requests (counted by the
+ * gateway, per isolate) and latency percentiles. Isolates are modelled in one process: each
+ * has its own gateway token (its own request counter) and its own `FlightRegistry`; the
+ * requests of one isolate are separate per-request engines sharing that registry. Fills go
+ * through `waitUntil`, as on Workers, and are counted.
+ *
+ *   npm run bench:stampede
+ *   npm run bench:stampede -- --readers=200 --load-ms=50 --latency=5 --jitter=2 --rounds=5
+ */
+import { randomBytes } from "node:crypto";
+import { Redis } from "@upstash/redis";
+import { EdgeCache, FlightRegistry } from "../src/cache";
+import { ensureRedis } from "../tools/lib/services";
+import { startGateway } from "../tools/upstash-gateway/server";
+
+const arg = (name: string, fallback: number) => {
+  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
+  return hit ? Number(hit.split("=")[1]) : fallback;
+};
+const LATENCY = arg("latency", 5);
+const JITTER = arg("jitter", 2);
+const READERS = arg("readers", 200);
+const LOAD_MS = arg("load-ms", 50);
+const ROUNDS = arg("rounds", 5);
+const ISOLATES = 10;
+const DB = 5;
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+
+async function main(): Promise<void> {
+  await ensureRedis(REDIS_URL, (l) => console.log(`[bench] ${l}`));
+  const tokens = Array.from(
+    { length: ISOLATES },
+    () => `stampede-${randomBytes(6).toString("hex")}`,
+  );
+  const gateway = await startGateway({
+    port: 0,
+    redisUrl: REDIS_URL,
+    tokens: Object.fromEntries(tokens.map((t) => [t, { db: DB }])),
+  });
+  const control = async (token: string, path: string, body?: unknown) => {
+    const res = await fetch(`${gateway.url}/__gateway/${path}`, {
+      method: path === "stats" ? "GET" : "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`gateway ${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { requests: number };
+  };
+  const clients = tokens.map(
+    (token) => new Redis({ url: gateway.url, token, enableTelemetry: false }),
+  );
+  const registries = tokens.map(() => new FlightRegistry());
+  const prefix = `stampede${Date.now()}`;
+  const engine = (isolate: number) =>
+    new EdgeCache({
+      redis: clients[isolate] as Redis,
+      prefix,
+      flights: registries[isolate],
+      onError: (e) => console.warn("[bench] cache fault:", e),
+    });
+  let loads = 0;
+  const loader = async () => {
+    loads++;
+    await sleep(LOAD_MS);
+    return { id: 1, name: "Lamp", priceCents: 1999 };
+  };
+  // Fills go off the response path, as ctx.waitUntil does on Workers; awaited after each round.
+  const background: Promise<unknown>[] = [];
+  const opts = {
+    ttl: 60_000,
+    earlyRefresh: false as const,
+    waitBudget: 5_000,
+    waitUntil: (p: Promise<unknown>) => background.push(p),
+  };
+
+  // Load the scripts (a first EVAL) and give every isolate a measured load time, as a warm
+  // isolate has: the lease holder announces it, the waiters sleep on it.
+  await Promise.all(tokens.map((_, i) => engine(i).getOrLoad(`warm:${i}`, loader, opts)));
+  await Promise.all(background.splice(0));
+  await Promise.all(
+    tokens.map((t) => control(t, "faults", { latencyMs: LATENCY, jitterMs: JITTER })),
+  );
+  console.log(
+    `[bench] gateway ${LATENCY}±${JITTER} ms, loader ${LOAD_MS} ms, ${READERS} concurrent cold reads, ${ROUNDS} rounds`,
+  );
+
+  const run = async (name: string, isolates: number) => {
+    const rows: {
+      loads: number;
+      total: number;
+      maxPerIsolate: number;
+      p50: number;
+      p99: number;
+    }[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const key = `cold:${name.replace(/\W/g, "")}:${round}`;
+      await Promise.all(tokens.map((t) => control(t, "reset")));
+      await Promise.all(
+        tokens.map((t) => control(t, "faults", { latencyMs: LATENCY, jitterMs: JITTER })),
+      );
+      loads = 0;
+      const times: number[] = [];
+      await Promise.all(
+        Array.from({ length: READERS }, async (_, n) => {
+          const started = performance.now();
+          const result = await engine(n % isolates).getOrLoad(key, loader, opts);
+          times.push(performance.now() - started);
+          if (result.value.name !== "Lamp") throw new Error(`wrong value for ${key}`);
+        }),
+      );
+      await Promise.all(background.splice(0));
+      const perIsolate = await Promise.all(
+        tokens.slice(0, isolates).map(async (t) => (await control(t, "stats")).requests),
+      );
+      times.sort((a, b) => a - b);
+      rows.push({
+        loads,
+        total: perIsolate.reduce((a, b) => a + b, 0),
+        maxPerIsolate: Math.max(...perIsolate),
+        p50: percentile(times, 50),
+        p99: percentile(times, 99),
+      });
+      process.stdout.write(`\r[bench] ${name}: round ${round + 1}/${ROUNDS}`);
+    }
+    process.stdout.write("\n");
+    const median = (pick: (r: (typeof rows)[number]) => number) =>
+      percentile(
+        rows.map(pick).sort((a, b) => a - b),
+        50,
+      );
+    return {
+      name,
+      loads: Math.max(...rows.map((r) => r.loads)),
+      total: Math.max(...rows.map((r) => r.total)),
+      maxPerIsolate: Math.max(...rows.map((r) => r.maxPerIsolate)),
+      p50: median((r) => r.p50),
+      p99: median((r) => r.p99),
+    };
+  };
+
+  const one = await run("one isolate", 1);
+  const ten = await run("ten isolates", ISOLATES);
+
+  console.log(
+    "\nworkload (worst round; p50/p99 median of rounds)  loads  requests  max/isolate  p50 ms  p99 ms",
+  );
+  for (const r of [one, ten]) {
+    console.log(
+      `${`${READERS} cold reads, ${r.name}`.padEnd(50)}${String(r.loads).padStart(5)}${String(r.total).padStart(10)}${String(r.maxPerIsolate).padStart(13)}${r.p50.toFixed(1).padStart(8)}${r.p99.toFixed(1).padStart(8)}`,
+    );
+  }
+  console.log(
+    `[bench] targets: one isolate 1 load and ≤ 5 requests; ten isolates 1 load and ≤ 3 requests per isolate. Loader alone: ${LOAD_MS} ms.`,
+  );
+  await Promise.all(tokens.map((t) => control(t, "faults", {})));
+  await clients[0]?.flushdb();
+  await gateway.close();
+}
+
+main().catch((err: unknown) => {
+  console.error(`[bench] ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
