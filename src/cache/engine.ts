@@ -107,6 +107,8 @@ interface ReadReply {
   wait?: number;
   /** Waiter: ms until the lease holder expects its load done (announced; ≤ 0 overdue). */
   eta?: number;
+  /** Waiter: the load time the lease holder announced (ms). */
+  est?: number;
   /** The version key's value when the lease was granted (0 when absent). */
   cv?: number;
   v?: string;
@@ -385,7 +387,13 @@ export class EdgeCache {
       waited = true;
       const remaining = opts.waitBudget - (Date.now() - started);
       const next = nextCheckDelay(
-        { eta: reply.eta, leasePttl: reply.wait, rttMs: Date.now() - sent, backoffs },
+        {
+          eta: reply.eta,
+          estimate: reply.est,
+          leasePttl: reply.wait,
+          rttMs: Date.now() - sent,
+          backoffs,
+        },
         this.#random,
       );
       if (next.backoff) backoffs++;

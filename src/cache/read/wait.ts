@@ -18,6 +18,8 @@ export function nextCheckDelay(
   state: {
     /** ms until the holder expects to be done (≤ 0: overdue); undefined: nothing announced. */
     eta: number | undefined;
+    /** The load time the holder announced, when it announced one. */
+    estimate?: number;
     /** ms until the lease expires (PTTL), when known. */
     leasePttl: number | undefined;
     /** Round trip of the read that saw the lease. */
@@ -40,6 +42,9 @@ export function nextCheckDelay(
     delay = Math.ceil(Math.max(margin, eta - state.rttMs / 2 + margin));
   } else {
     delay = leasePollDelay(state.backoffs, random);
+    // Overdue: the load runs slower than announced (a busy database, a cold connection). Look
+    // again after half the announced time at least, not every few ms.
+    if (state.estimate !== undefined) delay = Math.max(delay, Math.ceil(state.estimate / 2));
   }
   if (state.leasePttl !== undefined && state.leasePttl >= 0) {
     delay = Math.min(delay, state.leasePttl + 1);

@@ -17,7 +17,8 @@
 --   when the entry has no measured load time (lt)
 -- Announced load (src/cache/read/wait.ts): a granted lease holds "<token>.<estimate ms>.<granted
 -- at ms>" and `tok` returns that whole value (fill and release compare it as an opaque token);
--- a waiter gets `eta`, the ms until the holder expects to be done (negative: overdue).
+-- a waiter gets `eta`, the ms until the holder expects to be done (negative: overdue), and
+-- `est`, the load time it announced.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
@@ -82,13 +83,15 @@ local function tryLease()
   return false
 end
 
--- ms until the current holder expects its load done, or nil when it announced nothing.
-local function eta()
+-- Tells a waiter what the current holder announced: eta (ms until its load should be done,
+-- negative once overdue) and est (the announced load time); nothing when it announced none.
+local function announced(out)
   local held = redis.call('GET', lease)
-  if not held then return nil end
+  if not held then return end
   local ms, at = string.match(held, '%.(%d+)%.(%d+)$')
-  if not ms or tonumber(ms) <= 0 then return nil end
-  return tonumber(at) + tonumber(ms) - now
+  if not ms or tonumber(ms) <= 0 then return end
+  out.eta = tonumber(at) + tonumber(ms) - now
+  out.est = tonumber(ms)
 end
 
 local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
@@ -150,7 +153,7 @@ else
     grant(out)
   elseif token ~= '' then
     out.wait = redis.call('PTTL', lease)
-    out.eta = eta()
+    announced(out)
   end
 end
 if value then
