@@ -45,8 +45,12 @@ afterAll(async () => {
 describe("coalescing across requests in workerd (SELF.fetch)", () => {
   it("20 concurrent requests for one cold key share one load: one read and one fill", async () => {
     const before = await fills();
-    await gatewayControl("reset", { token });
+    // Slow Redis (this token only) so all 20 requests are dispatched while the first one's read
+    // is still out, even on a busy machine: a request arriving after the fill would be a HIT.
+    await gatewayControl("reset", { token }); // (clears faults too: set them after)
+    await gatewayControl("faults", { token, body: { latencyMs: 300 } });
     const responses = await Promise.all(Array.from({ length: 20 }, () => product(11)));
+    await gatewayControl("faults", { method: "DELETE", token });
     const bodies = await Promise.all(responses.map((r) => r.json() as Promise<{ id: number }>));
     expect(responses.every((r) => r.status === 200)).toBe(true);
     expect(bodies.every((b) => b.id === 11)).toBe(true);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EdgeCache } from "../../src/cache";
+import { EdgeCache, FlightRegistry } from "../../src/cache";
 import { createRedis } from "../../src/redis/client";
 import { apiFor, api as callApi, type ErrorBody, fetchWorker } from "./api";
 import { gatewayControl, stack, testRedis } from "./stack";
@@ -119,7 +119,8 @@ describe("the figures the dashboard charts", () => {
     await a.getOrLoad("k", async () => 1); // MISS: read + fill
     await a.getOrLoad("k", async () => 1); // HIT
     await a.getOrLoad("k", async () => 1); // HIT
-    // Two engines (two requests' worth) on a cold key: one loads, the other polls its lease.
+    // Two engines on a cold key, each in its own isolate (its own FlightRegistry: requests of
+    // one isolate would share the load instead): one loads, the other waits on its lease.
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -129,7 +130,10 @@ describe("the figures the dashboard charts", () => {
       return 2;
     });
     await new Promise((resolve) => setTimeout(resolve, 30)); // the holder has the lease
-    const waiter = engine(p).getOrLoad("w", async () => 3);
+    const waiter = new EdgeCache({ redis, prefix: p, flights: new FlightRegistry() }).getOrLoad(
+      "w",
+      async () => 3,
+    );
     await new Promise((resolve) => setTimeout(resolve, 30)); // the waiter is polling
     release();
     expect([(await holder).value, (await waiter).value]).toEqual([2, 2]);

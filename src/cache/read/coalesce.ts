@@ -85,6 +85,13 @@ export class Flight {
  * measured of load times (the estimate a lease holder announces to other isolates). Module
  * scope by default (`isolateFlights`); pass your own as `EdgeCacheOptions.flights` to keep two
  * engines apart (tests modelling isolates, two Redis databases under one prefix).
+ *
+ * @example
+ * // Two engines in one process that must behave like two isolates (no shared loads):
+ * const a = new EdgeCache({ redis, prefix: "ec", flights: new FlightRegistry() });
+ * const b = new EdgeCache({ redis, prefix: "ec", flights: new FlightRegistry() });
+ * // Engines built per request with the default share the isolate's flights:
+ * const perRequest = new EdgeCache({ redis, prefix: "ec" }); // uses isolateFlights
  */
 export class FlightRegistry {
   readonly #flights = new Map<string, Flight>();
