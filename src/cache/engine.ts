@@ -11,16 +11,19 @@ import {
   bumpVersionScript,
   fillScript,
   freshnessScript,
-  hotKeysScript,
   inspectScript,
   invalidateScript,
   purgeScript,
   readScript,
   releaseScript,
-  statsFlushScript,
-  statsReadScript,
 } from "./scripts";
-import { PendingCounters } from "./stats";
+import {
+  flushTelemetry,
+  type IsolateTelemetry,
+  readCounters,
+  readHotKeys,
+  telemetryFor,
+} from "./telemetry";
 import type {
   CacheResult,
   EntryOptions,
@@ -58,8 +61,21 @@ export interface EdgeCacheOptions {
    * L1Cache created at module scope to share it across requests (engines are per request).
    */
   l1?: L1Cache | { maxEntries?: number; ttlMs?: number };
-  /** Hot-key sampling in the read script. Default: 1 in 10 reads, 60 s windows, 5 kept. */
+  /** Hot-key sampling in the isolate. Default: 1 in 10 reads, 60 s windows, 5 kept. */
   hotKeys?: { sampleRate?: number; windowMs?: number; windows?: number; decay?: number };
+  /**
+   * Counters and hot-key samples are kept in the isolate and flushed in the background
+   * (`waitUntil`) at most every `flushIntervalMs` (default 1000), or sooner once `maxBatch`
+   * (default 256) distinct counters and keys are pending, to the isolate's one of `shards`
+   * (default 8; readers and writers must agree) stats and hot-key shards. `isolate` replaces
+   * the module-scope telemetry of the prefix (tests simulating several isolates).
+   */
+  telemetry?: {
+    shards?: number;
+    flushIntervalMs?: number;
+    maxBatch?: number;
+    isolate?: IsolateTelemetry;
+  };
   /**
    * Coalesce concurrent loads of one key inside this isolate before asking Redis: every engine
    * of the isolate (one per request) shares one load per prefix, key and version key. Default on.
@@ -159,21 +175,6 @@ function cacheable<T>(value: T, opts: Resolved<T>): boolean {
   return opts.cacheIf ? opts.cacheIf(value) : true;
 }
 
-/**
- * Client-side counters are shared by every engine of a prefix in the isolate: engines live for
- * one request, and the next read of any request carries what earlier ones counted. Plain
- * numbers, so sharing them across requests is safe in workerd (no I/O objects cross over).
- */
-const isolateCounters = new Map<string, PendingCounters>();
-function countersFor(prefix: string): PendingCounters {
-  let counters = isolateCounters.get(prefix);
-  if (!counters) {
-    counters = new PendingCounters();
-    isolateCounters.set(prefix, counters);
-  }
-  return counters;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function newToken(): string {
@@ -215,13 +216,21 @@ export class EdgeCache {
   readonly #hot: { sampleRate: number; windowMs: number; windows: number; decay: number };
   readonly #coalesce: boolean;
   readonly #onError: (error: unknown, operation: string) => void;
-  readonly #pending: PendingCounters;
+  /** Counters and hot-key samples of this isolate (module scope, see telemetry/isolate.ts). */
+  readonly #pending: IsolateTelemetry;
+  readonly #telemetry: { shards: number; flushIntervalMs: number; maxBatch: number };
   readonly #flights: FlightRegistry;
 
   constructor(options: EdgeCacheOptions) {
     this.#redis = options.redis;
     this.keys = keySpace(options.prefix ?? "ec");
-    this.#pending = countersFor(this.keys.prefix);
+    this.#telemetry = {
+      shards: options.telemetry?.shards ?? 8,
+      flushIntervalMs: options.telemetry?.flushIntervalMs ?? 1000,
+      maxBatch: options.telemetry?.maxBatch ?? 256,
+    };
+    this.#pending =
+      options.telemetry?.isolate ?? telemetryFor(this.keys.prefix, this.#telemetry.shards);
     this.#defaults = options.defaults ?? {};
     this.#random = options.random ?? Math.random;
     this.#l1 =
@@ -273,6 +282,7 @@ export class EdgeCache {
       );
     }
     this.#pending.add("reads");
+    this.#flushIfDue(opts.waitUntil);
     if (opts.loaderBackoff && opts.loaderBackoff > 0) {
       loader = this.#backedOff(key, loader, opts.loaderBackoff);
     }
@@ -325,6 +335,7 @@ export class EdgeCache {
     options: Pick<EntryOptions<T>, "versionKey"> = {},
   ): Promise<CacheResult<T> | null> {
     this.#pending.add("reads");
+    this.#flushIfDue(this.#defaults.waitUntil);
     let reply: ReadReply;
     try {
       reply = await this.#read(key, { ...options, tagList: [] }, "", false);
@@ -495,35 +506,54 @@ export class EdgeCache {
     const keys = [
       this.keys.entry(key),
       this.keys.lease(key),
-      this.keys.stats,
       opts.versionKey ? this.keys.version(opts.versionKey) : "",
       ...opts.tagList.map((t) => this.keys.tag(t)),
     ];
-    // Counted before draining, so the count rides along with this very request.
     this.#pending.add("read_requests");
-    const pending = this.#pending.drain();
+    // Drawn before the request, as every read always has (seeded tests rely on the sequence).
+    const draw = this.#random();
     const args = [
       token,
       opts.leaseTtl ?? DEFAULTS.leaseTtl,
-      this.#random(),
-      token ? this.#hot.sampleRate : 0,
-      this.#hot.windowMs,
-      this.#hot.windows,
-      key,
       this.keys.prefix,
-      pending.encoded,
       forceLease ? "1" : "0",
-      polling ? "1" : "0",
       // The load time a granted lease announces to waiters when the entry has none (wait.ts).
       Math.round(this.#flights.estimateLoad(this.keys.prefix, key) ?? 0),
     ];
-    return runScript(this.#redis, readScript, keys, args).then(
-      (reply) => decodeJson<ReadReply>(reply),
-      (error: unknown) => {
-        pending.restore();
-        throw error;
-      },
-    );
+    return runScript(this.#redis, readScript, keys, args).then((raw) => {
+      const reply = decodeJson<ReadReply>(raw);
+      this.#countRead(key, reply, { peek: !token, forceLease, polling, draw });
+      return reply;
+    });
+  }
+
+  /**
+   * Counts what the read script reported, in the isolate (the script writes no stats): a
+   * waiter's polls count no miss and are no sample; the second read of an early refresh counts
+   * no hit and is no sample (the request was counted once); a peek is never sampled.
+   */
+  #countRead(
+    key: string,
+    reply: ReadReply,
+    read: { peek: boolean; forceLease: boolean; polling: boolean; draw: number },
+  ): void {
+    const t = this.#pending;
+    t.observeRedisTime(reply.now);
+    if (reply.r === "version" || reply.r === "tag") t.add("invalidated_reads");
+    if (reply.s === "HIT" && !read.forceLease) t.add("hits");
+    else if (reply.s === "STALE") t.add("stale_hits");
+    else if (reply.s === "MISS" && !read.polling) t.add("misses");
+    const rate = this.#hot.sampleRate;
+    if (!read.peek && !read.forceLease && !read.polling && rate > 0 && read.draw < rate) {
+      t.sample(key, 1 / rate, Math.floor(reply.now / this.#hot.windowMs));
+    }
+  }
+
+  /** Starts a background flush of the isolate's telemetry when one is due (never awaited). */
+  #flushIfDue(waitUntil: ((p: Promise<unknown>) => void) | undefined): void {
+    const { flushIntervalMs, maxBatch } = this.#telemetry;
+    if (!this.#pending.due(Date.now(), flushIntervalMs, maxBatch)) return;
+    this.#background(waitUntil ? { waitUntil } : {}, this.flushStats(), "stats flush");
   }
 
   // ---------------------------------------------------------------- writes
@@ -642,7 +672,7 @@ export class EdgeCache {
     const keys = [
       this.keys.entry(key),
       this.keys.lease(key),
-      this.keys.stats,
+      this.#statsKey,
       opts.versionKey ? this.keys.version(opts.versionKey) : "",
     ];
     const args = [
@@ -679,7 +709,7 @@ export class EdgeCache {
       const removed = await runScript(
         this.#redis,
         invalidateScript,
-        [...redisKeys, this.keys.stats],
+        [...redisKeys, this.#statsKey],
         [],
       );
       return Number(removed);
@@ -714,7 +744,7 @@ export class EdgeCache {
       return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };
     }
     const redisKeys = [
-      this.keys.stats,
+      this.#statsKey,
       ...keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]),
       ...tags.map((t) => this.keys.tag(t)),
       ...versions.flatMap(([name]) => [this.keys.version(name), this.keys.lease(name)]),
@@ -753,7 +783,7 @@ export class EdgeCache {
     const keys = tags.map((t) => this.keys.tag(t));
     this.#l1?.deleteTagged(tags);
     try {
-      const reply = await runScript(this.#redis, bumpTagsScript, [...keys, this.keys.stats], []);
+      const reply = await runScript(this.#redis, bumpTagsScript, [...keys, this.#statsKey], []);
       const values = (reply as unknown[]).map(String);
       return Object.fromEntries(tags.map((t, i) => [t, values[i] ?? ""]));
     } catch (error) {
@@ -776,7 +806,7 @@ export class EdgeCache {
     version: number,
   ): Promise<{ previous: number | null; current: number }> {
     const name = `${entity}:${id}`;
-    const keys = [this.keys.version(name), this.keys.stats, this.keys.lease(name)];
+    const keys = [this.keys.version(name), this.#statsKey, this.keys.lease(name)];
     this.#l1?.clear();
     try {
       const reply = (await runScript(this.#redis, bumpVersionScript, keys, [version])) as unknown[];
@@ -810,7 +840,7 @@ export class EdgeCache {
       const reply = (await runScript(
         this.#redis,
         purgeScript,
-        [this.keys.stats],
+        [this.#statsKey],
         [this.keys.prefix, glob, options.cursor ?? "0", budget, count],
       )) as unknown[];
       const cursor = String(reply[0]);
@@ -892,8 +922,8 @@ export class EdgeCache {
   }
 
   /**
-   * Counters from Redis (all isolates) plus this isolate's not yet flushed ones, with
-   * `hit_ratio`. One or two requests.
+   * Counters of all isolates (the stats shards summed in one read-only request) plus this
+   * isolate's not yet flushed ones, with `hit_ratio`. One request, writes nothing.
    *
    * @example
    * ```ts
@@ -901,10 +931,12 @@ export class EdgeCache {
    * ```
    */
   async stats(): Promise<StatsSnapshot> {
-    await this.flushStats();
-    const raw = (await runScript(this.#redis, statsReadScript, [this.keys.stats], [])) as unknown[];
-    const counters: Record<string, number> = {};
-    for (let i = 0; i + 1 < raw.length; i += 2) counters[String(raw[i])] = Number(raw[i + 1]);
+    const counters = await readCounters(
+      this.#redis,
+      this.keys,
+      this.#telemetry.shards,
+      this.#pending,
+    );
     const hits = counters.hits ?? 0;
     const stale = counters.stale_hits ?? 0;
     const misses = counters.misses ?? 0;
@@ -919,7 +951,9 @@ export class EdgeCache {
   }
 
   /**
-   * Sends this isolate's pending counters now (they otherwise ride along with the next read).
+   * Sends this isolate's pending counters and hot-key samples now, in one request (otherwise
+   * a read sends them in the background once `telemetry.flushIntervalMs` has passed). A lost
+   * flush puts them back and throws.
    *
    * @example
    * ```ts
@@ -927,14 +961,7 @@ export class EdgeCache {
    * ```
    */
   async flushStats(): Promise<void> {
-    const pending = this.#pending.drain();
-    if (!pending.encoded) return;
-    try {
-      await runScript(this.#redis, statsFlushScript, [this.keys.stats], [pending.encoded]);
-    } catch (error) {
-      pending.restore();
-      throw error;
-    }
+    await flushTelemetry(this.#redis, this.keys, this.#pending, this.#hot);
   }
 
   /**
@@ -970,25 +997,21 @@ export class EdgeCache {
   }
 
   /**
-   * Top `n` keys by decayed sampled frequency (for the warmer). One request.
+   * Top `n` keys by decayed sampled frequency (for the warmer): every shard of the kept windows
+   * merged in one read-only request, plus this isolate's unflushed samples.
    *
    * @example
    * ```ts
    * const hot = await cache.hotKeys(20); // [{ key: "product:42", score: 37.5 }, …]
    * ```
    */
-  async hotKeys(n = 50): Promise<HotKey[]> {
-    const raw = (await runScript(
-      this.#redis,
-      hotKeysScript,
-      [],
-      [this.keys.prefix, this.#hot.windowMs, this.#hot.windows, this.#hot.decay, n],
-    )) as unknown[];
-    const out: HotKey[] = [];
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      out.push({ key: String(raw[i]), score: Number(raw[i + 1]) });
-    }
-    return out;
+  hotKeys(n = 50): Promise<HotKey[]> {
+    return readHotKeys(this.#redis, this.keys, this.#telemetry.shards, this.#pending, this.#hot, n);
+  }
+
+  /** This isolate's stats shard: every writing script counts there, never in one hot key. */
+  get #statsKey(): string {
+    return this.keys.stats(this.#pending.shard);
   }
 
   // ---------------------------------------------------------------- helpers

@@ -2,7 +2,7 @@
  * Redis key layout. Everything lives under one prefix so a deployment can share a database.
  *   {p}:e:{key}   entry hash          {p}:l:{key}   single-flight lease
  *   {p}:v:{name}  newest version      {p}:t:{tag}   tag counter
- *   {p}:stats     counters            {p}:hot:{n}   sampled hot keys of window n
+ *   {p}:stats:{s} counters, shard s   {p}:hot:{n}:{s} sampled hot keys of window n, shard s
  */
 export interface KeySpace {
   /** `{p}:e:{key}`; throws InvalidKeyError for an invalid key, like the other builders. */
@@ -10,7 +10,10 @@ export interface KeySpace {
   lease(key: string): string;
   version(name: string): string;
   tag(name: string): string;
-  readonly stats: string;
+  /** Stats shard `shard` (0..N-1): each isolate writes one, readers sum them all. */
+  stats(shard: number): string;
+  /** Hot-key samples of window `window` (floor(redisNow / windowMs)), shard `shard`. */
+  hot(window: number, shard: number): string;
   readonly prefix: string;
 }
 
@@ -75,7 +78,8 @@ export function keySpace(prefix: string): KeySpace {
   }
   return {
     prefix,
-    stats: `${prefix}:stats`,
+    stats: (shard) => `${prefix}:stats:${shard}`,
+    hot: (window, shard) => `${prefix}:hot:${window}:${shard}`,
     entry: (key) => `${prefix}:e:${assertName("key", key)}`,
     lease: (key) => `${prefix}:l:${assertName("key", key)}`,
     version: (name) => `${prefix}:v:${assertName("version key", name)}`,

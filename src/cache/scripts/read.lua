@@ -1,19 +1,15 @@
 -- read: one round trip for a cache read.
--- Validates the entry (version key, tag counters), samples hot keys, and on a miss or a stale
--- entry tries the single-flight lease, returning the tag counters to capture before loading.
--- KEYS[1] entry hash   KEYS[2] lease   KEYS[3] stats hash   KEYS[4] version key (or "")
--- KEYS[5..] tag counter keys of the caller's tags (captured for the fill)
+-- Validates the entry (version key, tag counters) and on a miss or a stale entry tries the
+-- single-flight lease, returning the tag counters to capture before loading. It counts
+-- nothing and samples nothing: the reply says what happened (s, r) and the engine counts it
+-- in the isolate (src/cache/telemetry), flushed off the response path.
+-- KEYS[1] entry hash   KEYS[2] lease   KEYS[3] version key (or "")
+-- KEYS[4..] tag counter keys of the caller's tags (captured for the fill)
 -- Reply (JSON): now, s, and with a granted lease tok, tg (tag counters) and cv (the version
 -- key's value, 0 when absent; only with a version key)
 -- ARGV[1] lease token ("" = never take the lease: peek)   ARGV[2] lease ttl ms
--- ARGV[3] sample draw [0,1)   ARGV[4] sample rate (0 = off)   ARGV[5] hot window ms
--- ARGV[6] hot windows kept   ARGV[7] logical key   ARGV[8] prefix
--- ARGV[9] pending client counters, flat "field,delta,field,delta" ("" = none)
--- ARGV[10] "1" = take the lease even on a fresh hit (early refresh): the second read of a
---   request that was already counted, so neither a hit nor a hot-key sample here
--- ARGV[11] "1" = a waiter polling for another caller's load: counted once by the client,
---   so neither a miss nor a hot-key sample here
--- ARGV[12] the client's load-time estimate in ms ("" = none), announced with a granted lease
+-- ARGV[3] prefix   ARGV[4] "1" = take the lease even on a fresh hit (early refresh)
+-- ARGV[5] the client's load-time estimate in ms ("" = none), announced with a granted lease
 --   when the entry has no measured load time (lt)
 -- Announced load (src/cache/read/wait.ts): a granted lease holds "<token>.<estimate ms>.<granted
 -- at ms>" and `tok` returns that whole value (fill and release compare it as an opaque token);
@@ -22,9 +18,10 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
-local entry, lease, stats, verKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local entry, lease, verKey = KEYS[1], KEYS[2], KEYS[3]
 local token, leaseTtl = ARGV[1], tonumber(ARGV[2])
-local prefix = ARGV[8]
+local prefix = ARGV[3]
+local early = ARGV[4] == '1'
 
 -- The lease value carries the holder's expected load time and the grant time (see header).
 local leaseValue = token
@@ -32,22 +29,6 @@ local function announce(estimate)
   local ms = math.floor(tonumber(estimate) or 0)
   if ms < 0 then ms = 0 end
   leaseValue = token .. '.' .. string.format('%d', ms) .. '.' .. nowText
-end
-
-if ARGV[9] ~= '' then
-  for field, delta in string.gmatch(ARGV[9], '([^,]+),([^,]+)') do
-    redis.call('HINCRBY', stats, field, delta)
-  end
-end
-
-local polling = ARGV[11] == '1'
-local early = ARGV[10] == '1'
-local rate = tonumber(ARGV[4])
-if not polling and not early and rate > 0 and tonumber(ARGV[3]) < rate then
-  local windowMs = tonumber(ARGV[5])
-  local hot = prefix .. ':hot:' .. math.floor(now / windowMs)
-  redis.call('ZINCRBY', hot, 1 / rate, ARGV[7])
-  redis.call('PEXPIRE', hot, windowMs * (tonumber(ARGV[6]) + 1))
 end
 
 -- Tag counters start at the current time, not 0, so a counter lost to eviction comes back
@@ -63,7 +44,7 @@ end
 
 local function capture()
   local snap = {}
-  for i = 5, #KEYS do
+  for i = 4, #KEYS do
     snap[#snap + 1] = counter(KEYS[i])
   end
   return snap
@@ -97,7 +78,7 @@ end
 local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 -- Announce the entry's last measured load time, else the client's estimate.
-if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[12] or '') end
+if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[5] or '') end
 local reason = false
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
@@ -125,7 +106,6 @@ if value then
   end
   if reason then
     redis.call('DEL', entry)
-    redis.call('HINCRBY', stats, 'invalidated_reads', 1)
     value = false
   elseif now >= su then
     -- Past the grace window but kept for fail-safe: a miss that still carries the old value.
@@ -135,19 +115,16 @@ end
 
 local out = { now = now }
 if value and not reason and now < fu then
-  if not early then redis.call('HINCRBY', stats, 'hits', 1) end
   out.s = 'HIT'
   if early and tryLease() then
     grant(out)
   end
 elseif value and not reason then
-  redis.call('HINCRBY', stats, 'stale_hits', 1)
   out.s = 'STALE'
   if tryLease() then
     grant(out)
   end
 else
-  if not polling then redis.call('HINCRBY', stats, 'misses', 1) end
   out.s = 'MISS'
   if tryLease() then
     grant(out)

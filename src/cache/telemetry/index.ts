@@ -1,0 +1,8 @@
+export { flushTelemetry, type HotWindows } from "./flush";
+export {
+  DEFAULT_SHARDS,
+  IsolateTelemetry,
+  type TelemetryBatch,
+  telemetryFor,
+} from "./isolate";
+export { readCounters, readHotKeys } from "./query";

@@ -1,0 +1,128 @@
+/**
+ * What one isolate counted and sampled for one key prefix, not yet sent to Redis.
+ *
+ * Engines are built per request, so this lives at module scope (see `telemetryFor`): every
+ * request of the isolate adds to it, and the engine flushes it in the background at most once
+ * per interval (flush.ts). It holds plain numbers and strings only, so sharing it across
+ * requests is safe in workerd (no I/O object crosses a request).
+ *
+ * Each isolate writes to one stats shard and one hot-key shard, picked at random when its
+ * telemetry is created, so no single Redis key receives every isolate's increments.
+ *
+ * @example
+ *   const t = new IsolateTelemetry({ shard: 3 });
+ *   t.add("hits");
+ *   t.sample("product:1", 10, 29_000_123); // weight 1/rate, window id
+ *   const batch = t.drain(); // { counters: Map, hot: Map<window, Map<key, weight>> } | null
+ */
+export class IsolateTelemetry {
+  /** Which of the N shards this isolate writes; readers sum all N. */
+  readonly shard: number;
+  readonly #counters = new Map<string, number>();
+  readonly #hot = new Map<number, Map<string, number>>();
+  #hotMembers = 0;
+  /** Redis clock minus this isolate's clock, learned from script replies (0 until known). */
+  #clockOffset = 0;
+  /** Date.now() of the last flush started (or of creation): the interval counts from there. */
+  lastFlush: number;
+  /** The flush under way, if any: one at a time per isolate and prefix. */
+  inflight: Promise<void> | undefined;
+
+  constructor(options: { shard?: number; shards?: number; now?: number } = {}) {
+    const shards = options.shards ?? DEFAULT_SHARDS;
+    this.shard = options.shard ?? Math.floor(Math.random() * shards);
+    this.lastFlush = options.now ?? Date.now();
+  }
+
+  add(field: string, delta = 1): void {
+    this.#counters.set(field, (this.#counters.get(field) ?? 0) + delta);
+  }
+
+  /**
+   * One sampled read of `key` in hot-key window `window` (floor(redisNow / windowMs)), weighing
+   * `weight` (1 / sample rate). Past `MAX_HOT_MEMBERS` distinct keys pending (Redis down for a
+   * long time), new keys are dropped: the sampler is an estimate, memory is not.
+   */
+  sample(key: string, weight: number, window: number): void {
+    let members = this.#hot.get(window);
+    if (!members) {
+      members = new Map();
+      this.#hot.set(window, members);
+    }
+    const had = members.get(key);
+    if (had === undefined && this.#hotMembers >= MAX_HOT_MEMBERS) return;
+    if (had === undefined) this.#hotMembers++;
+    members.set(key, (had ?? 0) + weight);
+  }
+
+  /** Notes the Redis clock (ms) a reply carried, so window ids follow Redis, not this isolate. */
+  observeRedisTime(redisNow: number): void {
+    this.#clockOffset = redisNow - Date.now();
+  }
+
+  /** Best estimate of Redis's clock now (ms). */
+  redisNow(): number {
+    return Date.now() + this.#clockOffset;
+  }
+
+  /** Distinct pending entries (counter fields + sampled keys): what a flush would carry. */
+  get size(): number {
+    return this.#counters.size + this.#hotMembers;
+  }
+
+  /** Whether a background flush should start now. */
+  due(now: number, intervalMs: number, maxBatch: number): boolean {
+    if (this.inflight || this.size === 0) return false;
+    return now - this.lastFlush >= intervalMs || this.size >= maxBatch;
+  }
+
+  /** Pending counters, read without taking them (stats() adds them to what Redis holds). */
+  pendingCounters(): ReadonlyMap<string, number> {
+    return this.#counters;
+  }
+
+  /** Pending samples, read without taking them (hotKeys() merges them). */
+  pendingSamples(): ReadonlyMap<number, ReadonlyMap<string, number>> {
+    return this.#hot;
+  }
+
+  /** Takes everything pending; `restore(batch)` puts it back when its flush failed. */
+  drain(): TelemetryBatch | null {
+    if (this.size === 0) return null;
+    const batch = { counters: new Map(this.#counters), hot: new Map(this.#hot) };
+    this.#counters.clear();
+    this.#hot.clear();
+    this.#hotMembers = 0;
+    return batch;
+  }
+
+  /** A lost flush (Redis unreachable): its counts and samples return to the pending ones. */
+  restore(batch: TelemetryBatch): void {
+    for (const [field, delta] of batch.counters) this.add(field, delta);
+    for (const [window, members] of batch.hot) {
+      for (const [key, weight] of members) this.sample(key, weight, window);
+    }
+  }
+}
+
+export interface TelemetryBatch {
+  counters: Map<string, number>;
+  hot: Map<number, Map<string, number>>;
+}
+
+export const DEFAULT_SHARDS = 8;
+export const MAX_HOT_MEMBERS = 5_000;
+
+const isolate = new Map<string, IsolateTelemetry>();
+
+/** The isolate's telemetry of `prefix` (module scope: shared by every engine of the isolate). */
+export function telemetryFor(prefix: string, shards = DEFAULT_SHARDS): IsolateTelemetry {
+  let telemetry = isolate.get(prefix);
+  if (!telemetry || telemetry.shard >= shards) {
+    const previous = telemetry?.drain();
+    telemetry = new IsolateTelemetry({ shards });
+    if (previous) telemetry.restore(previous);
+    isolate.set(prefix, telemetry);
+  }
+  return telemetry;
+}

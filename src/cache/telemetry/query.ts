@@ -1,0 +1,72 @@
+import type { KeySpace } from "../keys";
+import { runScript, type ScriptClient } from "../redis";
+import { hotKeysScript, statsReadScript } from "../scripts";
+import type { HotKey } from "../types";
+import type { HotWindows } from "./flush";
+import type { IsolateTelemetry } from "./isolate";
+
+/**
+ * Counters of every isolate: the N stats shards summed in ONE read-only request, plus what
+ * this isolate counted and has not flushed yet (so a caller sees its own counts at once).
+ *
+ * @example
+ *   const counters = await readCounters(redis, keySpace("ec"), 8, telemetryFor("ec"));
+ *   counters.hits; // every isolate's hits
+ */
+export async function readCounters(
+  redis: ScriptClient,
+  keys: KeySpace,
+  shards: number,
+  telemetry: IsolateTelemetry,
+): Promise<Record<string, number>> {
+  // A flush under way is waited for (no new request): its counts are then in Redis, once.
+  await telemetry.inflight?.catch(() => {});
+  const shardKeys = Array.from({ length: shards }, (_, i) => keys.stats(i));
+  const raw = (await runScript(redis, statsReadScript, shardKeys, [])) as unknown[];
+  const counters: Record<string, number> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) counters[String(raw[i])] = Number(raw[i + 1]);
+  for (const [field, delta] of telemetry.pendingCounters()) {
+    counters[field] = (counters[field] ?? 0) + delta;
+  }
+  return counters;
+}
+
+/**
+ * Top `n` keys by decayed sampled frequency over the last `windows` windows of every shard,
+ * in ONE read-only request; this isolate's unflushed samples are added with the same decay.
+ * Window ids come from `telemetry.redisNow()` (the Redis clock learned from replies).
+ */
+export async function readHotKeys(
+  redis: ScriptClient,
+  keys: KeySpace,
+  shards: number,
+  telemetry: IsolateTelemetry,
+  hot: HotWindows & { decay: number },
+  n: number,
+): Promise<HotKey[]> {
+  await telemetry.inflight?.catch(() => {});
+  const current = Math.floor(telemetry.redisNow() / hot.windowMs);
+  const redisKeys: string[] = [];
+  const weights: string[] = [];
+  for (let age = 0; age < hot.windows; age++) {
+    for (let shard = 0; shard < shards; shard++) {
+      redisKeys.push(keys.hot(current - age, shard));
+      weights.push(String(hot.decay ** age));
+    }
+  }
+  const raw = (await runScript(redis, hotKeysScript, redisKeys, [n, ...weights])) as unknown[];
+  const scores = new Map<string, number>();
+  for (let i = 0; i + 1 < raw.length; i += 2) scores.set(String(raw[i]), Number(raw[i + 1]));
+  for (const [window, members] of telemetry.pendingSamples()) {
+    // A sample a skewed clock put in a later window counts as current.
+    const age = Math.max(0, current - window);
+    if (age >= hot.windows) continue;
+    for (const [key, weight] of members) {
+      scores.set(key, (scores.get(key) ?? 0) + weight * hot.decay ** age);
+    }
+  }
+  return [...scores]
+    .map(([key, score]) => ({ key, score }))
+    .sort((a, b) => b.score - a.score || a.key.localeCompare(b.key))
+    .slice(0, n);
+}
