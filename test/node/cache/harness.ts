@@ -55,6 +55,13 @@ export async function cacheHarness(db?: number) {
       });
     },
     requests: async () => (await control("stats", "GET")).requests,
+    /** The gateway's full counters (read-only vs writing calls, global-lock scripts…). */
+    gatewayStats: async () =>
+      (await control("stats", "GET")) as unknown as {
+        requests: number;
+        calls: { readOnly: number; writing: number; other: number };
+        scripts: { globalLock: number; keyLocked: number };
+      },
     resetCounter: () => control("reset"),
     faults: (body: Record<string, unknown>) => control("faults", "POST", body),
     clearFaults: () => control("faults", "DELETE"),

@@ -1,0 +1,243 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ScriptClient } from "../../../src/cache";
+import { readScript, statsFlushScript } from "../../../src/cache/scripts";
+import { IsolateTelemetry } from "../../../src/cache/telemetry";
+import { type CacheHarness, cacheHarness, gate } from "./harness";
+
+/**
+ * Stats and hot-key samples are counted in the isolate and flushed off the response path, to
+ * per-isolate shards (src/cache/telemetry). Against real Redis through the gateway, whose
+ * counters tell read-only from writing calls.
+ */
+let h: CacheHarness;
+const noEarly = { earlyRefresh: false as const };
+/** Each test's isolates never flush on their own unless the test says so. */
+const quiet = { flushIntervalMs: 3_600_000 };
+
+beforeAll(async () => {
+  h = await cacheHarness();
+});
+afterAll(async () => {
+  await h.close();
+});
+
+/** Runs the read script as EVALSHA_RO / EVAL_RO: Redis refuses any write it attempts. */
+function readOnlyReads(): ScriptClient {
+  return {
+    evalsha: (sha, keys, args) =>
+      sha === readScript.sha1
+        ? h.redis.evalshaRo(sha, keys, args)
+        : h.redis.evalsha(sha, keys, args),
+    eval: (script, keys, args) =>
+      script === readScript.source
+        ? h.redis.evalRo(script, keys, args)
+        : h.redis.eval(script, keys, args),
+  };
+}
+
+const prefixOf = () => `tm${Math.random().toString(36).slice(2, 10)}`;
+
+describe("the hit writes nothing", () => {
+  it("a hit (version key + tag) is one read-only request: the script runs under EVALSHA_RO", async () => {
+    const errors: unknown[] = [];
+    const prefix = prefixOf();
+    const opts = {
+      ...noEarly,
+      tags: ["category:1"],
+      versionKey: "product:1",
+      versionOf: (p: { version: number }) => p.version,
+    };
+    const writer = h.cache({ telemetry: quiet }, prefix);
+    await writer.getOrLoad("product:1", async () => ({ version: 3 }), opts);
+    const reader = h.cache(
+      {
+        redis: readOnlyReads(),
+        telemetry: quiet,
+        hotKeys: { sampleRate: 1 },
+        onError: (e) => errors.push(e),
+      },
+      prefix,
+    );
+    await reader.getOrLoad("product:1", async () => ({ version: 3 }), opts); // scripts loaded
+    await h.resetCounter();
+
+    const hit = await reader.getOrLoad("product:1", async () => ({ version: 3 }), opts);
+    expect(hit.status).toBe("HIT");
+    expect(errors).toEqual([]);
+    const stats = await h.gatewayStats();
+    expect(stats.requests).toBe(1);
+    expect(stats.calls).toEqual({ readOnly: 1, writing: 0, other: 0 });
+    // Counted and sampled all the same, in the isolate.
+    expect((await reader.stats()).hits).toBe(2);
+    expect((await reader.hotKeys(1))[0]).toEqual({ key: "product:1", score: 2 });
+  });
+
+  it("the same read-only client cannot take a lease: EVAL_RO does refuse writes", async () => {
+    const errors: unknown[] = [];
+    const cache = h.cache({ redis: readOnlyReads(), onError: (e) => errors.push(e) });
+    const miss = await cache.getOrLoad("cold", async () => "v", noEarly);
+    expect(miss.status).toBe("BYPASS");
+    expect(String(errors[0])).toMatch(/read-only|not allowed/i);
+  });
+});
+
+describe("flushed off the response path", () => {
+  it("a due flush goes to waitUntil and is not awaited by the hit; it lands later", async () => {
+    const held = gate<void>();
+    let flushes = 0;
+    // Holds every stats flush until the test releases it.
+    const holding: ScriptClient = {
+      evalsha: async (sha, keys, args) => {
+        if (sha === statsFlushScript.sha1) {
+          flushes++;
+          await held.promise;
+        }
+        return h.redis.evalsha(sha, keys, args);
+      },
+      eval: (script, keys, args) => h.redis.eval(script, keys, args),
+    };
+    const prefix = prefixOf();
+    const isolate = new IsolateTelemetry({ shard: 2 });
+    const cache = h.cache({ redis: holding, telemetry: { isolate, flushIntervalMs: 0 } }, prefix);
+    await cache.set("k", "v");
+    const background: Promise<unknown>[] = [];
+    const hit = await cache.getOrLoad("k", async () => "x", {
+      ...noEarly,
+      waitUntil: (p) => background.push(p),
+    });
+    // The hit answered while its flush is still held.
+    expect(hit.status).toBe("HIT");
+    expect(flushes).toBe(1);
+    expect(background).toHaveLength(1);
+
+    held.open();
+    await Promise.all(background);
+    await cache.flushStats(); // the hit itself, counted after the flush had drained
+    const shard = await h.redis.hgetall<Record<string, number>>(`${prefix}:stats:2`);
+    expect(Number(shard?.hits)).toBe(1);
+    expect(Number(shard?.reads)).toBe(1);
+  });
+
+  it("flushes at most once per interval, or when the batch is large", async () => {
+    // Counted per script: the client auto-pipelines a flush with a concurrent read into one
+    // HTTP request, so the gateway's request count alone cannot tell them apart.
+    const calls = new Map<string, number>();
+    const counting: ScriptClient = {
+      evalsha: (sha, keys, args) => {
+        const name =
+          sha === statsFlushScript.sha1 ? "flush" : sha === readScript.sha1 ? "read" : "other";
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        return h.redis.evalsha(sha, keys, args);
+      },
+      eval: (script, keys, args) => h.redis.eval(script, keys, args),
+    };
+    const prefix = prefixOf();
+    const cache = h.cache(
+      { redis: counting, telemetry: { isolate: new IsolateTelemetry(), ...quiet } },
+      prefix,
+    );
+    await cache.set("k", "v");
+    for (let i = 0; i < 20; i++) await cache.getOrLoad("k", async () => "x", noEarly);
+    await cache.settle();
+    expect(calls.get("read")).toBe(20);
+    expect(calls.get("flush")).toBeUndefined(); // nothing flushed within the interval
+
+    // A small batch limit: distinct sampled keys fill it, and one flush carries them all.
+    calls.clear();
+    const big = h.cache(
+      {
+        redis: counting,
+        telemetry: { isolate: new IsolateTelemetry(), flushIntervalMs: 3_600_000, maxBatch: 12 },
+        hotKeys: { sampleRate: 1 },
+      },
+      prefix,
+    );
+    for (let i = 0; i < 10; i++) await big.set(`k${i}`, i);
+    // 3 counters (reads, read_requests, hits) + 9 sampled keys reach 12 before the 10th read.
+    for (let i = 0; i < 10; i++) await big.getOrLoad(`k${i}`, async () => -1, noEarly);
+    await big.getOrLoad("k0", async () => -1, noEarly);
+    await big.settle();
+    expect(calls.get("read")).toBe(11);
+    expect(calls.get("flush")).toBe(1);
+    const top = await h
+      .cache({ telemetry: { isolate: new IsolateTelemetry() } }, prefix)
+      .hotKeys(20);
+    // k0..k8 flushed; k9 and the second k0 are still pending in `big`'s isolate.
+    expect(top.map((t) => t.key).sort()).toEqual(
+      Array.from({ length: 9 }, (_, i) => `k${i}`).sort(),
+    );
+  });
+
+  it("a lost flush (Redis down) keeps its counters and samples; the next flush sends them once", async () => {
+    const prefix = prefixOf();
+    const isolate = new IsolateTelemetry({ shard: 1 });
+    const cache = h.cache({ telemetry: { isolate, ...quiet }, hotKeys: { sampleRate: 1 } }, prefix);
+    await cache.set("k", "v");
+    for (let i = 0; i < 3; i++) await cache.getOrLoad("k", async () => "x", noEarly);
+    await h.faults({ failCount: 1 });
+    await expect(cache.flushStats()).rejects.toThrow();
+    await h.clearFaults();
+    // Another isolate sees nothing yet; this one still sees its own.
+    const other = h.cache({ telemetry: { isolate: new IsolateTelemetry({ shard: 4 }) } }, prefix);
+    expect((await other.stats()).hits).toBe(0);
+    expect((await cache.stats()).hits).toBe(3);
+
+    await cache.flushStats();
+    await cache.flushStats(); // nothing left: no double count
+    expect((await other.stats()).hits).toBe(3);
+    expect(await other.hotKeys(1)).toEqual([{ key: "k", score: 3 }]);
+  });
+});
+
+describe("sharded", () => {
+  it("several isolates write several shards; stats() and hotKeys() merge them in one request each", async () => {
+    const prefix = prefixOf();
+    const shards = [0, 3, 5];
+    const isolates = shards.map((shard) =>
+      h.cache(
+        {
+          telemetry: { isolate: new IsolateTelemetry({ shard }), ...quiet },
+          hotKeys: { sampleRate: 1 },
+        },
+        prefix,
+      ),
+    );
+    await isolates[0]?.set("a", 1);
+    await isolates[0]?.set("b", 2);
+    for (const [i, cache] of isolates.entries()) {
+      for (let n = 0; n <= i; n++) await cache.getOrLoad("a", async () => 0, noEarly);
+      await cache.getOrLoad("b", async () => 0, noEarly);
+      await cache.flushStats();
+    }
+    // Each isolate's counts sit in its own shard: no key received every increment.
+    for (const [i, shard] of shards.entries()) {
+      const fields = await h.redis.hgetall<Record<string, number>>(`${prefix}:stats:${shard}`);
+      expect(Number(fields?.hits)).toBe(i + 2);
+    }
+    expect(await h.redis.exists(`${prefix}:stats`)).toBe(0);
+
+    const reader = h.cache({ telemetry: { isolate: new IsolateTelemetry({ shard: 7 }) } }, prefix);
+    await reader.stats(); // scripts loaded
+    await h.resetCounter();
+    const stats = await reader.stats();
+    expect(stats.hits).toBe(2 + 3 + 4);
+    expect(stats.writes).toBe(2); // counted by fill.lua, in isolate 0's shard
+    const top = await reader.hotKeys(2);
+    expect(top).toEqual([
+      { key: "a", score: 1 + 2 + 3 },
+      { key: "b", score: 3 },
+    ]);
+    const gateway = await h.gatewayStats();
+    expect(gateway.requests).toBe(2);
+    expect(gateway.scripts.globalLock).toBe(0); // both flagged allow-key-locking
+  });
+
+  it("the default isolate telemetry picks its shard at random among N", async () => {
+    const picked = new Set(
+      Array.from({ length: 64 }, () => new IsolateTelemetry({ shards: 8 }).shard),
+    );
+    expect(picked.size).toBeGreaterThan(1);
+    for (const shard of picked) expect(shard).toBeGreaterThanOrEqual(0);
+    for (const shard of picked) expect(shard).toBeLessThan(8);
+  });
+});
