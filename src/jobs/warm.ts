@@ -11,7 +11,7 @@ import { setPendingMarker } from "./recovery";
  * The cron tick: drain the outbox, then warm the hottest keys, within one subrequest budget.
  *
  * Hot-key windows need no work here: each window is a sorted set with a TTL of
- * (windows + 1) × window length set by the read script, and `hotKeys` merges the recent ones
+ * (windows + 1) × window length set by each stats flush, and `hotKeys` merges the recent ones
  * with decaying weights, so old windows roll off by themselves.
  */
 
