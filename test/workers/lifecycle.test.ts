@@ -151,3 +151,36 @@ describe("background work after the response", () => {
     expect(idle).toEqual({ opened: 0, ended: 0 });
   });
 });
+
+describe("stats and hot-key samples after the response", () => {
+  /** Every stats shard of the prefix, read straight from Redis (what all isolates flushed). */
+  async function shards(): Promise<Array<Record<string, string> | null>> {
+    return Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        redis.hgetall<Record<string, string>>(`${prefix}:stats:${i}`),
+      ),
+    );
+  }
+  const flushedHits = (all: Array<Record<string, string> | null>) =>
+    all.reduce((sum, s) => sum + Number(s?.hits ?? 0), 0);
+
+  it("a request after the flush interval hands one flush to waitUntil; counts land in this isolate's shard", async () => {
+    const id = await newProduct();
+    await api("GET", `/products/${id}`);
+    expect((await api("GET", `/products/${id}`)).headers.get("x-cache")).toBe("HIT");
+    const before = flushedHits(await shards());
+    const seen = await cache.stats(); // flushed shards + what this isolate still holds
+    expect(seen.hits).toBeGreaterThan(before);
+
+    // Past the 1 s flush interval, the next read starts a background flush (waitUntil, which
+    // the test helper waits for like the runtime would, without delaying the response).
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect((await api("GET", `/products/${id}`)).headers.get("x-cache")).toBe("HIT");
+    const after = await shards();
+    expect(flushedHits(after)).toBeGreaterThanOrEqual(seen.hits);
+    // One isolate here, so one shard holds every hit: the others received none.
+    expect(after.filter((s) => Number(s?.hits ?? 0) > 0)).toHaveLength(1);
+    // And nothing is counted twice: flushed + pending is what stats() reports.
+    expect((await cache.stats()).hits).toBe(seen.hits + 1);
+  });
+});
