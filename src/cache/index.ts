@@ -5,6 +5,7 @@ export { L1Cache } from "./l1";
 export { jitterTtl, shouldRefreshEarly } from "./policy";
 export { FlightRegistry } from "./read/coalesce";
 export type { ScriptClient } from "./redis";
+export { IsolateTelemetry } from "./telemetry";
 export type {
   CacheResult,
   CacheStatus,

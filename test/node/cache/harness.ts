@@ -50,6 +50,9 @@ export async function cacheHarness(db?: number) {
         redis,
         prefix,
         onError: () => {},
+        // Request counts stay exact: no background stats flush joins them unless a test asks
+        // for one (telemetry.test.ts covers the flush).
+        telemetry: { flushIntervalMs: 3_600_000 },
         ...options,
         flights: options.flights ?? new FlightRegistry(),
       });

@@ -113,9 +113,9 @@ describe("round trips", () => {
     expect(await h.requests()).toBe(2);
   });
 
-  it("client-side counters ride along with the next read instead of costing a request", async () => {
+  it("counters cost no request on the response path (counted in the isolate, flushed later)", async () => {
     await cache.getOrLoad("k", async () => 1, noEarly); // read + fill, counts 1 load
-    await cache.getOrLoad("k", async () => 1, noEarly); // read carries it
+    await cache.getOrLoad("k", async () => 1, noEarly); // a hit: its read only
     expect(await h.requests()).toBe(3);
     const stats = await cache.stats();
     expect(stats.loads).toBeGreaterThanOrEqual(2); // warm-up load + this one
