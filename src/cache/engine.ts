@@ -18,6 +18,7 @@ import {
   releaseScript,
 } from "./scripts";
 import {
+  DEFAULT_SHARDS,
   flushTelemetry,
   type IsolateTelemetry,
   readCounters,
@@ -225,7 +226,7 @@ export class EdgeCache {
     this.#redis = options.redis;
     this.keys = keySpace(options.prefix ?? "ec");
     this.#telemetry = {
-      shards: options.telemetry?.shards ?? 8,
+      shards: options.telemetry?.shards ?? DEFAULT_SHARDS,
       flushIntervalMs: options.telemetry?.flushIntervalMs ?? 1000,
       maxBatch: options.telemetry?.maxBatch ?? 256,
     };
