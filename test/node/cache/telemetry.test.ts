@@ -47,12 +47,12 @@ describe("the hit writes nothing", () => {
       versionKey: "product:1",
       versionOf: (p: { version: number }) => p.version,
     };
-    const writer = h.cache({ telemetry: quiet }, prefix);
+    const writer = h.cache({ telemetry: { isolate: new IsolateTelemetry(), ...quiet } }, prefix);
     await writer.getOrLoad("product:1", async () => ({ version: 3 }), opts);
     const reader = h.cache(
       {
         redis: readOnlyReads(),
-        telemetry: quiet,
+        telemetry: { isolate: new IsolateTelemetry(), ...quiet },
         hotKeys: { sampleRate: 1 },
         onError: (e) => errors.push(e),
       },
