@@ -20,7 +20,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const product = (id: number, init?: RequestInit) =>
   SELF.fetch(`http://edgecache.test/products/${id}`, init);
 const requests = async () => Number((await gatewayControl("stats", { token })).requests);
-const fills = async () => Number((await testRedis().hget(`${prefix}:stats`, "fills")) ?? 0);
+// fill.lua counts in the stats shard of the isolate that ran it: sum every shard.
+const fills = async () => {
+  const shards = await Promise.all(
+    Array.from({ length: 8 }, (_, i) => testRedis().hget(`${prefix}:stats:${i}`, "fills")),
+  );
+  return shards.reduce((sum: number, n) => sum + Number(n ?? 0), 0);
+};
 
 /** Waits (bounded) until the fills handed to waitUntil have landed. */
 async function settledFills(expected: number): Promise<number> {
