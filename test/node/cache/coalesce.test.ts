@@ -15,9 +15,12 @@ let h: CacheHarness;
 const noEarly = { earlyRefresh: false as const };
 const fresh = () => `co${randomBytes(4).toString("hex")}`;
 
-/** One engine per request, as src/runtime/services.ts builds them: default registry. */
+/**
+ * One engine per request, as src/runtime/services.ts builds them: default registry. Telemetry
+ * flushes are held back so the request counts measure the read path only.
+ */
 const perRequest = (prefix: string, redis = h.redis) =>
-  new EdgeCache({ redis, prefix, onError: () => {} });
+  new EdgeCache({ redis, prefix, onError: () => {}, telemetry: { flushIntervalMs: 3_600_000 } });
 
 beforeAll(async () => {
   h = await cacheHarness();
@@ -180,6 +183,7 @@ describe("across isolates: wait by the announced load time instead of polling", 
         prefix,
         onError: () => {},
         flights: new FlightRegistry(), // isolate B
+        telemetry: { flushIntervalMs: 3_600_000 },
       });
       const slow = async () => {
         await sleep(200);
@@ -245,7 +249,10 @@ describe("across isolates: wait by the announced load time instead of polling", 
     await a.settle();
   });
 
-  it("ten isolates, 20 requests each, a cold key with a 50 ms loader: 1 load, ≤ 3 requests per isolate", async () => {
+  // A 200 ms load (the benchmark runs the 50 ms case): the bound is about how often a waiter
+  // asks, and a longer load keeps a loaded CI machine's scheduling noise small beside it.
+  // Blind polling (10 -> 200 ms backoff) would ask 6 or more times per waiter.
+  it("ten isolates, 20 requests each, a cold key with a 200 ms loader: 1 load, ≤ 3 requests per isolate", async () => {
     const isolates = await Promise.all(Array.from({ length: 10 }, () => cacheHarness()));
     try {
       const prefix = fresh();
@@ -256,11 +263,13 @@ describe("across isolates: wait by the announced load time instead of polling", 
           prefix,
           onError: () => {},
           flights: registries[i],
+          // Counts only the read path: no telemetry flush may land inside the measurement.
+          telemetry: { flushIntervalMs: 3_600_000 },
         });
       let loads = 0;
       const loader = async () => {
         loads++;
-        await sleep(50);
+        await sleep(200);
         return "v";
       };
       // Warm isolates: each has served loads of this prefix before (its estimate).
