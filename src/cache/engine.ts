@@ -2,7 +2,13 @@ import { LoaderBackoffError, withBackoff } from "./backoff";
 import { assertGlob, assertName, type KeySpace, keySpace } from "./keys";
 import { L1Cache } from "./l1";
 import { jitterTtl, shouldRefreshEarly } from "./policy";
-import { coalesce, type FlightRegistry, flightId, isolateFlights } from "./read/coalesce";
+import {
+  coalesce,
+  type Flight,
+  type FlightRegistry,
+  flightId,
+  isolateFlights,
+} from "./read/coalesce";
 import { nextCheckDelay } from "./read/wait";
 import { decodeJson, runScript, type ScriptClient } from "./redis";
 import {
@@ -308,9 +314,8 @@ export class EdgeCache {
       waitBudget: opts.waitBudget,
       leaseTtl: opts.leaseTtl,
       lead: (flight, budget) =>
-        this.#getOrLoad(key, loader, { ...opts, waitBudget: budget }, (ms) =>
-          flight.busyUntil(Date.now() + ms),
-        ),
+        this.#getOrLoad(key, loader, { ...opts, waitBudget: budget }, flight),
+      solo: (budget) => this.#getOrLoad(key, loader, { ...opts, waitBudget: budget }),
       giveUp: async (waitedMs) => {
         // Same as before: a follower whose budget ran out loads itself, without filling.
         this.#pending.add("lease_timeouts");
@@ -352,9 +357,13 @@ export class EdgeCache {
     key: string,
     loader: () => Promise<T>,
     opts: Resolved<T>,
-    /** Tells the isolate's flight how long this caller may still take (ms from now). */
-    busyFor: (ms: number) => void = () => {},
+    /**
+     * The isolate's flight this caller leads, if any: told how long the caller may still take,
+     * and settled with what a Redis request sent after the followers joined vouches for.
+     */
+    flight?: Flight,
   ): Promise<CacheResult<T>> {
+    const busyFor = (ms: number) => flight?.busyUntil(Date.now() + ms);
     const started = Date.now();
     let waited = false;
     let backoffs = 0;
@@ -362,6 +371,7 @@ export class EdgeCache {
       let reply: ReadReply;
       const sent = Date.now();
       busyFor(opts.leaseTtl); // a read, then possibly a load under a lease of this length
+      const readSeq = flight?.sending();
       try {
         reply = await this.#read(key, opts, newToken(), false, waited);
       } catch (error) {
@@ -380,17 +390,21 @@ export class EdgeCache {
         ) {
           this.#background(opts, this.#refreshEarly(key, loader, opts), "early refresh");
         }
-        return waited ? { ...result, waitedMs: Date.now() - started } : result;
+        const hit = waited ? { ...result, waitedMs: Date.now() - started } : result;
+        flight?.settle({ ok: true, result: hit, vouchedAt: readSeq });
+        return hit;
       }
 
       if (reply.s === "STALE") {
         if (reply.tok) {
           this.#background(opts, this.#refresh(key, reply, loader, opts), "stale refresh");
         }
-        return this.#fromEntry<T>(reply, "STALE");
+        const stale = this.#fromEntry<T>(reply, "STALE");
+        flight?.settle({ ok: true, result: stale, vouchedAt: readSeq });
+        return stale;
       }
 
-      if (reply.tok) return this.#loadAndFill(key, reply, loader, opts, started);
+      if (reply.tok) return this.#loadAndFill(key, reply, loader, opts, started, flight);
 
       // Someone else holds the lease: sleep about the load time it announced, then look once
       // (src/cache/read/wait.ts); each look is one read, which takes the lease over if the
@@ -438,6 +452,7 @@ export class EdgeCache {
     loader: () => Promise<T>,
     opts: Resolved<T>,
     started: number,
+    flight?: Flight,
   ): Promise<CacheResult<T>> {
     let loaded: { value: T; ms: number };
     try {
@@ -461,9 +476,23 @@ export class EdgeCache {
       ...opts.tagList,
       ...lateTags(loaded.value, opts),
     ]);
-    await this.#afterResponse(opts, this.#fill(key, reply, loaded.value, opts, loaded.ms), "fill");
     const waitedMs = Date.now() - started - loaded.ms;
-    return waitedMs > 50 ? { ...result, waitedMs } : result;
+    const answer = waitedMs > 50 ? { ...result, waitedMs } : result;
+    // The fill's compare-and-set (lease, version, tags) vouches for the value to the followers
+    // that joined before it was sent; a refused fill vouches for nothing (see Outcome).
+    const fillSeq = flight?.sending();
+    flight?.settleLater(opts.leaseTtl);
+    const fill = this.#fill(key, reply, loaded.value, opts, loaded.ms).then(
+      (accepted) => {
+        flight?.settle({ ok: true, result, vouchedAt: accepted ? fillSeq : undefined });
+      },
+      (error: unknown) => {
+        flight?.settle({ ok: true, result });
+        throw error;
+      },
+    );
+    await this.#afterResponse(opts, fill, "fill");
+    return answer;
   }
 
   async #refresh<T>(
@@ -622,7 +651,7 @@ export class EdgeCache {
     value: T,
     opts: Resolved<T>,
     loadMs: number,
-  ): Promise<void> {
+  ): Promise<boolean> {
     let version =
       opts.versionKey && opts.versionOf && value !== null ? opts.versionOf(value) : null;
     let entryOpts = opts;
@@ -640,6 +669,7 @@ export class EdgeCache {
       loadMs,
     });
     if (!reply.ok) this.#l1?.delete(key);
+    return reply.ok;
   }
 
   async #fillRaw<T>(

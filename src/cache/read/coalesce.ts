@@ -23,8 +23,22 @@ import type { CacheResult } from "../types";
  *   leader's lease has expired, so the fill still happens once.
  */
 
-/** What a flight hands its followers: plain data only. */
-export type Outcome = { ok: true; result: CacheResult<unknown> } | { ok: false; error: unknown };
+/**
+ * What a flight hands its followers: plain data only.
+ *
+ * `vouchedAt` is the registry sequence number taken just before the leader sent the Redis
+ * request that vouches for the value: the read that answered HIT or STALE, or the fill whose
+ * compare-and-set on lease, version and tags succeeded. A follower may take the value only when
+ * that request was sent after it joined (`vouchedAt > joinedAt`): then every write acknowledged
+ * before the follower's request began had already run in Redis when the request did, and would
+ * have turned the HIT into a MISS or refused the fill. Without that rule a request that starts
+ * after an acknowledged write could be handed a value loaded before it (the bench's race
+ * workload caught exactly that). Absent (a BYPASS, a value not cached, a refused fill): nothing
+ * vouches for it, and followers read for themselves.
+ */
+export type Outcome =
+  | { ok: true; result: CacheResult<unknown>; vouchedAt?: number }
+  | { ok: false; error: unknown };
 
 /** How often a follower looks at the flight (an in-memory check, no I/O). */
 const POLL_MS = 5;
@@ -39,9 +53,34 @@ const REMEMBERED_KEYS = 1000;
 export class Flight {
   #deadline: number;
   #outcome: Outcome | undefined;
+  #deferred = false;
+  readonly #registry: FlightRegistry;
 
-  constructor(deadline: number) {
+  constructor(deadline: number, registry: FlightRegistry) {
     this.#deadline = deadline;
+    this.#registry = registry;
+  }
+
+  /**
+   * Called by the leader right before it sends a Redis request that may vouch for the value:
+   * the sequence number to settle with (see Outcome).
+   */
+  sending(): number {
+    return this.#registry.tick();
+  }
+
+  /**
+   * The leader settles later (its fill runs after its response, in `waitUntil`): returning from
+   * the lead does not settle the flight; the fill's answer will, within `ms`.
+   */
+  settleLater(ms: number): void {
+    this.#deferred = true;
+    this.#deadline = Date.now() + ms;
+  }
+
+  /** Whether the leader promised to settle after returning (settleLater). */
+  get deferred(): boolean {
+    return this.#deferred;
   }
 
   /** When the leader expects to be done at the latest (epoch ms); past it, it counts as gone. */
@@ -95,6 +134,13 @@ export class Flight {
  */
 export class FlightRegistry {
   readonly #flights = new Map<string, Flight>();
+  #seq = 0;
+
+  /** Next number of the isolate's sequence: orders joins against the leader's requests. */
+  tick(): number {
+    this.#seq += 1;
+    return this.#seq;
+  }
   readonly #keyLoadMs = new Map<string, number>();
   readonly #prefixLoadMs = new Map<string, number>();
 
@@ -111,7 +157,7 @@ export class FlightRegistry {
     if (this.#flights.size >= SWEEP_AT) {
       for (const [other, flight] of this.#flights) if (!flight.alive()) this.#flights.delete(other);
     }
-    const flight = new Flight(deadline);
+    const flight = new Flight(deadline, this);
     this.#flights.set(id, flight);
     return flight;
   }
@@ -161,6 +207,11 @@ export interface FlightPlan<T> {
   lead(flight: Flight, budget: number): Promise<CacheResult<T>>;
   /** The budget is spent while the leader is still alive: load without it (and without filling). */
   giveUp(waitedMs: number): Promise<CacheResult<T>>;
+  /**
+   * The leader's value is not vouched for by a request sent after this follower joined: run the
+   * read path alone (no flight), with the budget left, as if there had been no flight to join.
+   */
+  solo(budget: number): Promise<CacheResult<T>>;
   /** Counted once per call that waits on another request's flight. */
   onFollow(): void;
 }
@@ -190,20 +241,33 @@ export async function coalesce<T>(plan: FlightPlan<T>): Promise<CacheResult<T>> 
       const flight = plan.registry.lead(plan.id, Date.now() + plan.leaseTtl);
       try {
         const result = await plan.lead(flight, Math.max(0, remaining));
-        flight.settle({ ok: true, result });
+        // A leader that vouched (or will, after its fill) settled or settles the flight itself;
+        // anything else reaches its followers unvouched, and they read for themselves.
+        if (!flight.deferred) flight.settle({ ok: true, result });
         return result;
       } catch (error) {
         flight.settle({ ok: false, error });
         throw error;
       } finally {
+        // Later callers lead a flight of their own: nothing the leader sends from now on was
+        // sent after they joined.
         plan.registry.finish(plan.id, flight);
       }
     }
     if (remaining <= 0) return plan.giveUp(Date.now() - started);
     if (!followed) plan.onFollow();
     followed = true;
+    const joinedAt = plan.registry.tick();
     const outcome = await running.wait(started + plan.waitBudget);
-    if (outcome?.ok) return own(outcome.result as CacheResult<T>);
+    if (outcome?.ok) {
+      const { result, vouchedAt } = outcome;
+      // A fail-safe value is served because the source failed, not as fresh data: as for the
+      // leader, an old value beats an error.
+      if ((vouchedAt !== undefined && vouchedAt > joinedAt) || result.failSafe) {
+        return own(result as CacheResult<T>);
+      }
+      return plan.solo(Math.max(0, plan.waitBudget - (Date.now() - started)));
+    }
     if (outcome) throw outcome.error;
     // null: the budget is spent (giveUp next turn) or the leader is gone (lead next turn).
   }

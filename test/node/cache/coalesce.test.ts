@@ -172,6 +172,65 @@ describe("one isolate: concurrent requests share one load (module-scope registry
   });
 });
 
+describe("one isolate: a write in between (the flight must not outlive it)", () => {
+  // One isolate's per-request engines, sharing a registry of their own.
+  const engines = (prefix: string) => {
+    const flights = new FlightRegistry();
+    return () =>
+      new EdgeCache({
+        redis: h.redis,
+        prefix,
+        onError: () => {},
+        flights,
+        telemetry: { flushIntervalMs: 3_600_000 },
+      });
+  };
+
+  for (const [what, write] of [
+    ["a key invalidation", (c: EdgeCache) => c.apply({ keys: ["item"] })],
+    ["a version advance", (c: EdgeCache) => c.apply({ versions: { item: 2 } })],
+    ["a tag bump", (c: EdgeCache) => c.invalidateTags("items")],
+  ] as const) {
+    it(`a read that starts after ${what} was acknowledged never gets the load that began before it`, async () => {
+      const engine = engines(fresh());
+      const opts = {
+        ...noEarly,
+        tags: ["items"],
+        versionKey: "item",
+        versionOf: (v: { v: number }) => v.v,
+      };
+      let truth = 1;
+      const old = gate<{ v: number }>();
+      // 1. A request loads v1 slowly; others of the isolate join it before the write.
+      const leader = engine().getOrLoad("item", old.load, opts);
+      await old.started;
+      let loads = 0;
+      const current = async () => {
+        loads++;
+        return { v: truth };
+      };
+      const before = engine().getOrLoad("item", current, opts);
+      // 2. The write commits v2 and is acknowledged.
+      truth = 2;
+      await write(engine());
+      // 3. A request that starts now must see v2, although v1's load is still in flight.
+      const after = engine().getOrLoad("item", current, opts);
+      await sleep(20);
+      old.open({ v: 1 });
+      expect((await leader).value).toEqual({ v: 1 }); // began before the write: either is fine
+      expect([1, 2]).toContain((await before).value.v);
+      const late = await after;
+      expect(late.value).toEqual({ v: 2 });
+      // The two that joined the refused flight share one new load (one takes the lease).
+      expect(loads).toBe(1);
+      // And the cache holds v2 from now on.
+      expect((await engine().getOrLoad("item", async () => ({ v: 0 }), opts)).value).toEqual({
+        v: 2,
+      });
+    });
+  }
+});
+
 describe("across isolates: wait by the announced load time instead of polling", () => {
   it("a waiter in another isolate sleeps through a 200 ms load and looks once: ≤ 3 requests", async () => {
     const other = await cacheHarness(); // its own gateway token: its own request counter
