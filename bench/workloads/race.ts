@@ -1,0 +1,66 @@
+/**
+ * The read/write race, N rounds on fresh keys: a reader misses and loads v1 slowly; while it
+ * loads, a writer commits v2 and invalidates (acknowledged); the reader finishes (and fills
+ * whatever the library fills). Then a new read: if it answers v1, the cache kept a stale set.
+ * Rounds run ten at a time on distinct keys.
+ */
+import type { WorkloadResult } from "../lib/result";
+import type { Workload } from "./workload";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const PARALLEL = 10;
+
+export const race: Workload = {
+  id: "race",
+  title: "Read/write race",
+  async run({ stage, contenders, params, progress }) {
+    const result: WorkloadResult = {
+      id: "race",
+      title: "Read/write race",
+      setup: `${params.raceRounds} rounds: reader loads v1 in ${params.raceLoadMs} ms, writer commits v2 and invalidates meanwhile, then a new read`,
+      columns: [
+        { key: "staleRounds", label: "stale rounds", better: "lower", digits: 0 },
+        { key: "rounds", label: "rounds", digits: 0 },
+      ],
+      rows: [],
+      notes: [
+        "stale round = after the acknowledged write of v2, a new read still answers v1 (a stale set)",
+      ],
+    };
+    for (const c of contenders) {
+      const cache = await stage.create(c, "race");
+      let staleRounds = 0;
+      let done = 0;
+      const round = async (i: number) => {
+        const key = `race:${i}`;
+        const reader = cache.get(key, () => stage.db.load(key, params.raceLoadMs));
+        // Let the reader miss and enter its load (one round trip is ≤ base + jitter).
+        await sleep(params.raceLoadMs / 3);
+        const v2 = stage.db.commit(key);
+        await cache.write(key, v2);
+        await reader;
+        await cache.settle();
+        const after = await cache.get(key, () => stage.db.load(key, 0));
+        if (after.version < v2) staleRounds++;
+        done++;
+      };
+      for (let i = 0; i < params.raceRounds; i += PARALLEL) {
+        const batch = [];
+        for (let j = i; j < Math.min(i + PARALLEL, params.raceRounds); j++) batch.push(round(j));
+        await Promise.all(batch);
+        progress(`${c.label}: ${done}/${params.raceRounds} rounds, ${staleRounds} stale`);
+      }
+      result.rows.push({
+        contender: c.id,
+        label: c.label,
+        values: { staleRounds, rounds: params.raceRounds },
+        note:
+          c.id === "version-checked"
+            ? "may hold v1 but never serves it (checks the DB version on every read)"
+            : undefined,
+      });
+      await cache.close();
+    }
+    return result;
+  },
+};
