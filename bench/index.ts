@@ -49,7 +49,8 @@ runBench({
 })
   .then((report) => {
     console.log(`[bench] done in ${report.durationS.toFixed(0)} s`);
-    if (!flag("no-write")) console.log("[bench] wrote bench/results/latest.json and docs/bench.svg");
+    if (!flag("no-write"))
+      console.log("[bench] wrote bench/results/latest.json and docs/bench.svg");
   })
   .catch((err: unknown) => {
     console.error(`\n[bench] failed: ${err instanceof Error ? err.message : String(err)}`);

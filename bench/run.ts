@@ -63,7 +63,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     ? options.workloads.map((id) => {
         const w = WORKLOADS.find((x) => x.id === id);
         if (!w) {
-          throw new Error(`unknown workload "${id}"; choose from ${WORKLOADS.map((x) => x.id).join(", ")}`);
+          throw new Error(
+            `unknown workload "${id}"; choose from ${WORKLOADS.map((x) => x.id).join(", ")}`,
+          );
         }
         return w;
       })

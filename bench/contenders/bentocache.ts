@@ -16,7 +16,10 @@ export const bentocache: ContenderModule = {
   groupHow: "deleteByTag: native tags (a tag timestamp checked on reads)",
   viaGateway: false,
   async create(env) {
-    const connection = new IORedis(env.redisProxyUrl, { maxRetriesPerRequest: 2, lazyConnect: false });
+    const connection = new IORedis(env.redisProxyUrl, {
+      maxRetriesPerRequest: 2,
+      lazyConnect: false,
+    });
     const bento = new BentoCache({
       default: "l2",
       prefix: env.prefix,
@@ -25,7 +28,11 @@ export const bentocache: ContenderModule = {
     });
     return {
       get: (key, load, options) =>
-        bento.getOrSet<Row>({ key, factory: load, tags: options?.tags ? [...options.tags] : undefined }),
+        bento.getOrSet<Row>({
+          key,
+          factory: load,
+          tags: options?.tags ? [...options.tags] : undefined,
+        }),
       async write(key) {
         await bento.delete({ key });
       },

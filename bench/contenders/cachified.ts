@@ -3,7 +3,12 @@
  * library's `{metadata, value}` entry). Its in-flight map is keyed by the cache object, so one
  * adapter = one isolate. Writes delete the key; no tags, so a group is deleted key by key.
  */
-import { type Cache, type CacheEntry, cachified as cachifiedFn, totalTtl } from "@epic-web/cachified";
+import {
+  type Cache,
+  type CacheEntry,
+  cachified as cachifiedFn,
+  totalTtl,
+} from "@epic-web/cachified";
 import type { Redis } from "@upstash/redis";
 import { Background } from "../lib/background";
 import type { Row } from "../lib/db";
@@ -18,7 +23,9 @@ export function upstashCacheAdapter(redis: Redis, prefix: string): Cache<Row> {
     async set(key, entry) {
       const ttl = totalTtl(entry.metadata);
       const px = Number.isFinite(ttl) ? Math.max(1, Math.round(ttl)) : undefined;
-      await (px ? redis.set(`${prefix}:${key}`, entry, { px }) : redis.set(`${prefix}:${key}`, entry));
+      await (px
+        ? redis.set(`${prefix}:${key}`, entry, { px })
+        : redis.set(`${prefix}:${key}`, entry));
     },
     delete: (key) => redis.del(`${prefix}:${key}`),
   };
@@ -45,7 +52,11 @@ export const cachified: ContenderModule = {
       async write(key) {
         await cache.delete(key);
       },
-      invalidateGroup: (_tag, keys) => deleteKeys(redis, keys.map((k) => `${env.prefix}:${k}`)),
+      invalidateGroup: (_tag, keys) =>
+        deleteKeys(
+          redis,
+          keys.map((k) => `${env.prefix}:${k}`),
+        ),
       settle: () => background.settle(),
       close: () => background.settle(),
     };

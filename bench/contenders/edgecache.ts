@@ -18,8 +18,7 @@ export const edgecache: ContenderModule = {
   async create(env) {
     const redis = env.upstash();
     const background = new Background();
-    const engine = () =>
-      new EdgeCache({ redis, prefix: env.prefix, onError: () => undefined });
+    const engine = () => new EdgeCache({ redis, prefix: env.prefix, onError: () => undefined });
     return {
       async get(key, load, options) {
         const result = await engine().getOrLoad<Row>(key, load, {

@@ -20,7 +20,8 @@ const UNTRACKED_SETTLE_MS = 40;
 export const unkey: ContenderModule = {
   id: "unkey",
   label: "@unkey/cache (Upstash store)",
-  groupHow: "no tags: remove() with the group's keys (app-kept list), 1,000 per call; DEL not awaited",
+  groupHow:
+    "no tags: remove() with the group's keys (app-kept list), 1,000 per call; DEL not awaited",
   viaGateway: true,
   async create(env) {
     const redis = env.upstash();
@@ -39,7 +40,8 @@ export const unkey: ContenderModule = {
       async get(key, load) {
         const res = await ns.swr(key, load);
         if (res.err) throw res.err;
-        if (res.val === undefined || res.val === null) throw new Error(`unkey: no value for ${key}`);
+        if (res.val === undefined || res.val === null)
+          throw new Error(`unkey: no value for ${key}`);
         return res.val;
       },
       async write(key) {

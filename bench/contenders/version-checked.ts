@@ -11,7 +11,8 @@ import { deleteKeys } from "./seed-shared";
 export const versionChecked: ContenderModule = {
   id: "version-checked",
   label: "seed: version-checked read",
-  groupHow: "no tags (row versions do not move for a group change): DEL key by key like cache-aside",
+  groupHow:
+    "no tags (row versions do not move for a group change): DEL key by key like cache-aside",
   viaGateway: true,
   async create(env) {
     const redis = env.upstash();

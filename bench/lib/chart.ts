@@ -14,7 +14,13 @@ export interface Panel {
 }
 
 export const PANELS: Panel[] = [
-  { title: "Warm hit p50", workload: "warm", column: "p50", unit: "ms · lower is better", digits: 1 },
+  {
+    title: "Warm hit p50",
+    workload: "warm",
+    column: "p50",
+    unit: "ms · lower is better",
+    digits: 1,
+  },
   {
     title: "Stampede p50 (one isolate)",
     workload: "stampede",

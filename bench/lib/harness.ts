@@ -90,7 +90,7 @@ export async function startStage(
     env: (c, run) => ({
       upstash: () => upstash(c),
       redisProxyUrl: proxy.url,
-      prefix: `${c.id}-${run}`,
+      prefix: `${run.slice(0, 12)}-${Math.random().toString(36).slice(2, 10)}`,
       db,
     }),
     async create(c, run) {

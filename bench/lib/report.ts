@@ -24,7 +24,9 @@ export function textTable(result: WorkloadResult): string {
   const lines = result.rows.map((r) => [r.label, ...result.columns.map((c) => cell(result, r, c))]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? "").length)));
   const pad = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
+      .join("  ");
   const out = [`== ${result.title} — ${result.setup}`];
   if (result.columns.length > 0) {
     out.push(pad(header), pad(widths.map((w) => "-".repeat(w))));

@@ -55,7 +55,9 @@ export const mixed: Workload = {
       const deadline = start + params.mixedSeconds * 1000;
       const ticker = setInterval(() => {
         const s = (performance.now() - start) / 1000;
-        progress(`${c.label}: ${s.toFixed(0)}/${params.mixedSeconds} s, ${ops} ops, ${staleReads} stale`);
+        progress(
+          `${c.label}: ${s.toFixed(0)}/${params.mixedSeconds} s, ${ops} ops, ${staleReads} stale`,
+        );
       }, 1000);
       const client = async (id: number) => {
         const random = seededRandom(1000 + id);
@@ -103,12 +105,13 @@ export const mixed: Workload = {
           requestsPerOp: ops ? cost.requests / ops : null,
           staleReads,
         },
-        note: [
-          db.versionQueries ? `+${db.versionQueries} DB version queries` : "",
-          errors ? `${errors} errors: ${firstError}` : "",
-        ]
-          .filter(Boolean)
-          .join("; ") || undefined,
+        note:
+          [
+            db.versionQueries ? `+${db.versionQueries} DB version queries` : "",
+            errors ? `${errors} errors: ${firstError}` : "",
+          ]
+            .filter(Boolean)
+            .join("; ") || undefined,
       });
       await cache.close();
     }

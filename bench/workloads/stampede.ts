@@ -8,11 +8,19 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Stage } from "../lib/harness";
-import type { FromWorker, IsolateData, ToWorker } from "../lib/isolate-worker";
+import type { FromWorker, IsolateJob, ToWorker } from "../lib/isolate-worker";
 import type { WorkloadResult } from "../lib/result";
 import { percentile } from "../lib/stats";
 import type { ContenderModule } from "../lib/types";
 import type { Workload } from "./workload";
+
+/**
+ * Worker threads do not inherit tsx's loader: boot each through tsx's API so the worker (and the
+ * contender's TypeScript) loads the same way under `npm run bench` and under vitest.
+ */
+const WORKER_BOOT = `import("tsx/esm/api").then(({ tsImport }) => tsImport(${JSON.stringify(
+  new URL("../lib/isolate-worker.ts", import.meta.url).href,
+)}, ${JSON.stringify(import.meta.url)})).catch((err) => { console.error("isolate boot failed:", err); process.exit(1); })`;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -71,71 +79,87 @@ export const stampedeOne: Workload = {
   },
 };
 
-/** Starts `count` isolates of `c`, waits until all are ready, fires them at once. */
-async function runIsolates(
-  stage: Stage,
-  c: ContenderModule,
-  count: number,
-  reads: number,
-  loadMs: number,
-): Promise<{ times: number[]; errors: string[] }> {
-  const prefix = `${c.id}-stampede10-${Date.now()}`;
-  const workers = Array.from({ length: count }, (_, i) => {
-    const data: IsolateData = {
-      contenderId: c.id,
-      gatewayUrl: stage.gatewayUrl,
-      token: stage.tokenOf(c),
-      proxyUrl: stage.proxyUrl,
-      prefix,
-      key: "cold:ten",
-      reads: Math.floor(reads / count) + (i < reads % count ? 1 : 0),
-    };
-    return new Worker(new URL("../lib/isolate-worker.ts", import.meta.url), {
-      workerData: data,
-      execArgv: ["--import", "tsx"],
-    });
-  });
-  const ready = workers.map(
-    (w) =>
-      new Promise<void>((resolve, reject) => {
-        w.once("error", reject);
-        const onMessage = (msg: FromWorker) => {
-          if (msg.type === "ready") {
-            w.off("message", onMessage);
-            resolve();
-          }
-        };
-        w.on("message", onMessage);
-      }),
-  );
-  // Loads asked for by any isolate are served by the one database here.
-  for (const w of workers) {
-    w.on("message", async (msg: FromWorker) => {
-      if (msg.type !== "load") return;
-      const row = await stage.db.load(msg.key, loadMs);
-      w.postMessage({ type: "loaded", id: msg.id, row } satisfies ToWorker);
-    });
+/** A pool of worker threads, each one isolate; reused across contenders. */
+class IsolatePool {
+  readonly #workers: Worker[];
+  readonly #stage: Stage;
+  #loadMs = 0;
+
+  constructor(stage: Stage, count: number) {
+    this.#stage = stage;
+    this.#workers = Array.from({ length: count }, () => new Worker(WORKER_BOOT, { eval: true }));
+    // Loads and version queries asked by any isolate are served by the one database here.
+    for (const w of this.#workers) {
+      w.on("message", async (msg: FromWorker) => {
+        if (msg.type === "load") {
+          const row = await stage.db.load(msg.key, msg.warmup ? 0 : this.#loadMs);
+          w.postMessage({ type: "answer", id: msg.id, row } satisfies ToWorker);
+        } else if (msg.type === "version") {
+          const version = await stage.db.version(msg.key);
+          w.postMessage({ type: "answer", id: msg.id, version } satisfies ToWorker);
+        }
+      });
+    }
   }
-  try {
-    await Promise.all(ready);
-    stage.db.resetCounters();
-    await stage.resetCost(c);
-    const done = workers.map(
-      (w) =>
-        new Promise<{ times: number[]; errors: string[] }>((resolve, reject) => {
-          w.once("error", reject);
-          w.on("message", (msg: FromWorker) => {
-            if (msg.type === "done") resolve(msg);
-          });
-        }),
+
+  /** Resolves with each worker's next message of `type` (rejects on "failed" or a crash). */
+  #next<T extends FromWorker["type"]>(type: T): Promise<Extract<FromWorker, { type: T }>[]> {
+    return Promise.all(
+      this.#workers.map(
+        (w) =>
+          new Promise<Extract<FromWorker, { type: T }>>((resolve, reject) => {
+            const onMessage = (msg: FromWorker) => {
+              if (msg.type === type || msg.type === "failed") {
+                w.off("message", onMessage);
+                w.off("error", reject);
+                if (msg.type === "failed") reject(new Error(`isolate: ${msg.message}`));
+                else resolve(msg as Extract<FromWorker, { type: T }>);
+              }
+            };
+            w.on("message", onMessage);
+            w.once("error", reject);
+          }),
+      ),
     );
-    for (const w of workers) w.postMessage({ type: "go" } satisfies ToWorker);
-    const all = await Promise.all(done);
+  }
+
+  booted(): Promise<unknown> {
+    return this.#next("ready");
+  }
+
+  /** Builds `c` in every isolate, then fires `reads` cold reads of one key split over them. */
+  async run(c: ContenderModule, reads: number, loadMs: number) {
+    const n = this.#workers.length;
+    const prefix = `s10-${Math.random().toString(36).slice(2, 10)}`;
+    const ready = this.#next("ready");
+    this.#workers.forEach((w, i) => {
+      const job: IsolateJob = {
+        contenderId: c.id,
+        gatewayUrl: this.#stage.gatewayUrl,
+        token: this.#stage.tokenOf(c),
+        proxyUrl: this.#stage.proxyUrl,
+        prefix,
+        key: "cold:ten",
+        reads: Math.floor(reads / n) + (i < reads % n ? 1 : 0),
+      };
+      w.postMessage({ type: "prepare", job } satisfies ToWorker);
+    });
+    await ready;
+    await sleep(100);
+    this.#loadMs = loadMs;
+    this.#stage.db.resetCounters();
+    await this.#stage.resetCost(c);
+    const done = this.#next("done");
+    for (const w of this.#workers) w.postMessage({ type: "go" } satisfies ToWorker);
+    const all = await done;
+    const released = this.#next("released");
+    for (const w of this.#workers) w.postMessage({ type: "release" } satisfies ToWorker);
+    await released;
     return { times: all.flatMap((d) => d.times), errors: all.flatMap((d) => d.errors) };
-  } finally {
-    for (const w of workers) w.postMessage({ type: "close" } satisfies ToWorker);
-    await sleep(50);
-    await Promise.all(workers.map((w) => w.terminate()));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.terminate()));
   }
 }
 
@@ -152,22 +176,29 @@ export const stampedeTen: Workload = {
       rows: [],
       notes: [],
     };
-    for (const c of contenders) {
-      progress(`${c.label}: starting ${n} isolates`);
-      const { times, errors } = await runIsolates(stage, c, n, params.stampede, params.stampedeLoadMs);
-      const cost = await stage.cost(c);
-      result.rows.push({
-        contender: c.id,
-        label: c.label,
-        values: {
-          loads: stage.db.loads,
-          requests: cost.requests,
-          requestsPerIsolate: cost.requests / n,
-          p50: percentile(times, 50),
-          p99: percentile(times, 99),
-        },
-        note: errors.length ? `${errors.length} reads failed: ${errors[0]}` : undefined,
-      });
+    progress(`booting ${n} isolates (worker threads)`);
+    const pool = new IsolatePool(stage, n);
+    try {
+      await pool.booted();
+      for (const c of contenders) {
+        progress(`${c.label}: ${params.stampede} cold reads over ${n} isolates`);
+        const { times, errors } = await pool.run(c, params.stampede, params.stampedeLoadMs);
+        const cost = await stage.cost(c);
+        result.rows.push({
+          contender: c.id,
+          label: c.label,
+          values: {
+            loads: stage.db.loads,
+            requests: cost.requests,
+            requestsPerIsolate: cost.requests / n,
+            p50: percentile(times, 50),
+            p99: percentile(times, 99),
+          },
+          note: errors.length ? `${errors.length} reads failed: ${errors[0]}` : undefined,
+        });
+      }
+    } finally {
+      await pool.close();
     }
     return result;
   },
