@@ -80,19 +80,29 @@ export async function startLatencyProxy(targetPort: number): Promise<LatencyProx
     const counter = new RespCounter();
     sockets.add(client);
     sockets.add(upstream);
-    // Each chunk leaves no earlier than the previous one: delays never reorder the stream.
-    let releaseAt = 0;
+    // A FIFO drained by one timer: each chunk leaves after its own delay and never before an
+    // earlier chunk (separate timers with different delays could reorder the RESP stream).
+    const queue: { chunk: Buffer; at: number }[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const drain = () => {
+      timer = undefined;
+      const now = performance.now();
+      while (queue.length > 0 && (queue[0]?.at ?? 0) <= now + 0.5) {
+        upstream.write((queue.shift() as { chunk: Buffer }).chunk);
+      }
+      const head = queue[0];
+      if (head) timer = setTimeout(drain, head.at - now);
+    };
     client.on("data", (chunk: Buffer) => {
       proxy.commands += counter.count(chunk);
       proxy.roundTrips++;
-      const delay = base + Math.random() * jitter;
-      releaseAt = Math.max(releaseAt, performance.now() + delay);
-      const wait = releaseAt - performance.now();
-      if (wait <= 0) upstream.write(chunk);
-      else setTimeout(() => upstream.write(chunk), wait);
+      const last = queue[queue.length - 1]?.at ?? 0;
+      queue.push({ chunk, at: Math.max(last, performance.now() + base + Math.random() * jitter) });
+      if (!timer) timer = setTimeout(drain, Math.max(0, (queue[0]?.at ?? 0) - performance.now()));
     });
     upstream.on("data", (chunk) => client.write(chunk));
     const end = () => {
+      if (timer) clearTimeout(timer);
       client.destroy();
       upstream.destroy();
       sockets.delete(client);
