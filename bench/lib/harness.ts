@@ -5,10 +5,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
-import { startGateway } from "../../tools/upstash-gateway/server";
 import { MemoryDb } from "./db";
 import { type LatencyProxy, startLatencyProxy } from "./latency-proxy";
 import { startOwnRedis } from "./redis-server";
+import { tsWorker } from "./ts-worker";
 import type { Contender, ContenderEnv, ContenderModule } from "./types";
 
 export interface Latency {
@@ -55,7 +55,23 @@ export async function startStage(
     tokens[token] = { db: i % 16 };
     tokenById.set(c.id, token);
   });
-  const gateway = await startGateway({ port: 0, redisUrl: redis.url, tokens });
+  const gatewayThread = tsWorker(new URL("./gateway-worker.ts", import.meta.url), {
+    redisUrl: redis.url,
+    tokens,
+  });
+  const gateway = await new Promise<{ url: string; close(): Promise<void> }>((resolve, reject) => {
+    gatewayThread.once("error", reject);
+    gatewayThread.once("message", (msg: { type: string; url: string }) =>
+      resolve({
+        url: msg.url,
+        close: () =>
+          new Promise<void>((done) => {
+            gatewayThread.once("message", () => void gatewayThread.terminate().then(() => done()));
+            gatewayThread.postMessage({ type: "close" });
+          }),
+      }),
+    );
+  });
   const proxy: LatencyProxy = await startLatencyProxy(redis.port);
   proxy.setLatency(latency.baseMs, latency.jitterMs);
   const db = new MemoryDb();
@@ -103,7 +119,8 @@ export async function startStage(
       } else proxy.reset();
     },
     async cost(c) {
-      if (!c.viaGateway) return { requests: proxy.roundTrips, commands: proxy.commands };
+      // RESP has no request envelope: each command is one request/response on the connection.
+      if (!c.viaGateway) return { requests: proxy.commands, commands: proxy.commands };
       const { requests, commands } = await control(c, "stats");
       return { requests, commands };
     },

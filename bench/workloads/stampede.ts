@@ -6,21 +6,14 @@
  *   library (module scope included) and its own client, the database shared.
  * Loads, Redis requests (all isolates together) and read latency p50/p99.
  */
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { Stage } from "../lib/harness";
+import { tsWorker } from "../lib/ts-worker";
 import type { FromWorker, IsolateJob, ToWorker } from "../lib/isolate-worker";
 import type { WorkloadResult } from "../lib/result";
 import { percentile } from "../lib/stats";
 import type { ContenderModule } from "../lib/types";
 import type { Workload } from "./workload";
-
-/**
- * Worker threads do not inherit tsx's loader: boot each through tsx's API so the worker (and the
- * contender's TypeScript) loads the same way under `npm run bench` and under vitest.
- */
-const WORKER_BOOT = `import("tsx/esm/api").then(({ tsImport }) => tsImport(${JSON.stringify(
-  new URL("../lib/isolate-worker.ts", import.meta.url).href,
-)}, ${JSON.stringify(import.meta.url)})).catch((err) => { console.error("isolate boot failed:", err); process.exit(1); })`;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -87,7 +80,9 @@ class IsolatePool {
 
   constructor(stage: Stage, count: number) {
     this.#stage = stage;
-    this.#workers = Array.from({ length: count }, () => new Worker(WORKER_BOOT, { eval: true }));
+    this.#workers = Array.from({ length: count }, () =>
+      tsWorker(new URL("../lib/isolate-worker.ts", import.meta.url)),
+    );
     // Loads and version queries asked by any isolate are served by the one database here.
     for (const w of this.#workers) {
       w.on("message", async (msg: FromWorker) => {
