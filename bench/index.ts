@@ -9,9 +9,10 @@
  *   npm run bench -- --only=edgecache,unkey --workloads=warm,stampede
  *   npm run bench -- --latency=3 --jitter=4 --no-write
  */
-import { FULL, QUICK } from "./lib/params";
-import { WORKLOADS, runBench } from "./run";
+
 import { CONTENDERS } from "./contenders/index";
+import { FULL, QUICK } from "./lib/params";
+import { runBench, WORKLOADS } from "./run";
 
 const flag = (name: string) => process.argv.includes(`--${name}`);
 const value = (name: string) =>

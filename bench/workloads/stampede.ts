@@ -8,10 +8,10 @@
  */
 import type { Worker } from "node:worker_threads";
 import type { Stage } from "../lib/harness";
-import { tsWorker } from "../lib/ts-worker";
 import type { FromWorker, IsolateJob, ToWorker } from "../lib/isolate-worker";
 import type { WorkloadResult } from "../lib/result";
 import { percentile } from "../lib/stats";
+import { tsWorker } from "../lib/ts-worker";
 import type { ContenderModule } from "../lib/types";
 import type { Workload } from "./workload";
 

@@ -2,8 +2,9 @@
  * Warm hits: sequential reads of already-cached keys. Latency p50/p99 and Redis requests per
  * hit, counted by the gateway (or the proxy) for this contender alone.
  */
-import { percentile } from "../lib/stats";
+
 import type { WorkloadResult } from "../lib/result";
+import { percentile } from "../lib/stats";
 import type { Workload } from "./workload";
 
 const KEYS = 20;
