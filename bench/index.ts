@@ -2,7 +2,7 @@
  * `npm run bench`: edgecache and its peers side by side, in one run, over the same Upstash
  * gateway, the same injected latency (default 3 + 4·random ms = 5 ± 2 ms per round trip), the
  * bench's own redis-server, and the same in-memory database. Prints one table per workload with
- * ratios to the best peer, writes bench/results/latest.json and docs/bench.svg.
+ * ratios to the best peer, writes bench/results/latest.json (and .md tables) and docs/bench.svg.
  *
  *   npm run bench                         # full run, ≈3 min
  *   npm run bench -- --quick              # ≈30 s
@@ -46,12 +46,16 @@ runBench({
   progress,
   output: flag("no-write")
     ? undefined
-    : { json: "bench/results/latest.json", svg: "docs/bench.svg" },
+    : {
+        json: "bench/results/latest.json",
+        svg: "docs/bench.svg",
+        markdown: "bench/results/latest.md",
+      },
 })
   .then((report) => {
     console.log(`[bench] done in ${report.durationS.toFixed(0)} s`);
     if (!flag("no-write"))
-      console.log("[bench] wrote bench/results/latest.json and docs/bench.svg");
+      console.log("[bench] wrote bench/results/latest.{json,md} and docs/bench.svg");
   })
   .catch((err: unknown) => {
     console.error(`\n[bench] failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -9,7 +9,7 @@ import { CONTENDERS, contenderById } from "./contenders/index";
 import { renderChart } from "./lib/chart";
 import { type Latency, startStage } from "./lib/harness";
 import type { BenchParams } from "./lib/params";
-import { textTable } from "./lib/report";
+import { markdownTable, RATIO_NOTE, textTable } from "./lib/report";
 import type { WorkloadResult } from "./lib/result";
 import type { ContenderModule } from "./lib/types";
 import { globalTopology } from "./workloads/global";
@@ -40,7 +40,7 @@ export interface BenchOptions {
   log?: (line: string) => void;
   progress?: (line: string) => void;
   /** Where to write results JSON and the SVG chart; omitted = not written. */
-  output?: { json: string; svg: string };
+  output?: { json: string; svg: string; markdown?: string };
 }
 
 export interface BenchReport {
@@ -85,6 +85,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         progress: (line) => progress(`[${workload.id}] ${line}`),
       });
       progress("");
+      for (const row of result.rows) {
+        const c = contenders.find((x) => x.id === row.contender);
+        row.transport = c?.viaGateway === false ? "resp" : "gateway";
+      }
       results.push(result);
       log(`${textTable(result)}\n   (${((performance.now() - w0) / 1000).toFixed(1)} s)\n`);
     }
@@ -108,6 +112,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
     const subtitle = `${startedAt.toISOString().slice(0, 16)}Z · gateway ${options.latency.baseMs}+${options.latency.jitterMs}·rand ms per round trip · real Redis · ${cpus().length} shared cores`;
     await writeFile(svg, renderChart(results, subtitle));
+    if (options.output.markdown) {
+      const tables = results.map(markdownTable).join("\n");
+      await writeFile(options.output.markdown, `${subtitle}\n\n${tables}\n${RATIO_NOTE}\n`);
+    }
   }
   return report;
 }

@@ -56,7 +56,7 @@ export function renderChart(results: readonly WorkloadResult[], subtitle: string
   const panelH = 52 + rowsMax * (barH + gap) + 10;
   const cols = 2;
   const width = cols * panelW + 30;
-  const height = 56 + Math.ceil(PANELS.length / cols) * panelH;
+  const height = 56 + Math.ceil(PANELS.length / cols) * panelH + 22;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
@@ -84,12 +84,15 @@ export function renderChart(results: readonly WorkloadResult[], subtitle: string
       const w = Math.max(1, (v / max) * barMax);
       const subject = row.contender === "edgecache";
       parts.push(
-        `<text x="${x0 + labelW - 8}" y="${y + barH - 5}" text-anchor="end" fill="#333"${subject ? ' font-weight="600"' : ""}>${esc(row.label)}</text>`,
+        `<text x="${x0 + labelW - 8}" y="${y + barH - 5}" text-anchor="end" fill="#333"${subject ? ' font-weight="600"' : ""}>${esc(row.transport === "resp" ? `${row.label} †` : row.label)}</text>`,
         `<rect x="${x0 + labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" rx="2" fill="${subject ? "#e8590c" : "#868e96"}"/>`,
         `<text x="${x0 + labelW + w + 6}" y="${y + barH - 5}" fill="#111">${v.toLocaleString("en-US", { maximumFractionDigits: panel.digits })}</text>`,
       );
     });
   });
-  parts.push("</svg>");
+  parts.push(
+    `<text x="15" y="${height - 10}" fill="#666">† reaches Redis over RESP through a TCP proxy with the same latency, not over HTTP through the Upstash gateway: less CPU per request here, not a like-for-like peer.</text>`,
+    "</svg>",
+  );
   return `${parts.join("\n")}\n`;
 }

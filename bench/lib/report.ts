@@ -9,6 +9,9 @@ function fmt(value: number | null | undefined, digits = 1): string {
   });
 }
 
+export const RATIO_NOTE =
+  "(×n) = value / best peer's; peers = the other contenders on the Upstash gateway. † = RESP over TCP through the latency proxy (same latency, less CPU per request): shown, not a peer for ratios";
+
 /** "6.50 (×1.08)": the value and its ratio to the best peer of that column. */
 function cell(result: WorkloadResult, row: Row, column: Column): string {
   const value = row.values[column.key];
@@ -21,7 +24,8 @@ function cell(result: WorkloadResult, row: Row, column: Column): string {
 
 export function textTable(result: WorkloadResult): string {
   const header = ["contender", ...result.columns.map((c) => c.label)];
-  const lines = result.rows.map((r) => [r.label, ...result.columns.map((c) => cell(result, r, c))]);
+  const name = (r: Row) => (r.transport === "resp" ? `${r.label} †` : r.label);
+  const lines = result.rows.map((r) => [name(r), ...result.columns.map((c) => cell(result, r, c))]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? "").length)));
   const pad = (cells: string[]) =>
     cells
@@ -36,7 +40,7 @@ export function textTable(result: WorkloadResult): string {
     }
   }
   for (const n of result.notes) out.push(`   ${n}`);
-  out.push("   (×n) = value / best peer's (peers: every contender but edgecache)");
+  if (result.columns.length > 0) out.push(`   ${RATIO_NOTE}`);
   return out.join("\n");
 }
 
@@ -45,7 +49,8 @@ export function markdownTable(result: WorkloadResult): string {
   const header = `| contender | ${result.columns.map((c) => c.label).join(" | ")} |`;
   const sep = `|---|${result.columns.map(() => "---:").join("|")}|`;
   const rows = result.rows.map(
-    (r) => `| ${r.label} | ${result.columns.map((c) => cell(result, r, c)).join(" | ")} |`,
+    (r) =>
+      `| ${r.transport === "resp" ? `${r.label} †` : r.label} | ${result.columns.map((c) => cell(result, r, c)).join(" | ")} |`,
   );
   const notes = result.rows
     .filter((r) => r.note)

@@ -15,6 +15,12 @@ export interface Row {
   values: Record<string, number | null>;
   /** Short remark printed after the row (e.g. "DEL not awaited"). */
   note?: string;
+  /**
+   * "resp" for a contender that reaches Redis over RESP through the latency proxy instead of
+   * HTTP through the gateway: same latency per round trip, but far less CPU per request on this
+   * one machine, so it is shown but not used as the best peer.
+   */
+  transport?: "gateway" | "resp";
 }
 
 export interface WorkloadResult {
@@ -31,12 +37,12 @@ export interface WorkloadResult {
 export const SUBJECT = "edgecache";
 
 /**
- * Best value among the peers (every contender but edgecache) for a column, or null when no peer
- * has one. Zero is a legitimate best (0 stale reads).
+ * Best value among the peers (every contender but edgecache that, like it, goes through the
+ * Upstash gateway) for a column, or null when no peer has one. Zero is a legitimate best.
  */
 export function bestPeer(result: WorkloadResult, column: Column): number | null {
   const values = result.rows
-    .filter((r) => r.contender !== SUBJECT)
+    .filter((r) => r.contender !== SUBJECT && r.transport !== "resp")
     .map((r) => r.values[column.key])
     .filter((v): v is number => typeof v === "number" && Number.isFinite(v));
   if (values.length === 0 || !column.better) return null;
