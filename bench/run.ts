@@ -87,7 +87,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       progress("");
       for (const row of result.rows) {
         const c = contenders.find((x) => x.id === row.contender);
-        row.transport = c?.viaGateway === false ? "resp" : "gateway";
+        row.transport ??= c?.viaGateway === false ? "resp" : "gateway";
       }
       results.push(result);
       log(`${textTable(result)}\n   (${((performance.now() - w0) / 1000).toFixed(1)} s)\n`);

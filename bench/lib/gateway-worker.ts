@@ -5,14 +5,16 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { startGateway } from "../../tools/upstash-gateway/server";
+import type { GlobalOptions } from "../../tools/upstash-gateway/topology";
 
 const port = parentPort;
 if (!port) throw new Error("gateway-worker must run in a worker thread");
-const { redisUrl, tokens } = workerData as {
+const { redisUrl, tokens, global } = workerData as {
   redisUrl: string;
   tokens: Record<string, { db: number }>;
+  global?: GlobalOptions;
 };
-const gateway = await startGateway({ port: 0, redisUrl, tokens });
+const gateway = await startGateway({ port: 0, redisUrl, tokens, global });
 port.on("message", async (msg: { type: string }) => {
   if (msg.type === "close") {
     await gateway.close();

@@ -23,6 +23,28 @@ export interface RedisCost {
   requests: number;
   /** Redis commands carried by them. */
   commands: number;
+  /** Gateway only: commands that write or may write (EVAL/EVALSHA count as writing). */
+  writing?: number;
+  /** Gateway only: script runs Upstash would run under the database's global lock. */
+  globalLock?: number;
+  /** Gateway only: requests the read replica served (Global topology). */
+  servedByReplica?: number;
+}
+
+/** An Upstash Global database: primary and read replica, each with its own round-trip time. */
+export interface GlobalTopologyOptions {
+  primaryLatencyMs: number;
+  replicaLatencyMs: number;
+  replicationLagMs: number;
+}
+
+/** What the gateway's stats route answers (the fields the bench reads). */
+interface GatewayStats {
+  requests: number;
+  commands: number;
+  calls?: { readOnly: number; writing: number; other: number };
+  scripts?: { globalLock: number; keyLocked: number };
+  served?: { primary: number; replica: number };
 }
 
 export interface Stage {
@@ -41,13 +63,23 @@ export interface Stage {
   close(): Promise<void>;
 }
 
+/**
+ * Starts the stage. With `global`, the gateway fronts a primary and a read replica (two more
+ * redis-servers of the bench's own) and the topology's latencies replace `latency`.
+ */
 export async function startStage(
   contenders: readonly ContenderModule[],
   latency: Latency,
   log: (line: string) => void,
+  global?: GlobalTopologyOptions,
 ): Promise<Stage> {
   const redis = await startOwnRedis();
-  log(`own redis-server on port ${redis.port}`);
+  const replica = global ? await startOwnRedis() : undefined;
+  log(
+    replica
+      ? `own redis-servers: primary on port ${redis.port}, replica on port ${replica.port}`
+      : `own redis-server on port ${redis.port}`,
+  );
   const tokens: Record<string, { db: number }> = {};
   const tokenById = new Map<string, string>();
   contenders.forEach((c, i) => {
@@ -58,6 +90,7 @@ export async function startStage(
   const gatewayThread = tsWorker(new URL("./gateway-worker.ts", import.meta.url), {
     redisUrl: redis.url,
     tokens,
+    global: replica && global ? { replicaUrl: replica.url, ...global } : undefined,
   });
   const gateway = await new Promise<{ url: string; close(): Promise<void> }>((resolve, reject) => {
     gatewayThread.once("error", reject);
@@ -88,10 +121,12 @@ export async function startStage(
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (!res.ok) throw new Error(`gateway ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as { requests: number; commands: number };
+    return (await res.json()) as GatewayStats;
   };
-  const applyLatency = (c: ContenderModule) =>
-    control(c, "faults", { latencyMs: latency.baseMs, jitterMs: latency.jitterMs });
+  const applyLatency = async (c: ContenderModule) => {
+    if (!global)
+      await control(c, "faults", { latencyMs: latency.baseMs, jitterMs: latency.jitterMs });
+  };
   for (const c of contenders) await applyLatency(c);
 
   const upstash = (c: ContenderModule) =>
@@ -121,13 +156,20 @@ export async function startStage(
     async cost(c) {
       // RESP has no request envelope: each command is one request/response on the connection.
       if (!c.viaGateway) return { requests: proxy.commands, commands: proxy.commands };
-      const { requests, commands } = await control(c, "stats");
-      return { requests, commands };
+      const stats = await control(c, "stats");
+      return {
+        requests: stats.requests,
+        commands: stats.commands,
+        writing: stats.calls?.writing,
+        globalLock: stats.scripts?.globalLock,
+        servedByReplica: stats.served?.replica,
+      };
     },
     async close() {
       await proxy.close();
       await gateway.close();
       await redis.close();
+      await replica?.close();
     },
   };
   return stage;

@@ -3,7 +3,10 @@
  * shared Redis other people's tests use. No persistence; killed on close.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { pingRedis } from "../../tools/lib/services";
 
 export interface OwnRedis {
@@ -30,9 +33,15 @@ export async function startOwnRedis(): Promise<OwnRedis> {
     );
   }
   const port = await freePort();
+  // A directory of its own (a replica's sync may write an RDB there), removed on close.
+  const dir = await mkdtemp(join(tmpdir(), "bench-redis-"));
   const child: ChildProcess = spawn(
     "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    [
+      ...["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      // As a Global primary, sync a replica at once instead of waiting 5 s for more replicas.
+      ...["--repl-diskless-sync-delay", "0", "--dir", dir],
+    ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   let stderr = "";
@@ -46,16 +55,19 @@ export async function startOwnRedis(): Promise<OwnRedis> {
       return {
         url,
         port,
-        close: () =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null) return resolve();
-            child.once("exit", () => resolve());
+        close: async () => {
+          if (child.exitCode === null) {
+            const exited = new Promise((resolve) => child.once("exit", resolve));
             child.kill("SIGTERM");
-          }),
+            await exited;
+          }
+          await rm(dir, { recursive: true, force: true });
+        },
       };
     }
     await new Promise((r) => setTimeout(r, 50));
   }
   child.kill("SIGKILL");
+  await rm(dir, { recursive: true, force: true });
   throw new Error(`redis-server on port ${port} did not start: ${stderr.trim() || "no output"}`);
 }

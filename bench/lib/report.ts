@@ -10,7 +10,7 @@ function fmt(value: number | null | undefined, digits = 1): string {
 }
 
 export const RATIO_NOTE =
-  "(×n) = value / best peer's; peers = the other contenders on the Upstash gateway. † = RESP over TCP through the latency proxy (same latency, less CPU per request): shown, not a peer for ratios";
+  "(×n) = value / best peer's; peers = the other caches on the Upstash gateway. † = RESP over TCP through the latency proxy (same latency, less CPU per request): shown, not a peer for ratios. — = not measured (no gateway counters over RESP)";
 
 /** "6.50 (×1.08)": the value and its ratio to the best peer of that column. */
 function cell(result: WorkloadResult, row: Row, column: Column): string {

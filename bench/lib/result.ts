@@ -18,9 +18,10 @@ export interface Row {
   /**
    * "resp" for a contender that reaches Redis over RESP through the latency proxy instead of
    * HTTP through the gateway: same latency per round trip, but far less CPU per request on this
-   * one machine, so it is shown but not used as the best peer.
+   * one machine, so it is shown but not used as the best peer. "floor" for a reference row
+   * that is no cache at all (a bare GET).
    */
-  transport?: "gateway" | "resp";
+  transport?: "gateway" | "resp" | "floor";
 }
 
 export interface WorkloadResult {
@@ -42,7 +43,7 @@ export const SUBJECT = "edgecache";
  */
 export function bestPeer(result: WorkloadResult, column: Column): number | null {
   const values = result.rows
-    .filter((r) => r.contender !== SUBJECT && r.transport !== "resp")
+    .filter((r) => r.contender !== SUBJECT && (r.transport ?? "gateway") === "gateway")
     .map((r) => r.values[column.key])
     .filter((v): v is number => typeof v === "number" && Number.isFinite(v));
   if (values.length === 0 || !column.better) return null;

@@ -7,7 +7,6 @@
 import type { WorkloadResult } from "../lib/result";
 import type { Workload } from "./workload";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const PARALLEL = 10;
 
 export const race: Workload = {
@@ -33,9 +32,16 @@ export const race: Workload = {
       let done = 0;
       const round = async (i: number) => {
         const key = `race:${i}`;
-        const reader = cache.get(key, () => stage.db.load(key, params.raceLoadMs));
-        // Let the reader miss and enter its load (one round trip is ≤ base + jitter).
-        await sleep(params.raceLoadMs / 3);
+        let loading!: () => void;
+        const loadStarted = new Promise<void>((resolve) => {
+          loading = resolve;
+        });
+        const reader = cache.get(key, () => {
+          loading();
+          return stage.db.load(key, params.raceLoadMs);
+        });
+        // The writer goes once the reader has missed and its load has snapshotted v1.
+        await loadStarted;
         const v2 = stage.db.commit(key);
         await cache.write(key, v2);
         await reader;

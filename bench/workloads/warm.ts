@@ -22,6 +22,8 @@ export const warm: Workload = {
         { key: "p99", label: "p99 ms", better: "lower", digits: 2 },
         { key: "requestsPerHit", label: "Redis req/hit", better: "lower", digits: 2 },
         { key: "commandsPerHit", label: "commands/hit", better: "lower", digits: 2 },
+        { key: "writesPerHit", label: "writes/hit", better: "lower", digits: 2 },
+        { key: "globalLockPerHit", label: "global-lock/hit", better: "lower", digits: 2 },
         { key: "loads", label: "loads", digits: 0 },
       ],
       rows: [],
@@ -55,6 +57,8 @@ export const warm: Workload = {
           p99: percentile(times, 99),
           requestsPerHit: cost.requests / params.hits,
           commandsPerHit: cost.commands / params.hits,
+          writesPerHit: cost.writing === undefined ? null : cost.writing / params.hits,
+          globalLockPerHit: cost.globalLock === undefined ? null : cost.globalLock / params.hits,
           loads: stage.db.loads,
         },
         note:
