@@ -8,6 +8,7 @@ import type { WorkloadResult } from "../lib/result";
 import type { Workload } from "./workload";
 
 const PARALLEL = 10;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export const race: Workload = {
   id: "race",
@@ -41,7 +42,8 @@ export const race: Workload = {
           return stage.db.load(key, params.raceLoadMs);
         });
         // The writer goes once the reader has missed and its load has snapshotted v1.
-        await loadStarted;
+        // (Bounded: a contender that never calls the loader must not hang the bench.)
+        await Promise.race([loadStarted, sleep(2_000)]);
         const v2 = stage.db.commit(key);
         await cache.write(key, v2);
         await reader;
