@@ -8,11 +8,12 @@
  *   npm run bench -- --quick              # ≈30 s
  *   npm run bench -- --only=edgecache,unkey --workloads=warm,stampede
  *   npm run bench -- --latency=3 --jitter=4 --no-write
+ *   npm run bench -- --from=bench/results/latest.json   # redraw chart + tables only
  */
 
 import { CONTENDERS } from "./contenders/index";
 import { FULL, QUICK } from "./lib/params";
-import { runBench, WORKLOADS } from "./run";
+import { type BenchReport, runBench, WORKLOADS, writeReport } from "./run";
 
 const flag = (name: string) => process.argv.includes(`--${name}`);
 const value = (name: string) =>
@@ -20,9 +21,19 @@ const value = (name: string) =>
 const list = (name: string) => value(name)?.split(",").filter(Boolean);
 
 if (flag("help")) {
-  console.log(`npm run bench -- [--quick] [--only=ids] [--workloads=ids] [--latency=ms] [--jitter=ms] [--no-write]
+  console.log(`npm run bench -- [--quick] [--only=ids] [--workloads=ids] [--latency=ms] [--jitter=ms] [--no-write] [--from=results.json]
 contenders: ${CONTENDERS.map((c) => c.id).join(", ")}
 workloads:  ${WORKLOADS.map((w) => w.id).join(", ")}`);
+  process.exit(0);
+}
+
+// --from=results.json: redraw the chart and tables of a saved run without running anything.
+const from = value("from");
+if (from) {
+  const { readFile } = await import("node:fs/promises");
+  const report = JSON.parse(await readFile(from, "utf8")) as BenchReport;
+  await writeReport(report, { svg: "docs/bench.svg", markdown: "bench/results/latest.md" });
+  console.log(`[bench] redrew docs/bench.svg and bench/results/latest.md from ${from}`);
   process.exit(0);
 }
 

@@ -105,17 +105,25 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     contenders: contenders.map((c) => ({ id: c.id, label: c.label })),
     results,
   };
-  if (options.output) {
-    const { json, svg } = options.output;
-    await mkdir(dirname(json), { recursive: true });
-    await mkdir(dirname(svg), { recursive: true });
-    await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
-    const subtitle = `${startedAt.toISOString().slice(0, 16)}Z · gateway ${options.latency.baseMs}+${options.latency.jitterMs}·rand ms per round trip · real Redis · ${cpus().length} shared cores`;
-    await writeFile(svg, renderChart(results, subtitle));
-    if (options.output.markdown) {
-      const tables = results.map(markdownTable).join("\n");
-      await writeFile(options.output.markdown, `${subtitle}\n\n${tables}\n${RATIO_NOTE}\n`);
-    }
-  }
+  if (options.output) await writeReport(report, options.output);
   return report;
+}
+
+/** Writes the results JSON, the SVG chart and (optionally) the markdown tables of a report. */
+export async function writeReport(
+  report: BenchReport,
+  output: { json?: string; svg: string; markdown?: string },
+): Promise<void> {
+  const { json, svg, markdown } = output;
+  const subtitle = `${report.startedAt.slice(0, 16)}Z · gateway ${report.latency.baseMs} + ${report.latency.jitterMs}·random ms per round trip · own redis-server · ${report.machine.cpus} shared cores`;
+  if (json) {
+    await mkdir(dirname(json), { recursive: true });
+    await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
+  }
+  await mkdir(dirname(svg), { recursive: true });
+  await writeFile(svg, renderChart(report.results, subtitle));
+  if (markdown) {
+    const tables = report.results.map(markdownTable).join("\n");
+    await writeFile(markdown, `${subtitle}\n\n${tables}\n${RATIO_NOTE}\n`);
+  }
 }

@@ -58,7 +58,8 @@ export function renderChart(results: readonly WorkloadResult[], subtitle: string
   const width = cols * panelW + 30;
   const height = 56 + Math.ceil(PANELS.length / cols) * panelH + 22;
   const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="bench-title" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
+    `<title id="bench-title">edgecache vs peers: warm hit p50, stampede p50, mixed throughput and stale reads, measured by npm run bench</title>`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="15" y="24" font-size="16" font-weight="600" fill="#111">edgecache vs peers — npm run bench</text>`,
     `<text x="15" y="42" fill="#555">${esc(subtitle)}</text>`,
