@@ -4,6 +4,8 @@ export interface BenchParams {
   hits: number;
   /** Concurrent cold reads of one key in the stampede. */
   stampede: number;
+  /** One-isolate stampede repetitions (fresh key each); the median-p50 one is reported. */
+  stampedeRepeats: number;
   /** Loader delay during the stampede, ms. */
   stampedeLoadMs: number;
   /** "Isolates" (worker threads) in the multi-isolate stampede; 0 skips it. */
@@ -28,6 +30,7 @@ export interface BenchParams {
 export const FULL: BenchParams = {
   hits: 300,
   stampede: 200,
+  stampedeRepeats: 3,
   stampedeLoadMs: 50,
   isolates: 10,
   mixedSeconds: 10,
@@ -44,6 +47,7 @@ export const FULL: BenchParams = {
 export const QUICK: BenchParams = {
   ...FULL,
   hits: 60,
+  stampedeRepeats: 1,
   mixedSeconds: 2,
   groupSize: 2_000,
   raceRounds: 10,

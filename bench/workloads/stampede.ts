@@ -34,37 +34,51 @@ export const stampedeOne: Workload = {
     const result: WorkloadResult = {
       id: "stampede",
       title: "Stampede, one isolate",
-      setup: `${params.stampede} concurrent cold reads of one key, ${params.stampedeLoadMs} ms loader, one instance`,
+      setup: `${params.stampede} concurrent cold reads of one key, ${params.stampedeLoadMs} ms loader, one instance; median of ${params.stampedeRepeats} runs`,
       columns: columns(1),
       rows: [],
       notes: [],
     };
     for (const c of contenders) {
-      progress(`${c.label}: ${params.stampede} concurrent cold reads`);
       const cache = await stage.create(c, "stampede1");
       await cache.get("warmup", () => stage.db.load("warmup", 0));
       await cache.settle();
-      stage.db.resetCounters();
-      await stage.resetCost(c);
-      const key = "cold:one";
-      const times = await Promise.all(
-        Array.from({ length: params.stampede }, async () => {
-          const t = performance.now();
-          await cache.get(key, () => stage.db.load(key, params.stampedeLoadMs));
-          return performance.now() - t;
-        }),
-      );
-      await cache.settle();
-      const cost = await stage.cost(c);
-      result.rows.push({
-        contender: c.id,
-        label: c.label,
-        values: {
+      // Repeated on fresh keys; the repetition with the median p50 is reported (this figure
+      // swings with the machine's load more than any other).
+      const runs: { loads: number; requests: number; p50: number; p99: number }[] = [];
+      for (let rep = 0; rep < params.stampedeRepeats; rep++) {
+        progress(
+          `${c.label}: ${params.stampede} concurrent cold reads (${rep + 1}/${params.stampedeRepeats})`,
+        );
+        stage.db.resetCounters();
+        await stage.resetCost(c);
+        const key = `cold:one:${rep}`;
+        const times = await Promise.all(
+          Array.from({ length: params.stampede }, async () => {
+            const t = performance.now();
+            await cache.get(key, () => stage.db.load(key, params.stampedeLoadMs));
+            return performance.now() - t;
+          }),
+        );
+        await cache.settle();
+        const cost = await stage.cost(c);
+        runs.push({
           loads: stage.db.loads,
           requests: cost.requests,
           p50: percentile(times, 50),
           p99: percentile(times, 99),
-        },
+        });
+      }
+      runs.sort((a, b) => a.p50 - b.p50);
+      const median = runs[Math.floor(runs.length / 2)] ?? runs[0];
+      result.rows.push({
+        contender: c.id,
+        label: c.label,
+        values: { ...median },
+        note:
+          runs.length > 1
+            ? `p50 of the ${runs.length} runs: ${runs.map((r) => r.p50.toFixed(0)).join(", ")} ms`
+            : undefined,
       });
       await cache.close();
     }
