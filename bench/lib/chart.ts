@@ -92,7 +92,7 @@ export function renderChart(results: readonly WorkloadResult[], subtitle: string
     });
   });
   parts.push(
-    `<text x="15" y="${height - 10}" fill="#666">† reaches Redis over RESP through a TCP proxy with the same latency, not over HTTP through the Upstash gateway: less CPU per request here, not a like-for-like peer.</text>`,
+    `<text x="15" y="${height - 10}" fill="#666">† RESP via a TCP proxy with the same latency, not HTTP via the Upstash gateway: less CPU per request, not like for like.</text>`,
     "</svg>",
   );
   return `${parts.join("\n")}\n`;
