@@ -25,6 +25,8 @@ export interface BenchParams {
   raceRounds: number;
   /** The racing reader's slow load, ms. */
   raceLoadMs: number;
+  /** Sequential hits per contender on the Global topology (a primary hit costs 60 ms). */
+  globalHits: number;
 }
 
 export const FULL: BenchParams = {
@@ -42,6 +44,7 @@ export const FULL: BenchParams = {
   groupSize: 10_000,
   raceRounds: 40,
   raceLoadMs: 50,
+  globalHits: 100,
 };
 
 export const QUICK: BenchParams = {
@@ -49,6 +52,7 @@ export const QUICK: BenchParams = {
   hits: 60,
   stampedeRepeats: 1,
   mixedSeconds: 2,
-  groupSize: 2_000,
+  groupSize: 500,
+  globalHits: 30,
   raceRounds: 10,
 };

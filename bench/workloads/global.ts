@@ -48,7 +48,7 @@ export const globalTopology: Workload = {
   id: "global",
   title: "Global topology",
   async run({ contenders, params, progress }) {
-    const hits = Math.min(params.hits, 100);
+    const hits = params.globalHits;
     const result: WorkloadResult = {
       id: "global",
       title: `Global topology (replica ${GLOBAL.replicaLatencyMs} ms, primary ${GLOBAL.primaryLatencyMs} ms, lag ${GLOBAL.replicationLagMs} ms)`,

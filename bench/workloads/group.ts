@@ -54,10 +54,17 @@ export const group: Workload = {
       await cache.settle();
       const cost = await stage.cost(c);
       let staleAfter = 0;
-      for (let i = 0; i < SAMPLE; i++) {
-        const key = keys[Math.floor((i * keys.length) / SAMPLE)] as string;
-        const row = await cache.get(key, () => stage.db.load(key, 0), { tags });
-        if (row.version < stage.db.truth(key)) staleAfter++;
+      const sample = Array.from(
+        { length: SAMPLE },
+        (_, i) => keys[Math.floor((i * keys.length) / SAMPLE)] as string,
+      );
+      for (let i = 0; i < sample.length; i += 20) {
+        await Promise.all(
+          sample.slice(i, i + 20).map(async (key) => {
+            const row = await cache.get(key, () => stage.db.load(key, 0), { tags });
+            if (row.version < stage.db.truth(key)) staleAfter++;
+          }),
+        );
       }
       result.rows.push({
         contender: c.id,
