@@ -185,6 +185,7 @@ export const stampedeTen: Workload = {
       rows: [],
       notes: [],
     };
+    if (n < 1) return { ...result, setup: "skipped (isolates = 0)" };
     progress(`booting ${n} isolates (worker threads)`);
     const pool = new IsolatePool(stage, n);
     try {

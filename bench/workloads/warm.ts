@@ -31,6 +31,7 @@ export const warm: Workload = {
     };
     for (const c of contenders) {
       const cache = await stage.create(c, "warm");
+      stage.db.delayMs = params.loadMs; // the version-checked read queries the database per hit
       const keys = Array.from({ length: KEYS }, (_, i) => `warm:${i}`);
       for (const key of keys) await cache.get(key, () => stage.db.load(key, 0));
       await cache.settle();
