@@ -69,6 +69,7 @@ describe("bench harness", () => {
     // The race: every round leaves a stale set behind naive cache-aside, none behind edgecache.
     expect(value("race", "cache-aside", "staleRounds")).toBe(TINY.raceRounds);
     expect(value("race", "edgecache", "staleRounds")).toBe(0);
+    expect(typeof value("race", "edgecache", "staleDuring")).toBe("number");
     // Global topology: a plain GET is served by the read replica and writes nothing.
     const global = byId("global");
     expect(global?.rows.map((r) => r.contender)).toEqual(["edgecache", "cache-aside", "bare-get"]);
