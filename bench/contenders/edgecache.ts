@@ -1,0 +1,45 @@
+/**
+ * edgecache as the Worker uses it: an engine per request (constructed inside each call) over
+ * @upstash/redis, a version key per entry (`versionOf: row.version`), fills handed to
+ * `waitUntil`, and writes that apply the committed version and delete the key in one request.
+ * Only the engine's public API (src/cache/index.ts) is used, so the bench keeps working while
+ * the engine is rewritten.
+ */
+import { EdgeCache } from "../../src/cache/index";
+import { Background } from "../lib/background";
+import type { Row } from "../lib/db";
+import type { ContenderModule } from "../lib/types";
+
+export const edgecache: ContenderModule = {
+  id: "edgecache",
+  label: "edgecache",
+  groupHow: "invalidateTags: one tag-counter bump, O(1) whatever the entry count",
+  viaGateway: true,
+  async create(env) {
+    const redis = env.upstash();
+    const background = new Background();
+    const engine = () => new EdgeCache({ redis, prefix: env.prefix, onError: () => undefined });
+    return {
+      async get(key, load, options) {
+        const result = await engine().getOrLoad<Row>(key, load, {
+          ttl: 300_000,
+          versionKey: key,
+          versionOf: (row) => row.version,
+          tags: options?.tags,
+          waitUntil: background.waitUntil,
+        });
+        return result.value;
+      },
+      async write(key, version) {
+        await engine().apply({ keys: [key], versions: { [key]: version } });
+      },
+      async invalidateGroup(tag) {
+        await engine().invalidateTags(tag);
+      },
+      settle: () => background.settle(),
+      async close() {
+        await background.settle();
+      },
+    };
+  },
+};

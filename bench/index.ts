@@ -1,0 +1,74 @@
+/**
+ * `npm run bench`: edgecache and its peers side by side, in one run, over the same Upstash
+ * gateway, the same injected latency (default 3 + 4·random ms = 5 ± 2 ms per round trip), the
+ * bench's own redis-server, and the same in-memory database. Prints one table per workload with
+ * ratios to the best peer, writes bench/results/latest.json (and .md tables) and docs/bench.svg.
+ *
+ *   npm run bench                         # full run, ≈3 min
+ *   npm run bench -- --quick              # ≈30 s
+ *   npm run bench -- --only=edgecache,unkey --workloads=warm,stampede
+ *   npm run bench -- --latency=3 --jitter=4 --no-write
+ *   npm run bench -- --from=bench/results/latest.json   # redraw chart + tables only
+ */
+
+import { CONTENDERS } from "./contenders/index";
+import { FULL, QUICK } from "./lib/params";
+import { type BenchReport, runBench, WORKLOADS, writeReport } from "./run";
+
+const flag = (name: string) => process.argv.includes(`--${name}`);
+const value = (name: string) =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const list = (name: string) => value(name)?.split(",").filter(Boolean);
+
+if (flag("help")) {
+  console.log(`npm run bench -- [--quick] [--only=ids] [--workloads=ids] [--latency=ms] [--jitter=ms] [--no-write] [--from=results.json]
+contenders: ${CONTENDERS.map((c) => c.id).join(", ")}
+workloads:  ${WORKLOADS.map((w) => w.id).join(", ")}`);
+  process.exit(0);
+}
+
+// --from=results.json: redraw the chart and tables of a saved run without running anything.
+const from = value("from");
+if (from) {
+  const { readFile } = await import("node:fs/promises");
+  const report = JSON.parse(await readFile(from, "utf8")) as BenchReport;
+  await writeReport(report, { svg: "docs/bench.svg", markdown: "bench/results/latest.md" });
+  console.log(`[bench] redrew docs/bench.svg and bench/results/latest.md from ${from}`);
+  process.exit(0);
+}
+
+const tty = process.stdout.isTTY;
+let lastProgress = 0;
+const progress = (line: string) => {
+  if (tty) {
+    process.stdout.write(`\r\x1b[2K${line}`);
+  } else if (line && performance.now() - lastProgress > 2000) {
+    lastProgress = performance.now();
+    console.log(`  … ${line}`);
+  }
+};
+
+runBench({
+  params: flag("quick") ? QUICK : FULL,
+  latency: { baseMs: Number(value("latency") ?? 3), jitterMs: Number(value("jitter") ?? 4) },
+  contenders: list("only"),
+  workloads: list("workloads"),
+  log: (line) => console.log(tty ? `\r\x1b[2K${line}` : line),
+  progress,
+  output: flag("no-write")
+    ? undefined
+    : {
+        json: "bench/results/latest.json",
+        svg: "docs/bench.svg",
+        markdown: "bench/results/latest.md",
+      },
+})
+  .then((report) => {
+    console.log(`[bench] done in ${report.durationS.toFixed(0)} s`);
+    if (!flag("no-write"))
+      console.log("[bench] wrote bench/results/latest.{json,md} and docs/bench.svg");
+  })
+  .catch((err: unknown) => {
+    console.error(`\n[bench] failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  });

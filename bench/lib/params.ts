@@ -1,0 +1,58 @@
+/** Bench parameters: full run (≈3 min) and `--quick` (≈30 s); every field can be overridden. */
+export interface BenchParams {
+  /** Sequential warm hits per contender. */
+  hits: number;
+  /** Concurrent cold reads of one key in the stampede. */
+  stampede: number;
+  /** One-isolate stampede repetitions (fresh key each); the median-p50 one is reported. */
+  stampedeRepeats: number;
+  /** Loader delay during the stampede, ms. */
+  stampedeLoadMs: number;
+  /** "Isolates" (worker threads) in the multi-isolate stampede; 0 skips it. */
+  isolates: number;
+  /** Duration of the Zipf mixed workload per contender, s. */
+  mixedSeconds: number;
+  mixedKeys: number;
+  mixedClients: number;
+  /** Fraction of operations that are writes. */
+  writeRatio: number;
+  zipfS: number;
+  /** Database query delay in the mixed, warm and group workloads, ms. */
+  loadMs: number;
+  /** Tagged entries in the group-invalidation workload. */
+  groupSize: number;
+  /** Rounds of the read/write race. */
+  raceRounds: number;
+  /** The racing reader's slow load, ms. */
+  raceLoadMs: number;
+  /** Sequential hits per contender on the Global topology (a primary hit costs 60 ms). */
+  globalHits: number;
+}
+
+export const FULL: BenchParams = {
+  hits: 300,
+  stampede: 200,
+  stampedeRepeats: 3,
+  stampedeLoadMs: 50,
+  isolates: 10,
+  mixedSeconds: 10,
+  mixedKeys: 10_000,
+  mixedClients: 50,
+  writeRatio: 0.05,
+  zipfS: 1.0,
+  loadMs: 10,
+  groupSize: 10_000,
+  raceRounds: 40,
+  raceLoadMs: 50,
+  globalHits: 100,
+};
+
+export const QUICK: BenchParams = {
+  ...FULL,
+  hits: 60,
+  stampedeRepeats: 1,
+  mixedSeconds: 2,
+  groupSize: 500,
+  globalHits: 30,
+  raceRounds: 10,
+};

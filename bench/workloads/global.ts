@@ -1,0 +1,111 @@
+/**
+ * Hits on an Upstash Global database: the gateway's Global topology (primary 60 ms, read
+ * replica 5 ms, replication lag 50 ms; tools/upstash-gateway/topology.ts) on a stage of its own.
+ * Each gateway contender reads warm keys; what matters is which server answers: read-only
+ * commands (GET, EVAL_RO/EVALSHA_RO) are served by the replica, anything that may write
+ * (EVAL/EVALSHA included) by the primary. A bare GET on the replica is the floor.
+ *
+ * edgecache's per-entity `replica` mode (issue 7, parts 2 and 4) is not in the engine yet: its
+ * row is printed empty until it is. HOOK: when EntryOptions gains the mode, add a second
+ * edgecache row here with it set.
+ */
+import { startStage } from "../lib/harness";
+import type { WorkloadResult } from "../lib/result";
+import { percentile } from "../lib/stats";
+import type { ContenderModule } from "../lib/types";
+import type { Workload } from "./workload";
+
+export const GLOBAL = { primaryLatencyMs: 60, replicaLatencyMs: 5, replicationLagMs: 50 };
+const KEYS = 10;
+
+/** The floor: a bare GET of a small string, which the replica serves. */
+const bareGet: ContenderModule = {
+  id: "bare-get",
+  label: "bare GET (replica floor)",
+  groupHow: "",
+  viaGateway: true,
+  async create(env) {
+    const redis = env.upstash();
+    return {
+      async get(key, load) {
+        const row = await redis.get<{ key: string; version: number; payload: string }>(
+          `${env.prefix}:${key}`,
+        );
+        if (row) return row;
+        const loaded = await load();
+        await redis.set(`${env.prefix}:${key}`, loaded);
+        return loaded;
+      },
+      write: async () => undefined,
+      invalidateGroup: async () => undefined,
+      settle: async () => undefined,
+      close: async () => undefined,
+    };
+  },
+};
+
+export const globalTopology: Workload = {
+  id: "global",
+  title: "Global topology",
+  async run({ contenders, params, progress }) {
+    const hits = params.globalHits;
+    const result: WorkloadResult = {
+      id: "global",
+      title: `Global topology (replica ${GLOBAL.replicaLatencyMs} ms, primary ${GLOBAL.primaryLatencyMs} ms, lag ${GLOBAL.replicationLagMs} ms)`,
+      setup: `${hits} sequential warm hits over ${KEYS} keys per contender, regional latency replaced by the topology's`,
+      columns: [
+        { key: "p50", label: "hit p50 ms", better: "lower", digits: 1 },
+        { key: "p99", label: "hit p99 ms", better: "lower", digits: 1 },
+        { key: "replicaShare", label: "served by replica", better: "higher", digits: 2 },
+        { key: "writesPerHit", label: "writes/hit", better: "lower", digits: 2 },
+        { key: "globalLockPerHit", label: "global-lock/hit", better: "lower", digits: 2 },
+      ],
+      rows: [],
+      notes: [
+        "edgecache, replica mode: not in the engine yet (issue 7 parts 2 and 4); hook in bench/workloads/global.ts",
+      ],
+    };
+    const onGateway = [...contenders.filter((c) => c.viaGateway), bareGet];
+    const stage = await startStage(onGateway, { baseMs: 0, jitterMs: 0 }, progress, GLOBAL);
+    try {
+      for (const c of onGateway) {
+        const cache = await stage.create(c, "global");
+        stage.db.delayMs = params.loadMs;
+        const keys = Array.from({ length: KEYS }, (_, i) => `gl:${i}`);
+        for (const key of keys) await cache.get(key, () => stage.db.load(key, 0));
+        await cache.settle();
+        // Let the fills replicate (lag 50 ms) so the replica has them, then warm the path.
+        await new Promise((r) => setTimeout(r, GLOBAL.replicationLagMs * 3));
+        for (const key of keys) await cache.get(key, () => stage.db.load(key, 0));
+        await stage.resetCost(c);
+        const times: number[] = [];
+        for (let i = 0; i < hits; i++) {
+          const key = keys[i % KEYS] as string;
+          const t = performance.now();
+          await cache.get(key, () => stage.db.load(key));
+          times.push(performance.now() - t);
+          if ((i + 1) % 20 === 0) progress(`${c.label}: ${i + 1}/${hits} hits`);
+        }
+        await cache.settle();
+        const cost = await stage.cost(c);
+        result.rows.push({
+          contender: c.id,
+          label: c.label,
+          values: {
+            p50: percentile(times, 50),
+            p99: percentile(times, 99),
+            replicaShare: cost.requests ? (cost.servedByReplica ?? 0) / cost.requests : null,
+            writesPerHit: cost.writing === undefined ? null : cost.writing / hits,
+            globalLockPerHit: cost.globalLock === undefined ? null : cost.globalLock / hits,
+          },
+          note:
+            c.id === "version-checked" ? `+1 DB query (${params.loadMs} ms) per hit` : undefined,
+        });
+        await cache.close();
+      }
+    } finally {
+      await stage.close();
+    }
+    return result;
+  },
+};

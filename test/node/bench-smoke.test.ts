@@ -1,0 +1,114 @@
+/**
+ * The bench harness (bench/run.ts) with tiny parameters: its output has the promised shape, and
+ * its correctness columns are trustworthy — the stale-read detector flags a real stale read
+ * produced by the seed's naive cache-aside through the real gateway and Redis, and the race
+ * workload counts stale sets for the naive contender and none for edgecache.
+ * Not a benchmark: no timing is asserted.
+ */
+import { describe, expect, it } from "vitest";
+import { cacheAside } from "../../bench/contenders/cache-aside";
+import { startStage } from "../../bench/lib/harness";
+import { QUICK } from "../../bench/lib/params";
+import { StaleReadDetector } from "../../bench/lib/stale";
+import { runBench } from "../../bench/run";
+
+const TINY = {
+  ...QUICK,
+  hits: 5,
+  stampede: 20,
+  stampedeLoadMs: 20,
+  isolates: 2,
+  mixedSeconds: 0.5,
+  mixedKeys: 50,
+  mixedClients: 5,
+  groupSize: 20,
+  raceRounds: 3,
+  raceLoadMs: 40,
+};
+
+describe("bench harness", () => {
+  it("runs every workload for two contenders and reports one row per contender", async () => {
+    const report = await runBench({
+      params: TINY,
+      latency: { baseMs: 1, jitterMs: 1 },
+      contenders: ["edgecache", "cache-aside"],
+      workloads: ["warm", "stampede", "stampede-isolates", "mixed", "group", "race", "global"],
+    });
+    expect(report.contenders.map((c) => c.id)).toEqual(["edgecache", "cache-aside"]);
+    expect(report.results.map((r) => r.id)).toEqual([
+      "warm",
+      "stampede",
+      "stampede-isolates",
+      "mixed",
+      "group",
+      "race",
+      "global",
+    ]);
+    for (const result of report.results.filter((r) => r.id !== "global")) {
+      expect(result.rows.map((r) => r.contender)).toEqual(["edgecache", "cache-aside"]);
+      for (const row of result.rows) {
+        for (const column of result.columns) {
+          expect(typeof row.values[column.key], `${result.id}.${column.key}`).toBe("number");
+        }
+      }
+    }
+    const byId = (id: string) => report.results.find((r) => r.id === id);
+    const value = (id: string, contender: string, key: string) =>
+      byId(id)?.rows.find((r) => r.contender === contender)?.values[key];
+    // Warm hits never load; one request per hit for both designs.
+    expect(value("warm", "edgecache", "loads")).toBe(0);
+    expect(value("warm", "cache-aside", "requestsPerHit")).toBe(1);
+    // Stampede: edgecache loads once, naive cache-aside once per reader.
+    expect(value("stampede", "edgecache", "loads")).toBe(1);
+    expect(value("stampede", "cache-aside", "loads")).toBe(TINY.stampede);
+    // Mixed: a cache that serves no stale read never loads less than the workload's lower bound.
+    expect(value("mixed", "edgecache", "loads")).toBeGreaterThanOrEqual(
+      value("mixed", "edgecache", "lowerBound") as number,
+    );
+    expect(value("mixed", "edgecache", "staleReads")).toBe(0);
+    // The race: every round leaves a stale set behind naive cache-aside, none behind edgecache.
+    expect(value("race", "cache-aside", "staleRounds")).toBe(TINY.raceRounds);
+    expect(value("race", "edgecache", "staleRounds")).toBe(0);
+    expect(typeof value("race", "edgecache", "staleDuring")).toBe("number");
+    // Global topology: a plain GET is served by the read replica and writes nothing.
+    const global = byId("global");
+    expect(global?.rows.map((r) => r.contender)).toEqual(["edgecache", "cache-aside", "bare-get"]);
+    expect(value("global", "cache-aside", "replicaShare")).toBe(1);
+    expect(value("global", "bare-get", "writesPerHit")).toBe(0);
+  }, 120_000);
+
+  it("the stale-read detector flags a stale read served by naive cache-aside", async () => {
+    const stage = await startStage([cacheAside], { baseMs: 1, jitterMs: 1 }, () => undefined);
+    try {
+      const cache = await stage.create(cacheAside, "smoke");
+      const detector = new StaleReadDetector();
+      const key = "smoke:1";
+      // A reader misses and loads v1 slowly; meanwhile the write of v2 is acknowledged.
+      let loading!: () => void;
+      const loadStarted = new Promise<void>((resolve) => {
+        loading = resolve;
+      });
+      const reader = cache.get(key, () => {
+        loading();
+        return stage.db.load(key, 80);
+      });
+      await loadStarted; // the reader missed and snapshotted v1
+      const v2 = stage.db.commit(key);
+      await cache.write(key, v2);
+      detector.acknowledged(key, v2);
+      await reader; // its SET of v1 lands after the DEL: a stale set
+      // A read that starts after the acknowledgment gets v1 back: the detector must say stale.
+      const floor = detector.readStarts(key);
+      const row = await cache.get(key, () => stage.db.load(key, 0));
+      expect(row.version).toBe(1);
+      expect(detector.readReturned(floor, row.version)).toBe(true);
+      expect(detector.staleReads).toBe(1);
+      // And a fresh read is not flagged.
+      expect(detector.readReturned(floor, v2)).toBe(false);
+      expect(detector.staleReads).toBe(1);
+      await cache.close();
+    } finally {
+      await stage.close();
+    }
+  }, 60_000);
+});
