@@ -537,6 +537,7 @@ export class EdgeCache {
       this.keys.entry(key),
       this.keys.lease(key),
       opts.versionKey ? this.keys.version(opts.versionKey) : "",
+      this.keys.tagClock,
       ...opts.tagList.map((t) => this.keys.tag(t)),
     ];
     this.#pending.add("read_requests");
@@ -705,6 +706,7 @@ export class EdgeCache {
       this.keys.lease(key),
       this.#statsKey,
       opts.versionKey ? this.keys.version(opts.versionKey) : "",
+      this.keys.tagClock,
     ];
     const args = [
       token,
@@ -776,6 +778,7 @@ export class EdgeCache {
     }
     const redisKeys = [
       this.#statsKey,
+      this.keys.tagClock,
       ...keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]),
       ...tags.map((t) => this.keys.tag(t)),
       ...versions.flatMap(([name]) => [this.keys.version(name), this.keys.lease(name)]),
@@ -814,7 +817,12 @@ export class EdgeCache {
     const keys = tags.map((t) => this.keys.tag(t));
     this.#l1?.deleteTagged(tags);
     try {
-      const reply = await runScript(this.#redis, bumpTagsScript, [...keys, this.#statsKey], []);
+      const reply = await runScript(
+        this.#redis,
+        bumpTagsScript,
+        [...keys, this.keys.tagClock, this.#statsKey],
+        [],
+      );
       const values = (reply as unknown[]).map(String);
       return Object.fromEntries(tags.map((t, i) => [t, values[i] ?? ""]));
     } catch (error) {

@@ -3,6 +3,7 @@
  *   {p}:e:{key}   entry hash          {p}:l:{key}   single-flight lease
  *   {p}:v:{name}  newest version      {p}:t:{tag}   tag counter
  *   {p}:stats:{s} counters, shard s   {p}:hot:{n}:{s} sampled hot keys of window n, shard s
+ *   {p}:tb        time of the latest tag bump (fill.lua tells "never bumped" from "evicted")
  */
 export interface KeySpace {
   /** `{p}:e:{key}`; throws InvalidKeyError for an invalid key, like the other builders. */
@@ -10,6 +11,8 @@ export interface KeySpace {
   lease(key: string): string;
   version(name: string): string;
   tag(name: string): string;
+  /** `{p}:tb`: Redis time (ms) of the prefix's latest tag bump, one key for all isolates. */
+  readonly tagClock: string;
   /** Stats shard `shard` (0..N-1): each isolate writes one, readers sum them all. */
   stats(shard: number): string;
   /** Hot-key samples of window `window` (floor(redisNow / windowMs)), shard `shard`. */
@@ -79,6 +82,7 @@ export function keySpace(prefix: string): KeySpace {
   return {
     prefix,
     stats: (shard) => `${prefix}:stats:${shard}`,
+    tagClock: `${prefix}:tb`,
     hot: (window, shard) => `${prefix}:hot:${window}:${shard}`,
     entry: (key) => `${prefix}:e:${assertName("key", key)}`,
     lease: (key) => `${prefix}:l:${assertName("key", key)}`,

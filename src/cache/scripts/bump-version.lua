@@ -6,6 +6,8 @@
 local previous = redis.call('GET', KEYS[1])
 redis.call('UNLINK', KEYS[3])
 local v = tonumber(ARGV[1])
+-- "" = a first load in flight set it, version unknown (read.lua): no previous version.
+if previous == '' then previous = false end
 if (not previous) or v > tonumber(previous) then
   redis.call('SET', KEYS[1], ARGV[1])
   redis.call('HINCRBY', KEYS[2], 'version_bumps', 1)

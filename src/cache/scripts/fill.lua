@@ -4,6 +4,8 @@
 -- refuse a version older than the newest one Redis knows, and a fill refuses a tag snapshot
 -- that a tag bump has overtaken.
 -- KEYS[1] entry   KEYS[2] lease   KEYS[3] stats   KEYS[4] version key (or "")
+-- KEYS[5] {p}:tb, the time of the prefix's latest tag bump, read when a bounded tag's counter
+--   is missing
 -- ARGV[1] lease token ("" = write-through: no lease needed, and any lease is revoked)
 -- ARGV[2] value (JSON)   ARGV[3] version ("" = none)   ARGV[4] fresh ms   ARGV[5] grace ms
 -- ARGV[6] absolute expiry ms ("" = none)   ARGV[7] fail-safe retention ms after grace
@@ -29,9 +31,15 @@ end
 if token ~= '' and redis.call('GET', lease) ~= token then return drop('lease') end
 
 local current = false
+local unknown = false
 if verKey ~= '' then
   if version == '' then return redis.error_reply('ERR edgecache: a versioned entry needs a version') end
   current = redis.call('GET', verKey)
+  -- The read that granted a fill's lease left the version key in place (or "" when it had
+  -- none). Gone now means evicted during the load, maybe with a newer version: fail closed.
+  if token ~= '' and not current then return drop('version') end
+  -- "" = present, version unknown: no lower bound yet.
+  if current == '' then current, unknown = false, true end
   if current and tonumber(version) < tonumber(current) then return drop('version') end
   -- The version key may have been evicted; the entry's own version still guards against regress.
   local held = redis.call('HGET', entry, 'ver')
@@ -46,8 +54,22 @@ for name, seen in pairs(tags) do
   local c = redis.call('GET', key)
   local bound = string.sub(seen, 1, 1) == '@' and string.sub(seen, 2) or nil
   if not c then
-    -- Never bumped (or evicted): start it just below the load time so the check passes once.
-    c = bound and string.format('%d', tonumber(bound) - 1) or string.format('%d', now)
+    -- Never bumped, or evicted. Without a bound: back at the current time, so no older
+    -- snapshot matches. With one: the eviction may have taken a bump made after the load
+    -- began. {p}:tb (the time of this prefix's latest tag bump) tells: below the
+    -- bound, no tag was bumped since the load began, and the counter starts just below it (the
+    -- check passes once). At or above it, or gone (evicted): fail closed; the next load lands.
+    c = string.format('%d', now)
+    if bound then
+      local last = redis.call('GET', KEYS[5])
+      if last and tonumber(last) < tonumber(bound) then
+        c = string.format('%d', tonumber(bound) - 1)
+      else
+        redis.call('SET', key, c)
+        if not last then redis.call('SET', KEYS[5], c) end
+        return drop('tag')
+      end
+    end
     redis.call('SET', key, c)
   end
   if bound then
@@ -84,6 +106,9 @@ redis.call('PEXPIREAT', entry, xu)
 -- version key would leave a key without a TTL behind every probed unknown id.
 if verKey ~= '' and ((not current and version ~= '0') or (current and tonumber(version) > tonumber(current))) then
   redis.call('SET', verKey, version)
+elseif unknown then
+  -- The "" the granting read left (read.lua) goes too, or it would invalidate this entry.
+  redis.call('DEL', verKey)
 end
 -- A write-through revokes any lease too: a load that began before it must not land after it.
 redis.call('DEL', lease)

@@ -4,7 +4,8 @@
 -- nothing and samples nothing: the reply says what happened (s, r) and the engine counts it
 -- in the isolate (src/cache/telemetry), flushed off the response path.
 -- KEYS[1] entry hash   KEYS[2] lease   KEYS[3] version key (or "")
--- KEYS[4..] tag counter keys of the caller's tags (captured for the fill)
+-- KEYS[4] {p}:tb, the time of the prefix's latest tag bump (created by a granted lease)
+-- KEYS[5..] tag counter keys of the caller's tags (captured for the fill)
 -- Reply (JSON): now, s, and with a granted lease tok, tg (tag counters) and cv (the version
 -- key's value, 0 when absent; only with a version key)
 -- ARGV[1] lease token ("" = never take the lease: peek)   ARGV[2] lease ttl ms
@@ -18,7 +19,7 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
-local entry, lease, verKey = KEYS[1], KEYS[2], KEYS[3]
+local entry, lease, verKey, tagClock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, leaseTtl = ARGV[1], tonumber(ARGV[2])
 local prefix = ARGV[3]
 local early = ARGV[4] == '1'
@@ -44,7 +45,7 @@ end
 
 local function capture()
   local snap = {}
-  for i = 4, #KEYS do
+  for i = 5, #KEYS do
     snap[#snap + 1] = counter(KEYS[i])
   end
   return snap
@@ -55,12 +56,27 @@ end
 local function grant(out)
   out.tok = leaseValue
   out.tg = capture()
-  if verKey ~= '' then out.cv = tonumber(redis.call('GET', verKey) or '0') end
+  if verKey ~= '' then
+    local cv = redis.call('GET', verKey)
+    out.cv = tonumber((cv and cv ~= '') and cv or '0') -- "": see tryLease
+  end
 end
 
 local function tryLease()
   if token == '' then return false end
-  if redis.call('SET', lease, leaseValue, 'NX', 'PX', leaseTtl) then return true end
+  if redis.call('SET', lease, leaseValue, 'NX', 'PX', leaseTtl) then
+    -- A load under a version key that does not exist yet: mark it "present, version unknown"
+    -- (""), so the fill can tell "never set" from "evicted during the load" (then it may have
+    -- taken a newer version with it) and refuse the latter. It lives as long as the lease.
+    if verKey ~= '' and redis.call('EXISTS', verKey) == 0 then
+      redis.call('SET', verKey, '', 'PX', leaseTtl)
+    end
+    -- {p}:tb, the time of the prefix's latest tag bump (fill.lua): missing means never bumped,
+    -- or evicted. Just below now is true of every bump a load starting now must not miss; the
+    -- blind spot is a bump earlier in this very millisecond whose record was already evicted.
+    redis.call('SET', tagClock, string.format('%d', now - 1), 'NX')
+    return true
+  end
   return false
 end
 
@@ -84,7 +100,8 @@ if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
   if verKey ~= '' then
     local current = redis.call('GET', verKey)
-    if ver == '' then
+    if ver == '' or current == '' then
+      -- "" (a first load in flight, version unknown) validates nothing.
       reason = 'version'
     elseif not current then
       -- A missing version key next to a versioned entry means it was evicted: trust nothing.
