@@ -5,9 +5,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
+import { startOwnRedis } from "../../tools/lib/own-redis";
 import { MemoryDb } from "./db";
 import { type LatencyProxy, startLatencyProxy } from "./latency-proxy";
-import { startOwnRedis } from "./redis-server";
 import { tsWorker } from "./ts-worker";
 import type { Contender, ContenderEnv, ContenderModule } from "./types";
 
@@ -168,8 +168,8 @@ export async function startStage(
     async close() {
       await proxy.close();
       await gateway.close();
-      await redis.close();
-      await replica?.close();
+      await redis.stop();
+      await replica?.stop();
     },
   };
   return stage;

@@ -3,7 +3,7 @@ import { Redis } from "@upstash/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EdgeCache } from "../../src/cache";
 import * as engineScripts from "../../src/cache/scripts";
-import { type RedisProcess, startRedisServer } from "../../tools/upstash-gateway/redis-process";
+import { type OwnRedis, startOwnRedis } from "../../tools/lib/own-redis";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 
 /**
@@ -19,7 +19,7 @@ import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 const TOKEN = `gw-audit-${randomBytes(6).toString("hex")}`;
 const PREFIX = `audit${randomBytes(3).toString("hex")}`;
 
-let server: RedisProcess;
+let server: OwnRedis;
 let gateway: Gateway;
 
 const scriptNames = new Map<string, string>(
@@ -49,7 +49,7 @@ function findings(log: string): Record<string, string[]> {
 }
 
 beforeAll(async () => {
-  server = await startRedisServer();
+  server = await startOwnRedis();
   gateway = await startGateway({
     redisUrl: server.url,
     tokens: { [TOKEN]: { db: 0 } },

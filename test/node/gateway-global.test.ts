@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type RedisProcess, startRedisServer } from "../../tools/upstash-gateway/redis-process";
+import { type OwnRedis, startOwnRedis } from "../../tools/lib/own-redis";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 import { infoField } from "../../tools/upstash-gateway/topology";
 
@@ -49,14 +49,14 @@ async function replicated(replica: IORedis, key: string, value: string): Promise
 }
 
 describe("Global topology: primary + lagging replica", () => {
-  let primary: RedisProcess;
-  let replica: RedisProcess;
+  let primary: OwnRedis;
+  let replica: OwnRedis;
   let gateway: Gateway;
   let onPrimary: IORedis;
   let onReplica: IORedis;
 
   beforeAll(async () => {
-    [primary, replica] = await Promise.all([startRedisServer(), startRedisServer()]);
+    [primary, replica] = await Promise.all([startOwnRedis(), startOwnRedis()]);
     gateway = await startGateway({
       redisUrl: primary.url,
       tokens: { [TOKEN]: { db: 0 } },
@@ -219,12 +219,12 @@ describe("Global topology: primary + lagging replica", () => {
 });
 
 describe("Global topology: a replica that cannot catch up in time", () => {
-  let primary: RedisProcess;
-  let replica: RedisProcess;
+  let primary: OwnRedis;
+  let replica: OwnRedis;
   let gateway: Gateway;
 
   beforeAll(async () => {
-    [primary, replica] = await Promise.all([startRedisServer(), startRedisServer()]);
+    [primary, replica] = await Promise.all([startOwnRedis(), startOwnRedis()]);
     gateway = await startGateway({
       redisUrl: primary.url,
       tokens: { [TOKEN]: { db: 0 } },

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type RedisProcess, startRedisServer } from "../../tools/upstash-gateway/redis-process";
+import { type OwnRedis, startOwnRedis } from "../../tools/lib/own-redis";
 import { sha1 } from "../../tools/upstash-gateway/scripts";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 
@@ -15,7 +15,7 @@ import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 const TOKEN = `gw-scripts-${randomBytes(6).toString("hex")}`;
 const LAX_TOKEN = `gw-lax-${randomBytes(6).toString("hex")}`;
 
-let server: RedisProcess;
+let server: OwnRedis;
 let gateway: Gateway;
 let lax: Gateway;
 let direct: IORedis;
@@ -44,7 +44,7 @@ const fresh = (body: string, shebang = KEYED) =>
   `${shebang}-- ${randomBytes(6).toString("hex")}\n${body}`;
 
 beforeAll(async () => {
-  server = await startRedisServer();
+  server = await startOwnRedis();
   direct = new IORedis(server.url);
   gateway = await startGateway({ redisUrl: server.url, tokens: { [TOKEN]: { db: 0 } } });
   lax = await startGateway({

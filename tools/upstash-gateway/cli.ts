@@ -11,7 +11,7 @@
  *
  *   npx tsx tools/upstash-gateway/cli.ts
  */
-import { type RedisProcess, startRedisServer } from "./redis-process";
+import { type OwnRedis, startOwnRedis } from "../lib/own-redis";
 import { type GatewayOptions, startGateway } from "./server";
 import type { GlobalOptions } from "./topology";
 
@@ -62,12 +62,12 @@ function globalOptions(replicaUrl: string): GlobalOptions {
 
 async function main(): Promise<void> {
   const env = process.env;
-  const spawned: RedisProcess[] = [];
+  const spawned: OwnRedis[] = [];
   let redisUrl = env.REDIS_URL ?? "redis://127.0.0.1:6379";
   let replicaUrl = env.GATEWAY_REPLICA_URL || undefined;
   if (env.GATEWAY_SPAWN_GLOBAL === "1") {
     console.error("[gateway] starting a primary and a replica redis-server...");
-    spawned.push(await startRedisServer(), await startRedisServer());
+    spawned.push(await startOwnRedis(), await startOwnRedis());
     redisUrl = spawned[0]?.url ?? redisUrl;
     replicaUrl = spawned[1]?.url;
   }
