@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { EdgeCache } from "../src/cache";
-import { EvictionWatch, type KeyKind } from "../tools/lib/evictions";
+import { EvictionWatch, emptyKinds, type KeyKind } from "../tools/lib/evictions";
 import { startOwnRedis } from "../tools/lib/own-redis";
 import { startGateway } from "../tools/upstash-gateway/server";
 import { runWorkload, type WorkloadOptions, type WorkloadResult } from "./eviction-workload";
@@ -195,16 +195,6 @@ async function main(): Promise<void> {
     await server.stop();
   }
 }
-
-const emptyKinds = (): Record<KeyKind, number> => ({
-  entry: 0,
-  lease: 0,
-  version: 0,
-  tag: 0,
-  hot: 0,
-  stats: 0,
-  other: 0,
-});
 
 function toRow(
   policy: string,

@@ -13,6 +13,17 @@ export function kindOf(key: string, prefix: string): KeyKind {
   return kinds[head] ?? "other";
 }
 
+/** A zero count for every kind of key. */
+export const emptyKinds = (): Record<KeyKind, number> => ({
+  entry: 0,
+  lease: 0,
+  version: 0,
+  tag: 0,
+  hot: 0,
+  stats: 0,
+  other: 0,
+});
+
 /**
  * Counts evictions exactly: subscribes to `__keyevent@<db>__:evicted` keyspace notifications
  * (the server must run with `notify-keyspace-events Ee`, set here on a private server).
@@ -66,15 +77,7 @@ export class EvictionWatch {
   }
 
   byKind(prefix: string): Record<KeyKind, number> {
-    const counts: Record<KeyKind, number> = {
-      entry: 0,
-      lease: 0,
-      version: 0,
-      tag: 0,
-      hot: 0,
-      stats: 0,
-      other: 0,
-    };
+    const counts = emptyKinds();
     for (const key of this.keys) counts[kindOf(key, prefix)]++;
     return counts;
   }
