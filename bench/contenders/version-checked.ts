@@ -6,7 +6,7 @@
  */
 import type { Row } from "../lib/db";
 import type { ContenderModule } from "../lib/types";
-import { deleteKeys } from "./seed-shared";
+import { seedCache } from "./seed-shared";
 
 export const versionChecked: ContenderModule = {
   id: "version-checked",
@@ -14,23 +14,9 @@ export const versionChecked: ContenderModule = {
   groupHow:
     "no tags (row versions do not move for a group change): DEL key by key like cache-aside",
   viaGateway: true,
-  async create(env) {
-    const redis = env.upstash();
-    const k = (key: string) => `${env.prefix}:${key}`;
-    return {
-      async get(key, load) {
-        const [cached, version] = await Promise.all([redis.get<Row>(k(key)), env.db.version(key)]);
-        if (cached && cached.version === version) return cached;
-        const row = await load();
-        await redis.set(k(key), row, { ex: 300 });
-        return row;
-      },
-      async write(key) {
-        await redis.del(k(key));
-      },
-      invalidateGroup: (_tag, keys) => deleteKeys(redis, keys.map(k)),
-      settle: async () => undefined,
-      close: async () => undefined,
-    };
-  },
+  create: async (env) =>
+    seedCache(env, async (redis, cacheKey, key) => {
+      const [cached, version] = await Promise.all([redis.get<Row>(cacheKey), env.db.version(key)]);
+      return cached && cached.version === version ? cached : null;
+    }),
 };
