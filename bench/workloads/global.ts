@@ -11,8 +11,8 @@
  */
 import { startStage } from "../lib/harness";
 import type { WorkloadResult } from "../lib/result";
-import { percentile } from "../lib/stats";
 import type { ContenderModule } from "../lib/types";
+import { measureHits } from "./hits";
 import type { Workload } from "./workload";
 
 export const GLOBAL = { primaryLatencyMs: 60, replicaLatencyMs: 5, replicationLagMs: 50 };
@@ -77,23 +77,22 @@ export const globalTopology: Workload = {
         // Let the fills replicate (lag 50 ms) so the replica has them, then warm the path.
         await new Promise((r) => setTimeout(r, GLOBAL.replicationLagMs * 3));
         for (const key of keys) await cache.get(key, () => stage.db.load(key, 0));
-        await stage.resetCost(c);
-        const times: number[] = [];
-        for (let i = 0; i < hits; i++) {
-          const key = keys[i % KEYS] as string;
-          const t = performance.now();
-          await cache.get(key, () => stage.db.load(key));
-          times.push(performance.now() - t);
-          if ((i + 1) % 20 === 0) progress(`${c.label}: ${i + 1}/${hits} hits`);
-        }
-        await cache.settle();
-        const cost = await stage.cost(c);
+        const { p50, p99, cost } = await measureHits({
+          stage,
+          contender: c,
+          cache,
+          keys,
+          hits,
+          load: (key) => stage.db.load(key),
+          onProgress: (done) => progress(`${c.label}: ${done}/${hits} hits`),
+          every: 20,
+        });
         result.rows.push({
           contender: c.id,
           label: c.label,
           values: {
-            p50: percentile(times, 50),
-            p99: percentile(times, 99),
+            p50,
+            p99,
             replicaShare: cost.requests ? (cost.servedByReplica ?? 0) / cost.requests : null,
             writesPerHit: cost.writing === undefined ? null : cost.writing / hits,
             globalLockPerHit: cost.globalLock === undefined ? null : cost.globalLock / hits,

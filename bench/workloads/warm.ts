@@ -4,7 +4,7 @@
  */
 
 import type { WorkloadResult } from "../lib/result";
-import { percentile } from "../lib/stats";
+import { measureHits } from "./hits";
 import type { Workload } from "./workload";
 
 const KEYS = 20;
@@ -39,23 +39,22 @@ export const warm: Workload = {
       for (const key of keys) await cache.get(key, () => stage.db.load(key, 0));
       await cache.settle();
       stage.db.resetCounters();
-      await stage.resetCost(c);
-      const times: number[] = [];
-      for (let i = 0; i < params.hits; i++) {
-        const key = keys[i % KEYS] as string;
-        const t = performance.now();
-        await cache.get(key, () => stage.db.load(key));
-        times.push(performance.now() - t);
-        if ((i + 1) % 50 === 0) progress(`${c.label}: ${i + 1}/${params.hits} hits`);
-      }
-      await cache.settle();
-      const cost = await stage.cost(c);
+      const { p50, p99, cost } = await measureHits({
+        stage,
+        contender: c,
+        cache,
+        keys,
+        hits: params.hits,
+        load: (key) => stage.db.load(key),
+        onProgress: (done) => progress(`${c.label}: ${done}/${params.hits} hits`),
+        every: 50,
+      });
       result.rows.push({
         contender: c.id,
         label: c.label,
         values: {
-          p50: percentile(times, 50),
-          p99: percentile(times, 99),
+          p50,
+          p99,
           requestsPerHit: cost.requests / params.hits,
           commandsPerHit: cost.commands / params.hits,
           writesPerHit: cost.writing === undefined ? null : cost.writing / params.hits,
