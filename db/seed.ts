@@ -18,6 +18,7 @@ import {
   isMainModule,
   redact,
 } from "./migrate";
+import { prng } from "./prng";
 import * as schema from "./schema";
 import {
   categories,
@@ -61,17 +62,8 @@ const SEED_LOCK_KEY = 727_002;
 // others' data.
 const SEEDS = { categories: 0x5eed_ca7, products: 0x5eed_9d0, users: 0x5eed_05e } as const;
 
-/** mulberry32: tiny, fast, and identical on every JS engine (also the tests' seeded source). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seed's PRNG, re-exported for the tests that import it from here. */
+export { prng };
 
 class Rng {
   private readonly next: () => number;

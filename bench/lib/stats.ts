@@ -31,16 +31,7 @@ export function zipfSampler(n: number, s: number, random: () => number): () => n
   };
 }
 
-/** Mulberry32: a small seeded PRNG so every contender sees the same operation sequence. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seed's mulberry32: every contender sees the same operation sequence. */
+export { prng as seededRandom } from "../../db/prng";
 
 export const round = (n: number, digits = 1) => Number(n.toFixed(digits));
