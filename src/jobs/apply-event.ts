@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import type { EdgeCache } from "../cache";
 import { assertGlob, assertName } from "../cache/keys";
 import type { CacheChange, InvalidationEvent } from "../domain/events";
@@ -41,7 +42,7 @@ export interface Merged {
  * merged apply would fail the whole batch on every redelivery, so such an event is treated as
  * malformed on its own instead.
  */
-export function nameProblems(change: ChangeWithCursor): string[] {
+function nameProblems(change: ChangeWithCursor): string[] {
   const problems: string[] = [];
   const check = (what: string, value: string, assert: (kind: string, name: string) => string) => {
     try {
@@ -58,6 +59,36 @@ export function nameProblems(change: ChangeWithCursor): string[] {
     if (!change.patterns?.includes(glob)) problems.push(`cursor for ${glob}, which is no pattern`);
   }
   return problems;
+}
+
+/** An event that passed `checkEvent`, or why it did not. */
+export type Checked<T> = { ok: true; event: T } | { ok: false; problems: string };
+
+/**
+ * Validates a queue message or an outbox row against `schema`, then its names (see
+ * `nameProblems`), so the consumer and the drain refuse exactly the same events.
+ *
+ * @example
+ * const checked = checkEvent(invalidationEventSchema, message.body, "body");
+ * if (!checked.ok) console.warn(checked.problems); // "keys.0: Too small: …"
+ */
+export function checkEvent<T extends ChangeWithCursor>(
+  schema: z.ZodType<T>,
+  body: unknown,
+  root: string,
+): Checked<T> {
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      problems: parsed.error.issues
+        .map((i) => `${i.path.join(".") || root}: ${i.message}`)
+        .join("; "),
+    };
+  }
+  const bad = nameProblems(parsed.data);
+  if (bad.length > 0) return { ok: false, problems: bad.join("; ") };
+  return { ok: true, event: parsed.data };
 }
 
 export function mergeChanges(changes: readonly ChangeWithCursor[]): Merged {

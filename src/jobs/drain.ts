@@ -8,9 +8,9 @@ import {
 } from "../domain/outbox";
 import type { Services } from "../runtime/services";
 import {
+  checkEvent,
   DEFAULT_PATTERN_LIMITS,
   describeError,
-  nameProblems,
   type PatternLimits,
   sendEvents,
 } from "./apply-event";
@@ -246,12 +246,9 @@ export async function drainOutbox(
     const valid: PendingEvent[] = [];
     const invalid: { row: PendingEvent; problems: string }[] = [];
     for (const row of rows) {
-      const parsed = outboxChangeSchema.safeParse(row.change);
-      const problems = parsed.success
-        ? nameProblems(parsed.data)
-        : parsed.error.issues.map((i) => `${i.path.join(".") || "event"}: ${i.message}`);
-      if (problems.length === 0) valid.push(row);
-      else invalid.push({ row, problems: problems.join("; ") });
+      const checked = checkEvent(outboxChangeSchema, row.change, "event");
+      if (checked.ok) valid.push(row);
+      else invalid.push({ row, problems: checked.problems });
     }
     if (invalid.length > 0) {
       report.invalid += invalid.length;

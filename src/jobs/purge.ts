@@ -1,10 +1,10 @@
 import { type InvalidationEvent, invalidationEventSchema } from "../domain/events";
 import type { Services } from "../runtime/services";
 import {
+  checkEvent,
   DEFAULT_PATTERN_LIMITS,
   describeError,
   mergeChanges,
-  nameProblems,
   type PatternLimits,
 } from "./apply-event";
 import { recordHeartbeat } from "./heartbeat";
@@ -90,23 +90,6 @@ function emptyReport(queue: string, messages: number): PurgeReport {
   };
 }
 
-type Parsed = { ok: true; event: InvalidationEvent } | { ok: false; problems: string };
-
-function parseMessage(body: unknown): Parsed {
-  const parsed = invalidationEventSchema.safeParse(body);
-  if (!parsed.success) {
-    return {
-      ok: false,
-      problems: parsed.error.issues
-        .map((i) => `${i.path.join(".") || "body"}: ${i.message}`)
-        .join("; "),
-    };
-  }
-  const bad = nameProblems(parsed.data);
-  if (bad.length > 0) return { ok: false, problems: bad.join("; ") };
-  return { ok: true, event: parsed.data };
-}
-
 /**
  * Consumes a batch of invalidation events:
  * - every message is validated; a malformed one is retried with backoff (never acked), so after
@@ -137,7 +120,7 @@ export async function processPurgeBatch(
 
   const valid: { message: PurgeMessage; event: InvalidationEvent }[] = [];
   for (const message of messages) {
-    const parsed = parseMessage(message.body);
+    const parsed = checkEvent(invalidationEventSchema, message.body, "body");
     if (parsed.ok) {
       valid.push({ message, event: parsed.event });
       continue;
