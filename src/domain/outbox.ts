@@ -43,25 +43,21 @@ export async function markProcessed(db: Db, prefix: string, ids: readonly number
 }
 
 /**
- * Records why these rows failed. `attempt: true` for a failure of the rows themselves (a
- * malformed event, an apply Redis refused while it answered everything else): it counts toward
- * parking. `attempt: false` for a failure that says nothing about the rows (Redis unreachable):
- * the error is kept for a person to read, but an outage of any length parks nothing.
+ * Records why these rows could not be applied when the failure says nothing about the rows
+ * (Redis unreachable): `last_error` is kept for a person to read, but no attempt is charged,
+ * so an outage of any length parks nothing. Rows that failed on their own go through
+ * `recordRowFailures`.
  */
-export async function recordFailure(
+export async function recordOutage(
   db: Db,
   prefix: string,
   ids: readonly number[],
   error: string,
-  options: { attempt: boolean },
 ): Promise<void> {
   if (ids.length === 0) return;
-  const lastError = error.slice(0, 1000);
   await db
     .update(cacheOutbox)
-    .set(
-      options.attempt ? { attempts: sql`${cacheOutbox.attempts} + 1`, lastError } : { lastError },
-    )
+    .set({ lastError: error.slice(0, 1000) })
     .where(and(inArray(cacheOutbox.id, [...ids]), eq(cacheOutbox.prefix, prefix)));
 }
 

@@ -3,7 +3,7 @@ import {
   MAX_OUTBOX_ATTEMPTS,
   type PendingEvent,
   pendingEvents,
-  recordFailure,
+  recordOutage,
   recordRowFailures,
 } from "../domain/outbox";
 import type { Services } from "../runtime/services";
@@ -149,7 +149,7 @@ export async function drainOutbox(
   const handOver = async (rows: readonly PendingEvent[], error: string) => {
     const ids = rows.map((r) => r.id);
     spendQuery();
-    await recordFailure(services.db, prefix, ids, error, { attempt: false }).catch((e: unknown) =>
+    await recordOutage(services.db, prefix, ids, error).catch((e: unknown) =>
       noteError(`outage not recorded: ${describeError(e)}`),
     );
     try {
