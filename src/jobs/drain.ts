@@ -15,7 +15,7 @@ import {
   sendEvents,
 } from "./apply-event";
 import { Budget } from "./budget";
-import { settleEvents } from "./settle";
+import { type SettleItem, settleEvents } from "./settle";
 
 /**
  * The outbox drain: applies what writers left behind (a Worker killed after commit, Redis down
@@ -73,15 +73,21 @@ export interface DrainReport {
 
 const outboxChangeSchema = invalidationEventSchema.partial({ origin: true, at: true });
 
-/** The queue message that re-delivers an outbox row (the consumer marks the row when applied). */
-function rowEvent(row: PendingEvent): InvalidationEvent {
-  const { origin, ...change } = row.change;
+/** A pending row as the settle path takes it. */
+function rowItem(row: PendingEvent): SettleItem {
   return {
-    ...change,
-    origin: origin ?? "outbox",
+    change: row.change,
+    origin: row.change.origin ?? "outbox",
     at: row.createdAt.getTime(),
     outboxIds: [row.id],
   };
+}
+
+/** The queue message that re-delivers an outbox row (the consumer marks the row when applied). */
+function rowEvent(row: PendingEvent): InvalidationEvent {
+  const { origin: _stored, ...change } = row.change;
+  const { origin, at } = rowItem(row);
+  return { ...change, origin, at, outboxIds: [row.id] };
 }
 
 /** Cheapest round: SELECT + apply + UPDATE. */
@@ -168,16 +174,7 @@ export async function drainOutbox(
     if (rows.length === 0 || redisDown) return;
     // Keep one subrequest for the mark; pattern steps get what is left.
     const steps = Math.max(0, Math.min(limits.steps, spare() - 2));
-    const result = await settleEvents(
-      services,
-      rows.map((row) => ({
-        change: row.change,
-        origin: row.change.origin ?? "outbox",
-        at: row.createdAt.getTime(),
-        outboxIds: [row.id],
-      })),
-      { ...limits, steps },
-    );
+    const result = await settleEvents(services, rows.map(rowItem), { ...limits, steps });
     budget.spend(result.redisRequests + result.queries + result.queueSends);
     report.redisRequests += result.redisRequests;
     report.queries += result.queries;
