@@ -68,6 +68,13 @@ export async function setPendingMarker(redis: Redis, prefix: string): Promise<vo
   await redis.set(markerKey(prefix), Date.now(), { px: MARKER_TTL_MS });
 }
 
+/**
+ * A drain that ran out of budget with rows left (not one that caught up, nor one that found
+ * Redis down) should leave the marker, so requests of any isolate continue where it stopped.
+ */
+export const leftRowsBehind = (report: DrainReport): boolean =>
+  report.stoppedBy !== "caught-up" && report.stoppedBy !== "redis-down";
+
 /** For tests: forget what this isolate knows (as a fresh isolate would). */
 export function resetRecoveryState(prefix?: string): void {
   if (prefix === undefined) isolate.clear();
@@ -161,7 +168,7 @@ export async function recoveryDrain(services: Services, announce: boolean): Prom
   const report = await drainOutbox(services, RECOVERY_DRAIN, budget);
   try {
     if (report.stoppedBy === "caught-up") await redis.del(markerKey(prefix));
-    else if (!announce && report.stoppedBy !== "redis-down") await setPendingMarker(redis, prefix);
+    else if (!announce && leftRowsBehind(report)) await setPendingMarker(redis, prefix);
   } catch (error) {
     console.warn(`outbox marker not updated: ${describeError(error)}`);
   }

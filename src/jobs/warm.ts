@@ -5,7 +5,7 @@ import { describeError } from "./apply-event";
 import { Budget } from "./budget";
 import { type DrainOptions, type DrainReport, drainOutbox } from "./drain";
 import { recordHeartbeat } from "./heartbeat";
-import { setPendingMarker } from "./recovery";
+import { leftRowsBehind, setPendingMarker } from "./recovery";
 
 /**
  * The cron tick: drain the outbox, then warm the hottest keys, within one subrequest budget.
@@ -256,7 +256,7 @@ export async function runScheduled(
   let drain: ScheduledReport["drain"];
   try {
     drain = await drainOutbox(services, { reserve: WARM_RESERVE, ...options.drain }, budget);
-    if (drain.stoppedBy !== "caught-up" && drain.stoppedBy !== "redis-down") {
+    if (leftRowsBehind(drain)) {
       // Out of budget with rows left: the next requests (any isolate) continue the drain.
       budget.spend(1);
       await setPendingMarker(services.redis, services.config.CACHE_PREFIX).catch((error: unknown) =>
