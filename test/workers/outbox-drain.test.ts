@@ -6,7 +6,7 @@ import { EdgeCache } from "../../src/cache";
 import type { InvalidationEvent } from "../../src/domain/events";
 import { MAX_OUTBOX_ATTEMPTS, outboxLag } from "../../src/domain/outbox";
 import { processPurgeBatch } from "../../src/jobs/purge";
-import { markerKey, resetRecoveryState } from "../../src/jobs/recovery";
+import { markerKey, recoveryDrain, resetRecoveryState } from "../../src/jobs/recovery";
 import { Budget, drainOutbox } from "../../src/jobs/warm";
 import { apiFor } from "./api";
 import { insertCategory, withDb } from "./db";
@@ -194,6 +194,24 @@ describe("outbox drain", () => {
     const rows = await rowsOf(ids);
     expect([...rows.values()].every((r) => r.processedAt instanceof Date)).toBe(true);
     for (let i = 0; i < 50; i += 7) expect(await cache.get(`loop:${i}`)).toBeNull();
+  });
+
+  it("a recovery drain out of budget leaves the marker for other isolates; one that catches up clears it", async () => {
+    const prefix = newPrefix();
+    // More than one recovery drain's 20 subrequests cover (about 6 rounds of 500).
+    await insertRows(
+      prefix,
+      Array.from({ length: 4000 }, (_, i) => ({ keys: [`marker:${i % 50}`] })),
+    );
+    const first = await withServices(prefix, {}, (s) => recoveryDrain(s, false));
+    expect(first.stoppedBy).toBe("subrequests");
+    expect(first.applied).toBeLessThan(4000);
+    expect(await redis.get(markerKey(prefix))).not.toBeNull();
+
+    const second = await withServices(prefix, {}, (s) => recoveryDrain(s, false));
+    expect(second.stoppedBy).toBe("caught-up");
+    expect(first.applied + second.applied).toBe(4000);
+    expect(await redis.get(markerKey(prefix))).toBeNull();
   });
 });
 
