@@ -4,8 +4,9 @@
  * acknowledged before the next operation on that row counts it. Every read is checked against
  * the newest acknowledged write: a value older than that is a stale read (must stay 0).
  */
-import { prng } from "../db/seed";
+import { prng } from "../db/prng";
 import type { EdgeCache } from "../src/cache";
+import { zipfSampler } from "./lib/stats";
 
 export interface Row {
   id: number;
@@ -61,27 +62,6 @@ type WriteVia = "version" | "tag" | "write-through";
 type Op =
   | { kind: "read"; id: number; flavor: "detail" | "slug" }
   | { kind: "write"; id: number; via: WriteVia };
-
-/** Inverse-CDF sampler of Zipf(s) over ranks 0..n-1 (rank 0 hottest). */
-export function zipfSampler(n: number, s: number, random: () => number): () => number {
-  const cdf = new Float64Array(n);
-  let sum = 0;
-  for (let r = 0; r < n; r++) {
-    sum += 1 / (r + 1) ** s;
-    cdf[r] = sum;
-  }
-  return () => {
-    const u = random() * sum;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if ((cdf[mid] ?? 0) < u) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-}
 
 function plan(o: WorkloadOptions): Op[] {
   const random = prng(o.seed);
