@@ -22,13 +22,7 @@ import { EvictionWatch, emptyKinds, type KeyKind } from "../tools/lib/evictions"
 import { startOwnRedis } from "../tools/lib/own-redis";
 import { startGateway } from "../tools/upstash-gateway/server";
 import { runWorkload, type WorkloadOptions, type WorkloadResult } from "./eviction-workload";
-
-const arg = (name: string, fallback: number) => {
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  const value = hit ? Number(hit.split("=")[1]) : fallback;
-  if (!Number.isFinite(value)) throw new Error(`--${name} must be a number`);
-  return value;
-};
+import { numberArg } from "./lib/args";
 
 const POLICIES = [
   "allkeys-lru",
@@ -44,18 +38,18 @@ const CLOSEST_TO_UPSTASH = "volatile-random";
 const PREFIX = "ev";
 
 const workload: Omit<WorkloadOptions, "onProgress"> = {
-  keys: arg("keys", 2000),
-  ops: arg("ops", 30_000),
-  warmup: arg("warmup", 10_000),
-  zipf: arg("zipf", 1),
-  writeShare: arg("writes", 0.02),
-  concurrency: arg("concurrency", 8),
-  seed: arg("seed", 1),
-  payloadBytes: arg("payload", 400),
-  categories: arg("categories", 50),
+  keys: numberArg("keys", 2000),
+  ops: numberArg("ops", 30_000),
+  warmup: numberArg("warmup", 10_000),
+  zipf: numberArg("zipf", 1),
+  writeShare: numberArg("writes", 0.02),
+  concurrency: numberArg("concurrency", 8),
+  seed: numberArg("seed", 1),
+  payloadBytes: numberArg("payload", 400),
+  categories: numberArg("categories", 50),
   progressEvery: 1000,
 };
-const FRACTION = arg("fraction", 0.35);
+const FRACTION = numberArg("fraction", 0.35);
 
 interface Row {
   policy: string;

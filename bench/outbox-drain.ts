@@ -21,17 +21,14 @@ import { createServices } from "../src/runtime/services";
 import { ensurePostgres, ensureRedis } from "../tools/lib/services";
 import { startWsProxy } from "../tools/neon-ws-proxy/server";
 import { startGateway } from "../tools/upstash-gateway/server";
+import { numberArg } from "./lib/args";
 
-const arg = (name: string, fallback: number) => {
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit ? Number(hit.split("=")[1]) : fallback;
-};
-const ROWS = arg("rows", 20_000);
-const BATCH = arg("batch", 1000);
-const BUDGET = arg("budget", 40);
-const RESERVE = arg("reserve", 10);
-const LATENCY = arg("latency", 5);
-const JITTER = arg("jitter", 2);
+const ROWS = numberArg("rows", 20_000);
+const BATCH = numberArg("batch", 1000);
+const BUDGET = numberArg("budget", 40);
+const RESERVE = numberArg("reserve", 10);
+const LATENCY = numberArg("latency", 5);
+const JITTER = numberArg("jitter", 2);
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 15);
 const ADMIN_URL = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";

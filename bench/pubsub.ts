@@ -12,14 +12,11 @@ import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { ensureRedis } from "../tools/lib/services";
 import { startGateway } from "../tools/upstash-gateway/server";
+import { numberArg } from "./lib/args";
 
-const arg = (name: string, fallback: number) => {
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit ? Number(hit.split("=")[1]) : fallback;
-};
-const BURST = arg("burst", 2000);
-const TRICKLE = arg("trickle", 200);
-const DB = arg("db", 0);
+const BURST = numberArg("burst", 2000);
+const TRICKLE = numberArg("trickle", 200);
+const DB = numberArg("db", 0);
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

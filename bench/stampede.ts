@@ -15,23 +15,19 @@ import { Redis } from "@upstash/redis";
 import { EdgeCache, FlightRegistry } from "../src/cache";
 import { ensureRedis } from "../tools/lib/services";
 import { startGateway } from "../tools/upstash-gateway/server";
+import { numberArg } from "./lib/args";
+import { percentile } from "./lib/stats";
 
-const arg = (name: string, fallback: number) => {
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit ? Number(hit.split("=")[1]) : fallback;
-};
-const LATENCY = arg("latency", 5);
-const JITTER = arg("jitter", 2);
-const READERS = arg("readers", 200);
-const LOAD_MS = arg("load-ms", 50);
-const ROUNDS = arg("rounds", 5);
+const LATENCY = numberArg("latency", 5);
+const JITTER = numberArg("jitter", 2);
+const READERS = numberArg("readers", 200);
+const LOAD_MS = numberArg("load-ms", 50);
+const ROUNDS = numberArg("rounds", 5);
 const ISOLATES = 10;
 const DB = 5;
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const percentile = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 
 async function main(): Promise<void> {
   await ensureRedis(REDIS_URL, (l) => console.log(`[bench] ${l}`));
