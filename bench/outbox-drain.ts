@@ -20,6 +20,7 @@ import { Budget, drainOutbox } from "../src/jobs/warm";
 import { createServices } from "../src/runtime/services";
 import { ensurePostgres, ensureRedis } from "../tools/lib/services";
 import { startWsProxy } from "../tools/neon-ws-proxy/server";
+import { gatewayControl } from "../tools/upstash-gateway/control";
 import { startGateway } from "../tools/upstash-gateway/server";
 import { numberArg } from "./lib/args";
 
@@ -86,11 +87,7 @@ async function main(): Promise<void> {
   const proxy = await startWsProxy({ port: 0 });
   neonConfig.webSocketConstructor = ws;
   try {
-    await fetch(`${gateway.url}/__gateway/faults`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify({ latencyMs: LATENCY, jitterMs: JITTER }),
-    });
+    await gatewayControl(gateway.url, token, "faults", { latencyMs: LATENCY, jitterMs: JITTER });
     const prefix = `bd${Date.now().toString(36)}`;
     log(`seeding ${ROWS.toLocaleString("en")} outbox rows under prefix ${prefix}`);
     await seed(databaseUrl, prefix);

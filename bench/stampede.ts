@@ -14,6 +14,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { EdgeCache, FlightRegistry } from "../src/cache";
 import { ensureRedis } from "../tools/lib/services";
+import { gatewayControl } from "../tools/upstash-gateway/control";
 import { startGateway } from "../tools/upstash-gateway/server";
 import { numberArg } from "./lib/args";
 import { percentile } from "./lib/stats";
@@ -40,15 +41,8 @@ async function main(): Promise<void> {
     redisUrl: REDIS_URL,
     tokens: Object.fromEntries(tokens.map((t) => [t, { db: DB }])),
   });
-  const control = async (token: string, path: string, body?: unknown) => {
-    const res = await fetch(`${gateway.url}/__gateway/${path}`, {
-      method: path === "stats" ? "GET" : "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (!res.ok) throw new Error(`gateway ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as { requests: number };
-  };
+  const control = (token: string, path: "stats" | "reset" | "faults", body?: unknown) =>
+    gatewayControl<{ requests: number }>(gateway.url, token, path, body);
   const clients = tokens.map(
     (token) => new Redis({ url: gateway.url, token, enableTelemetry: false }),
   );
@@ -97,7 +91,7 @@ async function main(): Promise<void> {
     }[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const key = `cold:${name.replace(/\W/g, "")}:${round}`;
-      await Promise.all(tokens.map((t) => control(t, "reset")));
+      await Promise.all(tokens.map((t) => control(t, "reset", {})));
       await Promise.all(
         tokens.map((t) => control(t, "faults", { latencyMs: LATENCY, jitterMs: JITTER })),
       );

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { startOwnRedis } from "../../tools/lib/own-redis";
+import { gatewayControl } from "../../tools/upstash-gateway/control";
 import { MemoryDb } from "./db";
 import { type LatencyProxy, startLatencyProxy } from "./latency-proxy";
 import { tsWorker } from "./ts-worker";
@@ -114,15 +115,8 @@ export async function startStage(
     if (!token) throw new Error(`no gateway token for ${c.id}`);
     return token;
   };
-  const control = async (c: ContenderModule, path: string, body?: unknown) => {
-    const res = await fetch(`${gateway.url}/__gateway/${path}`, {
-      method: body === undefined ? "GET" : "POST",
-      headers: { authorization: `Bearer ${tokenOf(c)}`, "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (!res.ok) throw new Error(`gateway ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as GatewayStats;
-  };
+  const control = (c: ContenderModule, path: "stats" | "reset" | "faults", body?: unknown) =>
+    gatewayControl<GatewayStats>(gateway.url, tokenOf(c), path, body);
   const applyLatency = async (c: ContenderModule) => {
     if (!global)
       await control(c, "faults", { latencyMs: latency.baseMs, jitterMs: latency.jitterMs });
