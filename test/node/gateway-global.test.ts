@@ -3,6 +3,7 @@ import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type OwnRedis, startOwnRedis } from "../../tools/lib/own-redis";
+import { gatewayControl } from "../../tools/upstash-gateway/control";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 import { infoField } from "../../tools/upstash-gateway/topology";
 
@@ -23,11 +24,8 @@ interface Stats {
   syncWaits: { count: number; timeouts: number; totalMs: number };
 }
 
-async function stats(gw: Gateway, token = TOKEN): Promise<Stats> {
-  const res = await fetch(`${gw.url}/__gateway/stats`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  return (await res.json()) as Stats;
+function stats(gw: Gateway, token = TOKEN): Promise<Stats> {
+  return gatewayControl<Stats>(gw.url, token, "stats");
 }
 
 async function raw(gw: Gateway, command: unknown[], syncToken?: string, token = TOKEN) {
@@ -79,10 +77,7 @@ describe("Global topology: primary + lagging replica", () => {
   });
 
   beforeEach(async () => {
-    await fetch(`${gateway.url}/__gateway/reset`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
+    await gatewayControl(gateway.url, TOKEN, "reset", {});
   });
 
   it("refuses a replica URL that names the primary itself (it would be wiped)", async () => {

@@ -3,6 +3,7 @@ import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type OwnRedis, startOwnRedis } from "../../tools/lib/own-redis";
+import { gatewayControl } from "../../tools/upstash-gateway/control";
 import { sha1 } from "../../tools/upstash-gateway/scripts";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 
@@ -32,11 +33,8 @@ interface EmulationStats {
   served: { primary: number; replica: number };
 }
 
-async function stats(): Promise<EmulationStats> {
-  const res = await fetch(`${gateway.url}/__gateway/stats`, {
-    headers: { authorization: `Bearer ${TOKEN}` },
-  });
-  return (await res.json()) as EmulationStats;
+function stats(): Promise<EmulationStats> {
+  return gatewayControl<EmulationStats>(gateway.url, TOKEN, "stats");
 }
 
 /** A unique script text per run: the script cache starts cold for it. */
@@ -63,10 +61,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await fetch(`${gateway.url}/__gateway/reset`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TOKEN}` },
-  });
+  await gatewayControl(gateway.url, TOKEN, "reset", {});
   await direct.flushdb();
 });
 

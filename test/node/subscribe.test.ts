@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { gatewayControl } from "../../tools/upstash-gateway/control";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 
 /**
@@ -22,11 +23,8 @@ let gateway: Gateway;
 let direct: IORedis;
 let redis: Redis;
 
-async function stats(gw = gateway): Promise<{ streams: { active: number; opened: number } }> {
-  const res = await fetch(`${gw.url}/__gateway/stats`, {
-    headers: { authorization: `Bearer ${TOKEN}` },
-  });
-  return (await res.json()) as { streams: { active: number; opened: number } };
+function stats(gw = gateway): Promise<{ streams: { active: number; opened: number } }> {
+  return gatewayControl(gw.url, TOKEN, "stats");
 }
 
 /** This gateway's subscriber connections, as Redis itself lists them. */
@@ -89,10 +87,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await fetch(`${gateway.url}/__gateway/reset`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TOKEN}` },
-  });
+  await gatewayControl(gateway.url, TOKEN, "reset", {});
 });
 
 describe("subscribe() with the real @upstash/redis client", () => {
