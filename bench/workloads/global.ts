@@ -10,10 +10,9 @@
  * edgecache row here with it set.
  */
 import { startStage } from "../lib/harness";
-import type { WorkloadResult } from "../lib/result";
 import type { ContenderModule } from "../lib/types";
 import { measureHits } from "./hits";
-import type { Workload } from "./workload";
+import { newResult, type Workload } from "./workload";
 
 export const GLOBAL = { primaryLatencyMs: 60, replicaLatencyMs: 5, replicationLagMs: 50 };
 const KEYS = 10;
@@ -49,8 +48,7 @@ export const globalTopology: Workload = {
   title: "Global topology",
   async run({ contenders, params, progress }) {
     const hits = params.globalHits;
-    const result: WorkloadResult = {
-      id: "global",
+    const result = newResult(globalTopology, {
       title: `Global topology (replica ${GLOBAL.replicaLatencyMs} ms, primary ${GLOBAL.primaryLatencyMs} ms, lag ${GLOBAL.replicationLagMs} ms)`,
       setup: `${hits} sequential warm hits over ${KEYS} keys per contender, regional latency replaced by the topology's`,
       columns: [
@@ -60,11 +58,10 @@ export const globalTopology: Workload = {
         { key: "writesPerHit", label: "writes/hit", better: "lower", digits: 2 },
         { key: "globalLockPerHit", label: "global-lock/hit", better: "lower", digits: 2 },
       ],
-      rows: [],
       notes: [
         "edgecache, replica mode: not in the engine yet (issue 7 parts 2 and 4); hook in bench/workloads/global.ts",
       ],
-    };
+    });
     const onGateway = [...contenders.filter((c) => c.viaGateway), bareGet];
     const stage = await startStage(onGateway, { baseMs: 0, jitterMs: 0 }, progress, GLOBAL);
     try {

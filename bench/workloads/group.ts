@@ -4,8 +4,7 @@
  * requests it took, and a check: a sample of the group read afterwards must all be new.
  * Libraries without tags delete the group's keys from a list the application keeps.
  */
-import type { WorkloadResult } from "../lib/result";
-import type { Workload } from "./workload";
+import { newResult, type Workload } from "./workload";
 
 const SAMPLE = 200;
 const FILL_CONCURRENCY = 100;
@@ -14,9 +13,7 @@ export const group: Workload = {
   id: "group",
   title: "Group invalidation",
   async run({ stage, contenders, params, progress }) {
-    const result: WorkloadResult = {
-      id: "group",
-      title: "Group invalidation",
+    const result = newResult(group, {
       setup: `${params.groupSize} entries tagged "group", invalidated at once; ${SAMPLE} sampled after`,
       columns: [
         { key: "ms", label: "ack ms", better: "lower", digits: 1 },
@@ -24,9 +21,7 @@ export const group: Workload = {
         { key: "commands", label: "commands", better: "lower", digits: 0 },
         { key: "staleAfter", label: `stale of ${SAMPLE}`, better: "lower", digits: 0 },
       ],
-      rows: [],
-      notes: [],
-    };
+    });
     for (const c of contenders) {
       const cache = await stage.create(c, "group");
       const keys = Array.from({ length: params.groupSize }, (_, i) => `g:${i}`);

@@ -10,18 +10,16 @@
  * starts cold) plus the invalidations that were followed by a read of their key. A cache that
  * serves stale reads can load less than that: it skipped loads it owed.
  */
-import type { WorkloadResult } from "../lib/result";
 import { StaleReadDetector } from "../lib/stale";
 import { percentile, seededRandom, zipfSampler } from "../lib/stats";
-import type { Workload } from "./workload";
+import { newResult, type Workload } from "./workload";
 
 export const mixed: Workload = {
   id: "mixed",
   title: "Zipf mixed reads/writes",
   async run({ stage, contenders, params, progress }) {
     const pct = Math.round(params.writeRatio * 100);
-    const result: WorkloadResult = {
-      id: "mixed",
+    const result = newResult(mixed, {
       title: `Zipf(${params.zipfS}) mixed ${100 - pct}/${pct}`,
       setup: `${params.mixedKeys} keys, ${params.mixedClients} clients, ${params.mixedSeconds} s each, ${params.loadMs} ms loader, starts cold`,
       columns: [
@@ -33,11 +31,10 @@ export const mixed: Workload = {
         { key: "requestsPerOp", label: "Redis req/op", better: "lower", digits: 2 },
         { key: "staleReads", label: "stale reads", better: "lower", digits: 0 },
       ],
-      rows: [],
       notes: [
         "stale read = started after a write of its key was acknowledged, returned an older version",
       ],
-    };
+    });
     for (const c of contenders) {
       const cache = await stage.create(c, "mixed");
       const db = stage.db;

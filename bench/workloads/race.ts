@@ -5,8 +5,7 @@
  * library fills). Then a new read: if it answers v1, the cache kept a stale set ("stale after").
  * Rounds run ten at a time on distinct keys.
  */
-import type { WorkloadResult } from "../lib/result";
-import type { Workload } from "./workload";
+import { newResult, type Workload } from "./workload";
 
 const PARALLEL = 10;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -15,21 +14,18 @@ export const race: Workload = {
   id: "race",
   title: "Read/write race",
   async run({ stage, contenders, params, progress }) {
-    const result: WorkloadResult = {
-      id: "race",
-      title: "Read/write race",
+    const result = newResult(race, {
       setup: `${params.raceRounds} rounds: reader loads v1 in ${params.raceLoadMs} ms, writer commits v2 and invalidates meanwhile, then a new read`,
       columns: [
         { key: "staleDuring", label: "stale during load", better: "lower", digits: 0 },
         { key: "staleRounds", label: "stale after", better: "lower", digits: 0 },
         { key: "rounds", label: "rounds", digits: 0 },
       ],
-      rows: [],
       notes: [
         "stale during load = a read started after the acknowledged write of v2, while the old load still ran, answered v1",
         "stale after = once the old load finished, a new read still answers v1 (a stale set)",
       ],
-    };
+    });
     for (const c of contenders) {
       const cache = await stage.create(c, "race");
       let staleRounds = 0;

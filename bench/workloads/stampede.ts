@@ -13,7 +13,7 @@ import type { WorkloadResult } from "../lib/result";
 import { percentile } from "../lib/stats";
 import { tsWorker } from "../lib/ts-worker";
 import type { ContenderModule } from "../lib/types";
-import type { Workload } from "./workload";
+import { newResult, type Workload } from "./workload";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -31,14 +31,10 @@ export const stampedeOne: Workload = {
   id: "stampede",
   title: "Stampede, one isolate",
   async run({ stage, contenders, params, progress }) {
-    const result: WorkloadResult = {
-      id: "stampede",
-      title: "Stampede, one isolate",
+    const result = newResult(stampedeOne, {
       setup: `${params.stampede} concurrent cold reads of one key, ${params.stampedeLoadMs} ms loader, one instance; median of ${params.stampedeRepeats} runs`,
       columns: columns(1),
-      rows: [],
-      notes: [],
-    };
+    });
     for (const c of contenders) {
       const cache = await stage.create(c, "stampede1");
       await cache.get("warmup", () => stage.db.load("warmup", 0));
@@ -177,14 +173,11 @@ export const stampedeTen: Workload = {
   title: "Stampede, ten isolates",
   async run({ stage, contenders, params, progress }) {
     const n = params.isolates;
-    const result: WorkloadResult = {
-      id: "stampede-isolates",
+    const result = newResult(stampedeTen, {
       title: `Stampede, ${n} isolates`,
       setup: `${params.stampede} concurrent cold reads of one key split over ${n} worker threads (own library copy + own client each), ${params.stampedeLoadMs} ms loader`,
       columns: columns(n),
-      rows: [],
-      notes: [],
-    };
+    });
     if (n < 1) return { ...result, setup: "skipped (isolates = 0)" };
     progress(`booting ${n} isolates (worker threads)`);
     const pool = new IsolatePool(stage, n);

@@ -3,9 +3,8 @@
  * hit, counted by the gateway (or the proxy) for this contender alone.
  */
 
-import type { WorkloadResult } from "../lib/result";
 import { measureHits } from "./hits";
-import type { Workload } from "./workload";
+import { newResult, type Workload } from "./workload";
 
 const KEYS = 20;
 
@@ -13,9 +12,7 @@ export const warm: Workload = {
   id: "warm",
   title: "Warm hits",
   async run({ stage, contenders, params, progress }) {
-    const result: WorkloadResult = {
-      id: "warm",
-      title: "Warm hits",
+    const result = newResult(warm, {
       setup: `${params.hits} sequential reads over ${KEYS} cached keys`,
       columns: [
         { key: "p50", label: "p50 ms", better: "lower", digits: 2 },
@@ -26,9 +23,7 @@ export const warm: Workload = {
         { key: "globalLockPerHit", label: "global-lock/hit", better: "lower", digits: 2 },
         { key: "loads", label: "loads", digits: 0 },
       ],
-      rows: [],
-      notes: [],
-    };
+    });
     for (const c of contenders) {
       const cache = await stage.create(c, "warm");
       stage.db.delayMs = params.loadMs; // the version-checked read queries the database per hit
