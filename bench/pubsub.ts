@@ -13,6 +13,7 @@ import { Redis as IORedis } from "ioredis";
 import { ensureRedis } from "../tools/lib/services";
 import { startGateway } from "../tools/upstash-gateway/server";
 import { numberArg } from "./lib/args";
+import { percentile } from "./lib/stats";
 
 const BURST = numberArg("burst", 2000);
 const TRICKLE = numberArg("trickle", 200);
@@ -20,8 +21,6 @@ const DB = numberArg("db", 0);
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 const ms = (n: number) => `${n.toFixed(2)} ms`;
 
 async function until(check: () => Promise<boolean> | boolean): Promise<number> {
@@ -90,10 +89,10 @@ async function main(): Promise<void> {
   console.log(`  subscribe() until Redis has the subscriber: ${ms(subscribeMs)}`);
   console.log(`  Redis connections per stream: ${connections}`);
   console.log(
-    `  burst of ${BURST}: ${Math.round(BURST / (burstMs / 1000))} msg/s; latency p50 ${ms(pct(burst, 50))}, p99 ${ms(pct(burst, 99))}, max ${ms(burst.at(-1) ?? Number.NaN)}`,
+    `  burst of ${BURST}: ${Math.round(BURST / (burstMs / 1000))} msg/s; latency p50 ${ms(percentile(burst, 50))}, p99 ${ms(percentile(burst, 99))}, max ${ms(burst.at(-1) ?? Number.NaN)}`,
   );
   console.log(
-    `  trickle of ${TRICKLE} (one per ~2 ms): latency p50 ${ms(pct(trickle, 50))}, p99 ${ms(pct(trickle, 99))}, max ${ms(trickle.at(-1) ?? Number.NaN)}`,
+    `  trickle of ${TRICKLE} (one per ~2 ms): latency p50 ${ms(percentile(trickle, 50))}, p99 ${ms(percentile(trickle, 99))}, max ${ms(trickle.at(-1) ?? Number.NaN)}`,
   );
   console.log(`  unsubscribe() until the Redis connection is gone: ${ms(releaseMs)}`);
   await gateway.close();
