@@ -1,10 +1,10 @@
 import type { Context, ErrorHandler, MiddlewareHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { ConfigError } from "../../config/env";
-import { describeThrown, findUnavailable } from "../../db/errors";
-import { findRedisUnavailable } from "../../redis/errors";
+import { DatabaseUnavailableError, describeThrown } from "../../db/errors";
+import { RedisUnavailableError } from "../../redis/errors";
 import type { AppEnv } from "../context";
-import { errorResponse, HttpError, toError } from "../errors";
+import { errorResponse, findCause, HttpError, toError } from "../errors";
 
 /** Retry-After when no configuration is at hand (it failed to load), and for Redis: seconds. */
 const DEFAULT_RETRY_AFTER_S = 5;
@@ -46,7 +46,7 @@ export function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
       status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "bad_request";
     return errorResponse(c, status, code, thrown.message || "Request rejected");
   }
-  const unavailable = findUnavailable(thrown);
+  const unavailable = findCause(thrown, DatabaseUnavailableError);
   if (unavailable) {
     console.error(
       `${c.req.method} ${new URL(c.req.url).pathname}: database unavailable: ${describeThrown(unavailable)}`,
@@ -60,7 +60,7 @@ export function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
       "The database is unavailable or not answering; retry after the Retry-After delay.",
     );
   }
-  const redisDown = findRedisUnavailable(thrown);
+  const redisDown = findCause(thrown, RedisUnavailableError);
   if (redisDown) {
     console.error(
       `${c.req.method} ${new URL(c.req.url).pathname}: redis unavailable: ${redisDown.message}`,
