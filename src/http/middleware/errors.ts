@@ -32,7 +32,7 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
  *   sessions) → 503 redis_unavailable with Retry-After;
  * - anything else, Error or not → 500 internal_error.
  */
-export function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
+function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
   if (thrown instanceof HttpError) {
     return errorResponse(c, thrown.status, thrown.code, thrown.message, thrown.details);
   }
@@ -94,7 +94,7 @@ export const catchAll: MiddlewareHandler<AppEnv> = async (_c, next) => {
 };
 
 /** The routes Hono knows: `{method, path}` as in `app.routes`. */
-export interface KnownRoute {
+interface KnownRoute {
   method: string;
   path: string;
 }
@@ -117,7 +117,7 @@ function matches(pattern: string, pathname: string): boolean {
  * The methods registered for `pathname`, from the app's own route table (middleware, whose
  * method is ALL or whose path has a wildcard, does not count). GET implies HEAD, as in Hono.
  */
-export function allowedMethods(routes: readonly KnownRoute[], pathname: string): string[] {
+function allowedMethods(routes: readonly KnownRoute[], pathname: string): string[] {
   const methods = new Set<string>();
   for (const route of routes) {
     if (route.method === "ALL" || route.path.includes("*")) continue;
