@@ -10,7 +10,7 @@ export interface RateLimitRule {
 }
 
 /** Largest budget and window accepted: beyond these a "limit" no longer limits anything. */
-export const RATE_LIMIT_BOUNDS = {
+const RATE_LIMIT_BOUNDS = {
   maxLimit: 1_000_000,
   maxWindowSeconds: 86_400,
 } as const;

@@ -62,13 +62,3 @@ export function isUnavailable(thrown: unknown): boolean {
   }
   return false;
 }
-
-/** The DatabaseUnavailableError in `thrown`'s cause chain, if any. */
-export function findUnavailable(thrown: unknown): DatabaseUnavailableError | undefined {
-  let current: unknown = thrown;
-  for (let depth = 0; current !== undefined && current !== null && depth < 6; depth++) {
-    if (current instanceof DatabaseUnavailableError) return current;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
-}

@@ -32,8 +32,14 @@ export interface Deadlines {
 
 class Timeout extends Error {}
 
-/** `promise`, or a `Timeout` after `ms`; `onLate` receives the promise when the deadline won. */
-function withDeadline<T>(
+/**
+ * `promise`, or a `Timeout` ("<what>: no answer within <ms> ms") after `ms`; `onLate` receives
+ * the promise when the deadline won. The timer is cleared when the promise settles first.
+ *
+ * @example
+ * await withDeadline(db.execute(sql`select 1`), 3000, "health postgres");
+ */
+export function withDeadline<T>(
   promise: Promise<T>,
   ms: number,
   what: string,

@@ -18,16 +18,7 @@ import { errorResponse } from "./errors";
  * A tag bump that leaves the body byte-identical keeps the validator, which is right: nothing
  * the client holds changed.
  */
-export {
-  type Audience,
-  cacheControlFor,
-  cachedJson,
-  digest,
-  etagFor,
-  etagOf,
-  setCacheHeaders,
-  type Validator,
-} from "../hono";
+export { cachedJson, etagOf } from "../hono";
 
 /** The JSON of a write's result with its ETag (same validator as the GET) and `no-store`. */
 export async function writtenJson(

@@ -49,3 +49,24 @@ export function toError(thrown: unknown): Error {
   if (thrown instanceof Error) return thrown;
   return new Error(`non-Error thrown: ${describeThrown(thrown)}`, { cause: thrown });
 }
+
+/**
+ * The first value of class `type` in `thrown`'s cause chain (`thrown` itself included), if any.
+ * Driver failures arrive wrapped (drizzle's "Failed query", the cache's LoaderBackoffError), so
+ * the error handler looks down the chain; the depth bound guards against a cyclic `cause`.
+ *
+ * @example
+ * findCause(new Error("Failed query", { cause: dbDown }), DatabaseUnavailableError); // dbDown
+ */
+export function findCause<T>(
+  thrown: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: any constructor signature; only instanceof is used
+  type: abstract new (...args: any[]) => T,
+): T | undefined {
+  let current: unknown = thrown;
+  for (let depth = 0; current !== undefined && current !== null && depth < 6; depth++) {
+    if (current instanceof type) return current;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

@@ -11,7 +11,7 @@ export interface RedisConfig {
   timeoutMs?: number;
 }
 
-export const DEFAULT_REDIS_TIMEOUT_MS = 1000;
+const DEFAULT_REDIS_TIMEOUT_MS = 1000;
 
 /**
  * One Upstash client per request context. Everything but retries is the client's default,

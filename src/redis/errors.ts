@@ -34,13 +34,3 @@ export async function redisCall<T>(operation: string, call: () => Promise<T>): P
     throw new RedisUnavailableError(operation, { cause });
   }
 }
-
-/** The RedisUnavailableError in `thrown`'s cause chain, if any. */
-export function findRedisUnavailable(thrown: unknown): RedisUnavailableError | undefined {
-  let current: unknown = thrown;
-  for (let depth = 0; current !== undefined && current !== null && depth < 6; depth++) {
-    if (current instanceof RedisUnavailableError) return current;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
-}

@@ -2,8 +2,9 @@ import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:
 import { sql } from "drizzle-orm";
 import { afterEach, describe, expect, it } from "vitest";
 import worker from "../../functions/index";
-import { DatabaseUnavailableError, findUnavailable } from "../../src/db/errors";
+import { DatabaseUnavailableError } from "../../src/db/errors";
 import { createApp } from "../../src/http/app";
+import { findCause } from "../../src/http/errors";
 import { apiFor, type ErrorBody, fetchWorker } from "./api";
 import { withServices } from "./helpers";
 import { clearPrefix, gatewayControl, scanKeys, stack, testRedis } from "./stack";
@@ -142,7 +143,7 @@ describe("Postgres query deadline", () => {
         ),
       ),
     );
-    expect(findUnavailable(error)).toBeInstanceOf(DatabaseUnavailableError);
+    expect(findCause(error, DatabaseUnavailableError)).toBeInstanceOf(DatabaseUnavailableError);
     expect(ms).toBeLessThan(300 + MARGIN_MS);
   });
 
@@ -160,7 +161,7 @@ describe("Postgres query deadline", () => {
           ),
       ),
     );
-    expect(findUnavailable(error)).toBeInstanceOf(DatabaseUnavailableError);
+    expect(findCause(error, DatabaseUnavailableError)).toBeInstanceOf(DatabaseUnavailableError);
     expect(ms).toBeLessThan(300 + MARGIN_MS);
   });
 
@@ -177,7 +178,9 @@ describe("Postgres query deadline", () => {
       }),
     );
     expect(value.same).toBe(true);
-    expect(findUnavailable(value.slow)).toBeInstanceOf(DatabaseUnavailableError);
+    expect(findCause(value.slow, DatabaseUnavailableError)).toBeInstanceOf(
+      DatabaseUnavailableError,
+    );
     expect(ms).toBeLessThan(300 + MARGIN_MS);
   });
 
@@ -189,7 +192,7 @@ describe("Postgres query deadline", () => {
       ),
     );
     expect(error).toBeInstanceOf(Error);
-    expect(findUnavailable(error)).toBeUndefined();
+    expect(findCause(error, DatabaseUnavailableError)).toBeUndefined();
   });
 });
 

@@ -1,10 +1,10 @@
 import type { Context, ErrorHandler, MiddlewareHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { ConfigError } from "../../config/env";
-import { describeThrown, findUnavailable } from "../../db/errors";
-import { findRedisUnavailable } from "../../redis/errors";
+import { DatabaseUnavailableError, describeThrown } from "../../db/errors";
+import { RedisUnavailableError } from "../../redis/errors";
 import type { AppEnv } from "../context";
-import { errorResponse, HttpError, toError } from "../errors";
+import { errorResponse, findCause, HttpError, toError } from "../errors";
 
 /** Retry-After when no configuration is at hand (it failed to load), and for Redis: seconds. */
 const DEFAULT_RETRY_AFTER_S = 5;
@@ -32,7 +32,7 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
  *   sessions) → 503 redis_unavailable with Retry-After;
  * - anything else, Error or not → 500 internal_error.
  */
-export function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
+function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
   if (thrown instanceof HttpError) {
     return errorResponse(c, thrown.status, thrown.code, thrown.message, thrown.details);
   }
@@ -46,7 +46,7 @@ export function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
       status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "bad_request";
     return errorResponse(c, status, code, thrown.message || "Request rejected");
   }
-  const unavailable = findUnavailable(thrown);
+  const unavailable = findCause(thrown, DatabaseUnavailableError);
   if (unavailable) {
     console.error(
       `${c.req.method} ${new URL(c.req.url).pathname}: database unavailable: ${describeThrown(unavailable)}`,
@@ -60,7 +60,7 @@ export function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
       "The database is unavailable or not answering; retry after the Retry-After delay.",
     );
   }
-  const redisDown = findRedisUnavailable(thrown);
+  const redisDown = findCause(thrown, RedisUnavailableError);
   if (redisDown) {
     console.error(
       `${c.req.method} ${new URL(c.req.url).pathname}: redis unavailable: ${redisDown.message}`,
@@ -94,7 +94,7 @@ export const catchAll: MiddlewareHandler<AppEnv> = async (_c, next) => {
 };
 
 /** The routes Hono knows: `{method, path}` as in `app.routes`. */
-export interface KnownRoute {
+interface KnownRoute {
   method: string;
   path: string;
 }
@@ -117,7 +117,7 @@ function matches(pattern: string, pathname: string): boolean {
  * The methods registered for `pathname`, from the app's own route table (middleware, whose
  * method is ALL or whose path has a wildcard, does not count). GET implies HEAD, as in Hono.
  */
-export function allowedMethods(routes: readonly KnownRoute[], pathname: string): string[] {
+function allowedMethods(routes: readonly KnownRoute[], pathname: string): string[] {
   const methods = new Set<string>();
   for (const route of routes) {
     if (route.method === "ALL" || route.path.includes("*")) continue;

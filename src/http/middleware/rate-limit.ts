@@ -45,7 +45,7 @@ interface Verdict {
 }
 
 /** The Redis key prefix of a scope: `{CACHE_PREFIX}:rl:{scope}` (then `:{client}:{window}`). */
-export const rateLimitPrefix = (cachePrefix: string, scope: RateLimitScope) =>
+const rateLimitPrefix = (cachePrefix: string, scope: RateLimitScope) =>
   `${cachePrefix}:rl:${scope}`;
 
 async function check(

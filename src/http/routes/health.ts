@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { Hono } from "hono";
 import { describeThrown } from "../../db/errors";
+import { withDeadline } from "../../db/guard";
 import type { AppEnv } from "../context";
 
 /**
@@ -15,12 +16,9 @@ interface Probe {
 
 const PROBE_TIMEOUT_MS = 3000;
 
-class ProbeTimeout extends Error {}
-
 function classify(err: unknown): NonNullable<Probe["problem"]> {
   let current: unknown = err;
   for (let depth = 0; current !== undefined && current !== null && depth < 6; depth++) {
-    if (current instanceof ProbeTimeout) return "timeout";
     if (current instanceof Error && current.name === "TimeoutError") return "timeout";
     if (current instanceof Error && /no answer within|timeout/i.test(current.message)) {
       return "timeout";
@@ -43,24 +41,13 @@ function classify(err: unknown): NonNullable<Probe["problem"]> {
 /** Runs a check with a deadline so /health answers even when a dependency hangs. */
 async function probe(name: string, check: () => Promise<unknown>): Promise<Probe> {
   const started = performance.now();
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([
-      check(),
-      new Promise((_, reject) => {
-        timer = setTimeout(
-          () => reject(new ProbeTimeout(`no answer within ${PROBE_TIMEOUT_MS} ms`)),
-          PROBE_TIMEOUT_MS,
-        );
-      }),
-    ]);
+    await withDeadline(check(), PROBE_TIMEOUT_MS, `health ${name}`);
     return { ok: true, latencyMs: Math.round(performance.now() - started) };
   } catch (err) {
     const problem = classify(err);
     console.error(`health: ${name} ${problem}: ${describeThrown(err)}`, err);
     return { ok: false, latencyMs: Math.round(performance.now() - started), problem };
-  } finally {
-    if (timer !== undefined) clearTimeout(timer);
   }
 }
 
