@@ -62,9 +62,6 @@ const SEED_LOCK_KEY = 727_002;
 // others' data.
 const SEEDS = { categories: 0x5eed_ca7, products: 0x5eed_9d0, users: 0x5eed_05e } as const;
 
-/** The seed's PRNG, re-exported for the tests that import it from here. */
-export { prng };
-
 class Rng {
   private readonly next: () => number;
   constructor(seed: number) {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { inject } from "vitest";
-import { prng } from "../../../db/seed";
+import { prng } from "../../../db/prng";
 import { EdgeCache, type EdgeCacheOptions, FlightRegistry } from "../../../src/cache";
 import { startGateway } from "../../../tools/upstash-gateway/server";
 
