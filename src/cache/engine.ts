@@ -1,4 +1,5 @@
 import { LoaderBackoffError, withBackoff } from "./backoff";
+import { inspectEntry, readFreshness } from "./inspect";
 import { assertGlob, assertName, type KeySpace, keySpace } from "./keys";
 import { L1Cache } from "./l1";
 import { jitterTtl, shouldRefreshEarly } from "./policy";
@@ -16,8 +17,6 @@ import {
   bumpTagsScript,
   bumpVersionScript,
   fillScript,
-  freshnessScript,
-  inspectScript,
   invalidateScript,
   purgeScript,
   readScript,
@@ -906,58 +905,8 @@ export class EdgeCache {
    * info.state; // "fresh" | "stale" | "fail-safe" | "absent"
    * ```
    */
-  async inspect(key: string, versionKey?: string): Promise<Inspection> {
-    const reply = decodeJson<{
-      now: number;
-      pttl: number;
-      leasePttl: number;
-      entry?: Record<string, string>;
-      version?: string | false;
-      tags?: Record<string, string | false>;
-    }>(
-      await runScript(
-        this.#redis,
-        inspectScript,
-        [
-          this.keys.entry(key),
-          this.keys.lease(key),
-          versionKey ? this.keys.version(versionKey) : "",
-        ],
-        [this.keys.prefix],
-      ),
-    );
-    const e = reply.entry;
-    const entry = e
-      ? {
-          value: JSON.parse(e.v ?? "null") as unknown,
-          version: e.ver ? Number(e.ver) : null,
-          createdAt: Number(e.ct),
-          freshUntil: Number(e.fu),
-          staleUntil: Number(e.su),
-          keepUntil: Number(e.xu),
-          loadTimeMs: Number(e.lt),
-          tags: e.tg ? (JSON.parse(e.tg) as Record<string, string>) : {},
-        }
-      : null;
-    const state = !entry
-      ? "absent"
-      : reply.now < entry.freshUntil
-        ? "fresh"
-        : reply.now < entry.staleUntil
-          ? "stale"
-          : "fail-safe";
-    return {
-      key,
-      now: reply.now,
-      entry,
-      state,
-      pttl: reply.pttl,
-      leasePttl: reply.leasePttl,
-      version: reply.version ? Number(reply.version) : null,
-      currentTags: Object.fromEntries(
-        Object.entries(reply.tags ?? {}).map(([k, v]) => [k, v === false ? null : v]),
-      ),
-    };
+  inspect(key: string, versionKey?: string): Promise<Inspection> {
+    return inspectEntry(this.#redis, this.keys, key, versionKey);
   }
 
   /**
@@ -1016,23 +965,8 @@ export class EdgeCache {
    * }
    * ```
    */
-  async freshness(
-    keys: readonly string[],
-  ): Promise<{ now: number; fresh: Map<string, number | null> }> {
-    if (keys.length === 0) return { now: Date.now(), fresh: new Map() };
-    const raw = decodeJson<{ now: number; f: Array<number | false> | Record<string, never> }>(
-      await runScript(
-        this.#redis,
-        freshnessScript,
-        keys.map((k) => this.keys.entry(k)),
-        [],
-      ),
-    );
-    const list = Array.isArray(raw.f) ? raw.f : [];
-    return {
-      now: raw.now,
-      fresh: new Map(keys.map((k, i) => [k, typeof list[i] === "number" ? list[i] : null])),
-    };
+  freshness(keys: readonly string[]): Promise<{ now: number; fresh: Map<string, number | null> }> {
+    return readFreshness(this.#redis, this.keys, keys);
   }
 
   /**
