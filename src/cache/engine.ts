@@ -154,7 +154,13 @@ interface FillReply {
 type Resolved<T> = Required<
   Pick<EntryOptions<T>, "ttl" | "staleTtl" | "jitter" | "leaseTtl" | "waitBudget">
 > &
-  EntryOptions<T> & { beta: number; failSafeMs: number; tagList: readonly string[] };
+  EntryOptions<T> & {
+    beta: number;
+    failSafeMs: number;
+    tagList: readonly string[];
+    /** `expiresAt` as epoch ms (a Date converted once), or undefined. */
+    expiresAtMs: number | undefined;
+  };
 
 // The wait budget outlasts the lease on purpose: a waiter behind a holder that died takes the
 // lease over when it expires instead of giving up and loading without filling.
@@ -694,12 +700,6 @@ export class EdgeCache {
       snapshot[tag] = token ? (counters[i] ?? bound) : bound;
     });
     for (const tag of lateTags(value, opts)) snapshot[tag] ??= bound;
-    const expiresAt =
-      opts.expiresAt === undefined
-        ? ""
-        : opts.expiresAt instanceof Date
-          ? opts.expiresAt.getTime()
-          : opts.expiresAt;
     const keys = [
       this.keys.entry(key),
       this.keys.lease(key),
@@ -713,7 +713,7 @@ export class EdgeCache {
       version === null ? "" : version,
       jitterTtl(opts.ttl, opts.jitter, this.#random),
       opts.staleTtl,
-      expiresAt,
+      opts.expiresAtMs ?? "",
       opts.failSafeMs,
       JSON.stringify(snapshot),
       Math.round(load.loadMs),
@@ -1014,6 +1014,7 @@ export class EdgeCache {
       tagList,
       beta: early === false ? 0 : early === true ? 1 : early.beta,
       failSafeMs: failSafe === false ? 0 : failSafe === true ? FAIL_SAFE_DEFAULT_MS : failSafe,
+      expiresAtMs: merged.expiresAt instanceof Date ? merged.expiresAt.getTime() : merged.expiresAt,
     };
   }
 
@@ -1030,9 +1031,10 @@ export class EdgeCache {
   }
 
   #loaded<T>(value: T, opts: Resolved<T>): CacheResult<T> {
-    const expiresAt = opts.expiresAt instanceof Date ? opts.expiresAt.getTime() : opts.expiresAt;
     const untilExpiry =
-      expiresAt === undefined ? Number.POSITIVE_INFINITY : Math.max(0, expiresAt - Date.now());
+      opts.expiresAtMs === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.max(0, opts.expiresAtMs - Date.now());
     return {
       value,
       status: "MISS",
