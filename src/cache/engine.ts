@@ -143,12 +143,10 @@ interface ReadReply {
   r?: string;
 }
 
+/** What the engine reads of fill.lua's reply (it also returns fu, su and now, which nothing reads). */
 interface FillReply {
   ok: boolean;
   r?: string;
-  fu?: number;
-  su?: number;
-  now: number;
 }
 
 type Resolved<T> = Required<
