@@ -26,8 +26,8 @@ import {
   DEFAULT_SHARDS,
   flushTelemetry,
   type IsolateTelemetry,
-  readCounters,
   readHotKeys,
+  readStats,
   telemetryFor,
 } from "./telemetry";
 import type {
@@ -916,24 +916,8 @@ export class EdgeCache {
    * const { hits, misses, hit_ratio } = await cache.stats();
    * ```
    */
-  async stats(): Promise<StatsSnapshot> {
-    const counters = await readCounters(
-      this.#redis,
-      this.keys,
-      this.#telemetry.shards,
-      this.#pending,
-    );
-    const hits = counters.hits ?? 0;
-    const stale = counters.stale_hits ?? 0;
-    const misses = counters.misses ?? 0;
-    const reads = hits + stale + misses;
-    return {
-      ...counters,
-      hits,
-      stale_hits: stale,
-      misses,
-      hit_ratio: reads === 0 ? 0 : (hits + stale) / reads,
-    };
+  stats(): Promise<StatsSnapshot> {
+    return readStats(this.#redis, this.keys, this.#telemetry.shards, this.#pending);
   }
 
   /**
