@@ -1,5 +1,13 @@
 import { LoaderBackoffError, withBackoff } from "./backoff";
 import { inspectEntry, readFreshness } from "./inspect";
+import {
+  advanceVersion,
+  applyChange,
+  bumpTags,
+  purgeStep,
+  type Target,
+  unlinkKeys,
+} from "./invalidate";
 import { assertGlob, assertName, type KeySpace, keySpace } from "./keys";
 import { L1Cache } from "./l1";
 import { jitterTtl, shouldRefreshEarly } from "./policy";
@@ -12,16 +20,7 @@ import {
 } from "./read/coalesce";
 import { nextCheckDelay } from "./read/wait";
 import { decodeJson, runScript, type ScriptClient } from "./redis";
-import {
-  applyScript,
-  bumpTagsScript,
-  bumpVersionScript,
-  fillScript,
-  invalidateScript,
-  purgeScript,
-  readScript,
-  releaseScript,
-} from "./scripts";
+import { fillScript, readScript, releaseScript } from "./scripts";
 import {
   DEFAULT_SHARDS,
   flushTelemetry,
@@ -733,16 +732,10 @@ export class EdgeCache {
    */
   async invalidate(...keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
-    const redisKeys = keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]);
+    const sent = unlinkKeys(this.#target, keys); // names checked before anything is sent
     for (const k of keys) this.#l1?.delete(k);
     try {
-      const removed = await runScript(
-        this.#redis,
-        invalidateScript,
-        [...redisKeys, this.#statsKey],
-        [],
-      );
-      return Number(removed);
+      return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "invalidate");
     }
@@ -773,28 +766,12 @@ export class EdgeCache {
     if (keys.length + tags.length + versions.length === 0) {
       return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };
     }
-    const redisKeys = [
-      this.#statsKey,
-      this.keys.tagClock,
-      ...keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]),
-      ...tags.map((t) => this.keys.tag(t)),
-      ...versions.flatMap(([name]) => [this.keys.version(name), this.keys.lease(name)]),
-    ];
+    const sent = applyChange(this.#target, keys, tags, versions);
     for (const k of keys) this.#l1?.delete(k);
     this.#l1?.deleteTagged(tags);
     if (versions.length > 0) this.#l1?.clear();
     try {
-      const reply = (await runScript(this.#redis, applyScript, redisKeys, [
-        keys.length,
-        tags.length,
-        versions.length,
-        ...versions.map(([, v]) => v),
-      ])) as unknown[];
-      return {
-        removed: Number(reply[0]),
-        tagsBumped: Number(reply[1]),
-        versionsAdvanced: Number(reply[2]),
-      };
+      return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "apply");
     }
@@ -811,17 +788,10 @@ export class EdgeCache {
    */
   async invalidateTags(...tags: string[]): Promise<Record<string, string>> {
     if (tags.length === 0) return {};
-    const keys = tags.map((t) => this.keys.tag(t));
+    const sent = bumpTags(this.#target, tags);
     this.#l1?.deleteTagged(tags);
     try {
-      const reply = await runScript(
-        this.#redis,
-        bumpTagsScript,
-        [...keys, this.keys.tagClock, this.#statsKey],
-        [],
-      );
-      const values = (reply as unknown[]).map(String);
-      return Object.fromEntries(tags.map((t, i) => [t, values[i] ?? ""]));
+      return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "invalidateTags");
     }
@@ -841,13 +811,10 @@ export class EdgeCache {
     id: string | number,
     version: number,
   ): Promise<{ previous: number | null; current: number }> {
-    const name = `${entity}:${id}`;
-    const keys = [this.keys.version(name), this.#statsKey, this.keys.lease(name)];
+    const sent = advanceVersion(this.#target, `${entity}:${id}`, version);
     this.#l1?.clear();
     try {
-      const reply = (await runScript(this.#redis, bumpVersionScript, keys, [version])) as unknown[];
-      const previous = reply[0] === "" || reply[0] === null ? null : Number(reply[0]);
-      return { previous, current: Number(reply[1]) };
+      return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "bumpVersion");
     }
@@ -870,22 +837,8 @@ export class EdgeCache {
   ): Promise<PurgeStep> {
     assertGlob(glob);
     this.#l1?.clear();
-    const budget = options.budget ?? 1000;
-    const count = Math.min(options.count ?? 250, budget);
     try {
-      const reply = (await runScript(
-        this.#redis,
-        purgeScript,
-        [this.#statsKey],
-        [this.keys.prefix, glob, options.cursor ?? "0", budget, count],
-      )) as unknown[];
-      const cursor = String(reply[0]);
-      return {
-        cursor,
-        done: cursor === "0",
-        deleted: Number(reply[1]),
-        scanned: Number(reply[2]),
-      };
+      return await purgeStep(this.#target, glob, options);
     } catch (error) {
       throw this.#writeFailure(error, "purgePattern");
     }
@@ -967,6 +920,11 @@ export class EdgeCache {
   /** This isolate's stats shard: every writing script counts there, never in one hot key. */
   get #statsKey(): string {
     return this.keys.stats(this.#pending.shard);
+  }
+
+  /** Where the invalidation requests go (invalidate.ts). */
+  get #target(): Target {
+    return { redis: this.#redis, keys: this.keys, statsKey: this.#statsKey };
   }
 
   // ---------------------------------------------------------------- helpers
