@@ -1,4 +1,13 @@
 import { LoaderBackoffError, withBackoff } from "./backoff";
+import { inspectEntry, readFreshness } from "./inspect";
+import {
+  advanceVersion,
+  applyChange,
+  bumpTags,
+  purgeStep,
+  type Target,
+  unlinkKeys,
+} from "./invalidate";
 import { assertGlob, assertName, type KeySpace, keySpace } from "./keys";
 import { L1Cache } from "./l1";
 import { jitterTtl, shouldRefreshEarly } from "./policy";
@@ -11,24 +20,13 @@ import {
 } from "./read/coalesce";
 import { nextCheckDelay } from "./read/wait";
 import { decodeJson, runScript, type ScriptClient } from "./redis";
-import {
-  applyScript,
-  bumpTagsScript,
-  bumpVersionScript,
-  fillScript,
-  freshnessScript,
-  inspectScript,
-  invalidateScript,
-  purgeScript,
-  readScript,
-  releaseScript,
-} from "./scripts";
+import { fillScript, readScript, releaseScript } from "./scripts";
 import {
   DEFAULT_SHARDS,
   flushTelemetry,
   type IsolateTelemetry,
-  readCounters,
   readHotKeys,
+  readStats,
   telemetryFor,
 } from "./telemetry";
 import type {
@@ -144,18 +142,22 @@ interface ReadReply {
   r?: string;
 }
 
+/** What the engine reads of fill.lua's reply (it also returns fu, su and now, which nothing reads). */
 interface FillReply {
   ok: boolean;
   r?: string;
-  fu?: number;
-  su?: number;
-  now: number;
 }
 
 type Resolved<T> = Required<
   Pick<EntryOptions<T>, "ttl" | "staleTtl" | "jitter" | "leaseTtl" | "waitBudget">
 > &
-  EntryOptions<T> & { beta: number; failSafeMs: number; tagList: readonly string[] };
+  EntryOptions<T> & {
+    beta: number;
+    failSafeMs: number;
+    tagList: readonly string[];
+    /** `expiresAt` as epoch ms (a Date converted once), or undefined. */
+    expiresAtMs: number | undefined;
+  };
 
 // The wait budget outlasts the lease on purpose: a waiter behind a holder that died takes the
 // lease over when it expires instead of giving up and loading without filling.
@@ -695,12 +697,6 @@ export class EdgeCache {
       snapshot[tag] = token ? (counters[i] ?? bound) : bound;
     });
     for (const tag of lateTags(value, opts)) snapshot[tag] ??= bound;
-    const expiresAt =
-      opts.expiresAt === undefined
-        ? ""
-        : opts.expiresAt instanceof Date
-          ? opts.expiresAt.getTime()
-          : opts.expiresAt;
     const keys = [
       this.keys.entry(key),
       this.keys.lease(key),
@@ -714,7 +710,7 @@ export class EdgeCache {
       version === null ? "" : version,
       jitterTtl(opts.ttl, opts.jitter, this.#random),
       opts.staleTtl,
-      expiresAt,
+      opts.expiresAtMs ?? "",
       opts.failSafeMs,
       JSON.stringify(snapshot),
       Math.round(load.loadMs),
@@ -736,16 +732,10 @@ export class EdgeCache {
    */
   async invalidate(...keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
-    const redisKeys = keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]);
+    const sent = unlinkKeys(this.#target, keys); // names checked before anything is sent
     for (const k of keys) this.#l1?.delete(k);
     try {
-      const removed = await runScript(
-        this.#redis,
-        invalidateScript,
-        [...redisKeys, this.#statsKey],
-        [],
-      );
-      return Number(removed);
+      return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "invalidate");
     }
@@ -776,28 +766,12 @@ export class EdgeCache {
     if (keys.length + tags.length + versions.length === 0) {
       return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };
     }
-    const redisKeys = [
-      this.#statsKey,
-      this.keys.tagClock,
-      ...keys.flatMap((k) => [this.keys.entry(k), this.keys.lease(k)]),
-      ...tags.map((t) => this.keys.tag(t)),
-      ...versions.flatMap(([name]) => [this.keys.version(name), this.keys.lease(name)]),
-    ];
+    const sent = applyChange(this.#target, keys, tags, versions);
     for (const k of keys) this.#l1?.delete(k);
     this.#l1?.deleteTagged(tags);
     if (versions.length > 0) this.#l1?.clear();
     try {
-      const reply = (await runScript(this.#redis, applyScript, redisKeys, [
-        keys.length,
-        tags.length,
-        versions.length,
-        ...versions.map(([, v]) => v),
-      ])) as unknown[];
-      return {
-        removed: Number(reply[0]),
-        tagsBumped: Number(reply[1]),
-        versionsAdvanced: Number(reply[2]),
-      };
+      return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "apply");
     }
@@ -814,17 +788,10 @@ export class EdgeCache {
    */
   async invalidateTags(...tags: string[]): Promise<Record<string, string>> {
     if (tags.length === 0) return {};
-    const keys = tags.map((t) => this.keys.tag(t));
+    const sent = bumpTags(this.#target, tags);
     this.#l1?.deleteTagged(tags);
     try {
-      const reply = await runScript(
-        this.#redis,
-        bumpTagsScript,
-        [...keys, this.keys.tagClock, this.#statsKey],
-        [],
-      );
-      const values = (reply as unknown[]).map(String);
-      return Object.fromEntries(tags.map((t, i) => [t, values[i] ?? ""]));
+      return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "invalidateTags");
     }
@@ -844,13 +811,10 @@ export class EdgeCache {
     id: string | number,
     version: number,
   ): Promise<{ previous: number | null; current: number }> {
-    const name = `${entity}:${id}`;
-    const keys = [this.keys.version(name), this.#statsKey, this.keys.lease(name)];
+    const sent = advanceVersion(this.#target, `${entity}:${id}`, version);
     this.#l1?.clear();
     try {
-      const reply = (await runScript(this.#redis, bumpVersionScript, keys, [version])) as unknown[];
-      const previous = reply[0] === "" || reply[0] === null ? null : Number(reply[0]);
-      return { previous, current: Number(reply[1]) };
+      return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "bumpVersion");
     }
@@ -873,22 +837,8 @@ export class EdgeCache {
   ): Promise<PurgeStep> {
     assertGlob(glob);
     this.#l1?.clear();
-    const budget = options.budget ?? 1000;
-    const count = Math.min(options.count ?? 250, budget);
     try {
-      const reply = (await runScript(
-        this.#redis,
-        purgeScript,
-        [this.#statsKey],
-        [this.keys.prefix, glob, options.cursor ?? "0", budget, count],
-      )) as unknown[];
-      const cursor = String(reply[0]);
-      return {
-        cursor,
-        done: cursor === "0",
-        deleted: Number(reply[1]),
-        scanned: Number(reply[2]),
-      };
+      return await purgeStep(this.#target, glob, options);
     } catch (error) {
       throw this.#writeFailure(error, "purgePattern");
     }
@@ -906,58 +856,8 @@ export class EdgeCache {
    * info.state; // "fresh" | "stale" | "fail-safe" | "absent"
    * ```
    */
-  async inspect(key: string, versionKey?: string): Promise<Inspection> {
-    const reply = decodeJson<{
-      now: number;
-      pttl: number;
-      leasePttl: number;
-      entry?: Record<string, string>;
-      version?: string | false;
-      tags?: Record<string, string | false>;
-    }>(
-      await runScript(
-        this.#redis,
-        inspectScript,
-        [
-          this.keys.entry(key),
-          this.keys.lease(key),
-          versionKey ? this.keys.version(versionKey) : "",
-        ],
-        [this.keys.prefix],
-      ),
-    );
-    const e = reply.entry;
-    const entry = e
-      ? {
-          value: JSON.parse(e.v ?? "null") as unknown,
-          version: e.ver ? Number(e.ver) : null,
-          createdAt: Number(e.ct),
-          freshUntil: Number(e.fu),
-          staleUntil: Number(e.su),
-          keepUntil: Number(e.xu),
-          loadTimeMs: Number(e.lt),
-          tags: e.tg ? (JSON.parse(e.tg) as Record<string, string>) : {},
-        }
-      : null;
-    const state = !entry
-      ? "absent"
-      : reply.now < entry.freshUntil
-        ? "fresh"
-        : reply.now < entry.staleUntil
-          ? "stale"
-          : "fail-safe";
-    return {
-      key,
-      now: reply.now,
-      entry,
-      state,
-      pttl: reply.pttl,
-      leasePttl: reply.leasePttl,
-      version: reply.version ? Number(reply.version) : null,
-      currentTags: Object.fromEntries(
-        Object.entries(reply.tags ?? {}).map(([k, v]) => [k, v === false ? null : v]),
-      ),
-    };
+  inspect(key: string, versionKey?: string): Promise<Inspection> {
+    return inspectEntry(this.#redis, this.keys, key, versionKey);
   }
 
   /**
@@ -969,24 +869,8 @@ export class EdgeCache {
    * const { hits, misses, hit_ratio } = await cache.stats();
    * ```
    */
-  async stats(): Promise<StatsSnapshot> {
-    const counters = await readCounters(
-      this.#redis,
-      this.keys,
-      this.#telemetry.shards,
-      this.#pending,
-    );
-    const hits = counters.hits ?? 0;
-    const stale = counters.stale_hits ?? 0;
-    const misses = counters.misses ?? 0;
-    const reads = hits + stale + misses;
-    return {
-      ...counters,
-      hits,
-      stale_hits: stale,
-      misses,
-      hit_ratio: reads === 0 ? 0 : (hits + stale) / reads,
-    };
+  stats(): Promise<StatsSnapshot> {
+    return readStats(this.#redis, this.keys, this.#telemetry.shards, this.#pending);
   }
 
   /**
@@ -1016,23 +900,8 @@ export class EdgeCache {
    * }
    * ```
    */
-  async freshness(
-    keys: readonly string[],
-  ): Promise<{ now: number; fresh: Map<string, number | null> }> {
-    if (keys.length === 0) return { now: Date.now(), fresh: new Map() };
-    const raw = decodeJson<{ now: number; f: Array<number | false> | Record<string, never> }>(
-      await runScript(
-        this.#redis,
-        freshnessScript,
-        keys.map((k) => this.keys.entry(k)),
-        [],
-      ),
-    );
-    const list = Array.isArray(raw.f) ? raw.f : [];
-    return {
-      now: raw.now,
-      fresh: new Map(keys.map((k, i) => [k, typeof list[i] === "number" ? list[i] : null])),
-    };
+  freshness(keys: readonly string[]): Promise<{ now: number; fresh: Map<string, number | null> }> {
+    return readFreshness(this.#redis, this.keys, keys);
   }
 
   /**
@@ -1051,6 +920,11 @@ export class EdgeCache {
   /** This isolate's stats shard: every writing script counts there, never in one hot key. */
   get #statsKey(): string {
     return this.keys.stats(this.#pending.shard);
+  }
+
+  /** Where the invalidation requests go (invalidate.ts). */
+  get #target(): Target {
+    return { redis: this.#redis, keys: this.keys, statsKey: this.#statsKey };
   }
 
   // ---------------------------------------------------------------- helpers
@@ -1080,6 +954,7 @@ export class EdgeCache {
       tagList,
       beta: early === false ? 0 : early === true ? 1 : early.beta,
       failSafeMs: failSafe === false ? 0 : failSafe === true ? FAIL_SAFE_DEFAULT_MS : failSafe,
+      expiresAtMs: merged.expiresAt instanceof Date ? merged.expiresAt.getTime() : merged.expiresAt,
     };
   }
 
@@ -1096,9 +971,10 @@ export class EdgeCache {
   }
 
   #loaded<T>(value: T, opts: Resolved<T>): CacheResult<T> {
-    const expiresAt = opts.expiresAt instanceof Date ? opts.expiresAt.getTime() : opts.expiresAt;
     const untilExpiry =
-      expiresAt === undefined ? Number.POSITIVE_INFINITY : Math.max(0, expiresAt - Date.now());
+      opts.expiresAtMs === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.max(0, opts.expiresAtMs - Date.now());
     return {
       value,
       status: "MISS",

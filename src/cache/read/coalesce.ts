@@ -83,11 +83,6 @@ export class Flight {
     return this.#deferred;
   }
 
-  /** When the leader expects to be done at the latest (epoch ms); past it, it counts as gone. */
-  get deadline(): number {
-    return this.#deadline;
-  }
-
   /** Still worth waiting for: not settled and not past its deadline. */
   alive(now = Date.now()): boolean {
     return this.#outcome === undefined && now <= this.#deadline + GRACE_MS;
@@ -164,11 +159,6 @@ export class FlightRegistry {
 
   finish(id: string, flight: Flight): void {
     if (this.#flights.get(id) === flight) this.#flights.delete(id);
-  }
-
-  /** Flights in progress (tests). */
-  get size(): number {
-    return this.#flights.size;
   }
 
   /** Remembers a measured load time: per key, and a moving average per prefix. */

@@ -5,4 +5,4 @@ export {
   type TelemetryBatch,
   telemetryFor,
 } from "./isolate";
-export { readCounters, readHotKeys } from "./query";
+export { readHotKeys, readStats } from "./query";

@@ -1,24 +1,25 @@
 import type { KeySpace } from "../keys";
 import { runScript, type ScriptClient } from "../redis";
 import { hotKeysScript, statsReadScript } from "../scripts";
-import type { HotKey } from "../types";
+import type { HotKey, StatsSnapshot } from "../types";
 import type { HotWindows } from "./flush";
 import type { IsolateTelemetry } from "./isolate";
 
 /**
  * Counters of every isolate: the N stats shards summed in ONE read-only request, plus what
- * this isolate counted and has not flushed yet (so a caller sees its own counts at once).
+ * this isolate counted and has not flushed yet (so a caller sees its own counts at once), with
+ * `hit_ratio = (hits + stale_hits) / (hits + stale_hits + misses)` (0 before any read).
  *
  * @example
- *   const counters = await readCounters(redis, keySpace("ec"), 8, telemetryFor("ec"));
- *   counters.hits; // every isolate's hits
+ *   const stats = await readStats(redis, keySpace("ec"), 8, telemetryFor("ec"));
+ *   stats.hits; // every isolate's hits
  */
-export async function readCounters(
+export async function readStats(
   redis: ScriptClient,
   keys: KeySpace,
   shards: number,
   telemetry: IsolateTelemetry,
-): Promise<Record<string, number>> {
+): Promise<StatsSnapshot> {
   // A flush under way is waited for (no new request): its counts are then in Redis, once.
   await telemetry.inflight?.catch(() => {});
   const shardKeys = Array.from({ length: shards }, (_, i) => keys.stats(i));
@@ -28,7 +29,17 @@ export async function readCounters(
   for (const [field, delta] of telemetry.pendingCounters()) {
     counters[field] = (counters[field] ?? 0) + delta;
   }
-  return counters;
+  const hits = counters.hits ?? 0;
+  const stale = counters.stale_hits ?? 0;
+  const misses = counters.misses ?? 0;
+  const reads = hits + stale + misses;
+  return {
+    ...counters,
+    hits,
+    stale_hits: stale,
+    misses,
+    hit_ratio: reads === 0 ? 0 : (hits + stale) / reads,
+  };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jitterTtl, shouldRefreshEarly } from "../../../src/cache";
+import { InvalidKeyError, jitterTtl, shouldRefreshEarly } from "../../../src/cache";
 import { type CacheHarness, cacheHarness, seeded, sleep } from "./harness";
 
 let h: CacheHarness;
@@ -158,6 +158,23 @@ describe("pattern purge", () => {
     await expect(cache.getOrLoad("product:*", async () => 1)).rejects.toThrow(/Invalid cache key/);
     await expect(cache.invalidateTags("cat[1]")).rejects.toThrow(/Invalid cache tag/);
     await expect(cache.invalidate("a b")).rejects.toThrow(/Invalid cache key/);
+  });
+
+  it("an invalid name in a write is a caller bug (InvalidKeyError), not a Redis fault, and sends nothing", async () => {
+    const cache = h.cache();
+    await h.resetCounter();
+    // CacheWriteError means "Redis is unreachable, use the outbox": a bad name must not look like one.
+    const calls = [
+      cache.invalidate("ok", "a b"),
+      cache.invalidateTags("ok", "cat[1]"),
+      cache.apply({ keys: ["ok"], tags: ["t*"] }),
+      cache.apply({ versions: { "v 1": 2 } }),
+      cache.bumpVersion("product", "4 2", 1),
+      cache.purgePattern("a b*"),
+    ];
+    for (const call of calls) await expect(call).rejects.toBeInstanceOf(InvalidKeyError);
+    expect(await h.requests()).toBe(0);
+    expect((await cache.stats()).redis_errors ?? 0).toBe(0);
   });
 });
 

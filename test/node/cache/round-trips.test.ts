@@ -106,6 +106,35 @@ describe("round trips", () => {
     expect(await h.requests()).toBe(2); // + the fill
   });
 
+  it("a HIT that triggers an early refresh: 2 requests more, neither awaited by the response", async () => {
+    const early = h.cache({
+      random: () => 0.5, // -ln(0.5) ≈ 0.69: XFetch fires with this beta
+      telemetry: { flushIntervalMs: 3_600_000 }, // no stats flush in the count
+    });
+    const opts = { ttl: 60_000, jitter: 0, earlyRefresh: { beta: 1e6 } };
+    const slow = async () => {
+      await sleep(20);
+      return "v1";
+    };
+    await early.getOrLoad("xf", slow, opts); // stores lt ≈ 20 ms
+    await h.resetCounter();
+    const background: Promise<unknown>[] = [];
+    const loading = gate<string>();
+    const hit = await early.getOrLoad("xf", loading.load, {
+      ...opts,
+      waitUntil: (p) => background.push(p),
+    });
+    expect(hit.status).toBe("HIT"); // answered while the refresh's loader is still held
+    await loading.started; // the refresh's read has answered: it holds the lease
+    // The HIT's read, and the read that takes the lease (the HIT's read did not: XFetch is
+    // decided on its reply).
+    expect(await h.requests()).toBe(2);
+    loading.open("v2");
+    await Promise.all(background);
+    expect(await h.requests()).toBe(3); // + the fill
+    expect((await early.get<string>("xf"))?.value).toBe("v2");
+  });
+
   it("write-through and bumpVersion: 1 request each", async () => {
     await cache.writeThrough("user:1", { v: 2 }, 2);
     expect(await h.requests()).toBe(1);
