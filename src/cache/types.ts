@@ -67,6 +67,15 @@ export interface EntryOptions<T> {
    * the loader's error as `cause`). Per isolate, see `backoff.ts`. Default 0 (off).
    */
   loaderBackoff?: number;
+  /**
+   * Where a hit is served on an Upstash Global database (src/cache/README.md, "Consistency").
+   * `strict` (default): on the primary (a read-only, key-locked `EVALSHA`), so every
+   * acknowledged write is seen. `replica`: an `EVALSHA_RO` the nearest read replica may serve;
+   * other clients' writes show after at most the replication lag, and a client's own writes at
+   * once when it carries its sync position (the client's `readYourWritesSyncToken`). On a
+   * regional database both read the same server.
+   */
+  consistency?: "strict" | "replica";
 }
 
 export interface CacheResult<T> {
