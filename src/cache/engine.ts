@@ -537,6 +537,9 @@ export class EdgeCache {
     flight?: Flight,
   ): Promise<CacheResult<T>> {
     let loaded: { value: T; ms: number };
+    // The load reads the source after this: followers that joined before it may take its value
+    // without waiting for the fill (Flight.offer).
+    const loadSeq = flight?.sending();
     try {
       loaded = await this.#timed(loader, key);
     } catch (error) {
@@ -549,10 +552,13 @@ export class EdgeCache {
       throw error;
     }
     if (!cacheable(loaded.value, opts)) {
+      const answer = loadedResult(loaded.value, opts);
+      flight?.settle({ ok: true, result: answer, vouchedAt: loadSeq });
       await this.#afterResponse(opts, this.#release(key, reply.tok ?? ""), "lease release");
-      return loadedResult(loaded.value, opts);
+      return answer;
     }
     const result = loadedResult(loaded.value, opts);
+    flight?.offer({ ok: true, result, vouchedAt: loadSeq });
     // Into L1 before the fill: a refused fill then removes it again, whenever it completes.
     this.#l1?.set(key, result.value, result.version, [
       ...opts.tagList,
