@@ -10,7 +10,7 @@
  * redis-server of our own (CPU from INFO cpu, per-command time from INFO commandstats); the
  * client is this process (process.cpuUsage). Modes:
  *   raw-get, raw-evalsha   prebuilt /pipeline bodies over node:http (no @upstash/redis):
- *                          what the gateway and Redis spend on a GET vs an EVALSHA of read.lua
+ *                          what the gateway and Redis spend on a GET vs an EVALSHA of hit.lua
  *   get                    @upstash/redis `get` of a cached row (the client's floor)
  *   edgecache, unkey       the bench's contenders (bench/contenders), getOrLoad / swr hits
  */
@@ -20,7 +20,7 @@ import http from "node:http";
 import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { EdgeCache } from "../src/cache/index";
-import { readScript } from "../src/cache/scripts/index";
+import { hitScript } from "../src/cache/scripts/index";
 import { startOwnRedis } from "../tools/lib/own-redis";
 import { edgecache } from "./contenders/edgecache";
 import { unkey } from "./contenders/unkey";
@@ -154,19 +154,16 @@ async function main() {
     contenders[m.id] = c;
   }
   // The raw GET reads a string of the same row as JSON; the raw EVALSHA sends what edgecache's
-  // getOrLoad sends for these keys (its KeySpace, a fresh 24-hex token, the same args).
+  // hit sends for these keys (entry, lease, version key; no tags).
   const ks = new EdgeCache({ redis: env("x").upstash(), prefix: "p-edgecache" }).keys;
   const upstash = env("x").upstash();
   for (const k of keys) await upstash.set(`raw:${k}`, await db.load(k, 0));
-  const token = "0123456789abcdef01234567";
   const bodies: Record<string, (i: number) => string> = {
     "raw-get": (i) => JSON.stringify([["get", `raw:${keys[i % KEYS]}`]]),
     "raw-evalsha": (i) => {
       const k = keys[i % KEYS] as string;
-      const ekeys = [ks.entry(k), ks.lease(k), ks.version(k), ks.tagClock];
-      return JSON.stringify([
-        ["evalsha", readScript.sha1, ekeys.length, ...ekeys, token, 15000, ks.prefix, "0", 0],
-      ]);
+      const ekeys = [ks.entry(k), ks.lease(k), ks.version(k)];
+      return JSON.stringify([["evalsha", hitScript.sha1, ekeys.length, ...ekeys, "1", "[]"]]);
     },
   };
   const getClient = env("x").upstash();
