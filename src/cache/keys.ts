@@ -76,6 +76,18 @@ export function assertName(kind: string, name: string): string {
  * ```
  */
 export function keySpace(prefix: string): KeySpace {
+  // Engines are built per request: one KeySpace per prefix per isolate is enough.
+  let space = spaces.get(prefix);
+  if (!space) {
+    space = buildKeySpace(prefix);
+    spaces.set(prefix, space);
+  }
+  return space;
+}
+
+const spaces = new Map<string, KeySpace>();
+
+function buildKeySpace(prefix: string): KeySpace {
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(prefix)) {
     throw new Error(`Invalid cache prefix ${JSON.stringify(prefix)}: use 1-32 of A-Z a-z 0-9 _ -`);
   }
