@@ -36,7 +36,7 @@ async function answered(before: string | undefined, after: string | undefined, u
     return c.text("ok");
   });
   const res = await app.request(url);
-  return { header: res.headers.get("x-sync-token"), cookies: res.headers.getSetCookie() };
+  return { header: res.headers.get("x-sync-token"), cookies: res.headers.getAll("set-cookie") };
 }
 
 describe("reading the position a request carries", () => {
@@ -119,7 +119,7 @@ describe("through the Worker", () => {
     expect(res.status).toBe(200);
     const token = res.headers.get("x-sync-token") ?? "";
     expect(token).toMatch(TOKEN);
-    expect(res.headers.getSetCookie()).toContainEqual(
+    expect(res.headers.getAll("set-cookie")).toContainEqual(
       `ec_sync=${token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=300`,
     );
   });
@@ -139,12 +139,13 @@ describe("through the Worker", () => {
   });
 
   it("serves a request with a malformed position as if it carried none, never an error", async () => {
-    for (const headers of [
+    const malformed: Record<string, string>[] = [
       { "x-sync-token": "x".repeat(500) },
       { "x-sync-token": "a b" },
       { cookie: "ec_sync=%%%; other=1" },
       { cookie: `ec_sync=${"9".repeat(300)}` },
-    ]) {
+    ];
+    for (const headers of malformed) {
       const res = await api<ProductDetail>("GET", "/products/1", { headers });
       expect(res.status).toBe(200);
       expect(res.body.id).toBe(1);
@@ -154,7 +155,7 @@ describe("through the Worker", () => {
 
   it("accepts the position as a cookie (what a browser sends back)", async () => {
     const first = await api("GET", "/products/3");
-    const cookie = (first.headers.getSetCookie()[0] ?? "").split(";")[0] ?? "";
+    const cookie = (first.headers.getAll("set-cookie")[0] ?? "").split(";")[0] ?? "";
     expect(cookie).toMatch(/^ec_sync=/);
     const res = await api<ProductDetail>("GET", "/products/3", { headers: { cookie } });
     expect(res.status).toBe(200);
@@ -167,7 +168,7 @@ describe("through the Worker", () => {
     const res = await api("GET", "/openapi.json", { headers: { "x-sync-token": "12" } });
     expect(res.status).toBe(200);
     expect(res.headers.get("x-sync-token")).toBeNull();
-    expect(res.headers.getSetCookie()).toEqual([]);
+    expect(res.headers.getAll("set-cookie")).toEqual([]);
   });
 });
 
