@@ -8,9 +8,11 @@ import {
   type Target,
   unlinkKeys,
 } from "./invalidate";
-import { assertGlob, assertName, type KeySpace, keySpace } from "./keys";
+import { assertGlob, type KeySpace, keySpace } from "./keys";
 import { L1Cache } from "./l1";
+import { cacheable, lateTags, type Resolved, resolveOptions } from "./options";
 import { jitterTtl, shouldRefreshEarly } from "./policy";
+import { acquire } from "./read/acquire";
 import {
   coalesce,
   type Flight,
@@ -18,9 +20,12 @@ import {
   flightId,
   isolateFlights,
 } from "./read/coalesce";
+import { type ReadTarget, readHit } from "./read/hit";
+import { declaredTags, isolateKnown, type KnownEntries } from "./read/known";
+import { fromEntry, type ReadReply } from "./read/reply";
+import { loadedResult } from "./read/result";
 import { nextCheckDelay } from "./read/wait";
-import { decodeJson, runScript, type ScriptClient } from "./redis";
-import { fillScript, readScript, releaseScript } from "./scripts";
+import type { ScriptClient } from "./redis";
 import {
   DEFAULT_SHARDS,
   flushTelemetry,
@@ -38,6 +43,7 @@ import type {
   StatsSnapshot,
   WriteResult,
 } from "./types";
+import { type FillReply, releaseLease, snapshotTags, storeEntry } from "./write/fill";
 
 /**
  * What an engine is built from. Only `redis` is required.
@@ -92,6 +98,11 @@ export interface EdgeCacheOptions {
    * (tests that model several isolates in one process; two Redis databases under one prefix).
    */
   flights?: FlightRegistry;
+  /**
+   * What the isolate learned of entries (their tags, whether they were fresh): module scope by
+   * default, like `flights`. Pass a `new KnownEntries()` to model a separate isolate in tests.
+   */
+  known?: KnownEntries;
   /** Called on every swallowed cache fault (Redis down, background refresh failure). */
   onError?: (error: unknown, operation: string) => void;
 }
@@ -120,70 +131,6 @@ export class CacheWriteError extends Error {
   }
 }
 
-interface ReadReply {
-  now: number;
-  s: "HIT" | "STALE" | "MISS";
-  tok?: string;
-  tg?: string[] | Record<string, never>;
-  wait?: number;
-  /** Waiter: ms until the lease holder expects its load done (announced; ≤ 0 overdue). */
-  eta?: number;
-  /** Waiter: the load time the lease holder announced (ms). */
-  est?: number;
-  /** The version key's value when the lease was granted (0 when absent). */
-  cv?: number;
-  v?: string;
-  ver?: string;
-  fu?: number;
-  su?: number;
-  lt?: number;
-  ct?: number;
-  fs?: boolean;
-  r?: string;
-}
-
-/** What the engine reads of fill.lua's reply (it also returns fu, su and now, which nothing reads). */
-interface FillReply {
-  ok: boolean;
-  r?: string;
-}
-
-type Resolved<T> = Required<
-  Pick<EntryOptions<T>, "ttl" | "staleTtl" | "jitter" | "leaseTtl" | "waitBudget">
-> &
-  EntryOptions<T> & {
-    beta: number;
-    failSafeMs: number;
-    tagList: readonly string[];
-    /** `expiresAt` as epoch ms (a Date converted once), or undefined. */
-    expiresAtMs: number | undefined;
-  };
-
-// The wait budget outlasts the lease on purpose: a waiter behind a holder that died takes the
-// lease over when it expires instead of giving up and loading without filling.
-const DEFAULTS = { ttl: 60_000, staleTtl: 0, jitter: 0.1, leaseTtl: 2_000, waitBudget: 2_500 };
-const FAIL_SAFE_DEFAULT_MS = 3_600_000;
-
-/** Tags known only from the loaded value (`tagsOf`), validated like every other name. */
-function lateTags<T>(value: T, opts: EntryOptions<T>): string[] {
-  if (!opts.tagsOf || value === null || value === undefined) return [];
-  return opts.tagsOf(value).map((t) => assertName("tag", t));
-}
-
-/**
- * JSON has no undefined: a loader returning it is answered but not cached. A null ("not
- * found") under a version key is cached only with `negativeTtl` (as the version captured with
- * the lease, see `#fill`); an unversioned null is cached (negative caching). `cacheIf` can
- * refuse any other value.
- */
-function cacheable<T>(value: T, opts: Resolved<T>): boolean {
-  if (value === undefined) return false;
-  if (value === null && opts.versionKey && !(opts.negativeTtl && opts.negativeTtl > 0)) {
-    return false;
-  }
-  return opts.cacheIf ? opts.cacheIf(value) : true;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function newToken(): string {
@@ -194,8 +141,8 @@ function newToken(): string {
 
 /**
  * The cache engine: cache-aside with leases, write-through with version CAS, tag and version
- * invalidation, SWR, XFetch, fail-safe. Each operation is one Redis request (a Lua script);
- * see src/cache/README.md for the invariants and their race diagrams. Build one per request
+ * invalidation, SWR, XFetch, fail-safe. A hit is one read-only request; every other operation
+ * is one Redis request (a Lua script) too, a miss two plus the fill; see src/cache/README.md for the invariants and their race diagrams. Build one per request
  * (cheap, no I/O); share an `L1Cache` across requests if you use one.
  *
  * @example
@@ -229,6 +176,8 @@ export class EdgeCache {
   readonly #pending: IsolateTelemetry;
   readonly #telemetry: { shards: number; flushIntervalMs: number; maxBatch: number };
   readonly #flights: FlightRegistry;
+  /** What the isolate learned of entries: tags to declare, miss prediction (read/known.ts). */
+  readonly #known: KnownEntries;
 
   constructor(options: EdgeCacheOptions) {
     this.#redis = options.redis;
@@ -256,15 +205,19 @@ export class EdgeCache {
     };
     this.#coalesce = options.coalesce ?? true;
     this.#flights = options.flights ?? isolateFlights;
+    this.#known = options.known ?? isolateKnown;
     this.#onError = options.onError ?? ((error, op) => console.warn(`edgecache ${op}:`, error));
   }
 
   // ---------------------------------------------------------------- reads
 
   /**
-   * Cache-aside read. HIT and STALE cost one request; a MISS costs one before the loader and
-   * one fill (in `waitUntil` when given). Never throws for a cache fault: with Redis down the
-   * loader's value comes back as BYPASS. Loader errors propagate unless a fail-safe entry exists.
+   * Cache-aside read. A fresh hit costs one read-only request (`hit.lua`, replica-servable with
+   * `consistency: "replica"`); a miss costs the writing `acquire.lua` (which takes the lease),
+   * the loader, and one fill (in `waitUntil` when given). A key this isolate has no fresh record
+   * of goes straight to `acquire.lua` in strict mode (it serves a hit too). Never throws for a
+   * cache fault: with Redis down the loader's value comes back as BYPASS. Loader errors
+   * propagate unless a fail-safe entry exists.
    *
    * @example
    * ```ts
@@ -284,7 +237,7 @@ export class EdgeCache {
     loader: () => Promise<T>,
     options: EntryOptions<T> = {},
   ): Promise<CacheResult<T>> {
-    const opts = this.#resolve(key, options);
+    const opts = resolveOptions(key, this.#defaults, options);
     if (opts.versionKey && !opts.versionOf) {
       throw new TypeError(
         `cache key ${key}: versionKey needs versionOf to read the loaded version`,
@@ -312,7 +265,9 @@ export class EdgeCache {
     // ---- isolate-scope coalescing (src/cache/read/coalesce.ts)
     return coalesce<T>({
       registry: this.#flights,
-      id: flightId(this.keys.prefix, key, opts.versionKey),
+      // Replica reads share a load only with requests at the same sync position: a request
+      // that carries its own newer write must not take a value read before the replica had it.
+      id: flightId(this.keys.prefix, key, opts.versionKey, opts.replica ? this.#syncPosition : ""),
       waitBudget: opts.waitBudget,
       leaseTtl: opts.leaseTtl,
       lead: (flight, budget) =>
@@ -322,15 +277,16 @@ export class EdgeCache {
         // Same as before: a follower whose budget ran out loads itself, without filling.
         this.#pending.add("lease_timeouts");
         const { value } = await this.#timed(loader);
-        return { ...this.#loaded(value, opts), waitedMs };
+        return { ...loadedResult(value, opts), waitedMs };
       },
       onFollow: () => this.#pending.add("coalesced"),
     });
   }
 
   /**
-   * Reads without loading or taking a lease: the cached value (HIT or STALE) or null. A Redis
-   * fault reads as null (and is counted), like any cache miss.
+   * Reads without loading or taking a lease: the cached value (HIT or STALE) or null. One
+   * read-only request (two when the entry has tags this isolate did not know). A Redis fault
+   * reads as null (and is counted), like any cache miss.
    *
    * @example
    * ```ts
@@ -340,19 +296,21 @@ export class EdgeCache {
    */
   async get<T>(
     key: string,
-    options: Pick<EntryOptions<T>, "versionKey"> = {},
+    options: Pick<EntryOptions<T>, "versionKey" | "consistency"> = {},
   ): Promise<CacheResult<T> | null> {
+    const opts = resolveOptions(key, this.#defaults, { ...options, tags: [] });
     this.#pending.add("reads");
     this.#flushIfDue(this.#defaults.waitUntil);
     let reply: ReadReply;
     try {
-      reply = await this.#read(key, { ...options, tagList: [] }, "", false);
+      reply = await this.#hit(key, opts);
     } catch (error) {
       this.#fault(error, "get");
       return null;
     }
+    this.#count(key, reply, { sample: false, draw: 1 });
     if (!reply.v || reply.s === "MISS") return null;
-    return this.#fromEntry<T>(reply, reply.s);
+    return fromEntry<T>(reply, reply.s);
   }
 
   async #getOrLoad<T>(
@@ -370,47 +328,53 @@ export class EdgeCache {
     let waited = false;
     let backoffs = 0;
     for (;;) {
-      let reply: ReadReply;
+      let look: { reply: ReadReply; seq: number | undefined };
       const sent = Date.now();
       busyFor(opts.leaseTtl); // a read, then possibly a load under a lease of this length
-      const readSeq = flight?.sending();
+      // Drawn before the request, as every read always has (seeded tests rely on the sequence).
+      const draw = this.#random();
       try {
-        reply = await this.#read(key, opts, newToken(), false, waited);
+        look = await this.#look(key, opts, waited, flight);
       } catch (error) {
         this.#fault(error, "read");
         this.#pending.add("bypass");
         return this.#bypass(loader, opts);
       }
+      const { reply, seq } = look;
+      this.#count(key, reply, { sample: !waited, draw, polling: waited });
 
       if (reply.s === "HIT") {
-        const result = this.#fromEntry<T>(reply, "HIT");
+        const result = fromEntry<T>(reply, "HIT");
         this.#l1?.set(key, result.value, result.version, opts.tagList);
         if (
           result.value !== null && // a negative entry just expires: no early refresh
           reply.fu !== undefined &&
           shouldRefreshEarly(reply.now, reply.fu, reply.lt ?? 0, opts.beta, this.#random)
         ) {
-          this.#background(opts, this.#refreshEarly(key, loader, opts), "early refresh");
+          this.#background(opts, this.#refreshLater(key, loader, opts, true), "early refresh");
         }
         const hit = waited ? { ...result, waitedMs: Date.now() - started } : result;
-        flight?.settle({ ok: true, result: hit, vouchedAt: readSeq });
+        flight?.settle({ ok: true, result: hit, vouchedAt: seq });
         return hit;
       }
 
       if (reply.s === "STALE") {
         if (reply.tok) {
           this.#background(opts, this.#refresh(key, reply, loader, opts), "stale refresh");
+        } else if ((reply.wait ?? 0) <= 0) {
+          // The read-only look cannot take the lease: ask for it after the response.
+          this.#background(opts, this.#refreshLater(key, loader, opts, false), "stale refresh");
         }
-        const stale = this.#fromEntry<T>(reply, "STALE");
-        flight?.settle({ ok: true, result: stale, vouchedAt: readSeq });
+        const stale = fromEntry<T>(reply, "STALE");
+        flight?.settle({ ok: true, result: stale, vouchedAt: seq });
         return stale;
       }
 
       if (reply.tok) return this.#loadAndFill(key, reply, loader, opts, started, flight);
 
       // Someone else holds the lease: sleep about the load time it announced, then look once
-      // (src/cache/read/wait.ts); each look is one read, which takes the lease over if the
-      // holder died. Until the value appears or the wait budget is spent.
+      // (src/cache/read/wait.ts); a look finding the lease gone takes it over (the holder
+      // died). Until the value appears or the wait budget is spent.
       if (!waited) this.#pending.add("lease_waits");
       waited = true;
       const remaining = opts.waitBudget - (Date.now() - started);
@@ -436,15 +400,131 @@ export class EdgeCache {
           if (reply.fs && reply.v !== undefined) {
             this.#pending.add("load_errors");
             this.#pending.add("fail_safe");
-            return { ...this.#fromEntry<T>(reply, "STALE"), failSafe: true };
+            return { ...fromEntry<T>(reply, "STALE"), failSafe: true };
           }
           throw error;
         }
-        return { ...this.#loaded(value.value, opts), waitedMs: Date.now() - started };
+        return { ...loadedResult(value.value, opts), waitedMs: Date.now() - started };
       }
       const delay = Math.min(next.delay, remaining);
       busyFor(delay + opts.leaseTtl);
       await sleep(delay);
+    }
+  }
+
+  /**
+   * One look at the entry (read/plan in src/cache/README.md): the read-only hit script first,
+   * then, unless it served a value or someone else is loading, the writing acquire script. In
+   * strict mode a key this isolate has no fresh record of is likely a miss: the look goes to
+   * acquire directly, which serves a hit too. `seq` is the flight sequence taken before the
+   * request that answered (what a HIT or STALE vouches with).
+   */
+  async #look<T>(
+    key: string,
+    opts: Resolved<T>,
+    waited: boolean,
+    flight: Flight | undefined,
+  ): Promise<{ reply: ReadReply; seq: number | undefined }> {
+    let seq = flight?.sending();
+    if (!opts.replica && !waited && !this.#known.freshNow(this.keys.prefix, key)) {
+      return { reply: await this.#acquire(key, opts, false), seq };
+    }
+    const hit = await this.#hit(key, opts);
+    if (hit.s !== "MISS" || (hit.wait ?? 0) > 0) return { reply: hit, seq };
+    seq = flight?.sending();
+    return { reply: await this.#acquire(key, opts, false), seq };
+  }
+
+  /**
+   * The read-only hit script, declaring the caller's tags and those this isolate learned the
+   * entry has; when the entry has others (`need`), it learns them and asks once more. A second
+   * `need` (the entry's tags changed in between) is a MISS: nothing unchecked is served.
+   */
+  async #hit(
+    key: string,
+    opts: Pick<Resolved<unknown>, "versionKey" | "tagList" | "replica">,
+  ): Promise<ReadReply> {
+    const prefix = this.keys.prefix;
+    const ask = (learned: readonly string[]) => {
+      this.#pending.add("read_requests");
+      return readHit(this.#readTarget, key, {
+        versionKey: opts.versionKey,
+        tags: declaredTags(opts.tagList, learned),
+        replica: opts.replica,
+      });
+    };
+    let reply = await ask(this.#known.tags(prefix, key));
+    if (reply.r === "need" && reply.need) {
+      this.#pending.add("tag_retries");
+      this.#known.learn(prefix, key, { tags: reply.need });
+      reply = await ask(reply.need);
+      if (reply.r === "need" && reply.need) this.#known.learn(prefix, key, { tags: reply.need });
+    }
+    this.#noteFreshness(key, reply, opts.versionKey);
+    return reply;
+  }
+
+  /**
+   * The writing acquire script: a new lease token, this isolate's load-time estimate, the tags
+   * this isolate learned. An entry with tags it did not declare answers `need` without taking
+   * anything: it learns them and asks once more (that second call takes the lease if the tags
+   * changed yet again).
+   */
+  async #acquire<T>(key: string, opts: Resolved<T>, early: boolean): Promise<ReadReply> {
+    const prefix = this.keys.prefix;
+    const ask = (learned: readonly string[], lastTry: boolean) => {
+      this.#pending.add("read_requests");
+      return acquire(this.#readTarget, key, {
+        versionKey: opts.versionKey,
+        tags: opts.tagList,
+        learned,
+        token: newToken(),
+        leaseTtl: opts.leaseTtl,
+        early,
+        // The load time a granted lease announces to waiters when the entry has none (wait.ts).
+        estimateMs: this.#flights.estimateLoad(prefix, key) ?? 0,
+        lastTry,
+      });
+    };
+    let reply = await ask(this.#known.tags(prefix, key), false);
+    if (reply.r === "need" && reply.need) {
+      this.#pending.add("tag_retries");
+      this.#known.learn(prefix, key, { tags: reply.need });
+      reply = await ask(reply.need, true);
+      if (reply.need) this.#known.learn(prefix, key, { tags: reply.need });
+    }
+    this.#noteFreshness(key, reply, opts.versionKey);
+    return reply;
+  }
+
+  /** Remembers until when the entry is fresh (local clock), or that it is not. */
+  #noteFreshness(key: string, reply: ReadReply, versionKey: string | undefined): void {
+    this.#pending.observeRedisTime(reply.now);
+    if (reply.s === "HIT" && reply.fu !== undefined) {
+      const freshUntil = Date.now() + (reply.fu - reply.now);
+      this.#known.learn(this.keys.prefix, key, { freshUntil, versionKey });
+    } else {
+      this.#known.expire(this.keys.prefix, key);
+    }
+  }
+
+  /**
+   * Counts one look in the isolate (no script writes stats): a waiter's looks count no miss
+   * and are no sample; a peek (`get`) is never sampled.
+   */
+  #count(
+    key: string,
+    reply: ReadReply,
+    look: { sample: boolean; draw: number; polling?: boolean },
+  ): void {
+    const t = this.#pending;
+    if (reply.r === "version" || reply.r === "tag") t.add("invalidated_reads");
+    if (reply.s === "HIT") t.add("hits");
+    else if (reply.s === "STALE") t.add("stale_hits");
+    else if (!look.polling) t.add("misses");
+    const rate = this.#hot.sampleRate;
+    if (look.sample && rate > 0 && look.draw < rate) {
+      t.sample(key, 1 / rate, Math.floor(reply.now / this.#hot.windowMs));
     }
   }
 
@@ -464,15 +544,15 @@ export class EdgeCache {
       await this.#afterResponse(opts, this.#release(key, reply.tok ?? ""), "lease release");
       if (reply.fs && reply.v !== undefined) {
         this.#pending.add("fail_safe");
-        return { ...this.#fromEntry<T>(reply, "STALE"), failSafe: true };
+        return { ...fromEntry<T>(reply, "STALE"), failSafe: true };
       }
       throw error;
     }
     if (!cacheable(loaded.value, opts)) {
       await this.#afterResponse(opts, this.#release(key, reply.tok ?? ""), "lease release");
-      return this.#loaded(loaded.value, opts);
+      return loadedResult(loaded.value, opts);
     }
-    const result = this.#loaded(loaded.value, opts);
+    const result = loadedResult(loaded.value, opts);
     // Into L1 before the fill: a refused fill then removes it again, whenever it completes.
     this.#l1?.set(key, result.value, result.version, [
       ...opts.tagList,
@@ -516,70 +596,26 @@ export class EdgeCache {
     await this.#fill(key, reply, loaded.value, opts, loaded.ms);
   }
 
-  async #refreshEarly<T>(key: string, loader: () => Promise<T>, opts: Resolved<T>): Promise<void> {
-    const reply = await this.#read(key, opts, newToken(), true);
-    if (!reply.tok) return; // another caller is already refreshing
-    this.#pending.add("early_refreshes");
+  /**
+   * A refresh after the response, for an entry the read-only look served (early refresh, or
+   * STALE): takes the lease with the acquire script, then loads and fills.
+   */
+  async #refreshLater<T>(
+    key: string,
+    loader: () => Promise<T>,
+    opts: Resolved<T>,
+    early: boolean,
+  ): Promise<void> {
+    this.#random(); // the draw every read request takes (seeded tests rely on the sequence)
+    const reply = await this.#acquire(key, opts, early);
+    if (!reply.tok) return; // another caller is already refreshing, or it was refilled
+    if (early) this.#pending.add("early_refreshes");
     await this.#refresh(key, reply, loader, opts);
   }
 
   async #bypass<T>(loader: () => Promise<T>, opts: Resolved<T>): Promise<CacheResult<T>> {
     const { value } = await this.#timed(loader);
-    return { ...this.#loaded(value, opts), status: "BYPASS" };
-  }
-
-  #read(
-    key: string,
-    opts: Pick<EntryOptions<unknown>, "versionKey" | "leaseTtl"> & { tagList: readonly string[] },
-    token: string,
-    forceLease: boolean,
-    polling = false,
-  ): Promise<ReadReply> {
-    const keys = [
-      this.keys.entry(key),
-      this.keys.lease(key),
-      opts.versionKey ? this.keys.version(opts.versionKey) : "",
-      this.keys.tagClock,
-      ...opts.tagList.map((t) => this.keys.tag(t)),
-    ];
-    this.#pending.add("read_requests");
-    // Drawn before the request, as every read always has (seeded tests rely on the sequence).
-    const draw = this.#random();
-    const args = [
-      token,
-      opts.leaseTtl ?? DEFAULTS.leaseTtl,
-      this.keys.prefix,
-      forceLease ? "1" : "0",
-      // The load time a granted lease announces to waiters when the entry has none (wait.ts).
-      Math.round(this.#flights.estimateLoad(this.keys.prefix, key) ?? 0),
-    ];
-    return runScript(this.#redis, readScript, keys, args).then((raw) => {
-      const reply = decodeJson<ReadReply>(raw);
-      this.#countRead(key, reply, { peek: !token, forceLease, polling, draw });
-      return reply;
-    });
-  }
-
-  /**
-   * Counts what the read script reported, in the isolate (the script writes no stats): a
-   * waiter's polls count no miss and are no sample; the second read of an early refresh counts
-   * no hit and is no sample (the request was counted once); a peek is never sampled.
-   */
-  #countRead(
-    key: string,
-    reply: ReadReply,
-    read: { peek: boolean; forceLease: boolean; polling: boolean; draw: number },
-  ): void {
-    const t = this.#pending;
-    t.observeRedisTime(reply.now);
-    if (reply.r === "version" || reply.r === "tag") t.add("invalidated_reads");
-    if (reply.s === "HIT" && !read.forceLease) t.add("hits");
-    else if (reply.s === "STALE") t.add("stale_hits");
-    else if (reply.s === "MISS" && !read.polling) t.add("misses");
-    const rate = this.#hot.sampleRate;
-    if (!read.peek && !read.forceLease && !read.polling && rate > 0 && read.draw < rate) {
-      t.sample(key, 1 / rate, Math.floor(reply.now / this.#hot.windowMs));
-    }
+    return { ...loadedResult(value, opts), status: "BYPASS" };
   }
 
   /** Starts a background flush of the isolate's telemetry when one is due (never awaited). */
@@ -612,7 +648,7 @@ export class EdgeCache {
     version: number | null,
     options: EntryOptions<T> = {},
   ): Promise<WriteResult> {
-    const opts = this.#resolve(key, {
+    const opts = resolveOptions(key, this.#defaults, {
       ...options,
       versionKey: version === null ? options.versionKey : (options.versionKey ?? key),
     });
@@ -621,12 +657,12 @@ export class EdgeCache {
       throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
     }
     if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
+    // Data current now takes the counters as they are; data loaded at `tagsAsOf` must not
+    // predate a bump.
+    const seen = options.tagsAsOf === undefined ? "" : `@${Math.floor(options.tagsAsOf)}`;
+    const tags = snapshotTags(value, opts, () => seen, seen);
     try {
-      const reply = await this.#fillRaw(key, "", value, version, opts, {
-        captured: undefined,
-        asOf: options.tagsAsOf,
-        loadMs: 0,
-      });
+      const reply = await this.#store(key, "", value, version, opts, tags, 0, "writes");
       this.#l1?.delete(key);
       return reply.ok ? { written: true } : { written: false, reason: reply.r ?? "refused" };
     } catch (error) {
@@ -648,6 +684,7 @@ export class EdgeCache {
     return this.writeThrough(key, value, version, options);
   }
 
+  /** The fill of a granted lease: checked against the counters and version it captured. */
   async #fill<T>(
     key: string,
     read: ReadReply,
@@ -665,58 +702,62 @@ export class EdgeCache {
       entryOpts = { ...opts, ttl: opts.negativeTtl, staleTtl: 0, failSafeMs: 0 };
       if (opts.versionKey) version = read.cv ?? 0;
     }
+    // Own tags check the counters the read captured; tags known only from the value (and any
+    // counter not captured) check that nothing was bumped since the load began.
+    const counters = Array.isArray(read.tg) ? read.tg : [];
+    const bound = `@${Math.floor(read.now)}`;
+    const tags = snapshotTags(value, opts, (i) => counters[i] ?? bound, bound);
     this.#pending.add("read_requests");
-    const reply = await this.#fillRaw(key, read.tok ?? "", value, version, entryOpts, {
-      captured: read.tg,
-      asOf: read.now,
-      loadMs,
-    });
-    if (!reply.ok) this.#l1?.delete(key);
+    const token = read.tok ?? "";
+    const reply = await this.#store(key, token, value, version, entryOpts, tags, loadMs, "fills");
     return reply.ok;
   }
 
-  async #fillRaw<T>(
+  /**
+   * One `fill.lua` call; counts what it answered and tells the isolate's records (L1, known
+   * entries) whether the entry is now there.
+   */
+  async #store<T>(
     key: string,
     token: string,
     value: T,
     version: number | null,
     opts: Resolved<T>,
-    /** Tag counters captured before loading, and the Redis time the load began. */
-    load: { captured: ReadReply["tg"]; asOf: number | undefined; loadMs: number },
+    tags: ReadonlyArray<readonly [string, string]>,
+    loadMs: number,
+    counter: "fills" | "writes",
   ): Promise<FillReply> {
     if (opts.versionKey && version === null) {
       throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
     }
     if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
-    const counters = Array.isArray(load.captured) ? load.captured : [];
-    const bound = load.asOf === undefined ? "" : `@${Math.floor(load.asOf)}`;
-    const snapshot: Record<string, string> = {};
-    opts.tagList.forEach((tag, i) => {
-      // A fill checks the counters its read captured; a write of data loaded earlier checks
-      // against the load time; a plain write-through takes the counters as they are.
-      snapshot[tag] = token ? (counters[i] ?? bound) : bound;
-    });
-    for (const tag of lateTags(value, opts)) snapshot[tag] ??= bound;
-    const keys = [
-      this.keys.entry(key),
-      this.keys.lease(key),
-      this.#statsKey,
-      opts.versionKey ? this.keys.version(opts.versionKey) : "",
-      this.keys.tagClock,
-    ];
-    const args = [
+    const freshMs = jitterTtl(opts.ttl, opts.jitter, this.#random);
+    const sent = Date.now();
+    const reply = await storeEntry(this.#readTarget, key, {
       token,
-      JSON.stringify(value),
-      version === null ? "" : version,
-      jitterTtl(opts.ttl, opts.jitter, this.#random),
-      opts.staleTtl,
-      opts.expiresAtMs ?? "",
-      opts.failSafeMs,
-      JSON.stringify(snapshot),
-      Math.round(load.loadMs),
-      this.keys.prefix,
-    ];
-    return decodeJson<FillReply>(await runScript(this.#redis, fillScript, keys, args));
+      json: JSON.stringify(value),
+      version,
+      versionKey: opts.versionKey,
+      freshMs,
+      graceMs: opts.staleTtl,
+      expiresAtMs: opts.expiresAtMs,
+      failSafeMs: opts.failSafeMs,
+      tags,
+      loadMs,
+    });
+    const prefix = this.keys.prefix;
+    if (reply.ok) {
+      this.#pending.add(counter);
+      const names = tags.map(([name]) => name);
+      const until = opts.expiresAtMs === undefined ? Infinity : opts.expiresAtMs;
+      const freshUntil = Math.min(sent + freshMs, until);
+      this.#known.learn(prefix, key, { tags: names, freshUntil, versionKey: opts.versionKey });
+    } else {
+      this.#pending.add(`dropped_${reply.r ?? "refused"}`);
+      this.#l1?.delete(key);
+      this.#known.expire(prefix, key);
+    }
+    return reply;
   }
 
   // ---------------------------------------------------------------- invalidation
@@ -733,7 +774,10 @@ export class EdgeCache {
   async invalidate(...keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
     const sent = unlinkKeys(this.#target, keys); // names checked before anything is sent
-    for (const k of keys) this.#l1?.delete(k);
+    for (const k of keys) {
+      this.#l1?.delete(k);
+      this.#known.expire(this.keys.prefix, k);
+    }
     try {
       return await sent;
     } catch (error) {
@@ -767,7 +811,15 @@ export class EdgeCache {
       return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };
     }
     const sent = applyChange(this.#target, keys, tags, versions);
-    for (const k of keys) this.#l1?.delete(k);
+    for (const k of keys) {
+      this.#l1?.delete(k);
+      this.#known.expire(this.keys.prefix, k);
+    }
+    this.#known.expireWhere(
+      this.keys.prefix,
+      tags,
+      versions.map(([name]) => name),
+    );
     this.#l1?.deleteTagged(tags);
     if (versions.length > 0) this.#l1?.clear();
     try {
@@ -790,6 +842,7 @@ export class EdgeCache {
     if (tags.length === 0) return {};
     const sent = bumpTags(this.#target, tags);
     this.#l1?.deleteTagged(tags);
+    this.#known.expireWhere(this.keys.prefix, tags, []);
     try {
       return await sent;
     } catch (error) {
@@ -813,6 +866,7 @@ export class EdgeCache {
   ): Promise<{ previous: number | null; current: number }> {
     const sent = advanceVersion(this.#target, `${entity}:${id}`, version);
     this.#l1?.clear();
+    this.#known.expireWhere(this.keys.prefix, [], [`${entity}:${id}`]);
     try {
       return await sent;
     } catch (error) {
@@ -837,6 +891,7 @@ export class EdgeCache {
   ): Promise<PurgeStep> {
     assertGlob(glob);
     this.#l1?.clear();
+    this.#known.clear();
     try {
       return await purgeStep(this.#target, glob, options);
     } catch (error) {
@@ -857,7 +912,8 @@ export class EdgeCache {
    * ```
    */
   inspect(key: string, versionKey?: string): Promise<Inspection> {
-    return inspectEntry(this.#redis, this.keys, key, versionKey);
+    const known = this.#known.tags(this.keys.prefix, key);
+    return inspectEntry(this.#redis, this.keys, key, versionKey, known);
   }
 
   /**
@@ -942,50 +998,6 @@ export class EdgeCache {
     };
   }
 
-  #resolve<T>(key: string, options: EntryOptions<T>): Resolved<T> {
-    assertName("key", key);
-    const merged = { ...DEFAULTS, ...(this.#defaults as EntryOptions<T>), ...options };
-    const early = merged.earlyRefresh ?? true;
-    const failSafe = merged.failSafe ?? false;
-    const tagList = [...new Set(merged.tags ?? [])].map((t) => assertName("tag", t));
-    if (merged.versionKey) assertName("version key", merged.versionKey);
-    return {
-      ...merged,
-      tagList,
-      beta: early === false ? 0 : early === true ? 1 : early.beta,
-      failSafeMs: failSafe === false ? 0 : failSafe === true ? FAIL_SAFE_DEFAULT_MS : failSafe,
-      expiresAtMs: merged.expiresAt instanceof Date ? merged.expiresAt.getTime() : merged.expiresAt,
-    };
-  }
-
-  #fromEntry<T>(reply: ReadReply, status: "HIT" | "STALE"): CacheResult<T> {
-    const now = reply.now;
-    return {
-      value: JSON.parse(reply.v ?? "null") as T,
-      status,
-      version: reply.ver ? Number(reply.ver) : null,
-      ageMs: Math.max(0, now - (reply.ct ?? now)),
-      ttlMs: Math.max(0, (reply.fu ?? now) - now),
-      staleTtlMs: Math.max(0, (reply.su ?? now) - now),
-    };
-  }
-
-  #loaded<T>(value: T, opts: Resolved<T>): CacheResult<T> {
-    const untilExpiry =
-      opts.expiresAtMs === undefined
-        ? Number.POSITIVE_INFINITY
-        : Math.max(0, opts.expiresAtMs - Date.now());
-    return {
-      value,
-      status: "MISS",
-      version: value != null && opts.versionKey && opts.versionOf ? opts.versionOf(value) : null,
-      ageMs: 0,
-      // Nominal windows (before jitter), capped by an absolute expiry like the stored entry.
-      ttlMs: Math.min(opts.ttl, untilExpiry),
-      staleTtlMs: Math.min(opts.ttl + opts.staleTtl, untilExpiry),
-    };
-  }
-
   /** Runs a loader; with `key`, its time is remembered as the estimate the next lease announces. */
   async #timed<T>(loader: () => Promise<T>, key?: string): Promise<{ value: T; ms: number }> {
     const started = performance.now();
@@ -999,7 +1011,21 @@ export class EdgeCache {
   async #release(key: string, token: string): Promise<void> {
     if (!token) return;
     this.#pending.add("read_requests");
-    await runScript(this.#redis, releaseScript, [this.keys.lease(key)], [token]);
+    await releaseLease(this.#readTarget, key, token);
+  }
+
+  /** Where reads and fills go. */
+  get #readTarget(): ReadTarget {
+    return { redis: this.#redis, keys: this.keys };
+  }
+
+  /**
+   * The client's read-your-writes position (`@upstash/redis` keeps the `upstash-sync-token` of
+   * its last reply per client), "" when it has none or is another client.
+   */
+  get #syncPosition(): string {
+    const token = (this.#redis as { readYourWritesSyncToken?: unknown }).readYourWritesSyncToken;
+    return typeof token === "string" ? token : "";
   }
 
   /** Background work (refreshes, lease releases): handed to waitUntil, or tracked for settle(). */

@@ -4,6 +4,7 @@ export { assertGlob, assertName, InvalidKeyError, type KeySpace, keySpace } from
 export { L1Cache } from "./l1";
 export { jitterTtl, shouldRefreshEarly } from "./policy";
 export { FlightRegistry } from "./read/coalesce";
+export { KnownEntries } from "./read/known";
 export type { ScriptClient } from "./redis";
 export { IsolateTelemetry } from "./telemetry";
 export type {

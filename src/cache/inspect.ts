@@ -4,9 +4,10 @@ import { freshnessScript, inspectScript } from "./scripts";
 import type { Inspection } from "./types";
 
 /**
- * Everything Redis knows about one key, in ONE request (`inspect.lua`): the raw entry decoded,
+ * Everything Redis knows about one key, in one request (`inspect.lua`): the raw entry decoded,
  * its state on the Redis clock, the PTTLs of the entry and the lease, the current version and
- * the current counters of the entry's stored tags. Read-only; for admin and tests
+ * the current counters of the entry's stored tags. Read-only (`no-writes`, every key declared:
+ * a second request when the entry has tags not in `knownTags`); for admin and tests
  * (`EdgeCache.inspect`).
  *
  * @example
@@ -18,22 +19,29 @@ export async function inspectEntry(
   keys: KeySpace,
   key: string,
   versionKey?: string,
+  /** Tags the entry is believed to have: declared up front (an unknown one costs a retry). */
+  knownTags: readonly string[] = [],
 ): Promise<Inspection> {
-  const reply = decodeJson<{
+  type Reply = {
     now: number;
     pttl: number;
     leasePttl: number;
     entry?: Record<string, string>;
     version?: string | false;
     tags?: Record<string, string | false>;
-  }>(
-    await runScript(
-      redis,
-      inspectScript,
-      [keys.entry(key), keys.lease(key), versionKey ? keys.version(versionKey) : ""],
-      [keys.prefix],
-    ),
-  );
+    need?: string[];
+  };
+  const ask = async (tags: readonly string[]) => {
+    const redisKeys = [keys.entry(key), keys.lease(key)];
+    if (versionKey) redisKeys.push(keys.version(versionKey));
+    for (const tag of tags) redisKeys.push(keys.tag(tag));
+    const args = [versionKey ? "1" : "0", JSON.stringify(tags)];
+    return decodeJson<Reply>(await runScript(redis, inspectScript, redisKeys, args));
+  };
+  let reply = await ask(knownTags);
+  // The entry has tags not declared (every key the script reads must be in KEYS): ask again
+  // with its list; if it changed in between once more, the next call will see it.
+  if (reply.need) reply = await ask(reply.need);
   const e = reply.entry;
   const entry = e
     ? {

@@ -183,9 +183,17 @@ export class FlightRegistry {
 /** The isolate's registry: module scope, shared by every engine built in this isolate. */
 export const isolateFlights = new FlightRegistry();
 
-/** Loads that can share a result: same prefix, key and version key. */
-export function flightId(prefix: string, key: string, versionKey: string | undefined): string {
-  return `${prefix}\u0000${key}\u0000${versionKey ?? ""}`;
+/**
+ * Loads that can share a result: same prefix, key and version key, and for replica reads the
+ * same read-your-writes position (`view`, "" for strict reads).
+ */
+export function flightId(
+  prefix: string,
+  key: string,
+  versionKey: string | undefined,
+  view = "",
+): string {
+  return `${prefix}\u0000${key}\u0000${versionKey ?? ""}\u0000${view}`;
 }
 
 export interface FlightPlan<T> {

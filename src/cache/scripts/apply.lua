@@ -1,3 +1,4 @@
+#!lua flags=allow-key-locking
 -- apply: one invalidation event in one round trip: delete entries (and their leases, which
 -- drops fills in flight), bump tag counters, advance version keys (never backwards).
 -- Idempotent in effect: a redelivered event deletes nothing new, re-bumped tags only cost a
@@ -31,7 +32,7 @@ end
 for j = 1, nVersions do
   local v = tonumber(ARGV[3 + j])
   local current = redis.call('GET', KEYS[i])
-  -- "" = set by a first load in flight, version unknown (read.lua).
+  -- "" = set by a first load in flight, version unknown (acquire.lua).
   if (not current) or current == '' or v > tonumber(current) then
     redis.call('SET', KEYS[i], ARGV[3 + j])
     advanced = advanced + 1

@@ -1,3 +1,4 @@
+#!lua flags=allow-key-locking
 -- bump-tags: invalidates every entry computed under the current counters of these tags.
 -- O(number of tags): entries compare their snapshot on read, nothing is scanned.
 -- The new value is max(old + 1, now) so a counter recreated after eviction never repeats.

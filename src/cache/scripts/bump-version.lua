@@ -1,3 +1,4 @@
+#!lua flags=allow-key-locking
 -- bump-version: records the newest committed version of an entity; never moves backwards.
 -- Entries with an older version become invalid on their next read, and fills of older rows
 -- are refused. The same-named entry's lease is revoked so a load in flight cannot write an
@@ -6,7 +7,7 @@
 local previous = redis.call('GET', KEYS[1])
 redis.call('UNLINK', KEYS[3])
 local v = tonumber(ARGV[1])
--- "" = a first load in flight set it, version unknown (read.lua): no previous version.
+-- "" = a first load in flight set it, version unknown (acquire.lua): no previous version.
 if previous == '' then previous = false end
 if (not previous) or v > tonumber(previous) then
   redis.call('SET', KEYS[1], ARGV[1])

@@ -1,38 +1,45 @@
+#!lua flags=allow-key-locking
 -- fill / write-through: compare-and-set of a cache entry.
 -- A fill (ARGV[1] = lease token) writes only while the lease still holds its token, so any
 -- invalidation that ran during the load (it deletes the lease) drops it. Both fills and writes
 -- refuse a version older than the newest one Redis knows, and a fill refuses a tag snapshot
--- that a tag bump has overtaken.
--- KEYS[1] entry   KEYS[2] lease   KEYS[3] stats   KEYS[4] version key (or "")
--- KEYS[5] {p}:tb, the time of the prefix's latest tag bump, read when a bounded tag's counter
---   is missing
+-- that a tag bump has overtaken. It counts nothing: the engine counts what the reply says.
+-- KEYS[1] entry   KEYS[2] lease   KEYS[3] {p}:tb, the time of the prefix's latest tag bump,
+--   read when a bounded tag's counter is missing
+-- KEYS[4..] the version key when ARGV[11] == '1', then the tag counter key of each name in
+--   ARGV[8] (a JSON array, same order): every key the script touches is declared.
 -- ARGV[1] lease token ("" = write-through: no lease needed, and any lease is revoked)
 -- ARGV[2] value (JSON)   ARGV[3] version ("" = none)   ARGV[4] fresh ms   ARGV[5] grace ms
 -- ARGV[6] absolute expiry ms ("" = none)   ARGV[7] fail-safe retention ms after grace
--- ARGV[8] tags: JSON object tag -> one of
+-- ARGV[8] tag names (JSON array)   ARGV[9] per name (JSON array, same order) one of
 --   "<counter>"  captured by the read that granted the lease: must still be current;
 --   "@<ms>"      known only after loading (tagsOf), or a write of data loaded at <ms> (Redis
 --                time): counters are max(old + 1, now) timestamps, so one above <ms> was
 --                bumped after the load began and the data may predate it;
 --   ""           a write-through of data current now: take the counter as it is.
--- ARGV[9] load time ms   ARGV[10] prefix
+-- ARGV[10] load time ms   ARGV[11] "1" = KEYS[4] is the version key
+-- Reply (JSON): ok, and r (lease, version, tag, expired) when refused.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local entry, lease, stats, verKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local entry, lease, tagClock = KEYS[1], KEYS[2], KEYS[3]
 local token, version = ARGV[1], ARGV[3]
-local prefix = ARGV[10]
+local first = 4
+local verKey = false
+if ARGV[11] == '1' then
+  verKey = KEYS[4]
+  first = 5
+end
 
 local function drop(reason)
-  redis.call('HINCRBY', stats, 'dropped_' .. reason, 1)
   if token ~= '' and redis.call('GET', lease) == token then redis.call('DEL', lease) end
-  return cjson.encode({ ok = false, r = reason, now = now })
+  return cjson.encode({ ok = false, r = reason })
 end
 
 if token ~= '' and redis.call('GET', lease) ~= token then return drop('lease') end
 
 local current = false
 local unknown = false
-if verKey ~= '' then
+if verKey then
   if version == '' then return redis.error_reply('ERR edgecache: a versioned entry needs a version') end
   current = redis.call('GET', verKey)
   -- The read that granted a fill's lease left the version key in place (or "" when it had
@@ -46,11 +53,12 @@ if verKey ~= '' then
   if held and held ~= '' and tonumber(version) < tonumber(held) then return drop('version') end
 end
 
-local tags = cjson.decode(ARGV[8])
+local names, seens = cjson.decode(ARGV[8]), cjson.decode(ARGV[9])
 local snapshot = {}
 local any = false
-for name, seen in pairs(tags) do
-  local key = prefix .. ':t:' .. name
+for i, name in ipairs(names) do
+  local seen = seens[i]
+  local key = KEYS[first + i - 1]
   local c = redis.call('GET', key)
   local bound = string.sub(seen, 1, 1) == '@' and string.sub(seen, 2) or nil
   if not c then
@@ -61,12 +69,12 @@ for name, seen in pairs(tags) do
     -- check passes once). At or above it, or gone (evicted): fail closed; the next load lands.
     c = string.format('%d', now)
     if bound then
-      local last = redis.call('GET', KEYS[5])
+      local last = redis.call('GET', tagClock)
       if last and tonumber(last) < tonumber(bound) then
         c = string.format('%d', tonumber(bound) - 1)
       else
         redis.call('SET', key, c)
-        if not last then redis.call('SET', KEYS[5], c) end
+        if not last then redis.call('SET', tagClock, c) end
         return drop('tag')
       end
     end
@@ -100,17 +108,16 @@ if ARGV[6] ~= '' and tonumber(ARGV[6]) < xu then xu = tonumber(ARGV[6]) end
 
 redis.call('DEL', entry)
 redis.call('HSET', entry, 'v', ARGV[2], 'ver', version, 'fu', fu, 'su', su, 'xu', xu,
-  'tg', any and cjson.encode(snapshot) or '', 'lt', ARGV[9], 'ct', now)
+  'tg', any and cjson.encode(snapshot) or '', 'lt', ARGV[10], 'ct', now)
 redis.call('PEXPIREAT', entry, xu)
 -- Version 0 is a negative entry of a name nothing was ever committed under: creating its
 -- version key would leave a key without a TTL behind every probed unknown id.
-if verKey ~= '' and ((not current and version ~= '0') or (current and tonumber(version) > tonumber(current))) then
+if verKey and ((not current and version ~= '0') or (current and tonumber(version) > tonumber(current))) then
   redis.call('SET', verKey, version)
 elseif unknown then
-  -- The "" the granting read left (read.lua) goes too, or it would invalidate this entry.
+  -- The "" the granting read left (acquire.lua) goes too, or it would invalidate this entry.
   redis.call('DEL', verKey)
 end
 -- A write-through revokes any lease too: a load that began before it must not land after it.
 redis.call('DEL', lease)
-redis.call('HINCRBY', stats, token ~= '' and 'fills' or 'writes', 1)
-return cjson.encode({ ok = true, fu = fu, su = su, now = now })
+return cjson.encode({ ok = true })

@@ -1,3 +1,4 @@
+#!lua flags=no-writes,allow-key-locking
 -- freshness: how long each entry stays fresh, for the warmer (one round trip for N keys).
 -- KEYS: entry keys. Returns JSON {now = Redis time, f = per key the ms until fresh-until
 -- (negative once stale) or false when absent}. `now` lets the warmer tell its writes when

@@ -1,3 +1,4 @@
+#!lua flags=allow-key-locking
 -- invalidate: deletes entries and their leases in one round trip, however many keys.
 -- Deleting the lease is what makes a load already in flight drop its fill.
 -- KEYS: entry1, lease1, entry2, lease2, ...; the last key is the stats hash.

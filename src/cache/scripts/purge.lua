@@ -1,4 +1,7 @@
 -- purge: one bounded step of a pattern purge (SCAN MATCH/COUNT + UNLINK), never KEYS.
+-- The one script without allow-key-locking: the keys it deletes are found by SCAN, so they
+-- cannot be declared, and Upstash runs it under the database's global lock. It is an admin
+-- operation (purgePattern), bounded by its budget, never on a read path.
 -- Matches entries AND leases ({p}:[el]:glob): a key being loaded has a lease but no entry yet,
 -- and deleting that lease is what stops the load's (pre-purge) value from landing afterwards.
 -- ARGV[1] prefix   ARGV[2] glob over logical keys   ARGV[3] cursor   ARGV[4] keys to examine

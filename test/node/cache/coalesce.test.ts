@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EdgeCache, FlightRegistry } from "../../../src/cache";
+import { EdgeCache, FlightRegistry, KnownEntries } from "../../../src/cache";
 import { nextCheckDelay } from "../../../src/cache/read/wait";
-import { type CacheHarness, cacheHarness, gate, sleep } from "./harness";
+import { type CacheHarness, cacheHarness, gate, sleep, warmScripts } from "./harness";
 
 /**
  * Coalescing across the per-request engines of one isolate (src/cache/read/coalesce.ts) and
@@ -250,6 +250,7 @@ describe("across isolates: wait by the announced load time instead of polling", 
       };
       await holder.getOrLoad("k", slow, noEarly); // A has measured this load once
       await holder.invalidate("k");
+      await warmScripts(waiter);
 
       const load = gate<string>();
       const holding = holder.getOrLoad("k", load.load, noEarly);
@@ -318,12 +319,14 @@ describe("across isolates: wait by the announced load time instead of polling", 
     try {
       const prefix = fresh();
       const registries = isolates.map(() => new FlightRegistry());
+      const knowns = isolates.map(() => new KnownEntries());
       const engine = (i: number) =>
         new EdgeCache({
           redis: (isolates[i] as CacheHarness).redis,
           prefix,
           onError: () => {},
           flights: registries[i],
+          known: knowns[i],
           // Counts only the read path: no telemetry flush may land inside the measurement.
           telemetry: { flushIntervalMs: 3_600_000 },
         });
@@ -335,6 +338,7 @@ describe("across isolates: wait by the announced load time instead of polling", 
       };
       // Warm isolates: each has served loads of this prefix before (its estimate).
       await Promise.all(isolates.map((_, i) => engine(i).getOrLoad(`other:${i}`, loader, noEarly)));
+      await Promise.all(isolates.map((_, i) => warmScripts(engine(i))));
       loads = 0;
       await Promise.all(isolates.map((iso) => iso.resetCounter()));
       const results = await Promise.all(

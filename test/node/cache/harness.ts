@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { inject } from "vitest";
 import { prng } from "../../../db/prng";
-import { EdgeCache, type EdgeCacheOptions, FlightRegistry } from "../../../src/cache";
+import { EdgeCache, type EdgeCacheOptions, FlightRegistry, KnownEntries } from "../../../src/cache";
 import { startGateway } from "../../../tools/upstash-gateway/server";
 
 /**
@@ -42,8 +42,9 @@ export async function cacheHarness(db?: number) {
     gateway,
     /**
      * A cache with a fresh prefix; instances made with the same prefix share Redis state. Each
-     * models its own isolate (its own in-isolate flights) unless `options.flights` is given:
-     * pass one `FlightRegistry` to several instances to model requests of one isolate.
+     * models its own isolate (its own in-isolate flights and known entries) unless
+     * `options.flights` / `options.known` are given: pass one `FlightRegistry` (and one
+     * `KnownEntries`) to several instances to model requests of one isolate.
      */
     cache(options: Partial<EdgeCacheOptions> = {}, prefix = `t${randomBytes(4).toString("hex")}`) {
       return new EdgeCache({
@@ -55,6 +56,7 @@ export async function cacheHarness(db?: number) {
         telemetry: { flushIntervalMs: 3_600_000 },
         ...options,
         flights: options.flights ?? new FlightRegistry(),
+        known: options.known ?? new KnownEntries(),
       });
     },
     requests: async () => (await control("stats", "GET")).requests,
@@ -99,3 +101,15 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 
 /** Deterministic random source for statistical tests (the seed script's mulberry32). */
 export const seeded = prng;
+
+/**
+ * Runs the read path's scripts once through `cache` (hit, acquire, fill), so that a test
+ * counting requests does not count the one-time NOSCRIPT → EVAL of a gateway that has not seen
+ * them yet (the gateway rewrites flagged scripts, so their SHA is its own).
+ */
+export async function warmScripts(cache: EdgeCache): Promise<void> {
+  const key = `warm-${randomBytes(4).toString("hex")}`;
+  await cache.get(key);
+  await cache.getOrLoad(key, async () => 0, { earlyRefresh: false });
+  await cache.invalidate(key);
+}

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CacheHarness, cacheHarness, gate } from "./harness";
+import { type CacheHarness, cacheHarness, gate, warmScripts } from "./harness";
 
 /**
  * Negative entries (`negativeTtl`): a versioned "not found" is cached under the version the key
@@ -9,6 +9,7 @@ import { type CacheHarness, cacheHarness, gate } from "./harness";
 let h: CacheHarness;
 beforeAll(async () => {
   h = await cacheHarness();
+  await warmScripts(h.cache());
 });
 afterAll(async () => {
   await h.close();

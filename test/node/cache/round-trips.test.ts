@@ -24,6 +24,8 @@ beforeEach(async () => {
     versionKey: "w:1",
     versionOf: () => 1,
   });
+  await cache.get("warm", { versionKey: "w:1" }); // the read-only hit script
+  await cache.inspect("warm", "w:1");
   await cache.invalidate("warm");
   await cache.invalidateTags("w");
   await cache.bumpVersion("w", 1, 1);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ScriptClient } from "../../../src/cache";
-import { readScript, statsFlushScript } from "../../../src/cache/scripts";
+import { acquireScript, hitScript, statsFlushScript } from "../../../src/cache/scripts";
 import { IsolateTelemetry } from "../../../src/cache/telemetry";
 import { type CacheHarness, cacheHarness, gate } from "./harness";
 
@@ -21,20 +21,6 @@ afterAll(async () => {
   await h.close();
 });
 
-/** Runs the read script as EVALSHA_RO / EVAL_RO: Redis refuses any write it attempts. */
-function readOnlyReads(): ScriptClient {
-  return {
-    evalsha: (sha, keys, args) =>
-      sha === readScript.sha1
-        ? h.redis.evalshaRo(sha, keys, args)
-        : h.redis.evalsha(sha, keys, args),
-    eval: (script, keys, args) =>
-      script === readScript.source
-        ? h.redis.evalRo(script, keys, args)
-        : h.redis.eval(script, keys, args),
-  };
-}
-
 const prefixOf = () => `tm${Math.random().toString(36).slice(2, 10)}`;
 
 describe("the hit writes nothing", () => {
@@ -46,12 +32,12 @@ describe("the hit writes nothing", () => {
       tags: ["category:1"],
       versionKey: "product:1",
       versionOf: (p: { version: number }) => p.version,
+      consistency: "replica" as const,
     };
     const writer = h.cache({ telemetry: { isolate: new IsolateTelemetry(), ...quiet } }, prefix);
     await writer.getOrLoad("product:1", async () => ({ version: 3 }), opts);
     const reader = h.cache(
       {
-        redis: readOnlyReads(),
         telemetry: { isolate: new IsolateTelemetry(), ...quiet },
         hotKeys: { sampleRate: 1 },
         onError: (e) => errors.push(e),
@@ -72,12 +58,33 @@ describe("the hit writes nothing", () => {
     expect((await reader.hotKeys(1))[0]).toEqual({ key: "product:1", score: 2 });
   });
 
-  it("the same read-only client cannot take a lease: EVAL_RO does refuse writes", async () => {
-    const errors: unknown[] = [];
-    const cache = h.cache({ redis: readOnlyReads(), onError: (e) => errors.push(e) });
-    const miss = await cache.getOrLoad("cold", async () => "v", noEarly);
-    expect(miss.status).toBe("BYPASS");
-    expect(String(errors[0])).toMatch(/read-only|not allowed/i);
+  it("a miss: the read-only look finds nothing, the writing acquire takes the lease, then the fill", async () => {
+    const prefix = prefixOf();
+    const cache = h.cache({ telemetry: { isolate: new IsolateTelemetry(), ...quiet } }, prefix);
+    await cache.set("warm", 1); // scripts loaded
+    await h.resetCounter();
+    const miss = await cache.getOrLoad("cold", async () => "v", {
+      ...noEarly,
+      consistency: "replica",
+    });
+    expect(miss.status).toBe("MISS");
+    const stats = await h.gatewayStats();
+    // hit.lua (EVALSHA_RO), acquire.lua, fill.lua
+    expect(stats.calls).toEqual({ readOnly: 1, writing: 2, other: 0 });
+  });
+
+  it("the hit script is flagged no-writes: Redis refuses to run a writing script the same way", async () => {
+    // EVALSHA_RO of the writing acquire script is refused outright (its shebang lacks
+    // no-writes), which is what would happen to a hit script that tried to write.
+    await h.redis.scriptLoad(acquireScript.source).catch(() => undefined);
+    await expect(
+      h.redis.evalshaRo(
+        acquireScript.sha1,
+        ["x:e:k", "x:l:k", "x:tb"],
+        ["t", 1000, "0", "0", "0", "[]", 0],
+      ),
+    ).rejects.toThrow(/write|read-only|not allowed/i);
+    expect(hitScript.source.split("\n")[0]).toBe("#!lua flags=no-writes,allow-key-locking");
   });
 });
 
@@ -125,7 +132,11 @@ describe("flushed off the response path", () => {
     const counting: ScriptClient = {
       evalsha: (sha, keys, args) => {
         const name =
-          sha === statsFlushScript.sha1 ? "flush" : sha === readScript.sha1 ? "read" : "other";
+          sha === statsFlushScript.sha1
+            ? "flush"
+            : sha === hitScript.sha1 || sha === acquireScript.sha1
+              ? "read"
+              : "other";
         calls.set(name, (calls.get(name) ?? 0) + 1);
         return h.redis.evalsha(sha, keys, args);
       },
@@ -152,7 +163,9 @@ describe("flushed off the response path", () => {
       },
       prefix,
     );
-    for (let i = 0; i < 10; i++) await big.set(`k${i}`, i);
+    // Written by another isolate's engine: `big` counts only its reads.
+    const writer = h.cache({ telemetry: { isolate: new IsolateTelemetry(), ...quiet } }, prefix);
+    for (let i = 0; i < 10; i++) await writer.set(`k${i}`, i);
     // 3 counters (reads, read_requests, hits) + 9 sampled keys reach 12 before the 10th read.
     for (let i = 0; i < 10; i++) await big.getOrLoad(`k${i}`, async () => -1, noEarly);
     await big.getOrLoad("k0", async () => -1, noEarly);

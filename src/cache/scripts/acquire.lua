@@ -1,28 +1,40 @@
--- read: one round trip for a cache read.
--- Validates the entry (version key, tag counters) and on a miss or a stale entry tries the
+#!lua flags=allow-key-locking
+-- acquire: the writing half of a cache read, for when the read-only hit script (hit.lua) did
+-- not serve a fresh entry, or the client expects a miss. It validates the entry again (a fill
+-- may have landed since), and on a miss, a stale entry or an early refresh tries the
 -- single-flight lease, returning the tag counters to capture before loading. It counts
--- nothing and samples nothing: the reply says what happened (s, r) and the engine counts it
--- in the isolate (src/cache/telemetry), flushed off the response path.
--- KEYS[1] entry hash   KEYS[2] lease   KEYS[3] version key (or "")
--- KEYS[4] {p}:tb, the time of the prefix's latest tag bump (created by a granted lease)
--- KEYS[5..] tag counter keys of the caller's tags (captured for the fill)
--- Reply (JSON): now, s, and with a granted lease tok, tg (tag counters) and cv (the version
--- key's value, 0 when absent; only with a version key)
--- ARGV[1] lease token ("" = never take the lease: peek)   ARGV[2] lease ttl ms
--- ARGV[3] prefix   ARGV[4] "1" = take the lease even on a fresh hit (early refresh)
--- ARGV[5] the client's load-time estimate in ms ("" = none), announced with a granted lease
---   when the entry has no measured load time (lt)
+-- nothing and samples nothing: the engine counts what the reply says, in the isolate.
+-- KEYS[1] entry hash   KEYS[2] lease
+-- KEYS[3] {p}:tb, the time of the prefix's latest tag bump (created by a granted lease)
+-- KEYS[4..] the version key when ARGV[5] == '1', then the tag counter key of each name in
+--   ARGV[6] (a JSON array, same order); the first ARGV[7] of them are the caller's own tags,
+--   whose counters a granted lease captures (tg, in that order). Every key is declared.
+-- ARGV[1] lease token   ARGV[2] lease ttl ms   ARGV[3] "1" = take the lease even on a fresh
+-- hit (early refresh)   ARGV[4] the client's load-time estimate in ms ("" = none), announced
+-- with a granted lease when the entry has no measured load time (lt)   ARGV[8] "1" = an entry
+-- with undeclared tags is a miss (take the lease); otherwise the reply is only s = MISS,
+-- r = need and need (every tag name of the entry): declare them and ask again
+-- Reply (JSON): now, s, r (version, tag, need, expired), need (see hit.lua), and with a
+-- granted lease tok, tg (tag counters) and cv (the version key's value, 0 when absent; only
+-- with a version key); a waiter gets wait (the lease's PTTL), eta and est (see hit.lua).
 -- Announced load (src/cache/read/wait.ts): a granted lease holds "<token>.<estimate ms>.<granted
--- at ms>" and `tok` returns that whole value (fill and release compare it as an opaque token);
--- a waiter gets `eta`, the ms until the holder expects to be done (negative: overdue), and
--- `est`, the load time it announced.
+-- at ms>" and `tok` returns that whole value (fill and release compare it as an opaque token).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
-local entry, lease, verKey, tagClock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local entry, lease, tagClock = KEYS[1], KEYS[2], KEYS[3]
 local token, leaseTtl = ARGV[1], tonumber(ARGV[2])
-local prefix = ARGV[3]
-local early = ARGV[4] == '1'
+local early = ARGV[3] == '1'
+local first = 4
+local verKey = false
+if ARGV[5] == '1' then
+  verKey = KEYS[4]
+  first = 5
+end
+local names = cjson.decode(ARGV[6])
+local nCapture = tonumber(ARGV[7])
+local declared = {}
+for i, name in ipairs(names) do declared[name] = KEYS[first + i - 1] end
 
 -- The lease value carries the holder's expected load time and the grant time (see header).
 local leaseValue = token
@@ -43,32 +55,27 @@ local function counter(key)
   return c
 end
 
-local function capture()
-  local snap = {}
-  for i = 5, #KEYS do
-    snap[#snap + 1] = counter(KEYS[i])
-  end
-  return snap
-end
-
 -- The version the key had when the lease was granted (0 = never written): a negative entry
 -- ("not found") is stored under it, so any later version advance invalidates it.
 local function grant(out)
   out.tok = leaseValue
-  out.tg = capture()
-  if verKey ~= '' then
+  local snap = {}
+  for i = 1, nCapture do
+    snap[#snap + 1] = counter(KEYS[first + i - 1])
+  end
+  out.tg = snap
+  if verKey then
     local cv = redis.call('GET', verKey)
     out.cv = tonumber((cv and cv ~= '') and cv or '0') -- "": see tryLease
   end
 end
 
 local function tryLease()
-  if token == '' then return false end
   if redis.call('SET', lease, leaseValue, 'NX', 'PX', leaseTtl) then
     -- A load under a version key that does not exist yet: mark it "present, version unknown"
     -- (""), so the fill can tell "never set" from "evicted during the load" (then it may have
     -- taken a newer version with it) and refuse the latter. It lives as long as the lease.
-    if verKey ~= '' and redis.call('EXISTS', verKey) == 0 then
+    if verKey and redis.call('EXISTS', verKey) == 0 then
       redis.call('SET', verKey, '', 'PX', leaseTtl)
     end
     -- {p}:tb, the time of the prefix's latest tag bump (fill.lua): missing means never bumped,
@@ -91,14 +98,15 @@ local function announced(out)
   out.est = tonumber(ms)
 end
 
+local out = { now = now }
 local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 -- Announce the entry's last measured load time, else the client's estimate.
-if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[5] or '') end
+if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[4] or '') end
 local reason = false
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  if verKey ~= '' then
+  if verKey then
     local current = redis.call('GET', verKey)
     if ver == '' or current == '' then
       -- "" (a first load in flight, version unknown) validates nothing.
@@ -113,16 +121,33 @@ if value then
     end
   end
   if not reason and tg ~= '' then
-    local names = cjson.decode(tg)
-    for name, seen in pairs(names) do
-      if counter(prefix .. ':t:' .. name) ~= seen then
-        reason = 'tag'
-        break
+    local tags = cjson.decode(tg)
+    local all, missing = {}, false
+    for name, _ in pairs(tags) do
+      all[#all + 1] = name
+      if not declared[name] then missing = true end
+    end
+    if missing then
+      -- Fail closed: an undeclared tag cannot be checked. The entry is not served (nor
+      -- deleted: it may be valid). The caller learns the list and asks again; only when told
+      -- to (ARGV[8], its last try: the tags changed between two calls) does this count as a
+      -- miss that takes the lease.
+      if ARGV[8] ~= '1' then
+        return cjson.encode({ now = now, s = 'MISS', r = 'need', need = all })
+      end
+      reason = 'need'
+      out.need = all
+    else
+      for name, seen in pairs(tags) do
+        if counter(declared[name]) ~= seen then
+          reason = 'tag'
+          break
+        end
       end
     end
   end
   if reason then
-    redis.call('DEL', entry)
+    if reason ~= 'need' then redis.call('DEL', entry) end
     value = false
   elseif now >= su then
     -- Past the grace window but kept for fail-safe: a miss that still carries the old value.
@@ -130,7 +155,6 @@ if value then
   end
 end
 
-local out = { now = now }
 if value and not reason and now < fu then
   out.s = 'HIT'
   if early and tryLease() then
@@ -145,7 +169,7 @@ else
   out.s = 'MISS'
   if tryLease() then
     grant(out)
-  elseif token ~= '' then
+  else
     out.wait = redis.call('PTTL', lease)
     announced(out)
   end

@@ -1,0 +1,36 @@
+import type { KeySpace } from "../keys";
+import { decodeJson, runScript, type ScriptClient } from "../redis";
+import { hitScript } from "../scripts";
+import type { ReadReply } from "./reply";
+
+/** Where reads go: the client and the key layout. */
+export interface ReadTarget {
+  redis: ScriptClient;
+  keys: KeySpace;
+}
+
+/**
+ * The read-only first look of a read (`hit.lua`, flagged `no-writes,allow-key-locking`): one
+ * request that writes nothing, with every key it reads in KEYS (entry, lease, version key,
+ * the counters of `tags`). `replica` sends it as `EVALSHA_RO`, which a read replica of an
+ * Upstash Global database may serve; otherwise as `EVALSHA` of the same read-only script,
+ * which the primary serves. An entry with a tag not in `tags` answers `r: "need"` and every tag
+ * name it has: declare them and ask again (see known.ts).
+ *
+ * @example
+ *   const reply = await readHit({ redis, keys: keySpace("ec") }, "product:1", {
+ *     versionKey: "product:1", tags: ["products", "category:3"], replica: false,
+ *   });
+ *   reply.s; // "HIT" | "STALE" | "MISS"
+ */
+export async function readHit(
+  t: ReadTarget,
+  key: string,
+  what: { versionKey?: string; tags: readonly string[]; replica: boolean },
+): Promise<ReadReply> {
+  const keys = [t.keys.entry(key), t.keys.lease(key)];
+  if (what.versionKey) keys.push(t.keys.version(what.versionKey));
+  for (const tag of what.tags) keys.push(t.keys.tag(tag));
+  const args = [what.versionKey ? "1" : "0", JSON.stringify(what.tags)];
+  return decodeJson<ReadReply>(await runScript(t.redis, hitScript, keys, args, what.replica));
+}

@@ -1,0 +1,105 @@
+/**
+ * What this isolate has learned about entries from Redis's replies: the tags each entry was
+ * stored with, and until when it was fresh. Plain data at module scope, like the flights
+ * (coalesce.ts), so every per-request engine of the isolate shares it.
+ *
+ * Two uses, neither of which correctness depends on:
+ * - **Tags to declare.** A read-only hit must name every key it reads in KEYS (Upstash's
+ *   `allow-key-locking`), tag counters included, but tags computed from the value (`tagsOf`, a
+ *   product's category) are known only once it is loaded. The isolate remembers them from its
+ *   fills and from the hit script's `need` answer; a read declares them up front. A guess that
+ *   is wrong (never seen here, or the entry's tags changed) costs one more request, never a
+ *   wrong answer: the script refuses to serve an entry whose tags it was not given.
+ * - **Miss prediction** (strict reads only, see read/plan.ts): a key this isolate has no fresh
+ *   record of is likely a miss, so the read goes straight to the writing acquire script, which
+ *   also serves a hit; a key it saw fresh goes to the read-only hit script first.
+ *
+ * Bounded (oldest first out) per isolate; a forgotten key only costs the first request again.
+ *
+ * @example
+ *   const known = new KnownEntries(1000);
+ *   known.learn("ec", "product:1", { tags: ["category:3"], freshUntil: Date.now() + 60_000 });
+ *   known.tags("ec", "product:1"); // ["category:3"]
+ *   known.freshNow("ec", "product:1"); // true
+ */
+export class KnownEntries {
+  readonly #entries = new Map<
+    string,
+    { tags: readonly string[]; freshUntil: number; versionKey?: string }
+  >();
+
+  constructor(readonly maxEntries = 10_000) {}
+
+  /** Records an entry's tags (when given) and the local time it stops being fresh (when given). */
+  learn(
+    prefix: string,
+    key: string,
+    what: { tags?: readonly string[]; freshUntil?: number; versionKey?: string },
+  ): void {
+    const id = `${prefix}\u0000${key}`;
+    const had = this.#entries.get(id);
+    this.#entries.delete(id);
+    this.#entries.set(id, {
+      tags: what.tags ?? had?.tags ?? [],
+      freshUntil: what.freshUntil ?? had?.freshUntil ?? 0,
+      versionKey: what.versionKey ?? had?.versionKey,
+    });
+    if (this.#entries.size > this.maxEntries) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+  }
+
+  /** The entry is no longer believed fresh (this isolate invalidated or overwrote it). */
+  expire(prefix: string, key: string): void {
+    const had = this.#entries.get(`${prefix}\u0000${key}`);
+    if (had) had.freshUntil = 0;
+  }
+
+  /**
+   * This isolate bumped tags or versions: entries it knows under them are no longer believed
+   * fresh (O(entries known), and invalidations are rare next to reads).
+   */
+  expireWhere(prefix: string, tags: readonly string[], versionKeys: readonly string[]): void {
+    if (tags.length === 0 && versionKeys.length === 0) return;
+    const start = `${prefix}\u0000`;
+    for (const [id, e] of this.#entries) {
+      if (!id.startsWith(start) || e.freshUntil === 0) continue;
+      if (
+        (e.versionKey !== undefined && versionKeys.includes(e.versionKey)) ||
+        e.tags.some((t) => tags.includes(t))
+      ) {
+        e.freshUntil = 0;
+      }
+    }
+  }
+
+  /** Tags last seen on the entry (tagsOf ones included); [] when unknown. */
+  tags(prefix: string, key: string): readonly string[] {
+    return this.#entries.get(`${prefix}\u0000${key}`)?.tags ?? [];
+  }
+
+  /** Whether the isolate last saw the entry fresh and its fresh window has not ended. */
+  freshNow(prefix: string, key: string, now = Date.now()): boolean {
+    const e = this.#entries.get(`${prefix}\u0000${key}`);
+    return e !== undefined && now < e.freshUntil;
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+}
+
+/** The isolate's record: module scope, shared by every engine built in this isolate. */
+export const isolateKnown = new KnownEntries();
+
+/**
+ * The tag names a read declares: the caller's own tags first (the acquire script captures
+ * their counters, in this order), then tags learned from the entry that the caller did not name.
+ */
+export function declaredTags(own: readonly string[], learned: readonly string[]): string[] {
+  if (learned.length === 0) return [...own];
+  const all = [...own];
+  for (const tag of learned) if (!own.includes(tag)) all.push(tag);
+  return all;
+}

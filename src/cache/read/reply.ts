@@ -1,0 +1,47 @@
+import type { CacheResult } from "../types";
+
+/**
+ * What hit.lua and acquire.lua answer (JSON): the entry as found, and for acquire the lease.
+ * One shape for both, so the read loop treats them alike.
+ */
+export interface ReadReply {
+  /** Redis time (ms) when the script ran. */
+  now: number;
+  s: "HIT" | "STALE" | "MISS";
+  /** Why an entry was not served: version, tag, need (undeclared tags), expired (fail-safe). */
+  r?: string;
+  /** With r = need: every tag name the entry carries. */
+  need?: string[];
+  /** A granted lease (acquire only): the opaque lease value to fill or release with. */
+  tok?: string;
+  /** With a granted lease: the counters of the caller's own tags, in order. */
+  tg?: string[] | Record<string, never>;
+  /** On a MISS: the lease's PTTL (≤ 0: nobody holds it). */
+  wait?: number;
+  /** Waiter: ms until the lease holder expects its load done (announced; ≤ 0 overdue). */
+  eta?: number;
+  /** Waiter: the load time the lease holder announced (ms). */
+  est?: number;
+  /** The version key's value when the lease was granted (0 when absent). */
+  cv?: number;
+  v?: string;
+  ver?: string;
+  fu?: number;
+  su?: number;
+  lt?: number;
+  ct?: number;
+  fs?: boolean;
+}
+
+/** A HIT or STALE reply as the caller's result, ages and windows on the Redis clock. */
+export function fromEntry<T>(reply: ReadReply, status: "HIT" | "STALE"): CacheResult<T> {
+  const now = reply.now;
+  return {
+    value: JSON.parse(reply.v ?? "null") as T,
+    status,
+    version: reply.ver ? Number(reply.ver) : null,
+    ageMs: Math.max(0, now - (reply.ct ?? now)),
+    ttlMs: Math.max(0, (reply.fu ?? now) - now),
+    staleTtlMs: Math.max(0, (reply.su ?? now) - now),
+  };
+}

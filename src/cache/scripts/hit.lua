@@ -1,0 +1,107 @@
+#!lua flags=no-writes,allow-key-locking
+-- hit: the read-only first look of a cache read. It writes nothing (Redis enforces no-writes),
+-- so `EVALSHA_RO` of it may be served by a read replica, and it locks only its KEYS.
+-- It validates the entry (version key, tag counters) and says what it found; a miss, a stale
+-- entry or an invalid one is the writing acquire script's to handle (lease, tag counters).
+-- KEYS[1] entry hash   KEYS[2] lease
+-- KEYS[3..] the version key when ARGV[1] == '1', then the tag counter key of each name in
+--   ARGV[2] (a JSON array, same order): every key the script reads is declared.
+-- Reply (JSON): now, s = HIT | STALE | MISS, r = why an entry was not served (version, tag,
+--   need, expired); with a value: v, ver, fu, su, lt, ct, fs; with r = need: need, the names
+--   of ALL the entry's tags (it has tags the caller did not declare: declare them and ask
+--   again); on a MISS or STALE: wait, the lease's PTTL (-2 = no lease: nobody is loading);
+--   on a MISS, when
+--   the holder announced its load time, eta (ms until it expects to be done, negative once
+--   overdue) and est (the announced load time).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local entry, lease = KEYS[1], KEYS[2]
+local first = 3
+local verKey = false
+if ARGV[1] == '1' then
+  verKey = KEYS[3]
+  first = 4
+end
+local declared = {}
+for i, name in ipairs(cjson.decode(ARGV[2])) do declared[name] = KEYS[first + i - 1] end
+
+local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
+local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+local out = { now = now }
+local reason = false
+if value then
+  fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
+  if verKey then
+    local current = redis.call('GET', verKey)
+    if ver == '' or current == '' then
+      -- "" (a first load in flight, version unknown) validates nothing.
+      reason = 'version'
+    elseif not current then
+      -- Evicted next to a versioned entry: trust nothing. Except a negative entry at version
+      -- 0, whose fill does not create the version key (fill.lua).
+      if ver ~= '0' then reason = 'version' end
+    elseif tonumber(ver) < tonumber(current) then
+      reason = 'version'
+    end
+  end
+  if not reason and tg ~= '' then
+    local names = cjson.decode(tg)
+    local missing = false
+    for name, _ in pairs(names) do
+      if not declared[name] then missing = true end
+    end
+    if missing then
+      -- Fail closed: an undeclared tag cannot be checked, so the entry is not served; the
+      -- caller learns the whole list and asks once more.
+      reason = 'need'
+      local all = {}
+      for name, _ in pairs(names) do all[#all + 1] = name end
+      out.need = all
+    else
+      for name, seen in pairs(names) do
+        -- A missing counter (never created, or evicted) validates nothing: acquire recreates
+        -- it at the current time, so no older snapshot matches it again.
+        if redis.call('GET', declared[name]) ~= seen then
+          reason = 'tag'
+          break
+        end
+      end
+    end
+  end
+  if reason then
+    value = false
+  elseif now >= su then
+    -- Past the grace window but kept for fail-safe: a miss that still carries the old value.
+    if now < xu then reason = 'expired' else value = false end
+  end
+end
+
+if value and not reason and now < fu then
+  out.s = 'HIT'
+elseif value and not reason then
+  out.s = 'STALE'
+  -- Whether someone is refreshing it already (> 0): then the caller starts no refresh.
+  out.wait = redis.call('PTTL', lease)
+else
+  out.s = 'MISS'
+  out.wait = redis.call('PTTL', lease)
+  if out.wait > 0 then
+    local held = redis.call('GET', lease)
+    local ms, at = string.match(held or '', '%.(%d+)%.(%d+)$')
+    if ms and tonumber(ms) > 0 then
+      out.eta = tonumber(at) + tonumber(ms) - now
+      out.est = tonumber(ms)
+    end
+  end
+end
+if value then
+  out.v = value
+  out.ver = ver
+  out.fu = fu
+  out.su = su
+  out.lt = tonumber(lt)
+  out.ct = tonumber(ct)
+  out.fs = (reason == 'expired')
+end
+if reason then out.r = reason end
+return cjson.encode(out)

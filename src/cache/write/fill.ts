@@ -1,0 +1,92 @@
+import { lateTags } from "../options";
+import type { ReadTarget } from "../read/hit";
+import { decodeJson, runScript } from "../redis";
+import { fillScript, releaseScript } from "../scripts";
+import type { EntryOptions } from "../types";
+
+/** What fill.lua answers: stored, or refused and why (lease, version, tag, expired). */
+export interface FillReply {
+  ok: boolean;
+  r?: string;
+}
+
+/** One entry to store, as fill.lua takes it (windows in ms, already jittered). */
+export interface EntryWrite {
+  /** The lease token of a fill; "" for a write-through (which revokes any lease). */
+  token: string;
+  /** The value's JSON. */
+  json: string;
+  version: number | null;
+  versionKey?: string;
+  freshMs: number;
+  graceMs: number;
+  expiresAtMs?: number;
+  failSafeMs: number;
+  /**
+   * Per tag, what the counter must be: a captured counter, `@<ms>` (not bumped since that Redis
+   * time) or "" (take it as it is). See fill.lua.
+   */
+  tags: ReadonlyArray<readonly [name: string, seen: string]>;
+  loadMs: number;
+}
+
+/**
+ * Compare-and-set of an entry (`fill.lua`, `allow-key-locking`, every key declared): a fill
+ * lands only while its lease holds, never below the newest known version, never with a tag
+ * snapshot a bump has overtaken. One request.
+ *
+ * @example
+ *   const { ok, r } = await storeEntry(target, "product:1", {
+ *     token: "", json: JSON.stringify(row), version: row.version, versionKey: "product:1",
+ *     freshMs: 60_000, graceMs: 0, failSafeMs: 0, tags: [["products", ""]], loadMs: 0,
+ *   });
+ */
+export async function storeEntry(t: ReadTarget, key: string, w: EntryWrite): Promise<FillReply> {
+  const keys = [t.keys.entry(key), t.keys.lease(key), t.keys.tagClock];
+  if (w.versionKey) keys.push(t.keys.version(w.versionKey));
+  for (const [name] of w.tags) keys.push(t.keys.tag(name));
+  const args = [
+    w.token,
+    w.json,
+    w.version === null ? "" : w.version,
+    w.freshMs,
+    w.graceMs,
+    w.expiresAtMs ?? "",
+    w.failSafeMs,
+    JSON.stringify(w.tags.map(([name]) => name)),
+    JSON.stringify(w.tags.map(([, seen]) => seen)),
+    Math.round(w.loadMs),
+    w.versionKey ? "1" : "0",
+  ];
+  return decodeJson<FillReply>(await runScript(t.redis, fillScript, keys, args));
+}
+
+/** Gives a lease back early (the loader failed or its value is not cached), if still ours. */
+export async function releaseLease(t: ReadTarget, key: string, token: string): Promise<void> {
+  await runScript(t.redis, releaseScript, [t.keys.lease(key)], [token]);
+}
+
+/**
+ * The tag snapshot a write stores, in fill.lua's order: the caller's own tags (`ownSeen(i)`
+ * for the i-th), then the tags known only from the value (`tagsOf`) that are not among them,
+ * each with `lateSeen`.
+ *
+ * @example
+ *   snapshotTags(row, { tagList: ["products"], tagsOf: (p) => [`category:${p.categoryId}`] },
+ *     () => "", "");
+ *   // [["products", ""], ["category:3", ""]]
+ */
+export function snapshotTags<T>(
+  value: T,
+  opts: EntryOptions<T> & { tagList: readonly string[] },
+  ownSeen: (index: number) => string,
+  lateSeen: string,
+): Array<[string, string]> {
+  const tags: Array<[string, string]> = opts.tagList.map((tag, i) => [tag, ownSeen(i)]);
+  for (const tag of lateTags(value, opts)) {
+    if (!opts.tagList.includes(tag) && !tags.some(([name]) => name === tag)) {
+      tags.push([tag, lateSeen]);
+    }
+  }
+  return tags;
+}
