@@ -106,9 +106,13 @@ export function createServices(
           throw error;
         },
       );
+    // The *_RO forms too: without them the engine sends `consistency: "replica"` hits as plain
+    // EVALSHA, which the primary serves (correct, but never a replica).
     return {
       evalsha: (sha, keys, args) => watch(client.evalsha(sha, keys, args)),
       eval: (script, keys, args) => watch(client.eval(script, keys, args)),
+      evalshaRo: (sha, keys, args) => watch(client.evalshaRo(sha, keys, args)),
+      evalRo: (script, keys, args) => watch(client.evalRo(script, keys, args)),
     };
   };
   const services: Services = {
