@@ -10,36 +10,47 @@ import { Background } from "../lib/background";
 import type { Row } from "../lib/db";
 import type { ContenderModule } from "../lib/types";
 
-export const edgecache: ContenderModule = {
-  id: "edgecache",
-  label: "edgecache",
-  groupHow: "invalidateTags: one tag-counter bump, O(1) whatever the entry count",
-  viaGateway: true,
-  async create(env) {
-    const redis = env.upstash();
-    const background = new Background();
-    const engine = () => new EdgeCache({ redis, prefix: env.prefix, onError: () => undefined });
-    return {
-      async get(key, load, options) {
-        const result = await engine().getOrLoad<Row>(key, load, {
-          ttl: 300_000,
-          versionKey: key,
-          versionOf: (row) => row.version,
-          tags: options?.tags,
-          waitUntil: background.waitUntil,
-        });
-        return result.value;
-      },
-      async write(key, version) {
-        await engine().apply({ keys: [key], versions: { [key]: version } });
-      },
-      async invalidateGroup(tag) {
-        await engine().invalidateTags(tag);
-      },
-      settle: () => background.settle(),
-      async close() {
-        await background.settle();
-      },
-    };
-  },
-};
+export const edgecache: ContenderModule = withConsistency("strict");
+
+/**
+ * edgecache with its hits in `replica` mode (`EvalshaRo`, served by the nearest read replica of
+ * a Global database): only the Global workload runs it, beside the strict row.
+ */
+export const edgecacheReplica: ContenderModule = withConsistency("replica");
+
+function withConsistency(consistency: "strict" | "replica"): ContenderModule {
+  return {
+    id: consistency === "strict" ? "edgecache" : "edgecache-replica",
+    label: consistency === "strict" ? "edgecache" : "edgecache, replica mode",
+    groupHow: "invalidateTags: one tag-counter bump, O(1) whatever the entry count",
+    viaGateway: true,
+    async create(env) {
+      const redis = env.upstash();
+      const background = new Background();
+      const engine = () => new EdgeCache({ redis, prefix: env.prefix, onError: () => undefined });
+      return {
+        async get(key, load, options) {
+          const result = await engine().getOrLoad<Row>(key, load, {
+            ttl: 300_000,
+            versionKey: key,
+            versionOf: (row) => row.version,
+            tags: options?.tags,
+            waitUntil: background.waitUntil,
+            consistency,
+          });
+          return result.value;
+        },
+        async write(key, version) {
+          await engine().apply({ keys: [key], versions: { [key]: version } });
+        },
+        async invalidateGroup(tag) {
+          await engine().invalidateTags(tag);
+        },
+        settle: () => background.settle(),
+        async close() {
+          await background.settle();
+        },
+      };
+    },
+  };
+}

@@ -41,9 +41,15 @@ export const SUBJECT = "edgecache";
  * Best value among the peers (every contender but edgecache that, like it, goes through the
  * Upstash gateway) for a column, or null when no peer has one. Zero is a legitimate best.
  */
+/** edgecache, or one of its variants ("edgecache-replica"). */
+export function isSubject(contender: string): boolean {
+  return contender === SUBJECT || contender.startsWith(`${SUBJECT}-`);
+}
+
 export function bestPeer(result: WorkloadResult, column: Column): number | null {
   const values = result.rows
-    .filter((r) => r.contender !== SUBJECT && (r.transport ?? "gateway") === "gateway")
+    // Our own variants (edgecache-replica) are not peers either.
+    .filter((r) => !isSubject(r.contender) && (r.transport ?? "gateway") === "gateway")
     .map((r) => r.values[column.key])
     .filter((v): v is number => typeof v === "number" && Number.isFinite(v));
   if (values.length === 0 || !column.better) return null;

@@ -5,10 +5,10 @@
  * commands (GET, EVAL_RO/EVALSHA_RO) are served by the replica, anything that may write
  * (EVAL/EVALSHA included) by the primary. A bare GET on the replica is the floor.
  *
- * edgecache's per-entity `replica` mode (issue 7, parts 2 and 4) is not in the engine yet: its
- * row is printed empty until it is. HOOK: when EntryOptions gains the mode, add a second
- * edgecache row here with it set.
+ * edgecache runs twice: strict (the default: a read-only EVALSHA on the primary) and with
+ * `consistency: "replica"` (EVALSHA_RO, which the replica serves).
  */
+import { edgecacheReplica } from "../contenders/edgecache";
 import { startStage } from "../lib/harness";
 import type { ContenderModule } from "../lib/types";
 import { measureHits } from "./hits";
@@ -59,10 +59,13 @@ export const globalTopology: Workload = {
         { key: "globalLockPerHit", label: "global-lock/hit", better: "lower", digits: 2 },
       ],
       notes: [
-        "edgecache, replica mode: not in the engine yet (issue 7 parts 2 and 4); hook in bench/workloads/global.ts",
+        "edgecache strict: hits on the primary (every acknowledged write seen); replica mode: other clients' writes seen after at most the replication lag, a client's own at once with its sync token",
       ],
     });
-    const onGateway = [...contenders.filter((c) => c.viaGateway), bareGet];
+    const onGateway = contenders.filter((c) => c.viaGateway);
+    const strict = onGateway.findIndex((c) => c.id === "edgecache");
+    if (strict >= 0) onGateway.splice(strict + 1, 0, edgecacheReplica);
+    onGateway.push(bareGet);
     const stage = await startStage(onGateway, { baseMs: 0, jitterMs: 0 }, progress, GLOBAL);
     try {
       for (const c of onGateway) {

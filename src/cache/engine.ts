@@ -1,4 +1,5 @@
 import { LoaderBackoffError, withBackoff } from "./backoff";
+import { EngineContext } from "./context";
 import { inspectEntry, readFreshness } from "./inspect";
 import {
   advanceVersion,
@@ -10,21 +11,13 @@ import {
 } from "./invalidate";
 import { assertGlob, type KeySpace, keySpace } from "./keys";
 import { L1Cache } from "./l1";
-import { cacheable, lateTags, type Resolved, resolveOptions } from "./options";
-import { jitterTtl, shouldRefreshEarly } from "./policy";
-import { acquire } from "./read/acquire";
-import {
-  coalesce,
-  type Flight,
-  type FlightRegistry,
-  flightId,
-  isolateFlights,
-} from "./read/coalesce";
-import { type ReadTarget, readHit } from "./read/hit";
-import { declaredTags, isolateKnown, type KnownEntries } from "./read/known";
+import { resolveOptions } from "./options";
+import { coalesce, type FlightRegistry, flightId, isolateFlights } from "./read/coalesce";
+import { isolateKnown, type KnownEntries } from "./read/known";
+import { countLook, readEntry } from "./read/look";
+import { readThrough } from "./read/path";
 import { fromEntry, type ReadReply } from "./read/reply";
 import { loadedResult } from "./read/result";
-import { nextCheckDelay } from "./read/wait";
 import type { ScriptClient } from "./redis";
 import {
   DEFAULT_SHARDS,
@@ -43,7 +36,8 @@ import type {
   StatsSnapshot,
   WriteResult,
 } from "./types";
-import { type FillReply, releaseLease, snapshotTags, storeEntry } from "./write/fill";
+import { snapshotTags } from "./write/fill";
+import { store } from "./write/store";
 
 /**
  * What an engine is built from. Only `redis` is required.
@@ -131,14 +125,6 @@ export class CacheWriteError extends Error {
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function newToken(): string {
-  const bytes = new Uint8Array(12);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /**
  * The cache engine: cache-aside with leases, write-through with version CAS, tag and version
  * invalidation, SWR, XFetch, fail-safe. A hit is one read-only request; every other operation
@@ -165,48 +151,42 @@ function newToken(): string {
  */
 export class EdgeCache {
   readonly keys: KeySpace;
-  readonly #redis: ScriptClient;
   readonly #defaults: EntryOptions<unknown>;
-  readonly #random: () => number;
-  readonly #l1: L1Cache | undefined;
-  readonly #hot: { sampleRate: number; windowMs: number; windows: number; decay: number };
   readonly #coalesce: boolean;
-  readonly #onError: (error: unknown, operation: string) => void;
-  /** Counters and hot-key samples of this isolate (module scope, see telemetry/isolate.ts). */
-  readonly #pending: IsolateTelemetry;
   readonly #telemetry: { shards: number; flushIntervalMs: number; maxBatch: number };
-  readonly #flights: FlightRegistry;
-  /** What the isolate learned of entries: tags to declare, miss prediction (read/known.ts). */
-  readonly #known: KnownEntries;
+  /** The parts every read and write module works with (context.ts). */
+  readonly #ctx: EngineContext;
 
   constructor(options: EdgeCacheOptions) {
-    this.#redis = options.redis;
     this.keys = keySpace(options.prefix ?? "ec");
     this.#telemetry = {
       shards: options.telemetry?.shards ?? DEFAULT_SHARDS,
       flushIntervalMs: options.telemetry?.flushIntervalMs ?? 1000,
       maxBatch: options.telemetry?.maxBatch ?? 256,
     };
-    this.#pending =
-      options.telemetry?.isolate ?? telemetryFor(this.keys.prefix, this.#telemetry.shards);
     this.#defaults = options.defaults ?? {};
-    this.#random = options.random ?? Math.random;
-    this.#l1 =
-      options.l1 instanceof L1Cache
-        ? options.l1
-        : options.l1
-          ? new L1Cache(options.l1.maxEntries ?? 1000, options.l1.ttlMs ?? 1000)
-          : undefined;
-    this.#hot = {
-      sampleRate: options.hotKeys?.sampleRate ?? 0.1,
-      windowMs: options.hotKeys?.windowMs ?? 60_000,
-      windows: options.hotKeys?.windows ?? 5,
-      decay: options.hotKeys?.decay ?? 0.5,
-    };
     this.#coalesce = options.coalesce ?? true;
-    this.#flights = options.flights ?? isolateFlights;
-    this.#known = options.known ?? isolateKnown;
-    this.#onError = options.onError ?? ((error, op) => console.warn(`edgecache ${op}:`, error));
+    this.#ctx = new EngineContext({
+      redis: options.redis,
+      keys: this.keys,
+      pending: options.telemetry?.isolate ?? telemetryFor(this.keys.prefix, this.#telemetry.shards),
+      flights: options.flights ?? isolateFlights,
+      known: options.known ?? isolateKnown,
+      l1:
+        options.l1 instanceof L1Cache
+          ? options.l1
+          : options.l1
+            ? new L1Cache(options.l1.maxEntries ?? 1000, options.l1.ttlMs ?? 1000)
+            : undefined,
+      random: options.random ?? Math.random,
+      hot: {
+        sampleRate: options.hotKeys?.sampleRate ?? 0.1,
+        windowMs: options.hotKeys?.windowMs ?? 60_000,
+        windows: options.hotKeys?.windows ?? 5,
+        decay: options.hotKeys?.decay ?? 0.5,
+      },
+      onError: options.onError ?? ((error, op) => console.warn(`edgecache ${op}:`, error)),
+    });
   }
 
   // ---------------------------------------------------------------- reads
@@ -243,14 +223,14 @@ export class EdgeCache {
         `cache key ${key}: versionKey needs versionOf to read the loaded version`,
       );
     }
-    this.#pending.add("reads");
+    this.#ctx.pending.add("reads");
     this.#flushIfDue(opts.waitUntil);
     if (opts.loaderBackoff && opts.loaderBackoff > 0) {
       loader = this.#backedOff(key, loader, opts.loaderBackoff);
     }
-    const local = this.#l1?.get(key);
+    const local = this.#ctx.l1?.get(key);
     if (local) {
-      this.#pending.add("l1_hits");
+      this.#ctx.pending.add("l1_hits");
       return {
         value: local.value as T,
         status: "HIT",
@@ -261,25 +241,30 @@ export class EdgeCache {
         l1: true,
       };
     }
-    if (!this.#coalesce) return this.#getOrLoad(key, loader, opts);
+    if (!this.#coalesce) return readThrough(this.#ctx, key, loader, opts);
     // ---- isolate-scope coalescing (src/cache/read/coalesce.ts)
     return coalesce<T>({
-      registry: this.#flights,
+      registry: this.#ctx.flights,
       // Replica reads share a load only with requests at the same sync position: a request
       // that carries its own newer write must not take a value read before the replica had it.
-      id: flightId(this.keys.prefix, key, opts.versionKey, opts.replica ? this.#syncPosition : ""),
+      id: flightId(
+        this.keys.prefix,
+        key,
+        opts.versionKey,
+        opts.replica ? this.#ctx.syncPosition : "",
+      ),
       waitBudget: opts.waitBudget,
       leaseTtl: opts.leaseTtl,
       lead: (flight, budget) =>
-        this.#getOrLoad(key, loader, { ...opts, waitBudget: budget }, flight),
-      solo: (budget) => this.#getOrLoad(key, loader, { ...opts, waitBudget: budget }),
+        readThrough(this.#ctx, key, loader, { ...opts, waitBudget: budget }, flight),
+      solo: (budget) => readThrough(this.#ctx, key, loader, { ...opts, waitBudget: budget }),
       giveUp: async (waitedMs) => {
         // Same as before: a follower whose budget ran out loads itself, without filling.
-        this.#pending.add("lease_timeouts");
-        const { value } = await this.#timed(loader);
+        this.#ctx.pending.add("lease_timeouts");
+        const { value } = await this.#ctx.timed(loader);
         return { ...loadedResult(value, opts), waitedMs };
       },
-      onFollow: () => this.#pending.add("coalesced"),
+      onFollow: () => this.#ctx.pending.add("coalesced"),
     });
   }
 
@@ -299,330 +284,26 @@ export class EdgeCache {
     options: Pick<EntryOptions<T>, "versionKey" | "consistency"> = {},
   ): Promise<CacheResult<T> | null> {
     const opts = resolveOptions(key, this.#defaults, { ...options, tags: [] });
-    this.#pending.add("reads");
+    this.#ctx.pending.add("reads");
     this.#flushIfDue(this.#defaults.waitUntil);
     let reply: ReadReply;
     try {
-      reply = await this.#hit(key, opts);
+      reply = await readEntry(this.#ctx, key, opts);
     } catch (error) {
-      this.#fault(error, "get");
+      this.#ctx.fault(error, "get");
       return null;
     }
-    this.#count(key, reply, { sample: false, draw: 1 });
+    countLook(this.#ctx, key, reply, { sample: false, draw: 1 });
     if (!reply.v || reply.s === "MISS") return null;
     return fromEntry<T>(reply, reply.s);
   }
 
-  async #getOrLoad<T>(
-    key: string,
-    loader: () => Promise<T>,
-    opts: Resolved<T>,
-    /**
-     * The isolate's flight this caller leads, if any: told how long the caller may still take,
-     * and settled with what a Redis request sent after the followers joined vouches for.
-     */
-    flight?: Flight,
-  ): Promise<CacheResult<T>> {
-    const busyFor = (ms: number) => flight?.busyUntil(Date.now() + ms);
-    const started = Date.now();
-    let waited = false;
-    let backoffs = 0;
-    for (;;) {
-      let look: { reply: ReadReply; seq: number | undefined };
-      const sent = Date.now();
-      busyFor(opts.leaseTtl); // a read, then possibly a load under a lease of this length
-      // Drawn before the request, as every read always has (seeded tests rely on the sequence).
-      const draw = this.#random();
-      try {
-        look = await this.#look(key, opts, waited, flight);
-      } catch (error) {
-        this.#fault(error, "read");
-        this.#pending.add("bypass");
-        return this.#bypass(loader, opts);
-      }
-      const { reply, seq } = look;
-      this.#count(key, reply, { sample: !waited, draw, polling: waited });
-
-      if (reply.s === "HIT") {
-        const result = fromEntry<T>(reply, "HIT");
-        this.#l1?.set(key, result.value, result.version, opts.tagList);
-        if (
-          result.value !== null && // a negative entry just expires: no early refresh
-          reply.fu !== undefined &&
-          shouldRefreshEarly(reply.now, reply.fu, reply.lt ?? 0, opts.beta, this.#random)
-        ) {
-          this.#background(opts, this.#refreshLater(key, loader, opts, true), "early refresh");
-        }
-        const hit = waited ? { ...result, waitedMs: Date.now() - started } : result;
-        flight?.settle({ ok: true, result: hit, vouchedAt: seq });
-        return hit;
-      }
-
-      if (reply.s === "STALE") {
-        if (reply.tok) {
-          this.#background(opts, this.#refresh(key, reply, loader, opts), "stale refresh");
-        } else if ((reply.wait ?? 0) <= 0) {
-          // The read-only look cannot take the lease: ask for it after the response.
-          this.#background(opts, this.#refreshLater(key, loader, opts, false), "stale refresh");
-        }
-        const stale = fromEntry<T>(reply, "STALE");
-        flight?.settle({ ok: true, result: stale, vouchedAt: seq });
-        return stale;
-      }
-
-      if (reply.tok) return this.#loadAndFill(key, reply, loader, opts, started, flight);
-
-      // Someone else holds the lease: sleep about the load time it announced, then look once
-      // (src/cache/read/wait.ts); a look finding the lease gone takes it over (the holder
-      // died). Until the value appears or the wait budget is spent.
-      if (!waited) this.#pending.add("lease_waits");
-      waited = true;
-      const remaining = opts.waitBudget - (Date.now() - started);
-      const next = nextCheckDelay(
-        {
-          eta: reply.eta,
-          estimate: reply.est,
-          leasePttl: reply.wait,
-          rttMs: Date.now() - sent,
-          backoffs,
-        },
-        this.#random,
-      );
-      if (next.backoff) backoffs++;
-      if (remaining <= 0) {
-        this.#pending.add("lease_timeouts");
-        busyFor(opts.leaseTtl);
-        let value: { value: T; ms: number };
-        try {
-          value = await this.#timed(loader, key);
-        } catch (error) {
-          // Same rule as the lease holder: an expired entry kept for fail-safe beats an error.
-          if (reply.fs && reply.v !== undefined) {
-            this.#pending.add("load_errors");
-            this.#pending.add("fail_safe");
-            return { ...fromEntry<T>(reply, "STALE"), failSafe: true };
-          }
-          throw error;
-        }
-        return { ...loadedResult(value.value, opts), waitedMs: Date.now() - started };
-      }
-      const delay = Math.min(next.delay, remaining);
-      busyFor(delay + opts.leaseTtl);
-      await sleep(delay);
-    }
-  }
-
-  /**
-   * One look at the entry (read/plan in src/cache/README.md): the read-only hit script first,
-   * then, unless it served a value or someone else is loading, the writing acquire script. In
-   * strict mode a key this isolate has no fresh record of is likely a miss: the look goes to
-   * acquire directly, which serves a hit too. `seq` is the flight sequence taken before the
-   * request that answered (what a HIT or STALE vouches with).
-   */
-  async #look<T>(
-    key: string,
-    opts: Resolved<T>,
-    waited: boolean,
-    flight: Flight | undefined,
-  ): Promise<{ reply: ReadReply; seq: number | undefined }> {
-    let seq = flight?.sending();
-    if (!opts.replica && !waited && !this.#known.freshNow(this.keys.prefix, key)) {
-      return { reply: await this.#acquire(key, opts, false), seq };
-    }
-    const hit = await this.#hit(key, opts);
-    if (hit.s !== "MISS" || (hit.wait ?? 0) > 0) return { reply: hit, seq };
-    seq = flight?.sending();
-    return { reply: await this.#acquire(key, opts, false), seq };
-  }
-
-  /**
-   * The read-only hit script, declaring the caller's tags and those this isolate learned the
-   * entry has; when the entry has others (`need`), it learns them and asks once more. A second
-   * `need` (the entry's tags changed in between) is a MISS: nothing unchecked is served.
-   */
-  async #hit(
-    key: string,
-    opts: Pick<Resolved<unknown>, "versionKey" | "tagList" | "replica">,
-  ): Promise<ReadReply> {
-    const prefix = this.keys.prefix;
-    const ask = (learned: readonly string[]) => {
-      this.#pending.add("read_requests");
-      return readHit(this.#readTarget, key, {
-        versionKey: opts.versionKey,
-        tags: declaredTags(opts.tagList, learned),
-        replica: opts.replica,
-      });
-    };
-    let reply = await ask(this.#known.tags(prefix, key));
-    if (reply.r === "need" && reply.need) {
-      this.#pending.add("tag_retries");
-      this.#known.learn(prefix, key, { tags: reply.need });
-      reply = await ask(reply.need);
-      if (reply.r === "need" && reply.need) this.#known.learn(prefix, key, { tags: reply.need });
-    }
-    this.#noteFreshness(key, reply, opts.versionKey);
-    return reply;
-  }
-
-  /**
-   * The writing acquire script: a new lease token, this isolate's load-time estimate, the tags
-   * this isolate learned. An entry with tags it did not declare answers `need` without taking
-   * anything: it learns them and asks once more (that second call takes the lease if the tags
-   * changed yet again).
-   */
-  async #acquire<T>(key: string, opts: Resolved<T>, early: boolean): Promise<ReadReply> {
-    const prefix = this.keys.prefix;
-    const ask = (learned: readonly string[], lastTry: boolean) => {
-      this.#pending.add("read_requests");
-      return acquire(this.#readTarget, key, {
-        versionKey: opts.versionKey,
-        tags: opts.tagList,
-        learned,
-        token: newToken(),
-        leaseTtl: opts.leaseTtl,
-        early,
-        // The load time a granted lease announces to waiters when the entry has none (wait.ts).
-        estimateMs: this.#flights.estimateLoad(prefix, key) ?? 0,
-        lastTry,
-      });
-    };
-    let reply = await ask(this.#known.tags(prefix, key), false);
-    if (reply.r === "need" && reply.need) {
-      this.#pending.add("tag_retries");
-      this.#known.learn(prefix, key, { tags: reply.need });
-      reply = await ask(reply.need, true);
-      if (reply.need) this.#known.learn(prefix, key, { tags: reply.need });
-    }
-    this.#noteFreshness(key, reply, opts.versionKey);
-    return reply;
-  }
-
   /** Remembers until when the entry is fresh (local clock), or that it is not. */
-  #noteFreshness(key: string, reply: ReadReply, versionKey: string | undefined): void {
-    this.#pending.observeRedisTime(reply.now);
-    if (reply.s === "HIT" && reply.fu !== undefined) {
-      const freshUntil = Date.now() + (reply.fu - reply.now);
-      this.#known.learn(this.keys.prefix, key, { freshUntil, versionKey });
-    } else {
-      this.#known.expire(this.keys.prefix, key);
-    }
-  }
-
-  /**
-   * Counts one look in the isolate (no script writes stats): a waiter's looks count no miss
-   * and are no sample; a peek (`get`) is never sampled.
-   */
-  #count(
-    key: string,
-    reply: ReadReply,
-    look: { sample: boolean; draw: number; polling?: boolean },
-  ): void {
-    const t = this.#pending;
-    if (reply.r === "version" || reply.r === "tag") t.add("invalidated_reads");
-    if (reply.s === "HIT") t.add("hits");
-    else if (reply.s === "STALE") t.add("stale_hits");
-    else if (!look.polling) t.add("misses");
-    const rate = this.#hot.sampleRate;
-    if (look.sample && rate > 0 && look.draw < rate) {
-      t.sample(key, 1 / rate, Math.floor(reply.now / this.#hot.windowMs));
-    }
-  }
-
-  async #loadAndFill<T>(
-    key: string,
-    reply: ReadReply,
-    loader: () => Promise<T>,
-    opts: Resolved<T>,
-    started: number,
-    flight?: Flight,
-  ): Promise<CacheResult<T>> {
-    let loaded: { value: T; ms: number };
-    try {
-      loaded = await this.#timed(loader, key);
-    } catch (error) {
-      this.#pending.add("load_errors");
-      await this.#afterResponse(opts, this.#release(key, reply.tok ?? ""), "lease release");
-      if (reply.fs && reply.v !== undefined) {
-        this.#pending.add("fail_safe");
-        return { ...fromEntry<T>(reply, "STALE"), failSafe: true };
-      }
-      throw error;
-    }
-    if (!cacheable(loaded.value, opts)) {
-      await this.#afterResponse(opts, this.#release(key, reply.tok ?? ""), "lease release");
-      return loadedResult(loaded.value, opts);
-    }
-    const result = loadedResult(loaded.value, opts);
-    // Into L1 before the fill: a refused fill then removes it again, whenever it completes.
-    this.#l1?.set(key, result.value, result.version, [
-      ...opts.tagList,
-      ...lateTags(loaded.value, opts),
-    ]);
-    const waitedMs = Date.now() - started - loaded.ms;
-    const answer = waitedMs > 50 ? { ...result, waitedMs } : result;
-    // The fill's compare-and-set (lease, version, tags) vouches for the value to the followers
-    // that joined before it was sent; a refused fill vouches for nothing (see Outcome).
-    const fillSeq = flight?.sending();
-    flight?.settleLater(opts.leaseTtl);
-    const fill = this.#fill(key, reply, loaded.value, opts, loaded.ms).then(
-      (accepted) => {
-        flight?.settle({ ok: true, result, vouchedAt: accepted ? fillSeq : undefined });
-      },
-      (error: unknown) => {
-        flight?.settle({ ok: true, result });
-        throw error;
-      },
-    );
-    await this.#afterResponse(opts, fill, "fill");
-    return answer;
-  }
-
-  async #refresh<T>(
-    key: string,
-    reply: ReadReply,
-    loader: () => Promise<T>,
-    opts: Resolved<T>,
-  ): Promise<void> {
-    let loaded: { value: T; ms: number };
-    try {
-      loaded = await this.#timed(loader, key);
-    } catch (error) {
-      // The stale value keeps being served; the loader's error is not a cache fault.
-      this.#pending.add("refresh_errors");
-      this.#onError(error, "background refresh loader");
-      return this.#release(key, reply.tok ?? "");
-    }
-    if (!cacheable(loaded.value, opts)) return this.#release(key, reply.tok ?? "");
-    await this.#fill(key, reply, loaded.value, opts, loaded.ms);
-  }
-
-  /**
-   * A refresh after the response, for an entry the read-only look served (early refresh, or
-   * STALE): takes the lease with the acquire script, then loads and fills.
-   */
-  async #refreshLater<T>(
-    key: string,
-    loader: () => Promise<T>,
-    opts: Resolved<T>,
-    early: boolean,
-  ): Promise<void> {
-    this.#random(); // the draw every read request takes (seeded tests rely on the sequence)
-    const reply = await this.#acquire(key, opts, early);
-    if (!reply.tok) return; // another caller is already refreshing, or it was refilled
-    if (early) this.#pending.add("early_refreshes");
-    await this.#refresh(key, reply, loader, opts);
-  }
-
-  async #bypass<T>(loader: () => Promise<T>, opts: Resolved<T>): Promise<CacheResult<T>> {
-    const { value } = await this.#timed(loader);
-    return { ...loadedResult(value, opts), status: "BYPASS" };
-  }
-
   /** Starts a background flush of the isolate's telemetry when one is due (never awaited). */
   #flushIfDue(waitUntil: ((p: Promise<unknown>) => void) | undefined): void {
     const { flushIntervalMs, maxBatch } = this.#telemetry;
-    if (!this.#pending.due(Date.now(), flushIntervalMs, maxBatch)) return;
-    this.#background(waitUntil ? { waitUntil } : {}, this.flushStats(), "stats flush");
+    if (!this.#ctx.pending.due(Date.now(), flushIntervalMs, maxBatch)) return;
+    this.#ctx.background(waitUntil ? { waitUntil } : {}, this.flushStats(), "stats flush");
   }
 
   // ---------------------------------------------------------------- writes
@@ -662,8 +343,8 @@ export class EdgeCache {
     const seen = options.tagsAsOf === undefined ? "" : `@${Math.floor(options.tagsAsOf)}`;
     const tags = snapshotTags(value, opts, () => seen, seen);
     try {
-      const reply = await this.#store(key, "", value, version, opts, tags, 0, "writes");
-      this.#l1?.delete(key);
+      const reply = await store(this.#ctx, key, "", value, version, opts, tags, 0, "writes");
+      this.#ctx.l1?.delete(key);
       return reply.ok ? { written: true } : { written: false, reason: reply.r ?? "refused" };
     } catch (error) {
       throw this.#writeFailure(error, "writeThrough");
@@ -685,81 +366,6 @@ export class EdgeCache {
   }
 
   /** The fill of a granted lease: checked against the counters and version it captured. */
-  async #fill<T>(
-    key: string,
-    read: ReadReply,
-    value: T,
-    opts: Resolved<T>,
-    loadMs: number,
-  ): Promise<boolean> {
-    let version =
-      opts.versionKey && opts.versionOf && value !== null ? opts.versionOf(value) : null;
-    let entryOpts = opts;
-    if (value === null && opts.negativeTtl && opts.negativeTtl > 0) {
-      // A negative entry: short-lived, no grace or fail-safe, and under a version key stored as
-      // the version Redis knew when the lease was granted, so the next advance (a create, an
-      // outbox event) invalidates it; a create that landed during the load revoked the lease.
-      entryOpts = { ...opts, ttl: opts.negativeTtl, staleTtl: 0, failSafeMs: 0 };
-      if (opts.versionKey) version = read.cv ?? 0;
-    }
-    // Own tags check the counters the read captured; tags known only from the value (and any
-    // counter not captured) check that nothing was bumped since the load began.
-    const counters = Array.isArray(read.tg) ? read.tg : [];
-    const bound = `@${Math.floor(read.now)}`;
-    const tags = snapshotTags(value, opts, (i) => counters[i] ?? bound, bound);
-    this.#pending.add("read_requests");
-    const token = read.tok ?? "";
-    const reply = await this.#store(key, token, value, version, entryOpts, tags, loadMs, "fills");
-    return reply.ok;
-  }
-
-  /**
-   * One `fill.lua` call; counts what it answered and tells the isolate's records (L1, known
-   * entries) whether the entry is now there.
-   */
-  async #store<T>(
-    key: string,
-    token: string,
-    value: T,
-    version: number | null,
-    opts: Resolved<T>,
-    tags: ReadonlyArray<readonly [string, string]>,
-    loadMs: number,
-    counter: "fills" | "writes",
-  ): Promise<FillReply> {
-    if (opts.versionKey && version === null) {
-      throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
-    }
-    if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
-    const freshMs = jitterTtl(opts.ttl, opts.jitter, this.#random);
-    const sent = Date.now();
-    const reply = await storeEntry(this.#readTarget, key, {
-      token,
-      json: JSON.stringify(value),
-      version,
-      versionKey: opts.versionKey,
-      freshMs,
-      graceMs: opts.staleTtl,
-      expiresAtMs: opts.expiresAtMs,
-      failSafeMs: opts.failSafeMs,
-      tags,
-      loadMs,
-    });
-    const prefix = this.keys.prefix;
-    if (reply.ok) {
-      this.#pending.add(counter);
-      const names = tags.map(([name]) => name);
-      const until = opts.expiresAtMs === undefined ? Infinity : opts.expiresAtMs;
-      const freshUntil = Math.min(sent + freshMs, until);
-      this.#known.learn(prefix, key, { tags: names, freshUntil, versionKey: opts.versionKey });
-    } else {
-      this.#pending.add(`dropped_${reply.r ?? "refused"}`);
-      this.#l1?.delete(key);
-      this.#known.expire(prefix, key);
-    }
-    return reply;
-  }
-
   // ---------------------------------------------------------------- invalidation
 
   /**
@@ -775,8 +381,8 @@ export class EdgeCache {
     if (keys.length === 0) return 0;
     const sent = unlinkKeys(this.#target, keys); // names checked before anything is sent
     for (const k of keys) {
-      this.#l1?.delete(k);
-      this.#known.expire(this.keys.prefix, k);
+      this.#ctx.l1?.delete(k);
+      this.#ctx.known.expire(this.keys.prefix, k);
     }
     try {
       return await sent;
@@ -812,16 +418,16 @@ export class EdgeCache {
     }
     const sent = applyChange(this.#target, keys, tags, versions);
     for (const k of keys) {
-      this.#l1?.delete(k);
-      this.#known.expire(this.keys.prefix, k);
+      this.#ctx.l1?.delete(k);
+      this.#ctx.known.expire(this.keys.prefix, k);
     }
-    this.#known.expireWhere(
+    this.#ctx.known.expireWhere(
       this.keys.prefix,
       tags,
       versions.map(([name]) => name),
     );
-    this.#l1?.deleteTagged(tags);
-    if (versions.length > 0) this.#l1?.clear();
+    this.#ctx.l1?.deleteTagged(tags);
+    if (versions.length > 0) this.#ctx.l1?.clear();
     try {
       return await sent;
     } catch (error) {
@@ -841,8 +447,8 @@ export class EdgeCache {
   async invalidateTags(...tags: string[]): Promise<Record<string, string>> {
     if (tags.length === 0) return {};
     const sent = bumpTags(this.#target, tags);
-    this.#l1?.deleteTagged(tags);
-    this.#known.expireWhere(this.keys.prefix, tags, []);
+    this.#ctx.l1?.deleteTagged(tags);
+    this.#ctx.known.expireWhere(this.keys.prefix, tags, []);
     try {
       return await sent;
     } catch (error) {
@@ -865,8 +471,8 @@ export class EdgeCache {
     version: number,
   ): Promise<{ previous: number | null; current: number }> {
     const sent = advanceVersion(this.#target, `${entity}:${id}`, version);
-    this.#l1?.clear();
-    this.#known.expireWhere(this.keys.prefix, [], [`${entity}:${id}`]);
+    this.#ctx.l1?.clear();
+    this.#ctx.known.expireWhere(this.keys.prefix, [], [`${entity}:${id}`]);
     try {
       return await sent;
     } catch (error) {
@@ -890,8 +496,8 @@ export class EdgeCache {
     options: { cursor?: string; budget?: number; count?: number } = {},
   ): Promise<PurgeStep> {
     assertGlob(glob);
-    this.#l1?.clear();
-    this.#known.clear();
+    this.#ctx.l1?.clear();
+    this.#ctx.known.clear();
     try {
       return await purgeStep(this.#target, glob, options);
     } catch (error) {
@@ -912,8 +518,8 @@ export class EdgeCache {
    * ```
    */
   inspect(key: string, versionKey?: string): Promise<Inspection> {
-    const known = this.#known.tags(this.keys.prefix, key);
-    return inspectEntry(this.#redis, this.keys, key, versionKey, known);
+    const known = this.#ctx.known.tags(this.keys.prefix, key);
+    return inspectEntry(this.#ctx.redis, this.keys, key, versionKey, known);
   }
 
   /**
@@ -926,7 +532,7 @@ export class EdgeCache {
    * ```
    */
   stats(): Promise<StatsSnapshot> {
-    return readStats(this.#redis, this.keys, this.#telemetry.shards, this.#pending);
+    return readStats(this.#ctx.redis, this.keys, this.#telemetry.shards, this.#ctx.pending);
   }
 
   /**
@@ -940,7 +546,7 @@ export class EdgeCache {
    * ```
    */
   async flushStats(): Promise<void> {
-    await flushTelemetry(this.#redis, this.keys, this.#pending, this.#hot);
+    await flushTelemetry(this.#ctx.redis, this.keys, this.#ctx.pending, this.#ctx.hot);
   }
 
   /**
@@ -957,7 +563,7 @@ export class EdgeCache {
    * ```
    */
   freshness(keys: readonly string[]): Promise<{ now: number; fresh: Map<string, number | null> }> {
-    return readFreshness(this.#redis, this.keys, keys);
+    return readFreshness(this.#ctx.redis, this.keys, keys);
   }
 
   /**
@@ -970,17 +576,19 @@ export class EdgeCache {
    * ```
    */
   hotKeys(n = 50): Promise<HotKey[]> {
-    return readHotKeys(this.#redis, this.keys, this.#telemetry.shards, this.#pending, this.#hot, n);
-  }
-
-  /** This isolate's stats shard: every writing script counts there, never in one hot key. */
-  get #statsKey(): string {
-    return this.keys.stats(this.#pending.shard);
+    return readHotKeys(
+      this.#ctx.redis,
+      this.keys,
+      this.#telemetry.shards,
+      this.#ctx.pending,
+      this.#ctx.hot,
+      n,
+    );
   }
 
   /** Where the invalidation requests go (invalidate.ts). */
   get #target(): Target {
-    return { redis: this.#redis, keys: this.keys, statsKey: this.#statsKey };
+    return { redis: this.#ctx.redis, keys: this.keys, statsKey: this.#ctx.statsKey };
   }
 
   // ---------------------------------------------------------------- helpers
@@ -992,71 +600,10 @@ export class EdgeCache {
       try {
         return await guarded();
       } catch (error) {
-        if (error instanceof LoaderBackoffError) this.#pending.add("backoff_skips");
+        if (error instanceof LoaderBackoffError) this.#ctx.pending.add("backoff_skips");
         throw error;
       }
     };
-  }
-
-  /** Runs a loader; with `key`, its time is remembered as the estimate the next lease announces. */
-  async #timed<T>(loader: () => Promise<T>, key?: string): Promise<{ value: T; ms: number }> {
-    const started = performance.now();
-    this.#pending.add("loads");
-    const value = await loader();
-    const ms = performance.now() - started;
-    if (key !== undefined) this.#flights.recordLoad(this.keys.prefix, key, ms);
-    return { value, ms };
-  }
-
-  async #release(key: string, token: string): Promise<void> {
-    if (!token) return;
-    this.#pending.add("read_requests");
-    await releaseLease(this.#readTarget, key, token);
-  }
-
-  /** Where reads and fills go. */
-  get #readTarget(): ReadTarget {
-    return { redis: this.#redis, keys: this.keys };
-  }
-
-  /**
-   * The client's read-your-writes position (`@upstash/redis` keeps the `upstash-sync-token` of
-   * its last reply per client), "" when it has none or is another client.
-   */
-  get #syncPosition(): string {
-    const token = (this.#redis as { readYourWritesSyncToken?: unknown }).readYourWritesSyncToken;
-    return typeof token === "string" ? token : "";
-  }
-
-  /** Background work (refreshes, lease releases): handed to waitUntil, or tracked for settle(). */
-  #background(
-    opts: { waitUntil?: (p: Promise<unknown>) => void },
-    work: Promise<unknown>,
-    operation: string,
-  ): void {
-    const guarded = work.catch((error: unknown) => this.#fault(error, operation));
-    if (opts.waitUntil) {
-      opts.waitUntil(guarded);
-      return;
-    }
-    this.#unawaited.add(guarded);
-    void guarded.finally(() => this.#unawaited.delete(guarded));
-  }
-
-  readonly #unawaited = new Set<Promise<unknown>>();
-
-  /**
-   * Work that must follow the response but not delay it: waitUntil on Workers; awaited
-   * elsewhere, so that in Node a read after getOrLoad returns sees the fill.
-   */
-  async #afterResponse(
-    opts: { waitUntil?: (p: Promise<unknown>) => void },
-    work: Promise<unknown>,
-    operation: string,
-  ): Promise<void> {
-    const guarded = work.catch((error: unknown) => this.#fault(error, operation));
-    if (opts.waitUntil) opts.waitUntil(guarded);
-    else await guarded;
   }
 
   /**
@@ -1069,16 +616,11 @@ export class EdgeCache {
    * ```
    */
   async settle(): Promise<void> {
-    while (this.#unawaited.size > 0) await Promise.all([...this.#unawaited]);
-  }
-
-  #fault(error: unknown, operation: string): void {
-    this.#pending.add("redis_errors");
-    this.#onError(error, operation);
+    await this.#ctx.settle();
   }
 
   #writeFailure(error: unknown, operation: string): CacheWriteError {
-    this.#pending.add("redis_errors");
+    this.#ctx.pending.add("redis_errors");
     return new CacheWriteError(operation, error);
   }
 }

@@ -4,7 +4,7 @@ import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type OwnRedis, startOwnRedis } from "../../tools/lib/own-redis";
 import { gatewayControl } from "../../tools/upstash-gateway/control";
-import { sha1 } from "../../tools/upstash-gateway/scripts";
+import { KEY_SPECS, sha1 } from "../../tools/upstash-gateway/scripts";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 
 /**
@@ -158,6 +158,28 @@ describe("key declaration (allow-key-locking)", () => {
     expect(await redis.eval(source, ["k:a", "k:b"], ["1", "2"])).toEqual([1, 2]);
     const keyless = `${KEYED}return redis.call('TIME')[1] ~= nil and 1 or 0`;
     expect(await redis.eval(keyless, [], [])).toBe(1);
+  });
+
+  it("reads key positions of listed commands the way Redis's COMMAND states them", async () => {
+    for (const [name, spec] of Object.entries(KEY_SPECS)) {
+      const [info] = (await direct.call("COMMAND", "INFO", name)) as [unknown[]];
+      const flags = (info[2] as string[]).map(String);
+      expect({ name, spec: info.slice(3, 6), movable: flags.includes("movablekeys") }).toEqual({
+        name,
+        spec: [...spec],
+        movable: false,
+      });
+    }
+    // Listed commands take the argument path: an undeclared key in any position still fails.
+    const lastOfMany = `${KEYED}return redis.call('DEL', KEYS[1], KEYS[2], 'k:other')`;
+    await expect(redis.eval(lastOfMany, ["k:a", "k:b"], [])).rejects.toThrow(UNDECLARED);
+    const msetValue = `${KEYED}return redis.call('MSET', KEYS[1], 'k:other', 'k:other', 'v')`;
+    await expect(redis.eval(msetValue, ["k:a"], [])).rejects.toThrow(UNDECLARED);
+    const numericKey = `${KEYED}return redis.call('GET', 12)`;
+    await expect(redis.eval(numericKey, ["k:a"], [])).rejects.toThrow(/undeclared key '12'/);
+    // MSET's values are not keys: 'k:other' as a value is fine.
+    const msetOk = `${KEYED}return redis.call('MSET', KEYS[1], 'k:other')`;
+    expect(await redis.eval(msetOk, ["k:a"], [])).toBe("OK");
   });
 
   it("leaves unflagged scripts free to build key names (they take the global lock)", async () => {

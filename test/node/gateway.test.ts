@@ -211,7 +211,13 @@ describe("with the real @upstash/redis client (default options)", () => {
     const kept = await redis.pipeline().incr("p:str").get("p:b").exec({ keepErrors: true });
     expect(kept[0]?.error).toMatch(/ERR value is not an integer/);
     expect(kept[1]).toEqual({ error: undefined, result: "x" });
-    expect((await stats()).byRoute["/pipeline"]).toBe(3);
+    // A pipeline of one command (what auto-pipelining sends) runs without a Redis pipeline:
+    // same shapes, its error still a per-command {"error"} under HTTP 200.
+    const single = await command("/pipeline", [["INCR", "p:str"]]);
+    expect(single.status).toBe(200);
+    expect(single.body).toEqual([{ error: expect.stringMatching(/ERR value is not an integer/) }]);
+    expect((await command("/pipeline", [["GET", "p:b"]])).body).toEqual([{ result: "x" }]);
+    expect((await stats()).byRoute["/pipeline"]).toBe(5);
   });
 
   it("executes MULTI/EXEC transactions atomically", async () => {

@@ -12,7 +12,8 @@
  * - the `allow-key-locking` flag is dropped and every other flag (`no-writes`, …) is kept, so
  *   Redis still enforces `no-writes` itself;
  * - in strict mode a one-line Lua prelude shadows `redis` with a table whose `call`/`pcall`
- *   first ask Redis for the command's key positions (`COMMAND GETKEYS`) and fail the script
+ *   first find the command's keys (from its arguments for the commands in KEY_SPECS, else by
+ *   asking Redis: `COMMAND GETKEYS`) and fail the script
  *   when a key is not in KEYS. The prelude shares the body's second line, so Lua's error
  *   line numbers (`@user_script:N`) stay those of the original text, except that an error a
  *   `redis.call` raises names line 2 (Redis's error handler reports the frame that called
@@ -61,13 +62,74 @@ export interface Rewritten {
 const DATABASE_WIDE = ["FLUSHDB", "FLUSHALL", "KEYS", "SCAN", "RANDOMKEY", "DBSIZE", "SWAPDB"];
 
 /**
+ * Key positions of common commands, exactly as Redis 7's `COMMAND` reports them: argv index of
+ * the first key, of the last (negative: counted from the end), and the step; 0 = no keys. None
+ * has movable keys (test/node/gateway-scripts.test.ts checks every entry against the server).
+ * The prelude reads a command's keys from its arguments when it is listed here, and asks
+ * `COMMAND GETKEYS` otherwise: asking costs a nested Redis call per `redis.call` (about half of a
+ * small script's run time), which Upstash, checking keys natively, does not pay.
+ */
+export const KEY_SPECS: Readonly<Record<string, readonly [number, number, number]>> = {
+  GET: [1, 1, 1],
+  SET: [1, 1, 1],
+  GETDEL: [1, 1, 1],
+  INCR: [1, 1, 1],
+  INCRBY: [1, 1, 1],
+  DECR: [1, 1, 1],
+  DECRBY: [1, 1, 1],
+  HGET: [1, 1, 1],
+  HMGET: [1, 1, 1],
+  HSET: [1, 1, 1],
+  HDEL: [1, 1, 1],
+  HGETALL: [1, 1, 1],
+  HINCRBY: [1, 1, 1],
+  EXPIRE: [1, 1, 1],
+  PEXPIRE: [1, 1, 1],
+  PEXPIREAT: [1, 1, 1],
+  TTL: [1, 1, 1],
+  PTTL: [1, 1, 1],
+  TYPE: [1, 1, 1],
+  ZADD: [1, 1, 1],
+  ZINCRBY: [1, 1, 1],
+  ZSCORE: [1, 1, 1],
+  ZREM: [1, 1, 1],
+  SADD: [1, 1, 1],
+  SREM: [1, 1, 1],
+  SISMEMBER: [1, 1, 1],
+  LPUSH: [1, 1, 1],
+  RPUSH: [1, 1, 1],
+  DEL: [1, -1, 1],
+  UNLINK: [1, -1, 1],
+  EXISTS: [1, -1, 1],
+  MGET: [1, -1, 1],
+  MSET: [1, -1, 2],
+  TIME: [0, 0, 0],
+  PING: [0, 0, 0],
+};
+
+/**
+ * The KEY_SPECS entries of the commands a script names in a string literal, as a Lua table
+ * constructor. Only those: the table is built on every run of the script. A command named
+ * some other way is still checked, through `COMMAND GETKEYS`.
+ */
+function keySpecTable(body: string): string {
+  const named = new Set<string>();
+  for (const [, word] of body.matchAll(/['"]([A-Za-z]+)['"]/g)) {
+    const name = (word ?? "").toUpperCase();
+    if (KEY_SPECS[name]) named.add(name);
+  }
+  const entries = [...named].map((n) => `${n}={${(KEY_SPECS[n] ?? []).join(",")}}`);
+  return `{${entries.join(",")}}`;
+}
+
+/**
  * The prelude, one line (see the module comment for why). Every name is a local prefixed
  * `__gw_` so the body cannot collide with it. Strict: `__gw_bad` remembers a violation even
  * when the body swallows the error with Lua's `pcall`, and the wrapper fails the script anyway.
  * Audit (for scripts without the flag): each violation is written once to the redis-server
  * log as `gateway-key-audit <sha> <message>` and the script runs on unchanged.
  */
-function prelude(mode: "strict" | "audit", sha: string): string {
+function prelude(mode: "strict" | "audit", sha: string, body: string): string {
   const fail =
     mode === "strict"
       ? "local function __gw_fail(msg) __gw_bad = msg error({ err = msg }) end"
@@ -79,14 +141,25 @@ function prelude(mode: "strict" | "audit", sha: string): string {
     "for _, k in ipairs(KEYS) do __gw_keys[k] = true end",
     "local __gw_bad = nil",
     `local __gw_wide = {${wide}}`,
+    `local __gw_spec = ${keySpecTable(body)}`,
     fail,
+    "local function __gw_key(k)",
+    '  if not __gw_keys[k] then __gw_fail("ERR script touched undeclared key \'" .. k .. "\' (allow-key-locking requires every key in KEYS)") end',
+    "end",
     "local function __gw_check(...)",
     " local name = string.upper(tostring((...)))",
     " if __gw_wide[name] then __gw_fail('ERR script ran ' .. name .. ', a database-wide command (allow-key-locking scripts may touch only the keys in KEYS)') end",
+    " local spec = __gw_spec[name]",
+    " if spec then",
+    // argv index i is vararg i + 1; a negative last counts back from argc (= select('#', ...)).
+    "  if spec[1] > 0 then",
+    "   local last = spec[2] < 0 and select('#', ...) + spec[2] or spec[2]",
+    "   for i = spec[1], last, spec[3] do local k = select(i + 1, ...) if k ~= nil then __gw_key(tostring(k)) end end",
+    "  end",
+    "  return",
+    " end",
     " local ks = __gw_r.pcall('COMMAND', 'GETKEYS', ...)",
-    " if type(ks) == 'table' and not ks.err then for _, k in ipairs(ks) do",
-    '  if not __gw_keys[k] then __gw_fail("ERR script touched undeclared key \'" .. k .. "\' (allow-key-locking requires every key in KEYS)") end',
-    " end end",
+    " if type(ks) == 'table' and not ks.err then for _, k in ipairs(ks) do __gw_key(k) end end",
     "end",
     "local redis = setmetatable({",
     " call = function(...) __gw_check(...) return __gw_r.call(...) end,",
@@ -147,7 +220,7 @@ export function translateScript(
   if (!keyLocked && auditKeys) {
     // The prelude shares the first line of the body (line 1 without a shebang, else line 2).
     const { head, body } = splitShebang(source, shebang !== undefined);
-    const translated = `${head}${prelude("audit", sha)} ${body}\nend)(...))`;
+    const translated = `${head}${prelude("audit", sha, body)} ${body}\nend)(...))`;
     return { sha, translated, translatedSha: sha1(translated), keyLocked, noWrites };
   }
   if (!shebang || !keyLocked) {
@@ -159,7 +232,7 @@ export function translateScript(
   const line = `#!${[...shebang.rest, ...(kept.length ? [`flags=${kept.join(",")}`] : [])].join(" ")}`;
   const { body } = splitShebang(source, true);
   const translated = strictKeys
-    ? `${line}\n${prelude("strict", sha)} ${body}\nend)(...))`
+    ? `${line}\n${prelude("strict", sha, body)} ${body}\nend)(...))`
     : `${line}\n${body}`;
   return { sha, translated, translatedSha: sha1(translated), keyLocked, noWrites };
 }

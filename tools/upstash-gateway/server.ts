@@ -412,6 +412,19 @@ async function runBatch(
   atomic: boolean,
   pool: ConnectionPool,
 ): Promise<[Error | null, unknown][]> {
+  const only = commands.length === 1 ? commands[0] : undefined;
+  if (only && !atomic) {
+    // @upstash/redis auto-pipelines, so nearly every request is a /pipeline of one command: an
+    // ioredis Pipeline for it costs more CPU than the command (Pipeline object, exec, promise
+    // bookkeeping). The reply is the same [error, result] a pipeline would give.
+    const [name, ...args] = only;
+    try {
+      return [[null, await redis.callBuffer(name, ...args)]];
+    } catch (error) {
+      if (isReplyError(error)) return [[error, null]];
+      throw pool.unreachable(error);
+    }
+  }
   const batch = atomic ? redis.multi() : redis.pipeline();
   for (const [name, ...args] of commands) batch.callBuffer(name, ...args);
   let replies: [Error | null, unknown][] | null;
@@ -655,8 +668,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     return count;
   }
 
-  async function handleApi(req: IncomingMessage, res: ServerResponse, state: TokenState) {
-    const { pathname } = new URL(req.url ?? "/", "http://gateway");
+  async function handleApi(
+    req: IncomingMessage,
+    res: ServerResponse,
+    state: TokenState,
+    pathname: string,
+  ) {
     const method = req.method ?? "GET";
     const route = apiRoute(pathname);
     // Only the path form (`GET /get/key`) may use GET; JSON bodies need POST.
@@ -778,7 +795,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const kind = streamKind(first);
     if (pathname.startsWith("/__gateway/")) await handleControl(req, res, state, pathname);
     else if (kind) await handleStream(req, res, state, kind, rest);
-    else await handleApi(req, res, state);
+    else await handleApi(req, res, state, pathname);
   }
 
   const server = createServer((req, res) => {

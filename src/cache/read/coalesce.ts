@@ -28,7 +28,8 @@ import type { CacheResult } from "../types";
  *
  * `vouchedAt` is the registry sequence number taken just before the leader sent the Redis
  * request that vouches for the value: the read that answered HIT or STALE, or the fill whose
- * compare-and-set on lease, version and tags succeeded. A follower may take the value only when
+ * compare-and-set on lease, version and tags succeeded; or just before its loader began to
+ * read the source (`Flight.offer`), which vouches for followers that joined before that. A follower may take the value only when
  * that request was sent after it joined (`vouchedAt > joinedAt`): then every write acknowledged
  * before the follower's request began had already run in Redis when the request did, and would
  * have turned the HIT into a MISS or refused the fill. Without that rule a request that starts
@@ -99,13 +100,29 @@ export class Flight {
   }
 
   /**
+   * Called by the leader when its load ends, before its fill: the value, vouched for by the
+   * load's start (`vouchedAt` ticked just before the loader ran). A follower that joined
+   * before that read the source after it joined, so the value is at least as new as any write
+   * acknowledged before the follower's request: it may take it now. Later followers wait for
+   * the fill's compare-and-set (`settle`).
+   */
+  offer(outcome: Outcome & { ok: true }): void {
+    this.#offered ??= outcome;
+  }
+  #offered: Outcome | undefined;
+
+  /**
    * Called by a follower, in its own request: the outcome, or null once `until` passes or the
    * leader is overdue. The follower looks at the flight's plain state on its own timer every
    * few ms; nothing the leader created or resolves is awaited across requests.
    */
-  async wait(until: number): Promise<Outcome | null> {
+  async wait(until: number, joinedAt = Number.POSITIVE_INFINITY): Promise<Outcome | null> {
     for (;;) {
       if (this.#outcome) return this.#outcome;
+      const offered = this.#offered;
+      if (offered?.ok && offered.vouchedAt !== undefined && offered.vouchedAt > joinedAt) {
+        return offered;
+      }
       // Re-read the deadline each time: the leader moves it as it goes.
       const left = Math.min(until, this.#deadline + GRACE_MS) - Date.now();
       if (left <= 0) return null;
@@ -256,7 +273,7 @@ export async function coalesce<T>(plan: FlightPlan<T>): Promise<CacheResult<T>> 
     if (!followed) plan.onFollow();
     followed = true;
     const joinedAt = plan.registry.tick();
-    const outcome = await running.wait(started + plan.waitBudget);
+    const outcome = await running.wait(started + plan.waitBudget, joinedAt);
     if (outcome?.ok) {
       const { result, vouchedAt } = outcome;
       // A fail-safe value is served because the source failed, not as fresh data: as for the

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EdgeCache, FlightRegistry, KnownEntries } from "../../../src/cache";
 import { nextCheckDelay } from "../../../src/cache/read/wait";
+import { fillScript } from "../../../src/cache/scripts";
 import { type CacheHarness, cacheHarness, gate, sleep, warmScripts } from "./harness";
 
 /**
@@ -169,6 +170,57 @@ describe("one isolate: concurrent requests share one load (module-scope registry
     expect((await perRequest(prefix).inspect("k")).entry).toBeNull();
     held.open("leader");
     expect((await leader).value).toBe("leader");
+  });
+});
+
+describe("one isolate: followers that joined before the load began", () => {
+  it("answer when the load ends, without waiting for the fill; a later joiner waits for it", async () => {
+    const prefix = fresh();
+    const flights = new FlightRegistry();
+    const fillHeld = gate<void>();
+    let fillsSeen = 0;
+    // Holds the fill (fill.lua) until the test releases it; everything else goes through.
+    const holding = {
+      evalsha: async (sha: string, keys: string[], args: unknown[]) => {
+        if (sha === fillScript.sha1) {
+          fillsSeen++;
+          await fillHeld.promise;
+        }
+        return h.redis.evalsha(sha, keys, args);
+      },
+      eval: (script: string, keys: string[], args: unknown[]) => h.redis.eval(script, keys, args),
+    };
+    const engine = () =>
+      new EdgeCache({
+        redis: holding,
+        prefix,
+        onError: () => {},
+        flights,
+        telemetry: { flushIntervalMs: 3_600_000 },
+      });
+    const load = gate<string>();
+    const background: Promise<unknown>[] = [];
+    const opts = { ...noEarly, waitUntil: (p: Promise<unknown>) => background.push(p) };
+    // The leader and a follower that joins while the leader's acquire is still out.
+    const leader = engine().getOrLoad("k", load.load, opts);
+    const early = engine().getOrLoad("k", async () => "never", opts);
+    await load.started;
+    // A follower that joins while the load runs: the load may have read the source before
+    // this request began, so only the fill's compare-and-set can vouch for it.
+    const late = engine().getOrLoad("k", async () => "never", opts);
+    let lateDone = false;
+    void late.then(() => {
+      lateDone = true;
+    });
+    load.open("v");
+    expect((await leader).value).toBe("v");
+    expect((await early).value).toBe("v"); // the fill is still held
+    expect(fillsSeen).toBe(1);
+    await sleep(30);
+    expect(lateDone).toBe(false);
+    fillHeld.open();
+    expect((await late).value).toBe("v");
+    await Promise.all(background);
   });
 });
 

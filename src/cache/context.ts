@@ -1,0 +1,126 @@
+import type { KeySpace } from "./keys";
+import type { L1Cache } from "./l1";
+import type { FlightRegistry } from "./read/coalesce";
+import type { ReadTarget } from "./read/hit";
+import type { KnownEntries } from "./read/known";
+import type { ScriptClient } from "./redis";
+import type { IsolateTelemetry } from "./telemetry";
+
+/** Where background work goes: Workers' `ctx.waitUntil`, or nothing (tracked for `settle`). */
+export interface BackgroundOptions {
+  waitUntil?: (promise: Promise<unknown>) => void;
+}
+
+/** What an engine is made of, resolved from `EdgeCacheOptions` (engine.ts). */
+export interface EngineParts {
+  redis: ScriptClient;
+  keys: KeySpace;
+  pending: IsolateTelemetry;
+  flights: FlightRegistry;
+  known: KnownEntries;
+  l1: L1Cache | undefined;
+  random: () => number;
+  hot: { sampleRate: number; windowMs: number; windows: number; decay: number };
+  onError: (error: unknown, operation: string) => void;
+}
+
+/**
+ * One engine's parts and the chores every path shares (timing loads, background work, faults),
+ * handed to the read and write modules (read/path.ts, read/look.ts, read/load.ts,
+ * write/store.ts) so that none of them depends on the `EdgeCache` class. One per engine, so
+ * one per request on the Worker: it holds no I/O of its own, only the request's client.
+ *
+ * @example
+ *   const ctx = new EngineContext({ redis, keys: keySpace("ec"), pending, flights, known,
+ *     l1: undefined, random: Math.random, hot, onError: console.warn });
+ *   const { value, ms } = await ctx.timed(() => loadProduct(1), "product:1");
+ */
+export class EngineContext implements EngineParts {
+  readonly redis: ScriptClient;
+  readonly keys: KeySpace;
+  /** Counters and hot-key samples of this isolate (module scope, see telemetry/isolate.ts). */
+  readonly pending: IsolateTelemetry;
+  readonly flights: FlightRegistry;
+  /** What the isolate learned of entries: tags to declare, miss prediction (read/known.ts). */
+  readonly known: KnownEntries;
+  readonly l1: L1Cache | undefined;
+  readonly random: () => number;
+  readonly hot: { sampleRate: number; windowMs: number; windows: number; decay: number };
+  readonly onError: (error: unknown, operation: string) => void;
+  /** Where reads and fills go. */
+  readonly target: ReadTarget;
+  readonly #unawaited = new Set<Promise<unknown>>();
+
+  constructor(parts: EngineParts) {
+    this.redis = parts.redis;
+    this.keys = parts.keys;
+    this.pending = parts.pending;
+    this.flights = parts.flights;
+    this.known = parts.known;
+    this.l1 = parts.l1;
+    this.random = parts.random;
+    this.hot = parts.hot;
+    this.onError = parts.onError;
+    this.target = { redis: parts.redis, keys: parts.keys };
+  }
+
+  /** This isolate's stats shard: every writing script counts there, never in one hot key. */
+  get statsKey(): string {
+    return this.keys.stats(this.pending.shard);
+  }
+
+  /**
+   * The client's read-your-writes position (`@upstash/redis` keeps the `upstash-sync-token` of
+   * its last reply per client), "" when it has none or is another client.
+   */
+  get syncPosition(): string {
+    const token = (this.redis as { readYourWritesSyncToken?: unknown }).readYourWritesSyncToken;
+    return typeof token === "string" ? token : "";
+  }
+
+  /** Runs a loader; with `key`, its time is remembered as the estimate the next lease announces. */
+  async timed<T>(loader: () => Promise<T>, key?: string): Promise<{ value: T; ms: number }> {
+    const started = performance.now();
+    this.pending.add("loads");
+    const value = await loader();
+    const ms = performance.now() - started;
+    if (key !== undefined) this.flights.recordLoad(this.keys.prefix, key, ms);
+    return { value, ms };
+  }
+
+  /** Background work (refreshes, lease releases): handed to waitUntil, or tracked for settle(). */
+  background(opts: BackgroundOptions, work: Promise<unknown>, operation: string): void {
+    const guarded = work.catch((error: unknown) => this.fault(error, operation));
+    if (opts.waitUntil) {
+      opts.waitUntil(guarded);
+      return;
+    }
+    this.#unawaited.add(guarded);
+    void guarded.finally(() => this.#unawaited.delete(guarded));
+  }
+
+  /**
+   * Work that must follow the response but not delay it: waitUntil on Workers; awaited
+   * elsewhere, so that in Node a read after getOrLoad returns sees the fill.
+   */
+  async afterResponse(
+    opts: BackgroundOptions,
+    work: Promise<unknown>,
+    operation: string,
+  ): Promise<void> {
+    const guarded = work.catch((error: unknown) => this.fault(error, operation));
+    if (opts.waitUntil) opts.waitUntil(guarded);
+    else await guarded;
+  }
+
+  /** Waits for background work started without `waitUntil`, including work it started. */
+  async settle(): Promise<void> {
+    while (this.#unawaited.size > 0) await Promise.all([...this.#unawaited]);
+  }
+
+  /** A swallowed cache fault: counted and reported. */
+  fault(error: unknown, operation: string): void {
+    this.pending.add("redis_errors");
+    this.onError(error, operation);
+  }
+}

@@ -1,0 +1,147 @@
+import type { EngineContext } from "../context";
+import type { Resolved } from "../options";
+import { acquire } from "./acquire";
+import type { Flight } from "./coalesce";
+import { readHit } from "./hit";
+import { declaredTags } from "./known";
+import type { ReadReply } from "./reply";
+
+/**
+ * One look at an entry: the read-only hit script, then (unless it served a value or someone
+ * else is loading) the writing acquire script. Also what the isolate learns and counts from
+ * each reply.
+ */
+
+function newToken(): string {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * One look at the entry (read/plan in src/cache/README.md): the read-only hit script first,
+ * then, unless it served a value or someone else is loading, the writing acquire script. In
+ * strict mode a key this isolate has no fresh record of is likely a miss: the look goes to
+ * acquire directly, which serves a hit too. `seq` is the flight sequence taken before the
+ * request that answered (what a HIT or STALE vouches with).
+ */
+export async function look<T>(
+  ctx: EngineContext,
+  key: string,
+  opts: Resolved<T>,
+  waited: boolean,
+  flight: Flight | undefined,
+): Promise<{ reply: ReadReply; seq: number | undefined }> {
+  let seq = flight?.sending();
+  if (!opts.replica && !waited && !ctx.known.freshNow(ctx.keys.prefix, key)) {
+    return { reply: await acquireEntry(ctx, key, opts, false), seq };
+  }
+  const hit = await readEntry(ctx, key, opts);
+  if (hit.s !== "MISS" || (hit.wait ?? 0) > 0) return { reply: hit, seq };
+  seq = flight?.sending();
+  return { reply: await acquireEntry(ctx, key, opts, false), seq };
+}
+
+/**
+ * The read-only hit script, declaring the caller's tags and those this isolate learned the
+ * entry has; when the entry has others (`need`), it learns them and asks once more. A second
+ * `need` (the entry's tags changed in between) is a MISS: nothing unchecked is served.
+ */
+export async function readEntry(
+  ctx: EngineContext,
+  key: string,
+  opts: Pick<Resolved<unknown>, "versionKey" | "tagList" | "replica">,
+): Promise<ReadReply> {
+  const prefix = ctx.keys.prefix;
+  const ask = (learned: readonly string[]) => {
+    ctx.pending.add("read_requests");
+    return readHit(ctx.target, key, {
+      versionKey: opts.versionKey,
+      tags: declaredTags(opts.tagList, learned),
+      replica: opts.replica,
+    });
+  };
+  let reply = await ask(ctx.known.tags(prefix, key));
+  if (reply.r === "need" && reply.need) {
+    ctx.pending.add("tag_retries");
+    ctx.known.learn(prefix, key, { tags: reply.need });
+    reply = await ask(reply.need);
+    if (reply.r === "need" && reply.need) ctx.known.learn(prefix, key, { tags: reply.need });
+  }
+  noteFreshness(ctx, key, reply, opts.versionKey);
+  return reply;
+}
+
+/**
+ * The writing acquire script: a new lease token, this isolate's load-time estimate, the tags
+ * this isolate learned. An entry with tags it did not declare answers `need` without taking
+ * anything: it learns them and asks once more (that second call takes the lease if the tags
+ * changed yet again).
+ */
+export async function acquireEntry<T>(
+  ctx: EngineContext,
+  key: string,
+  opts: Resolved<T>,
+  early: boolean,
+): Promise<ReadReply> {
+  const prefix = ctx.keys.prefix;
+  const ask = (learned: readonly string[], lastTry: boolean) => {
+    ctx.pending.add("read_requests");
+    return acquire(ctx.target, key, {
+      versionKey: opts.versionKey,
+      tags: opts.tagList,
+      learned,
+      token: newToken(),
+      leaseTtl: opts.leaseTtl,
+      early,
+      // The load time a granted lease announces to waiters when the entry has none (wait.ts).
+      estimateMs: ctx.flights.estimateLoad(prefix, key) ?? 0,
+      lastTry,
+    });
+  };
+  let reply = await ask(ctx.known.tags(prefix, key), false);
+  if (reply.r === "need" && reply.need) {
+    ctx.pending.add("tag_retries");
+    ctx.known.learn(prefix, key, { tags: reply.need });
+    reply = await ask(reply.need, true);
+    if (reply.need) ctx.known.learn(prefix, key, { tags: reply.need });
+  }
+  noteFreshness(ctx, key, reply, opts.versionKey);
+  return reply;
+}
+
+export function noteFreshness(
+  ctx: EngineContext,
+  key: string,
+  reply: ReadReply,
+  versionKey: string | undefined,
+): void {
+  ctx.pending.observeRedisTime(reply.now);
+  if (reply.s === "HIT" && reply.fu !== undefined) {
+    const freshUntil = Date.now() + (reply.fu - reply.now);
+    ctx.known.learn(ctx.keys.prefix, key, { freshUntil, versionKey });
+  } else {
+    ctx.known.expire(ctx.keys.prefix, key);
+  }
+}
+
+/**
+ * Counts one look in the isolate (no script writes stats): a waiter's looks count no miss
+ * and are no sample; a peek (`get`) is never sampled.
+ */
+export function countLook(
+  ctx: EngineContext,
+  key: string,
+  reply: ReadReply,
+  look: { sample: boolean; draw: number; polling?: boolean },
+): void {
+  const t = ctx.pending;
+  if (reply.r === "version" || reply.r === "tag") t.add("invalidated_reads");
+  if (reply.s === "HIT") t.add("hits");
+  else if (reply.s === "STALE") t.add("stale_hits");
+  else if (!look.polling) t.add("misses");
+  const rate = ctx.hot.sampleRate;
+  if (look.sample && rate > 0 && look.draw < rate) {
+    t.sample(key, 1 / rate, Math.floor(reply.now / ctx.hot.windowMs));
+  }
+}

@@ -1,0 +1,133 @@
+import type { EngineContext } from "../context";
+import type { Resolved } from "../options";
+import { shouldRefreshEarly } from "../policy";
+import type { CacheResult } from "../types";
+import type { Flight } from "./coalesce";
+import { loadAndFill, refresh, refreshLater } from "./load";
+import { countLook, look } from "./look";
+import { fromEntry, type ReadReply } from "./reply";
+import { loadedResult } from "./result";
+import { nextCheckDelay } from "./wait";
+
+/**
+ * The read path of `getOrLoad` after L1 and coalescing: look (read/look.ts), then serve a HIT
+ * or STALE, load under a granted lease (read/load.ts), or wait for another isolate's load by
+ * the time it announced (read/wait.ts) until the wait budget is spent.
+ */
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One caller's read, as the leader of `flight` when there is one.
+ *
+ * @example
+ *   const result = await readThrough(ctx, "product:1", () => loadProduct(1), opts);
+ */
+export async function readThrough<T>(
+  ctx: EngineContext,
+  key: string,
+  loader: () => Promise<T>,
+  opts: Resolved<T>,
+  /**
+   * The isolate's flight this caller leads, if any: told how long the caller may still take,
+   * and settled with what a Redis request sent after the followers joined vouches for.
+   */
+  flight?: Flight,
+): Promise<CacheResult<T>> {
+  const busyFor = (ms: number) => flight?.busyUntil(Date.now() + ms);
+  const started = Date.now();
+  let waited = false;
+  let backoffs = 0;
+  for (;;) {
+    let found: { reply: ReadReply; seq: number | undefined };
+    const sent = Date.now();
+    busyFor(opts.leaseTtl); // a read, then possibly a load under a lease of this length
+    // Drawn before the request, as every read always has (seeded tests rely on the sequence).
+    const draw = ctx.random();
+    try {
+      found = await look(ctx, key, opts, waited, flight);
+    } catch (error) {
+      ctx.fault(error, "read");
+      ctx.pending.add("bypass");
+      return bypass(ctx, loader, opts);
+    }
+    const { reply, seq } = found;
+    countLook(ctx, key, reply, { sample: !waited, draw, polling: waited });
+
+    if (reply.s === "HIT") {
+      const result = fromEntry<T>(reply, "HIT");
+      ctx.l1?.set(key, result.value, result.version, opts.tagList);
+      if (
+        result.value !== null && // a negative entry just expires: no early refresh
+        reply.fu !== undefined &&
+        shouldRefreshEarly(reply.now, reply.fu, reply.lt ?? 0, opts.beta, ctx.random)
+      ) {
+        ctx.background(opts, refreshLater(ctx, key, loader, opts, true), "early refresh");
+      }
+      const hit = waited ? { ...result, waitedMs: Date.now() - started } : result;
+      flight?.settle({ ok: true, result: hit, vouchedAt: seq });
+      return hit;
+    }
+
+    if (reply.s === "STALE") {
+      if (reply.tok) {
+        ctx.background(opts, refresh(ctx, key, reply, loader, opts), "stale refresh");
+      } else if ((reply.wait ?? 0) <= 0) {
+        // The read-only look cannot take the lease: ask for it after the response.
+        ctx.background(opts, refreshLater(ctx, key, loader, opts, false), "stale refresh");
+      }
+      const stale = fromEntry<T>(reply, "STALE");
+      flight?.settle({ ok: true, result: stale, vouchedAt: seq });
+      return stale;
+    }
+
+    if (reply.tok) return loadAndFill(ctx, key, reply, loader, opts, started, flight);
+
+    // Someone else holds the lease: sleep about the load time it announced, then look once
+    // (src/cache/read/wait.ts); a look finding the lease gone takes it over (the holder
+    // died). Until the value appears or the wait budget is spent.
+    if (!waited) ctx.pending.add("lease_waits");
+    waited = true;
+    const remaining = opts.waitBudget - (Date.now() - started);
+    const next = nextCheckDelay(
+      {
+        eta: reply.eta,
+        estimate: reply.est,
+        leasePttl: reply.wait,
+        rttMs: Date.now() - sent,
+        backoffs,
+      },
+      ctx.random,
+    );
+    if (next.backoff) backoffs++;
+    if (remaining <= 0) {
+      ctx.pending.add("lease_timeouts");
+      busyFor(opts.leaseTtl);
+      let value: { value: T; ms: number };
+      try {
+        value = await ctx.timed(loader, key);
+      } catch (error) {
+        // Same rule as the lease holder: an expired entry kept for fail-safe beats an error.
+        if (reply.fs && reply.v !== undefined) {
+          ctx.pending.add("load_errors");
+          ctx.pending.add("fail_safe");
+          return { ...fromEntry<T>(reply, "STALE"), failSafe: true };
+        }
+        throw error;
+      }
+      return { ...loadedResult(value.value, opts), waitedMs: Date.now() - started };
+    }
+    const delay = Math.min(next.delay, remaining);
+    busyFor(delay + opts.leaseTtl);
+    await sleep(delay);
+  }
+}
+
+export async function bypass<T>(
+  ctx: EngineContext,
+  loader: () => Promise<T>,
+  opts: Resolved<T>,
+): Promise<CacheResult<T>> {
+  const { value } = await ctx.timed(loader);
+  return { ...loadedResult(value, opts), status: "BYPASS" };
+}
