@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { consistencyField } from "./consistency";
 import { rateLimitField } from "./rate-limit";
 
 /**
@@ -12,6 +13,7 @@ export interface Env {
   NEON_WS_PROXY?: string;
   ADMIN_TOKEN?: string;
   CACHE_PREFIX?: string;
+  CACHE_CONSISTENCY?: string;
   PUBLISH_EVENTS?: string;
   // --- rate limits (src/http/middleware/rate-limit.ts) ---
   RATE_LIMIT_WRITES?: string;
@@ -74,6 +76,9 @@ const schema = z.object({
     .string()
     .regex(/^[a-z0-9_-]{1,16}$/, "must be 1-16 characters of a-z, 0-9, _ or -")
     .default("ec"),
+  // Per entity, where cache hits are read: "strict" (primary) or "replica" (nearest read
+  // replica); e.g. "products=replica". Unnamed entities are strict (src/config/consistency.ts).
+  CACHE_CONSISTENCY: consistencyField(),
   // Opt-in: the queue consumer PUBLISHes each applied batch on {CACHE_PREFIX}:events for
   // subscribers outside the edge (one extra Redis request per batch).
   PUBLISH_EVENTS: z

@@ -2,6 +2,7 @@ import { asc, eq, inArray, sql } from "drizzle-orm";
 import { categories } from "../../db/schema";
 import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
 import type { Db } from "../runtime/services";
+import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import type { Tx } from "./outbox";
 import { categoryTag, NOT_FOUND_TTL_MS, type VersionCondition, WriteRefused } from "./products";
@@ -129,12 +130,23 @@ export function readCategory(
   cache: EdgeCache,
   db: Db,
   id: number,
+  consistency: ReadConsistency = "strict",
 ): Promise<CacheResult<CategoryDetail | null>> {
-  return cache.getOrLoad(categoryKey(id), () => loadCategory(db, id), categoryEntryOptions(id));
+  return cache.getOrLoad(categoryKey(id), () => loadCategory(db, id), {
+    ...categoryEntryOptions(id),
+    consistency,
+  });
 }
 
-export function readCategories(cache: EdgeCache, db: Db): Promise<CacheResult<CategoryDetail[]>> {
-  return cache.getOrLoad(CATEGORIES_ALL_KEY, () => loadCategories(db), categoryListEntryOptions());
+export function readCategories(
+  cache: EdgeCache,
+  db: Db,
+  consistency: ReadConsistency = "strict",
+): Promise<CacheResult<CategoryDetail[]>> {
+  return cache.getOrLoad(CATEGORIES_ALL_KEY, () => loadCategories(db), {
+    ...categoryListEntryOptions(),
+    consistency,
+  });
 }
 
 // ---------------------------------------------------------------- writes (inside commitWrite)

@@ -2,6 +2,7 @@ import { and, asc, eq, gte, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { categories, products } from "../../db/schema";
 import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
 import type { Db } from "../runtime/services";
+import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import type { Tx } from "./outbox";
 import type { Warmable } from "./warmable";
@@ -304,8 +305,12 @@ export function readProduct(
   cache: EdgeCache,
   db: Db,
   id: number,
+  consistency: ReadConsistency = "strict",
 ): Promise<CacheResult<ProductDetail | null>> {
-  return cache.getOrLoad(productKey(id), () => loadProduct(db, id), productEntryOptions(id));
+  return cache.getOrLoad(productKey(id), () => loadProduct(db, id), {
+    ...productEntryOptions(id),
+    consistency,
+  });
 }
 
 /**
@@ -317,17 +322,17 @@ export async function readProductPage(
   cache: EdgeCache,
   db: Db,
   q: ProductListQuery,
+  consistency: ReadConsistency = "strict",
 ): Promise<CacheResult<ProductPage>> {
   const page: ProductPageQuery = {
     category: q.category,
     cursor: q.cursor,
     size: pageSizeFor(q.limit),
   };
-  const result = await cache.getOrLoad(
-    productListKey(page),
-    () => loadProductPage(db, page),
-    productListEntryOptions(page),
-  );
+  const result = await cache.getOrLoad(productListKey(page), () => loadProductPage(db, page), {
+    ...productListEntryOptions(page),
+    consistency,
+  });
   return { ...result, value: slicePage(result.value, q.limit) };
 }
 

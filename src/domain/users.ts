@@ -2,6 +2,7 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import { type User, users } from "../../db/schema";
 import type { CacheResult, EntryOptions } from "../cache";
 import type { Db, Services } from "../runtime/services";
+import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import { NOT_FOUND_TTL_MS } from "./products";
 import type { Warmable } from "./warmable";
@@ -75,11 +76,16 @@ async function loadUser(db: Db, id: number): Promise<UserJson | null> {
  * for NOT_FOUND_TTL_MS, stored under the version the key had when the load began, so the next
  * version advance (a write-through, an outbox event) ends it.
  */
-export function getUser(services: Services, id: number): Promise<CacheResult<UserJson | null>> {
+export function getUser(
+  services: Services,
+  id: number,
+  consistency: ReadConsistency = "strict",
+): Promise<CacheResult<UserJson | null>> {
   return services.cache.getOrLoad<UserJson | null>(userKey(id), () => loadUser(services.db, id), {
     // The engine never calls versionOf with null (a negative entry takes the captured version).
     ...(userEntry(id) as EntryOptions<UserJson | null>),
     negativeTtl: NOT_FOUND_TTL_MS,
+    consistency,
   });
 }
 

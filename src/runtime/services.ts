@@ -38,6 +38,12 @@ export interface Services {
   readonly queue: Queue<unknown> | undefined;
   /** Whether this invocation reached Redis, or saw it fail (see RedisContact). */
   readonly contact: RedisContact;
+  /**
+   * The Upstash client's sync position (`upstash-sync-token`) now: where it started
+   * (`ServicesOptions.syncToken`) or the one its last answer carried. Undefined while no Redis
+   * client was made (no Redis call yet).
+   */
+  readonly syncToken: string | undefined;
   /** Runs work after the response (ctx.waitUntil); errors are logged, never thrown. */
   background(work: Promise<unknown>, what: string): void;
   /**
@@ -54,7 +60,20 @@ export interface Services {
  */
 export const poolCounts = { opened: 0, ended: 0 };
 
-export function createServices(env: Env, ctx?: Background): Services {
+export interface ServicesOptions {
+  /**
+   * The sync position the caller carries (an earlier response's `upstash-sync-token`): set on
+   * the Upstash client before its first call, so every read waits for a replica that has
+   * replicated at least this far (read-your-writes across requests).
+   */
+  syncToken?: string;
+}
+
+export function createServices(
+  env: Env,
+  ctx?: Background,
+  options: ServicesOptions = {},
+): Services {
   const config = loadConfig(env);
   let redis: Redis | undefined;
   let database: Database | undefined;
@@ -87,9 +106,13 @@ export function createServices(env: Env, ctx?: Background): Services {
           throw error;
         },
       );
+    // The *_RO forms too: without them the engine sends `consistency: "replica"` hits as plain
+    // EVALSHA, which the primary serves (correct, but never a replica).
     return {
       evalsha: (sha, keys, args) => watch(client.evalsha(sha, keys, args)),
       eval: (script, keys, args) => watch(client.eval(script, keys, args)),
+      evalshaRo: (sha, keys, args) => watch(client.evalshaRo(sha, keys, args)),
+      evalRo: (script, keys, args) => watch(client.evalRo(script, keys, args)),
     };
   };
   const services: Services = {
@@ -98,12 +121,18 @@ export function createServices(env: Env, ctx?: Background): Services {
     contact,
     background,
     get redis() {
-      redis ??= createRedis({
-        url: config.UPSTASH_REDIS_REST_URL,
-        token: config.UPSTASH_REDIS_REST_TOKEN,
-        timeoutMs: config.REDIS_TIMEOUT_MS,
-      });
+      if (!redis) {
+        redis = createRedis({
+          url: config.UPSTASH_REDIS_REST_URL,
+          token: config.UPSTASH_REDIS_REST_TOKEN,
+          timeoutMs: config.REDIS_TIMEOUT_MS,
+        });
+        if (options.syncToken) redis.readYourWritesSyncToken = options.syncToken;
+      }
       return redis;
+    },
+    get syncToken() {
+      return redis?.readYourWritesSyncToken;
     },
     get db() {
       if (disposed) {

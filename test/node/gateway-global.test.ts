@@ -162,6 +162,22 @@ describe("Global topology: primary + lagging replica", () => {
     expect(s.served).toEqual({ primary: 2, replica: 3 });
   });
 
+  it("counts EVAL/EVALSHA of a no-writes script as read-only yet serves it from the primary", async () => {
+    const redis = new Redis({ url: gateway.url, token: TOKEN, enableAutoPipelining: false });
+    const key = `nw:${randomBytes(4).toString("hex")}`;
+    const source = `#!lua flags=no-writes,allow-key-locking\n-- ${key}\nreturn redis.call('GET', KEYS[1])`;
+    const script = redis.createScript<string | null>(source); // EVALSHA, not *_RO
+    // EVALSHA of a SHA not seen yet: writing (its flags are unknown), NOSCRIPT; then EVAL: read.
+    expect(await script.exec([key], [])).toBeNull();
+    expect(await script.exec([key], [])).toBeNull(); // EVALSHA, now known: read
+    await redis.eval(`-- ${key}\nreturn 1`, [], []); // no no-writes flag: writing
+    await expect(redis.evalsha("0".repeat(40), [], [])).rejects.toThrow(/NOSCRIPT/); // writing
+    const s = await stats(gateway);
+    expect(s.calls).toEqual({ readOnly: 2, writing: 3, other: 0 });
+    // Only *_RO may go to the replica: the no-writes EVALSHA/EVAL ran on the primary.
+    expect(s.served).toEqual({ primary: 5, replica: 0 });
+  });
+
   it("shares one script cache across primary and replica, as Upstash's database has one", async () => {
     const redis = new Redis({ url: gateway.url, token: TOKEN, enableAutoPipelining: false });
     const key = `cache:${randomBytes(4).toString("hex")}`;

@@ -24,8 +24,9 @@ export interface EmulationCounters {
   /** Script runs by lock: Upstash runs a script under the global lock unless it is flagged
    * `allow-key-locking` and not inside MULTI/EXEC. NOSCRIPT misses did not run. */
   scripts: { globalLock: number; keyLocked: number };
-  /** Commands by kind: readOnly = read-only commands and *_RO scripts; writing = commands
-   * that write and plain EVAL/EVALSHA; other = neither (PING, PUBLISH, SCRIPT LOAD…). */
+  /** Commands by kind: readOnly = read-only commands, *_RO scripts and plain EVAL/EVALSHA of a
+   * `no-writes` script; writing = commands that write and other EVAL/EVALSHA; other = neither
+   * (PING, PUBLISH, SCRIPT LOAD…). Counting is not routing: see `countedKind`. */
   calls: { readOnly: number; writing: number; other: number };
   /** Requests by the server that answered them (all "primary" without a Global topology). */
   served: { primary: number; replica: number };
@@ -55,6 +56,7 @@ export interface EmulationOptions {
 export interface Plan {
   commands: Command[];
   rewritten: Rewritten[];
+  /** How each call is counted in `calls` (`countedKind`); `target` is chosen by command name. */
   kinds: CallKind[];
   atomic: boolean;
   target: Target;
@@ -80,6 +82,28 @@ function parseToken(header: string | string[] | undefined): number | undefined {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * How a call is counted, which is not always where it is served. A plain `EVAL`/`EVALSHA` of
+ * a script whose shebang says `no-writes` cannot write (Redis refuses any write command in it:
+ * "Write commands are not allowed from read-only scripts"), so it counts as read-only. It is
+ * still routed by its command name, to the primary: Upstash names the `*_RO` forms as the
+ * declaration that lets a call be served on replicas ("Declaring the read-only intent lets the
+ * server serve the call on replicas", https://upstash.com/docs/redis/commands/scripting/eval-ro,
+ * and likewise https://upstash.com/docs/redis/commands/scripting/evalsha-ro), while
+ * https://upstash.com/docs/redis/commands/scripting/eval says nothing of replicas. An
+ * `EVALSHA` of a SHA the gateway never saw stays "write": its flags are unknown.
+ */
+function countedKind(
+  kind: CallKind,
+  command: Command | undefined,
+  rewritten: Rewritten | undefined,
+): CallKind {
+  const name = command?.[0];
+  if (kind !== "write" || (name !== "EVAL" && name !== "EVALSHA")) return kind;
+  const script = rewritten?.script;
+  return script && script !== "unknown" && script.noWrites ? "read" : kind;
+}
 
 export class Emulation {
   private commandInfo?: Promise<CommandInfo>;
@@ -109,10 +133,11 @@ export class Emulation {
     }
     const info = await this.commandInfo;
     const rewritten = commands.map((c) => this.scripts.rewrite(c));
-    const kinds = commands.map((c) => info.kind(c));
+    const routed = commands.map((c) => info.kind(c));
     // A transaction or a batch with any write goes to the primary as a whole, in order.
-    const allReads = kinds.every((k) => k === "read");
+    const allReads = routed.every((k) => k === "read");
     const target: Target = this.topology && !atomic && allReads ? "replica" : "primary";
+    const kinds = routed.map((kind, i) => countedKind(kind, commands[i], rewritten[i]));
     return { commands: rewritten.map((r) => r.command), rewritten, kinds, atomic, target };
   }
 

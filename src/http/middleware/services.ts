@@ -3,6 +3,7 @@ import { createMiddleware } from "hono/factory";
 import { afterRequest } from "../../jobs/recovery";
 import { type Background, createServices } from "../../runtime/services";
 import type { AppEnv } from "../context";
+import { answerSyncToken, incomingSyncToken } from "../sync-position";
 
 /** Hono throws when there is no ExecutionContext (app.request in unit tests). */
 function executionContextOf(c: Context): Background | undefined {
@@ -15,14 +16,20 @@ function executionContextOf(c: Context): Background | undefined {
 
 /**
  * Validates the env (a clear 500 naming the missing variable) and scopes services to the
- * request: after the handler, schedules an outbox recovery drain when one is due, then
- * disposes of the services in waitUntil (after every background task).
+ * request: the request's Upstash client starts at the sync position the request carries, and
+ * the response hands back the position it ended at (sync-position.ts). After the handler,
+ * schedules an outbox recovery drain when one is due, then disposes of the services in
+ * waitUntil (after every background task).
  */
 export const services = createMiddleware<AppEnv>(async (c, next) => {
-  const s = createServices(c.env, executionContextOf(c));
+  const carried = incomingSyncToken(c);
+  const s = createServices(c.env, executionContextOf(c), { syncToken: carried });
   c.set("services", s);
   try {
     await next();
+    // Read now, before the recovery check below and the background work (fills, refreshes)
+    // move it further: what the response covers is every Redis call the handler awaited.
+    answerSyncToken(c, carried, s.syncToken);
   } finally {
     try {
       // After an outage, the first request that reaches Redis again drains the outbox

@@ -61,8 +61,9 @@ categoriesRoutes.openapi(
     },
   }),
   async (c) => {
-    const { cache, db } = c.var.services;
-    return untyped(await cachedJson(c, await readCategories(cache, db), { validator: "content" }));
+    const { cache, db, config } = c.var.services;
+    const result = await readCategories(cache, db, config.CACHE_CONSISTENCY.categories);
+    return untyped(await cachedJson(c, result, { validator: "content" }));
   },
 );
 
@@ -85,8 +86,8 @@ categoriesRoutes.openapi(
   }),
   async (c) => {
     const { id } = c.req.valid("param");
-    const { cache, db } = c.var.services;
-    const result = await readCategory(cache, db, id);
+    const { cache, db, config } = c.var.services;
+    const result = await readCategory(cache, db, id, config.CACHE_CONSISTENCY.categories);
     if (result.value === null) return untyped(notFound(c, result, `category ${id}`));
     return untyped(await cachedJson(c, result, { validator: "version" }));
   },

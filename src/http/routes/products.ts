@@ -215,12 +215,13 @@ productsRoutes.openapi(
   }),
   async (c) => {
     const q = c.req.valid("query");
-    const { cache, db } = c.var.services;
-    const result = await readProductPage(cache, db, {
-      category: q.category,
-      cursor: q.cursor,
-      limit: q.limit ?? LIST_DEFAULT_LIMIT,
-    });
+    const { cache, db, config } = c.var.services;
+    const result = await readProductPage(
+      cache,
+      db,
+      { category: q.category, cursor: q.cursor, limit: q.limit ?? LIST_DEFAULT_LIMIT },
+      config.CACHE_CONSISTENCY.products,
+    );
     return untyped(await cachedJson(c, result, { validator: "content" }));
   },
 );
@@ -248,8 +249,8 @@ productsRoutes.openapi(
   }),
   async (c) => {
     const { id } = c.req.valid("param");
-    const { cache, db } = c.var.services;
-    const result = await readProduct(cache, db, id);
+    const { cache, db, config } = c.var.services;
+    const result = await readProduct(cache, db, id, config.CACHE_CONSISTENCY.products);
     if (result.value === null) return untyped(notFound(c, result, `product ${id}`));
     return untyped(await cachedJson(c, result, { validator: "version+content" }));
   },

@@ -101,7 +101,8 @@ const patchUserRoute = createRoute({
 export const usersRoutes = router()
   .openapi(getUserRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const result = await getUser(c.var.services, id);
+    const services = c.var.services;
+    const result = await getUser(services, id, services.config.CACHE_CONSISTENCY.users);
     if (result.value === null) return notFound(c, result, `user ${id}`) as never;
     // Personal data: the browser may keep it, no shared cache may.
     return (await cachedJson(c, result, { validator: "version", audience: "private" })) as never;
