@@ -71,11 +71,21 @@ describe("bench harness", () => {
     expect(value("race", "cache-aside", "staleRounds")).toBe(TINY.raceRounds);
     expect(value("race", "edgecache", "staleRounds")).toBe(0);
     expect(typeof value("race", "edgecache", "staleDuring")).toBe("number");
-    // Global topology: a plain GET is served by the read replica and writes nothing.
+    // Global topology: a plain GET is served by the read replica and writes nothing; so is
+    // edgecache's hit in replica mode, while strict mode reads the primary, writing nothing.
     const global = byId("global");
-    expect(global?.rows.map((r) => r.contender)).toEqual(["edgecache", "cache-aside", "bare-get"]);
+    expect(global?.rows.map((r) => r.contender)).toEqual([
+      "edgecache",
+      "edgecache-replica",
+      "cache-aside",
+      "bare-get",
+    ]);
     expect(value("global", "cache-aside", "replicaShare")).toBe(1);
     expect(value("global", "bare-get", "writesPerHit")).toBe(0);
+    expect(value("global", "edgecache-replica", "replicaShare")).toBeGreaterThan(0.9);
+    expect(value("global", "edgecache", "replicaShare")).toBe(0);
+    expect(value("global", "edgecache", "writesPerHit")).toBeLessThan(0.1);
+    expect(value("global", "edgecache", "globalLockPerHit")).toBe(0);
   }, 120_000);
 
   it("the stale-read detector flags a stale read served by naive cache-aside", async () => {

@@ -114,8 +114,17 @@ describe("the request's Upstash client", () => {
 });
 
 describe("through the Worker", () => {
-  it("answers a request that reached Redis with its new position, header and cookie alike", async () => {
-    const res = await api<ProductDetail>("GET", "/products/1");
+  /** A write of product `id` (its stock, +1), carrying `headers`. */
+  async function patch(id: number, headers: Record<string, string> = {}) {
+    const before = await api<ProductDetail>("GET", `/products/${id}`);
+    return api<ProductDetail>("PATCH", `/products/${id}`, {
+      body: { stock: before.body.stock + 1 },
+      headers,
+    });
+  }
+
+  it("answers a write with its new position, header and cookie alike", async () => {
+    const res = await patch(1);
     expect(res.status).toBe(200);
     const token = res.headers.get("x-sync-token") ?? "";
     expect(token).toMatch(TOKEN);
@@ -125,17 +134,23 @@ describe("through the Worker", () => {
   });
 
   it("answers a write with a later position than the one it carried", async () => {
-    const before = await api<ProductDetail>("GET", "/products/2");
-    const carriedToken = before.headers.get("x-sync-token") ?? "";
-    const res = await api<ProductDetail>("PATCH", "/products/2", {
-      body: { stock: before.body.stock + 1 },
-      headers: { "x-sync-token": carriedToken },
-    });
+    const first = await patch(2);
+    const carriedToken = first.headers.get("x-sync-token") ?? "";
+    const res = await patch(2, { "x-sync-token": carriedToken });
     expect(res.status).toBe(200);
     const after = res.headers.get("x-sync-token") ?? "";
     expect(after).toMatch(TOKEN);
     // The test gateway's positions count up per Redis request: the write's answer is later.
     expect(Number(after)).toBeGreaterThan(Number(carriedToken));
+  });
+
+  it("answers no position to a read, though it reached Redis: reads need none, and stay cacheable", async () => {
+    const res = await api<ProductDetail>("GET", "/products/1", {
+      headers: { "x-sync-token": "1" },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-sync-token")).toBeNull();
+    expect(res.headers.getAll("set-cookie")).toEqual([]);
   });
 
   it("serves a request with a malformed position as if it carried none, never an error", async () => {
@@ -146,18 +161,22 @@ describe("through the Worker", () => {
       { cookie: `ec_sync=${"9".repeat(300)}` },
     ];
     for (const headers of malformed) {
-      const res = await api<ProductDetail>("GET", "/products/1", { headers });
-      expect(res.status).toBe(200);
-      expect(res.body.id).toBe(1);
-      expect(res.headers.get("x-sync-token")).toMatch(TOKEN);
+      const read = await api<ProductDetail>("GET", "/products/1", { headers });
+      expect(read.status).toBe(200);
+      expect(read.body.id).toBe(1);
+      const write = await patch(1, headers);
+      expect(write.status).toBe(200);
+      expect(write.headers.get("x-sync-token")).toMatch(TOKEN);
     }
   });
 
   it("accepts the position as a cookie (what a browser sends back)", async () => {
-    const first = await api("GET", "/products/3");
+    const first = await patch(3);
     const cookie = (first.headers.getAll("set-cookie")[0] ?? "").split(";")[0] ?? "";
     expect(cookie).toMatch(/^ec_sync=/);
-    const res = await api<ProductDetail>("GET", "/products/3", { headers: { cookie } });
+    const read = await api<ProductDetail>("GET", "/products/3", { headers: { cookie } });
+    expect(read.status).toBe(200);
+    const res = await patch(3, { cookie });
     expect(res.status).toBe(200);
     expect(Number(res.headers.get("x-sync-token"))).toBeGreaterThan(
       Number(cookie.slice("ec_sync=".length)),

@@ -15,15 +15,17 @@ import type { ReadReply } from "./reply";
 /**
  * Lease tokens: unique, not secret (a lease only tells holders apart). Random bytes drawn once
  * per isolate plus a counter cost far less per read than fresh random bytes (measured:
- * bench/results/profile-notes.md).
+ * bench/results/profile-notes.md). Drawn on first use, not at import: workerd refuses random
+ * values in global scope.
  */
-const isolateId = (() => {
-  const bytes = new Uint8Array(8);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-})();
+let isolateId = "";
 let tokens = 0;
 function newToken(): string {
+  if (!isolateId) {
+    const bytes = new Uint8Array(8);
+    crypto.getRandomValues(bytes);
+    isolateId = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
   tokens = (tokens + 1) % Number.MAX_SAFE_INTEGER;
   return `${isolateId}${tokens.toString(36)}`;
 }

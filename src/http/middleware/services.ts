@@ -5,6 +5,8 @@ import { type Background, createServices } from "../../runtime/services";
 import type { AppEnv } from "../context";
 import { answerSyncToken, incomingSyncToken } from "../sync-position";
 
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
 /** Hono throws when there is no ExecutionContext (app.request in unit tests). */
 function executionContextOf(c: Context): Background | undefined {
   try {
@@ -29,7 +31,9 @@ export const services = createMiddleware<AppEnv>(async (c, next) => {
     await next();
     // Read now, before the recovery check below and the background work (fills, refreshes)
     // move it further: what the response covers is every Redis call the handler awaited.
-    answerSyncToken(c, carried, s.syncToken);
+    // Only writes hand a position back: read-your-writes needs the writer's, and a read that
+    // answered a cookie would make every cached GET response uncacheable for shared caches.
+    if (!SAFE_METHODS.has(c.req.method)) answerSyncToken(c, carried, s.syncToken);
   } finally {
     try {
       // After an outage, the first request that reaches Redis again drains the outbox
