@@ -4,42 +4,86 @@ import type { RedisCost, Stage } from "../lib/harness";
 import { percentile } from "../lib/stats";
 import type { Contender, ContenderModule } from "../lib/types";
 
-export interface HitRun {
-  stage: Stage;
+/** One contender taking part in a hit measurement: its keys are already cached. */
+export interface HitSubject {
   contender: ContenderModule;
   cache: Contender;
-  /** Already cached; read in turn, `hits` times in all. */
+}
+
+export interface HitRun {
+  stage: Stage;
+  subjects: readonly HitSubject[];
+  /** Already cached; read in turn, `hits` times in all per subject. */
   keys: readonly string[];
   hits: number;
   load: (key: string) => Promise<Row>;
-  /** Called every `every` reads with how many are done. */
+  /** Untimed reads per subject first: connections, scripts and the JIT warm for everyone. */
+  warmup: number;
+  /** Reads per subject per turn: subjects take turns so machine drift hits them alike. */
+  block: number;
   onProgress: (done: number) => void;
-  every: number;
+}
+
+export interface HitMeasurement {
+  p50: number;
+  p99: number;
+  cost: RedisCost;
+  /** Loader calls during the timed reads (0 for a cache that hits). */
+  loads: number;
 }
 
 /**
- * Zeroes the contender's Redis counters, makes `hits` sequential reads cycling over `keys`, each
- * timed on its own, waits for background work, and answers the latency percentiles (ms) and
- * what the reads cost in Redis.
+ * Warm hits, measured fairly across contenders: each subject first reads `warmup` times
+ * untimed, then the subjects take turns of `block` timed sequential reads until each made
+ * `hits`. Taking turns matters on a shared machine: whoever ran first in a one-after-the-other
+ * run paid for the JIT and any background noise alone (one run measured the first contender
+ * 1.3× the second, the same code measured second 1.02×).
  *
  * @example
- * const { p50, p99, cost } = await measureHits({ stage, contender: c, cache, keys, hits: 60,
- *   load: (key) => stage.db.load(key), onProgress: (n) => progress(`${n}/60`), every: 20 });
+ * const results = await measureHits({ stage, subjects, keys, hits: 300, warmup: 100, block: 20,
+ *   load: (key) => stage.db.load(key), onProgress: (n) => progress(`${n}/300`) });
  */
-export async function measureHits(
-  run: HitRun,
-): Promise<{ p50: number; p99: number; cost: RedisCost }> {
-  const { stage, contender, cache, keys, hits, load, onProgress, every } = run;
-  await stage.resetCost(contender);
-  const times: number[] = [];
-  for (let i = 0; i < hits; i++) {
+export async function measureHits(run: HitRun): Promise<Map<string, HitMeasurement>> {
+  const { stage, subjects, keys, hits, load, warmup, block, onProgress } = run;
+  const read = (s: HitSubject, i: number, loads: { n: number }) => {
     const key = keys[i % keys.length] as string;
-    const t = performance.now();
-    await cache.get(key, () => load(key));
-    times.push(performance.now() - t);
-    if ((i + 1) % every === 0) onProgress(i + 1);
+    return s.cache.get(key, () => {
+      loads.n++;
+      return load(key);
+    });
+  };
+  const untimed = { n: 0 };
+  for (let done = 0; done < warmup; done += block) {
+    for (const s of subjects) {
+      for (let i = done; i < Math.min(warmup, done + block); i++) await read(s, i, untimed);
+    }
   }
-  await cache.settle();
-  const cost = await stage.cost(contender);
-  return { p50: percentile(times, 50), p99: percentile(times, 99), cost };
+  for (const s of subjects) await s.cache.settle();
+  for (const s of subjects) await stage.resetCost(s.contender);
+  const times = new Map(subjects.map((s) => [s.contender.id, [] as number[]]));
+  const loads = new Map(subjects.map((s) => [s.contender.id, { n: 0 }]));
+  for (let done = 0; done < hits; done += block) {
+    for (const s of subjects) {
+      const mine = times.get(s.contender.id) as number[];
+      const counted = loads.get(s.contender.id) as { n: number };
+      for (let i = done; i < Math.min(hits, done + block); i++) {
+        const t = performance.now();
+        await read(s, i, counted);
+        mine.push(performance.now() - t);
+      }
+    }
+    onProgress(Math.min(hits, done + block));
+  }
+  const out = new Map<string, HitMeasurement>();
+  for (const s of subjects) {
+    await s.cache.settle();
+    const mine = times.get(s.contender.id) as number[];
+    out.set(s.contender.id, {
+      p50: percentile(mine, 50),
+      p99: percentile(mine, 99),
+      cost: await stage.cost(s.contender),
+      loads: loads.get(s.contender.id)?.n ?? 0,
+    });
+  }
+  return out;
 }
