@@ -12,6 +12,8 @@ export interface BenchParams {
   isolates: number;
   /** Duration of the Zipf mixed workload per contender, s. */
   mixedSeconds: number;
+  /** Turns the mixed workload's time is split into, contenders taking turns (drift evens out). */
+  mixedSlices: number;
   mixedKeys: number;
   mixedClients: number;
   /** Fraction of operations that are writes. */
@@ -36,6 +38,7 @@ export const FULL: BenchParams = {
   stampedeLoadMs: 50,
   isolates: 10,
   mixedSeconds: 10,
+  mixedSlices: 5,
   mixedKeys: 10_000,
   mixedClients: 50,
   writeRatio: 0.05,
@@ -52,6 +55,7 @@ export const QUICK: BenchParams = {
   hits: 60,
   stampedeRepeats: 1,
   mixedSeconds: 2,
+  mixedSlices: 2,
   groupSize: 500,
   globalHits: 30,
   raceRounds: 10,

@@ -10,8 +10,11 @@
  * starts cold) plus the invalidations that were followed by a read of their key. A cache that
  * serves stale reads can load less than that: it skipped loads it owed.
  */
+import type { MemoryDb } from "../lib/db";
+import type { BenchParams } from "../lib/params";
 import { StaleReadDetector } from "../lib/stale";
 import { percentile, seededRandom, zipfSampler } from "../lib/stats";
+import type { Contender, ContenderModule } from "../lib/types";
 import { newResult, type Workload } from "./workload";
 
 export const mixed: Workload = {
@@ -21,7 +24,7 @@ export const mixed: Workload = {
     const pct = Math.round(params.writeRatio * 100);
     const result = newResult(mixed, {
       title: `Zipf(${params.zipfS}) mixed ${100 - pct}/${pct}`,
-      setup: `${params.mixedKeys} keys, ${params.mixedClients} clients, ${params.mixedSeconds} s each, ${params.loadMs} ms loader, starts cold`,
+      setup: `${params.mixedKeys} keys, ${params.mixedClients} clients, ${params.mixedSeconds} s each in ${params.mixedSlices} turns (contenders take turns), ${params.loadMs} ms loader, starts cold`,
       columns: [
         { key: "opsPerSec", label: "ops/s", better: "higher", digits: 0 },
         { key: "p50", label: "read p50 ms", better: "lower", digits: 1 },
@@ -35,86 +38,139 @@ export const mixed: Workload = {
         "stale read = started after a write of its key was acknowledged, returned an older version",
       ],
     });
+    const db = stage.db;
+    db.delayMs = params.loadMs;
+    const runs: Run[] = [];
     for (const c of contenders) {
       const cache = await stage.create(c, "mixed");
-      const db = stage.db;
-      db.delayMs = params.loadMs;
-      db.resetCounters();
       await stage.resetCost(c);
-      const detector = new StaleReadDetector();
-      const seen = new Set<string>();
-      const dirty = new Set<string>();
-      let lowerBound = 0;
-      let ops = 0;
-      let errors = 0;
-      let firstError = "";
-      const readTimes: number[] = [];
-      const start = performance.now();
-      const deadline = start + params.mixedSeconds * 1000;
-      const ticker = setInterval(() => {
-        const s = (performance.now() - start) / 1000;
-        progress(
-          `${c.label}: ${s.toFixed(0)}/${params.mixedSeconds} s, ${ops} ops, ${detector.staleReads} stale`,
-        );
-      }, 1000);
-      const client = async (id: number) => {
-        const random = seededRandom(1000 + id);
-        const draw = zipfSampler(params.mixedKeys, params.zipfS, random);
-        while (performance.now() < deadline) {
-          const key = `m:${draw()}`;
-          try {
-            if (random() < params.writeRatio) {
-              const version = db.commit(key);
-              await cache.write(key, version);
-              detector.acknowledged(key, version);
-              dirty.add(key);
-            } else {
-              // A first read covers any earlier write of the key too.
-              if (!seen.has(key)) {
-                seen.add(key);
-                dirty.delete(key);
-                lowerBound++;
-              } else if (dirty.delete(key)) lowerBound++;
-              const floor = detector.readStarts(key);
-              const t = performance.now();
-              const row = await cache.get(key, () => db.load(key));
-              readTimes.push(performance.now() - t);
-              detector.readReturned(floor, row.version);
-            }
-            ops++;
-          } catch (err) {
-            errors++;
-            firstError ||= err instanceof Error ? err.message : String(err);
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: params.mixedClients }, (_, i) => client(i)));
-      const elapsed = (performance.now() - start) / 1000;
-      clearInterval(ticker);
-      await cache.settle();
-      const cost = await stage.cost(c);
+      runs.push({
+        c,
+        cache,
+        db,
+        detector: new StaleReadDetector(),
+        seen: new Set(),
+        dirty: new Set(),
+        lowerBound: 0,
+        ops: 0,
+        errors: 0,
+        firstError: "",
+        readTimes: [],
+        elapsedMs: 0,
+        loads: 0,
+        versionQueries: 0,
+        // Each client keeps its own seeded sequence across turns: the same keys for everyone.
+        clients: Array.from({ length: params.mixedClients }, (_, id) => {
+          const random = seededRandom(1000 + id);
+          return { random, draw: zipfSampler(params.mixedKeys, params.zipfS, random) };
+        }),
+      });
+    }
+    const sliceMs = (params.mixedSeconds * 1000) / params.mixedSlices;
+    for (let slice = 0; slice < params.mixedSlices; slice++) {
+      // Rotate who goes first, so no contender always follows the same one.
+      const order = runs.map((_, i) => runs[(i + slice) % runs.length] as Run);
+      for (const run of order) {
+        const loads0 = db.loads;
+        const versions0 = db.versionQueries;
+        const start = performance.now();
+        const deadline = start + sliceMs;
+        const ticker = setInterval(() => {
+          progress(
+            `${run.c.label}: turn ${slice + 1}/${params.mixedSlices}, ${run.ops} ops, ${run.detector.staleReads} stale`,
+          );
+        }, 1000);
+        await Promise.all(run.clients.map((client) => drive(run, client, deadline, params)));
+        run.elapsedMs += performance.now() - start;
+        clearInterval(ticker);
+        // Its fills and refreshes land before the next contender's turn (and are its own).
+        await run.cache.settle();
+        run.loads += db.loads - loads0;
+        run.versionQueries += db.versionQueries - versions0;
+      }
+    }
+    for (const run of runs) {
+      const cost = await stage.cost(run.c);
       result.rows.push({
-        contender: c.id,
-        label: c.label,
+        contender: run.c.id,
+        label: run.c.label,
         values: {
-          opsPerSec: ops / elapsed,
-          p50: percentile(readTimes, 50),
-          p99: percentile(readTimes, 99),
-          loads: db.loads,
-          lowerBound,
-          requestsPerOp: ops ? cost.requests / ops : null,
-          staleReads: detector.staleReads,
+          opsPerSec: run.ops / (run.elapsedMs / 1000),
+          p50: percentile(run.readTimes, 50),
+          p99: percentile(run.readTimes, 99),
+          loads: run.loads,
+          lowerBound: run.lowerBound,
+          requestsPerOp: run.ops ? cost.requests / run.ops : null,
+          staleReads: run.detector.staleReads,
         },
         note:
           [
-            db.versionQueries ? `+${db.versionQueries} DB version queries` : "",
-            errors ? `${errors} errors: ${firstError}` : "",
+            run.versionQueries ? `+${run.versionQueries} DB version queries` : "",
+            run.errors ? `${run.errors} errors: ${run.firstError}` : "",
           ]
             .filter(Boolean)
             .join("; ") || undefined,
       });
-      await cache.close();
+      await run.cache.close();
     }
     return result;
   },
 };
+
+/** One contender's state across its turns. */
+interface Run {
+  c: ContenderModule;
+  cache: Contender;
+  db: MemoryDb;
+  detector: StaleReadDetector;
+  /** Keys read at least once, and keys written since their last read: the lower bound. */
+  seen: Set<string>;
+  dirty: Set<string>;
+  lowerBound: number;
+  ops: number;
+  errors: number;
+  firstError: string;
+  readTimes: number[];
+  elapsedMs: number;
+  loads: number;
+  versionQueries: number;
+  clients: { random: () => number; draw: () => number }[];
+}
+
+/** One client's loop until `deadline`: Zipf keys, `writeRatio` writes, reads timed and judged. */
+async function drive(
+  run: Run,
+  client: { random: () => number; draw: () => number },
+  deadline: number,
+  params: BenchParams,
+): Promise<void> {
+  const { cache, detector, seen, dirty } = run;
+  const { random, draw } = client;
+  while (performance.now() < deadline) {
+    const key = `m:${draw()}`;
+    try {
+      if (random() < params.writeRatio) {
+        const version = run.db.commit(key);
+        await cache.write(key, version);
+        detector.acknowledged(key, version);
+        dirty.add(key);
+      } else {
+        // A first read covers any earlier write of the key too.
+        if (!seen.has(key)) {
+          seen.add(key);
+          dirty.delete(key);
+          run.lowerBound++;
+        } else if (dirty.delete(key)) run.lowerBound++;
+        const floor = detector.readStarts(key);
+        const t = performance.now();
+        const row = await cache.get(key, () => run.db.load(key));
+        run.readTimes.push(performance.now() - t);
+        detector.readReturned(floor, row.version);
+      }
+      run.ops++;
+    } catch (err) {
+      run.errors++;
+      run.firstError ||= err instanceof Error ? err.message : String(err);
+    }
+  }
+}

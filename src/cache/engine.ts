@@ -257,7 +257,6 @@ export class EdgeCache {
       leaseTtl: opts.leaseTtl,
       lead: (flight, budget) =>
         readThrough(this.#ctx, key, loader, { ...opts, waitBudget: budget }, flight),
-      solo: (budget) => readThrough(this.#ctx, key, loader, { ...opts, waitBudget: budget }),
       giveUp: async (waitedMs) => {
         // Same as before: a follower whose budget ran out loads itself, without filling.
         this.#ctx.pending.add("lease_timeouts");

@@ -29,10 +29,12 @@ import type { CacheResult } from "../types";
  * `vouchedAt` is the registry sequence number taken just before the leader sent the Redis
  * request that vouches for the value: the read that answered HIT or STALE, or the fill whose
  * compare-and-set on lease, version and tags succeeded; or just before its loader began to
- * read the source (`Flight.offer`), which vouches for followers that joined before that. A follower may take the value only when
- * that request was sent after it joined (`vouchedAt > joinedAt`): then every write acknowledged
- * before the follower's request began had already run in Redis when the request did, and would
- * have turned the HIT into a MISS or refused the fill. Without that rule a request that starts
+ * read the source (`Flight.offer`), which vouches for followers that began before that. A
+ * follower may take the value only when
+ * that request was sent after it began (`vouchedAt > startedAt`, the registry sequence taken
+ * when its `getOrLoad` began): then every write acknowledged before the follower's request began
+ * had already run in Redis when the request did, and would have turned the HIT into a MISS or
+ * refused the fill. Without that rule a request that starts
  * after an acknowledged write could be handed a value loaded before it (the bench's race
  * workload caught exactly that). Absent (a BYPASS, a value not cached, a refused fill): nothing
  * vouches for it, and followers read for themselves.
@@ -97,11 +99,20 @@ export class Flight {
   /** Called by the leader, in its own request: records the outcome (plain data). */
   settle(outcome: Outcome): void {
     this.#outcome ??= outcome;
+    this.#onSettled?.();
+    this.#onSettled = undefined;
   }
+
+  /** Runs `done` (plain bookkeeping, no I/O) once the flight is settled. */
+  whenSettled(done: () => void): void {
+    if (this.#outcome) done();
+    else this.#onSettled = done;
+  }
+  #onSettled: (() => void) | undefined;
 
   /**
    * Called by the leader when its load ends, before its fill: the value, vouched for by the
-   * load's start (`vouchedAt` ticked just before the loader ran). A follower that joined
+   * load's start (`vouchedAt` ticked just before the loader ran). A follower that began
    * before that read the source after it joined, so the value is at least as new as any write
    * acknowledged before the follower's request: it may take it now. Later followers wait for
    * the fill's compare-and-set (`settle`).
@@ -116,11 +127,11 @@ export class Flight {
    * leader is overdue. The follower looks at the flight's plain state on its own timer every
    * few ms; nothing the leader created or resolves is awaited across requests.
    */
-  async wait(until: number, joinedAt = Number.POSITIVE_INFINITY): Promise<Outcome | null> {
+  async wait(until: number, startedAt = Number.POSITIVE_INFINITY): Promise<Outcome | null> {
     for (;;) {
       if (this.#outcome) return this.#outcome;
       const offered = this.#offered;
-      if (offered?.ok && offered.vouchedAt !== undefined && offered.vouchedAt > joinedAt) {
+      if (offered?.ok && offered.vouchedAt !== undefined && offered.vouchedAt > startedAt) {
         return offered;
       }
       // Re-read the deadline each time: the leader moves it as it goes.
@@ -222,11 +233,6 @@ export interface FlightPlan<T> {
   lead(flight: Flight, budget: number): Promise<CacheResult<T>>;
   /** The budget is spent while the leader is still alive: load without it (and without filling). */
   giveUp(waitedMs: number): Promise<CacheResult<T>>;
-  /**
-   * The leader's value is not vouched for by a request sent after this follower joined: run the
-   * read path alone (no flight), with the budget left, as if there had been no flight to join.
-   */
-  solo(budget: number): Promise<CacheResult<T>>;
   /** Counted once per call that waits on another request's flight. */
   onFollow(): void;
 }
@@ -244,10 +250,15 @@ function own<T>(result: CacheResult<T>): CacheResult<T> {
  * Joins the live flight of `plan.id` or leads a new one. A follower waits at most the wait
  * budget; when the leader turns out to be gone it leads a new flight with the budget left (the
  * other followers join that one), so a cancelled request costs its followers at most a lease
- * TTL, never a hang.
+ * TTL, never a hang. A follower whose leader's value is not vouched for (see Outcome) joins or
+ * leads a newer flight, whose requests are sent after it began: the followers that were
+ * refused together share one new read instead of each reading alone.
  */
 export async function coalesce<T>(plan: FlightPlan<T>): Promise<CacheResult<T>> {
   const started = Date.now();
+  // When this caller began, in the isolate's sequence: a request sent after it vouches for it
+  // (writes acknowledged before the caller began had run in Redis by then).
+  const startedAt = plan.registry.tick();
   let followed = false;
   for (;;) {
     const remaining = plan.waitBudget - (Date.now() - started);
@@ -257,31 +268,34 @@ export async function coalesce<T>(plan: FlightPlan<T>): Promise<CacheResult<T>> 
       try {
         const result = await plan.lead(flight, Math.max(0, remaining));
         // A leader that vouched (or will, after its fill) settled or settles the flight itself;
-        // anything else reaches its followers unvouched, and they read for themselves.
+        // anything else reaches its followers unvouched, and they read again.
         if (!flight.deferred) flight.settle({ ok: true, result });
         return result;
       } catch (error) {
         flight.settle({ ok: false, error });
         throw error;
       } finally {
-        // Later callers lead a flight of their own: nothing the leader sends from now on was
-        // sent after they joined.
-        plan.registry.finish(plan.id, flight);
+        // A leader whose fill is still out keeps the flight open until the fill answers:
+        // callers arriving meanwhile wait for it (its compare-and-set was sent before they
+        // began, so it cannot vouch for them: they read again once it landed, one hit,
+        // instead of finding the lease held and sleeping). Then later callers lead a flight
+        // of their own.
+        if (flight.deferred) flight.whenSettled(() => plan.registry.finish(plan.id, flight));
+        else plan.registry.finish(plan.id, flight);
       }
     }
     if (remaining <= 0) return plan.giveUp(Date.now() - started);
     if (!followed) plan.onFollow();
     followed = true;
-    const joinedAt = plan.registry.tick();
-    const outcome = await running.wait(started + plan.waitBudget, joinedAt);
+    const outcome = await running.wait(started + plan.waitBudget, startedAt);
     if (outcome?.ok) {
       const { result, vouchedAt } = outcome;
       // A fail-safe value is served because the source failed, not as fresh data: as for the
       // leader, an old value beats an error.
-      if ((vouchedAt !== undefined && vouchedAt > joinedAt) || result.failSafe) {
+      if ((vouchedAt !== undefined && vouchedAt > startedAt) || result.failSafe) {
         return own(result as CacheResult<T>);
       }
-      return plan.solo(Math.max(0, plan.waitBudget - (Date.now() - started)));
+      continue; // not vouched for: a newer flight (led by one of the refused) will be
     }
     if (outcome) throw outcome.error;
     // null: the budget is spent (giveUp next turn) or the leader is gone (lead next turn).

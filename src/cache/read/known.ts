@@ -28,6 +28,9 @@ export class KnownEntries {
     { tags: readonly string[]; freshUntil: number; versionKey?: string }
   >();
 
+  /** Some entry was learned under a version key not named like it (scan on version bumps). */
+  #aliased = false;
+
   constructor(readonly maxEntries = 10_000) {}
 
   /** Records an entry's tags (when given) and the local time it stops being fresh (when given). */
@@ -37,6 +40,7 @@ export class KnownEntries {
     what: { tags?: readonly string[]; freshUntil?: number; versionKey?: string },
   ): void {
     const id = `${prefix}\u0000${key}`;
+    if (what.versionKey !== undefined && what.versionKey !== key) this.#aliased = true;
     const had = this.#entries.get(id);
     this.#entries.delete(id);
     this.#entries.set(id, {
@@ -61,7 +65,9 @@ export class KnownEntries {
    * fresh (O(entries known), and invalidations are rare next to reads).
    */
   expireWhere(prefix: string, tags: readonly string[], versionKeys: readonly string[]): void {
-    if (tags.length === 0 && versionKeys.length === 0) return;
+    // The common case, a version key named like its entry, needs no scan.
+    for (const name of versionKeys) this.expire(prefix, name);
+    if (tags.length === 0 && (versionKeys.length === 0 || !this.#aliased)) return;
     const start = `${prefix}\u0000`;
     for (const [id, e] of this.#entries) {
       if (!id.startsWith(start) || e.freshUntil === 0) continue;

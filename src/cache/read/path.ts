@@ -49,7 +49,12 @@ export async function readThrough<T>(
     } catch (error) {
       ctx.fault(error, "read");
       ctx.pending.add("bypass");
-      return bypass(ctx, loader, opts);
+      // Loaded from the source after this tick: it vouches for the followers that began
+      // before it, as a load under a lease does (Flight.offer).
+      const loadSeq = flight?.sending();
+      const bypassed = await bypass(ctx, loader, opts);
+      flight?.settle({ ok: true, result: bypassed, vouchedAt: loadSeq });
+      return bypassed;
     }
     const { reply, seq } = found;
     countLook(ctx, key, reply, { sample: !waited, draw, polling: waited });
@@ -104,6 +109,7 @@ export async function readThrough<T>(
       ctx.pending.add("lease_timeouts");
       busyFor(opts.leaseTtl);
       let value: { value: T; ms: number };
+      const loadSeq = flight?.sending(); // vouches like a bypass (above)
       try {
         value = await ctx.timed(loader, key);
       } catch (error) {
@@ -115,7 +121,9 @@ export async function readThrough<T>(
         }
         throw error;
       }
-      return { ...loadedResult(value.value, opts), waitedMs: Date.now() - started };
+      const own = { ...loadedResult(value.value, opts), waitedMs: Date.now() - started };
+      flight?.settle({ ok: true, result: own, vouchedAt: loadSeq });
+      return own;
     }
     const delay = Math.min(next.delay, remaining);
     busyFor(delay + opts.leaseTtl);

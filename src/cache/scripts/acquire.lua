@@ -164,6 +164,9 @@ elseif value and not reason then
   out.s = 'STALE'
   if tryLease() then
     grant(out)
+  else
+    -- Someone else is refreshing it: the caller starts no refresh of its own.
+    out.wait = redis.call('PTTL', lease)
   end
 else
   out.s = 'MISS'
