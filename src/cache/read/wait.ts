@@ -3,7 +3,7 @@ import { leasePollDelay } from "../policy";
 /**
  * How long a waiter sleeps before looking again while another isolate holds the lease.
  *
- * The holder announces its expected load time with the lease (read.lua stores it in the lease
+ * The holder announces its expected load time with the lease (acquire.lua stores it in the lease
  * value and answers waiters with `eta`: ms until that load should be done, on Redis's clock).
  * A waiter sleeps about that long (less the trips already made, plus a small margin), then
  * looks once. Only when the value is still not there (the load is overdue) or nothing was
