@@ -30,7 +30,7 @@ export async function readThrough<T>(
   opts: Resolved<T>,
   /**
    * The isolate's flight this caller leads, if any: told how long the caller may still take,
-   * and settled with what a Redis request sent after the followers joined vouches for.
+   * and settled with what vouches for its value to followers (see read/coalesce.ts).
    */
   flight?: Flight,
 ): Promise<CacheResult<T>> {
@@ -40,7 +40,6 @@ export async function readThrough<T>(
   let backoffs = 0;
   for (;;) {
     let found: { reply: ReadReply; seq: number | undefined };
-    const sent = Date.now();
     busyFor(opts.leaseTtl); // a read, then possibly a load under a lease of this length
     // Drawn before the request, as every read always has (seeded tests rely on the sequence).
     const draw = ctx.random();
@@ -99,7 +98,6 @@ export async function readThrough<T>(
         eta: reply.eta,
         estimate: reply.est,
         leasePttl: reply.wait,
-        rttMs: Date.now() - sent,
         backoffs,
       },
       ctx.random,

@@ -5,14 +5,14 @@ import { leasePollDelay } from "../policy";
  *
  * The holder announces its expected load time with the lease (acquire.lua stores it in the lease
  * value and answers waiters with `eta`: ms until that load should be done, on Redis's clock).
- * A waiter sleeps about that long (less the trips already made, plus a small margin), then
+ * A waiter sleeps about that long (plus a small margin), then
  * looks once. Only when the value is still not there (the load is overdue) or nothing was
  * announced does it fall back to the short exponential backoff (10 ms doubling to 200 ms).
  * Never past the lease's expiry: then it takes the lease over.
  *
  * @example
- * // announced: done in 180 ms; the read took 10 ms → sleep ≈ 180 − 5 + 18 (+ jitter)
- * nextCheckDelay({ eta: 180, leasePttl: 1800, rttMs: 10, backoffs: 0 }, Math.random);
+ * // announced: done in 180 ms → sleep ≈ 180 + 18 (+ jitter)
+ * nextCheckDelay({ eta: 180, leasePttl: 1800, backoffs: 0 }, Math.random);
  */
 export function nextCheckDelay(
   state: {
@@ -22,8 +22,6 @@ export function nextCheckDelay(
     estimate?: number;
     /** ms until the lease expires (PTTL), when known. */
     leasePttl: number | undefined;
-    /** Round trip of the read that saw the lease. */
-    rttMs: number;
     /** Backoff steps already taken (overdue or unannounced looks). */
     backoffs: number;
   },
@@ -33,13 +31,14 @@ export function nextCheckDelay(
   let delay: number;
   if (announced) {
     const eta = state.eta as number;
-    // `eta` is on Redis's clock at the read: its reply took half a round trip to come back and
-    // the next read takes half a round trip to get there, while the holder's fill also travels
-    // about half a round trip. So the look lands at the fill when the sleep is eta − rtt/2;
-    // 10 % (≥ 3 ms) more covers a load slower than the estimate, and jitter keeps isolates
-    // out of lockstep.
+    // `eta` is on Redis's clock at the read. Sleeping `eta` from the reply makes the look land
+    // half a round trip after the holder expects to be done, which is when its fill lands if
+    // its round trips are like ours: on a busy machine both grow together, so the wait scales
+    // with them (sleeping eta − rtt/2 looked too early there: the fill had not landed, and a
+    // third look followed). 10 % (≥ 3 ms) more covers a load slower than the estimate, and
+    // jitter keeps isolates out of lockstep.
     const margin = Math.max(3, eta * 0.1) * (1 + random() * 0.5);
-    delay = Math.ceil(Math.max(margin, eta - state.rttMs / 2 + margin));
+    delay = Math.ceil(eta + margin);
   } else {
     delay = leasePollDelay(state.backoffs, random);
     // Overdue: the load runs slower than announced (a busy database, a cold connection). Look
