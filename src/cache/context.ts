@@ -74,7 +74,7 @@ export class EngineContext implements EngineParts {
    * its last reply per client), "" when it has none or is another client.
    */
   get syncPosition(): string {
-    const token = (this.redis as { readYourWritesSyncToken?: unknown }).readYourWritesSyncToken;
+    const token = this.redis.readYourWritesSyncToken;
     return typeof token === "string" ? token : "";
   }
 

@@ -12,6 +12,12 @@ export interface ScriptClient {
   eval(script: string, keys: string[], args: unknown[]): Promise<unknown>;
   evalshaRo?(sha1: string, keys: string[], args: unknown[]): Promise<unknown>;
   evalRo?(script: string, keys: string[], args: unknown[]): Promise<unknown>;
+  /**
+   * The client's read-your-writes position (`@upstash/redis` keeps it per instance). Replica
+   * reads share an in-isolate load only with requests at the same position; a wrapper around
+   * the client should pass it through.
+   */
+  readonly readYourWritesSyncToken?: string;
 }
 
 const isNoScript = (err: unknown) => err instanceof Error && /NOSCRIPT/i.test(err.message);

@@ -113,6 +113,10 @@ export function createServices(
       eval: (script, keys, args) => watch(client.eval(script, keys, args)),
       evalshaRo: (sha, keys, args) => watch(client.evalshaRo(sha, keys, args)),
       evalRo: (script, keys, args) => watch(client.evalRo(script, keys, args)),
+      // Replica reads coalesce only with requests at the same position (src/cache/context.ts).
+      get readYourWritesSyncToken() {
+        return client.readYourWritesSyncToken;
+      },
     };
   };
   const services: Services = {

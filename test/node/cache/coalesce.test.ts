@@ -71,6 +71,43 @@ describe("one isolate: concurrent requests share one load (module-scope registry
     expect((await first).value).toBe("from a");
   });
 
+  it("keeps replica reads at different sync positions apart, and strict reads together", async () => {
+    const prefix = fresh();
+    // Two requests' clients: the same connection, different read-your-writes positions.
+    const at = (position: string) => ({
+      evalsha: (sha: string, keys: string[], args: unknown[]) => h.redis.evalsha(sha, keys, args),
+      eval: (script: string, keys: string[], args: unknown[]) => h.redis.eval(script, keys, args),
+      evalshaRo: (sha: string, keys: string[], args: unknown[]) =>
+        h.redis.evalshaRo(sha, keys, args),
+      evalRo: (script: string, keys: string[], args: unknown[]) =>
+        h.redis.evalRo(script, keys, args),
+      readYourWritesSyncToken: position,
+    });
+    let loads = 0;
+    const loader = async () => {
+      loads++;
+      await sleep(50);
+      return "v";
+    };
+    const replica = { ...noEarly, consistency: "replica" as const };
+    await Promise.all([
+      perRequest(prefix, at("100") as never).getOrLoad("r", loader, replica),
+      perRequest(prefix, at("200") as never).getOrLoad("r", loader, replica),
+    ]);
+    // Not coalesced in the isolate (the request at 200 may have written what the one at 100
+    // cannot see yet): each read Redis itself; the lease still made it one load.
+    expect((await perRequest(prefix).stats()).coalesced ?? 0).toBe(0);
+    expect(loads).toBe(1);
+    loads = 0;
+    await Promise.all([
+      perRequest(prefix, at("100") as never).getOrLoad("s", loader, noEarly),
+      perRequest(prefix, at("200") as never).getOrLoad("s", loader, noEarly),
+    ]);
+    // Strict reads all read the primary: the second joins the first's flight.
+    expect((await perRequest(prefix).stats()).coalesced).toBe(1);
+    expect(loads).toBe(1);
+  });
+
   it("keeps version keys apart: same key, two version keys, two loads", async () => {
     const prefix = fresh();
     const load = gate<{ v: number }>();
