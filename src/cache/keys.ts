@@ -59,9 +59,18 @@ export class InvalidKeyError extends Error {
  * ```
  */
 export function assertName(kind: string, name: string): string {
+  if (validNames.has(name)) return name;
   if (!NAME.test(name)) throw new InvalidKeyError(kind, name);
+  // Every read checks its key, lease, version key and tags: the same few names, many times.
+  // Remembering the valid ones skips the Unicode regex (the largest cost of a read's own code
+  // in a profile); cleared when full, so it stays bounded.
+  if (validNames.size >= MAX_REMEMBERED_NAMES) validNames.clear();
+  validNames.add(name);
   return name;
 }
+
+const validNames = new Set<string>();
+const MAX_REMEMBERED_NAMES = 10_000;
 
 /**
  * The Redis key names under `prefix` (1–32 of `A-Z a-z 0-9 _ -`), validating each name.

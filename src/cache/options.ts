@@ -40,20 +40,25 @@ export function resolveOptions<T>(
   options: EntryOptions<T>,
 ): Resolved<T> {
   assertName("key", key);
-  const merged = { ...DEFAULTS, ...(defaults as EntryOptions<T>), ...options };
+  const merged = { ...DEFAULTS, ...(defaults as EntryOptions<T>), ...options } as Resolved<T>;
   const early = merged.earlyRefresh ?? true;
   const failSafe = merged.failSafe ?? false;
-  const tagList = [...new Set(merged.tags ?? [])].map((t) => assertName("tag", t));
+  const tags = merged.tags;
+  // One allocation for the result: this runs on every read.
+  merged.tagList =
+    !tags || tags.length === 0
+      ? NO_TAGS
+      : (tags.length === 1 ? tags : [...new Set(tags)]).map((t) => assertName("tag", t));
   if (merged.versionKey) assertName("version key", merged.versionKey);
-  return {
-    ...merged,
-    tagList,
-    beta: early === false ? 0 : early === true ? 1 : early.beta,
-    failSafeMs: failSafe === false ? 0 : failSafe === true ? FAIL_SAFE_DEFAULT_MS : failSafe,
-    expiresAtMs: merged.expiresAt instanceof Date ? merged.expiresAt.getTime() : merged.expiresAt,
-    replica: merged.consistency === "replica",
-  };
+  merged.beta = early === false ? 0 : early === true ? 1 : early.beta;
+  merged.failSafeMs = failSafe === false ? 0 : failSafe === true ? FAIL_SAFE_DEFAULT_MS : failSafe;
+  merged.expiresAtMs =
+    merged.expiresAt instanceof Date ? merged.expiresAt.getTime() : merged.expiresAt;
+  merged.replica = merged.consistency === "replica";
+  return merged;
 }
+
+const NO_TAGS: readonly string[] = Object.freeze([]);
 
 /** Tags known only from the loaded value (`tagsOf`), validated like every other name. */
 export function lateTags<T>(value: T, opts: EntryOptions<T>): string[] {
