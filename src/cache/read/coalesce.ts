@@ -112,9 +112,9 @@ export class Flight {
 
   /**
    * Called by the leader when its load ends, before its fill: the value, vouched for by the
-   * load's start (`vouchedAt` ticked just before the loader ran). A follower that began
-   * before that read the source after it joined, so the value is at least as new as any write
-   * acknowledged before the follower's request: it may take it now. Later followers wait for
+   * load's start (`vouchedAt` ticked just before the loader ran). For a follower that began
+   * before that tick, the loader read the source after the follower began, so the value is at
+   * least as new as any write acknowledged before the follower's request: it may take it now. Later followers wait for
    * the fill's compare-and-set (`settle`).
    */
   offer(outcome: Outcome & { ok: true }): void {
