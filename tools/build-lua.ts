@@ -2,6 +2,9 @@
  * Embeds src/cache/scripts/*.lua into src/cache/scripts/index.ts with each script's SHA-1, so
  * the Worker bundle needs no loader for .lua files and EVALSHA needs no hashing at run time.
  * Run `npm run build:lua` after editing a script; a test fails when the file is out of date.
+ *
+ * A line `--! include lib/<name>.lua` is replaced by that file (Redis scripts cannot load one
+ * another): the scripts share their KEYS layout and entry validation without copies.
  */
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -12,13 +15,20 @@ export const outputFile = `${scriptsDir}index.ts`;
 
 const camel = (name: string) => name.replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
 
+/** The script with each `--! include <path>` line replaced by that file's text. */
+function withIncludes(source: string): string {
+  return source.replace(/^--! include (\S+)\n/gm, (_, path: string) =>
+    readFileSync(`${scriptsDir}${path}`, "utf8"),
+  );
+}
+
 export function renderScriptsModule(): string {
   const files = readdirSync(scriptsDir)
     .filter((f) => f.endsWith(".lua"))
     .sort();
   const parts = files.map((file) => {
     const name = file.slice(0, -4);
-    const source = readFileSync(`${scriptsDir}${file}`, "utf8");
+    const source = withIncludes(readFileSync(`${scriptsDir}${file}`, "utf8"));
     const sha1 = createHash("sha1").update(source).digest("hex");
     return `export const ${camel(name)}Script: LuaScript = {\n  name: ${JSON.stringify(name)},\n  sha1: ${JSON.stringify(sha1)},\n  source: ${JSON.stringify(source)},\n};\n`;
   });

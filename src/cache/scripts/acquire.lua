@@ -19,22 +19,15 @@
 -- with a version key); a waiter gets wait (the lease's PTTL), eta and est (see hit.lua).
 -- Announced load (src/cache/read/wait.ts): a granted lease holds "<token>.<estimate ms>.<granted
 -- at ms>" and `tok` returns that whole value (fill and release compare it as an opaque token).
+--! include lib/entry.lua
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
 local entry, lease, tagClock = KEYS[1], KEYS[2], KEYS[3]
 local token, leaseTtl = ARGV[1], tonumber(ARGV[2])
 local early = ARGV[3] == '1'
-local first = 4
-local verKey = false
-if ARGV[5] == '1' then
-  verKey = KEYS[4]
-  first = 5
-end
-local names = cjson.decode(ARGV[6])
+local verKey, names, declared = declaredKeys(4, ARGV[5], ARGV[6])
 local nCapture = tonumber(ARGV[7])
-local declared = {}
-for i, name in ipairs(names) do declared[name] = KEYS[first + i - 1] end
 
 -- The lease value carries the holder's expected load time and the grant time (see header).
 local leaseValue = token
@@ -61,7 +54,7 @@ local function grant(out)
   out.tok = leaseValue
   local snap = {}
   for i = 1, nCapture do
-    snap[#snap + 1] = counter(KEYS[first + i - 1])
+    snap[#snap + 1] = counter(declared[names[i]])
   end
   out.tg = snap
   if verKey then
@@ -103,48 +96,18 @@ local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', '
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 -- Announce the entry's last measured load time, else the client's estimate.
 if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[4] or '') end
-local reason = false
+local reason, need = false, nil
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  if verKey then
-    local current = redis.call('GET', verKey)
-    if ver == '' or current == '' then
-      -- "" (a first load in flight, version unknown) validates nothing.
-      reason = 'version'
-    elseif not current then
-      -- A missing version key next to a versioned entry means it was evicted: trust nothing.
-      -- Except a negative entry at version 0 ("nothing committed yet"): its fill does not
-      -- create the version key, so that probing unknown ids leaves no key without a TTL.
-      if ver ~= '0' then reason = 'version' end
-    elseif tonumber(ver) < tonumber(current) then
-      reason = 'version'
+  reason, need = entryReason(verKey, ver, tg, declared, counter)
+  if reason == 'need' then
+    -- An undeclared tag cannot be checked: the entry is not served (nor deleted: it may be
+    -- valid). The caller learns the list and asks again; only when told to (ARGV[8], its last
+    -- try: the tags changed between two calls) does this count as a miss that takes the lease.
+    if ARGV[8] ~= '1' then
+      return cjson.encode({ now = now, s = 'MISS', r = 'need', need = need })
     end
-  end
-  if not reason and tg ~= '' then
-    local tags = cjson.decode(tg)
-    local all, missing = {}, false
-    for name, _ in pairs(tags) do
-      all[#all + 1] = name
-      if not declared[name] then missing = true end
-    end
-    if missing then
-      -- Fail closed: an undeclared tag cannot be checked. The entry is not served (nor
-      -- deleted: it may be valid). The caller learns the list and asks again; only when told
-      -- to (ARGV[8], its last try: the tags changed between two calls) does this count as a
-      -- miss that takes the lease.
-      if ARGV[8] ~= '1' then
-        return cjson.encode({ now = now, s = 'MISS', r = 'need', need = all })
-      end
-      reason = 'need'
-      out.need = all
-    else
-      for name, seen in pairs(tags) do
-        if counter(declared[name]) ~= seen then
-          reason = 'tag'
-          break
-        end
-      end
-    end
+    out.need = need
   end
   if reason then
     if reason ~= 'need' then redis.call('DEL', entry) end

@@ -19,16 +19,12 @@
 --   ""           a write-through of data current now: take the counter as it is.
 -- ARGV[10] load time ms   ARGV[11] "1" = KEYS[4] is the version key
 -- Reply (JSON): ok, and r (lease, version, tag, expired) when refused.
+--! include lib/entry.lua
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local entry, lease, tagClock = KEYS[1], KEYS[2], KEYS[3]
 local token, version = ARGV[1], ARGV[3]
-local first = 4
-local verKey = false
-if ARGV[11] == '1' then
-  verKey = KEYS[4]
-  first = 5
-end
+local verKey, names, declared = declaredKeys(4, ARGV[11], ARGV[8])
 
 local function drop(reason)
   if token ~= '' and redis.call('GET', lease) == token then redis.call('DEL', lease) end
@@ -53,12 +49,12 @@ if verKey then
   if held and held ~= '' and tonumber(version) < tonumber(held) then return drop('version') end
 end
 
-local names, seens = cjson.decode(ARGV[8]), cjson.decode(ARGV[9])
+local seens = cjson.decode(ARGV[9])
 local snapshot = {}
 local any = false
 for i, name in ipairs(names) do
   local seen = seens[i]
-  local key = KEYS[first + i - 1]
+  local key = declared[name]
   local c = redis.call('GET', key)
   local bound = string.sub(seen, 1, 1) == '@' and string.sub(seen, 2) or nil
   if not c then

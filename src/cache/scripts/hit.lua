@@ -13,17 +13,14 @@
 --   on a MISS, when
 --   the holder announced its load time, eta (ms until it expects to be done, negative once
 --   overdue) and est (the announced load time).
+--! include lib/entry.lua
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local entry, lease = KEYS[1], KEYS[2]
-local first = 3
-local verKey = false
-if ARGV[1] == '1' then
-  verKey = KEYS[3]
-  first = 4
-end
-local declared = {}
-for i, name in ipairs(cjson.decode(ARGV[2])) do declared[name] = KEYS[first + i - 1] end
+local verKey, _, declared = declaredKeys(3, ARGV[1], ARGV[2])
+-- A missing counter (never created, or evicted) validates nothing: acquire recreates it at the
+-- current time, so no older snapshot matches it again.
+local function readCounter(key) return redis.call('GET', key) end
 
 local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
@@ -31,43 +28,7 @@ local out = { now = now }
 local reason = false
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  if verKey then
-    local current = redis.call('GET', verKey)
-    if ver == '' or current == '' then
-      -- "" (a first load in flight, version unknown) validates nothing.
-      reason = 'version'
-    elseif not current then
-      -- Evicted next to a versioned entry: trust nothing. Except a negative entry at version
-      -- 0, whose fill does not create the version key (fill.lua).
-      if ver ~= '0' then reason = 'version' end
-    elseif tonumber(ver) < tonumber(current) then
-      reason = 'version'
-    end
-  end
-  if not reason and tg ~= '' then
-    local names = cjson.decode(tg)
-    local missing = false
-    for name, _ in pairs(names) do
-      if not declared[name] then missing = true end
-    end
-    if missing then
-      -- Fail closed: an undeclared tag cannot be checked, so the entry is not served; the
-      -- caller learns the whole list and asks once more.
-      reason = 'need'
-      local all = {}
-      for name, _ in pairs(names) do all[#all + 1] = name end
-      out.need = all
-    else
-      for name, seen in pairs(names) do
-        -- A missing counter (never created, or evicted) validates nothing: acquire recreates
-        -- it at the current time, so no older snapshot matches it again.
-        if redis.call('GET', declared[name]) ~= seen then
-          reason = 'tag'
-          break
-        end
-      end
-    end
-  end
+  reason, out.need = entryReason(verKey, ver, tg, declared, readCounter)
   if reason then
     value = false
   elseif now >= su then

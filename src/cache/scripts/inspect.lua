@@ -3,16 +3,12 @@
 -- KEYS[1] entry  KEYS[2] lease  KEYS[3..] the version key when ARGV[1] == '1', then the tag
 -- counter key of each name in ARGV[2] (a JSON array, same order). An entry tagged with names
 -- the caller did not declare answers `need` (all its tag names): ask again with them.
+--! include lib/entry.lua
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local first = 3
 local out = { now = now, pttl = redis.call('PTTL', KEYS[1]), leasePttl = redis.call('PTTL', KEYS[2]) }
-if ARGV[1] == '1' then
-  out.version = redis.call('GET', KEYS[3])
-  first = 4
-end
-local declared = {}
-for i, name in ipairs(cjson.decode(ARGV[2])) do declared[name] = KEYS[first + i - 1] end
+local verKey, _, declared = declaredKeys(3, ARGV[1], ARGV[2])
+if verKey then out.version = redis.call('GET', verKey) end
 local f = redis.call('HGETALL', KEYS[1])
 local entry = {}
 for i = 1, #f, 2 do entry[f[i]] = f[i + 1] end

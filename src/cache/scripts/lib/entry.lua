@@ -1,0 +1,50 @@
+-- lib/entry.lua: what hit.lua, acquire.lua, fill.lua and inspect.lua share, pasted in place of
+-- their `--! include lib/entry.lua` line by tools/build-lua.ts (a script cannot load another).
+
+-- The declared keys after a script's fixed ones (KEYS[1 .. first - 1]): the version key when
+-- `hasVersion` is '1', then the tag counter key of each name in the JSON array `namesJson`,
+-- in order. Returns the version key (or false), the names, and name -> its counter key.
+local function declaredKeys(first, hasVersion, namesJson)
+  local verKey = false
+  if hasVersion == '1' then
+    verKey = KEYS[first]
+    first = first + 1
+  end
+  local names = cjson.decode(namesJson)
+  local declared = {}
+  for i, name in ipairs(names) do declared[name] = KEYS[first + i - 1] end
+  return verKey, names, declared
+end
+
+-- Why a stored entry (its `ver` and `tg` fields) may not be served, or false when it may:
+-- 'version', 'tag', or 'need' plus the entry's tag names when it has a tag not in `declared`
+-- (fail closed: an undeclared counter cannot be read). `readCounter(key)` reads a tag
+-- counter: hit.lua GETs it (a missing one matches nothing), acquire.lua recreates a missing
+-- one at the current time.
+local function entryReason(verKey, ver, tg, declared, readCounter)
+  if verKey then
+    local current = redis.call('GET', verKey)
+    -- "" (a first load in flight, version unknown) validates nothing.
+    if ver == '' or current == '' then return 'version' end
+    if not current then
+      -- A missing version key next to a versioned entry means it was evicted: trust nothing.
+      -- Except a negative entry at version 0 ("nothing committed yet"): its fill does not
+      -- create the version key, so that probing unknown ids leaves no key without a TTL.
+      if ver ~= '0' then return 'version' end
+    elseif tonumber(ver) < tonumber(current) then
+      return 'version'
+    end
+  end
+  if not tg or tg == '' then return false end
+  local tags = cjson.decode(tg)
+  local all, missing = {}, false
+  for name, _ in pairs(tags) do
+    all[#all + 1] = name
+    if not declared[name] then missing = true end
+  end
+  if missing then return 'need', all end
+  for name, seen in pairs(tags) do
+    if readCounter(declared[name]) ~= seen then return 'tag' end
+  end
+  return false
+end
