@@ -11,7 +11,7 @@
 import { edgecacheReplica } from "../contenders/edgecache";
 import { startStage } from "../lib/harness";
 import type { ContenderModule } from "../lib/types";
-import { type HitSubject, measureHits } from "./hits";
+import { cachedSubjects, measureHits } from "./hits";
 import { newResult, type Workload } from "./workload";
 
 export const GLOBAL = { primaryLatencyMs: 60, replicaLatencyMs: 5, replicationLagMs: 50 };
@@ -70,13 +70,7 @@ export const globalTopology: Workload = {
     try {
       stage.db.delayMs = params.loadMs;
       const keys = Array.from({ length: KEYS }, (_, i) => `gl:${i}`);
-      const subjects: HitSubject[] = [];
-      for (const c of onGateway) {
-        const cache = await stage.create(c, "global");
-        for (const key of keys) await cache.get(key, () => stage.db.load(key, 0));
-        await cache.settle();
-        subjects.push({ contender: c, cache });
-      }
+      const subjects = await cachedSubjects(stage, onGateway, "global", keys);
       // Let the fills replicate (lag 50 ms) so the replica has them.
       await new Promise((r) => setTimeout(r, GLOBAL.replicationLagMs * 3));
       const measured = await measureHits({

@@ -10,6 +10,29 @@ export interface HitSubject {
   cache: Contender;
 }
 
+/**
+ * Builds each contender in `stage` (run name `run`) and caches `keys` in it: the subjects of a
+ * hit measurement.
+ *
+ * @example
+ * const subjects = await cachedSubjects(stage, contenders, "warm", ["warm:0", "warm:1"]);
+ */
+export async function cachedSubjects(
+  stage: Stage,
+  contenders: readonly ContenderModule[],
+  run: string,
+  keys: readonly string[],
+): Promise<HitSubject[]> {
+  const subjects: HitSubject[] = [];
+  for (const contender of contenders) {
+    const cache = await stage.create(contender, run);
+    for (const key of keys) await cache.get(key, () => stage.db.load(key, 0));
+    await cache.settle();
+    subjects.push({ contender, cache });
+  }
+  return subjects;
+}
+
 export interface HitRun {
   stage: Stage;
   subjects: readonly HitSubject[];

@@ -3,7 +3,7 @@
  * hit, counted by the gateway (or the proxy) for this contender alone.
  */
 
-import { type HitSubject, measureHits } from "./hits";
+import { cachedSubjects, measureHits } from "./hits";
 import { newResult, type Workload } from "./workload";
 
 const KEYS = 20;
@@ -29,13 +29,7 @@ export const warm: Workload = {
     });
     stage.db.delayMs = params.loadMs; // the version-checked read queries the database per hit
     const keys = Array.from({ length: KEYS }, (_, i) => `warm:${i}`);
-    const subjects: HitSubject[] = [];
-    for (const c of contenders) {
-      const cache = await stage.create(c, "warm");
-      for (const key of keys) await cache.get(key, () => stage.db.load(key, 0));
-      await cache.settle();
-      subjects.push({ contender: c, cache });
-    }
+    const subjects = await cachedSubjects(stage, contenders, "warm", keys);
     stage.db.resetCounters();
     const measured = await measureHits({
       stage,
