@@ -6,6 +6,7 @@ import { type OwnRedis, startOwnRedis } from "../../tools/lib/own-redis";
 import { gatewayControl } from "../../tools/upstash-gateway/control";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 import { infoField } from "../../tools/upstash-gateway/topology";
+import { type GlobalGateway, startGlobalGateway } from "./global-gateway";
 
 /**
  * The gateway's Global topology: its own primary and replica redis-servers (never the shared
@@ -47,6 +48,7 @@ async function replicated(replica: IORedis, key: string, value: string): Promise
 }
 
 describe("Global topology: primary + lagging replica", () => {
+  let global: GlobalGateway;
   let primary: OwnRedis;
   let replica: OwnRedis;
   let gateway: Gateway;
@@ -54,26 +56,20 @@ describe("Global topology: primary + lagging replica", () => {
   let onReplica: IORedis;
 
   beforeAll(async () => {
-    [primary, replica] = await Promise.all([startOwnRedis(), startOwnRedis()]);
-    gateway = await startGateway({
-      redisUrl: primary.url,
-      tokens: { [TOKEN]: { db: 0 } },
-      global: {
-        replicaUrl: replica.url,
-        replicationLagMs: LAG_MS,
-        primaryLatencyMs: PRIMARY_LATENCY_MS,
-        replicaLatencyMs: REPLICA_LATENCY_MS,
-      },
+    global = await startGlobalGateway(TOKEN, {
+      replicationLagMs: LAG_MS,
+      primaryLatencyMs: PRIMARY_LATENCY_MS,
+      replicaLatencyMs: REPLICA_LATENCY_MS,
     });
+    ({ primary, replica, gateway } = global);
     onPrimary = new IORedis(primary.url);
     onReplica = new IORedis(replica.url);
   });
 
   afterAll(async () => {
-    await gateway?.close();
     await onPrimary?.quit();
     await onReplica?.quit();
-    await Promise.all([primary?.stop(), replica?.stop()]);
+    await global?.close();
   });
 
   beforeEach(async () => {

@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type Unstable_DevWorker, unstable_dev } from "wrangler";
+import type { Unstable_DevWorker } from "wrangler";
 import { EdgeCache } from "../../src/cache";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
+import { startDevWorker } from "./dev-worker";
 
 /**
  * End to end, nothing stood in for: the real Worker (functions/index.ts, bundled by wrangler
@@ -56,25 +57,12 @@ beforeAll(async () => {
     tokens: { [TOKEN]: { db: stack.redisDb } },
   });
   redis = new Redis({ url: gateway.url, token: TOKEN, enableTelemetry: false });
-  worker = await unstable_dev("functions/index.ts", {
-    config: "wrangler.toml",
-    // Only these bindings: a developer's .dev.vars must not leak into the test.
-    envFiles: [],
-    local: true,
-    persist: false,
-    inspect: false,
-    // Errors only: wrangler warns that crons are not triggered locally, which is beside the point.
-    logLevel: "error",
-    vars: {
-      UPSTASH_REDIS_REST_URL: gateway.url,
-      UPSTASH_REDIS_REST_TOKEN: TOKEN,
-      DATABASE_URL: stack.databaseUrl,
-      NEON_WS_PROXY: stack.wsProxy,
-      ADMIN_TOKEN: ADMIN,
-      CACHE_PREFIX: PREFIX,
-      PUBLISH_EVENTS: "1",
-    },
-    experimental: { disableExperimentalWarning: true, testMode: true, disableDevRegistry: true },
+  worker = await startDevWorker({
+    UPSTASH_REDIS_REST_URL: gateway.url,
+    UPSTASH_REDIS_REST_TOKEN: TOKEN,
+    ADMIN_TOKEN: ADMIN,
+    CACHE_PREFIX: PREFIX,
+    PUBLISH_EVENTS: "1",
   });
 }, 120_000);
 

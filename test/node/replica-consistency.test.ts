@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { Client as PgClient } from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type Unstable_DevWorker, unstable_dev } from "wrangler";
-import { type OwnRedis, startOwnRedis } from "../../tools/lib/own-redis";
+import type { Unstable_DevWorker } from "wrangler";
 import { gatewayControl } from "../../tools/upstash-gateway/control";
-import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
+import { startDevWorker } from "./dev-worker";
+import { type GlobalGateway, startGlobalGateway } from "./global-gateway";
 
 /**
  * Consistency on replicas, measured: the real Worker (wrangler's `unstable_dev`, workerd) with
@@ -36,9 +36,7 @@ const ROUNDS = 20;
 /** What a stranger may need beyond the lag: the miss, a load from Postgres, two HTTP hops. */
 const STRANGER_MARGIN_MS = 350;
 
-let primary: OwnRedis;
-let replica: OwnRedis;
-let gateway: Gateway;
+let global: GlobalGateway;
 let worker: Unstable_DevWorker;
 let product: Probe;
 let category: Probe;
@@ -192,7 +190,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 async function syncWaits(): Promise<{ count: number; timeouts: number }> {
   const stats = await gatewayControl<{ syncWaits: { count: number; timeouts: number } }>(
-    gateway.url,
+    global.gateway.url,
     TOKEN,
     "stats",
   );
@@ -200,37 +198,18 @@ async function syncWaits(): Promise<{ count: number; timeouts: number }> {
 }
 
 beforeAll(async () => {
-  [primary, replica] = await Promise.all([startOwnRedis(), startOwnRedis()]);
-  gateway = await startGateway({
-    port: 0,
-    redisUrl: primary.url,
-    tokens: { [TOKEN]: { db: 0 } },
-    global: {
-      replicaUrl: replica.url,
-      replicationLagMs: LAG_MS,
-      primaryLatencyMs: PRIMARY_LATENCY_MS,
-      replicaLatencyMs: REPLICA_LATENCY_MS,
-    },
+  global = await startGlobalGateway(TOKEN, {
+    replicationLagMs: LAG_MS,
+    primaryLatencyMs: PRIMARY_LATENCY_MS,
+    replicaLatencyMs: REPLICA_LATENCY_MS,
   });
-  worker = await unstable_dev("functions/index.ts", {
-    config: "wrangler.toml",
-    // Only these bindings: a developer's .dev.vars must not leak into the test.
-    envFiles: [],
-    local: true,
-    persist: false,
-    inspect: false,
-    logLevel: "error",
-    vars: {
-      UPSTASH_REDIS_REST_URL: gateway.url,
-      UPSTASH_REDIS_REST_TOKEN: TOKEN,
-      DATABASE_URL: stack.databaseUrl,
-      NEON_WS_PROXY: stack.wsProxy,
-      ADMIN_TOKEN: ADMIN,
-      CACHE_PREFIX: PREFIX,
-      CACHE_CONSISTENCY: "products=replica",
-      RATE_LIMIT_WRITES: "off",
-    },
-    experimental: { disableExperimentalWarning: true, testMode: true, disableDevRegistry: true },
+  worker = await startDevWorker({
+    UPSTASH_REDIS_REST_URL: global.gateway.url,
+    UPSTASH_REDIS_REST_TOKEN: TOKEN,
+    ADMIN_TOKEN: ADMIN,
+    CACHE_PREFIX: PREFIX,
+    CACHE_CONSISTENCY: "products=replica",
+    RATE_LIMIT_WRITES: "off",
   });
   const categoryId = await insertCategory();
   const created = await call(
@@ -255,8 +234,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await worker?.stop();
-  await gateway?.close();
-  await Promise.all([primary?.stop(), replica?.stop()]);
+  await global?.close();
 });
 
 describe("products in replica mode, read right after an acknowledged write", () => {
