@@ -80,17 +80,6 @@ local function tryLease()
   return false
 end
 
--- Tells a waiter what the current holder announced: eta (ms until its load should be done,
--- negative once overdue) and est (the announced load time); nothing when it announced none.
-local function announced(out)
-  local held = redis.call('GET', lease)
-  if not held then return end
-  local ms, at = string.match(held, '%.(%d+)%.(%d+)$')
-  if not ms or tonumber(ms) <= 0 then return end
-  out.eta = tonumber(at) + tonumber(ms) - now
-  out.est = tonumber(ms)
-end
-
 local out = { now = now }
 local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
@@ -137,17 +126,9 @@ else
     grant(out)
   else
     out.wait = redis.call('PTTL', lease)
-    announced(out)
+    announced(out, lease, now)
   end
 end
-if value then
-  out.v = value
-  out.ver = ver
-  out.fu = fu
-  out.su = su
-  out.lt = tonumber(lt)
-  out.ct = tonumber(ct)
-  out.fs = (reason == 'expired')
-end
+putEntry(out, value, ver, fu, su, lt, ct, reason)
 if reason then out.r = reason end
 return cjson.encode(out)

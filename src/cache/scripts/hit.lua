@@ -46,23 +46,8 @@ elseif value and not reason then
 else
   out.s = 'MISS'
   out.wait = redis.call('PTTL', lease)
-  if out.wait > 0 then
-    local held = redis.call('GET', lease)
-    local ms, at = string.match(held or '', '%.(%d+)%.(%d+)$')
-    if ms and tonumber(ms) > 0 then
-      out.eta = tonumber(at) + tonumber(ms) - now
-      out.est = tonumber(ms)
-    end
-  end
+  if out.wait > 0 then announced(out, lease, now) end
 end
-if value then
-  out.v = value
-  out.ver = ver
-  out.fu = fu
-  out.su = su
-  out.lt = tonumber(lt)
-  out.ct = tonumber(ct)
-  out.fs = (reason == 'expired')
-end
+putEntry(out, value, ver, fu, su, lt, ct, reason)
 if reason then out.r = reason end
 return cjson.encode(out)

@@ -48,3 +48,28 @@ local function entryReason(verKey, ver, tg, declared, readCounter)
   end
   return false
 end
+
+-- Tells a waiter what the lease holder announced (src/cache/read/wait.ts): eta, the ms until its
+-- load should be done (negative once overdue), and est, the load time it announced; nothing
+-- when the lease is gone or announced none. The lease holds "<token>.<ms>.<granted at ms>".
+local function announced(out, lease, now)
+  local held = redis.call('GET', lease)
+  if not held then return end
+  local ms, at = string.match(held, '%.(%d+)%.(%d+)$')
+  if not ms or tonumber(ms) <= 0 then return end
+  out.eta = tonumber(at) + tonumber(ms) - now
+  out.est = tonumber(ms)
+end
+
+-- The reply's entry fields (what `fromEntry` in src/cache/read/reply.ts reads), when there is a
+-- value; `reason` 'expired' marks a value kept only for fail-safe.
+local function putEntry(out, value, ver, fu, su, lt, ct, reason)
+  if not value then return end
+  out.v = value
+  out.ver = ver
+  out.fu = fu
+  out.su = su
+  out.lt = tonumber(lt)
+  out.ct = tonumber(ct)
+  out.fs = (reason == 'expired')
+end
