@@ -496,7 +496,7 @@ export class EdgeCache {
   ): Promise<PurgeStep> {
     assertGlob(glob);
     this.#ctx.l1?.clear();
-    this.#ctx.known.clear();
+    this.#ctx.known.expirePrefix(this.keys.prefix);
     try {
       return await purgeStep(this.#target, glob, options);
     } catch (error) {

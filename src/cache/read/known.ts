@@ -91,8 +91,13 @@ export class KnownEntries {
     return e !== undefined && now < e.freshUntil;
   }
 
-  clear(): void {
-    this.#entries.clear();
+  /**
+   * No entry of `prefix` is believed fresh any more (a pattern purge: which keys it removed is
+   * not known here). Their tags stay known: a purge does not change an entry's tags.
+   */
+  expirePrefix(prefix: string): void {
+    const start = `${prefix}\u0000`;
+    for (const [id, e] of this.#entries) if (id.startsWith(start)) e.freshUntil = 0;
   }
 }
 

@@ -37,6 +37,16 @@ describe("KnownEntries", () => {
     expect(known.freshNow("q", "a")).toBe(true);
   });
 
+  it("a pattern purge expires every entry of its prefix and keeps their tags", () => {
+    const known = new KnownEntries();
+    known.learn("p", "a", { tags: ["t1"], freshUntil: later() });
+    known.learn("q", "a", { freshUntil: later() });
+    known.expirePrefix("p");
+    expect(known.freshNow("p", "a")).toBe(false);
+    expect(known.tags("p", "a")).toEqual(["t1"]);
+    expect(known.freshNow("q", "a")).toBe(true);
+  });
+
   it("is bounded: the least recently learned entry goes first", () => {
     const known = new KnownEntries(2);
     known.learn("p", "a", { freshUntil: later() });
