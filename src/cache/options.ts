@@ -27,8 +27,12 @@ export const DEFAULTS = {
 const FAIL_SAFE_DEFAULT_MS = 3_600_000;
 
 /**
- * Merges `options` over `defaults` and validates every name (InvalidKeyError before any
- * request).
+ * Merges `options` over `defaults` (an option left undefined takes the default) and validates
+ * every name (InvalidKeyError before any request).
+ *
+ * Built as one object literal of a fixed shape: this runs on every read, and a spread of three
+ * objects plus properties added afterwards made V8 give the result a slow dictionary shape. It
+ * was about a third of the engine's own CPU per hit (bench/results/profile-notes.md).
  *
  * @example
  *   const opts = resolveOptions("product:1", { ttl: 5_000 }, { tags: ["products"] });
@@ -40,22 +44,42 @@ export function resolveOptions<T>(
   options: EntryOptions<T>,
 ): Resolved<T> {
   assertName("key", key);
-  const merged = { ...DEFAULTS, ...(defaults as EntryOptions<T>), ...options } as Resolved<T>;
-  const early = merged.earlyRefresh ?? true;
-  const failSafe = merged.failSafe ?? false;
-  const tags = merged.tags;
-  // One allocation for the result: this runs on every read.
-  merged.tagList =
-    !tags || tags.length === 0
-      ? NO_TAGS
-      : (tags.length === 1 ? tags : [...new Set(tags)]).map((t) => assertName("tag", t));
-  if (merged.versionKey) assertName("version key", merged.versionKey);
-  merged.beta = early === false ? 0 : early === true ? 1 : early.beta;
-  merged.failSafeMs = failSafe === false ? 0 : failSafe === true ? FAIL_SAFE_DEFAULT_MS : failSafe;
-  merged.expiresAtMs =
-    merged.expiresAt instanceof Date ? merged.expiresAt.getTime() : merged.expiresAt;
-  merged.replica = merged.consistency === "replica";
-  return merged;
+  const d = defaults as EntryOptions<T>;
+  const early = options.earlyRefresh ?? d.earlyRefresh ?? true;
+  const failSafe = options.failSafe ?? d.failSafe ?? false;
+  const tags = options.tags ?? d.tags;
+  const versionKey = options.versionKey ?? d.versionKey;
+  if (versionKey) assertName("version key", versionKey);
+  const expiresAt = options.expiresAt ?? d.expiresAt;
+  const consistency = options.consistency ?? d.consistency;
+  return {
+    ttl: options.ttl ?? d.ttl ?? DEFAULTS.ttl,
+    staleTtl: options.staleTtl ?? d.staleTtl ?? DEFAULTS.staleTtl,
+    expiresAt,
+    tags,
+    tagsOf: options.tagsOf ?? d.tagsOf,
+    tagsAsOf: options.tagsAsOf ?? d.tagsAsOf,
+    versionKey,
+    versionOf: options.versionOf ?? d.versionOf,
+    jitter: options.jitter ?? d.jitter ?? DEFAULTS.jitter,
+    earlyRefresh: early,
+    waitUntil: options.waitUntil ?? d.waitUntil,
+    leaseTtl: options.leaseTtl ?? d.leaseTtl ?? DEFAULTS.leaseTtl,
+    waitBudget: options.waitBudget ?? d.waitBudget ?? DEFAULTS.waitBudget,
+    failSafe,
+    negativeTtl: options.negativeTtl ?? d.negativeTtl,
+    cacheIf: options.cacheIf ?? d.cacheIf,
+    loaderBackoff: options.loaderBackoff ?? d.loaderBackoff,
+    consistency,
+    tagList:
+      !tags || tags.length === 0
+        ? NO_TAGS
+        : (tags.length === 1 ? tags : [...new Set(tags)]).map((t) => assertName("tag", t)),
+    beta: early === false ? 0 : early === true ? 1 : early.beta,
+    failSafeMs: failSafe === false ? 0 : failSafe === true ? FAIL_SAFE_DEFAULT_MS : failSafe,
+    expiresAtMs: expiresAt instanceof Date ? expiresAt.getTime() : expiresAt,
+    replica: consistency === "replica",
+  };
 }
 
 const NO_TAGS: readonly string[] = Object.freeze([]);
