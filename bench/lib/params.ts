@@ -14,6 +14,12 @@ export interface BenchParams {
   mixedSeconds: number;
   /** Turns the mixed workload's time is split into, contenders taking turns (drift evens out). */
   mixedSlices: number;
+  /**
+   * Untimed warm-up per contender before the mixed turns, s, on keys of its own: the first
+   * contender otherwise met a cold JIT and cold connections alone (its p99 was ~1.5× in an
+   * A/A run of one engine against a copy of itself).
+   */
+  mixedWarmupSeconds: number;
   mixedKeys: number;
   mixedClients: number;
   /** Fraction of operations that are writes. */
@@ -39,6 +45,7 @@ export const FULL: BenchParams = {
   isolates: 10,
   mixedSeconds: 10,
   mixedSlices: 5,
+  mixedWarmupSeconds: 1,
   mixedKeys: 10_000,
   mixedClients: 50,
   writeRatio: 0.05,
@@ -56,6 +63,7 @@ export const QUICK: BenchParams = {
   stampedeRepeats: 1,
   mixedSeconds: 2,
   mixedSlices: 2,
+  mixedWarmupSeconds: 0.3,
   groupSize: 500,
   globalHits: 30,
   raceRounds: 10,

@@ -32,10 +32,12 @@ export const mixed: Workload = {
         { key: "loads", label: "loads", better: "lower", digits: 0 },
         { key: "lowerBound", label: "lower bound", digits: 0 },
         { key: "requestsPerOp", label: "Redis req/op", better: "lower", digits: 2 },
+        { key: "cpuPerOp", label: "client CPU µs/op", better: "lower", digits: 0 },
         { key: "staleReads", label: "stale reads", better: "lower", digits: 0 },
       ],
       notes: [
         "stale read = started after a write of its key was acknowledged, returned an older version",
+        "client CPU = busy time of the clients' event loop per operation (the gateway has its own thread); the run is CPU-bound, so ops/s follows it",
       ],
     });
     const db = stage.db;
@@ -48,6 +50,7 @@ export const mixed: Workload = {
         c,
         cache,
         db,
+        keyPrefix: "m:",
         detector: new StaleReadDetector(),
         seen: new Set(),
         dirty: new Set(),
@@ -57,6 +60,7 @@ export const mixed: Workload = {
         firstError: "",
         readTimes: [],
         elapsedMs: 0,
+        busyMs: 0,
         loads: 0,
         versionQueries: 0,
         // Each client keeps its own seeded sequence across turns: the same keys for everyone.
@@ -66,6 +70,33 @@ export const mixed: Workload = {
         }),
       });
     }
+    // Untimed warm-up, each contender in turn, on keys the measured turns never read (its own
+    // prefix, "w:" keys, other client sequences): JIT, connections and the database's code
+    // paths are warm for everyone before the first timed turn, and the measured run still
+    // starts cold.
+    for (const run of runs) {
+      if (params.mixedWarmupSeconds <= 0) break;
+      progress(`${run.c.label}: warm-up`);
+      const warm: Run = {
+        ...run,
+        cache: await stage.create(run.c, "mixed-warmup"),
+        keyPrefix: "w:",
+        detector: new StaleReadDetector(),
+        seen: new Set(),
+        dirty: new Set(),
+        readTimes: [],
+        clients: run.clients.map((_, id) => {
+          const random = seededRandom(9000 + id);
+          return { random, draw: zipfSampler(params.mixedKeys, params.zipfS, random) };
+        }),
+      };
+      const deadline = performance.now() + params.mixedWarmupSeconds * 1000;
+      await Promise.all(warm.clients.map((client) => drive(warm, client, deadline, params)));
+      await warm.cache.settle();
+      await warm.cache.close();
+    }
+    for (const run of runs) await stage.resetCost(run.c);
+
     const sliceMs = (params.mixedSeconds * 1000) / params.mixedSlices;
     for (let slice = 0; slice < params.mixedSlices; slice++) {
       // Rotate who goes first, so no contender always follows the same one.
@@ -74,6 +105,7 @@ export const mixed: Workload = {
         const loads0 = db.loads;
         const versions0 = db.versionQueries;
         const start = performance.now();
+        const elu0 = performance.eventLoopUtilization();
         const deadline = start + sliceMs;
         const ticker = setInterval(() => {
           progress(
@@ -82,6 +114,7 @@ export const mixed: Workload = {
         }, 1000);
         await Promise.all(run.clients.map((client) => drive(run, client, deadline, params)));
         run.elapsedMs += performance.now() - start;
+        run.busyMs += performance.eventLoopUtilization(elu0).active;
         clearInterval(ticker);
         // Its fills and refreshes land before the next contender's turn (and are its own).
         await run.cache.settle();
@@ -101,6 +134,7 @@ export const mixed: Workload = {
           loads: run.loads,
           lowerBound: run.lowerBound,
           requestsPerOp: run.ops ? cost.requests / run.ops : null,
+          cpuPerOp: run.ops ? (run.busyMs * 1000) / run.ops : null,
           staleReads: run.detector.staleReads,
         },
         note:
@@ -122,6 +156,8 @@ interface Run {
   c: ContenderModule;
   cache: Contender;
   db: MemoryDb;
+  /** Prefix of the keys read and written ("m:"; "w:" in the warm-up). */
+  keyPrefix: string;
   detector: StaleReadDetector;
   /** Keys read at least once, and keys written since their last read: the lower bound. */
   seen: Set<string>;
@@ -132,6 +168,8 @@ interface Run {
   firstError: string;
   readTimes: number[];
   elapsedMs: number;
+  /** Event-loop busy time of this process's main thread during the turns. */
+  busyMs: number;
   loads: number;
   versionQueries: number;
   clients: { random: () => number; draw: () => number }[];
@@ -147,7 +185,7 @@ async function drive(
   const { cache, detector, seen, dirty } = run;
   const { random, draw } = client;
   while (performance.now() < deadline) {
-    const key = `m:${draw()}`;
+    const key = `${run.keyPrefix}${draw()}`;
     try {
       if (random() < params.writeRatio) {
         const version = run.db.commit(key);
