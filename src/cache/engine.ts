@@ -293,7 +293,7 @@ export class EdgeCache {
       return null;
     }
     countLook(this.#ctx, key, reply, { sample: false, draw: 1 });
-    if (!reply.v || reply.s === "MISS") return null;
+    if (reply.v === undefined || reply.s === "MISS") return null;
     return fromEntry<T>(reply, reply.s);
   }
 

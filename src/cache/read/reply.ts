@@ -24,7 +24,12 @@ export interface ReadReply {
   est?: number;
   /** The version key's value when the lease was granted (0 when absent). */
   cv?: number;
-  v?: string;
+  /**
+   * The entry's value, already parsed: the scripts splice the stored JSON into the reply, so
+   * one JSON.parse of the reply reads it. Absent when there is none; null is a cached "not
+   * found".
+   */
+  v?: unknown;
   ver?: string;
   fu?: number;
   su?: number;
@@ -37,7 +42,7 @@ export interface ReadReply {
 export function fromEntry<T>(reply: ReadReply, status: "HIT" | "STALE"): CacheResult<T> {
   const now = reply.now;
   return {
-    value: JSON.parse(reply.v ?? "null") as T,
+    value: (reply.v ?? null) as T,
     status,
     version: reply.ver ? Number(reply.ver) : null,
     ageMs: Math.max(0, now - (reply.ct ?? now)),

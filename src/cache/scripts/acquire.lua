@@ -131,4 +131,4 @@ else
 end
 putEntry(out, value, ver, fu, su, lt, ct, reason)
 if reason then out.r = reason end
-return cjson.encode(out)
+return encodeReply(out, value)

@@ -7,7 +7,8 @@
 -- KEYS[3..] the version key when ARGV[1] == '1', then the tag counter key of each name in
 --   ARGV[2] (a JSON array, same order): every key the script reads is declared.
 -- Reply (JSON): now, s = HIT | STALE | MISS, r = why an entry was not served (version, tag,
---   need, expired); with a value: v, ver, fu, su, lt, ct, fs; with r = need: need, the names
+--   need, expired); with a value: v (the stored JSON itself, spliced in: see encodeReply),
+--   ver, fu, su, lt, ct, fs; with r = need: need, the names
 --   of ALL the entry's tags (it has tags the caller did not declare: declare them and ask
 --   again); on a MISS or STALE: wait, the lease's PTTL (-2 = no lease: nobody is loading);
 --   on a MISS, when
@@ -50,4 +51,4 @@ else
 end
 putEntry(out, value, ver, fu, su, lt, ct, reason)
 if reason then out.r = reason end
-return cjson.encode(out)
+return encodeReply(out, value)

@@ -61,15 +61,24 @@ local function announced(out, lease, now)
   out.est = tonumber(ms)
 end
 
--- The reply's entry fields (what `fromEntry` in src/cache/read/reply.ts reads), when there is a
--- value; `reason` 'expired' marks a value kept only for fail-safe.
+-- The reply's entry fields (what `fromEntry` in src/cache/read/reply.ts reads) but the value
+-- (see encodeReply), when there is a value; `reason` 'expired' marks a value kept only for
+-- fail-safe.
 local function putEntry(out, value, ver, fu, su, lt, ct, reason)
   if not value then return end
-  out.v = value
   out.ver = ver
   out.fu = fu
   out.su = su
   out.lt = tonumber(lt)
   out.ct = tonumber(ct)
   out.fs = (reason == 'expired')
+end
+
+-- The reply as JSON with the entry's value spliced in as stored (it is JSON already, written by
+-- the client's JSON.stringify): the client parses the reply once, where cjson would have sent
+-- the value as a JSON string inside JSON, escaped, to be parsed a second time.
+local function encodeReply(out, value)
+  local json = cjson.encode(out)
+  if not value then return json end
+  return string.sub(json, 1, -2) .. ',"v":' .. value .. '}'
 end
