@@ -14,7 +14,7 @@
  *   record of is likely a miss, so the read goes straight to the writing acquire script, which
  *   also serves a hit; a key it saw fresh goes to the read-only hit script first.
  *
- * Bounded (oldest first out) per isolate; a forgotten key only costs the first request again.
+ * Bounded per prefix (the coldest out first); a forgotten key only costs the first request again.
  *
  * @example
  *   const known = new KnownEntries(1000);
@@ -23,10 +23,10 @@
  *   known.freshNow("ec", "product:1"); // true
  */
 export class KnownEntries {
-  readonly #entries = new Map<
-    string,
-    { tags: readonly string[]; freshUntil: number; versionKey?: string }
-  >();
+  /** Per prefix, per key: a Map keeps insertion order, which eviction follows. */
+  readonly #prefixes = new Map<string, Map<string, Known>>();
+  /** Counts insertions: how far back an entry was (re)inserted, for eviction order. */
+  #inserts = 0;
 
   /** Some entry was learned under a version key not named like it (scan on version bumps). */
   #aliased = false;
@@ -39,24 +39,42 @@ export class KnownEntries {
     key: string,
     what: { tags?: readonly string[]; freshUntil?: number; versionKey?: string },
   ): void {
-    const id = `${prefix}\u0000${key}`;
     if (what.versionKey !== undefined && what.versionKey !== key) this.#aliased = true;
-    const had = this.#entries.get(id);
-    this.#entries.delete(id);
-    this.#entries.set(id, {
-      tags: what.tags ?? had?.tags ?? [],
-      freshUntil: what.freshUntil ?? had?.freshUntil ?? 0,
-      versionKey: what.versionKey ?? had?.versionKey,
+    let entries = this.#prefixes.get(prefix);
+    if (!entries) {
+      entries = new Map();
+      this.#prefixes.set(prefix, entries);
+    }
+    const had = entries.get(key);
+    if (had) {
+      // Updated in place: this runs on every read, and a Map delete + set each time was the
+      // largest cost of learning. An entry moves to the young end only once it has aged half
+      // the bound, so a hot entry is still never the one evicted.
+      if (what.tags !== undefined) had.tags = what.tags;
+      if (what.freshUntil !== undefined) had.freshUntil = what.freshUntil;
+      if (what.versionKey !== undefined) had.versionKey = what.versionKey;
+      if (this.#inserts - had.inserted > this.maxEntries / 2) {
+        entries.delete(key);
+        had.inserted = ++this.#inserts;
+        entries.set(key, had);
+      }
+      return;
+    }
+    entries.set(key, {
+      tags: what.tags ?? [],
+      freshUntil: what.freshUntil ?? 0,
+      versionKey: what.versionKey,
+      inserted: ++this.#inserts,
     });
-    if (this.#entries.size > this.maxEntries) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) this.#entries.delete(oldest);
+    if (entries.size > this.maxEntries) {
+      const oldest = entries.keys().next().value;
+      if (oldest !== undefined) entries.delete(oldest);
     }
   }
 
   /** The entry is no longer believed fresh (this isolate invalidated or overwrote it). */
   expire(prefix: string, key: string): void {
-    const had = this.#entries.get(`${prefix}\u0000${key}`);
+    const had = this.#prefixes.get(prefix)?.get(key);
     if (had) had.freshUntil = 0;
   }
 
@@ -68,9 +86,8 @@ export class KnownEntries {
     // The common case, a version key named like its entry, needs no scan.
     for (const name of versionKeys) this.expire(prefix, name);
     if (tags.length === 0 && (versionKeys.length === 0 || !this.#aliased)) return;
-    const start = `${prefix}\u0000`;
-    for (const [id, e] of this.#entries) {
-      if (!id.startsWith(start) || e.freshUntil === 0) continue;
+    for (const e of this.#prefixes.get(prefix)?.values() ?? []) {
+      if (e.freshUntil === 0) continue;
       if (
         (e.versionKey !== undefined && versionKeys.includes(e.versionKey)) ||
         e.tags.some((t) => tags.includes(t))
@@ -82,12 +99,12 @@ export class KnownEntries {
 
   /** Tags last seen on the entry (tagsOf ones included); [] when unknown. */
   tags(prefix: string, key: string): readonly string[] {
-    return this.#entries.get(`${prefix}\u0000${key}`)?.tags ?? [];
+    return this.#prefixes.get(prefix)?.get(key)?.tags ?? [];
   }
 
   /** Whether the isolate last saw the entry fresh and its fresh window has not ended. */
   freshNow(prefix: string, key: string, now = Date.now()): boolean {
-    const e = this.#entries.get(`${prefix}\u0000${key}`);
+    const e = this.#prefixes.get(prefix)?.get(key);
     return e !== undefined && now < e.freshUntil;
   }
 
@@ -96,9 +113,18 @@ export class KnownEntries {
    * not known here). Their tags stay known: a purge does not change an entry's tags.
    */
   expirePrefix(prefix: string): void {
-    const start = `${prefix}\u0000`;
-    for (const [id, e] of this.#entries) if (id.startsWith(start)) e.freshUntil = 0;
+    for (const e of this.#prefixes.get(prefix)?.values() ?? []) e.freshUntil = 0;
   }
+}
+
+/** What the isolate learned of one entry. */
+interface Known {
+  tags: readonly string[];
+  /** Local time (ms) the entry stops being fresh; 0 = not believed fresh. */
+  freshUntil: number;
+  versionKey: string | undefined;
+  /** `#inserts` when it was last (re)inserted. */
+  inserted: number;
 }
 
 /** The isolate's record: module scope, shared by every engine built in this isolate. */

@@ -47,15 +47,29 @@ describe("KnownEntries", () => {
     expect(known.freshNow("q", "a")).toBe(true);
   });
 
-  it("is bounded: the least recently learned entry goes first", () => {
-    const known = new KnownEntries(2);
+  it("is bounded: an entry still being read outlives the ones learned after it", () => {
+    const known = new KnownEntries(4);
+    for (const key of ["a", "b", "c", "d"]) known.learn("p", key, { freshUntil: later() });
+    // a has aged past half the bound: read again, it moves to the young end.
     known.learn("p", "a", { freshUntil: later() });
-    known.learn("p", "b", { freshUntil: later() });
-    known.learn("p", "a", { freshUntil: later() }); // a is the most recent now
-    known.learn("p", "c", { freshUntil: later() });
+    known.learn("p", "e", { freshUntil: later() });
     expect(known.freshNow("p", "b")).toBe(false);
+    for (const key of ["a", "c", "d", "e"]) expect(known.freshNow("p", key)).toBe(true);
+    // Bounded per prefix: another prefix's entries do not push these out.
+    for (let i = 0; i < 10; i++) known.learn("q", `k${i}`, { freshUntil: later() });
     expect(known.freshNow("p", "a")).toBe(true);
-    expect(known.freshNow("p", "c")).toBe(true);
+  });
+
+  it("re-learning updates in place what it is told and keeps the rest", () => {
+    const known = new KnownEntries();
+    known.learn("p", "a", { tags: ["t1"], freshUntil: later(), versionKey: "v:a" });
+    known.learn("p", "a", { freshUntil: 0 });
+    expect(known.tags("p", "a")).toEqual(["t1"]);
+    expect(known.freshNow("p", "a")).toBe(false);
+    known.learn("p", "a", { tags: ["t2"], freshUntil: later() });
+    known.expireWhere("p", [], ["v:a"]); // still known under its version key
+    expect(known.freshNow("p", "a")).toBe(false);
+    expect(known.tags("p", "a")).toEqual(["t2"]);
   });
 
   it("declares the caller's tags first, then the learned ones it did not name", () => {
