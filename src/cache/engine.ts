@@ -15,9 +15,8 @@ import { resolveOptions } from "./options";
 import { coalesce, type FlightRegistry, flightId, isolateFlights } from "./read/coalesce";
 import { isolateKnown, type KnownEntries } from "./read/known";
 import { countLook, readEntry } from "./read/look";
-import { readThrough } from "./read/path";
+import { ReadPlan, readThrough } from "./read/path";
 import { fromEntry, type ReadReply } from "./read/reply";
-import { loadedResult } from "./read/result";
 import type { ScriptClient } from "./redis";
 import {
   DEFAULT_SHARDS,
@@ -243,28 +242,15 @@ export class EdgeCache {
     }
     if (!this.#coalesce) return readThrough(this.#ctx, key, loader, opts);
     // ---- isolate-scope coalescing (src/cache/read/coalesce.ts)
-    return coalesce<T>({
-      registry: this.#ctx.flights,
-      // Replica reads share a load only with requests at the same sync position: a request
-      // that carries its own newer write must not take a value read before the replica had it.
-      id: flightId(
-        this.keys.prefix,
-        key,
-        opts.versionKey,
-        opts.replica ? this.#ctx.syncPosition : "",
-      ),
-      waitBudget: opts.waitBudget,
-      leaseTtl: opts.leaseTtl,
-      lead: (flight, budget) =>
-        readThrough(this.#ctx, key, loader, { ...opts, waitBudget: budget }, flight),
-      giveUp: async (waitedMs) => {
-        // Same as before: a follower whose budget ran out loads itself, without filling.
-        this.#ctx.pending.add("lease_timeouts");
-        const { value } = await this.#ctx.timed(loader);
-        return { ...loadedResult(value, opts), waitedMs };
-      },
-      onFollow: () => this.#ctx.pending.add("coalesced"),
-    });
+    // Replica reads share a load only with requests at the same sync position: a request
+    // that carries its own newer write must not take a value read before the replica had it.
+    const id = flightId(
+      this.keys.prefix,
+      key,
+      opts.versionKey,
+      opts.replica ? this.#ctx.syncPosition : "",
+    );
+    return coalesce(new ReadPlan(this.#ctx.flights, id, this.#ctx, key, loader, opts));
   }
 
   /**

@@ -65,23 +65,31 @@ export async function readEntry(
   opts: Pick<Resolved<unknown>, "versionKey" | "tagList" | "replica">,
 ): Promise<ReadReply> {
   const prefix = ctx.keys.prefix;
-  const ask = (learned: readonly string[]) => {
-    ctx.pending.add("read_requests");
-    return readHit(ctx.target, key, {
-      versionKey: opts.versionKey,
-      tags: declaredTags(opts.tagList, learned),
-      replica: opts.replica,
-    });
-  };
-  let reply = await ask(ctx.known.tags(prefix, key));
+  let reply = await askHit(ctx, key, opts, ctx.known.tags(prefix, key));
   if (reply.r === "need" && reply.need) {
     ctx.pending.add("tag_retries");
     ctx.known.learn(prefix, key, { tags: reply.need });
-    reply = await ask(reply.need);
+    reply = await askHit(ctx, key, opts, reply.need);
     if (reply.r === "need" && reply.need) ctx.known.learn(prefix, key, { tags: reply.need });
   }
   noteFreshness(ctx, key, reply, opts.versionKey);
   return reply;
+}
+
+// Module functions rather than closures made per read: bundlers that keep names (wrangler's
+// default) wrap every closure created per call in a defineProperty.
+function askHit(
+  ctx: EngineContext,
+  key: string,
+  opts: Pick<Resolved<unknown>, "versionKey" | "tagList" | "replica">,
+  learned: readonly string[],
+): Promise<ReadReply> {
+  ctx.pending.add("read_requests");
+  return readHit(ctx.target, key, {
+    versionKey: opts.versionKey,
+    tags: declaredTags(opts.tagList, learned),
+    replica: opts.replica,
+  });
 }
 
 /**
@@ -97,29 +105,37 @@ export async function acquireEntry<T>(
   early: boolean,
 ): Promise<ReadReply> {
   const prefix = ctx.keys.prefix;
-  const ask = (learned: readonly string[], lastTry: boolean) => {
-    ctx.pending.add("read_requests");
-    return acquire(ctx.target, key, {
-      versionKey: opts.versionKey,
-      tags: opts.tagList,
-      learned,
-      token: newToken(),
-      leaseTtl: opts.leaseTtl,
-      early,
-      // The load time a granted lease announces to waiters when the entry has none (wait.ts).
-      estimateMs: ctx.flights.estimateLoad(prefix, key) ?? 0,
-      lastTry,
-    });
-  };
-  let reply = await ask(ctx.known.tags(prefix, key), false);
+  let reply = await askAcquire(ctx, key, opts, early, ctx.known.tags(prefix, key), false);
   if (reply.r === "need" && reply.need) {
     ctx.pending.add("tag_retries");
     ctx.known.learn(prefix, key, { tags: reply.need });
-    reply = await ask(reply.need, true);
+    reply = await askAcquire(ctx, key, opts, early, reply.need, true);
     if (reply.need) ctx.known.learn(prefix, key, { tags: reply.need });
   }
   noteFreshness(ctx, key, reply, opts.versionKey);
   return reply;
+}
+
+function askAcquire<T>(
+  ctx: EngineContext,
+  key: string,
+  opts: Resolved<T>,
+  early: boolean,
+  learned: readonly string[],
+  lastTry: boolean,
+): Promise<ReadReply> {
+  ctx.pending.add("read_requests");
+  return acquire(ctx.target, key, {
+    versionKey: opts.versionKey,
+    tags: opts.tagList,
+    learned,
+    token: newToken(),
+    leaseTtl: opts.leaseTtl,
+    early,
+    // The load time a granted lease announces to waiters when the entry has none (wait.ts).
+    estimateMs: ctx.flights.estimateLoad(ctx.keys.prefix, key) ?? 0,
+    lastTry,
+  });
 }
 
 export function noteFreshness(

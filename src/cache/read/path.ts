@@ -2,7 +2,7 @@ import type { EngineContext } from "../context";
 import type { Resolved } from "../options";
 import { shouldRefreshEarly } from "../policy";
 import type { CacheResult } from "../types";
-import type { Flight } from "./coalesce";
+import type { Flight, FlightPlan, FlightRegistry } from "./coalesce";
 import { loadAndFill, refresh, refreshLater } from "./load";
 import { countLook, look } from "./look";
 import { fromEntry, type ReadReply } from "./reply";
@@ -34,13 +34,12 @@ export async function readThrough<T>(
    */
   flight?: Flight,
 ): Promise<CacheResult<T>> {
-  const busyFor = (ms: number) => flight?.busyUntil(Date.now() + ms);
   const started = Date.now();
   let waited = false;
   let backoffs = 0;
   for (;;) {
     let found: { reply: ReadReply; seq: number | undefined };
-    busyFor(opts.leaseTtl); // a read, then possibly a load under a lease of this length
+    flight?.busyUntil(Date.now() + opts.leaseTtl); // a read, then maybe a load under a lease
     // Drawn before the request, as every read always has (seeded tests rely on the sequence).
     const draw = ctx.random();
     try {
@@ -105,7 +104,7 @@ export async function readThrough<T>(
     if (next.backoff) backoffs++;
     if (remaining <= 0) {
       ctx.pending.add("lease_timeouts");
-      busyFor(opts.leaseTtl);
+      flight?.busyUntil(Date.now() + opts.leaseTtl);
       let value: { value: T; ms: number };
       const loadSeq = flight?.sending(); // vouches like a bypass (above)
       try {
@@ -124,8 +123,46 @@ export async function readThrough<T>(
       return own;
     }
     const delay = Math.min(next.delay, remaining);
-    busyFor(delay + opts.leaseTtl);
+    flight?.busyUntil(Date.now() + delay + opts.leaseTtl);
     await sleep(delay);
+  }
+}
+
+/**
+ * The read path as a flight's plan (read/coalesce.ts). A class rather than an object of
+ * closures: one is made per read, and bundlers that keep names (wrangler's default) wrap every
+ * closure created per call in a defineProperty.
+ */
+export class ReadPlan<T> implements FlightPlan<T> {
+  readonly waitBudget: number;
+  readonly leaseTtl: number;
+
+  constructor(
+    readonly registry: FlightRegistry,
+    readonly id: string,
+    private readonly ctx: EngineContext,
+    private readonly key: string,
+    private readonly loader: () => Promise<T>,
+    private readonly opts: Resolved<T>,
+  ) {
+    this.waitBudget = opts.waitBudget;
+    this.leaseTtl = opts.leaseTtl;
+  }
+
+  lead(flight: Flight, budget: number): Promise<CacheResult<T>> {
+    const opts = budget === this.opts.waitBudget ? this.opts : { ...this.opts, waitBudget: budget };
+    return readThrough(this.ctx, this.key, this.loader, opts, flight);
+  }
+
+  /** A follower whose budget ran out loads itself, without filling. */
+  async giveUp(waitedMs: number): Promise<CacheResult<T>> {
+    this.ctx.pending.add("lease_timeouts");
+    const { value } = await this.ctx.timed(this.loader);
+    return { ...loadedResult(value, this.opts), waitedMs };
+  }
+
+  onFollow(): void {
+    this.ctx.pending.add("coalesced");
   }
 }
 
