@@ -1,3 +1,5 @@
+import { BoundedMap } from "./bounded-map";
+
 /**
  * Loader backoff: after a loader fails for a key, the next callers within `ms` do not call it
  * again. They get the same error at once, which the engine's fail-safe handling turns into the
@@ -19,7 +21,7 @@ interface Failure {
   error: unknown;
 }
 
-const failures = new Map<string, Failure>();
+const failures = new BoundedMap<string, Failure>(MAX_KEYS);
 
 /**
  * Thrown (with the original error as `cause`) to callers inside a backoff interval.
@@ -75,12 +77,7 @@ export function withBackoff<T>(
     try {
       return await loader();
     } catch (error) {
-      failures.delete(id); // re-insert at the end: Map order is the eviction order
-      failures.set(id, { until: now() + ms, error });
-      if (failures.size > MAX_KEYS) {
-        const oldest = failures.keys().next().value;
-        if (oldest !== undefined) failures.delete(oldest);
-      }
+      failures.touch(id, { until: now() + ms, error }); // Map order is the eviction order
       throw error;
     }
   };

@@ -1,3 +1,5 @@
+import { BoundedMap } from "./bounded-map";
+
 /**
  * Optional per-isolate LRU in front of Redis. Another isolate's invalidation cannot reach it,
  * so every entry lives at most `ttlMs` (bounded staleness, default 1 s): use it for keys so hot
@@ -27,7 +29,7 @@ interface L1Entry {
  * ```
  */
 export class L1Cache {
-  readonly #entries = new Map<string, L1Entry>();
+  readonly #entries: BoundedMap<string, L1Entry>;
 
   /**
    * @param maxEntries least recently used entries beyond this are dropped
@@ -44,7 +46,9 @@ export class L1Cache {
     readonly maxEntries: number,
     readonly ttlMs: number,
     readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.#entries = new BoundedMap(maxEntries);
+  }
 
   /**
    * The entry for `key` if it is younger than `ttlMs` (and marks it most recently used).
@@ -77,13 +81,7 @@ export class L1Cache {
    * ```
    */
   set(key: string, value: unknown, version: number | null, tags: readonly string[]): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, { value, version, storedAt: this.now(), tags });
-    while (this.#entries.size > this.maxEntries) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest === undefined) break;
-      this.#entries.delete(oldest);
-    }
+    this.#entries.touch(key, { value, version, storedAt: this.now(), tags });
   }
 
   /**

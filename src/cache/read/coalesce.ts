@@ -1,3 +1,4 @@
+import { BoundedMap } from "../bounded-map";
 import type { CacheResult } from "../types";
 
 /**
@@ -164,7 +165,7 @@ export class FlightRegistry {
     this.#seq += 1;
     return this.#seq;
   }
-  readonly #keyLoadMs = new Map<string, number>();
+  readonly #keyLoadMs = new BoundedMap<string, number>(REMEMBERED_KEYS);
   readonly #prefixLoadMs = new Map<string, number>();
 
   /** The live flight for `id`, if any; a dead one (cancelled leader) is dropped. */
@@ -192,12 +193,7 @@ export class FlightRegistry {
   /** Remembers a measured load time: per key, and a moving average per prefix. */
   recordLoad(prefix: string, key: string, ms: number): void {
     const id = `${prefix}\u0000${key}`;
-    this.#keyLoadMs.delete(id);
-    this.#keyLoadMs.set(id, ms);
-    if (this.#keyLoadMs.size > REMEMBERED_KEYS) {
-      const oldest = this.#keyLoadMs.keys().next().value;
-      if (oldest !== undefined) this.#keyLoadMs.delete(oldest);
-    }
+    this.#keyLoadMs.touch(id, ms);
     const avg = this.#prefixLoadMs.get(prefix);
     this.#prefixLoadMs.set(prefix, avg === undefined ? ms : avg * 0.8 + ms * 0.2);
   }

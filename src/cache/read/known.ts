@@ -1,3 +1,5 @@
+import { BoundedMap } from "../bounded-map";
+
 /**
  * What this isolate has learned about entries from Redis's replies: the tags each entry was
  * stored with, and until when it was fresh. Plain data at module scope, like the flights
@@ -24,7 +26,7 @@
  */
 export class KnownEntries {
   /** Per prefix, per key: a Map keeps insertion order, which eviction follows. */
-  readonly #prefixes = new Map<string, Map<string, Known>>();
+  readonly #prefixes = new Map<string, BoundedMap<string, Known>>();
   /** Counts insertions: how far back an entry was (re)inserted, for eviction order. */
   #inserts = 0;
 
@@ -42,7 +44,7 @@ export class KnownEntries {
     if (what.versionKey !== undefined && what.versionKey !== key) this.#aliased = true;
     let entries = this.#prefixes.get(prefix);
     if (!entries) {
-      entries = new Map();
+      entries = new BoundedMap(this.maxEntries);
       this.#prefixes.set(prefix, entries);
     }
     const had = entries.get(key);
@@ -54,9 +56,8 @@ export class KnownEntries {
       if (what.freshUntil !== undefined) had.freshUntil = what.freshUntil;
       if (what.versionKey !== undefined) had.versionKey = what.versionKey;
       if (this.#inserts - had.inserted > this.maxEntries / 2) {
-        entries.delete(key);
         had.inserted = ++this.#inserts;
-        entries.set(key, had);
+        entries.touch(key, had);
       }
       return;
     }
@@ -66,10 +67,6 @@ export class KnownEntries {
       versionKey: what.versionKey,
       inserted: ++this.#inserts,
     });
-    if (entries.size > this.maxEntries) {
-      const oldest = entries.keys().next().value;
-      if (oldest !== undefined) entries.delete(oldest);
-    }
   }
 
   /** The entry is no longer believed fresh (this isolate invalidated or overwrote it). */

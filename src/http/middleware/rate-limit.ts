@@ -1,6 +1,7 @@
 import { type Duration, Ratelimit } from "@upstash/ratelimit";
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
+import { BoundedMap } from "../../cache/bounded-map";
 import type { RateLimitRule } from "../../config/rate-limit";
 import type { Redis } from "../../redis/client";
 import { clientIdentity } from "../client-id";
@@ -20,19 +21,6 @@ const ruleOf: Record<RateLimitScope, "RATE_LIMIT_WRITES" | "RATE_LIMIT_SESSIONS"
  * distinct refused clients cannot grow an isolate's memory without limit: past the bound the
  * oldest entry goes, which only means that client's next request asks Redis again.
  */
-class BoundedMap<K, V> extends Map<K, V> {
-  constructor(private readonly max: number) {
-    super();
-  }
-  override set(key: K, value: V): this {
-    if (!this.has(key) && this.size >= this.max) {
-      const oldest = this.keys().next();
-      if (!oldest.done) this.delete(oldest.value);
-    }
-    return super.set(key, value);
-  }
-}
-
 const refusedInIsolate = new BoundedMap<string, number>(10_000);
 
 /** The outcome of one check, or null when it could not be made (fail open). */
