@@ -11,7 +11,7 @@
 import { edgecacheReplica } from "../contenders/edgecache";
 import { startStage } from "../lib/harness";
 import type { ContenderModule } from "../lib/types";
-import { cachedSubjects, measureHits } from "./hits";
+import { cachedSubjects, measureHits, UPSTASH_COST_COLUMNS, upstashCostPerHit } from "./hits";
 import { newResult, type Workload } from "./workload";
 
 export const GLOBAL = { primaryLatencyMs: 60, replicaLatencyMs: 5, replicationLagMs: 50 };
@@ -55,8 +55,7 @@ export const globalTopology: Workload = {
         { key: "p50", label: "hit p50 ms", better: "lower", digits: 1 },
         { key: "p99", label: "hit p99 ms", better: "lower", digits: 1 },
         { key: "replicaShare", label: "served by replica", better: "higher", digits: 2 },
-        { key: "writesPerHit", label: "writes/hit", better: "lower", digits: 2 },
-        { key: "globalLockPerHit", label: "global-lock/hit", better: "lower", digits: 2 },
+        ...UPSTASH_COST_COLUMNS,
       ],
       notes: [
         "edgecache strict: hits on the primary (every acknowledged write seen); replica mode: other clients' writes seen after at most the replication lag, a client's own at once with its sync token",
@@ -94,8 +93,7 @@ export const globalTopology: Workload = {
             p50: m.p50,
             p99: m.p99,
             replicaShare: cost.requests ? (cost.servedByReplica ?? 0) / cost.requests : null,
-            writesPerHit: cost.writing === undefined ? null : cost.writing / hits,
-            globalLockPerHit: cost.globalLock === undefined ? null : cost.globalLock / hits,
+            ...upstashCostPerHit(cost, hits),
           },
           note:
             c.id === "version-checked" ? `+1 DB query (${params.loadMs} ms) per hit` : undefined,

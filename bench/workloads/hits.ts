@@ -1,8 +1,28 @@
 /** The warm-hit measurement the warm and global workloads share. */
 import type { Row } from "../lib/db";
 import type { RedisCost, Stage } from "../lib/harness";
+import type { Column } from "../lib/result";
 import { percentile } from "../lib/stats";
 import type { Contender, ContenderModule } from "../lib/types";
+
+/**
+ * What a hit costs on Upstash beyond its requests, from the gateway's counters: writing calls
+ * (an `EVAL`/`EVALSHA` counts as writing unless its script is flagged `no-writes`) and scripts
+ * that would run under the database's global lock. Null for a contender the gateway does not
+ * count (RESP through the proxy).
+ */
+export const UPSTASH_COST_COLUMNS: Column[] = [
+  { key: "writesPerHit", label: "writes/hit", better: "lower", digits: 2 },
+  { key: "globalLockPerHit", label: "global-lock/hit", better: "lower", digits: 2 },
+];
+
+/** The values of UPSTASH_COST_COLUMNS for `hits` hits that cost `cost`. */
+export function upstashCostPerHit(cost: RedisCost, hits: number) {
+  return {
+    writesPerHit: cost.writing === undefined ? null : cost.writing / hits,
+    globalLockPerHit: cost.globalLock === undefined ? null : cost.globalLock / hits,
+  };
+}
 
 /** One contender taking part in a hit measurement: its keys are already cached. */
 export interface HitSubject {

@@ -3,7 +3,7 @@
  * hit, counted by the gateway (or the proxy) for this contender alone.
  */
 
-import { cachedSubjects, measureHits } from "./hits";
+import { cachedSubjects, measureHits, UPSTASH_COST_COLUMNS, upstashCostPerHit } from "./hits";
 import { newResult, type Workload } from "./workload";
 
 const KEYS = 20;
@@ -22,8 +22,7 @@ export const warm: Workload = {
         { key: "p99", label: "p99 ms", better: "lower", digits: 2 },
         { key: "requestsPerHit", label: "Redis req/hit", better: "lower", digits: 2 },
         { key: "commandsPerHit", label: "commands/hit", better: "lower", digits: 2 },
-        { key: "writesPerHit", label: "writes/hit", better: "lower", digits: 2 },
-        { key: "globalLockPerHit", label: "global-lock/hit", better: "lower", digits: 2 },
+        ...UPSTASH_COST_COLUMNS,
         { key: "loads", label: "loads", digits: 0 },
       ],
     });
@@ -52,9 +51,7 @@ export const warm: Workload = {
           p99: m.p99,
           requestsPerHit: m.cost.requests / params.hits,
           commandsPerHit: m.cost.commands / params.hits,
-          writesPerHit: m.cost.writing === undefined ? null : m.cost.writing / params.hits,
-          globalLockPerHit:
-            m.cost.globalLock === undefined ? null : m.cost.globalLock / params.hits,
+          ...upstashCostPerHit(m.cost, params.hits),
           loads: m.loads,
         },
         // Only the version-checked read queries versions: every query is its own.
