@@ -59,37 +59,12 @@ export async function look<T>(
  * entry has; when the entry has others (`need`), it learns them and asks once more. A second
  * `need` (the entry's tags changed in between) is a MISS: nothing unchecked is served.
  */
-export async function readEntry(
+export function readEntry<T>(
   ctx: EngineContext,
   key: string,
-  opts: Pick<Resolved<unknown>, "versionKey" | "tagList" | "replica">,
+  opts: Resolved<T>,
 ): Promise<ReadReply> {
-  const prefix = ctx.keys.prefix;
-  let reply = await askHit(ctx, key, opts, ctx.known.tags(prefix, key));
-  if (reply.r === "need" && reply.need) {
-    ctx.pending.add("tag_retries");
-    ctx.known.learn(prefix, key, { tags: reply.need });
-    reply = await askHit(ctx, key, opts, reply.need);
-    if (reply.r === "need" && reply.need) ctx.known.learn(prefix, key, { tags: reply.need });
-  }
-  noteFreshness(ctx, key, reply, opts.versionKey);
-  return reply;
-}
-
-// Module functions rather than closures made per read: bundlers that keep names (wrangler's
-// default) wrap every closure created per call in a defineProperty.
-function askHit(
-  ctx: EngineContext,
-  key: string,
-  opts: Pick<Resolved<unknown>, "versionKey" | "tagList" | "replica">,
-  learned: readonly string[],
-): Promise<ReadReply> {
-  ctx.pending.add("read_requests");
-  return readHit(ctx.target, key, {
-    versionKey: opts.versionKey,
-    tags: declaredTags(opts.tagList, learned),
-    replica: opts.replica,
-  });
+  return askOnceMore(ctx, key, opts, HIT);
 }
 
 /**
@@ -98,40 +73,68 @@ function askHit(
  * anything: it learns them and asks once more (that second call takes the lease if the tags
  * changed yet again).
  */
-export async function acquireEntry<T>(
+export function acquireEntry<T>(
   ctx: EngineContext,
   key: string,
   opts: Resolved<T>,
   early: boolean,
 ): Promise<ReadReply> {
+  return askOnceMore(ctx, key, opts, early ? ACQUIRE_EARLY : ACQUIRE);
+}
+
+/** Which script a look asks (a constant, not a closure: see askOnceMore). */
+const HIT = 0;
+const ACQUIRE = 1;
+const ACQUIRE_EARLY = 2;
+type Script = typeof HIT | typeof ACQUIRE | typeof ACQUIRE_EARLY;
+
+/**
+ * The `need` protocol both looks share: declare what the isolate learned, and when the entry
+ * has tags that were not declared, learn them and ask once more. Module functions rather than
+ * closures made per read: bundlers that keep names (wrangler's default) wrap every closure
+ * created per call in a defineProperty.
+ */
+async function askOnceMore<T>(
+  ctx: EngineContext,
+  key: string,
+  opts: Resolved<T>,
+  script: Script,
+): Promise<ReadReply> {
   const prefix = ctx.keys.prefix;
-  let reply = await askAcquire(ctx, key, opts, early, ctx.known.tags(prefix, key), false);
+  let reply = await ask(ctx, key, opts, script, ctx.known.tags(prefix, key), false);
   if (reply.r === "need" && reply.need) {
     ctx.pending.add("tag_retries");
     ctx.known.learn(prefix, key, { tags: reply.need });
-    reply = await askAcquire(ctx, key, opts, early, reply.need, true);
+    reply = await ask(ctx, key, opts, script, reply.need, true);
     if (reply.need) ctx.known.learn(prefix, key, { tags: reply.need });
   }
   noteFreshness(ctx, key, reply, opts.versionKey);
   return reply;
 }
 
-function askAcquire<T>(
+function ask<T>(
   ctx: EngineContext,
   key: string,
   opts: Resolved<T>,
-  early: boolean,
+  script: Script,
   learned: readonly string[],
   lastTry: boolean,
 ): Promise<ReadReply> {
   ctx.pending.add("read_requests");
+  if (script === HIT) {
+    return readHit(ctx.target, key, {
+      versionKey: opts.versionKey,
+      tags: declaredTags(opts.tagList, learned),
+      replica: opts.replica,
+    });
+  }
   return acquire(ctx.target, key, {
     versionKey: opts.versionKey,
     tags: opts.tagList,
     learned,
     token: newToken(),
     leaseTtl: opts.leaseTtl,
-    early,
+    early: script === ACQUIRE_EARLY,
     // The load time a granted lease announces to waiters when the entry has none (wait.ts).
     estimateMs: ctx.flights.estimateLoad(ctx.keys.prefix, key) ?? 0,
     lastTry,
