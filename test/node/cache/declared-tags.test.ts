@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { KnownEntries } from "../../../src/cache";
 import { keySpace } from "../../../src/cache/keys";
 import { readHit } from "../../../src/cache/read/hit";
-import { type CacheHarness, cacheHarness, warmScripts } from "./harness";
+import { type CacheHarness, useWarmHarness } from "./harness";
 
 /**
  * The read-only hit declares every key it reads, tag counters included, but tags computed from
@@ -11,12 +11,8 @@ import { type CacheHarness, cacheHarness, warmScripts } from "./harness";
  * These tests pin the cost of that protocol and that it fails closed.
  */
 let h: CacheHarness;
-beforeAll(async () => {
-  h = await cacheHarness();
-  await warmScripts(h.cache());
-});
-afterAll(async () => {
-  await h.close();
+useWarmHarness((started) => {
+  h = started;
 });
 
 type Product = { id: number; category: number; version: number };

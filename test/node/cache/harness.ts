@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import { prng } from "../../../db/prng";
 import { EdgeCache, type EdgeCacheOptions, FlightRegistry, KnownEntries } from "../../../src/cache";
 import { startGateway } from "../../../tools/upstash-gateway/server";
@@ -112,4 +112,26 @@ export async function warmScripts(cache: EdgeCache): Promise<void> {
   await cache.get(key);
   await cache.getOrLoad(key, async () => 0, { earlyRefresh: false });
   await cache.invalidate(key);
+}
+
+/**
+ * The usual file setup: one harness for the file, its scripts warm (warmScripts) before the
+ * first test, closed after the last.
+ *
+ * @example
+ *   let h: CacheHarness;
+ *   useWarmHarness((started) => {
+ *     h = started;
+ *   });
+ */
+export function useWarmHarness(set: (h: CacheHarness) => void): void {
+  let started: CacheHarness | undefined;
+  beforeAll(async () => {
+    started = await cacheHarness();
+    await warmScripts(started.cache());
+    set(started);
+  });
+  afterAll(async () => {
+    await started?.close();
+  });
 }

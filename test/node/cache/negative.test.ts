@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CacheHarness, cacheHarness, gate, warmScripts } from "./harness";
+import { describe, expect, it } from "vitest";
+import { type CacheHarness, gate, useWarmHarness } from "./harness";
 
 /**
  * Negative entries (`negativeTtl`): a versioned "not found" is cached under the version the key
@@ -7,12 +7,8 @@ import { type CacheHarness, cacheHarness, gate, warmScripts } from "./harness";
  * at once, and a create racing the load never leaves the negative entry behind.
  */
 let h: CacheHarness;
-beforeAll(async () => {
-  h = await cacheHarness();
-  await warmScripts(h.cache());
-});
-afterAll(async () => {
-  await h.close();
+useWarmHarness((started) => {
+  h = started;
 });
 
 type Row = { id: number; v: number };

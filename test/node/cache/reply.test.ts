@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { keySpace } from "../../../src/cache/keys";
 import { readHit } from "../../../src/cache/read/hit";
-import { type CacheHarness, cacheHarness, warmScripts } from "./harness";
+import { type CacheHarness, useWarmHarness } from "./harness";
 
 /**
  * The hit and acquire scripts splice the stored value (JSON already) into their JSON reply, so
@@ -10,12 +10,8 @@ import { type CacheHarness, cacheHarness, warmScripts } from "./harness";
  * not JSON (written by something else) costs a load, never an exception.
  */
 let h: CacheHarness;
-beforeAll(async () => {
-  h = await cacheHarness();
-  await warmScripts(h.cache());
-});
-afterAll(async () => {
-  await h.close();
+useWarmHarness((started) => {
+  h = started;
 });
 
 const fresh = () => `rp${Math.random().toString(36).slice(2, 10)}`;
