@@ -4,7 +4,7 @@ import { shouldRefreshEarly } from "../policy";
 import type { CacheResult } from "../types";
 import type { Flight, FlightPlan, FlightRegistry } from "./coalesce";
 import { loadAndFill, refresh, refreshLater } from "./load";
-import { countLook, look } from "./look";
+import { countLook, look, readEntry } from "./look";
 import { fromEntry, type ReadReply } from "./reply";
 import { loadedResult } from "./result";
 import { nextCheckDelay } from "./wait";
@@ -154,16 +154,51 @@ export class ReadPlan<T> implements FlightPlan<T> {
     return readThrough(this.ctx, this.key, this.loader, opts, flight);
   }
 
-  /** A follower whose budget ran out loads itself, without filling. */
+  /**
+   * A follower whose budget ran out loads itself, without filling. When that load fails too,
+   * the same rule as for the leader: an entry kept for fail-safe beats an error (one look, only
+   * with `failSafe` on).
+   */
   async giveUp(waitedMs: number): Promise<CacheResult<T>> {
-    this.ctx.pending.add("lease_timeouts");
-    const { value } = await this.ctx.timed(this.loader);
-    return { ...loadedResult(value, this.opts), waitedMs };
+    const { ctx, key, opts } = this;
+    ctx.pending.add("lease_timeouts");
+    try {
+      const { value } = await ctx.timed(this.loader);
+      return { ...loadedResult(value, opts), waitedMs };
+    } catch (error) {
+      const kept = opts.failSafeMs > 0 ? await keptEntry<T>(ctx, key, opts) : undefined;
+      if (!kept) throw error;
+      ctx.pending.add("load_errors");
+      if (kept.failSafe) ctx.pending.add("fail_safe");
+      return { ...kept, waitedMs };
+    }
   }
 
   onFollow(): void {
     this.ctx.pending.add("coalesced");
   }
+}
+
+/**
+ * What Redis holds for `key` after a load failed: a HIT or STALE entry as it is, an expired one
+ * kept for fail-safe as STALE with `failSafe`; undefined when there is none or Redis cannot
+ * say (the caller's error stands).
+ */
+async function keptEntry<T>(
+  ctx: EngineContext,
+  key: string,
+  opts: Resolved<T>,
+): Promise<CacheResult<T> | undefined> {
+  let reply: ReadReply;
+  try {
+    reply = await readEntry(ctx, key, opts);
+  } catch (error) {
+    ctx.fault(error, "read");
+    return undefined;
+  }
+  if (reply.v === undefined) return undefined;
+  if (reply.s === "HIT" || reply.s === "STALE") return fromEntry<T>(reply, reply.s);
+  return reply.fs ? { ...fromEntry<T>(reply, "STALE"), failSafe: true } : undefined;
 }
 
 export async function bypass<T>(

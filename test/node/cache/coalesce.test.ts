@@ -166,6 +166,32 @@ describe("one isolate: concurrent requests share one load (module-scope registry
     );
   });
 
+  it("a follower whose budget runs out and whose own load fails gets the fail-safe entry; without one, the error", async () => {
+    const prefix = fresh();
+    const failing = async (): Promise<string> => {
+      throw new Error("database down");
+    };
+    for (const failSafe of [60_000, false] as const) {
+      const key = `k-${failSafe}`;
+      const opts = { ...noEarly, ttl: 50, jitter: 0, failSafe, waitBudget: 150, leaseTtl: 3_000 };
+      await perRequest(prefix).getOrLoad(key, async () => "kept", opts);
+      await sleep(120); // past fresh and grace: only a fail-safe copy can be left
+      const slow = gate<string>(); // the leader's load outlasts the follower's wait budget
+      const leader = perRequest(prefix).getOrLoad(key, slow.load, opts);
+      await slow.started;
+      const follower = perRequest(prefix).getOrLoad(key, failing, opts);
+      if (failSafe) {
+        const got = await follower;
+        expect(got).toMatchObject({ value: "kept", status: "STALE", failSafe: true });
+        expect(got.waitedMs).toBeGreaterThanOrEqual(100);
+      } else {
+        await expect(follower).rejects.toThrow("database down");
+      }
+      slow.open("new");
+      expect((await leader).value).toBe("new");
+    }
+  });
+
   it("a leader that never finishes (its request cancelled): followers take over after the lease TTL, load and fill once", async () => {
     const prefix = fresh();
     const hung = gate<string>(); // never opened: the leader's request was cancelled mid-load
