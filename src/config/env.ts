@@ -91,12 +91,7 @@ const schema = z.object({
   // Session creation (POST /sessions).
   RATE_LIMIT_SESSIONS: rateLimitField("10/60s"),
   // A check slower than this lets the request through (fail open) instead of holding it.
-  RATE_LIMIT_TIMEOUT_MS: z
-    .string()
-    .regex(/^\d{1,5}$/, "must be a whole number of milliseconds")
-    .default("500")
-    .transform(Number)
-    .pipe(z.number().int().min(10, "must be at least 10").max(10_000, "must be at most 10000")),
+  RATE_LIMIT_TIMEOUT_MS: millis(500, 10, 10_000),
   // --- end rate limits ---
   // Deadlines (README "Failure behaviour"): one Upstash command including its retry; opening a
   // Postgres connection; one SQL statement. And how long a key whose loader failed is served

@@ -425,12 +425,10 @@ describe("configuration", () => {
     expect(problems({ RATE_LIMIT_WRITES: "" })[0]).toMatch(
       /^missing RATE_LIMIT_WRITES \(requests per client per window/,
     );
-    expect(problems({ RATE_LIMIT_TIMEOUT_MS: "fast" })).toEqual([
-      "RATE_LIMIT_TIMEOUT_MS must be a whole number of milliseconds",
-    ]);
-    expect(problems({ RATE_LIMIT_TIMEOUT_MS: "5" })).toEqual([
-      "RATE_LIMIT_TIMEOUT_MS must be at least 10",
-    ]);
+    // The same parser as every other duration (REDIS_TIMEOUT_MS, …): one message shape.
+    const range = "must be an integer number of milliseconds from 10 to 10000 (default 500)";
+    expect(problems({ RATE_LIMIT_TIMEOUT_MS: "fast" })).toEqual([`RATE_LIMIT_TIMEOUT_MS ${range}`]);
+    expect(problems({ RATE_LIMIT_TIMEOUT_MS: "5" })).toEqual([`RATE_LIMIT_TIMEOUT_MS ${range}`]);
   });
 
   it("answers a request under a bad limit with 500 config_invalid naming the variable", async () => {
