@@ -4,11 +4,24 @@ import type { Context } from "hono";
 /** Largest Postgres `integer`: a bigger id would make the query fail, i.e. a 500. */
 export const MAX_ID = 2_147_483_647;
 
-/** A path or query value that must be a positive int4: "42" -> 42; "0", "-1", "abc", "1.5" -> 400. */
-export const positiveInt = (what: string) =>
+/**
+ * A path or query value that must be a positive int4: "42" -> 42; "0", "-1", "abc", "1.5" -> 400.
+ * `spelling` narrows which strings are accepted (and what a refused one is told).
+ *
+ * @example
+ *   positiveInt("id"); // "007" -> 7
+ *   positiveInt("cursor", { pattern: /^[1-9]\d{0,9}$/, message: "cursor must be canonical" });
+ */
+export const positiveInt = (
+  what: string,
+  spelling: { pattern: RegExp; message: string } = {
+    pattern: /^\d{1,10}$/,
+    message: `${what} must be a positive integer`,
+  },
+) =>
   z
     .string()
-    .regex(/^\d{1,10}$/, `${what} must be a positive integer`)
+    .regex(spelling.pattern, spelling.message)
     .transform(Number)
     .pipe(
       z

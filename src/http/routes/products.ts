@@ -167,14 +167,11 @@ const patchProductSchema = z
 const listQuery = z.object({
   category: positiveInt("category").optional(),
   // Canonical only (no leading zeros, no sign): one spelling per position, so one cache key.
-  cursor: z
-    .string()
-    .regex(
-      /^[1-9]\d{0,9}$/,
+  cursor: positiveInt("cursor", {
+    pattern: /^[1-9]\d{0,9}$/,
+    message:
       "cursor must be the nextCursor of a previous page (a positive integer, no leading zeros)",
-    )
-    .transform(Number)
-    .pipe(z.number().int().max(MAX_ID, `cursor must be at most ${MAX_ID}`))
+  })
     .optional()
     .openapi({ type: "string", example: "20" }),
   limit: z
