@@ -384,6 +384,10 @@ describe("bad input", () => {
     expectValidation(await api("GET", "/products?category=abc"), "category");
     expectValidation(await api("GET", "/products?category=0"), "category");
     expectValidation(await api("GET", "/products?cursor=-1"), "cursor");
+    // One spelling per position (one cache key): no leading zeros, no zero, within int4.
+    expectValidation(await api("GET", "/products?cursor=007"), "cursor");
+    expectValidation(await api("GET", "/products?cursor=0"), "cursor");
+    expectValidation(await api("GET", "/products?cursor=3000000000"), "cursor");
   });
 
   it("POST: unknown fields, wrong types, missing fields, malformed JSON -> 400", async () => {
