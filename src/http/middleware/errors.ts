@@ -1,5 +1,6 @@
 import type { Context, ErrorHandler, MiddlewareHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { PatternRouter } from "hono/router/pattern-router";
 import { ConfigError } from "../../config/env";
 import { DatabaseUnavailableError, describeThrown } from "../../db/errors";
 import { RedisUnavailableError } from "../../redis/errors";
@@ -99,32 +100,48 @@ interface KnownRoute {
   path: string;
 }
 
-/** Whether a route pattern (`/products/:id`, `/a/:x{[0-9]+}`) matches a concrete path. */
-function matches(pattern: string, pathname: string): boolean {
-  const want = pattern.split("/");
-  const got = pathname.split("/");
-  if (want.length !== got.length) return false;
-  return want.every((segment, i) => {
-    const actual = got[i] ?? "";
-    if (!segment.startsWith(":")) return segment === actual;
-    if (actual === "") return false;
-    const constraint = /^:[^{]+\{(.+)\}\??$/.exec(segment)?.[1];
-    return constraint === undefined || new RegExp(`^(?:${constraint})$`).test(actual);
-  });
-}
-
 /**
- * The methods registered for `pathname`, from the app's own route table (middleware, whose
- * method is ALL or whose path has a wildcard, does not count). GET implies HEAD, as in Hono.
+ * The methods registered for `pathname`, matched by Hono's own router (the same pattern
+ * semantics as the routing that just found no handler: params, `{regex}` constraints, optional
+ * segments). Middleware, whose method is ALL or whose path has a wildcard, does not count. GET
+ * implies HEAD, as in Hono. The router is built once per route table.
  */
 function allowedMethods(routes: readonly KnownRoute[], pathname: string): string[] {
+  // The app is strict (Hono's default): "/products/" is not "/products". The strictness lives
+  // in Hono's path handling, not in its routers, which accept a trailing slash.
+  if (pathname.length > 1 && pathname.endsWith("/")) return [];
+  const router = routerFor(routes);
   const methods = new Set<string>();
-  for (const route of routes) {
-    if (route.method === "ALL" || route.path.includes("*")) continue;
-    if (matches(route.path, pathname)) methods.add(route.method.toUpperCase());
+  for (const method of router.methods) {
+    if (router.match(method, pathname)[0].length > 0) methods.add(method);
   }
   if (methods.has("GET")) methods.add("HEAD");
   return [...methods].sort();
+}
+
+/** Per route table, its router, rebuilt when routes were added since (rare: never at runtime). */
+const routers = new WeakMap<readonly KnownRoute[], MethodRouter>();
+
+interface MethodRouter {
+  count: number;
+  methods: Set<string>;
+  match(method: string, path: string): ReturnType<PatternRouter<true>["match"]>;
+}
+
+function routerFor(routes: readonly KnownRoute[]): MethodRouter {
+  const cached = routers.get(routes);
+  if (cached && cached.count === routes.length) return cached;
+  const router = new PatternRouter<true>();
+  const methods = new Set<string>();
+  for (const route of routes) {
+    if (route.method === "ALL" || route.path.includes("*")) continue;
+    const method = route.method.toUpperCase();
+    router.add(method, route.path, true);
+    methods.add(method);
+  }
+  const built = { count: routes.length, methods, match: router.match.bind(router) };
+  routers.set(routes, built);
+  return built;
 }
 
 /**
