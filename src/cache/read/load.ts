@@ -5,7 +5,7 @@ import { releaseLease } from "../write/fill";
 import { fillLoaded } from "../write/store";
 import type { Flight } from "./coalesce";
 import { acquireEntry } from "./look";
-import { fromEntry, type ReadReply } from "./reply";
+import { failSafeResult, fromEntry, type ReadReply } from "./reply";
 import { loadedResult } from "./result";
 
 /**
@@ -34,7 +34,7 @@ export async function loadAndFill<T>(
     await ctx.afterResponse(opts, release(ctx, key, reply.tok ?? ""), "lease release");
     if (reply.fs && reply.v !== undefined) {
       ctx.pending.add("fail_safe");
-      return { ...fromEntry<T>(reply, "STALE"), failSafe: true };
+      return failSafeResult<T>(reply);
     }
     throw error;
   }

@@ -5,7 +5,7 @@ import type { CacheResult } from "../types";
 import type { Flight, FlightPlan, FlightRegistry } from "./coalesce";
 import { loadAndFill, refresh, refreshLater } from "./load";
 import { countLook, look, readEntry } from "./look";
-import { fromEntry, type ReadReply } from "./reply";
+import { failSafeResult, fromEntry, type ReadReply } from "./reply";
 import { loadedResult } from "./result";
 import { nextCheckDelay } from "./wait";
 
@@ -114,7 +114,7 @@ export async function readThrough<T>(
         if (reply.fs && reply.v !== undefined) {
           ctx.pending.add("load_errors");
           ctx.pending.add("fail_safe");
-          return { ...fromEntry<T>(reply, "STALE"), failSafe: true };
+          return failSafeResult<T>(reply);
         }
         throw error;
       }
@@ -198,7 +198,7 @@ async function keptEntry<T>(
   }
   if (reply.v === undefined) return undefined;
   if (reply.s === "HIT" || reply.s === "STALE") return fromEntry<T>(reply, reply.s);
-  return reply.fs ? { ...fromEntry<T>(reply, "STALE"), failSafe: true } : undefined;
+  return reply.fs ? failSafeResult<T>(reply) : undefined;
 }
 
 export async function bypass<T>(

@@ -50,3 +50,8 @@ export function fromEntry<T>(reply: ReadReply, status: "HIT" | "STALE"): CacheRe
     staleTtlMs: Math.max(0, (reply.su ?? now) - now),
   };
 }
+
+/** An expired entry kept for fail-safe (`fs`), served because the source failed: STALE + `failSafe`. */
+export function failSafeResult<T>(reply: ReadReply): CacheResult<T> {
+  return { ...fromEntry<T>(reply, "STALE"), failSafe: true };
+}
