@@ -38,9 +38,12 @@ export async function flushTelemetry(
     args.push(JSON.stringify([...members].flatMap(([key, weight]) => [String(weight), key])));
   }
   const sending = runScript(redis, statsFlushScript, redisKeys, args).then(
-    () => {},
+    () => {
+      telemetry.lastFlushFailed = false;
+    },
     (error: unknown) => {
       telemetry.restore(batch);
+      telemetry.lastFlushFailed = true; // the next try waits a whole interval (isolate.ts)
       throw error;
     },
   );

@@ -27,6 +27,13 @@ export class IsolateTelemetry {
   lastFlush: number;
   /** The flush under way, if any: one at a time per isolate and prefix. */
   inflight: Promise<void> | undefined;
+  /**
+   * The last flush failed (Redis down): the next one waits the whole interval, however large the
+   * batch. Without this, once the batch passed `maxBatch`, every request of an outage would
+   * start another doomed flush: one more failing subrequest per request, its batch rebuilt each
+   * time.
+   */
+  lastFlushFailed = false;
 
   constructor(options: { shard?: number; shards?: number; now?: number } = {}) {
     const shards = options.shards ?? DEFAULT_SHARDS;
@@ -73,7 +80,8 @@ export class IsolateTelemetry {
   /** Whether a background flush should start now. */
   due(now: number, intervalMs: number, maxBatch: number): boolean {
     if (this.inflight || this.size === 0) return false;
-    return now - this.lastFlush >= intervalMs || this.size >= maxBatch;
+    if (now - this.lastFlush >= intervalMs) return true;
+    return !this.lastFlushFailed && this.size >= maxBatch;
   }
 
   /** Pending counters, read without taking them (stats() adds them to what Redis holds). */

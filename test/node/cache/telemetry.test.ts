@@ -23,6 +23,27 @@ afterAll(async () => {
 
 const prefixOf = () => `tm${Math.random().toString(36).slice(2, 10)}`;
 
+/**
+ * The harness's client, counting calls per script ("flush", "read", "other") into `calls`:
+ * the client auto-pipelines a flush with a concurrent read into one HTTP request, so the
+ * gateway's request count alone cannot tell them apart.
+ */
+function countingClient(calls: Map<string, number>): ScriptClient {
+  return {
+    evalsha: (sha, keys, args) => {
+      const name =
+        sha === statsFlushScript.sha1
+          ? "flush"
+          : sha === hitScript.sha1 || sha === acquireScript.sha1
+            ? "read"
+            : "other";
+      calls.set(name, (calls.get(name) ?? 0) + 1);
+      return h.redis.evalsha(sha, keys, args);
+    },
+    eval: (script, keys, args) => h.redis.eval(script, keys, args),
+  };
+}
+
 describe("the hit writes nothing", () => {
   it("a hit (version key + tag) is one read-only request: the script runs under EVALSHA_RO", async () => {
     const errors: unknown[] = [];
@@ -126,22 +147,8 @@ describe("flushed off the response path", () => {
   });
 
   it("flushes at most once per interval, or when the batch is large", async () => {
-    // Counted per script: the client auto-pipelines a flush with a concurrent read into one
-    // HTTP request, so the gateway's request count alone cannot tell them apart.
     const calls = new Map<string, number>();
-    const counting: ScriptClient = {
-      evalsha: (sha, keys, args) => {
-        const name =
-          sha === statsFlushScript.sha1
-            ? "flush"
-            : sha === hitScript.sha1 || sha === acquireScript.sha1
-              ? "read"
-              : "other";
-        calls.set(name, (calls.get(name) ?? 0) + 1);
-        return h.redis.evalsha(sha, keys, args);
-      },
-      eval: (script, keys, args) => h.redis.eval(script, keys, args),
-    };
+    const counting = countingClient(calls);
     const prefix = prefixOf();
     const cache = h.cache(
       { redis: counting, telemetry: { isolate: new IsolateTelemetry(), ...quiet } },
@@ -179,6 +186,44 @@ describe("flushed off the response path", () => {
     expect(top.map((t) => t.key).sort()).toEqual(
       Array.from({ length: 9 }, (_, i) => `k${i}`).sort(),
     );
+  });
+
+  it("Redis down: a full batch starts one failing flush per interval, not one per request", async () => {
+    const calls = new Map<string, number>();
+    const prefix = prefixOf();
+    const isolate = new IsolateTelemetry({ shard: 2 });
+    // A batch of 3 is full after the first read (reads, read_requests, hits, ...): while Redis
+    // is up, every read flushes.
+    const cache = h.cache(
+      {
+        redis: countingClient(calls),
+        telemetry: { isolate, flushIntervalMs: 3_600_000, maxBatch: 3 },
+        onError: () => undefined,
+      },
+      prefix,
+    );
+    await cache.set("k", "v");
+    await h.faults({ failRate: 1 });
+    try {
+      for (let i = 0; i < 10; i++) {
+        const read = await cache.getOrLoad("k", async () => "from the source", noEarly);
+        expect(read.status).toBe("BYPASS");
+        await cache.settle();
+      }
+    } finally {
+      await h.clearFaults();
+    }
+    // Ten reads bypassed a down Redis with a full batch: one flush was tried, then none until
+    // the interval passes (the old rule tried one per read: ten failing requests more).
+    expect(calls.get("read")).toBe(10);
+    expect(calls.get("flush")).toBe(1);
+    expect(isolate.lastFlushFailed).toBe(true);
+    // Nothing was lost: a flush now sends all ten reads, and the batch rule applies again.
+    await cache.flushStats();
+    expect(isolate.lastFlushFailed).toBe(false);
+    const other = h.cache({ telemetry: { isolate: new IsolateTelemetry({ shard: 5 }) } }, prefix);
+    expect((await other.stats()).reads).toBe(10);
+    expect((await other.stats()).bypass).toBe(10);
   });
 
   it("a lost flush (Redis down) keeps its counters and samples; the next flush sends them once", async () => {
