@@ -256,6 +256,10 @@ export async function runScheduled(
   let drain: ScheduledReport["drain"];
   try {
     drain = await drainOutbox(services, { reserve: WARM_RESERVE, ...options.drain }, budget);
+    // A caught-up cron drain leaves the recovery marker alone: it skips rows younger than its
+    // grace (30 s), which may be exactly the rows an isolate gave up on and marked. The next
+    // recovery drain (no grace) deletes the marker once it has caught up; a marker left with
+    // nothing behind it costs one empty drain.
     if (leftRowsBehind(drain)) {
       // Out of budget with rows left: the next requests (any isolate) continue the drain.
       budget.spend(1);
