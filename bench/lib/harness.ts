@@ -15,9 +15,15 @@ import type { Contender, ContenderEnv, ContenderModule } from "./types";
 export interface Latency {
   /** Fixed part of every round trip, ms. */
   baseMs: number;
-  /** Plus Math.random() * jitterMs. base 3 + jitter 4 = 5 ± 2 ms. */
+  /**
+   * Plus jitterMs times a draw in [0, 1) from a sequence seeded with JITTER_SEED, the same for
+   * every contender (the gateway's `jitterSeed`). base 3 + jitter 4 = 5 ± 2 ms.
+   */
   jitterMs: number;
 }
+
+/** The seed of every gateway contender's jitter sequence (see applyLatency). */
+const JITTER_SEED = 7;
 
 export interface RedisCost {
   /** HTTP requests to the gateway (a pipeline is one), or RESP writes through the proxy. */
@@ -117,9 +123,17 @@ export async function startStage(
   };
   const control = (c: ContenderModule, path: "stats" | "reset" | "faults", body?: unknown) =>
     gatewayControl<GatewayStats>(gateway.url, tokenOf(c), path, body);
+  // Every contender's jitter comes from one seeded sequence, restarted at each reset: its n-th
+  // request waits what every other contender's n-th request waits (common random numbers), so
+  // a comparison of two contenders' latencies does not also compare two draws of the noise.
   const applyLatency = async (c: ContenderModule) => {
-    if (!global)
-      await control(c, "faults", { latencyMs: latency.baseMs, jitterMs: latency.jitterMs });
+    if (!global) {
+      await control(c, "faults", {
+        latencyMs: latency.baseMs,
+        jitterMs: latency.jitterMs,
+        jitterSeed: JITTER_SEED,
+      });
+    }
   };
   for (const c of contenders) await applyLatency(c);
 

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { prng } from "../../db/prng";
 import { type Gateway, startGateway } from "../../tools/upstash-gateway/server";
 
 /**
@@ -486,6 +487,25 @@ describe("control API", () => {
     const started = performance.now();
     expect(await redis.ping()).toBe("PONG");
     expect(performance.now() - started).toBeGreaterThanOrEqual(120);
+  });
+
+  it("draws the jitter of tokens given one jitterSeed from one sequence, request by request", async () => {
+    const seed = 20261123;
+    const jitterMs = 60;
+    const expected = Array.from({ length: 6 }, prng(seed)).map((u) => u * jitterMs);
+    for (const token of [TOKEN, OTHER_TOKEN]) {
+      const set = await control("faults", "POST", { jitterMs, jitterSeed: seed }, token);
+      expect(set.body).toMatchObject({ faults: { jitterMs, jitterSeed: seed } });
+      for (const delay of expected) {
+        const started = performance.now();
+        expect((await raw("/", { token, body: '["PING"]' })).body).toEqual({ result: "PONG" });
+        // At least the seeded delay (timers never fire early; 1 ms for their rounding). With
+        // Math.random instead, six draws all at or above these would be a fluke.
+        expect(performance.now() - started).toBeGreaterThanOrEqual(delay - 1);
+      }
+      await control("faults", "DELETE", undefined, token);
+    }
+    expect((await control("faults", "POST", { jitterSeed: 1.5 })).status).toBe(400);
   });
 
   it("validates fault settings", async () => {

@@ -6,9 +6,11 @@
  * and the `upstash-sync-token` read-your-writes header, plus `subscribe()`/`psubscribe()`
  * as Server-Sent Events (subscribe.ts). See README.md for the wire contract.
  */
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
+import { prng } from "../../db/prng";
 import {
   Emulation,
   type EmulationCounters,
@@ -68,6 +70,14 @@ interface Faults {
   failStatus: number;
   /** Remaining forced failures; undefined = use failRate instead. */
   failCount?: number;
+  /**
+   * Jitter drawn from a sequence seeded with this (mulberry32) instead of Math.random: two
+   * tokens given the same seed see the same sequence of delays, request by request (common
+   * random numbers: a benchmark comparing them is not comparing two draws of the noise).
+   */
+  jitterSeed?: number;
+  /** The seeded sequence's generator (not part of the JSON view). */
+  jitter?: () => number;
 }
 
 interface TokenState {
@@ -477,6 +487,7 @@ const FAULT_KEYS = new Set([
   "failMode",
   "failStatus",
   "failCount",
+  "jitterSeed",
 ]);
 
 function numberField(input: Record<string, unknown>, key: string, max: number, integer: boolean) {
@@ -510,7 +521,12 @@ function parseFaults(value: unknown): Faults {
     failMode,
     failStatus,
     failCount: numberField(input, "failCount", Number.MAX_SAFE_INTEGER, true),
+    ...seededJitter(numberField(input, "jitterSeed", 0xffffffff, true)),
   };
+}
+
+function seededJitter(seed: number | undefined): Pick<Faults, "jitterSeed" | "jitter"> {
+  return seed === undefined ? {} : { jitterSeed: seed, jitter: prng(seed) };
 }
 
 /** failCount, when set, is deterministic and overrides failRate; it then stops failing. */
@@ -733,7 +749,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 
   /** Returns true when the request was consumed by a fault. */
   async function injectFault(res: ServerResponse, faults: Faults): Promise<boolean> {
-    const delay = faults.latencyMs + Math.random() * faults.jitterMs;
+    const delay = faults.latencyMs + (faults.jitter ?? Math.random)() * faults.jitterMs;
     if (delay > 0) await sleep(delay);
     if (!shouldFail(faults)) return false;
     if (faults.failMode === "drop") {
@@ -837,8 +853,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 }
 
 function faultsJson(faults: Faults): Json {
-  const { failCount, ...rest } = faults;
-  return failCount === undefined ? rest : { ...rest, failCount };
+  const { failCount, jitter: _generator, jitterSeed, ...rest } = faults;
+  return {
+    ...rest,
+    ...(failCount === undefined ? {} : { failCount }),
+    ...(jitterSeed === undefined ? {} : { jitterSeed }),
+  };
 }
 
 function listen(server: Server, port: number, host: string): Promise<number> {
