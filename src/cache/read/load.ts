@@ -5,7 +5,7 @@ import { releaseLease } from "../write/fill";
 import { fillLoaded } from "../write/store";
 import type { Flight } from "./coalesce";
 import { acquireEntry } from "./look";
-import { failSafeResult, fromEntry, type ReadReply } from "./reply";
+import { failSafeResult, type ReadReply } from "./reply";
 import { loadedResult } from "./result";
 
 /**
