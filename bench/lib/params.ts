@@ -44,7 +44,7 @@ export const FULL: BenchParams = {
   stampedeLoadMs: 50,
   isolates: 10,
   mixedSeconds: 10,
-  mixedSlices: 5,
+  mixedSlices: 10,
   mixedWarmupSeconds: 1,
   mixedKeys: 10_000,
   mixedClients: 50,

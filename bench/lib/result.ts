@@ -37,15 +37,15 @@ export interface WorkloadResult {
 /** The contender the ratios are about; every other row is a "peer". */
 export const SUBJECT = "edgecache";
 
-/**
- * Best value among the peers (every contender but edgecache that, like it, goes through the
- * Upstash gateway) for a column, or null when no peer has one. Zero is a legitimate best.
- */
 /** edgecache, or one of its variants ("edgecache-replica"). */
 export function isSubject(contender: string): boolean {
   return contender === SUBJECT || contender.startsWith(`${SUBJECT}-`);
 }
 
+/**
+ * Best value among the peers (every contender but edgecache that, like it, goes through the
+ * Upstash gateway) for a column, or null when no peer has one. Zero is a legitimate best.
+ */
 export function bestPeer(result: WorkloadResult, column: Column): number | null {
   const values = result.rows
     // Our own variants (edgecache-replica) are not peers either.

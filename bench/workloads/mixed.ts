@@ -10,8 +10,12 @@
  * starts cold) plus the invalidations that were followed by a read of their key. A cache that
  * serves stale reads can load less than that: it skipped loads it owed.
  */
+
+import v8 from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { MemoryDb } from "../lib/db";
 import type { BenchParams } from "../lib/params";
+import { isSubject } from "../lib/result";
 import { StaleReadDetector } from "../lib/stale";
 import { percentile, seededRandom, zipfSampler } from "../lib/stats";
 import type { Contender, ContenderModule } from "../lib/types";
@@ -61,6 +65,7 @@ export const mixed: Workload = {
         readTimes: [],
         elapsedMs: 0,
         busyMs: 0,
+        turnOpsPerSec: [],
         loads: 0,
         versionQueries: 0,
         // Each client keeps its own seeded sequence across turns: the same keys for everyone.
@@ -104,6 +109,8 @@ export const mixed: Workload = {
       for (const run of order) {
         const loads0 = db.loads;
         const versions0 = db.versionQueries;
+        const ops0 = run.ops;
+        fullGc();
         const start = performance.now();
         const elu0 = performance.eventLoopUtilization();
         const deadline = start + sliceMs;
@@ -114,6 +121,7 @@ export const mixed: Workload = {
         }, 1000);
         await Promise.all(run.clients.map((client) => drive(run, client, deadline, params)));
         run.elapsedMs += performance.now() - start;
+        run.turnOpsPerSec.push((run.ops - ops0) / ((performance.now() - start) / 1000));
         run.busyMs += performance.eventLoopUtilization(elu0).active;
         clearInterval(ticker);
         // Its fills and refreshes land before the next contender's turn (and are its own).
@@ -122,6 +130,7 @@ export const mixed: Workload = {
         run.versionQueries += db.versionQueries - versions0;
       }
     }
+    const paired = turnRatios(runs);
     for (const run of runs) {
       const cost = await stage.cost(run.c);
       result.rows.push({
@@ -139,6 +148,7 @@ export const mixed: Workload = {
         },
         note:
           [
+            run === paired?.run ? paired.text : "",
             run.versionQueries ? `+${run.versionQueries} DB version queries` : "",
             run.errors ? `${run.errors} errors: ${run.firstError}` : "",
           ]
@@ -150,6 +160,39 @@ export const mixed: Workload = {
     return result;
   },
 };
+
+/**
+ * edgecache's ops/s against the best peer's (the peer with the most ops/s in all), turn by turn:
+ * each pair of turns ran within seconds of each other, so the spread of these ratios is the
+ * run's own noise, which the ratio of the totals hides. Peers: the other caches on the gateway.
+ */
+function turnRatios(runs: Run[]): { run: Run; text: string } | null {
+  const subject = runs.find((r) => isSubject(r.c.id));
+  const peers = runs.filter((r) => !isSubject(r.c.id) && r.c.viaGateway);
+  if (!subject || peers.length === 0 || subject.turnOpsPerSec.length < 2) return null;
+  const total = (r: Run) => r.ops / r.elapsedMs;
+  const best = peers.reduce((a, b) => (total(b) > total(a) ? b : a));
+  const ratios = subject.turnOpsPerSec
+    .map((ops, i) => ops / (best.turnOpsPerSec[i] ?? Number.NaN))
+    .filter(Number.isFinite)
+    .sort((a, b) => a - b);
+  if (ratios.length === 0) return null;
+  const x = (v: number | undefined) => `×${(v ?? Number.NaN).toFixed(2)}`;
+  return {
+    run: subject,
+    text: `ops/s turn by turn against ${best.c.label}: median ${x(percentile(ratios, 50))}, ${x(ratios[0])}–${x(ratios[ratios.length - 1])} over ${ratios.length} turns`,
+  };
+}
+
+/**
+ * A full collection before every turn, outside its timing: each turn starts from a collected
+ * heap, so no contender's turn pays for the garbage the turns before it left (a major collection
+ * otherwise lands in whichever turn happens to be running).
+ */
+const fullGc: () => void = (() => {
+  v8.setFlagsFromString("--expose-gc");
+  return runInNewContext("gc") as () => void;
+})();
 
 /** One contender's state across its turns. */
 interface Run {
@@ -170,6 +213,8 @@ interface Run {
   elapsedMs: number;
   /** Event-loop busy time of this process's main thread during the turns. */
   busyMs: number;
+  /** ops/s of each turn, in turn order (turnRatios pairs them). */
+  turnOpsPerSec: number[];
   loads: number;
   versionQueries: number;
   clients: { random: () => number; draw: () => number }[];
