@@ -11,8 +11,6 @@
  * serves stale reads can load less than that: it skipped loads it owed.
  */
 
-import v8 from "node:v8";
-import { runInNewContext } from "node:vm";
 import type { MemoryDb } from "../lib/db";
 import type { BenchParams } from "../lib/params";
 import { isSubject } from "../lib/result";
@@ -110,7 +108,6 @@ export const mixed: Workload = {
         const loads0 = db.loads;
         const versions0 = db.versionQueries;
         const ops0 = run.ops;
-        fullGc();
         const start = performance.now();
         const elu0 = performance.eventLoopUtilization();
         const deadline = start + sliceMs;
@@ -183,16 +180,6 @@ function turnRatios(runs: Run[]): { run: Run; text: string } | null {
     text: `ops/s turn by turn against ${best.c.label}: median ${x(percentile(ratios, 50))}, ${x(ratios[0])}–${x(ratios[ratios.length - 1])} over ${ratios.length} turns`,
   };
 }
-
-/**
- * A full collection before every turn, outside its timing: each turn starts from a collected
- * heap, so no contender's turn pays for the garbage the turns before it left (a major collection
- * otherwise lands in whichever turn happens to be running).
- */
-const fullGc: () => void = (() => {
-  v8.setFlagsFromString("--expose-gc");
-  return runInNewContext("gc") as () => void;
-})();
 
 /** One contender's state across its turns. */
 interface Run {
