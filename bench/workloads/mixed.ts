@@ -88,6 +88,7 @@ export const mixed: Workload = {
         seen: new Set(),
         dirty: new Set(),
         readTimes: [],
+        turnOpsPerSec: [], // not the measured run's: the warm-up is no turn
         clients: run.clients.map((_, id) => {
           const random = seededRandom(9000 + id);
           return { random, draw: zipfSampler(params.mixedKeys, params.zipfS, random) };
