@@ -121,6 +121,7 @@ async function startStack(): Promise<RunningStack> {
     outbox: `outbox-${randomBytes(8).toString("hex")}`,
     failures: `failures-${randomBytes(8).toString("hex")}`,
     coalesce: `coalesce-${randomBytes(8).toString("hex")}`,
+    client: `client-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

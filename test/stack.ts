@@ -17,6 +17,7 @@ export interface TestStack {
     outbox: string;
     failures: string;
     coalesce: string;
+    client: string;
   };
   databaseUrl: string;
   /** The test database's name on a port where nothing listens (Postgres stopped). */

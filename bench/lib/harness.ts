@@ -10,7 +10,7 @@ import { gatewayControl } from "../../tools/upstash-gateway/control";
 import { MemoryDb } from "./db";
 import { type LatencyProxy, startLatencyProxy } from "./latency-proxy";
 import { tsWorker } from "./ts-worker";
-import type { Contender, ContenderEnv, ContenderModule } from "./types";
+import type { Contender, ContenderEnv, ContenderModule, UpstashOptions } from "./types";
 
 export interface Latency {
   /** Fixed part of every round trip, ms. */
@@ -137,8 +137,8 @@ export async function startStage(
   };
   for (const c of contenders) await applyLatency(c);
 
-  const upstash = (c: ContenderModule) =>
-    new Redis({ url: gateway.url, token: tokenOf(c), enableTelemetry: false });
+  const upstash = (c: ContenderModule, options?: UpstashOptions) =>
+    new Redis({ url: gateway.url, token: tokenOf(c), enableTelemetry: false, ...options });
 
   const stage: Stage = {
     db,
@@ -147,7 +147,7 @@ export async function startStage(
     proxyUrl: proxy.url,
     tokenOf,
     env: (c, run) => ({
-      upstash: () => upstash(c),
+      upstash: (options) => upstash(c, options),
       redisProxyUrl: proxy.url,
       prefix: `${run.slice(0, 12)}-${Math.random().toString(36).slice(2, 10)}`,
       db,

@@ -65,8 +65,13 @@ port.on("message", async (msg: ToWorker) => {
       const db = remoteDb(() => warming);
       const current = job;
       cache = await contenderById(current.contenderId).create({
-        upstash: () =>
-          new Redis({ url: current.gatewayUrl, token: current.token, enableTelemetry: false }),
+        upstash: (options) =>
+          new Redis({
+            url: current.gatewayUrl,
+            token: current.token,
+            enableTelemetry: false,
+            ...options,
+          }),
         redisProxyUrl: current.proxyUrl,
         prefix: current.prefix,
         db,

@@ -29,10 +29,18 @@ export interface Contender {
   close(): Promise<void>;
 }
 
+/** Client options a contender may set (the rest stay the bench's: token, no telemetry). */
+export interface UpstashOptions {
+  enableAutoPipelining?: boolean;
+}
+
 /** Everything a contender may use to build itself. */
 export interface ContenderEnv {
-  /** A new @upstash/redis client for this contender's gateway token. */
-  upstash(): Redis;
+  /**
+   * A new @upstash/redis client for this contender's gateway token: the library's defaults
+   * (auto-pipelining on) unless the contender asks otherwise, as its own setup would.
+   */
+  upstash(options?: UpstashOptions): Redis;
   /** redis:// URL of the latency proxy in front of the bench's redis-server (ioredis users). */
   redisProxyUrl: string;
   /** Key prefix / namespace unique to this contender run. */

@@ -1,6 +1,6 @@
 import { outboxLag } from "../domain/outbox";
 import type { Warmable } from "../domain/warmable";
-import type { Services } from "../runtime/services";
+import type { Services, ServicesOptions } from "../runtime/services";
 import { describeError } from "./apply-event";
 import { Budget } from "./budget";
 import { type DrainOptions, type DrainReport, drainOutbox } from "./drain";
@@ -71,6 +71,13 @@ function emptyWarmReport(): WarmReport {
     errors: [],
   };
 }
+
+/**
+ * The services a cron tick runs on: auto-pipelining on, so the warmer's write-throughs, issued
+ * together, reach Redis as one request. (A request's reads run one script at a time and leave
+ * it off: `RedisConfig.autoPipelining`.)
+ */
+export const CRON_SERVICES = { autoPipelining: true } as const satisfies ServicesOptions;
 
 /** The auto-pipeline sends at most this many commands per request. */
 const PIPELINE_MAX = 1000;

@@ -67,6 +67,12 @@ export interface ServicesOptions {
    * replicated at least this far (read-your-writes across requests).
    */
   syncToken?: string;
+  /**
+   * Batch the Redis calls issued together into one request (`RedisConfig.autoPipelining`):
+   * for jobs that issue many at once (the warmer). A request's reads run one script at a time
+   * and leave it off.
+   */
+  autoPipelining?: boolean;
 }
 
 export function createServices(
@@ -130,6 +136,7 @@ export function createServices(
           url: config.UPSTASH_REDIS_REST_URL,
           token: config.UPSTASH_REDIS_REST_TOKEN,
           timeoutMs: config.REDIS_TIMEOUT_MS,
+          autoPipelining: options.autoPipelining,
         });
         if (options.syncToken) redis.readYourWritesSyncToken = options.syncToken;
       }
