@@ -16,7 +16,11 @@
 export class BoundedMap<K, V> extends Map<K, V> {
   #cursor: Iterator<K> | undefined;
 
-  constructor(readonly max: number) {
+  /** `onDrop` hears of each entry dropped for room (not of `delete` or `clear`). */
+  constructor(
+    readonly max: number,
+    private readonly onDrop?: (key: K, value: V) => void,
+  ) {
     super();
   }
 
@@ -40,7 +44,9 @@ export class BoundedMap<K, V> extends Map<K, V> {
       this.#cursor = this.keys();
       next = this.#cursor.next();
     }
-    if (!next.done) this.delete(next.value);
+    if (next.done) return;
+    if (this.onDrop) this.onDrop(next.value, this.get(next.value) as V);
+    this.delete(next.value);
   }
 
   override clear(): void {

@@ -25,12 +25,19 @@ import { BoundedMap } from "../bounded-map";
  *   known.freshNow("ec", "product:1"); // true
  */
 export class KnownEntries {
-  /** Per prefix, per key: a Map keeps insertion order, which eviction follows. */
-  readonly #prefixes = new Map<string, BoundedMap<string, Known>>();
+  /** Per prefix: its entries, and what this isolate invalidated there (see `#expired`). */
+  readonly #prefixes = new Map<string, PrefixRecord>();
   /** Counts insertions: how far back an entry was (re)inserted, for eviction order. */
   #inserts = 0;
+  /**
+   * Orders learning against invalidation: an entry is believed fresh only when it was learned
+   * (`Known.since`) no earlier than every bump of its tags and version key and the last purge
+   * of its prefix. A bump records one number instead of scanning the entries: the scan cost
+   * 6 ms on the request path of an `invalidateTags` with 10k entries known, measured.
+   */
+  #epoch = 0;
 
-  /** Some entry was learned under a version key not named like it (scan on version bumps). */
+  /** Some entry was learned under a version key not named like it (bumps of those are kept). */
   #aliased = false;
 
   constructor(readonly maxEntries = 10_000) {}
@@ -42,18 +49,17 @@ export class KnownEntries {
     what: { tags?: readonly string[]; freshUntil?: number; versionKey?: string },
   ): void {
     if (what.versionKey !== undefined && what.versionKey !== key) this.#aliased = true;
-    let entries = this.#prefixes.get(prefix);
-    if (!entries) {
-      entries = new BoundedMap(this.maxEntries);
-      this.#prefixes.set(prefix, entries);
-    }
+    const entries = this.#record(prefix).entries;
     const had = entries.get(key);
     if (had) {
       // Updated in place: this runs on every read, and a Map delete + set each time was the
       // largest cost of learning. An entry moves to the young end only once it has aged half
       // the bound, so a hot entry is still never the one evicted.
       if (what.tags !== undefined) had.tags = what.tags;
-      if (what.freshUntil !== undefined) had.freshUntil = what.freshUntil;
+      if (what.freshUntil !== undefined) {
+        had.freshUntil = what.freshUntil;
+        had.since = this.#epoch;
+      }
       if (what.versionKey !== undefined) had.versionKey = what.versionKey;
       if (this.#inserts - had.inserted > this.maxEntries / 2) {
         had.inserted = ++this.#inserts;
@@ -64,6 +70,7 @@ export class KnownEntries {
     entries.set(key, {
       tags: what.tags ?? [],
       freshUntil: what.freshUntil ?? 0,
+      since: this.#epoch,
       versionKey: what.versionKey,
       inserted: ++this.#inserts,
     });
@@ -71,38 +78,40 @@ export class KnownEntries {
 
   /** The entry is no longer believed fresh (this isolate invalidated or overwrote it). */
   expire(prefix: string, key: string): void {
-    const had = this.#prefixes.get(prefix)?.get(key);
+    const had = this.#prefixes.get(prefix)?.entries.get(key);
     if (had) had.freshUntil = 0;
   }
 
   /**
    * This isolate bumped tags or versions: entries it knows under them are no longer believed
-   * fresh (O(entries known), and invalidations are rare next to reads).
+   * fresh. O(tags + version keys), whatever the number of entries known: each bump is recorded
+   * and `freshNow` compares it with when the entry was learned.
    */
   expireWhere(prefix: string, tags: readonly string[], versionKeys: readonly string[]): void {
-    // The common case, a version key named like its entry, needs no scan.
+    // The common case, a version key named like its entry, is the entry itself.
     for (const name of versionKeys) this.expire(prefix, name);
     if (tags.length === 0 && (versionKeys.length === 0 || !this.#aliased)) return;
-    for (const e of this.#prefixes.get(prefix)?.values() ?? []) {
-      if (e.freshUntil === 0) continue;
-      if (
-        (e.versionKey !== undefined && versionKeys.includes(e.versionKey)) ||
-        e.tags.some((t) => tags.includes(t))
-      ) {
-        e.freshUntil = 0;
-      }
-    }
+    const record = this.#record(prefix);
+    const at = ++this.#epoch;
+    for (const tag of tags) record.tagBumps.touch(tag, at);
+    if (this.#aliased) for (const name of versionKeys) record.versionBumps.touch(name, at);
   }
 
   /** Tags last seen on the entry (tagsOf ones included); [] when unknown. */
   tags(prefix: string, key: string): readonly string[] {
-    return this.#prefixes.get(prefix)?.get(key)?.tags ?? [];
+    return this.#prefixes.get(prefix)?.entries.get(key)?.tags ?? [];
   }
 
-  /** Whether the isolate last saw the entry fresh and its fresh window has not ended. */
+  /**
+   * Whether the isolate last saw the entry fresh, its fresh window has not ended, and nothing
+   * this isolate did since (a bump of one of its tags or of its version key, a purge) says
+   * otherwise.
+   */
   freshNow(prefix: string, key: string, now = Date.now()): boolean {
-    const e = this.#prefixes.get(prefix)?.get(key);
-    return e !== undefined && now < e.freshUntil;
+    const record = this.#prefixes.get(prefix);
+    const e = record?.entries.get(key);
+    if (record === undefined || e === undefined || now >= e.freshUntil) return false;
+    return !expired(record, e);
   }
 
   /**
@@ -110,8 +119,51 @@ export class KnownEntries {
    * not known here). Their tags stay known: a purge does not change an entry's tags.
    */
   expirePrefix(prefix: string): void {
-    for (const e of this.#prefixes.get(prefix)?.values() ?? []) e.freshUntil = 0;
+    this.#record(prefix).floor = ++this.#epoch;
   }
+
+  #record(prefix: string): PrefixRecord {
+    const found = this.#prefixes.get(prefix);
+    if (found) return found;
+    const record: PrefixRecord = {
+      entries: new BoundedMap(this.maxEntries),
+      // A bump forgotten for room still counts: everything learned before it is expired (a
+      // wrong "not fresh" costs one request, a wrong "fresh" two).
+      tagBumps: new BoundedMap(MAX_BUMPS, (_, at) => raiseFloor(record, at)),
+      versionBumps: new BoundedMap(MAX_BUMPS, (_, at) => raiseFloor(record, at)),
+      floor: 0,
+    };
+    this.#prefixes.set(prefix, record);
+    return record;
+  }
+}
+
+/** Bumps remembered per prefix, for tags and for aliased version keys each. */
+const MAX_BUMPS = 1000;
+
+/** Invalidated by this isolate after it was learned (see KnownEntries.#epoch). */
+function expired(record: PrefixRecord, e: Known): boolean {
+  if (e.since < record.floor) return true;
+  if (record.tagBumps.size > 0) {
+    for (const tag of e.tags) if ((record.tagBumps.get(tag) ?? -1) > e.since) return true;
+  }
+  const name = e.versionKey;
+  return name !== undefined && (record.versionBumps.get(name) ?? -1) > e.since;
+}
+
+function raiseFloor(record: PrefixRecord, at: number): void {
+  if (at > record.floor) record.floor = at;
+}
+
+/** One prefix's entries, and the invalidations this isolate made there. */
+interface PrefixRecord {
+  /** Per key: a Map keeps insertion order, which eviction follows. */
+  entries: BoundedMap<string, Known>;
+  /** Per tag, per aliased version key: the epoch of this isolate's last bump of it. */
+  tagBumps: BoundedMap<string, number>;
+  versionBumps: BoundedMap<string, number>;
+  /** Entries learned before this epoch are expired (a purge, or a bump forgotten for room). */
+  floor: number;
 }
 
 /** What the isolate learned of one entry. */
@@ -119,6 +171,8 @@ interface Known {
   tags: readonly string[];
   /** Local time (ms) the entry stops being fresh; 0 = not believed fresh. */
   freshUntil: number;
+  /** The epoch when `freshUntil` was last learned (KnownEntries.#epoch). */
+  since: number;
   versionKey: string | undefined;
   /** `#inserts` when it was last (re)inserted. */
   inserted: number;

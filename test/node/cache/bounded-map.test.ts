@@ -19,6 +19,16 @@ describe("BoundedMap", () => {
     expect([...m.keys()]).toEqual(["d", "e"]);
   });
 
+  it("tells onDrop of each entry it drops for room, not of deletes", () => {
+    const dropped: Array<[string, number]> = [];
+    const m = new BoundedMap<string, number>(2, (key, value) => dropped.push([key, value]));
+    m.set("a", 1).set("b", 2);
+    m.delete("b");
+    m.set("c", 3).set("d", 4);
+    expect(dropped).toEqual([["a", 1]]);
+    expect([...m.keys()]).toEqual(["c", "d"]);
+  });
+
   it("evicts exactly like a naive model through long random churn (its cursor never skips one)", () => {
     const random = seeded(7);
     const m = new BoundedMap<number, number>(50);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { declaredTags, KnownEntries } from "../../../src/cache/read/known";
+import { seeded } from "./harness";
 
 /** The isolate's record of entries (pure bookkeeping: no Redis involved). */
 describe("KnownEntries", () => {
@@ -70,6 +71,87 @@ describe("KnownEntries", () => {
     known.expireWhere("p", [], ["v:a"]); // still known under its version key
     expect(known.freshNow("p", "a")).toBe(false);
     expect(known.tags("p", "a")).toEqual(["t2"]);
+  });
+
+  it("an entry learned again after a bump is fresh again; one learned before stays expired", () => {
+    const known = new KnownEntries();
+    known.learn("p", "a", { tags: ["t1"], freshUntil: later() });
+    known.learn("p", "b", { tags: ["t1"], freshUntil: later() });
+    known.expireWhere("p", ["t1"], []);
+    known.learn("p", "a", { freshUntil: later() }); // refilled after the bump
+    expect(known.freshNow("p", "a")).toBe(true);
+    expect(known.freshNow("p", "b")).toBe(false);
+    known.expirePrefix("p");
+    expect(known.freshNow("p", "a")).toBe(false);
+    known.learn("p", "b", { freshUntil: later() });
+    expect(known.freshNow("p", "b")).toBe(true);
+  });
+
+  it("a bump forgotten for room still expires every entry learned before it", () => {
+    const known = new KnownEntries();
+    known.learn("p", "old", { tags: ["t0"], freshUntil: later() });
+    known.learn("p", "untagged", { freshUntil: later() });
+    known.expireWhere("p", ["t0"], []);
+    known.learn("p", "mid", { tags: ["t0"], freshUntil: later() });
+    // 1,000 other tags bumped: the record of t0's bump is dropped for room.
+    for (let i = 1; i <= 1000; i++) known.expireWhere("p", [`t${i}`], []);
+    expect(known.freshNow("p", "old")).toBe(false);
+    // Learned after t0's bump, untouched by the others: still fresh.
+    expect(known.freshNow("p", "mid")).toBe(true);
+    // Learned before a forgotten bump, whatever its tags: no longer trusted (a wrong "not
+    // fresh" costs one request, a wrong "fresh" two).
+    expect(known.freshNow("p", "untagged")).toBe(false);
+    known.learn("p", "new", { tags: ["t0"], freshUntil: later() });
+    expect(known.freshNow("p", "new")).toBe(true);
+  });
+
+  it("says what scanning every entry at each bump would say, through long random churn", () => {
+    // The reference: the scan KnownEntries did before it recorded bumps (O(entries) per bump).
+    type Entry = { tags: string[]; freshUntil: number; versionKey: string };
+    const model = new Map<string, Entry>();
+    const known = new KnownEntries();
+    const random = seeded(11);
+    const pick = <T>(list: readonly T[]) => list[Math.floor(random() * list.length)] as T;
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    const tags = ["t1", "t2", "t3", "t4", "t5"];
+    const versionKeys = ["v1", "v2", "v3", ...keys.slice(0, 5)];
+    const now = Date.now();
+    for (let step = 0; step < 20_000; step++) {
+      const op = random();
+      const key = pick(keys);
+      if (op < 0.5) {
+        const entry = {
+          tags: tags.filter(() => random() < 0.3),
+          freshUntil: random() < 0.1 ? now - 1 : now + 60_000,
+          versionKey: random() < 0.5 ? key : pick(versionKeys),
+        };
+        model.set(key, entry);
+        known.learn("p", key, entry);
+      } else if (op < 0.6) {
+        const had = model.get(key);
+        if (had) had.freshUntil = 0;
+        known.expire("p", key);
+      } else if (op < 0.9) {
+        const bumped = tags.filter(() => random() < 0.2);
+        const versions = random() < 0.5 ? [pick(versionKeys)] : [];
+        for (const name of versions) {
+          const had = model.get(name);
+          if (had) had.freshUntil = 0;
+        }
+        for (const e of model.values()) {
+          if (versions.includes(e.versionKey) || e.tags.some((t) => bumped.includes(t))) {
+            e.freshUntil = 0;
+          }
+        }
+        known.expireWhere("p", bumped, versions);
+      } else if (op < 0.91) {
+        for (const e of model.values()) e.freshUntil = 0;
+        known.expirePrefix("p");
+      }
+      const probe = pick(keys);
+      const expected = (model.get(probe)?.freshUntil ?? 0) > now;
+      expect(known.freshNow("p", probe, now), `step ${step}, ${probe}`).toBe(expected);
+    }
   });
 
   it("declares the caller's tags first, then the learned ones it did not name", () => {
