@@ -1,10 +1,10 @@
 import type { Env } from "../src/config/env";
 import { warmables } from "../src/domain/warmables";
-import { CRON_SERVICES, runScheduled } from "../src/jobs/warm";
+import { runScheduled } from "../src/jobs/warm";
 import { createServices } from "../src/runtime/services";
 
 export const scheduled: ExportedHandlerScheduledHandler<Env> = async (controller, env, ctx) => {
-  const services = createServices(env, ctx, CRON_SERVICES);
+  const services = createServices(env, ctx);
   try {
     await runScheduled(
       services,

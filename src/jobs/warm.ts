@@ -1,6 +1,6 @@
 import { outboxLag } from "../domain/outbox";
 import type { Warmable } from "../domain/warmable";
-import type { Services, ServicesOptions } from "../runtime/services";
+import type { Services } from "../runtime/services";
 import { describeError } from "./apply-event";
 import { Budget } from "./budget";
 import { type DrainOptions, type DrainReport, drainOutbox } from "./drain";
@@ -72,13 +72,6 @@ function emptyWarmReport(): WarmReport {
   };
 }
 
-/**
- * The services a cron tick runs on: auto-pipelining on, so the warmer's write-throughs, issued
- * together, reach Redis as one request. (A request's reads run one script at a time and leave
- * it off: `RedisConfig.autoPipelining`.)
- */
-export const CRON_SERVICES = { autoPipelining: true } as const satisfies ServicesOptions;
-
 /** The auto-pipeline sends at most this many commands per request. */
 const PIPELINE_MAX = 1000;
 
@@ -91,7 +84,8 @@ interface Group {
  * Keeps the hottest keys warm: `hotKeys(N)` (1 request) → `freshness` of all of them
  * (1 request) → the missing or nearly expired ones grouped by the first warmable whose `parse`
  * accepts them → ONE `loadMany` query per entity → every value written with a versioned
- * `writeThrough`, issued together so the Upstash client auto-pipelines them into one request.
+ * `writeThrough`, issued together through `services.batchCache`, whose client auto-pipelines
+ * them into one request.
  * The writes carry `tagsAsOf` = the Redis time read before loading and the row's version, so a
  * write or tag bump that lands while the warmer loads always wins over the warmer.
  */
@@ -182,7 +176,7 @@ export async function warmHotKeys(
       const entry = group.warmable.entry(value);
       const version = entry.versionOf ? entry.versionOf(value) : null;
       writes.push(
-        cache
+        services.batchCache
           .writeThrough(key, value, version, { ...entry, tagsAsOf: now })
           .then((result) => {
             if (result.written) {
@@ -196,7 +190,9 @@ export async function warmHotKeys(
       );
     }
   }
-  // Issued in one go (no await in between): the client auto-pipelines them.
+  // Issued in one go (no await in between) through the batching engine, whose client
+  // auto-pipelines them: one request per PIPELINE_MAX, wherever the warmer runs (the cron, or
+  // POST /admin/warm on a request's services).
   report.redisRequests += Math.ceil(writes.length / PIPELINE_MAX);
   await Promise.all(writes);
   if (report.errors.length > 5) {

@@ -15,7 +15,7 @@ export interface RedisConfig {
    * and only costs (each command builds a `Pipeline`, whose ~200 bound command functions are
    * allocated per instance, behind a Proxy and two deferred ticks: ~33 µs of client CPU per
    * operation in the bench's mixed workload, bench/results/profile-notes.md). Turn it on for
-   * an invocation that issues many calls at once: the cron warmer's write-throughs.
+   * a client whose calls are issued many at once: `Services.batchCache`, the warmer's.
    */
   autoPipelining?: boolean;
 }

@@ -35,6 +35,15 @@ export interface Services {
   readonly redis: Redis;
   readonly db: Db;
   readonly cache: EdgeCache;
+  /**
+   * The same engine over a second Upstash client that auto-pipelines: calls issued together,
+   * with no await in between, go as one request (one subrequest). For work that issues many
+   * at once, like the warmer's write-throughs; `cache`'s client sends each call as it comes,
+   * since a request's reads run one script at a time (`RedisConfig.autoPipelining`). Its
+   * writes are not counted in `syncToken`: use it for cache fills, not for data writes a
+   * response must cover.
+   */
+  readonly batchCache: EdgeCache;
   readonly queue: Queue<unknown> | undefined;
   /** Whether this invocation reached Redis, or saw it fail (see RedisContact). */
   readonly contact: RedisContact;
@@ -67,12 +76,6 @@ export interface ServicesOptions {
    * replicated at least this far (read-your-writes across requests).
    */
   syncToken?: string;
-  /**
-   * Batch the Redis calls issued together into one request (`RedisConfig.autoPipelining`):
-   * for jobs that issue many at once (the warmer). A request's reads run one script at a time
-   * and leave it off.
-   */
-  autoPipelining?: boolean;
 }
 
 export function createServices(
@@ -84,6 +87,7 @@ export function createServices(
   let redis: Redis | undefined;
   let database: Database | undefined;
   let cache: EdgeCache | undefined;
+  let batchCache: EdgeCache | undefined;
   let disposed = false;
   const contact: RedisContact = { reached: false, faulted: false };
   const pending = new Set<Promise<unknown>>();
@@ -125,6 +129,18 @@ export function createServices(
       },
     };
   };
+  const engineOver = (client: Redis) =>
+    new EdgeCache({
+      redis: observed(client),
+      prefix: config.CACHE_PREFIX,
+      // The engine's background work (fills, refreshes) goes through the same tracking as
+      // everything else, so dispose() waits for it before ending the pool.
+      defaults: {
+        loaderBackoff: config.LOADER_BACKOFF_MS,
+        ...(ctx ? { waitUntil: track } : {}),
+      },
+      onError: (error, operation) => console.warn(`cache ${operation} degraded:`, error),
+    });
   const services: Services = {
     config,
     queue: env.PURGE_QUEUE,
@@ -136,7 +152,6 @@ export function createServices(
           url: config.UPSTASH_REDIS_REST_URL,
           token: config.UPSTASH_REDIS_REST_TOKEN,
           timeoutMs: config.REDIS_TIMEOUT_MS,
-          autoPipelining: options.autoPipelining,
         });
         if (options.syncToken) redis.readYourWritesSyncToken = options.syncToken;
       }
@@ -166,18 +181,19 @@ export function createServices(
       return database.db;
     },
     get cache() {
-      cache ??= new EdgeCache({
-        redis: observed(services.redis),
-        prefix: config.CACHE_PREFIX,
-        // The engine's background work (fills, refreshes) goes through the same tracking as
-        // everything else, so dispose() waits for it before ending the pool.
-        defaults: {
-          loaderBackoff: config.LOADER_BACKOFF_MS,
-          ...(ctx ? { waitUntil: track } : {}),
-        },
-        onError: (error, operation) => console.warn(`cache ${operation} degraded:`, error),
-      });
+      cache ??= engineOver(services.redis);
       return cache;
+    },
+    get batchCache() {
+      batchCache ??= engineOver(
+        createRedis({
+          url: config.UPSTASH_REDIS_REST_URL,
+          token: config.UPSTASH_REDIS_REST_TOKEN,
+          timeoutMs: config.REDIS_TIMEOUT_MS,
+          autoPipelining: true,
+        }),
+      );
+      return batchCache;
     },
     async dispose() {
       // Quiescent = nothing tracked and nothing the engine holds for settle(); each wait can
@@ -188,6 +204,7 @@ export function createServices(
           continue;
         }
         await cache?.settle();
+        await batchCache?.settle();
         if (pending.size === 0) break;
       }
       disposed = true;

@@ -8,7 +8,7 @@ import {
 } from "cloudflare:test";
 import worker from "../../functions/index";
 import type { Env } from "../../src/config/env";
-import { createServices, type Services, type ServicesOptions } from "../../src/runtime/services";
+import { createServices, type Services } from "../../src/runtime/services";
 
 /**
  * A stand-in for the purge queue's producer (Cloudflare's Queue has no local twin we can read):
@@ -42,9 +42,8 @@ export async function withServices<T>(
   prefix: string,
   overrides: Partial<Env>,
   fn: (services: Services) => Promise<T>,
-  options?: ServicesOptions,
 ): Promise<T> {
-  const services = createServices(testEnv(prefix, overrides), undefined, options);
+  const services = createServices(testEnv(prefix, overrides));
   try {
     return await fn(services);
   } finally {

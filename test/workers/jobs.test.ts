@@ -8,7 +8,7 @@ import type { InvalidationEvent } from "../../src/domain/events";
 import type { Warmable } from "../../src/domain/warmable";
 import { anyWarmable } from "../../src/domain/warmables";
 import { type PurgeReport, processPurgeBatch, retryDelaySeconds } from "../../src/jobs/purge";
-import { CRON_SERVICES, warmHotKeys } from "../../src/jobs/warm";
+import { warmHotKeys } from "../../src/jobs/warm";
 import { withDb } from "./db";
 import {
   consumeBatch,
@@ -311,11 +311,11 @@ describe("warmer", () => {
 
     // A first run loads the scripts on the server so the counted run is not paying for EVAL.
     await local.invalidate("wu:5");
-    await withServices(p, counted, (s) => warmHotKeys(s, warmables), CRON_SERVICES);
+    await withServices(p, counted, (s) => warmHotKeys(s, warmables));
 
     await local.invalidate("wu:1", "wu:2", "wu:3");
     await gatewayControl("reset", { token: jobsToken });
-    const report = await withServices(p, counted, (s) => warmHotKeys(s, warmables), CRON_SERVICES);
+    const report = await withServices(p, counted, (s) => warmHotKeys(s, warmables));
     expect(report).toMatchObject({
       hot: 5,
       stale: 3,
@@ -354,22 +354,12 @@ describe("warmer", () => {
 
     await forget();
     // Room for hotKeys + freshness only: each entity needs a query and a write.
-    const starved = await withServices(
-      p,
-      counted,
-      (s) => warmHotKeys(s, warmables, { budget: 3 }),
-      CRON_SERVICES,
-    );
+    const starved = await withServices(p, counted, (s) => warmHotKeys(s, warmables, { budget: 3 }));
     expect(starved).toMatchObject({ hot: 10, stale: 10, reloaded: 0, skipped: 10, queries: 0 });
     expect(starved.stoppedEarly).toMatch(/budget/);
 
     await gatewayControl("reset", { token: jobsToken });
-    const partial = await withServices(
-      p,
-      counted,
-      (s) => warmHotKeys(s, warmables, { budget: 4 }),
-      CRON_SERVICES,
-    );
+    const partial = await withServices(p, counted, (s) => warmHotKeys(s, warmables, { budget: 4 }));
     // The biggest entity first; the other waits for the next run.
     expect(partial).toMatchObject({
       reloaded: 6,
@@ -388,11 +378,8 @@ describe("warmer", () => {
   it("leaves entries that are still fresh alone", async () => {
     const p = `${prefix}f`;
     await makeHot(p, userWarmable, [20, 21]);
-    const report = await withServices(
-      p,
-      counted,
-      (s) => warmHotKeys(s, [anyWarmable(userWarmable)]),
-      CRON_SERVICES,
+    const report = await withServices(p, counted, (s) =>
+      warmHotKeys(s, [anyWarmable(userWarmable)]),
     );
     expect(report).toMatchObject({ hot: 2, stale: 0, reloaded: 0, queries: 0, redisRequests: 2 });
   });

@@ -1,42 +1,46 @@
 import { describe, expect, it } from "vitest";
-import { CRON_SERVICES } from "../../src/jobs/warm";
+import type { EdgeCache } from "../../src/cache";
 import type { Services } from "../../src/runtime/services";
 import { withServices } from "./helpers";
 import { gatewayControl, stack } from "./stack";
 
 /**
- * The Upstash client each invocation gets (src/redis/client.ts): a request's sends every call
- * as it comes, since its cache reads run one script at a time and auto-pipelining would only
- * add a Pipeline per call; a cron tick's batches what it issues together (the warmer's
- * write-throughs), since that saves subrequests.
+ * The two engines an invocation's services offer (src/runtime/services.ts): `cache`, whose
+ * client sends every call as it comes (a request's reads run one script at a time, so
+ * auto-pipelining would only add a Pipeline per call), and `batchCache`, whose client batches
+ * what is issued together (the warmer's write-throughs), since that saves subrequests.
  */
 const token = stack.spareGatewayTokens.client;
 const counted = { UPSTASH_REDIS_REST_TOKEN: token };
 const prefix = `client-${Date.now().toString(36)}`;
 
-async function requestsFor(work: (s: Services) => Promise<unknown>, cron: boolean) {
+/** Three peeks issued together, with nothing awaited in between. */
+const threePeeks = (engine: EdgeCache) =>
+  Promise.all([1, 2, 3].map((n) => engine.get(`absent:${n}`)));
+
+async function counting(pick: (s: Services) => EdgeCache) {
+  // Once first, so the count holds no NOSCRIPT → EVAL retry of a script Redis had not seen.
+  await withServices(prefix, counted, (s) => threePeeks(pick(s)));
   await gatewayControl("reset", { token });
-  const answers = await withServices(prefix, counted, work, cron ? CRON_SERVICES : undefined);
+  const answers = await withServices(prefix, counted, (s) => threePeeks(pick(s)));
   const stats = await gatewayControl("stats", { token });
   return { answers, requests: Number(stats.requests), commands: Number(stats.commands) };
 }
 
-/** Three reads issued together, with nothing awaited in between. */
-const threePeeks = (s: Services) =>
-  Promise.all([1, 2, 3].map((n) => s.redis.get(`${prefix}:absent:${n}`)));
-
-describe("the Upstash client per invocation", () => {
-  it("sends a request's calls one by one, each as its own request", async () => {
-    const { answers, requests, commands } = await requestsFor(threePeeks, false);
+describe("the Upstash clients of an invocation", () => {
+  it("sends the request engine's calls one by one, each as its own request", async () => {
+    const { answers, requests, commands } = await counting((s) => s.cache);
     expect(answers).toEqual([null, null, null]);
-    expect(commands).toBe(3);
-    expect(requests).toBe(3);
+    expect(commands).toBeGreaterThanOrEqual(3); // and the stats flush, when one is due
+    expect(requests).toBe(commands);
   });
 
-  it("batches what a cron tick issues together into one request", async () => {
-    const { answers, requests, commands } = await requestsFor(threePeeks, true);
+  it("batches what is issued together through batchCache into one request", async () => {
+    const { answers, requests, commands } = await counting((s) => s.batchCache);
     expect(answers).toEqual([null, null, null]);
-    expect(commands).toBe(3);
-    expect(requests).toBe(1);
+    expect(commands).toBeGreaterThanOrEqual(3);
+    // The peeks are read-only and ride together; a stats flush (a write) would ride apart.
+    expect(requests).toBeLessThanOrEqual(2);
+    expect(requests).toBeLessThan(commands);
   });
 });
