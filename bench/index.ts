@@ -22,7 +22,7 @@ const list = (name: string) => value(name)?.split(",").filter(Boolean);
 
 if (flag("help")) {
   console.log(`npm run bench -- [--quick] [--only=ids] [--workloads=ids] [--latency=ms] [--jitter=ms] [--no-write] [--from=results.json]
-contenders: ${CONTENDERS.map((c) => c.id).join(", ")}
+contenders: ${CONTENDERS.map((c) => c.id).join(", ")} (and aa: edgecache again, for an A/A run)
 workloads:  ${WORKLOADS.map((w) => w.id).join(", ")}`);
   process.exit(0);
 }

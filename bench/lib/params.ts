@@ -15,6 +15,13 @@ export interface BenchParams {
   /** Turns the mixed workload's time is split into, contenders taking turns (drift evens out). */
   mixedSlices: number;
   /**
+   * Turns the mixed workload runs before those, in the same rotation, untimed: they count for
+   * stale reads and loads, not for ops/s, latency or CPU. An A/A run (edgecache against itself
+   * under another id) measured whichever contender was listed first 3–10 % slower in ops/s and
+   * up to 1.33× in read p99, most of it in the first turn's first slot.
+   */
+  mixedUntimedTurns: number;
+  /**
    * Untimed warm-up per contender before the mixed turns, s, on keys of its own: the first
    * contender otherwise met a cold JIT and cold connections alone (its p99 was ~1.5× in an
    * A/A run of one engine against a copy of itself).
@@ -45,6 +52,7 @@ export const FULL: BenchParams = {
   isolates: 10,
   mixedSeconds: 10,
   mixedSlices: 10,
+  mixedUntimedTurns: 1,
   mixedWarmupSeconds: 1,
   mixedKeys: 10_000,
   mixedClients: 50,
@@ -63,6 +71,7 @@ export const QUICK: BenchParams = {
   stampedeRepeats: 1,
   mixedSeconds: 2,
   mixedSlices: 2,
+  mixedUntimedTurns: 0,
   mixedWarmupSeconds: 0.3,
   groupSize: 500,
   globalHits: 30,

@@ -26,7 +26,7 @@ export const mixed: Workload = {
     const pct = Math.round(params.writeRatio * 100);
     const result = newResult(mixed, {
       title: `Zipf(${params.zipfS}) mixed ${100 - pct}/${pct}`,
-      setup: `${params.mixedKeys} keys, ${params.mixedClients} clients, ${params.mixedSeconds} s each in ${params.mixedSlices} turns (contenders take turns), ${params.loadMs} ms loader, starts cold`,
+      setup: `${params.mixedKeys} keys, ${params.mixedClients} clients, ${params.mixedSeconds} s each in ${params.mixedSlices} turns (contenders take turns${params.mixedUntimedTurns > 0 ? `, after ${params.mixedUntimedTurns} untimed` : ""}), ${params.loadMs} ms loader, starts cold`,
       columns: [
         { key: "opsPerSec", label: "ops/s", better: "higher", digits: 0 },
         { key: "p50", label: "read p50 ms", better: "lower", digits: 1 },
@@ -60,6 +60,8 @@ export const mixed: Workload = {
         dirty: new Set(),
         lowerBound: 0,
         ops: 0,
+        timedOps: 0,
+        timing: true,
         errors: 0,
         firstError: "",
         readTimes: [],
@@ -104,10 +106,16 @@ export const mixed: Workload = {
     for (const run of runs) await stage.resetCost(run.c);
 
     const sliceMs = (params.mixedSeconds * 1000) / params.mixedSlices;
-    for (let slice = 0; slice < params.mixedSlices; slice++) {
-      // Rotate who goes first, so no contender always follows the same one.
-      const order = runs.map((_, i) => runs[(i + slice) % runs.length] as Run);
+    const turns = params.mixedUntimedTurns + params.mixedSlices;
+    for (let turn = 0; turn < turns; turn++) {
+      // Rotate who goes first, so no contender always follows the same one. The first turns
+      // run untimed (mixedUntimedTurns): the first slot of the first turn measured slower,
+      // whoever had it, and that was always the first contender listed.
+      const order = runs.map((_, i) => runs[(i + turn) % runs.length] as Run);
+      const slice = turn - params.mixedUntimedTurns;
+      const timed = slice >= 0;
       for (const run of order) {
+        run.timing = timed;
         const loads0 = db.loads;
         const versions0 = db.versionQueries;
         const ops0 = run.ops;
@@ -116,13 +124,16 @@ export const mixed: Workload = {
         const deadline = start + sliceMs;
         const ticker = setInterval(() => {
           progress(
-            `${run.c.label}: turn ${slice + 1}/${params.mixedSlices}, ${run.ops} ops, ${run.detector.staleReads} stale`,
+            `${run.c.label}: ${timed ? `turn ${slice + 1}/${params.mixedSlices}` : "untimed turn"}, ${run.ops} ops, ${run.detector.staleReads} stale`,
           );
         }, 1000);
         await Promise.all(run.clients.map((client) => drive(run, client, deadline, params)));
-        run.elapsedMs += performance.now() - start;
-        run.turnOpsPerSec.push((run.ops - ops0) / ((performance.now() - start) / 1000));
-        run.busyMs += performance.eventLoopUtilization(elu0).active;
+        if (timed) {
+          run.elapsedMs += performance.now() - start;
+          run.timedOps += run.ops - ops0;
+          run.turnOpsPerSec.push((run.ops - ops0) / ((performance.now() - start) / 1000));
+          run.busyMs += performance.eventLoopUtilization(elu0).active;
+        }
         clearInterval(ticker);
         // Its fills and refreshes land before the next contender's turn (and are its own).
         await run.cache.settle();
@@ -137,14 +148,14 @@ export const mixed: Workload = {
         contender: run.c.id,
         label: run.c.label,
         values: {
-          opsPerSec: run.ops / (run.elapsedMs / 1000),
+          opsPerSec: run.timedOps / (run.elapsedMs / 1000),
           p50: percentile(run.readTimes, 50),
           p99: percentile(run.readTimes, 99),
           loads: run.loads,
           lowerBound: run.lowerBound,
           requestsPerOp: run.ops ? cost.requests / run.ops : null,
           commandsPerOp: run.ops ? cost.commands / run.ops : null,
-          cpuPerOp: run.ops ? (run.busyMs * 1000) / run.ops : null,
+          cpuPerOp: run.timedOps ? (run.busyMs * 1000) / run.timedOps : null,
           staleReads: run.detector.staleReads,
         },
         note:
@@ -171,7 +182,7 @@ function turnRatios(runs: Run[]): { run: Run; text: string } | null {
   const subject = runs.find((r) => isSubject(r.c.id));
   const peers = runs.filter((r) => !isSubject(r.c.id) && r.c.viaGateway);
   if (!subject || peers.length === 0 || subject.turnOpsPerSec.length < 2) return null;
-  const total = (r: Run) => r.ops / r.elapsedMs;
+  const total = (r: Run) => r.timedOps / r.elapsedMs;
   const best = peers.reduce((a, b) => (total(b) > total(a) ? b : a));
   const ratios = subject.turnOpsPerSec
     .map((ops, i) => ops / (best.turnOpsPerSec[i] ?? Number.NaN))
@@ -197,7 +208,12 @@ interface Run {
   seen: Set<string>;
   dirty: Set<string>;
   lowerBound: number;
+  /** Every operation (requests per op divide by these: the gateway counts every turn). */
   ops: number;
+  /** Operations of the timed turns (ops/s, CPU per op). */
+  timedOps: number;
+  /** In a timed turn: reads record their latency. */
+  timing: boolean;
   errors: number;
   firstError: string;
   readTimes: number[];
@@ -238,7 +254,7 @@ async function drive(
         const floor = detector.readStarts(key);
         const t = performance.now();
         const row = await cache.get(key, () => run.db.load(key));
-        run.readTimes.push(performance.now() - t);
+        if (run.timing) run.readTimes.push(performance.now() - t);
         detector.readReturned(floor, row.version);
       }
       run.ops++;
