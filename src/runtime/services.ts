@@ -185,14 +185,17 @@ export function createServices(
       return cache;
     },
     get batchCache() {
-      batchCache ??= engineOver(
-        createRedis({
+      if (!batchCache) {
+        const client = createRedis({
           url: config.UPSTASH_REDIS_REST_URL,
           token: config.UPSTASH_REDIS_REST_TOKEN,
           timeoutMs: config.REDIS_TIMEOUT_MS,
           autoPipelining: true,
-        }),
-      );
+        });
+        // Its replica reads, if any, wait for the position the caller carries, like `cache`'s.
+        if (options.syncToken) client.readYourWritesSyncToken = options.syncToken;
+        batchCache = engineOver(client);
+      }
       return batchCache;
     },
     async dispose() {
