@@ -25,7 +25,7 @@ import { startOwnRedis } from "../tools/lib/own-redis";
 import { edgecache } from "./contenders/edgecache";
 import { unkey } from "./contenders/unkey";
 import { MemoryDb } from "./lib/db";
-import type { Contender, ContenderModule } from "./lib/types";
+import type { Contender, ContenderModule, UpstashOptions } from "./lib/types";
 
 const arg = (name: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -114,7 +114,8 @@ async function main() {
   const pid = child.pid as number;
   const db = new MemoryDb(0);
   const env = (prefix: string) => ({
-    upstash: () => new Redis({ url, token: TOKEN, enableTelemetry: false }),
+    upstash: (options?: UpstashOptions) =>
+      new Redis({ url, token: TOKEN, enableTelemetry: false, ...options }),
     redisProxyUrl: "",
     prefix,
     db,
