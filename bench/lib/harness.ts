@@ -16,8 +16,8 @@ export interface Latency {
   /** Fixed part of every round trip, ms. */
   baseMs: number;
   /**
-   * Plus jitterMs times a draw in [0, 1) from a sequence seeded with JITTER_SEED, the same for
-   * every contender (the gateway's `jitterSeed`). base 3 + jitter 4 = 5 ± 2 ms.
+   * Plus jitterMs times a draw in [0, 1) from sequences seeded with JITTER_SEED, one per kind of
+   * request, the same for every contender (the gateway's `jitterSeed`). base 3 + jitter 4 = 5 ± 2 ms.
    */
   jitterMs: number;
 }
@@ -123,9 +123,11 @@ export async function startStage(
   };
   const control = (c: ContenderModule, path: "stats" | "reset" | "faults", body?: unknown) =>
     gatewayControl<GatewayStats>(gateway.url, tokenOf(c), path, body);
-  // Every contender's jitter comes from one seeded sequence, restarted at each reset: its n-th
-  // request waits what every other contender's n-th request waits (common random numbers), so
-  // a comparison of two contenders' latencies does not also compare two draws of the noise.
+  // Every contender's jitter comes from the same seeded sequences, one per kind of request,
+  // restarted at each reset: its n-th hit waits what every other contender's n-th hit waits
+  // (common random numbers), even when it sends requests the others do not in between (the
+  // engine's stats flush), so a comparison of two contenders' latencies does not also compare
+  // two draws of the noise.
   const applyLatency = async (c: ContenderModule) => {
     if (!global) {
       await control(c, "faults", {

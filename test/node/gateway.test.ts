@@ -489,14 +489,22 @@ describe("control API", () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(120);
   });
 
-  it("draws the jitter of tokens given one jitterSeed from one sequence, request by request", async () => {
+  it("draws the jitter of tokens given one jitterSeed from one sequence per kind of request", async () => {
     const seed = 20261123;
     const jitterMs = 60;
     const expected = Array.from({ length: 6 }, prng(seed)).map((u) => u * jitterMs);
+    // One sequence for all requests would hand the first token's PINGs the odd draws (an ECHO
+    // takes each even one): some would wait far less than `expected`, and the check below
+    // would fail. Per kind, its PINGs wait exactly what the other token's do.
+    const shared = Array.from({ length: 12 }, prng(seed)).map((u) => u * jitterMs);
+    expect(expected.some((delay, i) => (shared[2 * i + 1] ?? 0) < delay - 10)).toBe(true);
     for (const token of [TOKEN, OTHER_TOKEN]) {
       const set = await control("faults", "POST", { jitterMs, jitterSeed: seed }, token);
       expect(set.body).toMatchObject({ faults: { jitterMs, jitterSeed: seed } });
       for (const delay of expected) {
+        // Another kind of request in between, on one token only (a background flush).
+        if (token === TOKEN)
+          expect((await raw("/", { token, body: '["ECHO","x"]' })).status).toBe(200);
         const started = performance.now();
         expect((await raw("/", { token, body: '["PING"]' })).body).toEqual({ result: "PONG" });
         // At least the seeded delay (timers never fire early; 1 ms for their rounding). With

@@ -71,13 +71,16 @@ interface Faults {
   /** Remaining forced failures; undefined = use failRate instead. */
   failCount?: number;
   /**
-   * Jitter drawn from a sequence seeded with this (mulberry32) instead of Math.random: two
-   * tokens given the same seed see the same sequence of delays, request by request (common
-   * random numbers: a benchmark comparing them is not comparing two draws of the noise).
+   * Jitter drawn from sequences seeded with this (mulberry32) instead of Math.random, one
+   * sequence per kind of request (`requestKind`): two tokens given the same seed see the same
+   * delays, the n-th request of a kind on one waiting what the n-th of that kind waits on the
+   * other (common random numbers: a benchmark comparing them is not comparing two draws of the
+   * noise). Per kind, so that requests one client sends and the other does not (a background
+   * stats flush) do not shift every later draw of the first onto other requests of the other.
    */
   jitterSeed?: number;
-  /** The seeded sequence's generator (not part of the JSON view). */
-  jitter?: () => number;
+  /** The seeded sequences' generators by kind (not part of the JSON view). */
+  jitterStreams?: Map<string, () => number>;
 }
 
 interface TokenState {
@@ -525,8 +528,32 @@ function parseFaults(value: unknown): Faults {
   };
 }
 
-function seededJitter(seed: number | undefined): Pick<Faults, "jitterSeed" | "jitter"> {
-  return seed === undefined ? {} : { jitterSeed: seed, jitter: prng(seed) };
+function seededJitter(seed: number | undefined): Pick<Faults, "jitterSeed" | "jitterStreams"> {
+  return seed === undefined ? {} : { jitterSeed: seed, jitterStreams: new Map() };
+}
+
+/** A draw in [0, 1) for a request of `kind`: from its seeded sequence, else Math.random. */
+function jitterDraw(faults: Faults, kind: string): number {
+  const streams = faults.jitterStreams;
+  if (faults.jitterSeed === undefined || !streams) return Math.random();
+  let next = streams.get(kind);
+  if (!next) {
+    next = prng(faults.jitterSeed);
+    streams.set(kind, next);
+  }
+  return next();
+}
+
+/**
+ * What the seeded jitter is drawn per (see Faults.jitterSeed): the first command's name, and
+ * for EVALSHA* the script's SHA (a cache's hit script and its stats flush are different kinds);
+ * "?" for a body that does not parse (it is refused after its delay).
+ */
+function requestKind(commands: Command[] | undefined): string {
+  const first = commands?.[0];
+  if (!first) return "?";
+  const [name, sha] = first;
+  return name.startsWith("EVALSHA") ? `${name} ${sha ?? ""}` : name;
 }
 
 /** failCount, when set, is deterministic and overrides failRate; it then stops failing. */
@@ -646,7 +673,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     state.requests += 1;
     state.byRoute["/"] += 1;
     req.resume();
-    if (state.faults && (await injectFault(res, state.faults))) return;
+    if (state.faults && (await injectFault(res, state.faults, kind.toUpperCase()))) return;
     const names = segments.map(decodeSegment);
     if (names.length === 0 || names.some((n) => n === "")) {
       const what = kind === "subscribe" ? "channel" : "pattern";
@@ -699,13 +726,22 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     state.requests += 1;
     state.byRoute[route ?? "/"] += 1;
     const body = await readBody(req);
-    if (state.faults && (await injectFault(res, state.faults))) return;
+    const batch = route === "/pipeline" || route === "/multi-exec";
+    // Parsed before the fault (its jitter is drawn per kind of request); a body that does not
+    // parse is refused after it, as before.
+    let commands: Command[] | undefined;
+    let refused: unknown;
+    try {
+      commands = batch
+        ? toCommandList(parseJson(body), route)
+        : [route ? toCommand(parseJson(body), "Command") : commandFromPath(pathname, method, body)];
+    } catch (error) {
+      refused = error;
+    }
+    if (state.faults && (await injectFault(res, state.faults, requestKind(commands)))) return;
+    if (!commands) throw refused;
 
     const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
-    const batch = route === "/pipeline" || route === "/multi-exec";
-    const commands = batch
-      ? toCommandList(parseJson(body), route)
-      : [route ? toCommand(parseJson(body), "Command") : commandFromPath(pathname, method, body)];
     state.commands += commands.length;
     for (const c of commands) countCommand(state, c);
     const atomic = route === "/multi-exec";
@@ -748,8 +784,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   }
 
   /** Returns true when the request was consumed by a fault. */
-  async function injectFault(res: ServerResponse, faults: Faults): Promise<boolean> {
-    const delay = faults.latencyMs + (faults.jitter ?? Math.random)() * faults.jitterMs;
+  async function injectFault(res: ServerResponse, faults: Faults, kind: string): Promise<boolean> {
+    const delay = faults.latencyMs + jitterDraw(faults, kind) * faults.jitterMs;
     if (delay > 0) await sleep(delay);
     if (!shouldFail(faults)) return false;
     if (faults.failMode === "drop") {
@@ -853,7 +889,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 }
 
 function faultsJson(faults: Faults): Json {
-  const { failCount, jitter: _generator, jitterSeed, ...rest } = faults;
+  const { failCount, jitterStreams: _generators, jitterSeed, ...rest } = faults;
   return {
     ...rest,
     ...(failCount === undefined ? {} : { failCount }),
