@@ -115,7 +115,7 @@ export async function writeReport(
   output: { json?: string; svg: string; markdown?: string },
 ): Promise<void> {
   const { json, svg, markdown } = output;
-  const subtitle = `${report.startedAt.slice(0, 16)}Z · gateway ${report.latency.baseMs} + ${report.latency.jitterMs}·random ms per round trip (one seeded sequence for every contender) · own redis-server · ${report.machine.cpus} shared cores`;
+  const subtitle = `${report.startedAt.slice(0, 16)}Z · gateway ${report.latency.baseMs} + ${report.latency.jitterMs}·random ms per round trip (the same seeded jitter for all) · own redis-server · ${report.machine.cpus} shared cores`;
   if (json) {
     await mkdir(dirname(json), { recursive: true });
     await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
