@@ -532,14 +532,18 @@ function seededJitter(seed: number | undefined): Pick<Faults, "jitterSeed" | "ji
   return seed === undefined ? {} : { jitterSeed: seed, jitterStreams: new Map() };
 }
 
+const MAX_JITTER_KINDS = 256;
+
 /** A draw in [0, 1) for a request of `kind`: from its seeded sequence, else Math.random. */
 function jitterDraw(faults: Faults, kind: string): number {
   const streams = faults.jitterStreams;
   if (faults.jitterSeed === undefined || !streams) return Math.random();
-  let next = streams.get(kind);
+  // Bounded: past MAX_JITTER_KINDS distinct kinds (random script SHAs, say), the rest share one.
+  const stream = streams.has(kind) || streams.size < MAX_JITTER_KINDS ? kind : "*";
+  let next = streams.get(stream);
   if (!next) {
     next = prng(faults.jitterSeed);
-    streams.set(kind, next);
+    streams.set(stream, next);
   }
   return next();
 }
