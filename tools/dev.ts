@@ -7,10 +7,12 @@
  * redis-server behind the local gateway; PORT (default 8787) the Worker's port.
  */
 import { spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { ensureDatabase, migrateDatabase } from "../db/migrate";
 import { seedDatabase } from "../db/seed";
 import { loadDevVars } from "./lib/dev-vars";
+import { onLauncherGone } from "./lib/launcher";
 import { ensurePostgres, ensureRedis } from "./lib/services";
 import { startWsProxy } from "./neon-ws-proxy/server";
 import { startGateway } from "./upstash-gateway/server";
@@ -29,8 +31,39 @@ function logger(label: Label): (line: string) => void {
 const isLocal = (url: string) =>
   ["127.0.0.1", "localhost", "[::1]"].includes(new URL(url).hostname);
 
+/**
+ * Starts a local server on `port`, turning "address already in use" into what to do about it
+ * (most often an earlier `npm run dev` still running).
+ */
+async function listening<T>(what: string, port: number, setting: string, start: () => Promise<T>) {
+  try {
+    return await start();
+  } catch (error) {
+    const code = (e: unknown) => (e as NodeJS.ErrnoException | undefined)?.code;
+    if (code(error) !== "EADDRINUSE" && code((error as Error).cause) !== "EADDRINUSE") throw error;
+    throw new Error(
+      `port ${port} (${what}) is already in use: is another \`npm run dev\` still running? Stop it (\`ss -ltnp 'sport = :${port}'\` or \`lsof -i :${port}\` shows which process), or move ${what} to another port (${setting}).`,
+    );
+  }
+}
+
+/** Resolves when `port` is free on 127.0.0.1 (wrangler reports a taken one under a stack trace). */
+function portFree(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(port, "127.0.0.1", () => probe.close(() => resolve()));
+  });
+}
+
 async function main(): Promise<void> {
   const say = logger("dev");
+  // First, before anything starts or .dev.vars is written: wrangler reports a taken port only
+  // after everything else is up, under a stack trace.
+  const port = process.env.PORT ?? "8787";
+  await listening("the Worker", Number(port), "PORT=8788 npm run dev", () =>
+    portFree(Number(port)),
+  );
   const vars = loadDevVars(`${root}.dev.vars`, `${root}.dev.vars.example`, say);
   const need = (name: string): string => {
     const value = vars[name];
@@ -45,12 +78,19 @@ async function main(): Promise<void> {
     const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
     const redisDb = Number(process.env.REDIS_DB ?? 0);
     await ensureRedis(redisUrl, logger("redis"));
-    const gateway = await startGateway({
-      port: Number(new URL(restUrl).port || 80),
-      redisUrl,
-      tokens: { [need("UPSTASH_REDIS_REST_TOKEN")]: { db: redisDb } },
-      log: logger("gateway"),
-    });
+    const gatewayPort = Number(new URL(restUrl).port || 80);
+    const gateway = await listening(
+      "the local Upstash gateway",
+      gatewayPort,
+      "UPSTASH_REDIS_REST_URL in .dev.vars",
+      () =>
+        startGateway({
+          port: gatewayPort,
+          redisUrl,
+          tokens: { [need("UPSTASH_REDIS_REST_TOKEN")]: { db: redisDb } },
+          log: logger("gateway"),
+        }),
+    );
     closers.push(() => gateway.close());
     logger("gateway")(`Upstash REST gateway on ${gateway.url} -> ${redisUrl} db ${redisDb}`);
   } else {
@@ -77,17 +117,19 @@ async function main(): Promise<void> {
         "DATABASE_URL is local but NEON_WS_PROXY is not set: the Worker's Neon driver needs the proxy (NEON_WS_PROXY=127.0.0.1:8433/v2).",
       );
     }
-    const proxy = await startWsProxy({
-      port: Number(wsProxy.split("/")[0]?.split(":")[1] ?? 8433),
-      log: logger("proxy"),
-    });
+    const proxyPort = Number(wsProxy.split("/")[0]?.split(":")[1] ?? 8433);
+    const proxy = await listening(
+      "the Neon WebSocket proxy",
+      proxyPort,
+      "NEON_WS_PROXY in .dev.vars",
+      () => startWsProxy({ port: proxyPort, log: logger("proxy") }),
+    );
     closers.push(() => proxy.close());
     logger("proxy")(`Neon WebSocket proxy on ws://${proxy.url}`);
   } else {
     say(`using remote Postgres at ${new URL(databaseUrl).host} (Neon's own WebSocket endpoint)`);
   }
 
-  const port = process.env.PORT ?? "8787";
   const worker = logger("worker");
   const wrangler = spawn(
     process.execPath,
@@ -130,6 +172,10 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => void stop(0));
   process.on("SIGTERM", () => void stop(0));
+  onLauncherGone(() => {
+    say("npm (or whatever started this) is gone");
+    void stop(0);
+  });
   wrangler.on("exit", (code) => {
     say(`wrangler dev exited (${code ?? "signal"})`);
     void stop(code ?? 0);
