@@ -22,6 +22,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "@upstash/redis";
 import { parseDevVars } from "./lib/dev-vars";
 import { formatEvent } from "./lib/event-line";
+import { onLauncherGone } from "./lib/launcher";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -191,6 +192,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  // npm stopped with SIGTERM does not pass it on (lib/launcher.ts).
+  onLauncherGone(stop);
 
   const what = `${s.isPattern ? "pattern" : "channel"} ${s.target}`;
   status(`watching ${what} on ${s.url} (Ctrl-C to stop)`);

@@ -5,6 +5,8 @@
  * WS_PROXY_ALLOWED (comma-separated host:port list, default
  * 127.0.0.1:5432,localhost:5432), WS_PROXY_QUIET=1 to log only errors.
  */
+
+import { onLauncherGone } from "../lib/launcher";
 import { DEFAULT_ALLOWED_TARGETS, startWsProxy } from "./server";
 
 function parsePort(raw: string | undefined): number {
@@ -55,6 +57,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  // npm stopped with SIGTERM does not pass it on (tools/lib/launcher.ts).
+  onLauncherGone(() => stop("SIGTERM"));
 }
 
 main().catch((err: unknown) => {

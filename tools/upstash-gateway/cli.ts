@@ -11,6 +11,8 @@
  *
  *   npx tsx tools/upstash-gateway/cli.ts
  */
+
+import { onLauncherGone } from "../lib/launcher";
 import { type OwnRedis, startOwnRedis } from "../lib/own-redis";
 import { type GatewayOptions, startGateway } from "./server";
 import type { GlobalOptions } from "./topology";
@@ -113,6 +115,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  // npm stopped with SIGTERM does not pass it on (tools/lib/launcher.ts).
+  onLauncherGone(() => stop("SIGTERM"));
 }
 
 main().catch((error: unknown) => {
