@@ -17,7 +17,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import http from "node:http";
-import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { EdgeCache } from "../src/cache/index";
 import { hitScript } from "../src/cache/scripts/index";
@@ -26,6 +25,7 @@ import { edgecache } from "./contenders/edgecache";
 import { unkey } from "./contenders/unkey";
 import { MemoryDb } from "./lib/db";
 import type { Contender, ContenderModule, UpstashOptions } from "./lib/types";
+import { benchUpstash } from "./lib/upstash";
 
 const arg = (name: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -114,8 +114,7 @@ async function main() {
   const pid = child.pid as number;
   const db = new MemoryDb(0);
   const env = (prefix: string) => ({
-    upstash: (options?: UpstashOptions) =>
-      new Redis({ url, token: TOKEN, enableTelemetry: false, ...options }),
+    upstash: (options?: UpstashOptions) => benchUpstash(url, TOKEN, options),
     redisProxyUrl: "",
     prefix,
     db,

@@ -4,13 +4,13 @@
  * RESP clients, and the in-memory database. Every contender runs against this same stage.
  */
 import { randomBytes } from "node:crypto";
-import { Redis } from "@upstash/redis";
 import { startOwnRedis } from "../../tools/lib/own-redis";
 import { gatewayControl } from "../../tools/upstash-gateway/control";
 import { MemoryDb } from "./db";
 import { type LatencyProxy, startLatencyProxy } from "./latency-proxy";
 import { tsWorker } from "./ts-worker";
 import type { Contender, ContenderEnv, ContenderModule, UpstashOptions } from "./types";
+import { benchUpstash } from "./upstash";
 
 export interface Latency {
   /** Fixed part of every round trip, ms. */
@@ -140,7 +140,7 @@ export async function startStage(
   for (const c of contenders) await applyLatency(c);
 
   const upstash = (c: ContenderModule, options?: UpstashOptions) =>
-    new Redis({ url: gateway.url, token: tokenOf(c), enableTelemetry: false, ...options });
+    benchUpstash(gateway.url, tokenOf(c), options);
 
   const stage: Stage = {
     db,

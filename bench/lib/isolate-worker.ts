@@ -6,10 +6,10 @@
  * A worker serves the contenders one after another ("prepare" → "ready", "go" → "done").
  */
 import { parentPort } from "node:worker_threads";
-import { Redis } from "@upstash/redis";
 import { contenderById } from "../contenders/index";
 import type { Db, Row } from "./db";
 import type { Contender } from "./types";
+import { benchUpstash } from "./upstash";
 
 export interface IsolateJob {
   contenderId: string;
@@ -65,13 +65,7 @@ port.on("message", async (msg: ToWorker) => {
       const db = remoteDb(() => warming);
       const current = job;
       cache = await contenderById(current.contenderId).create({
-        upstash: (options) =>
-          new Redis({
-            url: current.gatewayUrl,
-            token: current.token,
-            enableTelemetry: false,
-            ...options,
-          }),
+        upstash: (options) => benchUpstash(current.gatewayUrl, current.token, options),
         redisProxyUrl: current.proxyUrl,
         prefix: current.prefix,
         db,

@@ -129,6 +129,17 @@ export function createServices(
       },
     };
   };
+  /** A client for this invocation, starting at the position the caller carries (read-your-writes). */
+  const newClient = (autoPipelining: boolean): Redis => {
+    const client = createRedis({
+      url: config.UPSTASH_REDIS_REST_URL,
+      token: config.UPSTASH_REDIS_REST_TOKEN,
+      timeoutMs: config.REDIS_TIMEOUT_MS,
+      autoPipelining,
+    });
+    if (options.syncToken) client.readYourWritesSyncToken = options.syncToken;
+    return client;
+  };
   const engineOver = (client: Redis) =>
     new EdgeCache({
       redis: observed(client),
@@ -147,14 +158,7 @@ export function createServices(
     contact,
     background,
     get redis() {
-      if (!redis) {
-        redis = createRedis({
-          url: config.UPSTASH_REDIS_REST_URL,
-          token: config.UPSTASH_REDIS_REST_TOKEN,
-          timeoutMs: config.REDIS_TIMEOUT_MS,
-        });
-        if (options.syncToken) redis.readYourWritesSyncToken = options.syncToken;
-      }
+      redis ??= newClient(false);
       return redis;
     },
     get syncToken() {
@@ -185,17 +189,7 @@ export function createServices(
       return cache;
     },
     get batchCache() {
-      if (!batchCache) {
-        const client = createRedis({
-          url: config.UPSTASH_REDIS_REST_URL,
-          token: config.UPSTASH_REDIS_REST_TOKEN,
-          timeoutMs: config.REDIS_TIMEOUT_MS,
-          autoPipelining: true,
-        });
-        // Its replica reads, if any, wait for the position the caller carries, like `cache`'s.
-        if (options.syncToken) client.readYourWritesSyncToken = options.syncToken;
-        batchCache = engineOver(client);
-      }
+      batchCache ??= engineOver(newClient(true));
       return batchCache;
     },
     async dispose() {
