@@ -4,7 +4,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -25,15 +25,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-async function until(check: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await sleep(25);
-  }
-  return check();
 }
 
 describe("npm run dev: stopping and starting", () => {
@@ -65,9 +56,10 @@ describe("npm run dev: stopping and starting", () => {
     expect(alive(pid)).toBe(true);
 
     launcher.kill("SIGTERM");
-    expect(await until(() => existsSync(marker), 5_000)).toBe(true);
+    const soon = { timeout: 5_000, interval: 25 };
+    await vi.waitFor(() => expect(existsSync(marker)).toBe(true), soon);
     expect(readFileSync(marker, "utf8")).toBe(String(pid));
-    expect(await until(() => !alive(pid), 5_000)).toBe(true);
+    await vi.waitFor(() => expect(alive(pid)).toBe(false), soon);
   }, 30_000);
 
   it("refuses a Worker port that is taken at once, saying what to do", async () => {
