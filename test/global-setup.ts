@@ -122,6 +122,7 @@ async function startStack(): Promise<RunningStack> {
     failures: `failures-${randomBytes(8).toString("hex")}`,
     coalesce: `coalesce-${randomBytes(8).toString("hex")}`,
     client: `client-${randomBytes(8).toString("hex")}`,
+    pipelining: `pipelining-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

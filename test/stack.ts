@@ -18,6 +18,7 @@ export interface TestStack {
     failures: string;
     coalesce: string;
     client: string;
+    pipelining: string;
   };
   databaseUrl: string;
   /** The test database's name on a port where nothing listens (Postgres stopped). */

@@ -1,7 +1,7 @@
 /**
  * edgecache as the Worker uses it: an engine per request (constructed inside each call) over
- * @upstash/redis with auto-pipelining off as on the Worker's request path (src/redis/client.ts:
- * a read runs one script at a time, so batching only costs), a version key per entry
+ * the bench's @upstash/redis client (auto-pipelining off, as on the Worker's request path,
+ * src/redis/client.ts, and for every contender), a version key per entry
  * (`versionOf: row.version`), fills handed to
  * `waitUntil`, and writes that apply the committed version and delete the key in one request.
  * Only the engine's public API (src/cache/index.ts) is used, so the bench keeps working while
@@ -27,7 +27,7 @@ function withConsistency(consistency: "strict" | "replica"): ContenderModule {
     groupHow: "invalidateTags: one tag-counter bump, O(1) whatever the entry count",
     viaGateway: true,
     async create(env) {
-      const redis = env.upstash({ enableAutoPipelining: false });
+      const redis = env.upstash();
       const background = new Background();
       const engine = () => new EdgeCache({ redis, prefix: env.prefix, onError: () => undefined });
       return {

@@ -37,8 +37,8 @@ export interface UpstashOptions {
 /** Everything a contender may use to build itself. */
 export interface ContenderEnv {
   /**
-   * A new @upstash/redis client for this contender's gateway token: the library's defaults
-   * (auto-pipelining on) unless the contender asks otherwise, as its own setup would.
+   * A new @upstash/redis client for this contender's gateway token, the same for everyone:
+   * the library's defaults but telemetry and auto-pipelining (bench/lib/upstash.ts says why).
    */
   upstash(options?: UpstashOptions): Redis;
   /** redis:// URL of the latency proxy in front of the bench's redis-server (ioredis users). */

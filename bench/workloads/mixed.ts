@@ -41,7 +41,7 @@ export const mixed: Workload = {
       notes: [
         "stale read = started after a write of its key was acknowledged, returned an older version",
         "client CPU = busy time of the clients' event loop per operation (the gateway has its own thread); the run is CPU-bound, so ops/s follows it",
-        "Redis req/op = HTTP requests (a pipeline is one); cmd/op = the commands they carried. The peers' @upstash/redis auto-pipelines what their 50 clients issue in one tick (its default); edgecache runs with it off, as its Worker does",
+        "Redis req/op = HTTP requests (a pipeline is one); cmd/op = the commands they carried. Every contender's @upstash/redis runs with auto-pipelining off: a Worker's requests cannot share one /pipeline request (test/node/workerd-pipelining.test.ts)",
       ],
     });
     const db = stage.db;
