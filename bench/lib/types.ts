@@ -38,7 +38,8 @@ export interface UpstashOptions {
 export interface ContenderEnv {
   /**
    * A new @upstash/redis client for this contender's gateway token, the same for everyone:
-   * the library's defaults but telemetry and auto-pipelining (bench/lib/upstash.ts says why).
+   * the library's defaults but telemetry, auto-pipelining and base64 replies
+   * (bench/lib/upstash.ts says why).
    */
   upstash(options?: UpstashOptions): Redis;
   /** redis:// URL of the latency proxy in front of the bench's redis-server (ioredis users). */

@@ -2,8 +2,11 @@ import { Redis } from "@upstash/redis";
 import type { UpstashOptions } from "./types";
 
 /**
- * A contender's @upstash/redis client on `token`, the same for every contender: the library's
- * defaults but telemetry and **auto-pipelining, both off**.
+ * A contender's @upstash/redis client on `token`, the same for every contender and configured
+ * as the Worker's own (src/redis/client.ts): the library's defaults but telemetry and
+ * **auto-pipelining, both off**, and **plain replies** instead of base64 (every value in the
+ * bench is JSON text; base64 only adds an encode in the gateway and a decode per reply in the
+ * client, whoever the client serves).
  *
  * Auto-pipelining is off because a Worker cannot fold one request's commands into another's:
  * in workerd each request runs in its own turn of the isolate's event loop, so even a client
@@ -15,5 +18,12 @@ import type { UpstashOptions } from "./types";
  * builds per command when it is on (~33 µs of client CPU per operation, measured).
  */
 export function benchUpstash(url: string, token: string, options?: UpstashOptions): Redis {
-  return new Redis({ url, token, enableTelemetry: false, enableAutoPipelining: false, ...options });
+  return new Redis({
+    url,
+    token,
+    enableTelemetry: false,
+    enableAutoPipelining: false,
+    responseEncoding: false,
+    ...options,
+  });
 }

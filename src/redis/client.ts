@@ -23,9 +23,9 @@ export interface RedisConfig {
 const DEFAULT_REDIS_TIMEOUT_MS = 1000;
 
 /**
- * One Upstash client per request context. Everything but retries, the deadline and
- * auto-pipelining is the client's default, so the same code talks to Upstash in production and
- * to tools/upstash-gateway locally.
+ * One Upstash client per request context. Everything but retries, the deadline,
+ * auto-pipelining and the reply encoding is the client's default, so the same code talks to
+ * Upstash in production and to tools/upstash-gateway locally.
  * Retries are bounded because the cache must fail fast and fall back to Postgres:
  * the library default (5 retries, exponential backoff) can hold a response for seconds.
  *
@@ -43,6 +43,14 @@ export function createRedis(cfg: RedisConfig): Redis {
     retry: { retries: 1, backoff: () => 25 },
     signal: () => AbortSignal.timeout(timeoutMs),
     enableAutoPipelining: cfg.autoPipelining ?? false,
+    // Plain JSON replies instead of the client's default base64: every string this app reads
+    // back is text it wrote (JSON values, numbers, names), and base64 costs an encode on the
+    // server, a third more bytes on the wire and, per reply string, an `atob`, a byte loop and
+    // a `TextDecoder` in the Worker. What it guards against (Upstash's troubleshooting page:
+    // replies that `res.json()` cannot read) are stored bytes that are not UTF-8, which this app
+    // never writes; a value someone else wrote that is not JSON is a BYPASS for the engine either
+    // way. Test: test/workers/redis-client.test.ts.
+    responseEncoding: false,
   });
 }
 

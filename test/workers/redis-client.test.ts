@@ -35,6 +35,29 @@ describe("the Upstash clients of an invocation", () => {
     expect(requests).toBe(commands);
   });
 
+  it("asks for plain replies, not base64, and reads non-ASCII text back as written", async () => {
+    const text = 'Grüße, 日本語, emoji 🙂, "quotes", back\\slash, line\u2028sep';
+    const value = { id: 7, name: text, tags: ["naïve", "café"] };
+    await gatewayControl("reset", { token });
+    const read = await withServices(prefix, counted, async (s) => {
+      await s.cache.writeThrough("unicode:7", value, 1);
+      await s.redis.set(`${prefix}:raw-unicode`, text);
+      return {
+        engine: await s.cache.get("unicode:7"),
+        batched: await s.batchCache.get("unicode:7"),
+        raw: await s.redis.get<string>(`${prefix}:raw-unicode`),
+      };
+    });
+    expect(read.engine?.value).toEqual(value);
+    expect(read.engine?.status).toBe("HIT");
+    expect(read.batched?.value).toEqual(value);
+    expect(read.raw).toBe(text);
+    const stats = await gatewayControl("stats", { token });
+    expect(Number(stats.requests)).toBeGreaterThanOrEqual(4);
+    // The client's default would ask for base64 on every request (and decode every reply).
+    expect(Number(stats.base64Requests)).toBe(0);
+  });
+
   it("batches what is issued together through batchCache into one request", async () => {
     const { answers, requests, commands } = await counting((s) => s.batchCache);
     expect(answers).toEqual([null, null, null]);

@@ -92,6 +92,11 @@ interface TokenState {
   byCommand: Record<string, number>;
   /** Subscribe/psubscribe streams opened since the last reset. */
   streamsOpened: number;
+  /**
+   * Requests that asked for base64-encoded replies (`Upstash-Encoding: base64`, the client's
+   * default): each reply string costs an encode here and a decode in the client.
+   */
+  base64Requests: number;
   faults: Faults | null;
   /** Scripts by lock, calls by kind, requests by server, sync waits (emulation.ts). */
   emulation: EmulationCounters;
@@ -467,7 +472,7 @@ function execAbortText(error: Error): string {
 
 function freshCounters(): Pick<
   TokenState,
-  "requests" | "commands" | "byRoute" | "byCommand" | "streamsOpened"
+  "requests" | "commands" | "byRoute" | "byCommand" | "streamsOpened" | "base64Requests"
 > {
   return {
     requests: 0,
@@ -475,6 +480,7 @@ function freshCounters(): Pick<
     byRoute: { "/": 0, "/pipeline": 0, "/multi-exec": 0 },
     byCommand: {},
     streamsOpened: 0,
+    base64Requests: 0,
   };
 }
 
@@ -746,6 +752,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (!commands) throw refused;
 
     const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
+    if (base64) state.base64Requests += 1;
     state.commands += commands.length;
     for (const c of commands) countCommand(state, c);
     const atomic = route === "/multi-exec";
@@ -809,10 +816,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   ) {
     const key = `${req.method ?? "GET"} ${pathname}`;
     if (key === "GET /__gateway/stats") {
-      const { requests, commands, byRoute, byCommand, streamsOpened } = state;
+      const { requests, commands, byRoute, byCommand, streamsOpened, base64Requests } = state;
       sendJson(res, 200, {
         requests,
         commands,
+        base64Requests,
         byRoute: { ...byRoute },
         byCommand: { ...byCommand },
         streams: { active: activeStreams(state), opened: streamsOpened },
