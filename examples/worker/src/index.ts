@@ -22,12 +22,14 @@ const app = new Hono<AppEnv>();
 // One engine per request. One retry and a 1 s deadline per command (a fresh signal each time):
 // with Redis slow or down, reads fall back to the origin (BYPASS) instead of hanging. No
 // auto-pipelining: a request's reads run one script at a time, so batching would only cost.
+// Plain JSON replies instead of base64: the engine reads back only text it wrote.
 app.use(
   edgeCache<AppEnv>((c) => {
     const redis = Redis.fromEnv(c.env, {
       retry: { retries: 1, backoff: () => 25 },
       signal: () => AbortSignal.timeout(1_000),
       enableAutoPipelining: false,
+      responseEncoding: false,
     });
     return new EdgeCache({ redis, prefix: "example" });
   }),
