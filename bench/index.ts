@@ -8,6 +8,7 @@
  *   npm run bench -- --quick              # ≈30 s
  *   npm run bench -- --only=edgecache,unkey --workloads=warm,stampede
  *   npm run bench -- --latency=3 --jitter=4 --no-write
+ *   npm run bench -- --transport=lean     # a thin HTTP client instead of Node's fetch, for all
  *   npm run bench -- --from=bench/results/latest.json   # redraw chart + tables only
  */
 
@@ -21,7 +22,7 @@ const value = (name: string) =>
 const list = (name: string) => value(name)?.split(",").filter(Boolean);
 
 if (flag("help")) {
-  console.log(`npm run bench -- [--quick] [--only=ids] [--workloads=ids] [--latency=ms] [--jitter=ms] [--no-write] [--from=results.json]
+  console.log(`npm run bench -- [--quick] [--only=ids] [--workloads=ids] [--latency=ms] [--jitter=ms] [--transport=fetch|lean] [--no-write] [--from=results.json]
 contenders: ${CONTENDERS.map((c) => c.id).join(", ")} (and aa: edgecache again, for an A/A run)
 workloads:  ${WORKLOADS.map((w) => w.id).join(", ")}`);
   process.exit(0);
@@ -32,8 +33,12 @@ const from = value("from");
 if (from) {
   const { readFile } = await import("node:fs/promises");
   const report = JSON.parse(await readFile(from, "utf8")) as BenchReport;
-  await writeReport(report, { svg: "docs/bench.svg", markdown: "bench/results/latest.md" });
-  console.log(`[bench] redrew docs/bench.svg and bench/results/latest.md from ${from}`);
+  const redrawn =
+    report.transport === "lean"
+      ? { markdown: "bench/results/lean.md" }
+      : { svg: "docs/bench.svg", markdown: "bench/results/latest.md" };
+  await writeReport(report, redrawn);
+  console.log(`[bench] redrew ${Object.values(redrawn).join(" and ")} from ${from}`);
   process.exit(0);
 }
 
@@ -48,25 +53,34 @@ const progress = (line: string) => {
   }
 };
 
+const transport = value("transport") ?? "fetch";
+if (transport !== "fetch" && transport !== "lean") {
+  console.error(`[bench] --transport must be fetch or lean, not "${transport}"`);
+  process.exit(1);
+}
+// A lean run is a second view, not the reference: its results go beside the default run's.
+const outputs =
+  transport === "lean"
+    ? { json: "bench/results/lean.json", markdown: "bench/results/lean.md" }
+    : {
+        json: "bench/results/latest.json",
+        svg: "docs/bench.svg",
+        markdown: "bench/results/latest.md",
+      };
+
 runBench({
   params: flag("quick") ? QUICK : FULL,
+  transport,
   latency: { baseMs: Number(value("latency") ?? 3), jitterMs: Number(value("jitter") ?? 4) },
   contenders: list("only"),
   workloads: list("workloads"),
   log: (line) => console.log(tty ? `\r\x1b[2K${line}` : line),
   progress,
-  output: flag("no-write")
-    ? undefined
-    : {
-        json: "bench/results/latest.json",
-        svg: "docs/bench.svg",
-        markdown: "bench/results/latest.md",
-      },
+  output: flag("no-write") ? undefined : outputs,
 })
   .then((report) => {
     console.log(`[bench] done in ${report.durationS.toFixed(0)} s`);
-    if (!flag("no-write"))
-      console.log("[bench] wrote bench/results/latest.{json,md} and docs/bench.svg");
+    if (!flag("no-write")) console.log(`[bench] wrote ${Object.values(outputs).join(", ")}`);
   })
   .catch((err: unknown) => {
     console.error(`\n[bench] failed: ${err instanceof Error ? err.message : String(err)}`);

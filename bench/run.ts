@@ -8,6 +8,7 @@ import { dirname } from "node:path";
 import { CONTENDERS, contenderById } from "./contenders/index";
 import { renderChart } from "./lib/chart";
 import { type Latency, startStage } from "./lib/harness";
+import { installLeanFetch } from "./lib/lean-fetch";
 import type { BenchParams } from "./lib/params";
 import { markdownTable, RATIO_NOTE, textTable } from "./lib/report";
 import type { WorkloadResult } from "./lib/result";
@@ -33,6 +34,11 @@ export const WORKLOADS: readonly Workload[] = [
 export interface BenchOptions {
   params: BenchParams;
   latency: Latency;
+  /**
+   * The contenders' HTTP client: Node's `fetch` (default), or `lean`, a thin one over
+   * `node:http` for everyone (bench/lib/lean-fetch.ts says why).
+   */
+  transport?: Transport;
   /** Contender ids; default all. */
   contenders?: readonly string[];
   /** Workload ids; default all. */
@@ -40,14 +46,18 @@ export interface BenchOptions {
   log?: (line: string) => void;
   progress?: (line: string) => void;
   /** Where to write results JSON and the SVG chart; omitted = not written. */
-  output?: { json: string; svg: string; markdown?: string };
+  output?: { json: string; svg?: string; markdown?: string };
 }
+
+export type Transport = "fetch" | "lean";
 
 export interface BenchReport {
   startedAt: string;
   durationS: number;
   machine: { node: string; cpus: number; platform: string };
   latency: Latency;
+  /** Absent in reports written before it existed: Node's fetch. */
+  transport?: Transport;
   params: BenchParams;
   contenders: { id: string; label: string }[];
   results: WorkloadResult[];
@@ -70,6 +80,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         return w;
       })
     : [...WORKLOADS];
+  if (options.transport === "lean") {
+    // The isolate workers read it when they start (bench/lib/isolate-worker.ts).
+    process.env.BENCH_TRANSPORT = "lean";
+    installLeanFetch();
+  }
   const startedAt = new Date();
   const t0 = performance.now();
   const stage = await startStage(contenders, options.latency, log);
@@ -101,6 +116,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     durationS: (performance.now() - t0) / 1000,
     machine: { node: process.version, cpus: cpus().length, platform: platform() },
     latency: options.latency,
+    transport: options.transport ?? "fetch",
     params: options.params,
     contenders: contenders.map((c) => ({ id: c.id, label: c.label })),
     results,
@@ -109,19 +125,21 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   return report;
 }
 
-/** Writes the results JSON, the SVG chart and (optionally) the markdown tables of a report. */
+/** Writes what `output` names of a report: the results JSON, the SVG chart, the markdown tables. */
 export async function writeReport(
   report: BenchReport,
-  output: { json?: string; svg: string; markdown?: string },
+  output: { json?: string; svg?: string; markdown?: string },
 ): Promise<void> {
   const { json, svg, markdown } = output;
-  const subtitle = `${report.startedAt.slice(0, 16)}Z · gateway ${report.latency.baseMs} + ${report.latency.jitterMs}·random ms per round trip (the same seeded jitter for all) · own redis-server · ${report.machine.cpus} shared cores`;
+  const subtitle = `${report.startedAt.slice(0, 16)}Z · gateway ${report.latency.baseMs} + ${report.latency.jitterMs}·random ms per round trip (the same seeded jitter for all) · ${report.transport === "lean" ? "lean HTTP client (node:http)" : "Node's fetch"} · own redis-server · ${report.machine.cpus} shared cores`;
   if (json) {
     await mkdir(dirname(json), { recursive: true });
     await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
   }
-  await mkdir(dirname(svg), { recursive: true });
-  await writeFile(svg, renderChart(report.results, subtitle));
+  if (svg) {
+    await mkdir(dirname(svg), { recursive: true });
+    await writeFile(svg, renderChart(report.results, subtitle));
+  }
   if (markdown) {
     const tables = report.results.map(markdownTable).join("\n");
     await writeFile(markdown, `${subtitle}\n\n${tables}\n${RATIO_NOTE}\n`);

@@ -123,6 +123,7 @@ async function startStack(): Promise<RunningStack> {
     coalesce: `coalesce-${randomBytes(8).toString("hex")}`,
     client: `client-${randomBytes(8).toString("hex")}`,
     pipelining: `pipelining-${randomBytes(8).toString("hex")}`,
+    lean: `lean-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

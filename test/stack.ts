@@ -19,6 +19,7 @@ export interface TestStack {
     coalesce: string;
     client: string;
     pipelining: string;
+    lean: string;
   };
   databaseUrl: string;
   /** The test database's name on a port where nothing listens (Postgres stopped). */

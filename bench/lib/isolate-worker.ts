@@ -8,8 +8,12 @@
 import { parentPort } from "node:worker_threads";
 import { contenderById } from "../contenders/index";
 import type { Db, Row } from "./db";
+import { installLeanFetch } from "./lean-fetch";
 import type { Contender } from "./types";
 import { benchUpstash } from "./upstash";
+
+// `--transport=lean` (bench/run.ts): this isolate's clients use the same HTTP client as the rest.
+if (process.env.BENCH_TRANSPORT === "lean") installLeanFetch();
 
 export interface IsolateJob {
   contenderId: string;
