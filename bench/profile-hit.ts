@@ -24,7 +24,7 @@ import { startOwnRedis } from "../tools/lib/own-redis";
 import { edgecache } from "./contenders/edgecache";
 import { unkey } from "./contenders/unkey";
 import { MemoryDb } from "./lib/db";
-import type { Contender, ContenderModule, UpstashOptions } from "./lib/types";
+import type { Contender, ContenderModule } from "./lib/types";
 import { benchUpstash } from "./lib/upstash";
 
 const arg = (name: string) =>
@@ -114,7 +114,7 @@ async function main() {
   const pid = child.pid as number;
   const db = new MemoryDb(0);
   const env = (prefix: string) => ({
-    upstash: (options?: UpstashOptions) => benchUpstash(url, TOKEN, options),
+    upstash: () => benchUpstash(url, TOKEN),
     redisProxyUrl: "",
     prefix,
     db,

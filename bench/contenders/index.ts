@@ -26,11 +26,13 @@ export const aa: ContenderModule = { ...edgecache, id: "aa", label: "edgecache a
 /** Contenders `--only` can name besides the default list. */
 export const EXTRA_CONTENDERS: readonly ContenderModule[] = [aa];
 
+const NAMEABLE = [...CONTENDERS, ...EXTRA_CONTENDERS];
+
 export function contenderById(id: string): ContenderModule {
-  const found = [...CONTENDERS, ...EXTRA_CONTENDERS].find((c) => c.id === id);
+  const found = NAMEABLE.find((c) => c.id === id);
   if (!found) {
     throw new Error(
-      `unknown contender "${id}"; choose from ${[...CONTENDERS, ...EXTRA_CONTENDERS].map((c) => c.id).join(", ")}`,
+      `unknown contender "${id}"; choose from ${NAMEABLE.map((c) => c.id).join(", ")}`,
     );
   }
   return found;

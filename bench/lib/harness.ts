@@ -9,7 +9,7 @@ import { gatewayControl } from "../../tools/upstash-gateway/control";
 import { MemoryDb } from "./db";
 import { type LatencyProxy, startLatencyProxy } from "./latency-proxy";
 import { tsWorker } from "./ts-worker";
-import type { Contender, ContenderEnv, ContenderModule, UpstashOptions } from "./types";
+import type { Contender, ContenderEnv, ContenderModule } from "./types";
 import { benchUpstash } from "./upstash";
 
 export interface Latency {
@@ -139,8 +139,7 @@ export async function startStage(
   };
   for (const c of contenders) await applyLatency(c);
 
-  const upstash = (c: ContenderModule, options?: UpstashOptions) =>
-    benchUpstash(gateway.url, tokenOf(c), options);
+  const upstash = (c: ContenderModule) => benchUpstash(gateway.url, tokenOf(c));
 
   const stage: Stage = {
     db,
@@ -149,7 +148,7 @@ export async function startStage(
     proxyUrl: proxy.url,
     tokenOf,
     env: (c, run) => ({
-      upstash: (options) => upstash(c, options),
+      upstash: () => upstash(c),
       redisProxyUrl: proxy.url,
       prefix: `${run.slice(0, 12)}-${Math.random().toString(36).slice(2, 10)}`,
       db,

@@ -69,7 +69,7 @@ port.on("message", async (msg: ToWorker) => {
       const db = remoteDb(() => warming);
       const current = job;
       cache = await contenderById(current.contenderId).create({
-        upstash: (options) => benchUpstash(current.gatewayUrl, current.token, options),
+        upstash: () => benchUpstash(current.gatewayUrl, current.token),
         redisProxyUrl: current.proxyUrl,
         prefix: current.prefix,
         db,

@@ -1,5 +1,4 @@
 import http from "node:http";
-import https from "node:https";
 
 /**
  * `--transport=lean`: replaces the process's `fetch` with a thin one over `node:http`, for every
@@ -20,24 +19,17 @@ export function installLeanFetch(): void {
   (globalThis as { fetch: unknown }).fetch = leanFetch;
 }
 
-const agents = {
-  "http:": new http.Agent({ keepAlive: true, maxSockets: 256 }),
-  "https:": new https.Agent({ keepAlive: true, maxSockets: 256 }),
-};
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
-/** The lean `fetch` itself (see installLeanFetch): what `@upstash/redis` needs, nothing more. */
+/**
+ * The lean `fetch` itself (see installLeanFetch): what `@upstash/redis` needs of it, over plain
+ * HTTP, which is all the bench's gateway speaks.
+ */
 export function leanFetch(input: string | URL, init: LeanInit = {}): Promise<LeanResponse> {
-  const url = typeof input === "string" ? new URL(input) : input;
-  const secure = url.protocol === "https:";
   return new Promise((resolve, reject) => {
-    const req = (secure ? https : http).request(
-      url,
-      {
-        method: init.method ?? "GET",
-        headers: init.headers,
-        agent: agents[secure ? "https:" : "http:"],
-        signal: init.signal,
-      },
+    const req = http.request(
+      input,
+      { method: init.method ?? "GET", headers: init.headers, agent, signal: init.signal },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));

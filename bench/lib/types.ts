@@ -29,11 +29,6 @@ export interface Contender {
   close(): Promise<void>;
 }
 
-/** Client options a contender may set (the rest stay the bench's: token, no telemetry). */
-export interface UpstashOptions {
-  enableAutoPipelining?: boolean;
-}
-
 /** Everything a contender may use to build itself. */
 export interface ContenderEnv {
   /**
@@ -41,7 +36,7 @@ export interface ContenderEnv {
    * the library's defaults but telemetry, auto-pipelining and base64 replies
    * (bench/lib/upstash.ts says why).
    */
-  upstash(options?: UpstashOptions): Redis;
+  upstash(): Redis;
   /** redis:// URL of the latency proxy in front of the bench's redis-server (ioredis users). */
   redisProxyUrl: string;
   /** Key prefix / namespace unique to this contender run. */

@@ -1,5 +1,4 @@
 import { Redis } from "@upstash/redis";
-import type { UpstashOptions } from "./types";
 
 /**
  * A contender's @upstash/redis client on `token`, the same for every contender and configured
@@ -17,13 +16,12 @@ import type { UpstashOptions } from "./types";
  * gets. Off, each command costs what it costs in a Worker, without the `Pipeline` the library
  * builds per command when it is on (~33 µs of client CPU per operation, measured).
  */
-export function benchUpstash(url: string, token: string, options?: UpstashOptions): Redis {
+export function benchUpstash(url: string, token: string): Redis {
   return new Redis({
     url,
     token,
     enableTelemetry: false,
     enableAutoPipelining: false,
     responseEncoding: false,
-    ...options,
   });
 }
