@@ -1,5 +1,5 @@
 import { LoaderBackoffError, withBackoff } from "./backoff";
-import { EngineContext } from "./context";
+import type { EngineContext } from "./context";
 import { inspectEntry, readFreshness } from "./inspect";
 import {
   advanceVersion,
@@ -9,23 +9,14 @@ import {
   type Target,
   unlinkKeys,
 } from "./invalidate";
-import { assertGlob, type KeySpace, keySpace } from "./keys";
-import { L1Cache } from "./l1";
-import { resolveOptions } from "./options";
-import { coalesce, type FlightRegistry, flightId, isolateFlights } from "./read/coalesce";
-import { isolateKnown, type KnownEntries } from "./read/known";
+import { assertGlob, type KeySpace } from "./keys";
+import { type Resolved, resolveOptions } from "./options";
+import { coalesce, flightId } from "./read/coalesce";
 import { countLook, readEntry } from "./read/look";
 import { ReadPlan, readThrough } from "./read/path";
 import { fromEntry, type ReadReply } from "./read/reply";
-import type { ScriptClient } from "./redis";
-import {
-  DEFAULT_SHARDS,
-  flushTelemetry,
-  type IsolateTelemetry,
-  readHotKeys,
-  readStats,
-  telemetryFor,
-} from "./telemetry";
+import { type EdgeCacheOptions, engineSetup, type FlushPolicy } from "./setup";
+import { flushTelemetry, readHotKeys, readStats } from "./telemetry";
 import type {
   CacheResult,
   EntryOptions,
@@ -35,94 +26,9 @@ import type {
   StatsSnapshot,
   WriteResult,
 } from "./types";
+import { CacheWriteError } from "./write/error";
 import { snapshotTags } from "./write/fill";
 import { store } from "./write/store";
-
-/**
- * What an engine is built from. Only `redis` is required.
- *
- * @example
- * ```ts
- * import { Redis } from "@upstash/redis/cloudflare";
- * const cache = new EdgeCache({
- *   redis: Redis.fromEnv(env),            // anything with evalsha + eval
- *   prefix: "shop",                       // keys shop:e:…, shop:v:…
- *   defaults: { ttl: 300_000, staleTtl: 60_000, waitUntil: ctx.waitUntil.bind(ctx) },
- *   onError: (error, operation) => console.warn(`cache ${operation}`, error),
- * });
- * ```
- */
-export interface EdgeCacheOptions {
-  redis: ScriptClient;
-  /** Prefix of every Redis key. Default "ec". */
-  prefix?: string;
-  /** Defaults merged under every call's options. */
-  defaults?: EntryOptions<unknown>;
-  /** Random source in [0, 1): jitter, XFetch, sampling, lease tokens' entropy is separate. */
-  random?: () => number;
-  /**
-   * Per-isolate L1 (off by default): bounded staleness of `ttlMs` (≤ 1 s recommended). Pass one
-   * L1Cache created at module scope to share it across requests (engines are per request).
-   */
-  l1?: L1Cache | { maxEntries?: number; ttlMs?: number };
-  /** Hot-key sampling in the isolate. Default: 1 in 10 reads, 60 s windows, 5 kept. */
-  hotKeys?: { sampleRate?: number; windowMs?: number; windows?: number; decay?: number };
-  /**
-   * Counters and hot-key samples are kept in the isolate and flushed in the background
-   * (`waitUntil`) at most every `flushIntervalMs` (default 1000), or sooner once `maxBatch`
-   * (default 256) distinct counters and keys are pending, to the isolate's one of `shards`
-   * (default 8; readers and writers must agree) stats and hot-key shards. `isolate` replaces
-   * the module-scope telemetry of the prefix (tests simulating several isolates).
-   */
-  telemetry?: {
-    shards?: number;
-    flushIntervalMs?: number;
-    maxBatch?: number;
-    isolate?: IsolateTelemetry;
-  };
-  /**
-   * Coalesce concurrent loads of one key inside this isolate before asking Redis: every engine
-   * of the isolate (one per request) shares one load per prefix, key and version key. Default on.
-   */
-  coalesce?: boolean;
-  /**
-   * Where in-isolate flights and measured load times live. Default: the module-scope registry
-   * shared by all engines of the isolate. Pass a `new FlightRegistry()` to keep engines apart
-   * (tests that model several isolates in one process; two Redis databases under one prefix).
-   */
-  flights?: FlightRegistry;
-  /**
-   * What the isolate learned of entries (their tags, whether they were fresh): module scope by
-   * default, like `flights`. Pass a `new KnownEntries()` to model a separate isolate in tests.
-   */
-  known?: KnownEntries;
-  /** Called on every swallowed cache fault (Redis down, background refresh failure). */
-  onError?: (error: unknown, operation: string) => void;
-}
-
-/**
- * A write or invalidation could not reach Redis: fall back to the outbox / queue.
- * `operation` names the call, `cause` is the Redis client's error.
- *
- * @example
- * ```ts
- * try {
- *   await cache.apply({ keys: [`product:${id}`], versions: { [`product:${id}`]: version } });
- * } catch (error) {
- *   if (!(error instanceof CacheWriteError)) throw error;
- *   await queue.send({ keys: [`product:${id}`] }); // apply it later
- * }
- * ```
- */
-export class CacheWriteError extends Error {
-  constructor(
-    readonly operation: string,
-    override readonly cause: unknown,
-  ) {
-    super(`cache ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`);
-    this.name = "CacheWriteError";
-  }
-}
 
 /**
  * The cache engine: cache-aside with leases, write-through with version CAS, tag and version
@@ -152,40 +58,17 @@ export class EdgeCache {
   readonly keys: KeySpace;
   readonly #defaults: EntryOptions<unknown>;
   readonly #coalesce: boolean;
-  readonly #telemetry: { shards: number; flushIntervalMs: number; maxBatch: number };
+  readonly #telemetry: FlushPolicy;
   /** The parts every read and write module works with (context.ts). */
   readonly #ctx: EngineContext;
 
   constructor(options: EdgeCacheOptions) {
-    this.keys = keySpace(options.prefix ?? "ec");
-    this.#telemetry = {
-      shards: options.telemetry?.shards ?? DEFAULT_SHARDS,
-      flushIntervalMs: options.telemetry?.flushIntervalMs ?? 1000,
-      maxBatch: options.telemetry?.maxBatch ?? 256,
-    };
-    this.#defaults = options.defaults ?? {};
-    this.#coalesce = options.coalesce ?? true;
-    this.#ctx = new EngineContext({
-      redis: options.redis,
-      keys: this.keys,
-      pending: options.telemetry?.isolate ?? telemetryFor(this.keys.prefix, this.#telemetry.shards),
-      flights: options.flights ?? isolateFlights,
-      known: options.known ?? isolateKnown,
-      l1:
-        options.l1 instanceof L1Cache
-          ? options.l1
-          : options.l1
-            ? new L1Cache(options.l1.maxEntries ?? 1000, options.l1.ttlMs ?? 1000)
-            : undefined,
-      random: options.random ?? Math.random,
-      hot: {
-        sampleRate: options.hotKeys?.sampleRate ?? 0.1,
-        windowMs: options.hotKeys?.windowMs ?? 60_000,
-        windows: options.hotKeys?.windows ?? 5,
-        decay: options.hotKeys?.decay ?? 0.5,
-      },
-      onError: options.onError ?? ((error, op) => console.warn(`edgecache ${op}:`, error)),
-    });
+    const setup = engineSetup(options);
+    this.#ctx = setup.ctx;
+    this.keys = setup.ctx.keys;
+    this.#defaults = setup.defaults;
+    this.#coalesce = setup.coalesce;
+    this.#telemetry = setup.flush;
   }
 
   // ---------------------------------------------------------------- reads
@@ -223,14 +106,24 @@ export class EdgeCache {
       );
     }
     this.#ctx.pending.add("reads");
-    this.#flushIfDue(opts.waitUntil);
     if (opts.loaderBackoff && opts.loaderBackoff > 0) {
       loader = this.#backedOff(key, loader, opts.loaderBackoff);
     }
+    try {
+      return await this.#read(key, loader, opts);
+    } finally {
+      // A flush that is due goes out after the read, not beside it: it would otherwise compete
+      // with the read's own request (measured: ~1 ms more on the read that started it).
+      this.#flushIfDue(opts.waitUntil);
+    }
+  }
+
+  /** getOrLoad's read: L1, then the isolate's flight for the key, or the read path alone. */
+  #read<T>(key: string, loader: () => Promise<T>, opts: Resolved<T>): Promise<CacheResult<T>> {
     const local = this.#ctx.l1?.get(key);
     if (local) {
       this.#ctx.pending.add("l1_hits");
-      return {
+      return Promise.resolve({
         value: local.value as T,
         status: "HIT",
         version: local.version,
@@ -238,7 +131,7 @@ export class EdgeCache {
         ttlMs: 0,
         staleTtlMs: 0,
         l1: true,
-      };
+      });
     }
     if (!this.#coalesce) return readThrough(this.#ctx, key, loader, opts);
     // ---- isolate-scope coalescing (src/cache/read/coalesce.ts)
@@ -270,20 +163,20 @@ export class EdgeCache {
   ): Promise<CacheResult<T> | null> {
     const opts = resolveOptions(key, this.#defaults, { ...options, tags: [] });
     this.#ctx.pending.add("reads");
-    this.#flushIfDue(this.#defaults.waitUntil);
     let reply: ReadReply;
     try {
       reply = await readEntry(this.#ctx, key, opts);
     } catch (error) {
       this.#ctx.fault(error, "get");
+      this.#flushIfDue(this.#defaults.waitUntil);
       return null;
     }
+    this.#flushIfDue(this.#defaults.waitUntil); // after the read, as in getOrLoad
     countLook(this.#ctx, key, reply, { sample: false, draw: 1 });
     if (reply.v === undefined || reply.s === "MISS") return null;
     return fromEntry<T>(reply, reply.s);
   }
 
-  /** Remembers until when the entry is fresh (local clock), or that it is not. */
   /** Starts a background flush of the isolate's telemetry when one is due (never awaited). */
   #flushIfDue(waitUntil: ((p: Promise<unknown>) => void) | undefined): void {
     const { flushIntervalMs, maxBatch } = this.#telemetry;
@@ -350,7 +243,6 @@ export class EdgeCache {
     return this.writeThrough(key, value, version, options);
   }
 
-  /** The fill of a granted lease: checked against the counters and version it captured. */
   // ---------------------------------------------------------------- invalidation
 
   /**

@@ -1,11 +1,12 @@
 export { LoaderBackoffError } from "./backoff";
-export { CacheWriteError, EdgeCache, type EdgeCacheOptions } from "./engine";
+export { EdgeCache } from "./engine";
 export { assertGlob, assertName, InvalidKeyError, type KeySpace, keySpace } from "./keys";
 export { L1Cache } from "./l1";
 export { jitterTtl, shouldRefreshEarly } from "./policy";
 export { FlightRegistry } from "./read/coalesce";
 export { KnownEntries } from "./read/known";
 export type { ScriptClient } from "./redis";
+export type { EdgeCacheOptions } from "./setup";
 export { IsolateTelemetry } from "./telemetry";
 export type {
   CacheResult,
@@ -17,3 +18,4 @@ export type {
   StatsSnapshot,
   WriteResult,
 } from "./types";
+export { CacheWriteError } from "./write/error";

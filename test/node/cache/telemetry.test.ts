@@ -146,6 +146,50 @@ describe("flushed off the response path", () => {
     expect(Number(shard?.reads)).toBe(1);
   });
 
+  it("a due flush is sent after the read's own request has answered, never beside it", async () => {
+    // The order in which requests left the client, and whether the read was still out when the
+    // flush left. Before, the flush left first and the read it rode on waited for both.
+    const order: string[] = [];
+    let readsOut = 0;
+    let flushBesideRead = false;
+    const recording: ScriptClient = {
+      evalsha: async (sha, keys, args) => {
+        if (sha === statsFlushScript.sha1) {
+          order.push("flush");
+          if (readsOut > 0) flushBesideRead = true;
+          return h.redis.evalsha(sha, keys, args);
+        }
+        const read = sha === hitScript.sha1 || sha === acquireScript.sha1;
+        order.push(read ? "read" : "other"); // other: the miss's fill, in waitUntil
+        if (!read) return h.redis.evalsha(sha, keys, args);
+        readsOut++;
+        try {
+          return await h.redis.evalsha(sha, keys, args);
+        } finally {
+          readsOut--;
+        }
+      },
+      eval: (script, keys, args) => h.redis.eval(script, keys, args),
+    };
+    const prefix = prefixOf();
+    const isolate = new IsolateTelemetry({ shard: 3 });
+    await h.cache({ telemetry: { isolate: new IsolateTelemetry(), ...quiet } }, prefix).set("k", 1);
+    const cache = h.cache({ redis: recording, telemetry: { isolate, flushIntervalMs: 0 } }, prefix);
+    const background: Promise<unknown>[] = [];
+    const waitUntil = (p: Promise<unknown>) => background.push(p);
+    const hit = await cache.getOrLoad("k", async () => 2, { ...noEarly, waitUntil });
+    const miss = await cache.getOrLoad("absent", async () => 3, { ...noEarly, waitUntil });
+    const peek = await cache.get("k");
+    await Promise.all(background);
+    expect([hit.status, miss.status, peek?.status]).toEqual(["HIT", "MISS", "HIT"]);
+    // Every call flushed (the interval is 0), each time after its read.
+    expect(order.filter((o) => o === "flush")).toHaveLength(3);
+    expect(order[0]).toBe("read");
+    expect(flushBesideRead).toBe(false);
+    const shard = await h.redis.hgetall<Record<string, number>>(`${prefix}:stats:3`);
+    expect(Number(shard?.reads)).toBe(3);
+  });
+
   it("flushes at most once per interval, or when the batch is large", async () => {
     const calls = new Map<string, number>();
     const counting = countingClient(calls);
