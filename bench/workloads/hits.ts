@@ -2,7 +2,7 @@
 import type { Row } from "../lib/db";
 import type { RedisCost, Stage } from "../lib/harness";
 import type { Column } from "../lib/result";
-import { percentile } from "../lib/stats";
+import { percentile, seededRandom } from "../lib/stats";
 import type { Contender, ContenderModule } from "../lib/types";
 
 /**
@@ -80,12 +80,30 @@ export interface HitMeasurement {
  * untimed, then the subjects take turns of `block` timed sequential reads until each made
  * `hits`. Taking turns matters on a shared machine: whoever ran first in a one-after-the-other
  * run paid for the JIT and any background noise alone (one run measured the first contender
- * 1.3× the second, the same code measured second 1.02×).
+ * 1.3× the second, the same code measured second 1.02×). Each turn runs them in another
+ * (seeded) order: the first reads after another contender's turn run on a colder machine (after
+ * bentocache's turn, which leaves the gateway idle, the next contender's first read took ~1.6 ms
+ * longer than its others, the one after it ~0.9 ms), and in a fixed order the same contender
+ * paid that every turn.
  *
  * @example
  * const results = await measureHits({ stage, subjects, keys, hits: 300, warmup: 100, block: 20,
  *   load: (key) => stage.db.load(key), onProgress: (n) => progress(`${n}/300`) });
  */
+/**
+ * The order of one turn: a seeded shuffle, the same in every run. Rotating a fixed order would
+ * not do: whoever follows a given contender in the cycle still follows it in every turn.
+ */
+function shuffled<T>(subjects: readonly T[], turn: number): T[] {
+  const random = seededRandom(0x7a11 + turn);
+  const out = [...subjects];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
+
 export async function measureHits(run: HitRun): Promise<Map<string, HitMeasurement>> {
   const { stage, subjects, keys, hits, load, warmup, block, onProgress } = run;
   const read = (s: HitSubject, i: number, loads: { n: number }) => {
@@ -96,8 +114,8 @@ export async function measureHits(run: HitRun): Promise<Map<string, HitMeasureme
     });
   };
   const untimed = { n: 0 };
-  for (let done = 0; done < warmup; done += block) {
-    for (const s of subjects) {
+  for (let done = 0, turn = 0; done < warmup; done += block, turn++) {
+    for (const s of shuffled(subjects, turn)) {
       for (let i = done; i < Math.min(warmup, done + block); i++) await read(s, i, untimed);
     }
   }
@@ -105,8 +123,8 @@ export async function measureHits(run: HitRun): Promise<Map<string, HitMeasureme
   for (const s of subjects) await stage.resetCost(s.contender);
   const times = new Map(subjects.map((s) => [s.contender.id, [] as number[]]));
   const loads = new Map(subjects.map((s) => [s.contender.id, { n: 0 }]));
-  for (let done = 0; done < hits; done += block) {
-    for (const s of subjects) {
+  for (let done = 0, turn = 0; done < hits; done += block, turn++) {
+    for (const s of shuffled(subjects, turn)) {
       const mine = times.get(s.contender.id) as number[];
       const counted = loads.get(s.contender.id) as { n: number };
       for (let i = done; i < Math.min(hits, done + block); i++) {
