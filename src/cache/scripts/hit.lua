@@ -23,6 +23,21 @@ local verKey, _, declared = declaredKeys(3, ARGV[1], ARGV[2])
 -- current time, so no older snapshot matches it again.
 local function readCounter(key) return redis.call('GET', key) end
 
+-- A fresh HIT's reply, built without cjson (the common answer; the others go through
+-- encodeReply): the same fields and values putEntry and encodeReply give it. cjson's encoder
+-- is what made this script slowest when hits come one at a time, as a Worker's do
+-- (bench/results/profile-notes.md, session 9). `ver` is digits or "" (fill.lua writes it);
+-- anything else goes through cjson, escaped.
+local function hitReply(value, ver, fu, su, lt, ct)
+  local verJson = string.find(ver, '^%d*$') and ('"' .. ver .. '"') or cjson.encode(ver)
+  local out = '{"now":' .. tostring(now) .. ',"s":"HIT","ver":' .. verJson
+    .. ',"fu":' .. tostring(fu) .. ',"su":' .. tostring(su)
+  lt, ct = tonumber(lt), tonumber(ct)
+  if lt then out = out .. ',"lt":' .. tostring(lt) end
+  if ct then out = out .. ',"ct":' .. tostring(ct) end
+  return out .. ',"fs":false,"v":' .. value .. '}'
+end
+
 local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 local out = { now = now }
@@ -39,7 +54,7 @@ if value then
 end
 
 if value and not reason and now < fu then
-  out.s = 'HIT'
+  return hitReply(value, ver, fu, su, lt, ct)
 elseif value and not reason then
   out.s = 'STALE'
   -- Whether someone is refreshing it already (> 0): then the caller starts no refresh.

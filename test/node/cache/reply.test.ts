@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { keySpace } from "../../../src/cache/keys";
+import { acquire } from "../../../src/cache/read/acquire";
 import { readHit } from "../../../src/cache/read/hit";
 import { type CacheHarness, useWarmHarness } from "./harness";
 
@@ -76,5 +77,47 @@ describe("the value spliced into the reply", () => {
     expect(read.value).toEqual({ ok: 2 });
     expect(read.status).toBe("BYPASS");
     expect(errors).toContain("read");
+  });
+
+  it("a fresh HIT, which hit.lua writes out by hand, says what the cjson-built answers say", async () => {
+    // hit.lua builds its HIT reply without cjson (the common answer, and cjson was its costliest
+    // part); acquire.lua answers the same entry through putEntry + cjson. Field for field alike:
+    // versioned and not, with tags, with and without a measured load time.
+    const prefix = fresh();
+    const keys = keySpace(prefix);
+    const cache = h.cache({}, prefix);
+    const versioned = { versionKey: "p:1", versionOf: (r: { version: number }) => r.version };
+    await cache.getOrLoad("p:1", async () => ({ version: 7, name: 'a "b" \\ c' }), {
+      ...versioned,
+      earlyRefresh: false,
+    });
+    await cache.getOrLoad("t:1", async () => [1, 2], { tags: ["x", "y"], earlyRefresh: false });
+    await cache.set("s:1", "set, no load time", {});
+    const cases = [
+      { key: "p:1", versionKey: "p:1", tags: [] as string[] },
+      { key: "t:1", versionKey: undefined, tags: ["x", "y"] },
+      { key: "s:1", versionKey: undefined, tags: [] as string[] },
+    ];
+    for (const c of cases) {
+      const target = { redis: h.redis, keys };
+      const hit = await readHit(target, c.key, { ...c, replica: false });
+      const viaAcquire = await acquire(target, c.key, {
+        versionKey: c.versionKey,
+        tags: c.tags,
+        learned: [],
+        token: "t",
+        leaseTtl: 1000,
+        early: false,
+        estimateMs: 0,
+      });
+      expect(hit.s).toBe("HIT");
+      expect(viaAcquire.s).toBe("HIT");
+      expect(viaAcquire.tok).toBeUndefined(); // a fresh hit takes no lease
+      const { now: a, ...hitRest } = hit;
+      const { now: b, ...acquireRest } = viaAcquire;
+      expect(hitRest).toEqual(acquireRest);
+      expect(typeof a).toBe("number");
+      expect(Math.abs(a - b)).toBeLessThan(1000);
+    }
   });
 });

@@ -10,7 +10,9 @@ local function declaredKeys(first, hasVersion, namesJson)
     verKey = KEYS[first]
     first = first + 1
   end
-  local names = cjson.decode(namesJson)
+  -- No tags (most reads): no cjson call, which costs a hit more than its Redis commands when
+  -- hits come one at a time (bench/results/profile-notes.md, session 9).
+  local names = namesJson == '[]' and {} or cjson.decode(namesJson)
   local declared = {}
   for i, name in ipairs(names) do declared[name] = KEYS[first + i - 1] end
   return verKey, names, declared
