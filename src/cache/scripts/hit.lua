@@ -27,9 +27,12 @@ local function readCounter(key) return redis.call('GET', key) end
 -- encodeReply): the same fields and values putEntry and encodeReply give it. cjson's encoder
 -- is what made this script slowest when hits come one at a time, as a Worker's do
 -- (bench/results/profile-notes.md, session 9). `ver` is digits or "" (fill.lua writes it);
--- anything else goes through cjson, escaped.
+-- anything else goes through cjson, escaped; a missing one (HMGET's false) stays false.
 local function hitReply(value, ver, fu, su, lt, ct)
-  local verJson = string.find(ver, '^%d*$') and ('"' .. ver .. '"') or cjson.encode(ver)
+  local verJson = 'false'
+  if ver then
+    verJson = string.find(ver, '^%d*$') and ('"' .. ver .. '"') or cjson.encode(ver)
+  end
   local out = '{"now":' .. tostring(now) .. ',"s":"HIT","ver":' .. verJson
     .. ',"fu":' .. tostring(fu) .. ',"su":' .. tostring(su)
   lt, ct = tonumber(lt), tonumber(ct)

@@ -93,10 +93,14 @@ describe("the value spliced into the reply", () => {
     });
     await cache.getOrLoad("t:1", async () => [1, 2], { tags: ["x", "y"], earlyRefresh: false });
     await cache.set("s:1", "set, no load time", {});
+    // Written by something else: an entry hash without the `ver` field (cjson leaves it out).
+    await cache.set("n:1", "no ver field", {});
+    await h.redis.hdel(keys.entry("n:1"), "ver");
     const cases = [
       { key: "p:1", versionKey: "p:1", tags: [] as string[] },
       { key: "t:1", versionKey: undefined, tags: ["x", "y"] },
       { key: "s:1", versionKey: undefined, tags: [] as string[] },
+      { key: "n:1", versionKey: undefined, tags: [] as string[] },
     ];
     for (const c of cases) {
       const target = { redis: h.redis, keys };

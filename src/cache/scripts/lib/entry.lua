@@ -65,7 +65,8 @@ end
 
 -- The reply's entry fields (what `fromEntry` in src/cache/read/reply.ts reads) but the value
 -- (see encodeReply), when there is a value; `reason` 'expired' marks a value kept only for
--- fail-safe.
+-- fail-safe. hit.lua writes a fresh HIT's reply out by hand (hitReply): a field added here must
+-- be added there (test/node/cache/reply.test.ts compares the two).
 local function putEntry(out, value, ver, fu, su, lt, ct, reason)
   if not value then return end
   out.ver = ver
