@@ -163,15 +163,15 @@ export class EdgeCache {
   ): Promise<CacheResult<T> | null> {
     const opts = resolveOptions(key, this.#defaults, { ...options, tags: [] });
     this.#ctx.pending.add("reads");
-    let reply: ReadReply;
+    let reply: ReadReply | undefined;
     try {
       reply = await readEntry(this.#ctx, key, opts);
     } catch (error) {
       this.#ctx.fault(error, "get");
-      this.#flushIfDue(this.#defaults.waitUntil);
-      return null;
+    } finally {
+      this.#flushIfDue(this.#defaults.waitUntil); // after the read, as in getOrLoad
     }
-    this.#flushIfDue(this.#defaults.waitUntil); // after the read, as in getOrLoad
+    if (!reply) return null;
     countLook(this.#ctx, key, reply, { sample: false, draw: 1 });
     if (reply.v === undefined || reply.s === "MISS") return null;
     return fromEntry<T>(reply, reply.s);
