@@ -14,7 +14,7 @@
 
 import { CONTENDERS } from "./contenders/index";
 import { FULL, QUICK } from "./lib/params";
-import { type BenchReport, runBench, WORKLOADS, writeReport } from "./run";
+import { type BenchReport, runBench, type Transport, WORKLOADS, writeReport } from "./run";
 
 const flag = (name: string) => process.argv.includes(`--${name}`);
 const value = (name: string) =>
@@ -28,15 +28,30 @@ workloads:  ${WORKLOADS.map((w) => w.id).join(", ")}`);
   process.exit(0);
 }
 
+/**
+ * Where a run's results go. A lean run is a second view, not the reference: its results go
+ * beside the default run's, without a chart.
+ */
+function outputsFor(transport: Transport | undefined): {
+  json: string;
+  svg?: string;
+  markdown: string;
+} {
+  return transport === "lean"
+    ? { json: "bench/results/lean.json", markdown: "bench/results/lean.md" }
+    : {
+        json: "bench/results/latest.json",
+        svg: "docs/bench.svg",
+        markdown: "bench/results/latest.md",
+      };
+}
+
 // --from=results.json: redraw the chart and tables of a saved run without running anything.
 const from = value("from");
 if (from) {
   const { readFile } = await import("node:fs/promises");
   const report = JSON.parse(await readFile(from, "utf8")) as BenchReport;
-  const redrawn =
-    report.transport === "lean"
-      ? { markdown: "bench/results/lean.md" }
-      : { svg: "docs/bench.svg", markdown: "bench/results/latest.md" };
+  const { json: _json, ...redrawn } = outputsFor(report.transport);
   await writeReport(report, redrawn);
   console.log(`[bench] redrew ${Object.values(redrawn).join(" and ")} from ${from}`);
   process.exit(0);
@@ -58,15 +73,7 @@ if (transport !== "fetch" && transport !== "lean") {
   console.error(`[bench] --transport must be fetch or lean, not "${transport}"`);
   process.exit(1);
 }
-// A lean run is a second view, not the reference: its results go beside the default run's.
-const outputs =
-  transport === "lean"
-    ? { json: "bench/results/lean.json", markdown: "bench/results/lean.md" }
-    : {
-        json: "bench/results/latest.json",
-        svg: "docs/bench.svg",
-        markdown: "bench/results/latest.md",
-      };
+const outputs = outputsFor(transport);
 
 runBench({
   params: flag("quick") ? QUICK : FULL,
