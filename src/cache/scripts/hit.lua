@@ -18,7 +18,6 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local entry, lease = KEYS[1], KEYS[2]
-local verKey, _, declared = declaredKeys(3, ARGV[1], ARGV[2])
 -- A missing counter (never created, or evicted) validates nothing: acquire recreates it at the
 -- current time, so no older snapshot matches it again.
 local function readCounter(key) return redis.call('GET', key) end
@@ -43,6 +42,32 @@ end
 
 local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+
+-- The common answer first, with no tables and no calls into lib/entry.lua: a fresh entry with
+-- no tags (none declared either) whose version, when it has a version key, is current. The
+-- general path below gives it the same reply (test/node/cache/hit-fast.test.ts); this costs
+-- Redis ~15-20 µs less per hit when hits come one at a time (bench/results/profile-notes.md,
+-- session 10). Anything unusual (a version key that is missing or "", a non-numeric field)
+-- falls through to the general path, which decides it exactly as before.
+if value and ARGV[2] == '[]' and (not tg or tg == '') then
+  local freshUntil, staleUntil = tonumber(fu), tonumber(su)
+  if freshUntil and staleUntil and now < freshUntil and now < staleUntil then
+    local current = ARGV[1] == '1' and tonumber(redis.call('GET', KEYS[3]) or '')
+    local stored = tonumber(ver)
+    if ARGV[1] ~= '1' or (current and stored and stored >= current) then
+      -- As fill.lua writes them, the numbers are digits and go in as stored, unconverted.
+      local lts, cts = lt or '', ct or ''
+      if ver and not string.find(fu .. su .. ver .. lts .. cts, '%D') then
+        return '{"now":' .. now .. ',"s":"HIT","ver":"' .. ver .. '","fu":' .. fu .. ',"su":' .. su
+          .. (lts ~= '' and (',"lt":' .. lts) or '') .. (cts ~= '' and (',"ct":' .. cts) or '')
+          .. ',"fs":false,"v":' .. value .. '}'
+      end
+      return hitReply(value, ver, freshUntil, staleUntil, lt, ct)
+    end
+  end
+end
+
+local verKey, _, declared = declaredKeys(3, ARGV[1], ARGV[2])
 local out = { now = now }
 local reason = false
 if value then
