@@ -10,10 +10,13 @@
  *   npm run bench -- --latency=3 --jitter=4 --no-write
  *   npm run bench -- --transport=lean     # a thin HTTP client instead of Node's fetch, for all
  *   npm run bench -- --from=bench/results/latest.json   # redraw chart + tables only
+ *   npm run bench -- --against=HEAD~1 --only=edgecache,unkey --workloads=warm   # A/B of a change
  */
 
 import { CONTENDERS } from "./contenders/index";
 import { FULL, QUICK } from "./lib/params";
+import { abRatios } from "./lib/result";
+import { extractEngine } from "./lib/revision";
 import { type BenchReport, runBench, type Transport, WORKLOADS, writeReport } from "./run";
 
 const flag = (name: string) => process.argv.includes(`--${name}`);
@@ -22,9 +25,11 @@ const value = (name: string) =>
 const list = (name: string) => value(name)?.split(",").filter(Boolean);
 
 if (flag("help")) {
-  console.log(`npm run bench -- [--quick] [--only=ids] [--workloads=ids] [--latency=ms] [--jitter=ms] [--transport=fetch|lean] [--no-write] [--from=results.json]
+  console.log(`npm run bench -- [--quick] [--only=ids] [--workloads=ids] [--latency=ms] [--jitter=ms] [--transport=fetch|lean] [--no-write] [--from=results.json] [--against=rev]
 contenders: ${CONTENDERS.map((c) => c.id).join(", ")} (and aa: edgecache again, for an A/A run)
-workloads:  ${WORKLOADS.map((w) => w.id).join(", ")}`);
+workloads:  ${WORKLOADS.map((w) => w.id).join(", ")}
+--against=rev  also runs the engine of git revision rev (a hash, a tag, HEAD~1) in the same turns,
+               prints today's engine over it per column, and writes nothing`);
   process.exit(0);
 }
 
@@ -75,21 +80,57 @@ if (transport !== "fetch" && transport !== "lean") {
 }
 const outputs = outputsFor(transport);
 
+// --against=<rev>: the engine of another commit beside today's (bench/lib/revision.ts), right
+// after it in the table. An experiment, not the reference run: nothing is written.
+const against = value("against");
+let only = list("only");
+let revisionId: string | undefined;
+if (against) {
+  try {
+    revisionId = extractEngine(against).id;
+  } catch (error) {
+    console.error(`[bench] ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  }
+  const ids = only ?? CONTENDERS.map((c) => c.id);
+  const at = ids.indexOf("edgecache");
+  only =
+    at === -1 ? [...ids, revisionId] : [...ids.slice(0, at + 1), revisionId, ...ids.slice(at + 1)];
+}
+const write = !flag("no-write") && !revisionId;
+
 runBench({
   params: flag("quick") ? QUICK : FULL,
   transport,
   latency: { baseMs: Number(value("latency") ?? 3), jitterMs: Number(value("jitter") ?? 4) },
-  contenders: list("only"),
+  contenders: only,
   workloads: list("workloads"),
   log: (line) => console.log(tty ? `\r\x1b[2K${line}` : line),
   progress,
-  output: flag("no-write") ? undefined : outputs,
+  output: write ? outputs : undefined,
 })
   .then((report) => {
+    if (revisionId) {
+      console.log(`\n== A/B: edgecache (this tree) over ${revisionId}, same run`);
+      for (const r of abRatios(report.results, revisionId)) {
+        const gain = r.better === "lower" ? r.ratio < 1 : r.ratio > 1;
+        const mark = r.ratio === 1 ? "=" : gain ? "better" : "worse";
+        console.log(
+          `${`${r.workload}: ${r.column}`.padEnd(36)} ${fmt(r.ours).padStart(10)} vs ${fmt(r.theirs).padStart(10)}  ×${r.ratio.toFixed(3)}  ${mark}`,
+        );
+      }
+      console.log(
+        "   one run: repeat it, alternating --only orders, before trusting a few percent",
+      );
+    }
     console.log(`[bench] done in ${report.durationS.toFixed(0)} s`);
-    if (!flag("no-write")) console.log(`[bench] wrote ${Object.values(outputs).join(", ")}`);
+    if (write) console.log(`[bench] wrote ${Object.values(outputs).join(", ")}`);
   })
   .catch((err: unknown) => {
     console.error(`\n[bench] failed: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);
   });
+
+function fmt(n: number): string {
+  return Math.abs(n) >= 100 ? n.toFixed(0) : n.toFixed(2);
+}

@@ -10,26 +10,59 @@
 import { EdgeCache } from "../../src/cache/index";
 import { Background } from "../lib/background";
 import type { Row } from "../lib/db";
+import { enginePath } from "../lib/revision";
 import type { ContenderModule } from "../lib/types";
 
-export const edgecache: ContenderModule = withConsistency("strict");
+export const edgecache: ContenderModule = edgecacheContender({
+  id: "edgecache",
+  label: "edgecache",
+  consistency: "strict",
+  engine: async () => EdgeCache,
+});
 
 /**
  * edgecache with its hits in `replica` mode (`EvalshaRo`, served by the nearest read replica of
  * a Global database): only the Global workload runs it, beside the strict row.
  */
-export const edgecacheReplica: ContenderModule = withConsistency("replica");
+export const edgecacheReplica: ContenderModule = edgecacheContender({
+  id: "edgecache-replica",
+  label: "edgecache, replica mode",
+  consistency: "replica",
+  engine: async () => EdgeCache,
+});
 
-function withConsistency(consistency: "strict" | "replica"): ContenderModule {
+/**
+ * The engine as it was at commit `sha` (bench/lib/revision.ts extracted it), wired exactly like
+ * today's: `npm run bench -- --against=<rev>` runs it beside the current one.
+ */
+export function edgecacheAt(sha: string): ContenderModule {
+  return edgecacheContender({
+    id: `edgecache@${sha}`,
+    label: `edgecache @ ${sha}`,
+    consistency: "strict",
+    // Typed as today's engine: an A/B compares revisions of the same public API.
+    engine: async () =>
+      ((await import(enginePath(sha))) as { EdgeCache: typeof EdgeCache }).EdgeCache,
+  });
+}
+
+function edgecacheContender(c: {
+  id: string;
+  label: string;
+  consistency: "strict" | "replica";
+  engine: () => Promise<typeof EdgeCache>;
+}): ContenderModule {
+  const { consistency } = c;
   return {
-    id: consistency === "strict" ? "edgecache" : "edgecache-replica",
-    label: consistency === "strict" ? "edgecache" : "edgecache, replica mode",
+    id: c.id,
+    label: c.label,
     groupHow: "invalidateTags: one tag-counter bump, O(1) whatever the entry count",
     viaGateway: true,
     async create(env) {
+      const Engine = await c.engine();
       const redis = env.upstash();
       const background = new Background();
-      const engine = () => new EdgeCache({ redis, prefix: env.prefix, onError: () => undefined });
+      const engine = () => new Engine({ redis, prefix: env.prefix, onError: () => undefined });
       return {
         async get(key, load, options) {
           const result = await engine().getOrLoad<Row>(key, load, {

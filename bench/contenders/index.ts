@@ -1,9 +1,11 @@
 /** Every contender, in table order. */
+
+import { REVISION_ID } from "../lib/revision";
 import type { ContenderModule } from "../lib/types";
 import { bentocache } from "./bentocache";
 import { cacheAside } from "./cache-aside";
 import { cachified } from "./cachified";
-import { edgecache } from "./edgecache";
+import { edgecache, edgecacheAt } from "./edgecache";
 import { unkey } from "./unkey";
 import { versionChecked } from "./version-checked";
 
@@ -28,7 +30,13 @@ export const EXTRA_CONTENDERS: readonly ContenderModule[] = [aa];
 
 const NAMEABLE = [...CONTENDERS, ...EXTRA_CONTENDERS];
 
+/**
+ * The contender named `id`: one of the lists above, or `edgecache@<sha>`, the engine of a commit
+ * that bench/lib/revision.ts extracted (`--against`).
+ */
 export function contenderById(id: string): ContenderModule {
+  const revision = REVISION_ID.exec(id)?.[1];
+  if (revision) return edgecacheAt(revision);
   const found = NAMEABLE.find((c) => c.id === id);
   if (!found) {
     throw new Error(

@@ -37,9 +37,55 @@ export interface WorkloadResult {
 /** The contender the ratios are about; every other row is a "peer". */
 export const SUBJECT = "edgecache";
 
-/** edgecache, or one of its variants ("edgecache-replica"). */
+/** edgecache, or one of its variants ("edgecache-replica", "edgecache@<sha>" of `--against`). */
 export function isSubject(contender: string): boolean {
-  return contender === SUBJECT || contender.startsWith(`${SUBJECT}-`);
+  return (
+    contender === SUBJECT ||
+    contender.startsWith(`${SUBJECT}-`) ||
+    contender.startsWith(`${SUBJECT}@`)
+  );
+}
+
+/**
+ * Today's engine against another revision's (`--against`), workload by workload: every column
+ * with a direction, as today's value over the other's (below 1 is better for "lower" columns,
+ * above 1 for "higher"). Workloads where either is missing are left out.
+ *
+ * @example
+ *   abRatios(report.results, "edgecache@3546c95a1b");
+ *   // [{ workload: "warm", column: "p50 ms", ours: 6.61, theirs: 6.70, ratio: 0.987, better: "lower" }, …]
+ */
+export function abRatios(
+  results: readonly WorkloadResult[],
+  other: string,
+): {
+  workload: string;
+  column: string;
+  ours: number;
+  theirs: number;
+  ratio: number;
+  better: "lower" | "higher";
+}[] {
+  const out = [];
+  for (const result of results) {
+    const ours = result.rows.find((r) => r.contender === SUBJECT);
+    const theirs = result.rows.find((r) => r.contender === other);
+    if (!ours || !theirs) continue;
+    for (const column of result.columns) {
+      const a = ours.values[column.key];
+      const b = theirs.values[column.key];
+      if (!column.better || typeof a !== "number" || typeof b !== "number" || b === 0) continue;
+      out.push({
+        workload: result.id,
+        column: column.label,
+        ours: a,
+        theirs: b,
+        ratio: a / b,
+        better: column.better,
+      });
+    }
+  }
+  return out;
 }
 
 /**

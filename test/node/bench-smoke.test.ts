@@ -5,12 +5,17 @@
  * workload counts stale sets for the naive contender and none for edgecache.
  * Not a benchmark: no timing is asserted.
  */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { cacheAside } from "../../bench/contenders/cache-aside";
 import { startStage } from "../../bench/lib/harness";
 import { QUICK } from "../../bench/lib/params";
+import { abRatios, bestPeer, isSubject } from "../../bench/lib/result";
+import { enginePath, extractEngine } from "../../bench/lib/revision";
 import { StaleReadDetector } from "../../bench/lib/stale";
 import { runBench } from "../../bench/run";
+import { EdgeCache } from "../../src/cache/index";
 
 const TINY = {
   ...QUICK,
@@ -95,6 +100,45 @@ describe("bench harness", () => {
     // one a second, here one for the run's few hits).
     expect(value("global", "edgecache", "writesPerHit")).toBeLessThanOrEqual(0.2);
     expect(value("global", "edgecache", "globalLockPerHit")).toBe(0);
+  }, 120_000);
+
+  it("--against runs the engine of another commit beside today's, in the same turns", async () => {
+    const { sha, id } = extractEngine("HEAD");
+    expect(id).toBe(`edgecache@${sha}`);
+    // The copy is that commit's engine, file for file (here HEAD's entry point).
+    const committed = execFileSync("git", ["show", `${sha}:src/cache/index.ts`], {
+      encoding: "utf8",
+    });
+    expect(readFileSync(enginePath(sha), "utf8")).toBe(committed);
+    expect(extractEngine(sha).sha).toBe(sha); // extracted once, found again
+    // A module of its own, not today's engine under another name.
+    const copy = (await import(enginePath(sha))) as { EdgeCache: typeof EdgeCache };
+    expect(typeof copy.EdgeCache).toBe("function");
+    expect(copy.EdgeCache).not.toBe(EdgeCache);
+    const report = await runBench({
+      params: TINY,
+      latency: { baseMs: 1, jitterMs: 1 },
+      contenders: ["edgecache", id, "cache-aside"],
+      workloads: ["warm", "race"],
+    });
+    const race = report.results.find((r) => r.id === "race");
+    // The other revision really ran (it loaded, read and kept the race clean), in its own row.
+    expect(race?.rows.find((r) => r.contender === id)?.values.staleRounds).toBe(0);
+    const warm = report.results.find((r) => r.id === "warm");
+    expect(warm?.rows.map((r) => r.contender)).toEqual(["edgecache", id, "cache-aside"]);
+    // It is edgecache, not a peer: ratios stay against the real peers.
+    expect(isSubject(id)).toBe(true);
+    const p50 = warm?.columns.find((c) => c.key === "p50");
+    const peerP50 = warm?.rows.find((r) => r.contender === "cache-aside")?.values.p50;
+    expect(warm && p50 ? bestPeer(warm, p50) : undefined).toBe(peerP50);
+    // And the A/B lines compare the two engines column by column.
+    const ab = abRatios(report.results, id).find(
+      (r) => r.workload === "warm" && r.column === "p50 ms",
+    );
+    const ours = warm?.rows.find((r) => r.contender === "edgecache")?.values.p50 as number;
+    const theirs = warm?.rows.find((r) => r.contender === id)?.values.p50 as number;
+    expect(ab?.ratio).toBeCloseTo(ours / theirs, 10);
+    expect(() => extractEngine("no-such-revision-here")).toThrow(/git knows no such commit/);
   }, 120_000);
 
   it("the stale-read detector flags a stale read served by naive cache-aside", async () => {
