@@ -94,8 +94,13 @@ if (against) {
   }
   const ids = only ?? CONTENDERS.map((c) => c.id);
   const at = ids.indexOf("edgecache");
-  only =
-    at === -1 ? [...ids, revisionId] : [...ids.slice(0, at + 1), revisionId, ...ids.slice(at + 1)];
+  // Named in --only already (to run it first, say): that order stays.
+  if (!ids.includes(revisionId)) {
+    only =
+      at === -1
+        ? [...ids, revisionId]
+        : [...ids.slice(0, at + 1), revisionId, ...ids.slice(at + 1)];
+  }
 }
 const write = !flag("no-write") && !revisionId;
 
@@ -119,9 +124,7 @@ runBench({
           `${`${r.workload}: ${r.column}`.padEnd(36)} ${fmt(r.ours).padStart(10)} vs ${fmt(r.theirs).padStart(10)}  ×${r.ratio.toFixed(3)}  ${mark}`,
         );
       }
-      console.log(
-        "   one run: repeat it, alternating --only orders, before trusting a few percent",
-      );
+      console.log("   one run: repeat it before trusting a few percent");
     }
     console.log(`[bench] done in ${report.durationS.toFixed(0)} s`);
     if (write) console.log(`[bench] wrote ${Object.values(outputs).join(", ")}`);
