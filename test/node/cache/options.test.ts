@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { InvalidKeyError } from "../../../src/cache/index";
+import { assertName } from "../../../src/cache/keys";
 import { DEFAULTS, resolveOptions } from "../../../src/cache/options";
 
 // Pure function: no Redis needed.
@@ -44,5 +45,47 @@ describe("resolveOptions", () => {
     expect(() => resolveOptions("bad key", {}, {})).toThrow(InvalidKeyError);
     expect(() => resolveOptions("k", {}, { versionKey: "a*b" })).toThrow(InvalidKeyError);
     expect(() => resolveOptions("k", { tags: ["ok", "no pe"] }, {})).toThrow(InvalidKeyError);
+  });
+});
+
+describe("assertName", () => {
+  // The rule, as documented: 1-512 characters, no whitespace, control characters or * ? [ ] \.
+  const rule = (name: string) => /^[^\s*?[\]\\\p{Cc}]{1,512}$/u.test(name);
+  const verdict = (name: string) => {
+    try {
+      assertName("key", name);
+      return true;
+    } catch (error) {
+      expect(error).toBeInstanceOf(InvalidKeyError);
+      return false;
+    }
+  };
+
+  it("accepts and refuses every ASCII character exactly as the rule says (its fast path)", () => {
+    for (let code = 0; code < 128; code++) {
+      const c = String.fromCharCode(code);
+      for (const name of [c, `product:${c}:1`, `${c}x`]) {
+        expect(verdict(name), JSON.stringify(name)).toBe(rule(name));
+      }
+    }
+  });
+
+  it("follows the rule beyond ASCII and at the length limit", () => {
+    const names = [
+      "é:1",
+      "商品:42",
+      "🚀",
+      "a\u0085b",
+      "a\u00a0b",
+      "a\u2028b",
+      "a\u3000b",
+      "x".repeat(512),
+      "x".repeat(513),
+      "",
+    ];
+    for (const name of names) expect(verdict(name), JSON.stringify(name)).toBe(rule(name));
+    // Many distinct names in a row (a large catalogue) are all still checked.
+    for (let i = 0; i < 30_000; i++) expect(verdict(`product:${i}`)).toBe(true);
+    expect(verdict("product:30000 ")).toBe(false);
   });
 });
