@@ -26,13 +26,21 @@ function split(reply: ReadReply): { now: number; rest: Record<string, unknown> }
   return { now, rest };
 }
 
+/** A fresh prefix: its key layout, where reads go, an engine on it and the entry "p". */
+function space() {
+  const prefix = fresh();
+  const keys = keySpace(prefix);
+  return {
+    keys,
+    target: { redis: h.redis, keys },
+    cache: h.cache({}, prefix),
+    entry: keys.entry("p"),
+  };
+}
+
 describe("hit.lua's short path for a fresh, untagged entry", () => {
   it("answers what the general path and acquire.lua answer, field for field", async () => {
-    const prefix = fresh();
-    const keys = keySpace(prefix);
-    const target = { redis: h.redis, keys };
-    const cache = h.cache({}, prefix);
-    const entry = keys.entry("p");
+    const { target, cache, entry } = space();
     const fill = async () => {
       await h.redis.del(entry);
       await cache.getOrLoad("p", async () => ({ version: 4, name: 'q " \\ é' }), {
@@ -85,11 +93,7 @@ describe("hit.lua's short path for a fresh, untagged entry", () => {
   });
 
   it("falls through to the general verdict for everything it must not serve", async () => {
-    const prefix = fresh();
-    const keys = keySpace(prefix);
-    const target = { redis: h.redis, keys };
-    const cache = h.cache({}, prefix);
-    const entry = keys.entry("p");
+    const { keys, target, cache, entry } = space();
     const verKey = keys.version("p");
     const now = Date.now();
     const cases: {
