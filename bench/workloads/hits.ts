@@ -70,6 +70,8 @@ export interface HitRun {
 export interface HitMeasurement {
   p50: number;
   p99: number;
+  /** The timed reads' latencies, turn by turn (the pairs of a paired comparison). */
+  turns: number[][];
   cost: RedisCost;
   /** Loader calls during the timed reads (0 for a cache that hits). */
   loads: number;
@@ -121,16 +123,17 @@ export async function measureHits(run: HitRun): Promise<Map<string, HitMeasureme
   }
   for (const s of subjects) await s.cache.settle();
   for (const s of subjects) await stage.resetCost(s.contender);
-  const times = new Map(subjects.map((s) => [s.contender.id, [] as number[]]));
+  const times = new Map(subjects.map((s) => [s.contender.id, [] as number[][]]));
   const loads = new Map(subjects.map((s) => [s.contender.id, { n: 0 }]));
   for (let done = 0, turn = 0; done < hits; done += block, turn++) {
     for (const s of shuffled(subjects, turn)) {
-      const mine = times.get(s.contender.id) as number[];
+      const turnTimes: number[] = [];
+      (times.get(s.contender.id) as number[][]).push(turnTimes);
       const counted = loads.get(s.contender.id) as { n: number };
       for (let i = done; i < Math.min(hits, done + block); i++) {
         const t = performance.now();
         await read(s, i, counted);
-        mine.push(performance.now() - t);
+        turnTimes.push(performance.now() - t);
       }
     }
     onProgress(Math.min(hits, done + block));
@@ -138,10 +141,12 @@ export async function measureHits(run: HitRun): Promise<Map<string, HitMeasureme
   const out = new Map<string, HitMeasurement>();
   for (const s of subjects) {
     await s.cache.settle();
-    const mine = times.get(s.contender.id) as number[];
+    const turns = times.get(s.contender.id) as number[][];
+    const mine = turns.flat();
     out.set(s.contender.id, {
       p50: percentile(mine, 50),
       p99: percentile(mine, 99),
+      turns,
       cost: await stage.cost(s.contender),
       loads: loads.get(s.contender.id)?.n ?? 0,
     });

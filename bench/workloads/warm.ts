@@ -3,7 +3,16 @@
  * hit, counted by the gateway (or the proxy) for this contender alone.
  */
 
-import { cachedSubjects, measureHits, UPSTASH_COST_COLUMNS, upstashCostPerHit } from "./hits";
+import { isSubject } from "../lib/result";
+import { medianRatio } from "../lib/stats";
+import {
+  cachedSubjects,
+  type HitMeasurement,
+  type HitSubject,
+  measureHits,
+  UPSTASH_COST_COLUMNS,
+  upstashCostPerHit,
+} from "./hits";
 import { newResult, type Workload } from "./workload";
 
 const KEYS = 20;
@@ -40,6 +49,7 @@ export const warm: Workload = {
       block: BLOCK,
       onProgress: (done) => progress(`${done}/${params.hits} hits each, contenders taking turns`),
     });
+    const sureness = medianAgainstBestPeer(subjects, measured);
     for (const { contender: c, cache } of subjects) {
       const m = measured.get(c.id);
       if (!m) continue;
@@ -58,10 +68,33 @@ export const warm: Workload = {
         note:
           c.id === "version-checked" && stage.db.versionQueries > 0
             ? `+${(stage.db.versionQueries / (params.hits + WARMUP)).toFixed(2)} DB queries/hit`
-            : undefined,
+            : c.id === "edgecache"
+              ? sureness
+              : undefined,
       });
       await cache.close();
     }
     return result;
   },
 };
+
+/**
+ * How sure this run is of edgecache's p50 over the best gateway peer's: one run's ratio moves
+ * by a few percent, the size of the gap it measures, so the note gives the 95 % interval of a
+ * paired bootstrap over the turns (bench/lib/stats.ts). Null without a peer or with one turn.
+ */
+function medianAgainstBestPeer(
+  subjects: readonly HitSubject[],
+  measured: ReadonlyMap<string, HitMeasurement>,
+): string | undefined {
+  const ours = measured.get("edgecache");
+  const peers = subjects
+    .filter((s) => !isSubject(s.contender.id) && s.contender.viaGateway)
+    .map((s) => ({ label: s.contender.label, m: measured.get(s.contender.id) }))
+    .filter((p): p is { label: string; m: HitMeasurement } => p.m !== undefined);
+  if (!ours || peers.length === 0 || ours.turns.length < 2) return undefined;
+  const best = peers.reduce((a, b) => (b.m.p50 < a.m.p50 ? b : a));
+  const { ratio, low, high, turns } = medianRatio(ours.turns, best.m.turns);
+  const x = (v: number) => `×${v.toFixed(3)}`;
+  return `p50 over ${best.label}'s: ${x(ratio)}, 95 % interval ${x(low)}–${x(high)} (paired bootstrap over ${turns} turns)`;
+}
