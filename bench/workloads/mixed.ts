@@ -15,7 +15,7 @@ import type { MemoryDb } from "../lib/db";
 import type { BenchParams } from "../lib/params";
 import { isSubject } from "../lib/result";
 import { StaleReadDetector } from "../lib/stale";
-import { percentile, seededRandom, zipfSampler } from "../lib/stats";
+import { percentile, percentileRatio, ratioText, seededRandom, zipfSampler } from "../lib/stats";
 import type { Contender, ContenderModule } from "../lib/types";
 import { newResult, type Workload } from "./workload";
 
@@ -65,6 +65,7 @@ export const mixed: Workload = {
         errors: 0,
         firstError: "",
         readTimes: [],
+        turnReadTimes: [],
         elapsedMs: 0,
         busyMs: 0,
         turnOpsPerSec: [],
@@ -92,6 +93,7 @@ export const mixed: Workload = {
         seen: new Set(),
         dirty: new Set(),
         readTimes: [],
+        turnReadTimes: [],
         turnOpsPerSec: [], // not the measured run's: the warm-up is no turn
         clients: run.clients.map((_, id) => {
           const random = seededRandom(9000 + id);
@@ -122,6 +124,7 @@ export const mixed: Workload = {
         const start = performance.now();
         const elu0 = performance.eventLoopUtilization();
         const deadline = start + sliceMs;
+        if (timed) run.turnReadTimes.push([]);
         const ticker = setInterval(() => {
           progress(
             `${run.c.label}: ${timed ? `turn ${slice + 1}/${params.mixedSlices}` : "untimed turn"}, ${run.ops} ops, ${run.detector.staleReads} stale`,
@@ -142,6 +145,7 @@ export const mixed: Workload = {
       }
     }
     const paired = turnRatios(runs);
+    const tail = tailRatio(runs);
     for (const run of runs) {
       const cost = await stage.cost(run.c);
       result.rows.push({
@@ -161,6 +165,7 @@ export const mixed: Workload = {
         note:
           [
             run === paired?.run ? paired.text : "",
+            run === tail?.run ? tail.text : "",
             run.versionQueries ? `+${run.versionQueries} DB version queries` : "",
             run.errors ? `${run.errors} errors: ${run.firstError}` : "",
           ]
@@ -196,6 +201,24 @@ function turnRatios(runs: Run[]): { run: Run; text: string } | null {
   };
 }
 
+/**
+ * edgecache's read p99 over the best peer's (the lowest p99 among the other caches on the
+ * gateway), with a 95 % interval from a paired bootstrap over the turns: whether one run's tail
+ * gap is real or the run's noise (bench/lib/stats.ts).
+ */
+function tailRatio(runs: Run[]): { run: Run; text: string } | null {
+  const subject = runs.find((r) => isSubject(r.c.id));
+  const peers = runs.filter((r) => !isSubject(r.c.id) && r.c.viaGateway);
+  if (!subject || peers.length === 0 || subject.turnReadTimes.length < 2) return null;
+  const p99 = (r: Run) => percentile(r.readTimes, 99);
+  const best = peers.reduce((a, b) => (p99(b) < p99(a) ? b : a));
+  const r = percentileRatio(subject.turnReadTimes, best.turnReadTimes, 99);
+  return {
+    run: subject,
+    text: `read p99 over ${best.c.label}'s: ${ratioText(r)} (paired bootstrap over ${r.turns} turns)`,
+  };
+}
+
 /** One contender's state across its turns. */
 interface Run {
   c: ContenderModule;
@@ -217,6 +240,8 @@ interface Run {
   errors: number;
   firstError: string;
   readTimes: number[];
+  /** The same latencies, turn by turn (the pairs of tailRatio's bootstrap). */
+  turnReadTimes: number[][];
   elapsedMs: number;
   /** Event-loop busy time of this process's main thread during the turns. */
   busyMs: number;
@@ -254,7 +279,11 @@ async function drive(
         const floor = detector.readStarts(key);
         const t = performance.now();
         const row = await cache.get(key, () => run.db.load(key));
-        if (run.timing) run.readTimes.push(performance.now() - t);
+        if (run.timing) {
+          const ms = performance.now() - t;
+          run.readTimes.push(ms);
+          run.turnReadTimes.at(-1)?.push(ms);
+        }
         detector.readReturned(floor, row.version);
       }
       run.ops++;

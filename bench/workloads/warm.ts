@@ -4,7 +4,7 @@
  */
 
 import { isSubject } from "../lib/result";
-import { medianRatio } from "../lib/stats";
+import { percentileRatio, ratioText } from "../lib/stats";
 import {
   cachedSubjects,
   type HitMeasurement,
@@ -94,7 +94,6 @@ function medianAgainstBestPeer(
     .filter((p): p is { label: string; m: HitMeasurement } => p.m !== undefined);
   if (!ours || peers.length === 0 || ours.turns.length < 2) return undefined;
   const best = peers.reduce((a, b) => (b.m.p50 < a.m.p50 ? b : a));
-  const { ratio, low, high, turns } = medianRatio(ours.turns, best.m.turns);
-  const x = (v: number) => `×${v.toFixed(3)}`;
-  return `p50 over ${best.label}'s: ${x(ratio)}, 95 % interval ${x(low)}–${x(high)} (paired bootstrap over ${turns} turns)`;
+  const r = percentileRatio(ours.turns, best.m.turns, 50);
+  return `p50 over ${best.label}'s: ${ratioText(r)} (paired bootstrap over ${r.turns} turns)`;
 }
