@@ -75,9 +75,10 @@ describe("bench harness", () => {
     const bound = value("mixed", "edgecache", "lowerBound") as number;
     expect(value("mixed", "edgecache", "loads")).toBeGreaterThanOrEqual(Math.floor(bound * 0.9));
     expect(value("mixed", "edgecache", "staleReads")).toBe(0);
-    // Its ops/s against the best peer's, paired turn by turn (QUICK has two turns).
+    // Its ops/s against the best peer's, paired turn by turn (QUICK has two turns), and its
+    // read p99 over the best peer's with the bootstrap's interval over the same turns.
     expect(byId("mixed")?.rows.find((r) => r.contender === "edgecache")?.note).toMatch(
-      /^ops\/s turn by turn against seed: cache-aside \+ DEL: median ×\d+\.\d\d, ×\d+\.\d\d–×\d+\.\d\d over 2 turns$/,
+      /^ops\/s turn by turn against seed: cache-aside \+ DEL: median ×\d+\.\d\d, ×\d+\.\d\d–×\d+\.\d\d over 2 turns; read p99 over seed: cache-aside \+ DEL's: ×\d+\.\d{3}, 95 % interval ×\d+\.\d{3}–×\d+\.\d{3} \(paired bootstrap over 2 turns\)$/,
     );
     // The race: every round leaves a stale set behind naive cache-aside, none behind edgecache.
     expect(value("race", "cache-aside", "staleRounds")).toBe(TINY.raceRounds);
