@@ -22,18 +22,26 @@ local entry, lease = KEYS[1], KEYS[2]
 -- current time, so no older snapshot matches it again.
 local function readCounter(key) return redis.call('GET', key) end
 
--- A fresh HIT's reply, built without cjson (the common answer; the others go through
--- encodeReply): the same fields and values putEntry and encodeReply give it. cjson's encoder
--- is what made this script slowest when hits come one at a time, as a Worker's do
--- (bench/results/profile-notes.md, session 9). `ver` is digits or "" (fill.lua writes it);
--- anything else goes through cjson, escaped; a missing one (HMGET's false) stays false.
+-- A fresh HIT's reply, written out by hand (the common answer; every other goes through
+-- putEntry and encodeReply, which it matches field for field: test/node/cache/reply.test.ts).
+-- cjson's encoder made this script slowest when hits come one at a time, as a Worker's do
+-- (bench/results/profile-notes.md, sessions 9 and 10). The fields come as HMGET read them. As
+-- fill.lua writes them they are digits (`ver` "" for a `set`; `lt`, `ct` possibly missing) and
+-- go in as stored; anything else is converted as cjson would: numbers through tonumber, `ver`
+-- escaped, a missing `ver` (HMGET's false) false.
 local function hitReply(value, ver, fu, su, lt, ct)
+  local lts, cts = lt or '', ct or ''
+  if ver and not string.find(fu .. su .. ver .. lts .. cts, '%D') then
+    return '{"now":' .. now .. ',"s":"HIT","ver":"' .. ver .. '","fu":' .. fu .. ',"su":' .. su
+      .. (lts ~= '' and (',"lt":' .. lts) or '') .. (cts ~= '' and (',"ct":' .. cts) or '')
+      .. ',"fs":false,"v":' .. value .. '}'
+  end
   local verJson = 'false'
   if ver then
     verJson = string.find(ver, '^%d*$') and ('"' .. ver .. '"') or cjson.encode(ver)
   end
   local out = '{"now":' .. tostring(now) .. ',"s":"HIT","ver":' .. verJson
-    .. ',"fu":' .. tostring(fu) .. ',"su":' .. tostring(su)
+    .. ',"fu":' .. tostring(tonumber(fu)) .. ',"su":' .. tostring(tonumber(su))
   lt, ct = tonumber(lt), tonumber(ct)
   if lt then out = out .. ',"lt":' .. tostring(lt) end
   if ct then out = out .. ',"ct":' .. tostring(ct) end
@@ -55,14 +63,7 @@ if value and ARGV[2] == '[]' and (not tg or tg == '') then
     local current = ARGV[1] == '1' and tonumber(redis.call('GET', KEYS[3]) or '')
     local stored = tonumber(ver)
     if ARGV[1] ~= '1' or (current and stored and stored >= current) then
-      -- As fill.lua writes them, the numbers are digits and go in as stored, unconverted.
-      local lts, cts = lt or '', ct or ''
-      if ver and not string.find(fu .. su .. ver .. lts .. cts, '%D') then
-        return '{"now":' .. now .. ',"s":"HIT","ver":"' .. ver .. '","fu":' .. fu .. ',"su":' .. su
-          .. (lts ~= '' and (',"lt":' .. lts) or '') .. (cts ~= '' and (',"ct":' .. cts) or '')
-          .. ',"fs":false,"v":' .. value .. '}'
-      end
-      return hitReply(value, ver, freshUntil, staleUntil, lt, ct)
+      return hitReply(value, ver, fu, su, lt, ct)
     end
   end
 end
@@ -82,7 +83,7 @@ if value then
 end
 
 if value and not reason and now < fu then
-  return hitReply(value, ver, fu, su, lt, ct)
+  return hitReply(value, ver, f[3], f[4], lt, ct) -- as stored: fu and su are numbers by now
 elseif value and not reason then
   out.s = 'STALE'
   -- Whether someone is refreshing it already (> 0): then the caller starts no refresh.
