@@ -4,7 +4,7 @@
  * bench's own redis-server, and the same in-memory database. Prints one table per workload with
  * ratios to the best peer, writes bench/results/latest.json (and .md tables) and docs/bench.svg.
  *
- *   npm run bench                         # full run, ≈3 min
+ *   npm run bench                         # full run, ≈3.5 min
  *   npm run bench -- --quick              # ≈30 s
  *   npm run bench -- --only=edgecache,unkey --workloads=warm,stampede
  *   npm run bench -- --latency=3 --jitter=4 --no-write

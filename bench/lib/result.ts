@@ -88,6 +88,11 @@ export function abRatios(
   return out;
 }
 
+/** A peer for ratios: another cache than edgecache, through the Upstash gateway like it. */
+export function isPeer(c: { id: string; viaGateway: boolean }): boolean {
+  return !isSubject(c.id) && c.viaGateway;
+}
+
 /**
  * Best value among the peers (every contender but edgecache that, like it, goes through the
  * Upstash gateway) for a column, or null when no peer has one. Zero is a legitimate best.

@@ -13,7 +13,7 @@
 
 import type { MemoryDb } from "../lib/db";
 import type { BenchParams } from "../lib/params";
-import { isSubject } from "../lib/result";
+import { isPeer, isSubject } from "../lib/result";
 import { StaleReadDetector } from "../lib/stale";
 import { percentile, percentileRatio, ratioText, seededRandom, zipfSampler } from "../lib/stats";
 import type { Contender, ContenderModule } from "../lib/types";
@@ -185,7 +185,7 @@ export const mixed: Workload = {
  */
 function turnRatios(runs: Run[]): { run: Run; text: string } | null {
   const subject = runs.find((r) => isSubject(r.c.id));
-  const peers = runs.filter((r) => !isSubject(r.c.id) && r.c.viaGateway);
+  const peers = runs.filter((r) => isPeer(r.c));
   if (!subject || peers.length === 0 || subject.turnOpsPerSec.length < 2) return null;
   const total = (r: Run) => r.timedOps / r.elapsedMs;
   const best = peers.reduce((a, b) => (total(b) > total(a) ? b : a));
@@ -208,7 +208,7 @@ function turnRatios(runs: Run[]): { run: Run; text: string } | null {
  */
 function tailRatio(runs: Run[]): { run: Run; text: string } | null {
   const subject = runs.find((r) => isSubject(r.c.id));
-  const peers = runs.filter((r) => !isSubject(r.c.id) && r.c.viaGateway);
+  const peers = runs.filter((r) => isPeer(r.c));
   if (!subject || peers.length === 0 || subject.turnReadTimes.length < 2) return null;
   const p99 = (r: Run) => percentile(r.readTimes, 99);
   const best = peers.reduce((a, b) => (p99(b) < p99(a) ? b : a));

@@ -3,7 +3,7 @@
  * hit, counted by the gateway (or the proxy) for this contender alone.
  */
 
-import { isSubject } from "../lib/result";
+import { isPeer } from "../lib/result";
 import { percentileRatio, ratioText } from "../lib/stats";
 import {
   cachedSubjects,
@@ -81,7 +81,7 @@ export const warm: Workload = {
 /**
  * How sure this run is of edgecache's p50 over the best gateway peer's: one run's ratio moves
  * by a few percent, the size of the gap it measures, so the note gives the 95 % interval of a
- * paired bootstrap over the turns (bench/lib/stats.ts). Null without a peer or with one turn.
+ * paired bootstrap over the turns (bench/lib/stats.ts). Undefined without a peer or with one turn.
  */
 function medianAgainstBestPeer(
   subjects: readonly HitSubject[],
@@ -89,7 +89,7 @@ function medianAgainstBestPeer(
 ): string | undefined {
   const ours = measured.get("edgecache");
   const peers = subjects
-    .filter((s) => !isSubject(s.contender.id) && s.contender.viaGateway)
+    .filter((s) => isPeer(s.contender))
     .map((s) => ({ label: s.contender.label, m: measured.get(s.contender.id) }))
     .filter((p): p is { label: string; m: HitMeasurement } => p.m !== undefined);
   if (!ours || peers.length === 0 || ours.turns.length < 2) return undefined;
