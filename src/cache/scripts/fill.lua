@@ -51,6 +51,10 @@ end
 
 local seens = cjson.decode(ARGV[9])
 local snapshot = {}
+-- The same snapshot for hit.lua's short path, which compares without cjson: the names as
+-- given (ARGV[8], the very JSON array a reader declares back) and the counters in that order,
+-- each followed by a comma.
+local counters = {}
 local any = false
 for i, name in ipairs(names) do
   local seen = seens[i]
@@ -83,6 +87,7 @@ for i, name in ipairs(names) do
     return drop('tag')
   end
   snapshot[name] = c
+  counters[#counters + 1] = c .. ','
   any = true
 end
 
@@ -103,8 +108,10 @@ local xu = su + tonumber(ARGV[7])
 if ARGV[6] ~= '' and tonumber(ARGV[6]) < xu then xu = tonumber(ARGV[6]) end
 
 redis.call('DEL', entry)
+-- tg, tk and tc describe one snapshot and are only ever written together, here.
 redis.call('HSET', entry, 'v', ARGV[2], 'ver', version, 'fu', fu, 'su', su, 'xu', xu,
-  'tg', any and cjson.encode(snapshot) or '', 'lt', ARGV[10], 'ct', now)
+  'tg', any and cjson.encode(snapshot) or '', 'tk', any and ARGV[8] or '',
+  'tc', table.concat(counters), 'lt', ARGV[10], 'ct', now)
 redis.call('PEXPIREAT', entry, xu)
 -- Version 0 is a negative entry of a name nothing was ever committed under: creating its
 -- version key would leave a key without a TTL behind every probed unknown id.

@@ -48,22 +48,34 @@ local function hitReply(value, ver, fu, su, lt, ct)
   return out .. ',"fs":false,"v":' .. value .. '}'
 end
 
-local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu')
+local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'tc')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 
--- The common answer first, with no tables and no calls into lib/entry.lua: a fresh entry with
--- no tags (none declared either) whose version, when it has a version key, is current. The
--- general path below gives it the same reply (test/node/cache/hit-fast.test.ts); this costs
--- Redis ~15-20 µs less per hit when hits come one at a time (bench/results/profile-notes.md,
--- session 10). Anything unusual (a version key that is missing or "", a non-numeric field)
--- falls through to the general path, which decides it exactly as before.
-if value and ARGV[2] == '[]' and (not tg or tg == '') then
+-- The common answer first, with no tables, no cjson and no calls into lib/entry.lua: a fresh
+-- entry whose version, when it has a version key, is current, and whose tags are exactly those
+-- declared with their counters unchanged. Untagged: none declared, none stored. Tagged: the
+-- declared names (ARGV[2]) are byte for byte the list fill.lua stored with the entry (`tk`,
+-- which is what a reader sends once it learned them), so KEYS[i] after the version key is the
+-- counter of the i-th stored name, and the counters read now, each followed by a comma, equal
+-- the snapshot the fill stored in that order (`tc`); a missing counter ("-") equals nothing.
+-- The general path below gives the same reply (test/node/cache/hit-fast.test.ts); this costs
+-- Redis less per hit when hits come one at a time (bench/results/profile-notes.md, sessions 10
+-- and 11). Anything else (other names or order, a bumped or missing counter, a version key
+-- that is missing or "", a non-numeric field, an entry stored before `tk` existed) falls
+-- through to the general path, which decides it exactly as before.
+local tk = f[9]
+if value and ((ARGV[2] == '[]' and (not tg or tg == '')) or (ARGV[2] ~= '[]' and tk == ARGV[2])) then
   local freshUntil, staleUntil = tonumber(fu), tonumber(su)
   if freshUntil and staleUntil and now < freshUntil and now < staleUntil then
-    local current = ARGV[1] == '1' and tonumber(redis.call('GET', KEYS[3]) or '')
+    local versioned = ARGV[1] == '1'
+    local current = versioned and tonumber(redis.call('GET', KEYS[3]) or '')
     local stored = tonumber(ver)
-    if ARGV[1] ~= '1' or (current and stored and stored >= current) then
-      return hitReply(value, ver, fu, su, lt, ct)
+    if not versioned or (current and stored and stored >= current) then
+      local counters = ''
+      for i = versioned and 4 or 3, #KEYS do
+        counters = counters .. (redis.call('GET', KEYS[i]) or '-') .. ','
+      end
+      if counters == (f[10] or '') then return hitReply(value, ver, fu, su, lt, ct) end
     end
   end
 end
@@ -73,7 +85,7 @@ local out = { now = now }
 local reason = false
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  reason, out.need = entryReason(verKey, ver, tg, declared, readCounter)
+  reason, out.need = entryReason(verKey, ver, tg, declared, readCounter, tk)
   if reason then
     value = false
   elseif now >= su then

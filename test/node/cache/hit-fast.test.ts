@@ -2,15 +2,17 @@ import { describe, expect, it } from "vitest";
 import { keySpace } from "../../../src/cache/keys";
 import { acquire } from "../../../src/cache/read/acquire";
 import { readHit } from "../../../src/cache/read/hit";
+import { declaredTags, KnownEntries } from "../../../src/cache/read/known";
 import type { ReadReply } from "../../../src/cache/read/reply";
 import { type CacheHarness, useWarmHarness } from "./harness";
 
 /**
- * hit.lua answers the common case (a fresh entry without tags, version current) on a short path
- * before its general one. These pin that the short path answers exactly what the general path
- * and acquire.lua (cjson-built) answer, and that everything it must not serve falls through to
- * the general path's verdict. Declaring a tag the entry does not have sends the same entry down
- * the general path (the short path requires no declared tags), which is how the two are compared.
+ * hit.lua answers the common case (a fresh entry whose version is current and whose tags are
+ * exactly the declared ones, counters unchanged) on a short path before its general one. These
+ * pin that the short path answers exactly what the general path and acquire.lua (cjson-built)
+ * answer, and that everything it must not serve falls through to the general path's verdict.
+ * Declaring other tag names than the entry's stored list (another tag, or the same in another
+ * order) sends the same entry down the general path, which is how the two are compared.
  */
 let h: CacheHarness;
 useWarmHarness((started) => {
@@ -164,5 +166,141 @@ describe("hit.lua's short path for a fresh, untagged entry", () => {
     const negative = await readHit(target, "p", { versionKey: "p", tags: [], replica: false });
     expect(negative.s).toBe("HIT");
     expect("v" in negative && negative.v === null).toBe(true);
+  });
+});
+
+describe("hit.lua's short path for a fresh, tagged entry", () => {
+  type Row = { version: number; tags: string[] };
+  const own = ["products"];
+  /** Own tags plus tags known only from the value (tagsOf), as the app's products have. */
+  const tagged = {
+    versionKey: "p",
+    versionOf: (r: Row) => r.version,
+    tags: own,
+    tagsOf: (r: Row) => r.tags,
+    earlyRefresh: false,
+  };
+  // Enough late tags that Lua's pairs() order (what `need` listed before) is not the stored one.
+  const late = ["z:9", "c:3", "q:1", "a:7", "m:2", "x:5", "b:8", "k:4"];
+  const stored = [...own, ...late];
+
+  /** The general path's field `tg` rewritten so that the general path would refuse the entry. */
+  async function spoilGeneralPath(entry: string) {
+    const wrong = Object.fromEntries(stored.map((name) => [name, "1"]));
+    await h.redis.hset(entry, { tg: JSON.stringify(wrong) });
+  }
+
+  it("answers what the general path and acquire.lua answer, field for field", async () => {
+    const { target, cache, entry } = space();
+    await cache.getOrLoad("p", async () => ({ version: 4, tags: late }), tagged);
+    // fill.lua stores the names exactly as a reader declares them back.
+    expect(await h.redis.hget(entry, "tk")).toEqual(stored);
+    const short = await readHit(target, "p", { versionKey: "p", tags: stored, replica: false });
+    const general = await readHit(target, "p", {
+      versionKey: "p",
+      tags: [...stored].reverse(),
+      replica: false,
+    });
+    const viaAcquire = await acquire(target, "p", {
+      versionKey: "p",
+      tags: own,
+      learned: late,
+      token: "t",
+      leaseTtl: 1000,
+      early: false,
+      estimateMs: 0,
+    });
+    expect(short.s).toBe("HIT");
+    expect(split(short).rest).toEqual(split(general).rest);
+    expect(split(short).rest).toEqual(split(viaAcquire).rest);
+    // And it is the short path that answered `short`: with the general path's own record of
+    // the snapshot spoiled, the stored order still serves, another order is refused.
+    await spoilGeneralPath(entry);
+    const probe = await readHit(target, "p", { versionKey: "p", tags: stored, replica: false });
+    expect(probe.s).toBe("HIT");
+    const other = await readHit(target, "p", {
+      versionKey: "p",
+      tags: [...stored].reverse(),
+      replica: false,
+    });
+    expect(other).toMatchObject({ s: "MISS", r: "tag" });
+  });
+
+  it("falls through to the general verdict for everything it must not serve", async () => {
+    const { keys, target, cache, entry } = space();
+    const cases: {
+      name: string;
+      change: () => Promise<unknown>;
+      s: string;
+      r?: string;
+    }[] = [
+      {
+        name: "a tag bumped",
+        change: () => cache.invalidateTags("c:3"),
+        s: "MISS",
+        r: "tag",
+      },
+      {
+        name: "a tag counter evicted",
+        change: () => h.redis.del(keys.tag("products")),
+        s: "MISS",
+        r: "tag",
+      },
+      {
+        name: "the version key bumped",
+        change: () => h.redis.set(keys.version("p"), "5"),
+        s: "MISS",
+        r: "version",
+      },
+      {
+        name: "stored before tk and tc existed",
+        change: () => h.redis.hdel(entry, "tk", "tc"),
+        s: "HIT",
+      },
+      {
+        name: "a foreign tc (the general path still decides from tg)",
+        change: () => h.redis.hset(entry, { tc: "1,2," }),
+        s: "HIT",
+      },
+      {
+        name: "past its fresh time",
+        change: () => h.redis.hset(entry, { fu: String(Date.now() - 1000) }),
+        s: "STALE",
+      },
+    ];
+    for (const c of cases) {
+      await h.redis.del(entry, keys.version("p"));
+      await cache.getOrLoad("p", async () => ({ version: 4, tags: late }), tagged);
+      await c.change();
+      const reply = await readHit(target, "p", { versionKey: "p", tags: stored, replica: false });
+      expect(reply.s, c.name).toBe(c.s);
+      expect((reply as { r?: string }).r, c.name).toBe(c.r);
+    }
+  });
+
+  it("teaches another isolate the stored order, so its next hit takes the short path", async () => {
+    const { keys, cache, entry } = space();
+    let loads = 0;
+    const load = async () => {
+      loads++;
+      return { version: 4, tags: late };
+    };
+    await cache.getOrLoad("p", load, tagged);
+    const known = new KnownEntries();
+    const other = h.cache({ known }, keys.prefix);
+    // Its first read declares only its own tags: the entry answers `need`, in the stored order.
+    expect((await other.getOrLoad("p", load, tagged)).status).toBe("HIT");
+    expect(declaredTags(own, known.tags(keys.prefix, "p"))).toEqual(stored);
+    // The proof it is the short path: the general path's record spoiled, still a HIT, no load.
+    await spoilGeneralPath(entry);
+    const again = await other.getOrLoad("p", load, tagged);
+    expect(again.status).toBe("HIT");
+    expect(loads).toBe(1);
+    const need = await readHit({ redis: h.redis, keys }, "p", {
+      versionKey: "p",
+      tags: own,
+      replica: false,
+    });
+    expect(need).toMatchObject({ s: "MISS", r: "need", need: stored });
   });
 });

@@ -22,8 +22,11 @@ end
 -- 'version', 'tag', or 'need' plus the entry's tag names when it has a tag not in `declared`
 -- (fail closed: an undeclared counter cannot be read). `readCounter(key)` reads a tag
 -- counter: hit.lua GETs it (a missing one matches nothing), acquire.lua recreates a missing
--- one at the current time.
-local function entryReason(verKey, ver, tg, declared, readCounter)
+-- one at the current time. `order` is the entry's `tk` field (its tag names as fill.lua was
+-- given them, a JSON array; false or "" for entries without it): `need` lists the names in that
+-- order, so a reader declaring them back as taught sends that very string and takes hit.lua's
+-- short path next time.
+local function entryReason(verKey, ver, tg, declared, readCounter, order)
   if verKey then
     local current = redis.call('GET', verKey)
     -- "" (a first load in flight, version unknown) validates nothing.
@@ -44,7 +47,10 @@ local function entryReason(verKey, ver, tg, declared, readCounter)
     all[#all + 1] = name
     if not declared[name] then missing = true end
   end
-  if missing then return 'need', all end
+  if missing then
+    if order and order ~= '' then all = cjson.decode(order) end
+    return 'need', all
+  end
   for name, seen in pairs(tags) do
     if readCounter(declared[name]) ~= seen then return 'tag' end
   end
