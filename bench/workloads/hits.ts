@@ -62,6 +62,12 @@ export interface HitRun {
   load: (key: string) => Promise<Row>;
   /** Untimed reads per subject first: connections, scripts and the JIT warm for everyone. */
   warmup: number;
+  /**
+   * Untimed reads per subject before those, `keys.length` at a time (each on its own key, so
+   * none coalesces): enough calls for V8 to optimize every contender's hit path. Concurrent
+   * because only the number of calls matters to the JIT, not their spacing.
+   */
+  jitWarmup?: number;
   /** Reads per subject per turn: subjects take turns so machine drift hits them alike. */
   block: number;
   onProgress: (done: number) => void;
@@ -116,6 +122,11 @@ export async function measureHits(run: HitRun): Promise<Map<string, HitMeasureme
     });
   };
   const untimed = { n: 0 };
+  for (let done = 0, turn = 0; done < (run.jitWarmup ?? 0); done += keys.length, turn++) {
+    for (const s of shuffled(subjects, turn)) {
+      await Promise.all(keys.map((_, i) => read(s, i, untimed)));
+    }
+  }
   for (let done = 0, turn = 0; done < warmup; done += block, turn++) {
     for (const s of shuffled(subjects, turn)) {
       for (let i = done; i < Math.min(warmup, done + block); i++) await read(s, i, untimed);

@@ -25,7 +25,7 @@ export const warm: Workload = {
   title: "Warm hits",
   async run({ stage, contenders, params, progress }) {
     const result = newResult(warm, {
-      setup: `${params.hits} sequential reads over ${KEYS} cached keys per contender, after ${WARMUP} untimed; contenders take turns of ${BLOCK} reads`,
+      setup: `${params.hits} sequential reads over ${KEYS} cached keys per contender, after ${params.jitWarmup > 0 ? `${params.jitWarmup} untimed ${KEYS} at a time (JIT) and ` : ""}${WARMUP} untimed; contenders take turns of ${BLOCK} reads`,
       columns: [
         { key: "p50", label: "p50 ms", better: "lower", digits: 2 },
         { key: "p99", label: "p99 ms", better: "lower", digits: 2 },
@@ -46,6 +46,7 @@ export const warm: Workload = {
       hits: params.hits,
       load: (key) => stage.db.load(key),
       warmup: WARMUP,
+      jitWarmup: params.jitWarmup,
       block: BLOCK,
       onProgress: (done) => progress(`${done}/${params.hits} hits each, contenders taking turns`),
     });
