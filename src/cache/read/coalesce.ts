@@ -12,8 +12,8 @@ import type { CacheResult } from "../types";
  *   of a different request").
  * - No promise crosses requests, in either direction. A follower never awaits a promise the
  *   leader created, and the leader never resolves one a follower created: the leader writes its
- *   outcome into the flight (plain data) and each follower looks at it on its own timer, every
- *   few ms, in its own request. (Resolving the followers' promises from the leader's request was
+ *   outcome into the flight (plain data) and each follower looks at it on its own timer, in its
+ *   own request, when the leader expects its answer (`Flight.sending`). (Resolving the followers' promises from the leader's request was
  *   tried first: in workerd that fails with "Cannot perform I/O on behalf of a different request
  *   (I/O type: RefcountedFulfiller)", test/workers/coalesce.test.ts.)
  * - A leader's request can be cancelled mid-load (client gone): its code simply stops, nothing
@@ -44,8 +44,14 @@ export type Outcome =
   | { ok: true; result: CacheResult<unknown>; vouchedAt?: number }
   | { ok: false; error: unknown };
 
-/** How often a follower looks at the flight (an in-memory check, no I/O). */
+/** How often a follower looks at the flight (an in-memory check, no I/O) when nothing is due. */
 const POLL_MS = 5;
+/**
+ * Around the time the leader expects its answer (see Flight.sending), a follower looks every
+ * millisecond, for this long: a follower looking every 5 ms came ~2.5 ms late on average, twice
+ * on the way of a hot key's late reader (bench/results/profile-notes.md, session 11).
+ */
+const EXPECTED_WINDOW_MS = 5;
 /** Past its deadline a leader counts as gone (its request was cancelled or it hangs). */
 const GRACE_MS = 25;
 /** Dead flights are swept when the registry grows past this (they are rare: cancelled leaders). */
@@ -67,11 +73,16 @@ export class Flight {
 
   /**
    * Called by the leader right before it sends a Redis request that may vouch for the value:
-   * the sequence number to settle with (see Outcome).
+   * the sequence number to settle with (see Outcome). `expectMs` is how soon it expects the
+   * answer (default: the isolate's average read round trip; a load passes its estimate), which
+   * is when followers look.
    */
-  sending(): number {
+  sending(expectMs = this.#registry.roundTripMs): number {
+    this.#expectAt = Date.now() + expectMs;
     return this.#registry.tick();
   }
+  /** When the leader expects the answer of what it sent last (local ms); followers look then. */
+  #expectAt: number | undefined;
 
   /**
    * The leader settles later (its fill runs after its response, in `waitUntil`): returning from
@@ -123,10 +134,20 @@ export class Flight {
   }
   #offered: Outcome | undefined;
 
+  /** Ms until a follower looks again: at the expected answer, then every ms for a while. */
+  #nextLook(now: number): number {
+    const expected = this.#expectAt;
+    if (expected === undefined) return POLL_MS;
+    const until = expected - now;
+    if (until >= 1) return Math.min(until, POLL_MS * 4);
+    return until > -EXPECTED_WINDOW_MS ? 1 : POLL_MS;
+  }
+
   /**
    * Called by a follower, in its own request: the outcome, or null once `until` passes or the
-   * leader is overdue. The follower looks at the flight's plain state on its own timer every
-   * few ms; nothing the leader created or resolves is awaited across requests.
+   * leader is overdue. The follower looks at the flight's plain state on its own timer (when the
+   * leader expects its answer, then every ms for a while, else every 5 ms); nothing the leader
+   * created or resolves is awaited across requests.
    */
   async wait(until: number, startedAt = Number.POSITIVE_INFINITY): Promise<Outcome | null> {
     for (;;) {
@@ -136,9 +157,10 @@ export class Flight {
         return offered;
       }
       // Re-read the deadline each time: the leader moves it as it goes.
-      const left = Math.min(until, this.#deadline + GRACE_MS) - Date.now();
+      const now = Date.now();
+      const left = Math.min(until, this.#deadline + GRACE_MS) - now;
       if (left <= 0) return null;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, left)));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(this.#nextLook(now), left)));
     }
   }
 }
@@ -166,6 +188,17 @@ export class FlightRegistry {
     return this.#seq;
   }
   readonly #keyLoadMs = new BoundedMap<string, number>(REMEMBERED_KEYS);
+  #roundTripMs = 0;
+
+  /** A moving average of the isolate's read round trips (what a follower expects to wait). */
+  get roundTripMs(): number {
+    return this.#roundTripMs;
+  }
+
+  /** Records one read's round trip. */
+  recordRoundTrip(ms: number): void {
+    this.#roundTripMs = this.#roundTripMs === 0 ? ms : this.#roundTripMs * 0.9 + ms * 0.1;
+  }
   readonly #prefixLoadMs = new Map<string, number>();
 
   /** The live flight for `id`, if any; a dead one (cancelled leader) is dropped. */

@@ -26,7 +26,7 @@ export async function loadAndFill<T>(
   let loaded: { value: T; ms: number };
   // The load reads the source after this: followers that joined before it may take its value
   // without waiting for the fill (Flight.offer).
-  const loadSeq = flight?.sending();
+  const loadSeq = flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key));
   try {
     loaded = await ctx.timed(loader, key);
   } catch (error) {

@@ -48,7 +48,9 @@ export async function look<T>(
   if (!opts.replica && !waited && !ctx.known.freshNow(ctx.keys.prefix, key)) {
     return { reply: await acquireEntry(ctx, key, opts, false), seq };
   }
+  const sent = Date.now();
   const hit = await readEntry(ctx, key, opts);
+  ctx.flights.recordRoundTrip(Date.now() - sent);
   if (hit.s !== "MISS" || (hit.wait ?? 0) > 0) return { reply: hit, seq };
   seq = flight?.sending();
   return { reply: await acquireEntry(ctx, key, opts, false), seq };
