@@ -28,6 +28,29 @@ function split(reply: ReadReply): { now: number; rest: Record<string, unknown> }
   return { now, rest };
 }
 
+/** A change to the filled entry "p", and the verdict the hit script must then give. */
+interface Verdict {
+  name: string;
+  change: () => Promise<unknown>;
+  s: string;
+  r?: string;
+}
+
+/** For each case: fill "p" afresh, apply the change, read, and check the verdict. */
+async function expectVerdicts(
+  cases: Verdict[],
+  fill: () => Promise<unknown>,
+  read: () => Promise<ReadReply>,
+): Promise<void> {
+  for (const c of cases) {
+    await fill();
+    await c.change();
+    const reply = await read();
+    expect(reply.s, c.name).toBe(c.s);
+    expect((reply as { r?: string }).r, c.name).toBe(c.r);
+  }
+}
+
 /** A fresh prefix: its key layout, where reads go, an engine on it and the entry "p". */
 function space() {
   const prefix = fresh();
@@ -98,12 +121,7 @@ describe("hit.lua's short path for a fresh, untagged entry", () => {
     const { keys, target, cache, entry } = space();
     const verKey = keys.version("p");
     const now = Date.now();
-    const cases: {
-      name: string;
-      change: () => Promise<unknown>;
-      s: string;
-      r?: string;
-    }[] = [
+    const cases: Verdict[] = [
       {
         name: "version key bumped past the entry",
         change: () => h.redis.set(verKey, "5"),
@@ -141,17 +159,17 @@ describe("hit.lua's short path for a fresh, untagged entry", () => {
         r: "need",
       },
     ];
-    for (const c of cases) {
-      await h.redis.del(entry, verKey);
-      await cache.getOrLoad("p", async () => ({ version: 4 }), {
-        ...versioned,
-        earlyRefresh: false,
-      });
-      await c.change();
-      const reply = await readHit(target, "p", { versionKey: "p", tags: [], replica: false });
-      expect(reply.s, c.name).toBe(c.s);
-      expect((reply as { r?: string }).r, c.name).toBe(c.r);
-    }
+    await expectVerdicts(
+      cases,
+      async () => {
+        await h.redis.del(entry, verKey);
+        await cache.getOrLoad("p", async () => ({ version: 4 }), {
+          ...versioned,
+          earlyRefresh: false,
+        });
+      },
+      () => readHit(target, "p", { versionKey: "p", tags: [], replica: false }),
+    );
     // A negative entry at version 0 with no version key ("nothing committed yet") is served,
     // by the general path.
     await h.redis.del(entry, verKey);
@@ -228,12 +246,7 @@ describe("hit.lua's short path for a fresh, tagged entry", () => {
 
   it("falls through to the general verdict for everything it must not serve", async () => {
     const { keys, target, cache, entry } = space();
-    const cases: {
-      name: string;
-      change: () => Promise<unknown>;
-      s: string;
-      r?: string;
-    }[] = [
+    const cases: Verdict[] = [
       {
         name: "a tag bumped",
         change: () => cache.invalidateTags("c:3"),
@@ -268,14 +281,14 @@ describe("hit.lua's short path for a fresh, tagged entry", () => {
         s: "STALE",
       },
     ];
-    for (const c of cases) {
-      await h.redis.del(entry, keys.version("p"));
-      await cache.getOrLoad("p", async () => ({ version: 4, tags: late }), tagged);
-      await c.change();
-      const reply = await readHit(target, "p", { versionKey: "p", tags: stored, replica: false });
-      expect(reply.s, c.name).toBe(c.s);
-      expect((reply as { r?: string }).r, c.name).toBe(c.r);
-    }
+    await expectVerdicts(
+      cases,
+      async () => {
+        await h.redis.del(entry, keys.version("p"));
+        await cache.getOrLoad("p", async () => ({ version: 4, tags: late }), tagged);
+      },
+      () => readHit(target, "p", { versionKey: "p", tags: stored, replica: false }),
+    );
   });
 
   it("teaches another isolate the stored order, so its next hit takes the short path", async () => {
