@@ -13,9 +13,10 @@ import type { CacheResult } from "../types";
  * - No promise crosses requests, in either direction. A follower never awaits a promise the
  *   leader created, and the leader never resolves one a follower created: the leader writes its
  *   outcome into the flight (plain data) and each follower looks at it on its own timer, in its
- *   own request, when the leader expects its answer (`Flight.sending`). (Resolving the followers' promises from the leader's request was
- *   tried first: in workerd that fails with "Cannot perform I/O on behalf of a different request
- *   (I/O type: RefcountedFulfiller)", test/workers/coalesce.test.ts.)
+ *   own request, when the leader expects its answer (`Flight.sending`). (Resolving the
+ *   followers' promises from the leader's request was tried first: in workerd that fails with
+ *   "Cannot perform I/O on behalf of a different request (I/O type: RefcountedFulfiller)",
+ *   test/workers/coalesce.test.ts.)
  * - A leader's request can be cancelled mid-load (client gone): its code simply stops, nothing
  *   settles the flight, and a follower awaiting the leader's own promise would hang or be
  *   cancelled with it (cloudflare-docs#29797). Instead the leader keeps a plain `deadline` up to
@@ -188,6 +189,7 @@ export class FlightRegistry {
     return this.#seq;
   }
   readonly #keyLoadMs = new BoundedMap<string, number>(REMEMBERED_KEYS);
+  readonly #prefixLoadMs = new Map<string, number>();
   #roundTripMs = 0;
 
   /** A moving average of the isolate's read round trips (what a follower expects to wait). */
@@ -199,7 +201,6 @@ export class FlightRegistry {
   recordRoundTrip(ms: number): void {
     this.#roundTripMs = this.#roundTripMs === 0 ? ms : this.#roundTripMs * 0.9 + ms * 0.1;
   }
-  readonly #prefixLoadMs = new Map<string, number>();
 
   /** The live flight for `id`, if any; a dead one (cancelled leader) is dropped. */
   join(id: string): Flight | undefined {

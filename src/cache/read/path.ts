@@ -49,7 +49,7 @@ export async function readThrough<T>(
       ctx.pending.add("bypass");
       // Loaded from the source after this tick: it vouches for the followers that began
       // before it, as a load under a lease does (Flight.offer).
-      const loadSeq = flight?.sending();
+      const loadSeq = flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key));
       const bypassed = await bypass(ctx, loader, opts);
       flight?.settle({ ok: true, result: bypassed, vouchedAt: loadSeq });
       return bypassed;
@@ -106,7 +106,8 @@ export async function readThrough<T>(
       ctx.pending.add("lease_timeouts");
       flight?.busyUntil(Date.now() + opts.leaseTtl);
       let value: { value: T; ms: number };
-      const loadSeq = flight?.sending(); // vouches like a bypass (above)
+      // Vouches like a bypass (above).
+      const loadSeq = flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key));
       try {
         value = await ctx.timed(loader, key);
       } catch (error) {
