@@ -180,7 +180,8 @@ describe("pattern purge", () => {
 
 describe("hot keys", () => {
   it("samples reads in the read script and ranks keys by decayed frequency", async () => {
-    const cache = h.cache({ hotKeys: { sampleRate: 1 } });
+    // decay 1: a minute boundary during the test would otherwise weigh the earlier reads down.
+    const cache = h.cache({ hotKeys: { sampleRate: 1, decay: 1 } });
     const read = (k: string) => cache.getOrLoad(k, async () => k, { earlyRefresh: false });
     for (let i = 0; i < 30; i++) await read("very-hot");
     for (let i = 0; i < 10; i++) await read("warm");

@@ -60,7 +60,8 @@ describe("the hit writes nothing", () => {
     const reader = h.cache(
       {
         telemetry: { isolate: new IsolateTelemetry(), ...quiet },
-        hotKeys: { sampleRate: 1 },
+        // decay 1: a minute boundary between the reads and hotKeys() would halve the score.
+        hotKeys: { sampleRate: 1, decay: 1 },
         onError: (e) => errors.push(e),
       },
       prefix,
@@ -273,14 +274,19 @@ describe("flushed off the response path", () => {
   it("a lost flush (Redis down) keeps its counters and samples; the next flush sends them once", async () => {
     const prefix = prefixOf();
     const isolate = new IsolateTelemetry({ shard: 1 });
-    const cache = h.cache({ telemetry: { isolate, ...quiet }, hotKeys: { sampleRate: 1 } }, prefix);
+    // decay 1 for both: a minute boundary between the reads and hotKeys() would halve the score.
+    const hotKeys = { sampleRate: 1, decay: 1 };
+    const cache = h.cache({ telemetry: { isolate, ...quiet }, hotKeys }, prefix);
     await cache.set("k", "v");
     for (let i = 0; i < 3; i++) await cache.getOrLoad("k", async () => "x", noEarly);
     await h.faults({ failCount: 1 });
     await expect(cache.flushStats()).rejects.toThrow();
     await h.clearFaults();
     // Another isolate sees nothing yet; this one still sees its own.
-    const other = h.cache({ telemetry: { isolate: new IsolateTelemetry({ shard: 4 }) } }, prefix);
+    const other = h.cache(
+      { telemetry: { isolate: new IsolateTelemetry({ shard: 4 }) }, hotKeys },
+      prefix,
+    );
     expect((await other.stats()).hits).toBe(0);
     expect((await cache.stats()).hits).toBe(3);
 
