@@ -53,6 +53,11 @@ const POLL_MS = 5;
  * on the way of a hot key's late reader (bench/results/profile-notes.md, session 11).
  */
 const EXPECTED_WINDOW_MS = 5;
+/**
+ * The longest a follower sleeps towards the expected answer: an estimate can be long (a load's)
+ * while the answer comes early, and the leader may be gone (its deadline is re-read each look).
+ */
+const MAX_SLEEP_MS = 20;
 /** Past its deadline a leader counts as gone (its request was cancelled or it hangs). */
 const GRACE_MS = 25;
 /** Dead flights are swept when the registry grows past this (they are rare: cancelled leaders). */
@@ -140,7 +145,7 @@ export class Flight {
     const expected = this.#expectAt;
     if (expected === undefined) return POLL_MS;
     const until = expected - now;
-    if (until >= 1) return Math.min(until, POLL_MS * 4);
+    if (until >= 1) return Math.min(until, MAX_SLEEP_MS);
     return until > -EXPECTED_WINDOW_MS ? 1 : POLL_MS;
   }
 

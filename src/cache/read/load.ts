@@ -14,6 +14,14 @@ import { loadedResult } from "./result";
  * cached.
  */
 
+/**
+ * Called right before a load reads the source: the flight's sequence number it vouches with
+ * (Flight.offer), and the load time this isolate expects, which is when followers look.
+ */
+export function loadStarts(ctx: EngineContext, key: string, flight?: Flight): number | undefined {
+  return flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key));
+}
+
 export async function loadAndFill<T>(
   ctx: EngineContext,
   key: string,
@@ -26,7 +34,7 @@ export async function loadAndFill<T>(
   let loaded: { value: T; ms: number };
   // The load reads the source after this: followers that joined before it may take its value
   // without waiting for the fill (Flight.offer).
-  const loadSeq = flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key));
+  const loadSeq = loadStarts(ctx, key, flight);
   try {
     loaded = await ctx.timed(loader, key);
   } catch (error) {

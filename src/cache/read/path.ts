@@ -3,7 +3,7 @@ import type { Resolved } from "../options";
 import { shouldRefreshEarly } from "../policy";
 import type { CacheResult } from "../types";
 import type { Flight, FlightPlan, FlightRegistry } from "./coalesce";
-import { loadAndFill, refresh, refreshLater } from "./load";
+import { loadAndFill, loadStarts, refresh, refreshLater } from "./load";
 import { countLook, look, readEntry } from "./look";
 import { failSafeResult, fromEntry, type ReadReply } from "./reply";
 import { loadedResult } from "./result";
@@ -49,7 +49,7 @@ export async function readThrough<T>(
       ctx.pending.add("bypass");
       // Loaded from the source after this tick: it vouches for the followers that began
       // before it, as a load under a lease does (Flight.offer).
-      const loadSeq = flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key));
+      const loadSeq = loadStarts(ctx, key, flight);
       const bypassed = await bypass(ctx, loader, opts);
       flight?.settle({ ok: true, result: bypassed, vouchedAt: loadSeq });
       return bypassed;
@@ -106,8 +106,7 @@ export async function readThrough<T>(
       ctx.pending.add("lease_timeouts");
       flight?.busyUntil(Date.now() + opts.leaseTtl);
       let value: { value: T; ms: number };
-      // Vouches like a bypass (above).
-      const loadSeq = flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key));
+      const loadSeq = loadStarts(ctx, key, flight); // vouches like a bypass (above)
       try {
         value = await ctx.timed(loader, key);
       } catch (error) {
