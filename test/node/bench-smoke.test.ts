@@ -63,12 +63,17 @@ describe("bench harness", () => {
     // Warm hits never load; one request per hit for both designs.
     expect(value("warm", "edgecache", "loads")).toBe(0);
     expect(value("warm", "cache-aside", "requestsPerHit")).toBe(1);
-    // Stampede: edgecache loads once, naive cache-aside once per reader.
+    // Stampede: edgecache loads once, naive cache-aside once per reader that missed. Not always
+    // all 20: on a loaded machine (CI runs test files side by side) a reader's GET can be answered
+    // after the first SET landed, and it hits (CI once saw 14 loads).
     expect(value("stampede", "edgecache", "loads")).toBe(1);
-    expect(value("stampede", "cache-aside", "loads")).toBe(TINY.stampede);
-    // Each reader's GET and SET go out on their own, as in a Worker: the bench's clients do not
-    // auto-pipeline (bench/lib/upstash.ts), which would have folded the 20 GETs into 1 request.
-    expect(value("stampede", "cache-aside", "requests")).toBe(2 * TINY.stampede);
+    const naiveLoads = value("stampede", "cache-aside", "loads") as number;
+    expect(naiveLoads).toBeGreaterThanOrEqual(2);
+    expect(naiveLoads).toBeLessThanOrEqual(TINY.stampede);
+    // Each reader's GET and each load's SET go out on their own, as in a Worker: the bench's
+    // clients do not auto-pipeline (bench/lib/upstash.ts), which would have folded the 20 GETs
+    // into 1 request.
+    expect(value("stampede", "cache-aside", "requests")).toBe(TINY.stampede + naiveLoads);
     // Mixed: a cache that serves no stale read loads about the workload's lower bound. Not
     // exactly: the bound counts each read that follows a write as needing a load, and with
     // concurrent clients one load that begins after a second write serves two such reads.
