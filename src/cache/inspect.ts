@@ -48,6 +48,7 @@ export async function inspectEntry(
         value: JSON.parse(e.v ?? "null") as unknown,
         version: e.ver ? Number(e.ver) : null,
         createdAt: Number(e.ct),
+        fillId: e.id || null,
         freshUntil: Number(e.fu),
         staleUntil: Number(e.su),
         keepUntil: Number(e.xu),

@@ -120,6 +120,11 @@ export interface Inspection {
     value: unknown;
     version: number | null;
     createdAt: number;
+    /**
+     * The fill's identity, unique per fill (null for an entry stored before fill ids): two
+     * inspections with the same `fillId` saw the same fill, which `createdAt` (ms) cannot tell.
+     */
+    fillId: string | null;
     freshUntil: number;
     staleUntil: number;
     keepUntil: number;

@@ -96,6 +96,7 @@ describe("background work after the response", () => {
     const refreshed = await cache.inspect(key, key);
     expect(nameIn(refreshed.entry?.value)).toBe("after");
     expect(refreshed.entry?.createdAt).toBeGreaterThan(filled.entry?.createdAt ?? 0);
+    expect(refreshed.entry?.fillId).not.toBe(filled.entry?.fillId);
     expect(refreshed.state).toBe("fresh");
     // One pool for the request and its refresh, ended once the refresh was done.
     expect(pools).toEqual({ opened: 1, ended: 1 });
@@ -120,6 +121,7 @@ describe("background work after the response", () => {
     expect(refreshed.state).toBe("fresh");
     expect(nameIn(refreshed.entry?.value)).toBe("after");
     expect(refreshed.entry?.createdAt).toBeGreaterThan(filled.entry?.createdAt ?? 0);
+    expect(refreshed.entry?.fillId).not.toBe(filled.entry?.fillId);
     expect(pools).toEqual({ opened: 1, ended: 1 });
   });
 
@@ -141,6 +143,7 @@ describe("background work after the response", () => {
     const refreshed = await cache.inspect(key, key);
     expect(nameIn(refreshed.entry?.value)).toBe("after");
     expect(refreshed.entry?.createdAt).toBeGreaterThan(filled.entry?.createdAt ?? 0);
+    expect(refreshed.entry?.fillId).not.toBe(filled.entry?.fillId);
     // The HIT needed no query: the pool is opened by the refresh, then ended.
     expect(pools).toEqual({ opened: 1, ended: 1 });
 

@@ -1,5 +1,6 @@
 import { BoundedMap } from "../bounded-map";
 import type { CacheResult } from "../types";
+import { CheckQueue, type CheckSpec } from "./checks";
 
 /**
  * Isolate-scope single flight: concurrent `getOrLoad`s of one key share one load across the
@@ -42,8 +43,31 @@ import type { CacheResult } from "../types";
  * vouches for it, and followers read for themselves.
  */
 export type Outcome =
-  | { ok: true; result: CacheResult<unknown>; vouchedAt?: number }
+  | {
+      ok: true;
+      result: CacheResult<unknown>;
+      vouchedAt?: number;
+      /**
+       * The fill id of the entry the value came from (a HIT's reply, or the leader's own fill):
+       * a check that found that very entry valid after a follower began vouches for it too
+       * (read/checks.ts).
+       */
+      id?: string;
+    }
   | { ok: false; error: unknown };
+
+/** One check of a flight's entry, riding on another read (read/checks.ts). */
+interface Check {
+  /** The sequence number ticked just before the read carrying it was sent. */
+  seq: number;
+  /** When it was sent (local ms). */
+  sentAt: number;
+  /** The entry's fill id when it was fresh and valid; null: not; undefined: not answered yet. */
+  id: string | null | undefined;
+}
+
+/** Checks remembered per flight (a flight lives about one round trip: a few at most). */
+const MAX_CHECKS_KEPT = 8;
 
 /** How often a follower looks at the flight (an in-memory check, no I/O) when nothing is due. */
 const POLL_MS = 5;
@@ -83,10 +107,19 @@ export class Flight {
    * answer (default: the isolate's average read round trip; a load passes its estimate), which
    * is when followers look.
    */
-  sending(expectMs = this.#registry.roundTripMs): number {
-    this.#expectAt = Date.now() + expectMs;
-    return this.#registry.tick();
+  sending(expectMs = this.#registry.roundTripMs, checkable = true): number {
+    this.#sentAt = Date.now();
+    this.#expectAt = this.#sentAt + expectMs;
+    this.#sent = this.#registry.tick();
+    this.#checkable = checkable;
+    return this.#sent;
   }
+  /** The sequence number of the leader's last request, and whether a check can stand in for it. */
+  #sent: number | undefined;
+  #sentAt = 0;
+  #checkable = false;
+  /** How long the leader's last request took to answer (ms), once it did. */
+  #answeredIn: number | undefined;
   /** When the leader expects the answer of what it sent last (local ms); followers look then. */
   #expectAt: number | undefined;
 
@@ -116,6 +149,8 @@ export class Flight {
 
   /** Called by the leader, in its own request: records the outcome (plain data). */
   settle(outcome: Outcome): void {
+    // (A leader that failed before sending anything has no round trip to measure.)
+    if (!this.#outcome && this.#sentAt > 0) this.#answeredIn = Date.now() - this.#sentAt;
     this.#outcome ??= outcome;
     this.#onSettled?.();
     this.#onSettled = undefined;
@@ -140,9 +175,75 @@ export class Flight {
   }
   #offered: Outcome | undefined;
 
+  /**
+   * A follower that began at `startedAt` joins: whether it wants a check (read/checks.ts). It
+   * does when the leader's last request, a read or a fill, went out before it began, so its
+   * answer cannot vouch for this follower; a check sent on another read after it began can.
+   * Not when the leader is loading (the entry is being replaced) or a check sent after it
+   * began is queued already.
+   */
+  wantsCheck(startedAt: number): boolean {
+    if (this.#outcome || this.#sent === undefined || this.#sent > startedAt || !this.#checkable) {
+      return false;
+    }
+    if (startedAt > this.#wantedAfter) this.#wantedAfter = startedAt;
+    return this.needsCheck;
+  }
+  /** The latest `startedAt` of a follower that wanted a check, and the latest check's seq. */
+  #wantedAfter = 0;
+  #lastCheck = 0;
+  #checks: Check[] = [];
+
+  /** Whether a check sent now would still help: followers wait on it and the leader has not settled. */
+  get needsCheck(): boolean {
+    return this.#outcome === undefined && this.#wantedAfter > this.#lastCheck;
+  }
+
+  /** The carrier of a check ticked `seq` and sends it now. */
+  checkSent(seq: number): void {
+    this.#lastCheck = seq;
+    if (this.#checks.length >= MAX_CHECKS_KEPT) this.#checks.shift();
+    this.#checks.push({ seq, sentAt: Date.now(), id: undefined });
+  }
+
+  /** The carrier's answer for the check it sent at `seq`: the fill id found valid, or null. */
+  checked(seq: number, id: string | null): void {
+    for (const check of this.#checks) if (check.seq === seq) check.id = id;
+  }
+
+  /**
+   * Whether a check vouches for `outcome` to a follower that began at `startedAt`: one sent
+   * after it began found the very entry the value came from (same fill id) fresh and valid.
+   * Then every write acknowledged before the follower began had run when the check did, and
+   * would have bumped what the check compared, deleted the entry or replaced it (a new id).
+   */
+  checkVouches(outcome: Outcome, startedAt: number): boolean {
+    if (!outcome.ok || !outcome.id) return false;
+    for (const check of this.#checks) {
+      if (check.seq > startedAt && check.id === outcome.id) return true;
+    }
+    return false;
+  }
+
+  /**
+   * When the answer of a check that could vouch for a follower that began at `startedAt` is
+   * expected, while one is out and not overdue; else undefined.
+   */
+  #checkPending(startedAt: number, now: number): number | undefined {
+    // A check should take about what the leader's request took (a latency spike slows both),
+    // and at least the isolate's usual round trip: expected then, given up on at twice that
+    // (its carrier's request was cancelled: a read of the follower's own comes next).
+    const expectMs = Math.max(this.#registry.roundTripMs, this.#answeredIn ?? 0);
+    for (const check of this.#checks) {
+      if (check.seq > startedAt && check.id === undefined) {
+        if (now < check.sentAt + 2 * expectMs + POLL_MS) return check.sentAt + expectMs;
+      }
+    }
+    return undefined;
+  }
+
   /** Ms until a follower looks again: at the expected answer, then every ms for a while. */
-  #nextLook(now: number): number {
-    const expected = this.#expectAt;
+  #nextLook(now: number, expected = this.#expectAt): number {
     if (expected === undefined) return POLL_MS;
     const until = expected - now;
     if (until >= 1) return Math.min(until, MAX_SLEEP_MS);
@@ -157,16 +258,32 @@ export class Flight {
    */
   async wait(until: number, startedAt = Number.POSITIVE_INFINITY): Promise<Outcome | null> {
     for (;;) {
-      if (this.#outcome) return this.#outcome;
+      const now = Date.now();
+      const outcome = this.#outcome;
+      // An outcome that does not vouch for this follower is worth waiting past only while a
+      // check that could is out (read/checks.ts): its answer is due about now.
+      let expected = this.#expectAt;
+      if (outcome) {
+        // Only an entry's value (it has a fill id) that nothing else vouches for can use one;
+        // an error or a fail-safe answer goes to the follower at once.
+        const checkable =
+          outcome.ok &&
+          outcome.id !== undefined &&
+          !outcome.result.failSafe &&
+          (outcome.vouchedAt ?? 0) <= startedAt;
+        const pending = checkable ? this.#checkPending(startedAt, now) : undefined;
+        if (pending === undefined || this.checkVouches(outcome, startedAt)) return outcome;
+        expected = pending;
+      }
       const offered = this.#offered;
       if (offered?.ok && offered.vouchedAt !== undefined && offered.vouchedAt > startedAt) {
         return offered;
       }
       // Re-read the deadline each time: the leader moves it as it goes.
-      const now = Date.now();
       const left = Math.min(until, this.#deadline + GRACE_MS) - now;
       if (left <= 0) return null;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(this.#nextLook(now), left)));
+      const look = Math.min(this.#nextLook(now, expected), left);
+      await new Promise((resolve) => setTimeout(resolve, look));
     }
   }
 }
@@ -187,6 +304,8 @@ export class Flight {
 export class FlightRegistry {
   readonly #flights = new Map<string, Flight>();
   #seq = 0;
+  /** Checks for late followers, waiting for a read to carry them (read/checks.ts). */
+  readonly checks = new CheckQueue();
 
   /** Next number of the isolate's sequence: orders joins against the leader's requests. */
   tick(): number {
@@ -270,6 +389,13 @@ export interface FlightPlan<T> {
   giveUp(waitedMs: number): Promise<CacheResult<T>>;
   /** Counted once per call that waits on another request's flight. */
   onFollow(): void;
+  /**
+   * What a check of this read's entry declares (read/checks.ts), for a follower that joined
+   * after the leader's request went out; undefined when no check can vouch (replica reads).
+   */
+  checkSpec(): CheckSpec | undefined;
+  /** Counted when a check vouched for this follower. */
+  onChecked(): void;
 }
 
 /** Each follower gets its own copy: one request mutating its value cannot reach another's. */
@@ -322,12 +448,18 @@ export async function coalesce<T>(plan: FlightPlan<T>): Promise<CacheResult<T>> 
     if (remaining <= 0) return plan.giveUp(Date.now() - started);
     if (!followed) plan.onFollow();
     followed = true;
+    // Joined after the leader's request went out: a check riding on another read can vouch.
+    plan.registry.checks.want(running, startedAt, () => plan.checkSpec());
     const outcome = await running.wait(started + plan.waitBudget, startedAt);
     if (outcome?.ok) {
       const { result, vouchedAt } = outcome;
       // A fail-safe value is served because the source failed, not as fresh data: as for the
       // leader, an old value beats an error.
       if ((vouchedAt !== undefined && vouchedAt > startedAt) || result.failSafe) {
+        return own(result as CacheResult<T>);
+      }
+      if (running.checkVouches(outcome, startedAt)) {
+        plan.onChecked();
         return own(result as CacheResult<T>);
       }
       continue; // not vouched for: a newer flight (led by one of the refused) will be

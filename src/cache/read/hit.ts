@@ -1,6 +1,7 @@
 import type { KeySpace } from "../keys";
 import { decodeJson, runScript, type ScriptClient } from "../redis";
 import { hitScript } from "../scripts";
+import type { CheckSpec } from "./checks";
 import type { ReadReply } from "./reply";
 
 /** Where reads go: the client and the key layout. */
@@ -23,14 +24,31 @@ export interface ReadTarget {
  *   });
  *   reply.s; // "HIT" | "STALE" | "MISS"
  */
-export async function readHit(
-  t: ReadTarget,
-  key: string,
-  what: { versionKey?: string; tags: readonly string[]; replica: boolean },
-): Promise<ReadReply> {
+export async function readHit(t: ReadTarget, key: string, what: HitRead): Promise<ReadReply> {
   const keys = [t.keys.entry(key), t.keys.lease(key)];
   if (what.versionKey) keys.push(t.keys.version(what.versionKey));
   for (const tag of what.tags) keys.push(t.keys.tag(tag));
   const args = [what.versionKey ? "1" : "0", JSON.stringify(what.tags)];
+  if (what.checks?.length) {
+    // Other entries' checks (read/checks.ts): their keys after the read's own, declared alike.
+    args.push(String(keys.length));
+    const specs: Array<[number, readonly string[]]> = [];
+    for (const check of what.checks) {
+      keys.push(t.keys.entry(check.key));
+      if (check.versionKey) keys.push(t.keys.version(check.versionKey));
+      for (const tag of check.tags) keys.push(t.keys.tag(tag));
+      specs.push([check.versionKey ? 1 : 0, check.tags]);
+    }
+    args.push(JSON.stringify(specs));
+  }
   return decodeJson<ReadReply>(await runScript(t.redis, hitScript, keys, args, what.replica));
+}
+
+/** What a hit read declares: the version key, the tags, where it goes, and checks it carries. */
+export interface HitRead {
+  versionKey?: string;
+  tags: readonly string[];
+  replica: boolean;
+  /** Checks of other entries to answer in `ck` (read/checks.ts); strict reads only. */
+  checks?: readonly CheckSpec[];
 }

@@ -19,7 +19,8 @@ import { loadedResult } from "./result";
  * (Flight.offer), and the load time this isolate expects, which is when followers look.
  */
 export function loadStarts(ctx: EngineContext, key: string, flight?: Flight): number | undefined {
-  return flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key));
+  // Not checkable: the entry a check would find is the one being replaced (read/checks.ts).
+  return flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key), false);
 }
 
 export async function loadAndFill<T>(
@@ -66,8 +67,10 @@ export async function loadAndFill<T>(
   const fillSeq = flight?.sending();
   flight?.settleLater(opts.leaseTtl);
   const fill = fillLoaded(ctx, key, reply, loaded.value, opts, loaded.ms).then(
-    (accepted) => {
-      flight?.settle({ ok: true, result, vouchedAt: accepted ? fillSeq : undefined });
+    (stored) => {
+      // The fill's id lets a check vouch for the followers that joined after it was sent.
+      const vouchedAt = stored.ok ? fillSeq : undefined;
+      flight?.settle({ ok: true, result, vouchedAt, id: stored.id });
     },
     (error: unknown) => {
       flight?.settle({ ok: true, result });

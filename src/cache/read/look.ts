@@ -1,8 +1,10 @@
 import type { EngineContext } from "../context";
 import type { Resolved } from "../options";
+import { newToken } from "../token";
 import { acquire } from "./acquire";
+import { readCarrying } from "./checks";
 import type { Flight } from "./coalesce";
-import { readHit } from "./hit";
+import { type HitRead, readHit } from "./hit";
 import { declaredTags } from "./known";
 import type { ReadReply } from "./reply";
 
@@ -11,24 +13,6 @@ import type { ReadReply } from "./reply";
  * else is loading) the writing acquire script. Also what the isolate learns and counts from
  * each reply.
  */
-
-/**
- * Lease tokens: unique, not secret (a lease only tells holders apart). Random bytes drawn once
- * per isolate plus a counter cost far less per read than fresh random bytes (measured:
- * bench/results/profile-notes.md). Drawn on first use, not at import: workerd refuses random
- * values in global scope.
- */
-let isolateId = "";
-let tokens = 0;
-function newToken(): string {
-  if (!isolateId) {
-    const bytes = new Uint8Array(8);
-    crypto.getRandomValues(bytes);
-    isolateId = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  }
-  tokens = (tokens + 1) % Number.MAX_SAFE_INTEGER;
-  return `${isolateId}${tokens.toString(36)}`;
-}
 
 /**
  * One look at the entry (read/plan in src/cache/README.md): the read-only hit script first,
@@ -114,6 +98,19 @@ async function askOnceMore<T>(
   return reply;
 }
 
+/**
+ * What a hit read of a key declares: its version key, and the caller's tags then those the
+ * isolate learned the entry has (`learned`). A check of the entry (read/checks.ts) declares
+ * the same.
+ */
+export function hitDeclares<T>(opts: Resolved<T>, learned: readonly string[]): HitRead {
+  return {
+    versionKey: opts.versionKey,
+    tags: declaredTags(opts.tagList, learned),
+    replica: opts.replica,
+  };
+}
+
 function ask<T>(
   ctx: EngineContext,
   key: string,
@@ -124,11 +121,9 @@ function ask<T>(
 ): Promise<ReadReply> {
   ctx.pending.add("read_requests");
   if (script === HIT) {
-    return readHit(ctx.target, key, {
-      versionKey: opts.versionKey,
-      tags: declaredTags(opts.tagList, learned),
-      replica: opts.replica,
-    });
+    const what = hitDeclares(opts, learned);
+    // A strict read carries the checks queued for late readers of other keys (read/checks.ts).
+    return opts.replica ? readHit(ctx.target, key, what) : readCarrying(ctx, key, what);
   }
   return acquire(ctx.target, key, {
     versionKey: opts.versionKey,

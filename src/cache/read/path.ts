@@ -2,9 +2,10 @@ import type { EngineContext } from "../context";
 import type { Resolved } from "../options";
 import { shouldRefreshEarly } from "../policy";
 import type { CacheResult } from "../types";
+import type { CheckSpec } from "./checks";
 import type { Flight, FlightPlan, FlightRegistry } from "./coalesce";
 import { loadAndFill, loadStarts, refresh, refreshLater } from "./load";
-import { countLook, look, readEntry } from "./look";
+import { countLook, hitDeclares, look, readEntry } from "./look";
 import { failSafeResult, fromEntry, type ReadReply } from "./reply";
 import { loadedResult } from "./result";
 import { nextCheckDelay } from "./wait";
@@ -68,7 +69,7 @@ export async function readThrough<T>(
         ctx.background(opts, refreshLater(ctx, key, loader, opts, true), "early refresh");
       }
       const hit = waited ? { ...result, waitedMs: Date.now() - started } : result;
-      flight?.settle({ ok: true, result: hit, vouchedAt: seq });
+      flight?.settle({ ok: true, result: hit, vouchedAt: seq, id: reply.id });
       return hit;
     }
 
@@ -176,6 +177,17 @@ export class ReadPlan<T> implements FlightPlan<T> {
 
   onFollow(): void {
     this.ctx.pending.add("coalesced");
+  }
+
+  checkSpec(): CheckSpec | undefined {
+    const { ctx, key, opts } = this;
+    if (opts.replica) return undefined;
+    const { versionKey, tags } = hitDeclares(opts, ctx.known.tags(ctx.keys.prefix, key));
+    return { prefix: ctx.keys.prefix, key, versionKey, tags };
+  }
+
+  onChecked(): void {
+    this.ctx.pending.add("check_vouched");
   }
 }
 

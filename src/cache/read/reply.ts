@@ -36,6 +36,10 @@ export interface ReadReply {
   lt?: number;
   ct?: number;
   fs?: boolean;
+  /** With a value: the fill's identity (fill.lua's `id`), unique per fill. */
+  id?: string;
+  /** hit.lua only: per check it carried (read/checks.ts), the entry's fill id when valid. */
+  ck?: Array<string | false>;
 }
 
 /** A HIT or STALE reply as the caller's result, ages and windows on the Redis clock. */

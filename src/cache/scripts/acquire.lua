@@ -81,7 +81,7 @@ local function tryLease()
 end
 
 local out = { now = now }
-local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk')
+local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'id')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 -- Announce the entry's last measured load time, else the client's estimate.
 if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[4] or '') end
@@ -129,6 +129,6 @@ else
     announced(out, lease, now)
   end
 end
-putEntry(out, value, ver, fu, su, lt, ct, reason)
+putEntry(out, value, ver, fu, su, lt, ct, reason, f[10])
 if reason then out.r = reason end
 return encodeReply(out, value)

@@ -18,6 +18,9 @@
 --                bumped after the load began and the data may predate it;
 --   ""           a write-through of data current now: take the counter as it is.
 -- ARGV[10] load time ms   ARGV[11] "1" = KEYS[4] is the version key
+-- ARGV[12] the fill's identity (`id`, unique per fill: the client draws it): a reply carrying
+--   an entry carries it, so a late reader's check (hit.lua) can tell that the value it was
+--   handed is the one the check found valid. `ct` cannot: two fills may share a millisecond.
 -- Reply (JSON): ok, and r (lease, version, tag, expired) when refused.
 --! include lib/entry.lua
 local t = redis.call('TIME')
@@ -111,7 +114,7 @@ redis.call('DEL', entry)
 -- tg, tk and tc describe one snapshot and are only ever written together, here.
 redis.call('HSET', entry, 'v', ARGV[2], 'ver', version, 'fu', fu, 'su', su, 'xu', xu,
   'tg', any and cjson.encode(snapshot) or '', 'tk', any and ARGV[8] or '',
-  'tc', table.concat(counters), 'lt', ARGV[10], 'ct', now)
+  'tc', table.concat(counters), 'lt', ARGV[10], 'ct', now, 'id', ARGV[12] or '')
 redis.call('PEXPIREAT', entry, xu)
 -- Version 0 is a negative entry of a name nothing was ever committed under: creating its
 -- version key would leave a key without a TTL behind every probed unknown id.

@@ -6,6 +6,12 @@
 -- KEYS[1] entry hash   KEYS[2] lease
 -- KEYS[3..] the version key when ARGV[1] == '1', then the tag counter key of each name in
 --   ARGV[2] (a JSON array, same order): every key the script reads is declared.
+-- Checks (optional, src/cache/read/checks.ts): ARGV[3] the number of KEYS above, ARGV[4] a JSON
+--   array of [hasVersion (1/0), tag names] per other entry to check, whose keys follow in
+--   KEYS in that order (entry, the version key when it has one, the tag counters). Each is
+--   answered in `ck`: the entry's fill id when it is fresh and valid now, else false. It is
+--   how a late reader of another key learns, with no request of its own, that the value its
+--   isolate's flight is about to hand it was still valid after it began.
 -- Reply (JSON): now, s = HIT | STALE | MISS, r = why an entry was not served (version, tag,
 --   need, expired); with a value: v (the stored JSON itself, spliced in: see encodeReply),
 --   ver, fu, su, lt, ct, fs; with r = need: need, the names
@@ -13,7 +19,7 @@
 --   again); on a MISS or STALE: wait, the lease's PTTL (-2 = no lease: nobody is loading);
 --   on a MISS, when
 --   the holder announced its load time, eta (ms until it expects to be done, negative once
---   overdue) and est (the announced load time).
+--   overdue) and est (the announced load time). With a value: id, the fill's identity.
 --! include lib/entry.lua
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -29,12 +35,14 @@ local function readCounter(key) return redis.call('GET', key) end
 -- fill.lua writes them they are digits (`ver` "" for a `set`; `lt`, `ct` possibly missing) and
 -- go in as stored; anything else is converted as cjson would: numbers through tonumber, `ver`
 -- escaped, a missing `ver` (HMGET's false) false.
-local function hitReply(value, ver, fu, su, lt, ct)
+local function hitReply(value, ver, fu, su, lt, ct, id)
   local lts, cts = lt or '', ct or ''
+  id = fillId(id)
+  local ids = id and (',"id":"' .. id .. '"') or ''
   if ver and not string.find(fu .. su .. ver .. lts .. cts, '%D') then
     return '{"now":' .. now .. ',"s":"HIT","ver":"' .. ver .. '","fu":' .. fu .. ',"su":' .. su
       .. (lts ~= '' and (',"lt":' .. lts) or '') .. (cts ~= '' and (',"ct":' .. cts) or '')
-      .. ',"fs":false,"v":' .. value .. '}'
+      .. ids .. ',"fs":false,"v":' .. value .. '}'
   end
   local verJson = 'false'
   if ver then
@@ -45,10 +53,44 @@ local function hitReply(value, ver, fu, su, lt, ct)
   lt, ct = tonumber(lt), tonumber(ct)
   if lt then out = out .. ',"lt":' .. tostring(lt) end
   if ct then out = out .. ',"ct":' .. tostring(ct) end
-  return out .. ',"fs":false,"v":' .. value .. '}'
+  return out .. ids .. ',"fs":false,"v":' .. value .. '}'
 end
 
-local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'tc')
+-- The checks other readers of this isolate asked to ride on this read (see the header), as the
+-- reply's `"ck"` member; "" when there are none (nearly always: then this costs one compare).
+local nMain = #KEYS
+local checks = ''
+if ARGV[4] then
+  nMain = tonumber(ARGV[3])
+  local pos = nMain + 1
+  local found = {}
+  for i, spec in ipairs(cjson.decode(ARGV[4])) do
+    local e, checkVer, names = KEYS[pos], false, spec[2]
+    pos = pos + 1
+    if spec[1] == 1 then
+      checkVer = KEYS[pos]
+      pos = pos + 1
+    end
+    local declared = {}
+    for j, name in ipairs(names) do declared[name] = KEYS[pos + j - 1] end
+    pos = pos + #names
+    local c = redis.call('HMGET', e, 'id', 'ver', 'fu', 'su', 'tg', 'tk')
+    local id, cfu, csu = fillId(c[1]), tonumber(c[3]), tonumber(c[4])
+    -- Fresh and valid now, by the rules of a hit (entryReason fails closed on a missing
+    -- counter or an undeclared tag), and with an id a reply can carry as is.
+    local ok = id and cfu and csu and now < cfu and now < csu
+      and not entryReason(checkVer, c[2], c[5], declared, readCounter, c[6])
+    found[i] = ok and ('"' .. id .. '"') or 'false'
+  end
+  checks = ',"ck":[' .. table.concat(found, ',') .. ']'
+end
+-- A reply with the checks' answers spliced in before its closing brace.
+local function answer(reply)
+  if checks == '' then return reply end
+  return string.sub(reply, 1, -2) .. checks .. '}'
+end
+
+local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'tc', 'id')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 
 -- The common answer first, with no tables, no cjson and no calls into lib/entry.lua: a fresh
@@ -72,10 +114,10 @@ if value and ((ARGV[2] == '[]' and (not tg or tg == '')) or (ARGV[2] ~= '[]' and
     local stored = tonumber(ver)
     if not versioned or (current and stored and stored >= current) then
       local counters = ''
-      for i = versioned and 4 or 3, #KEYS do
+      for i = versioned and 4 or 3, nMain do
         counters = counters .. (redis.call('GET', KEYS[i]) or '-') .. ','
       end
-      if counters == (f[10] or '') then return hitReply(value, ver, fu, su, lt, ct) end
+      if counters == (f[10] or '') then return answer(hitReply(value, ver, fu, su, lt, ct, f[11])) end
     end
   end
 end
@@ -95,7 +137,7 @@ if value then
 end
 
 if value and not reason and now < fu then
-  return hitReply(value, ver, f[3], f[4], lt, ct) -- as stored: fu and su are numbers by now
+  return answer(hitReply(value, ver, f[3], f[4], lt, ct, f[11])) -- as stored: fu, su are numbers now
 elseif value and not reason then
   out.s = 'STALE'
   -- Whether someone is refreshing it already (> 0): then the caller starts no refresh.
@@ -105,6 +147,6 @@ else
   out.wait = redis.call('PTTL', lease)
   if out.wait > 0 then announced(out, lease, now) end
 end
-putEntry(out, value, ver, fu, su, lt, ct, reason)
+putEntry(out, value, ver, fu, su, lt, ct, reason, f[11])
 if reason then out.r = reason end
-return encodeReply(out, value)
+return answer(encodeReply(out, value))

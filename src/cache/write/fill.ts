@@ -8,6 +8,8 @@ import type { EntryOptions } from "../types";
 export interface FillReply {
   ok: boolean;
   r?: string;
+  /** The fill's identity (`EntryWrite.id`), set by storeEntry when the entry was stored. */
+  id?: string;
 }
 
 /** One entry to store, as fill.lua takes it (windows in ms, already jittered). */
@@ -28,6 +30,11 @@ export interface EntryWrite {
    */
   tags: ReadonlyArray<readonly [name: string, seen: string]>;
   loadMs: number;
+  /**
+   * Unique per fill (`newToken()`): replies carrying the entry carry it, so a late reader's
+   * check can tell that a value is the one it found valid (read/checks.ts).
+   */
+  id: string;
 }
 
 /**
@@ -39,6 +46,7 @@ export interface EntryWrite {
  *   const { ok, r } = await storeEntry(target, "product:1", {
  *     token: "", json: JSON.stringify(row), version: row.version, versionKey: "product:1",
  *     freshMs: 60_000, graceMs: 0, failSafeMs: 0, tags: [["products", ""]], loadMs: 0,
+ *     id: newToken(),
  *   });
  */
 export async function storeEntry(t: ReadTarget, key: string, w: EntryWrite): Promise<FillReply> {
@@ -57,8 +65,10 @@ export async function storeEntry(t: ReadTarget, key: string, w: EntryWrite): Pro
     JSON.stringify(w.tags.map(([, seen]) => seen)),
     Math.round(w.loadMs),
     w.versionKey ? "1" : "0",
+    w.id,
   ];
-  return decodeJson<FillReply>(await runScript(t.redis, fillScript, keys, args));
+  const reply = decodeJson<FillReply>(await runScript(t.redis, fillScript, keys, args));
+  return reply.ok ? { ...reply, id: w.id } : reply;
 }
 
 /** Gives a lease back early (the loader failed or its value is not cached), if still ours. */

@@ -2,6 +2,7 @@ import type { EngineContext } from "../context";
 import type { Resolved } from "../options";
 import { jitterTtl } from "../policy";
 import type { ReadReply } from "../read/reply";
+import { newToken } from "../token";
 import { type FillReply, snapshotTags, storeEntry } from "./fill";
 
 /**
@@ -16,7 +17,7 @@ export async function fillLoaded<T>(
   value: T,
   opts: Resolved<T>,
   loadMs: number,
-): Promise<boolean> {
+): Promise<FillReply> {
   let version = opts.versionKey && opts.versionOf && value !== null ? opts.versionOf(value) : null;
   let entryOpts = opts;
   if (value === null && opts.negativeTtl && opts.negativeTtl > 0) {
@@ -33,8 +34,7 @@ export async function fillLoaded<T>(
   const tags = snapshotTags(value, opts, (i) => counters[i] ?? bound, bound);
   ctx.pending.add("read_requests");
   const token = read.tok ?? "";
-  const reply = await store(ctx, key, token, value, version, entryOpts, tags, loadMs, "fills");
-  return reply.ok;
+  return store(ctx, key, token, value, version, entryOpts, tags, loadMs, "fills");
 }
 
 /**
@@ -69,6 +69,7 @@ export async function store<T>(
     failSafeMs: opts.failSafeMs,
     tags,
     loadMs,
+    id: newToken(),
   });
   const prefix = ctx.keys.prefix;
   if (reply.ok) {

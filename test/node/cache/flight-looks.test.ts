@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type Flight, FlightRegistry } from "../../../src/cache/read/coalesce";
+import { type Flight, FlightRegistry, type Outcome } from "../../../src/cache/read/coalesce";
 
 /**
  * When a follower looks at its flight (src/cache/read/coalesce.ts). Followers cannot be woken
@@ -26,14 +26,19 @@ const result = {
   staleTtlMs: 0,
 };
 
-/** A follower (began at sequence 0) waiting on `flight`; `at()` is when it got the outcome. */
-function follower(flight: Flight) {
+/**
+ * A follower (began at sequence `startedAt`) waiting on `flight`: `at()` is how long after it
+ * began waiting it got the outcome, `outcome()` what it got.
+ */
+function follower(flight: Flight, startedAt = 0) {
   const start = Date.now();
   let doneAt: number | undefined;
-  void flight.wait(start + 10_000, 0).then(() => {
+  let got: Outcome | null | undefined;
+  void flight.wait(start + 10_000, startedAt).then((outcome) => {
     doneAt = Date.now() - start;
+    got = outcome;
   });
-  return { at: () => doneAt };
+  return { at: () => doneAt, outcome: () => got };
 }
 
 /** Advances the fake clock 1 ms at a time until `until` ms have passed. */
@@ -94,5 +99,124 @@ describe("FlightRegistry.roundTripMs", () => {
     expect(registry.roundTripMs).toBe(20);
     registry.recordRoundTrip(30);
     expect(registry.roundTripMs).toBeCloseTo(21);
+  });
+});
+
+describe("checks for followers that joined after the leader's request went out (read/checks.ts)", () => {
+  /** A flight whose leader sent a read, and a follower that began after it (sequence `late`). */
+  function lateFollower(registry: FlightRegistry) {
+    const flight = registry.lead("k", Date.now() + 2_000);
+    const seq = flight.sending();
+    const late = registry.tick();
+    return { flight, seq, late };
+  }
+
+  it("only a follower that began after the leader's read or fill went out wants one, once", () => {
+    const registry = new FlightRegistry();
+    const flight = registry.lead("k", Date.now() + 2_000);
+    const early = registry.tick();
+    expect(flight.wantsCheck(early)).toBe(false); // nothing sent yet: the leader's read will vouch
+    flight.sending();
+    expect(flight.wantsCheck(early)).toBe(false); // began before the read went out
+    const late = registry.tick();
+    expect(flight.wantsCheck(late)).toBe(true);
+    flight.checkSent(registry.tick());
+    expect(flight.needsCheck).toBe(false); // sent after it began: covers it
+    expect(flight.wantsCheck(late)).toBe(false);
+    expect(flight.wantsCheck(registry.tick())).toBe(true); // a later one needs a later check
+    // While the leader loads, a check would find the entry being replaced: none is wanted.
+    flight.sending(50, false);
+    expect(flight.wantsCheck(registry.tick())).toBe(false);
+  });
+
+  it("vouches only with the outcome's own fill id, and only for followers that began before it was sent", () => {
+    const registry = new FlightRegistry();
+    const { flight, seq, late } = lateFollower(registry);
+    const check = registry.tick();
+    const later = registry.tick();
+    flight.checkSent(check);
+    flight.checked(check, "fillA");
+    const outcome = { ok: true as const, result, vouchedAt: seq, id: "fillA" };
+    expect(flight.checkVouches(outcome, late)).toBe(true);
+    expect(flight.checkVouches(outcome, later)).toBe(false); // began after the check went out
+    expect(flight.checkVouches({ ...outcome, id: "fillB" }, late)).toBe(false); // another fill
+    expect(flight.checkVouches({ ...outcome, id: undefined }, late)).toBe(false);
+    flight.checked(check, null);
+    expect(flight.checkVouches(outcome, late)).toBe(false); // found nothing valid
+  });
+
+  it("a follower waits for a check that is out, and stops at twice the round trip (a cancelled carrier)", async () => {
+    const registry = new FlightRegistry();
+    registry.recordRoundTrip(20);
+    const { flight, seq, late } = lateFollower(registry);
+    const f = follower(flight, late);
+    flight.checkSent(registry.tick());
+    flight.settle({ ok: true, result, vouchedAt: seq, id: "fillA" });
+    await runFor(30);
+    expect(f.at()).toBeUndefined(); // the check's answer is due: it waits for it
+    await runFor(30);
+    // Due by 2 × 20 + 5 ms: then it takes the unvouched outcome (and reads again itself).
+    expect(f.at()).toBeGreaterThanOrEqual(45);
+    expect(f.at()).toBeLessThanOrEqual(47);
+    expect((f.outcome() as { id?: string }).id).toBe("fillA");
+    expect(flight.checkVouches(f.outcome() as Outcome, late)).toBe(false);
+  });
+
+  it("when the leader's read was slow (a latency spike), the check gets as long as it took", async () => {
+    const registry = new FlightRegistry();
+    registry.recordRoundTrip(20);
+    const { flight, seq, late } = lateFollower(registry);
+    const f = follower(flight, late);
+    await runFor(10);
+    flight.checkSent(registry.tick()); // at 10 ms
+    await runFor(90);
+    flight.settle({ ok: true, result, vouchedAt: seq, id: "fillA" }); // the read took 100 ms
+    await runFor(100);
+    expect(f.at()).toBeUndefined(); // 2 × 20 ms would have given up at 55 ms
+    await runFor(20);
+    // Due by 10 + 2 × 100 + 5 ms.
+    expect(f.at()).toBeGreaterThanOrEqual(215);
+    expect(f.at()).toBeLessThanOrEqual(217);
+  });
+
+  it("no wait on a check for what it cannot vouch for: an error, a fail-safe answer, a value with no fill id", async () => {
+    const registry = new FlightRegistry();
+    registry.recordRoundTrip(20);
+    const outcomes = [
+      { ok: false as const, error: new Error("loader failed") },
+      { ok: true as const, result: { ...result, failSafe: true }, id: "fillA" },
+      { ok: true as const, result },
+    ];
+    for (const outcome of outcomes) {
+      const { flight, late } = lateFollower(registry);
+      flight.checkSent(registry.tick());
+      flight.settle(outcome);
+      const f = follower(flight, late);
+      await runFor(1);
+      expect(f.at()).toBe(0);
+    }
+    // The same flight with a fill id does wait for the check that is out.
+    const { flight, late } = lateFollower(registry);
+    flight.checkSent(registry.tick());
+    flight.settle({ ok: true, result, id: "fillA" });
+    const f = follower(flight, late);
+    await runFor(5);
+    expect(f.at()).toBeUndefined();
+  });
+
+  it("a check that answers wakes the follower within a millisecond of its expected time", async () => {
+    const registry = new FlightRegistry();
+    registry.recordRoundTrip(20);
+    const { flight, seq, late } = lateFollower(registry);
+    const f = follower(flight, late);
+    const check = registry.tick();
+    flight.checkSent(check);
+    await runFor(2);
+    flight.settle({ ok: true, result, vouchedAt: seq, id: "fillA" });
+    await runFor(18);
+    flight.checked(check, "fillA");
+    await runFor(2);
+    expect(f.at()).toBeGreaterThanOrEqual(20);
+    expect(f.at()).toBeLessThanOrEqual(21);
   });
 });

@@ -69,13 +69,23 @@ local function announced(out, lease, now)
   out.est = tonumber(ms)
 end
 
--- The reply's entry fields (what `fromEntry` in src/cache/read/reply.ts reads) but the value
+-- A fill id as a reply carries it (spliced into the JSON as is): letters and digits, as the
+-- client draws them (src/cache/token.ts); anything else (absent, hand-edited) is no id.
+local function fillId(id)
+  if id and string.find(id, '^%w+$') then return id end
+  return nil
+end
+
+-- The reply's entry fields (what `fromEntry` in src/cache/read/reply.ts reads, and the fill's
+-- `id`) but the value
 -- (see encodeReply), when there is a value; `reason` 'expired' marks a value kept only for
 -- fail-safe. hit.lua writes a fresh HIT's reply out by hand (hitReply): a field added here must
 -- be added there (test/node/cache/reply.test.ts compares the two).
-local function putEntry(out, value, ver, fu, su, lt, ct, reason)
+local function putEntry(out, value, ver, fu, su, lt, ct, reason, id)
   if not value then return end
   out.ver = ver
+  -- The fill's identity (fill.lua's `id`): what a late reader's check compares (see hit.lua).
+  out.id = fillId(id)
   out.fu = fu
   out.su = su
   out.lt = tonumber(lt)
