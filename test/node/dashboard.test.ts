@@ -213,6 +213,7 @@ describe.skipIf(!haveChromium)("dashboard in headless Chromium", () => {
       page.locator(`.tile[data-key='${key}'] .v`).textContent() as Promise<string>;
     expect(Number((await tile("loads")).replaceAll(",", ""))).toBeGreaterThanOrEqual(8);
     expect(Number(await tile("Redis req / read (all time)"))).toBeGreaterThan(0);
+    expect(await tile("vouched by a check")).toMatch(/^[\d,]+$/);
     expect(await page.locator("#hot td").first().textContent()).toMatch(/^product:\d+$/);
     expect(await tile("used memory")).toMatch(/B$/);
     expect(await page.locator("#jobs tr:nth-child(1) td:nth-child(2)").textContent()).toMatch(

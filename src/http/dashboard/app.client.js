@@ -182,6 +182,11 @@
       ["loads", fmtInt(g("loads")), "Loader calls (Postgres reads) the engine ran"],
       ["loads avoided", fmtInt(avoided), "coalesced + lease waits − lease timeouts"],
       ["coalesced", fmtInt(g("coalesced")), "Callers that joined a load running in their engine"],
+      [
+        "vouched by a check",
+        fmtInt(g("check_vouched")),
+        "Late joiners served on a check riding on another read: no request of their own",
+      ],
       ["lease waits", fmtInt(g("lease_waits")), "Callers that waited for another's lease"],
       ["lease timeouts", fmtInt(g("lease_timeouts")), "Waiters that gave up and loaded"],
       ["STALE serves", fmtInt(g("stale_hits")), "Served in the grace window while refreshing"],
