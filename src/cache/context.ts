@@ -1,6 +1,6 @@
 import type { KeySpace } from "./keys";
 import type { L1Cache } from "./l1";
-import type { FlightRegistry } from "./read/coalesce";
+import type { FlightRegistry } from "./read/flights";
 import type { ReadTarget } from "./read/hit";
 import type { KnownEntries } from "./read/known";
 import type { ScriptClient } from "./redis";

@@ -11,7 +11,8 @@ import {
 } from "./invalidate";
 import { assertGlob, type KeySpace } from "./keys";
 import { type Resolved, resolveOptions } from "./options";
-import { coalesce, flightId } from "./read/coalesce";
+import { coalesce } from "./read/coalesce";
+import { flightId } from "./read/flights";
 import { countLook, readEntry } from "./read/look";
 import { ReadPlan, readThrough } from "./read/path";
 import { fromEntry, type ReadReply } from "./read/reply";

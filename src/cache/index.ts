@@ -3,7 +3,7 @@ export { EdgeCache } from "./engine";
 export { assertGlob, assertName, InvalidKeyError, type KeySpace, keySpace } from "./keys";
 export { L1Cache } from "./l1";
 export { jitterTtl, shouldRefreshEarly } from "./policy";
-export { FlightRegistry } from "./read/coalesce";
+export { FlightRegistry } from "./read/flights";
 export { KnownEntries } from "./read/known";
 export type { ScriptClient } from "./redis";
 export type { EdgeCacheOptions } from "./setup";

@@ -1,7 +1,7 @@
 import { EngineContext } from "./context";
 import { keySpace } from "./keys";
 import { L1Cache } from "./l1";
-import { type FlightRegistry, isolateFlights } from "./read/coalesce";
+import { type FlightRegistry, isolateFlights } from "./read/flights";
 import { isolateKnown, type KnownEntries } from "./read/known";
 import type { ScriptClient } from "./redis";
 import { DEFAULT_SHARDS, type IsolateTelemetry, telemetryFor } from "./telemetry";

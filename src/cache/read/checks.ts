@@ -1,5 +1,5 @@
 import type { EngineContext } from "../context";
-import type { Flight } from "./coalesce";
+import type { Flight } from "./flight";
 import { type HitRead, readHit } from "./hit";
 import type { ReadReply } from "./reply";
 
@@ -8,7 +8,7 @@ import type { ReadReply } from "./reply";
  *
  * A reader that joins a flight after the leader's read (or fill) went out cannot take its
  * value on that request's word: the request may have run in Redis before the reader began, and
- * so before a write acknowledged to it (read/coalesce.ts, Outcome). Until now such a reader
+ * so before a write acknowledged to it (read/flight.ts, Outcome). Until now such a reader
  * waited for that answer and then for one more read of the key, sent after it began: ~1.5
  * round trips, the mixed workload's read tail (bench/results/profile-notes.md, session 11).
  *

@@ -3,7 +3,7 @@ import { cacheable, lateTags, type Resolved } from "../options";
 import type { CacheResult } from "../types";
 import { releaseLease } from "../write/fill";
 import { fillLoaded } from "../write/store";
-import type { Flight } from "./coalesce";
+import type { Flight } from "./flight";
 import { acquireEntry } from "./look";
 import { failSafeResult, type ReadReply } from "./reply";
 import { loadedResult } from "./result";

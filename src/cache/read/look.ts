@@ -3,7 +3,7 @@ import type { Resolved } from "../options";
 import { newToken } from "../token";
 import { acquire } from "./acquire";
 import { readCarrying } from "./checks";
-import type { Flight } from "./coalesce";
+import type { Flight } from "./flight";
 import { type HitRead, readHit } from "./hit";
 import { declaredTags } from "./known";
 import type { ReadReply } from "./reply";

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type Flight, FlightRegistry, type Outcome } from "../../../src/cache/read/coalesce";
+import type { Flight, Outcome } from "../../../src/cache/read/flight";
+import { FlightRegistry } from "../../../src/cache/read/flights";
 
 /**
  * When a follower looks at its flight (src/cache/read/coalesce.ts). Followers cannot be woken
