@@ -79,8 +79,9 @@ export interface ProductPageQuery {
 
 /**
  * A loaded page. `unanchored` marks a page whose cursor is not the id of a live item of the
- * list: no response of ours can have issued it (a nextCursor is always the last item's id), so
- * the page is answered but not cached, and arbitrary cursors cannot grow the key space.
+ * list: no response of ours can have issued it (a nextCursor is always the last item's id), and
+ * the empty page of a category that does not exist: such a page is answered but not cached, so
+ * arbitrary cursors and category ids cannot grow the key space.
  */
 export type LoadedProductPage = ProductPage & { unanchored?: true };
 
@@ -286,12 +287,27 @@ export async function loadProductPage(db: Db, q: ProductPageQuery): Promise<Load
     )
     .orderBy(asc(products.id))
     .limit(q.size + 2);
-  const anchored = q.cursor === undefined || rows[0]?.id === q.cursor;
+  let anchored = q.cursor === undefined || rows[0]?.id === q.cursor;
+  // An empty first page of a category filter: a category of ours, or an id a client made up?
+  // Only the first may be stored, or every invented id would add keys (one query, only here:
+  // a page with rows proves its category exists).
+  if (anchored && rows.length === 0 && q.category !== undefined) {
+    anchored = await categoryExists(db, q.category);
+  }
   const after = q.cursor !== undefined && rows[0]?.id === q.cursor ? rows.slice(1) : rows;
   const items = after.slice(0, q.size);
   const last = items.at(-1);
   const page = { items, nextCursor: after.length > q.size && last ? last.id : null };
   return anchored ? page : { ...page, unanchored: true };
+}
+
+async function categoryExists(db: Db, id: number): Promise<boolean> {
+  const [row] = await db
+    .select({ id: categories.id })
+    .from(categories)
+    .where(eq(categories.id, id))
+    .limit(1);
+  return row !== undefined;
 }
 
 // ---------------------------------------------------------------- cached reads

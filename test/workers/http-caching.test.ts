@@ -267,6 +267,27 @@ describe("list keys are bounded", () => {
     expect((await cache().inspect(`products:list:${cat}:1:20`)).entry).toBeNull();
   });
 
+  it("a category that does not exist is an empty page, never a key; an empty real one is cached", async () => {
+    const missing = 2_000_000_000 + Math.floor(Math.random() * 100_000_000);
+    for (const limit of [20, 100]) {
+      for (let i = 0; i < 2; i++) {
+        const res = await api<ProductPage>("GET", `/products?category=${missing}&limit=${limit}`);
+        expect(res.status).toBe(200);
+        expect(res.headers.get("x-cache")).toBe("MISS");
+        expect(res.body).toEqual({ items: [], nextCursor: null });
+      }
+      expect((await cache().inspect(`products:list:${missing}:0:${limit}`)).entry).toBeNull();
+    }
+    // A category of ours with no products yet: its empty page is bounded by the data, cached.
+    const empty = await newCategory("empty");
+    expect((await api("GET", `/products?category=${empty}`)).headers.get("x-cache")).toBe("MISS");
+    expect((await api("GET", `/products?category=${empty}`)).headers.get("x-cache")).toBe("HIT");
+    // And it goes with the products tag when a product arrives.
+    const first = await newProduct(empty);
+    const after = await api<ProductPage>("GET", `/products?category=${empty}`);
+    expect(after.body.items.map((i) => i.id)).toEqual([first.id]);
+  });
+
   it("limits share the page of their size bucket: 1-20 one key, 21-100 another", async () => {
     const path = (limit: number) => `/products?category=${cat}&limit=${limit}`;
     const three = await api<ProductPage>("GET", path(3));
