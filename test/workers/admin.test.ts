@@ -130,6 +130,9 @@ describe("POST /admin/invalidate", () => {
     });
     expect(none.status).toBe(503);
     expect(none.body.error.code).toBe("queue_unavailable");
+    // As every 503: when to come back, and not to be stored by anyone on the way.
+    expect(none.headers.get("retry-after")).toBe("5");
+    expect(none.headers.get("cache-control")).toBe("no-store");
     const queue = new FakeQueue();
     queue.fail = new Error("queue down (test)");
     const refused = await admin<ErrorBody>("POST", "/admin/invalidate", {
@@ -138,6 +141,7 @@ describe("POST /admin/invalidate", () => {
     });
     expect(refused.status).toBe(503);
     expect(refused.body.error.code).toBe("queue_unavailable");
+    expect(refused.headers.get("retry-after")).toBe("5");
   });
 
   it.each([
@@ -154,6 +158,7 @@ describe("POST /admin/invalidate", () => {
     ["an unknown field", { keys: ["a:1"], purge: true }, "(root)"],
     ["a cursor for two patterns", { patterns: ["a:*", "b:*"], cursor: "12" }, "cursor"],
     ["a cursor that is not a number", { patterns: ["a:*"], cursor: "abc" }, "cursor"],
+    ["a cursor above 2^64 - 1", { patterns: ["a:*"], cursor: "18446744073709551616" }, "cursor"],
     ["async as a string", { keys: ["a:1"], async: "yes" }, "async"],
   ])("rejects %s with 400", async (_, body, path) => {
     const res = await admin<ErrorBody>("POST", "/admin/invalidate", { body });

@@ -377,6 +377,33 @@ describe("Redis down or hung: sessions, which live only in Redis", () => {
   }
 });
 
+describe("Redis down: the admin routes that need it", () => {
+  const token = stack.spareGatewayTokens.failures;
+  const admin = apiFor("fail-admin", { admin: true });
+  const redis = { UPSTASH_REDIS_REST_TOKEN: token, REDIS_TIMEOUT_MS: "300" };
+
+  afterEach(async () => {
+    await gatewayControl("reset", { token });
+  });
+
+  it("answer 503 redis_unavailable + Retry-After, with the driver's reason for the operator", async () => {
+    await gatewayControl("faults", {
+      token,
+      body: { failRate: 1, failMode: "status", failStatus: 503 },
+    });
+    for (const [method, path, body] of [
+      ["GET", "/admin/entries/product:5", undefined],
+      ["POST", "/admin/invalidate", { keys: ["product:5"] }],
+    ] as const) {
+      const res = await admin(method, path, { env: redis, body });
+      expect(res.status, `${method} ${path}`).toBe(503);
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      expect((res.body as ErrorBody).error.code).toBe("redis_unavailable");
+    }
+  });
+});
+
 describe("one error path", () => {
   it("answers a thrown non-Error in the JSON shape (it used to escape onError)", async () => {
     const app = createApp();

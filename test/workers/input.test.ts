@@ -52,6 +52,21 @@ describe("text Postgres cannot store", () => {
   });
 });
 
+describe("415 Unsupported Media Type", () => {
+  it.each(["text/plain", "application/x-www-form-urlencoded", "application/vnd.v2+json"])(
+    "a %s body where JSON is expected → 415 unsupported_media_type, in the JSON shape",
+    async (type) => {
+      const res = await api("PATCH", "/categories/4", {
+        body: JSON.stringify({ name: "x" }),
+        headers: { "content-type": type },
+      });
+      expect(res.status).toBe(415);
+      expect(res.headers.get("content-type")).toContain("application/json");
+      expect((res.body as ErrorBody).error.code).toBe("unsupported_media_type");
+    },
+  );
+});
+
 describe("405 Method Not Allowed", () => {
   const cases: [string, string, string][] = [
     ["PUT", "/products/1", "DELETE, GET, HEAD, PATCH"],

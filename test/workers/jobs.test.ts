@@ -119,16 +119,23 @@ describe("queue consumer", () => {
         { id: "good", body: event({ keys: [key] }) },
         { id: "shape", body: { keys: "not-an-array" }, attempts: 1 },
         { id: "glob-in-key", body: event({ keys: ["product:*"] }), attempts: 2 },
+        // Redis refuses a SCAN cursor above 2^64 - 1: malformed, not a Redis failure.
+        {
+          id: "cursor-too-big",
+          body: event({ patterns: ["x:*"], cursor: "18446744073709551616" }),
+          attempts: 1,
+        },
         { id: "last", body: "garbage", attempts: 5 },
       ]);
       expect(result.explicitAcks).toEqual(["good"]);
       expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual([
+        "cursor-too-big",
         "glob-in-key",
         "last",
         "shape",
       ]);
       expect(await cache.get(key)).toBeNull();
-      expect(await purgeBeat()).toMatchObject({ acked: 1, retried: 3, invalid: 3, poison: 1 });
+      expect(await purgeBeat()).toMatchObject({ acked: 1, retried: 4, invalid: 4, poison: 1 });
       const logged = errors.mock.calls.map((c) => String(c[0]));
       expect(logged.some((line) => /poison message last \(attempt 5/.test(line))).toBe(true);
       expect(logged.some((line) => /poison message (shape|glob-in-key)/.test(line))).toBe(false);

@@ -10,6 +10,13 @@ import { errorResponse, findCause, HttpError, toError } from "../errors";
 /** Retry-After when no configuration is at hand (it failed to load), and for Redis: seconds. */
 const DEFAULT_RETRY_AFTER_S = 5;
 
+/** Codes of the statuses Hono's own middleware answers with (body limit, auth, zod-openapi). */
+const HTTP_EXCEPTION_CODES: Partial<Record<number, string>> = {
+  401: "unauthorized",
+  413: "payload_too_large",
+  415: "unsupported_media_type",
+};
+
 /** Seconds a client should wait: the loader backoff, during which retries cannot succeed. */
 function retryAfterSeconds(c: Context<AppEnv>): number {
   try {
@@ -24,8 +31,9 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
  * The one place a thrown value becomes a response, in the one JSON shape. Unknown errors are
  * logged with their stack and answered without internals: a client never sees a stack trace,
  * a driver message or a server path.
- * - HttpError → its status and code; ConfigError → 500 config_invalid naming the variables;
- * - Hono's HTTPException (body limit, auth) → its status;
+ * - HttpError → its status and code (a 503 with Retry-After, as every 503 here: admin routes
+ *   whose Redis or queue failed); ConfigError → 500 config_invalid naming the variables;
+ * - Hono's HTTPException (body limit, auth, media type) → its status, with a code of its own;
  * - Postgres unreachable or timed out (DatabaseUnavailableError anywhere in the cause chain,
  *   including behind drizzle's "Failed query" and the cache's LoaderBackoffError) →
  *   503 database_unavailable with Retry-After;
@@ -35,6 +43,10 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
  */
 function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
   if (thrown instanceof HttpError) {
+    if (thrown.status === 503) {
+      c.header("Retry-After", String(DEFAULT_RETRY_AFTER_S));
+      c.header("Cache-Control", "no-store");
+    }
     return errorResponse(c, thrown.status, thrown.code, thrown.message, thrown.details);
   }
   if (thrown instanceof ConfigError) {
@@ -43,8 +55,7 @@ function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
   }
   if (thrown instanceof HTTPException) {
     const status = thrown.status;
-    const code =
-      status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "bad_request";
+    const code = HTTP_EXCEPTION_CODES[status] ?? "bad_request";
     return errorResponse(c, status, code, thrown.message || "Request rejected");
   }
   const unavailable = findCause(thrown, DatabaseUnavailableError);

@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { InvalidKeyError } from "../../cache";
-import type { InvalidationEvent } from "../../domain/events";
+import { type InvalidationEvent, isScanCursor } from "../../domain/events";
 import { outboxLag } from "../../domain/outbox";
 import { warmables } from "../../domain/warmables";
 import {
@@ -66,7 +66,7 @@ const invalidateBody = z
       .openapi({ description: "Globs over logical keys (`session:*`), purged by bounded SCAN" }),
     cursor: z
       .string()
-      .regex(/^\d{1,32}$/, "must be the cursor a previous call returned")
+      .refine(isScanCursor, "must be the cursor a previous call returned")
       .optional()
       .openapi({ description: "Resume an unfinished purge (exactly one pattern)" }),
     async: z
