@@ -1,4 +1,4 @@
-import { and, eq, gte, isNull, sql } from "drizzle-orm";
+import { and, eq, gte, inArray, isNull, sql } from "drizzle-orm";
 import { products } from "../../db/schema";
 import type { Services } from "../runtime/services";
 import type { CacheChange } from "./events";
@@ -29,6 +29,7 @@ export type Reservation =
       delivery: Delivery;
     }
   | { ok: false; reason: "not_found" }
+  | { ok: false; reason: "version_mismatch"; current: number }
   | { ok: false; reason: "insufficient_stock"; available: number; requested: number };
 
 type Refused = Exclude<Reservation, { ok: true }>;
@@ -40,10 +41,19 @@ class Refusal extends Error {
   }
 }
 
+/**
+ * Reserves `quantity` of a product. `condition` is the request's If-Match: the versions the
+ * reservation may apply to (null: any). A product at another version refuses it as
+ * `version_mismatch`, whatever its stock: the client reserved against a state it has not seen.
+ *
+ * @example
+ * const outcome = await reserveStock(services, 42, 2, [7]); // only while the product is at v7
+ */
 export async function reserveStock(
   services: Services,
   productId: number,
   quantity: number,
+  condition: readonly number[] | null = null,
 ): Promise<Reservation> {
   if (!Number.isInteger(quantity) || quantity < 1 || quantity > MAX_RESERVATION) {
     throw new RangeError(`quantity must be an integer in 1..${MAX_RESERVATION}`);
@@ -54,6 +64,12 @@ export async function reserveStock(
       origin: "inventory.reserve",
       async change(tx) {
         const live = and(eq(products.id, productId), isNull(products.deletedAt));
+        const expected =
+          condition === null
+            ? undefined
+            : condition.length === 0
+              ? sql`false` // If-Match named no version we could have issued
+              : inArray(products.version, [...condition]);
         const [row] = await tx
           .update(products)
           .set({
@@ -61,7 +77,7 @@ export async function reserveStock(
             version: sql`${products.version} + 1`,
             updatedAt: sql`now()`,
           })
-          .where(and(live, gte(products.stock, quantity)))
+          .where(and(live, expected, gte(products.stock, quantity)))
           .returning({
             id: products.id,
             stock: products.stock,
@@ -70,16 +86,21 @@ export async function reserveStock(
           });
         if (!row) {
           // Same transaction, so the answer describes the state that refused the UPDATE.
-          const [current] = await tx.select({ stock: products.stock }).from(products).where(live);
+          const [current] = await tx
+            .select({ stock: products.stock, version: products.version })
+            .from(products)
+            .where(live);
           throw new Refusal(
-            current
-              ? {
-                  ok: false,
-                  reason: "insufficient_stock",
-                  available: current.stock,
-                  requested: quantity,
-                }
-              : { ok: false, reason: "not_found" },
+            !current
+              ? { ok: false, reason: "not_found" }
+              : condition !== null && !condition.includes(current.version)
+                ? { ok: false, reason: "version_mismatch", current: current.version }
+                : {
+                    ok: false,
+                    reason: "insufficient_stock",
+                    available: current.stock,
+                    requested: quantity,
+                  },
           );
         }
         const cache: CacheChange = { keys: [key], versions: { [key]: row.version } };

@@ -91,6 +91,36 @@ describe("POST /products/:id/reserve", () => {
     expect(await stockOf(product.id)).toEqual({ stock: 3, version: 1 });
   });
 
+  it("honours If-Match: 412 with the current ETag when it names another version, even short of stock", async () => {
+    const product = await newProduct(5); // version 1
+    const conditional = (ifMatch: string, quantity = 1) =>
+      api<Reservation & ErrorBody>("POST", `/products/${product.id}/reserve`, {
+        prefix,
+        body: { quantity },
+        headers: { "if-match": ifMatch },
+      });
+    // The ETag a GET handed out names version 1: the reservation applies.
+    const etag = (await api("GET", `/products/${product.id}`, { prefix })).headers.get("etag");
+    expect(etag).toMatch(/^"v1\./);
+    const first = await conditional(etag ?? "");
+    expect(first.status).toBe(200);
+    expect(first.body.version).toBe(2);
+    // The same ETag again: the product moved on to v2, so nothing is reserved.
+    for (const quantity of [1, 100]) {
+      const stale = await conditional(etag ?? "", quantity);
+      expect(stale.status).toBe(412);
+      expect(stale.body.error.code).toBe("precondition_failed");
+      expect(stale.headers.get("etag")).toBe('"v2"');
+    }
+    expect(await stockOf(product.id)).toEqual({ stock: 4, version: 2 });
+    // A list naming the current version, and `*`, apply.
+    expect((await conditional('"v1", "v2"')).status).toBe(200);
+    expect((await conditional("*")).status).toBe(200);
+    expect(await stockOf(product.id)).toEqual({ stock: 2, version: 4 });
+    // Nothing we could have issued (no version at all): 412, not a reservation.
+    expect((await conditional('"nope"')).status).toBe(412);
+  });
+
   it("answers 404 for an unknown or deleted product", async () => {
     const missing = await reserve(2_000_000_000, { quantity: 1 });
     expect(missing.status).toBe(404);

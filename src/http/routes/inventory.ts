@@ -1,9 +1,18 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { MAX_RESERVATION, reserveStock } from "../../domain/inventory";
+import { WriteRefused } from "../../domain/products";
 import { HttpError } from "../errors";
 import { rateLimit } from "../middleware/rate-limit";
 import { router } from "../openapi";
-import { errorContent, idParams, rateLimitedResponse, rateLimitHeaders } from "../schemas";
+import {
+  errorContent,
+  idParams,
+  ifMatchHeader,
+  rateLimitedResponse,
+  rateLimitHeaders,
+  versionCondition,
+} from "../schemas";
+import { untyped, writeFailure } from "./products";
 
 const reserveBodySchema = z
   .strictObject({
@@ -28,6 +37,7 @@ const reserveRoute = createRoute({
   middleware: [rateLimit("writes")],
   request: {
     params: idParams(),
+    headers: ifMatchHeader,
     body: { required: true, content: { "application/json": { schema: reserveBodySchema } } },
   },
   responses: {
@@ -39,6 +49,10 @@ const reserveRoute = createRoute({
     400: { description: "Invalid id or quantity", content: errorContent },
     404: { description: "No such product (or it was deleted)", content: errorContent },
     409: { description: "Not enough stock left (insufficient_stock)", content: errorContent },
+    412: {
+      description: "If-Match does not name the current version (current ETag in the header)",
+      content: errorContent,
+    },
     429: rateLimitedResponse,
   },
 });
@@ -46,9 +60,14 @@ const reserveRoute = createRoute({
 export const inventoryRoutes = router().openapi(reserveRoute, async (c) => {
   const { id } = c.req.valid("param");
   const { quantity } = c.req.valid("json");
-  const outcome = await reserveStock(c.var.services, id, quantity);
+  const outcome = await reserveStock(c.var.services, id, quantity, versionCondition(c));
   if (!outcome.ok) {
     if (outcome.reason === "not_found") throw new HttpError(404, "not_found", `No product ${id}`);
+    if (outcome.reason === "version_mismatch") {
+      // The same 412 as PATCH and DELETE of the product: the current ETag in the header.
+      const refused = new WriteRefused("version_mismatch", outcome.current);
+      return untyped(writeFailure(c, refused, "product", id));
+    }
     throw new HttpError(
       409,
       "insufficient_stock",
