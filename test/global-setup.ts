@@ -124,6 +124,7 @@ async function startStack(): Promise<RunningStack> {
     client: `client-${randomBytes(8).toString("hex")}`,
     pipelining: `pipelining-${randomBytes(8).toString("hex")}`,
     lean: `lean-${randomBytes(8).toString("hex")}`,
+    sessions: `sessions-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

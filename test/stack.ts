@@ -20,6 +20,7 @@ export interface TestStack {
     client: string;
     pipelining: string;
     lean: string;
+    sessions: string;
   };
   databaseUrl: string;
   /** The test database's name on a port where nothing listens (Postgres stopped). */

@@ -68,12 +68,13 @@ export async function createSession(
     throw new RangeError(`session data over ${MAX_SESSION_DATA_BYTES} bytes`);
   }
   const token = newToken();
+  // ttlSeconds and sliding first: READ_SCRIPT reads them from the front of the stored JSON.
   const stored: StoredSession = {
-    userId: input.userId,
-    data,
-    createdAt: new Date().toISOString(),
     ttlSeconds,
     sliding: input.sliding ?? false,
+    userId: input.userId,
+    createdAt: new Date().toISOString(),
+    data,
   };
   // NX: a token is 256 random bits, so a clash is not expected, but it must never overwrite.
   const key = sessionKey(services, token);
@@ -86,18 +87,27 @@ export async function createSession(
 
 /**
  * GET + (EXPIRE when the session is sliding) + TTL in one round trip. The renewal decision is
- * made from the stored value inside Redis, so the client cannot extend a fixed session. The value
- * comes back as a string inside the JSON reply: re-encoding it with cjson would turn empty
- * arrays in `data` into objects.
+ * made from the stored value inside Redis, so the client cannot extend a fixed session. It reads
+ * `ttlSeconds` and `sliding` from the front of the stored JSON, where createSession puts them,
+ * without decoding `data`: cjson refuses what JSON.stringify writes for data nested over 1,000
+ * deep or holding a lone surrogate, and a sliding session with such data silently stopped
+ * renewing. Sessions stored by earlier releases (other field order) are decoded whole, as before.
+ * The value comes back as a string inside the JSON reply: re-encoding it with cjson would turn
+ * empty arrays in `data` into objects. It touches only KEYS[1], so on Upstash it locks only that
+ * key (`allow-key-locking`), not the whole database as an unflagged script does.
  */
-const READ_SCRIPT = `
+const READ_SCRIPT = `#!lua flags=allow-key-locking
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
-local ok, session = pcall(cjson.decode, raw)
-if ok and type(session) == 'table' and session.sliding == true then
-  local ttl = tonumber(session.ttlSeconds)
-  if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+local ttl, sliding = string.match(raw, '^{"ttlSeconds":(%d+),"sliding":(%a+),')
+if not ttl then
+  local ok, session = pcall(cjson.decode, raw)
+  if ok and type(session) == 'table' then
+    ttl, sliding = session.ttlSeconds, tostring(session.sliding)
+  end
 end
+ttl = tonumber(ttl)
+if sliding == 'true' and ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return cjson.encode({ v = raw, ttl = redis.call('TTL', KEYS[1]) })
 `;
 

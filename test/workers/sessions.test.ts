@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { api, type ErrorBody } from "./api";
-import { clearPrefix, testRedis } from "./stack";
+import { clearPrefix, gatewayControl, stack, testRedis } from "./stack";
 
 const prefix = "t_sessions";
 
@@ -88,6 +88,54 @@ describe("sessions", () => {
     expect(unchanged.status).toBe(200);
     expect(unchanged.body.ttlSeconds).toBeLessThanOrEqual(10);
     expect(await redis.ttl(redisKey(fixed.body.token))).toBeLessThanOrEqual(10);
+  });
+
+  it("renews a sliding session whatever its data: nested 1,000 deep, or a lone surrogate", async () => {
+    const redis = testRedis();
+    // JSON.stringify writes both; Lua's cjson refuses to decode either (it used to decide the
+    // renewal by decoding the whole session, and skipped it without a word).
+    let deep: unknown = [];
+    for (let i = 0; i < 1_100; i++) deep = [deep];
+    for (const data of [{ deep }, { s: "\ud800" }]) {
+      const created = await create({ userId: 3, ttlSeconds: 60, sliding: true, data });
+      expect(created.status).toBe(201);
+      await redis.expire(redisKey(created.body.token), 10);
+      const renewed = await read(created.body.token);
+      expect(renewed.status).toBe(200);
+      expect(renewed.body.ttlSeconds).toBeGreaterThan(10);
+      expect(JSON.stringify(renewed.body.data)).toBe(JSON.stringify(data));
+    }
+  });
+
+  it("still renews a session stored by an earlier release (other field order)", async () => {
+    const redis = testRedis();
+    const created = await create({ userId: 4, ttlSeconds: 60, sliding: true });
+    const key = redisKey(created.body.token);
+    const stored = await redis.get<Record<string, unknown>>(key);
+    const { userId, data, createdAt, ttlSeconds, sliding } = stored ?? {};
+    await redis.set(key, { userId, data, createdAt, ttlSeconds, sliding }, { ex: 10 });
+    const renewed = await read(created.body.token);
+    expect(renewed.status).toBe(200);
+    expect(renewed.body.ttlSeconds).toBeGreaterThan(10);
+  });
+
+  it("a read is one script that locks only its key on Upstash (allow-key-locking), never the database", async () => {
+    const token = stack.spareGatewayTokens.sessions;
+    const env = { UPSTASH_REDIS_REST_TOKEN: token };
+    const created = await api<Created>("POST", "/sessions", {
+      prefix,
+      env,
+      body: { userId: 5, sliding: true },
+    });
+    expect(created.status).toBe(201);
+    await gatewayControl("reset", { token });
+    const got = await api<Session>("GET", `/sessions/${created.body.token}`, { prefix, env });
+    expect(got.status).toBe(200);
+    const stats = (await gatewayControl("stats", { token })) as {
+      scripts?: { globalLock?: number; keyLocked?: number };
+    };
+    expect(stats.scripts?.globalLock).toBe(0);
+    expect(stats.scripts?.keyLocked).toBeGreaterThanOrEqual(1);
   });
 
   it("answers 404 for a well-formed token that was never issued", async () => {
