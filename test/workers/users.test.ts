@@ -142,6 +142,7 @@ describe("PATCH /users/:id", () => {
     expect(stale.status).toBe(412);
     expect(stale.body.error.code).toBe("precondition_failed");
     expect(stale.body.error.details).toMatchObject({ currentVersion: 2, etag: '"v2"' });
+    expect(stale.headers.get("etag")).toBe('"v2"');
 
     // A weak tag never satisfies If-Match (strong comparison), even for the current version.
     const weak = await patch(user.id, { name: "Weak" }, { "if-match": 'W/"v2"' });

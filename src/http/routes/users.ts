@@ -93,11 +93,6 @@ const patchUserRoute = createRoute({
   },
 });
 
-/**
- * The versions an If-Match header accepts: null for none or `*` (the row must exist anyway), else
- * the versions named by strong `"v<n>"` tags. Weak or foreign tags never match (RFC 9110
- * compares If-Match strongly), so a header made only of those yields [] and answers 412.
- */
 export const usersRoutes = router()
   .openapi(getUserRoute, async (c) => {
     const { id } = c.req.valid("param");
@@ -116,6 +111,8 @@ export const usersRoutes = router()
         case "not_found":
           throw new HttpError(404, "not_found", `No user ${id}`);
         case "version_mismatch":
+          // The current ETag in the header too, as a product's 412 has it.
+          c.header("ETag", etagOf(outcome.currentVersion));
           throw new HttpError(
             412,
             "precondition_failed",
