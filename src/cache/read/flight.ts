@@ -155,9 +155,18 @@ export class Flight {
    * the fill's compare-and-set (`settle`).
    */
   offer(outcome: Outcome & { ok: true }): void {
-    this.#offered ??= outcome;
+    // A reload's offer (read/load.ts) replaces the first load's: it vouches for more followers.
+    if ((outcome.vouchedAt ?? 0) > ((this.#offered?.ok && this.#offered.vouchedAt) || 0)) {
+      this.#offered = outcome;
+    }
   }
   #offered: Outcome | undefined;
+
+  /** How many followers are waiting on this flight right now (a refused fill reloads for them). */
+  get waiting(): number {
+    return this.#waiting;
+  }
+  #waiting = 0;
 
   /**
    * A follower that began at `startedAt` joins: whether it wants a check (read/checks.ts). It
@@ -241,6 +250,15 @@ export class Flight {
    * created or resolves is awaited across requests.
    */
   async wait(until: number, startedAt = Number.POSITIVE_INFINITY): Promise<Outcome | null> {
+    this.#waiting += 1;
+    try {
+      return await this.#look(until, startedAt);
+    } finally {
+      this.#waiting -= 1;
+    }
+  }
+
+  async #look(until: number, startedAt: number): Promise<Outcome | null> {
     for (;;) {
       const now = Date.now();
       const outcome = this.#outcome;

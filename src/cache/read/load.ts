@@ -1,6 +1,7 @@
 import type { EngineContext } from "../context";
 import { cacheable, lateTags, type Resolved } from "../options";
 import type { CacheResult } from "../types";
+import type { FillReply } from "../write/fill";
 import { releaseLease } from "../write/fill";
 import { fillLoaded } from "../write/store";
 import type { Flight } from "./flight";
@@ -54,31 +55,79 @@ export async function loadAndFill<T>(
     return answer;
   }
   const result = loadedResult(loaded.value, opts);
+  const waitedMs = Date.now() - started - loaded.ms;
+  const answer = waitedMs > 50 ? { ...result, waitedMs } : result;
+  const fill = offerAndFill(ctx, key, reply, loader, opts, loaded, result, loadSeq, flight, true);
+  await ctx.afterResponse(opts, fill, "fill");
+  return answer;
+}
+
+/**
+ * A load's value to the flight's followers, then its fill. A follower that began before the
+ * load did may take the value at once (Flight.offer); the fill's compare-and-set (lease,
+ * version, tags) vouches for it to those that joined before the fill was sent, and a refused
+ * fill vouches for nothing (see Outcome). Refused because a write or a bump overtook the load
+ * while followers wait (`reload`, the first load only; with `waitUntil`, so that it never
+ * holds the leader's response), the same fill.lua request takes the lease again when it is
+ * free, and this loads once more for them with the leader's loader (a loader reads the source
+ * each time it is called): one acquire's round trip sooner than the new flight they would
+ * lead, and vouched for by its own start as any load.
+ */
+async function offerAndFill<T>(
+  ctx: EngineContext,
+  key: string,
+  granted: Pick<ReadReply, "tok" | "tg" | "cv" | "now">,
+  loader: () => Promise<T>,
+  opts: Resolved<T>,
+  loaded: { value: T; ms: number },
+  result: CacheResult<T>,
+  loadSeq: number | undefined,
+  flight: Flight | undefined,
+  reload: boolean,
+): Promise<void> {
   flight?.offer({ ok: true, result, vouchedAt: loadSeq });
   // Into L1 before the fill: a refused fill then removes it again, whenever it completes.
   ctx.l1?.set(key, result.value, result.version, [
     ...opts.tagList,
     ...lateTags(loaded.value, opts),
   ]);
-  const waitedMs = Date.now() - started - loaded.ms;
-  const answer = waitedMs > 50 ? { ...result, waitedMs } : result;
-  // The fill's compare-and-set (lease, version, tags) vouches for the value to the followers
-  // that joined before it was sent; a refused fill vouches for nothing (see Outcome).
   const fillSeq = flight?.sending();
   flight?.settleLater(opts.leaseTtl);
-  const fill = fillLoaded(ctx, key, reply, loaded.value, opts, loaded.ms).then(
-    (stored) => {
-      // The fill's id lets a check vouch for the followers that joined after it was sent.
-      const vouchedAt = stored.ok ? fillSeq : undefined;
-      flight?.settle({ ok: true, result, vouchedAt, id: stored.id });
-    },
-    (error: unknown) => {
-      flight?.settle({ ok: true, result });
-      throw error;
-    },
-  );
-  await ctx.afterResponse(opts, fill, "fill");
-  return answer;
+  // Only after the response (waitUntil): a reload never holds the leader's own answer.
+  const regrant =
+    reload && flight !== undefined && flight.waiting > 0 && opts.waitUntil !== undefined;
+  let stored: FillReply;
+  try {
+    stored = await fillLoaded(ctx, key, granted, loaded.value, opts, loaded.ms, regrant);
+  } catch (error) {
+    flight?.settle({ ok: true, result });
+    throw error;
+  }
+  if (!stored.ok && stored.tok && flight) {
+    ctx.pending.add("reloads");
+    const again = { tok: stored.tok, tg: stored.tg, cv: stored.cv, now: stored.now ?? 0 };
+    const reloadSeq = loadStarts(ctx, key, flight);
+    let reloaded: { value: T; ms: number };
+    try {
+      reloaded = await ctx.timed(loader, key);
+    } catch (error) {
+      // Its followers read for themselves (the first value is unvouched), and meet the error.
+      ctx.pending.add("load_errors");
+      flight.settle({ ok: true, result });
+      await release(ctx, key, again.tok);
+      ctx.onError(error, "reload loader");
+      return;
+    }
+    const fresh = loadedResult(reloaded.value, opts);
+    if (!cacheable(reloaded.value, opts)) {
+      flight.settle({ ok: true, result: fresh, vouchedAt: reloadSeq });
+      await release(ctx, key, again.tok);
+      return;
+    }
+    return offerAndFill(ctx, key, again, loader, opts, reloaded, fresh, reloadSeq, flight, false);
+  }
+  // The fill's id lets a check vouch for the followers that joined after it was sent.
+  flight?.settle({ ok: true, result, vouchedAt: stored.ok ? fillSeq : undefined, id: stored.id });
 }
 
 export async function refresh<T>(

@@ -37,48 +37,13 @@ local function announce(estimate)
   leaseValue = token .. '.' .. string.format('%d', ms) .. '.' .. nowText
 end
 
--- Tag counters start at the current time, not 0, so a counter lost to eviction comes back
--- with a value no entry was computed under: its entries turn invalid instead of valid again.
-local function counter(key)
-  local c = redis.call('GET', key)
-  if not c then
-    c = nowText
-    redis.call('SET', key, c)
-  end
-  return c
-end
+-- A tag counter read while validating: created at the current time when missing (see
+-- capturedCounter in lib/entry.lua).
+local function counter(key) return capturedCounter(key, nowText) end
 
--- The version the key had when the lease was granted (0 = never written): a negative entry
--- ("not found") is stored under it, so any later version advance invalidates it.
-local function grant(out)
-  out.tok = leaseValue
-  local snap = {}
-  for i = 1, nCapture do
-    snap[#snap + 1] = counter(declared[names[i]])
-  end
-  out.tg = snap
-  if verKey then
-    local cv = redis.call('GET', verKey)
-    out.cv = tonumber((cv and cv ~= '') and cv or '0') -- "": see tryLease
-  end
-end
-
-local function tryLease()
-  if redis.call('SET', lease, leaseValue, 'NX', 'PX', leaseTtl) then
-    -- A load under a version key that does not exist yet: mark it "present, version unknown"
-    -- (""), so the fill can tell "never set" from "evicted during the load" (then it may have
-    -- taken a newer version with it) and refuse the latter. It lives as long as the lease.
-    if verKey and redis.call('EXISTS', verKey) == 0 then
-      redis.call('SET', verKey, '', 'PX', leaseTtl)
-    end
-    -- {p}:tb, the time of the prefix's latest tag bump (fill.lua): missing means never bumped,
-    -- or evicted. Just below now is true of every bump a load starting now must not miss; the
-    -- blind spot is a bump earlier in this very millisecond whose record was already evicted.
-    redis.call('SET', tagClock, string.format('%d', now - 1), 'NX')
-    return true
-  end
-  return false
-end
+-- The lease and its reply (lib/entry.lua, shared with fill.lua's reload grant).
+local function grant(out) grantReply(out, leaseValue, verKey, names, declared, nCapture, nowText) end
+local function tryLease() return takeLease(lease, leaseValue, leaseTtl, verKey, tagClock, now) end
 
 local out = { now = now }
 local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'id')

@@ -21,7 +21,13 @@
 -- ARGV[12] the fill's identity (`id`, unique per fill: the client draws it): a reply carrying
 --   an entry carries it, so a late reader's check (hit.lua) can tell that the value it was
 --   handed is the one the check found valid. `ct` cannot: two fills may share a millisecond.
--- Reply (JSON): ok, and r (lease, version, tag, expired) when refused.
+-- ARGV[13] lease ttl ms to take the lease again when the fill is refused ("" = do not): the
+--   loader's readers in the caller's isolate are waiting for a value read after the write
+--   that refused this one, so the same request does what their next acquire would, and the
+--   holder reloads one round trip sooner (src/cache/read/load.ts)   ARGV[14] how many of the
+--   names in ARGV[8] are the caller's own tags, whose counters the new lease captures
+-- Reply (JSON): ok, and r (lease, version, tag, expired) when refused; a refusal that took the
+--   lease again adds tok, tg, cv as acquire.lua's grant does, and now.
 --! include lib/entry.lua
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -31,7 +37,19 @@ local verKey, names, declared = declaredKeys(4, ARGV[11], ARGV[8])
 
 local function drop(reason)
   if token ~= '' and redis.call('GET', lease) == token then redis.call('DEL', lease) end
-  return cjson.encode({ ok = false, r = reason })
+  local out = { ok = false, r = reason }
+  local regrantTtl = tonumber(ARGV[13] or '')
+  -- A write or a bump overtook the load (not merely the end of life): take the lease again,
+  -- unless someone else holds it now (they are loading already). Same token, new announcement.
+  if regrantTtl and token ~= '' and reason ~= 'expired' then
+    local nowText = string.format('%d', now)
+    local value = string.match(token, '^[^.]+') .. '.' .. string.format('%d', math.floor(tonumber(ARGV[10]) or 0)) .. '.' .. nowText
+    if takeLease(lease, value, regrantTtl, verKey, tagClock, now) then
+      grantReply(out, value, verKey, names, declared, tonumber(ARGV[14]) or 0, nowText)
+      out.now = now
+    end
+  end
+  return cjson.encode(out)
 end
 
 if token ~= '' and redis.call('GET', lease) ~= token then return drop('lease') end

@@ -10,6 +10,15 @@ export interface FillReply {
   r?: string;
   /** The fill's identity (`EntryWrite.id`), set by storeEntry when the entry was stored. */
   id?: string;
+  /**
+   * A refused fill that took the lease again (`EntryWrite.regrant`): the new lease value, the
+   * own tags' counters it captured, the version key's value, and Redis's time, as an acquire's
+   * grant answers them (read/reply.ts).
+   */
+  tok?: string;
+  tg?: string[];
+  cv?: number;
+  now?: number;
 }
 
 /** One entry to store, as fill.lua takes it (windows in ms, already jittered). */
@@ -35,6 +44,11 @@ export interface EntryWrite {
    * check can tell that a value is the one it found valid (read/checks.ts).
    */
   id: string;
+  /**
+   * When a refused fill should take the lease again for a reload (readers are waiting on it):
+   * the lease's TTL, and how many of `tags` (from the front) are the caller's own.
+   */
+  regrant?: { leaseTtl: number; ownTags: number };
 }
 
 /**
@@ -66,6 +80,8 @@ export async function storeEntry(t: ReadTarget, key: string, w: EntryWrite): Pro
     Math.round(w.loadMs),
     w.versionKey ? "1" : "0",
     w.id,
+    w.regrant ? w.regrant.leaseTtl : "",
+    w.regrant ? w.regrant.ownTags : 0,
   ];
   const reply = decodeJson<FillReply>(await runScript(t.redis, fillScript, keys, args));
   return reply.ok ? { ...reply, id: w.id } : reply;

@@ -3,20 +3,25 @@ import type { Resolved } from "../options";
 import { jitterTtl } from "../policy";
 import type { ReadReply } from "../read/reply";
 import { newToken } from "../token";
-import { type FillReply, snapshotTags, storeEntry } from "./fill";
+import { type EntryWrite, type FillReply, snapshotTags, storeEntry } from "./fill";
 
 /**
  * Storing an entry: the fill of a granted lease (checked against what the granting read
  * captured) and the write-through, both one `fill.lua` call, counted in the isolate.
  */
 
+/**
+ * The fill of a load under the lease `read` granted. With `regrant`, a refused fill takes the
+ * lease again for a reload when it is free (its reply then carries the grant: see FillReply).
+ */
 export async function fillLoaded<T>(
   ctx: EngineContext,
   key: string,
-  read: ReadReply,
+  read: Pick<ReadReply, "tok" | "tg" | "cv" | "now">,
   value: T,
   opts: Resolved<T>,
   loadMs: number,
+  regrant = false,
 ): Promise<FillReply> {
   let version = opts.versionKey && opts.versionOf && value !== null ? opts.versionOf(value) : null;
   let entryOpts = opts;
@@ -34,7 +39,8 @@ export async function fillLoaded<T>(
   const tags = snapshotTags(value, opts, (i) => counters[i] ?? bound, bound);
   ctx.pending.add("read_requests");
   const token = read.tok ?? "";
-  return store(ctx, key, token, value, version, entryOpts, tags, loadMs, "fills");
+  const again = regrant ? { leaseTtl: opts.leaseTtl, ownTags: opts.tagList.length } : undefined;
+  return store(ctx, key, token, value, version, entryOpts, tags, loadMs, "fills", again);
 }
 
 /**
@@ -51,6 +57,7 @@ export async function store<T>(
   tags: ReadonlyArray<readonly [string, string]>,
   loadMs: number,
   counter: "fills" | "writes",
+  regrant?: EntryWrite["regrant"],
 ): Promise<FillReply> {
   if (opts.versionKey && version === null) {
     throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
@@ -70,6 +77,7 @@ export async function store<T>(
     tags,
     loadMs,
     id: newToken(),
+    regrant,
   });
   const prefix = ctx.keys.prefix;
   if (reply.ok) {

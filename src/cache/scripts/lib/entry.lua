@@ -101,3 +101,48 @@ local function encodeReply(out, value)
   if not value then return json end
   return string.sub(json, 1, -2) .. ',"v":' .. value .. '}'
 end
+
+-- A tag counter as a granted lease captures it. Counters start at the current time, not 0, so
+-- a counter lost to eviction comes back with a value no entry was computed under: its entries
+-- turn invalid instead of valid again.
+local function capturedCounter(key, nowText)
+  local c = redis.call('GET', key)
+  if not c then
+    c = nowText
+    redis.call('SET', key, c)
+  end
+  return c
+end
+
+-- Takes the single-flight lease for a load (acquire.lua; fill.lua again for a reload): true
+-- when it was free. A load under a version key that does not exist yet marks it "present,
+-- version unknown" (""), so the fill can tell "never set" from "evicted during the load" (then
+-- it may have taken a newer version with it) and refuse the latter; the mark lives as long as
+-- the lease. {p}:tb, the time of the prefix's latest tag bump (fill.lua): missing means never
+-- bumped, or evicted; just below now is true of every bump a load starting now must not miss
+-- (the blind spot is a bump earlier in this very millisecond whose record was evicted).
+local function takeLease(lease, leaseValue, leaseTtl, verKey, tagClock, now)
+  if not redis.call('SET', lease, leaseValue, 'NX', 'PX', leaseTtl) then return false end
+  if verKey and redis.call('EXISTS', verKey) == 0 then
+    redis.call('SET', verKey, '', 'PX', leaseTtl)
+  end
+  redis.call('SET', tagClock, string.format('%d', now - 1), 'NX')
+  return true
+end
+
+-- What a granted lease answers: tok (the lease value, which the fill compares whole), tg (the
+-- counters of the first nCapture declared names, the caller's own tags, in order) and, with a
+-- version key, cv: the version the key had (0 = never written, or "" = unknown), under which a
+-- negative entry ("not found") is stored, so any later version advance invalidates it.
+local function grantReply(out, leaseValue, verKey, names, declared, nCapture, nowText)
+  out.tok = leaseValue
+  local snap = {}
+  for i = 1, nCapture do
+    snap[#snap + 1] = capturedCounter(declared[names[i]], nowText)
+  end
+  out.tg = snap
+  if verKey then
+    local cv = redis.call('GET', verKey)
+    out.cv = tonumber((cv and cv ~= '') and cv or '0')
+  end
+end
