@@ -143,4 +143,33 @@ describe("coalescing across requests in workerd (SELF.fetch)", () => {
     expect(await fills()).toBe(before + 1); // once
     expect((await product(12)).headers.get("x-cache")).toBe("HIT");
   });
+
+  it("a fill refused by an invalidation during its flight reloads for the requests waiting on it, with no acquire of theirs", async () => {
+    const before = await counters();
+    await gatewayControl("reset", { token });
+    // Slow Redis for this token: the leader's acquire answers at ~400 ms, its fill (sent right
+    // after the fast Postgres load) runs in Redis at ~800 ms.
+    await gatewayControl("faults", { token, body: { latencyMs: 400 } });
+    const leader = product(13);
+    await sleep(600);
+    // Requests that begin while the fill is out: its compare-and-set cannot vouch for them.
+    const followers = Array.from({ length: 3 }, () => product(13));
+    await sleep(20);
+    // An invalidation from elsewhere revokes the lease before the fill runs (the main token has
+    // no latency): the fill is refused, takes the lease again, and the leader reloads.
+    await testRedis().del(`${prefix}:l:product:13`);
+    const answers = await Promise.all([leader, ...followers]);
+    await gatewayControl("faults", { method: "DELETE", token });
+    const bodies = await Promise.all(answers.map((r) => r.json() as Promise<{ id: number }>));
+    expect(answers.every((r) => r.status === 200)).toBe(true);
+    expect(bodies.every((b) => b.id === 13)).toBe(true);
+    await entryLanded(13);
+    // Counted before /admin/stats, which reads Redis with this token too: the leader's
+    // acquire, the refused fill that took the lease again, the reload's fill, maybe the
+    // isolate's telemetry flush; the followers sent nothing of their own.
+    expect(await requests()).toBeLessThanOrEqual(4);
+    const after = await counters();
+    expect((after.reloads ?? 0) - (before.reloads ?? 0)).toBe(1);
+    expect((await product(13)).headers.get("x-cache")).toBe("HIT");
+  });
 });

@@ -67,9 +67,10 @@ export async function loadAndFill<T>(
  * load did may take the value at once (Flight.offer); the fill's compare-and-set (lease,
  * version, tags) vouches for it to those that joined before the fill was sent, and a refused
  * fill vouches for nothing (see Outcome). Refused because a write or a bump overtook the load
- * while followers wait (`reload`, the first load only; with `waitUntil`, so that it never
- * holds the leader's response), the same fill.lua request takes the lease again when it is
- * free, and this loads once more for them with the leader's loader (a loader reads the source
+ * (`reload`, the first load only; with `waitUntil`, so that it never holds the leader's
+ * response), the same fill.lua request takes the lease again when it is free; when followers
+ * wait by then (else the lease goes straight back), this loads once more for them with the
+ * leader's loader (a loader reads the source
  * each time it is called): one acquire's round trip sooner than the new flight they would
  * lead, and vouched for by its own start as any load.
  */
@@ -93,15 +94,21 @@ async function offerAndFill<T>(
   ]);
   const fillSeq = flight?.sending();
   flight?.settleLater(opts.leaseTtl);
-  // Only after the response (waitUntil): a reload never holds the leader's own answer.
-  const regrant =
-    reload && flight !== undefined && flight.waiting > 0 && opts.waitUntil !== undefined;
+  // Only after the response (waitUntil): a reload never holds the leader's own answer. Asked
+  // for whether or not anyone waits yet: readers keep joining while the fill is out.
+  const regrant = reload && flight !== undefined && opts.waitUntil !== undefined;
   let stored: FillReply;
   try {
     stored = await fillLoaded(ctx, key, granted, loaded.value, opts, loaded.ms, regrant);
   } catch (error) {
     flight?.settle({ ok: true, result });
     throw error;
+  }
+  if (!stored.ok && stored.tok && flight && flight.waiting === 0) {
+    // Nobody waits after all: the lease goes back at once (others may be sleeping on it).
+    flight.settle({ ok: true, result });
+    await release(ctx, key, stored.tok);
+    return;
   }
   if (!stored.ok && stored.tok && flight) {
     ctx.pending.add("reloads");
