@@ -103,6 +103,11 @@ export const ifMatchHeader = z.object({
  * it is changing); it cannot overwrite a newer version of the product itself.
  */
 export function versionCondition(c: Context): number[] | null {
+  // If-None-Match: * on a write means "only if it does not exist yet" (RFC 9110, 13.1.2). Every
+  // write here changes an existing row, so no version may match: 412 when the row exists, 404
+  // when it does not. (Other If-None-Match tags on a write are not evaluated.)
+  const none = c.req.header("if-none-match");
+  if (none?.split(",").some((t) => t.trim() === "*")) return [];
   const header = c.req.header("if-match");
   if (header === undefined) return null;
   const tags = header.split(",").map((t) => t.trim());

@@ -119,6 +119,21 @@ describe("POST /products/:id/reserve", () => {
     expect(await stockOf(product.id)).toEqual({ stock: 2, version: 4 });
     // Nothing we could have issued (no version at all): 412, not a reservation.
     expect((await conditional('"nope"')).status).toBe(412);
+    // If-None-Match: * ("only if it does not exist"): the product exists, so 412 too.
+    const absentOnly = await api<ErrorBody>("POST", `/products/${product.id}/reserve`, {
+      prefix,
+      body: { quantity: 1 },
+      headers: { "if-none-match": "*" },
+    });
+    expect(absentOnly.status).toBe(412);
+    expect(await stockOf(product.id)).toEqual({ stock: 2, version: 4 });
+    // On a product that does not exist it is the 404 it would be anyway.
+    const missing = await api<ErrorBody>("POST", "/products/2000000000/reserve", {
+      prefix,
+      body: { quantity: 1 },
+      headers: { "if-none-match": "*" },
+    });
+    expect(missing.status).toBe(404);
   });
 
   it("answers 404 for an unknown or deleted product", async () => {

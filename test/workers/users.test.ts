@@ -154,6 +154,10 @@ describe("PATCH /users/:id", () => {
 
     const any = await patch(user.id, { name: "Third" }, { "if-match": "*" });
     expect(any.status).toBe(200);
+
+    // If-None-Match: * = "only if it does not exist": the user exists, so nothing is written.
+    const absentOnly = await patch(user.id, { name: "Never" }, { "if-none-match": "*" });
+    expect(absentOnly.status).toBe(412);
     expect(any.body.version).toBe(4);
 
     const after = await get(user.id);
