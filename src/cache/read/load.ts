@@ -1,8 +1,7 @@
 import type { EngineContext } from "../context";
 import { cacheable, lateTags, type Resolved } from "../options";
 import type { CacheResult } from "../types";
-import type { FillReply } from "../write/fill";
-import { releaseLease } from "../write/fill";
+import { type FillReply, releaseLease } from "../write/fill";
 import { fillLoaded } from "../write/store";
 import type { Flight } from "./flight";
 import { acquireEntry } from "./look";
@@ -104,37 +103,51 @@ async function offerAndFill<T>(
     flight?.settle({ ok: true, result });
     throw error;
   }
-  if (!stored.ok && stored.tok && flight && flight.waiting === 0) {
+  if (!stored.ok && stored.tok && flight) {
+    const granted = { ...stored, tok: stored.tok };
+    if (flight.waiting > 0) return reloadFor(ctx, key, granted, loader, opts, flight, result);
     // Nobody waits after all: the lease goes back at once (others may be sleeping on it).
     flight.settle({ ok: true, result });
-    await release(ctx, key, stored.tok);
-    return;
-  }
-  if (!stored.ok && stored.tok && flight) {
-    ctx.pending.add("reloads");
-    const again = { tok: stored.tok, tg: stored.tg, cv: stored.cv, now: stored.now ?? 0 };
-    const reloadSeq = loadStarts(ctx, key, flight);
-    let reloaded: { value: T; ms: number };
-    try {
-      reloaded = await ctx.timed(loader, key);
-    } catch (error) {
-      // Its followers read for themselves (the first value is unvouched), and meet the error.
-      ctx.pending.add("load_errors");
-      flight.settle({ ok: true, result });
-      await release(ctx, key, again.tok);
-      ctx.onError(error, "reload loader");
-      return;
-    }
-    const fresh = loadedResult(reloaded.value, opts);
-    if (!cacheable(reloaded.value, opts)) {
-      flight.settle({ ok: true, result: fresh, vouchedAt: reloadSeq });
-      await release(ctx, key, again.tok);
-      return;
-    }
-    return offerAndFill(ctx, key, again, loader, opts, reloaded, fresh, reloadSeq, flight, false);
+    return release(ctx, key, stored.tok);
   }
   // The fill's id lets a check vouch for the followers that joined after it was sent.
   flight?.settle({ ok: true, result, vouchedAt: stored.ok ? fillSeq : undefined, id: stored.id });
+}
+
+/**
+ * The reload for a flight's waiting followers, under the lease a refused fill took again
+ * (`granted`): vouched for by its own start, filled once more, never reloaded again. When it
+ * fails or its value is not cached, the lease goes back; followers then read for themselves
+ * (the first load's value stays unvouched for them).
+ */
+async function reloadFor<T>(
+  ctx: EngineContext,
+  key: string,
+  granted: FillReply & { tok: string },
+  loader: () => Promise<T>,
+  opts: Resolved<T>,
+  flight: Flight,
+  first: CacheResult<T>,
+): Promise<void> {
+  ctx.pending.add("reloads");
+  const lease = { tok: granted.tok, tg: granted.tg, cv: granted.cv, now: granted.now ?? 0 };
+  const reloadSeq = loadStarts(ctx, key, flight);
+  let reloaded: { value: T; ms: number };
+  try {
+    reloaded = await ctx.timed(loader, key);
+  } catch (error) {
+    ctx.pending.add("load_errors");
+    flight.settle({ ok: true, result: first });
+    await release(ctx, key, lease.tok);
+    ctx.onError(error, "reload loader");
+    return;
+  }
+  const fresh = loadedResult(reloaded.value, opts);
+  if (!cacheable(reloaded.value, opts)) {
+    flight.settle({ ok: true, result: fresh, vouchedAt: reloadSeq });
+    return release(ctx, key, lease.tok);
+  }
+  return offerAndFill(ctx, key, lease, loader, opts, reloaded, fresh, reloadSeq, flight, false);
 }
 
 export async function refresh<T>(
