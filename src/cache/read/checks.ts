@@ -1,5 +1,5 @@
 import type { EngineContext } from "../context";
-import type { Flight } from "./flight";
+import type { Flight, LeaseCheck } from "./flight";
 import { type HitRead, readHit } from "./hit";
 import type { ReadReply } from "./reply";
 
@@ -33,6 +33,11 @@ export interface CheckSpec {
   versionKey?: string;
   /** Declared tags, as a hit read of the key would declare them (own, then learned). */
   tags: readonly string[];
+  /**
+   * A lease check instead of an entry check (set as the carrier sends it, Flight.checkSent):
+   * the lease key, the version key and the counters of `lease.tags` are compared instead.
+   */
+  lease?: LeaseCheck;
 }
 
 /** At most this many checks ride on one read: each adds its entry's keys to the script. */
@@ -103,17 +108,22 @@ async function carry(
 ): Promise<ReadReply> {
   // Ticked right before the read goes out: it vouches for followers that began before this.
   const seq = ctx.flights.tick();
-  for (const [flight] of taken) flight.checkSent(seq);
+  // Each flight says now whether its leader is loading under a lease (a lease check) or not.
+  const checks = taken.map(([flight, spec]) => {
+    const lease = flight.checkSent(seq);
+    return lease ? { ...spec, lease } : spec;
+  });
   ctx.pending.add("checks", taken.length);
   let reply: ReadReply;
   try {
-    reply = await readHit(ctx.target, key, { ...what, checks: taken.map(([, spec]) => spec) });
+    reply = await readHit(ctx.target, key, { ...what, checks });
   } catch (error) {
     for (const [flight] of taken) flight.checked(seq, null);
     throw error;
   }
   taken.forEach(([flight], i) => {
-    flight.checked(seq, reply.ck?.[i] || null);
+    const answer = reply.ck?.[i];
+    flight.checked(seq, typeof answer === "string" || answer === true ? answer : null);
   });
   return reply;
 }

@@ -44,14 +44,35 @@ export type Outcome =
     }
   | { ok: false; error: unknown };
 
-/** One check of a flight's entry, riding on another read (read/checks.ts). */
+/**
+ * What a lease check compares (read/checks.ts): the lease a load runs under and what the read
+ * that granted it captured. Found unchanged after a follower began, it vouches for the load's
+ * value to that follower (Flight.offer).
+ */
+export interface LeaseCheck {
+  /** The lease value the grant answered (`tok`), which the fill compares whole. */
+  tok: string;
+  /** The version key's value when the lease was granted (`cv`), when the entry has one. */
+  cv?: number;
+  /** The entry's own tags, and their counters as the grant captured them, in order. */
+  tags: readonly string[];
+  tg: readonly string[];
+}
+
+/** One check of a flight's entry or lease, riding on another read (read/checks.ts). */
 interface Check {
   /** The sequence number ticked just before the read carrying it was sent. */
   seq: number;
   /** When it was sent (local ms). */
   sentAt: number;
-  /** The entry's fill id when it was fresh and valid; null: not; undefined: not answered yet. */
-  id: string | null | undefined;
+  /** A lease check: the lease value it compared; an entry check: undefined. */
+  lease: string | undefined;
+  /**
+   * Entry check: the entry's fill id when it was fresh and valid. Lease check: true when the
+   * lease, the version key and the own tags' counters were as granted. null: not; undefined:
+   * not answered yet.
+   */
+  answer: string | true | null | undefined;
 }
 
 /** Checks remembered per flight (a flight lives about one round trip: a few at most). */
@@ -91,17 +112,20 @@ export class Flight {
    * answer (default: the isolate's average read round trip; a load passes its estimate), which
    * is when followers look.
    */
-  sending(expectMs = this.#registry.roundTripMs, checkable = true): number {
+  sending(expectMs = this.#registry.roundTripMs, checkable = true, lease?: LeaseCheck): number {
     this.#sentAt = Date.now();
     this.#expectAt = this.#sentAt + expectMs;
     this.#sent = this.#registry.tick();
     this.#checkable = checkable;
+    this.#lease = lease;
     return this.#sent;
   }
   /** The sequence number of the leader's last request, and whether a check can stand in for it. */
   #sent: number | undefined;
   #sentAt = 0;
   #checkable = false;
+  /** While the leader loads under a lease a check can compare (read/load.ts): what to compare. */
+  #lease: LeaseCheck | undefined;
   /** How long the leader's last request took to answer (ms), once it did. */
   #answeredIn: number | undefined;
   /** When the leader expects the answer of what it sent last (local ms); followers look then. */
@@ -154,13 +178,16 @@ export class Flight {
    * least as new as any write acknowledged before the follower's request: it may take it now. Later followers wait for
    * the fill's compare-and-set (`settle`).
    */
-  offer(outcome: Outcome & { ok: true }): void {
+  offer(outcome: Outcome & { ok: true }, lease?: string): void {
     // A reload's offer (read/load.ts) replaces the first load's: it vouches for more followers.
     if ((outcome.vouchedAt ?? 0) > ((this.#offered?.ok && this.#offered.vouchedAt) || 0)) {
       this.#offered = outcome;
+      this.#offeredLease = lease;
     }
   }
   #offered: Outcome | undefined;
+  /** The lease value the offered load ran under, when a lease check can vouch for it. */
+  #offeredLease: string | undefined;
 
   /** How many followers are waiting on this flight right now (a refused fill reloads for them). */
   get waiting(): number {
@@ -170,15 +197,14 @@ export class Flight {
 
   /**
    * A follower that began at `startedAt` joins: whether it wants a check (read/checks.ts). It
-   * does when the leader's last request, a read or a fill, went out before it began, so its
-   * answer cannot vouch for this follower; a check sent on another read after it began can.
-   * Not when the leader is loading (the entry is being replaced) or a check sent after it
-   * began is queued already.
+   * does when the leader's last request, a read, a fill or the start of a load, went out
+   * before it began, so it cannot vouch for this follower; a check sent on another read after
+   * it began can. Not when the leader loads without a lease a check can compare (the entry is
+   * being replaced), or a check sent after it began is queued already.
    */
   wantsCheck(startedAt: number): boolean {
-    if (this.#outcome || this.#sent === undefined || this.#sent > startedAt || !this.#checkable) {
-      return false;
-    }
+    if (this.#outcome || this.#sent === undefined || this.#sent > startedAt) return false;
+    if (!this.#checkable && !this.#lease) return false;
     if (startedAt > this.#wantedAfter) this.#wantedAfter = startedAt;
     return this.needsCheck;
   }
@@ -192,16 +218,25 @@ export class Flight {
     return this.#outcome === undefined && this.#wantedAfter > this.#lastCheck;
   }
 
-  /** The carrier of a check ticked `seq` and sends it now. */
-  checkSent(seq: number): void {
+  /**
+   * The carrier of a check ticked `seq` and sends it now: what it compares is decided now, by
+   * what the leader is doing. While it loads under a lease, the lease (returned: the carrier
+   * declares its keys); else the entry (undefined).
+   */
+  checkSent(seq: number): LeaseCheck | undefined {
     this.#lastCheck = seq;
     if (this.#checks.length >= MAX_CHECKS_KEPT) this.#checks.shift();
-    this.#checks.push({ seq, sentAt: Date.now(), id: undefined });
+    const lease = this.#lease;
+    this.#checks.push({ seq, sentAt: Date.now(), lease: lease?.tok, answer: undefined });
+    return lease;
   }
 
-  /** The carrier's answer for the check it sent at `seq`: the fill id found valid, or null. */
-  checked(seq: number, id: string | null): void {
-    for (const check of this.#checks) if (check.seq === seq) check.id = id;
+  /**
+   * The carrier's answer for the check it sent at `seq`: an entry check's fill id found valid,
+   * a lease check's true, or null.
+   */
+  checked(seq: number, answer: string | true | null): void {
+    for (const check of this.#checks) if (check.seq === seq) check.answer = answer;
   }
 
   /**
@@ -211,9 +246,29 @@ export class Flight {
    * would have bumped what the check compared, deleted the entry or replaced it (a new id).
    */
   checkVouches(outcome: Outcome, startedAt: number): boolean {
+    if (outcome === this.#offered) return this.#leaseVouches(startedAt);
     if (!outcome.ok || !outcome.id) return false;
     for (const check of this.#checks) {
-      if (check.seq > startedAt && check.id === outcome.id) return true;
+      if (check.seq > startedAt && check.lease === undefined && check.answer === outcome.id) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Whether a lease check vouches for the offered load's value to a follower that began at
+   * `startedAt`: one sent after it began found the lease that load runs under still held, and
+   * the version key and own tags as the grant captured them. Every write acknowledged before
+   * the follower began had run in Redis by then; one that ran after the grant would have
+   * deleted the lease (or bumped what the check compared), so it ran before the grant, and
+   * the load, which began after the grant, read the source after it.
+   */
+  #leaseVouches(startedAt: number): boolean {
+    const lease = this.#offeredLease;
+    if (lease === undefined) return false;
+    for (const check of this.#checks) {
+      if (check.seq > startedAt && check.lease === lease && check.answer === true) return true;
     }
     return false;
   }
@@ -228,7 +283,7 @@ export class Flight {
     // (its carrier's request was cancelled: a read of the follower's own comes next).
     const expectMs = Math.max(this.#registry.roundTripMs, this.#answeredIn ?? 0);
     for (const check of this.#checks) {
-      if (check.seq > startedAt && check.id === undefined) {
+      if (check.seq > startedAt && check.answer === undefined) {
         if (now < check.sentAt + 2 * expectMs + POLL_MS) return check.sentAt + expectMs;
       }
     }
@@ -262,9 +317,14 @@ export class Flight {
     for (;;) {
       const now = Date.now();
       const outcome = this.#outcome;
+      let expected = this.#expectAt;
+      // A load's value, vouched for by the load's start or by a lease check (see offer).
+      const offered = this.#offered;
+      if (offered?.ok && offered.vouchedAt !== undefined) {
+        if (offered.vouchedAt > startedAt || this.#leaseVouches(startedAt)) return offered;
+      }
       // An outcome that does not vouch for this follower is worth waiting past only while a
       // check that could is out (read/checks.ts): its answer is due about now.
-      let expected = this.#expectAt;
       if (outcome) {
         // Only an entry's value (it has a fill id) that nothing else vouches for can use one;
         // an error or a fail-safe answer goes to the follower at once.
@@ -276,10 +336,13 @@ export class Flight {
         const pending = checkable ? this.#checkPending(startedAt, now) : undefined;
         if (pending === undefined || this.checkVouches(outcome, startedAt)) return outcome;
         expected = pending;
-      }
-      const offered = this.#offered;
-      if (offered?.ok && offered.vouchedAt !== undefined && offered.vouchedAt > startedAt) {
-        return offered;
+      } else if (offered) {
+        // The load is done and its fill is out: a lease check sent after this follower began
+        // may answer before the fill does.
+        const pending = this.#checkPending(startedAt, now);
+        if (pending !== undefined && (expected === undefined || pending < expected)) {
+          expected = pending;
+        }
       }
       // Re-read the deadline each time: the leader moves it as it goes.
       const left = Math.min(until, this.#deadline + GRACE_MS) - now;

@@ -32,12 +32,18 @@ export async function readHit(t: ReadTarget, key: string, what: HitRead): Promis
   if (what.checks?.length) {
     // Other entries' checks (read/checks.ts): their keys after the read's own, declared alike.
     args.push(String(keys.length));
-    const specs: Array<[number, readonly string[]]> = [];
+    const specs: unknown[] = [];
     for (const check of what.checks) {
-      keys.push(t.keys.entry(check.key));
+      const { lease } = check;
+      // A lease check reads the lease instead of the entry, and only the own tags' counters.
+      keys.push(lease ? t.keys.lease(check.key) : t.keys.entry(check.key));
       if (check.versionKey) keys.push(t.keys.version(check.versionKey));
-      for (const tag of check.tags) keys.push(t.keys.tag(tag));
-      specs.push([check.versionKey ? 1 : 0, check.tags]);
+      const tags = lease ? lease.tags : check.tags;
+      for (const tag of tags) keys.push(t.keys.tag(tag));
+      const hasVersion = check.versionKey ? 1 : 0;
+      specs.push(
+        lease ? [hasVersion, tags, lease.tok, lease.cv ?? 0, lease.tg] : [hasVersion, tags],
+      );
     }
     args.push(JSON.stringify(specs));
   }

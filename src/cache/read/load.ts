@@ -3,7 +3,7 @@ import { cacheable, lateTags, type Resolved } from "../options";
 import type { CacheResult } from "../types";
 import { type FillReply, releaseLease } from "../write/fill";
 import { fillLoaded } from "../write/store";
-import type { Flight } from "./flight";
+import type { Flight, LeaseCheck } from "./flight";
 import { acquireEntry } from "./look";
 import { failSafeResult, type ReadReply } from "./reply";
 import { loadedResult } from "./result";
@@ -18,9 +18,31 @@ import { loadedResult } from "./result";
  * Called right before a load reads the source: the flight's sequence number it vouches with
  * (Flight.offer), and the load time this isolate expects, which is when followers look.
  */
-export function loadStarts(ctx: EngineContext, key: string, flight?: Flight): number | undefined {
-  // Not checkable: the entry a check would find is the one being replaced (read/checks.ts).
-  return flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key), false);
+export function loadStarts(
+  ctx: EngineContext,
+  key: string,
+  flight?: Flight,
+  lease?: LeaseCheck,
+): number | undefined {
+  // No entry check: the entry a check would find is the one being replaced. Under a lease, a
+  // lease check can vouch for followers that join during the load (read/checks.ts).
+  return flight?.sending(ctx.flights.estimateLoad(ctx.keys.prefix, key), false, lease);
+}
+
+/**
+ * What a lease check of a load under `grant` compares (Flight.checkSent), or undefined when
+ * none can vouch: tags known only from the loaded value (`tagsOf`) are unknown until the load
+ * ends, so only the fill (which checks them) can.
+ */
+function leaseCheckOf<T>(
+  grant: Pick<ReadReply, "tok" | "tg" | "cv">,
+  opts: Resolved<T>,
+): LeaseCheck | undefined {
+  if (!grant.tok || opts.tagsOf) return undefined;
+  const tg = Array.isArray(grant.tg) ? grant.tg : [];
+  if (tg.length !== opts.tagList.length) return undefined;
+  const cv = opts.versionKey ? (grant.cv ?? 0) : undefined;
+  return { tok: grant.tok, cv, tags: opts.tagList, tg };
 }
 
 export async function loadAndFill<T>(
@@ -35,7 +57,7 @@ export async function loadAndFill<T>(
   let loaded: { value: T; ms: number };
   // The load reads the source after this: followers that joined before it may take its value
   // without waiting for the fill (Flight.offer).
-  const loadSeq = loadStarts(ctx, key, flight);
+  const loadSeq = loadStarts(ctx, key, flight, leaseCheckOf(reply, opts));
   try {
     loaded = await ctx.timed(loader, key);
   } catch (error) {
@@ -85,7 +107,7 @@ async function offerAndFill<T>(
   flight: Flight | undefined,
   reload: boolean,
 ): Promise<void> {
-  flight?.offer({ ok: true, result, vouchedAt: loadSeq });
+  flight?.offer({ ok: true, result, vouchedAt: loadSeq }, granted.tok);
   // Into L1 before the fill: a refused fill then removes it again, whenever it completes.
   ctx.l1?.set(key, result.value, result.version, [
     ...opts.tagList,
@@ -131,7 +153,7 @@ async function reloadFor<T>(
 ): Promise<void> {
   ctx.pending.add("reloads");
   const lease = { tok: granted.tok, tg: granted.tg, cv: granted.cv, now: granted.now ?? 0 };
-  const reloadSeq = loadStarts(ctx, key, flight);
+  const reloadSeq = loadStarts(ctx, key, flight, leaseCheckOf(lease, opts));
   let reloaded: { value: T; ms: number };
   try {
     reloaded = await ctx.timed(loader, key);

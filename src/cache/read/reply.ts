@@ -38,8 +38,11 @@ export interface ReadReply {
   fs?: boolean;
   /** With a value: the fill's identity (fill.lua's `id`), unique per fill. */
   id?: string;
-  /** hit.lua only: per check it carried (read/checks.ts), the entry's fill id when valid. */
-  ck?: Array<string | false>;
+  /**
+   * hit.lua only: per check it carried (read/checks.ts), an entry check's fill id when the
+   * entry is valid, a lease check's true when the lease is as granted; else false.
+   */
+  ck?: Array<string | boolean>;
 }
 
 /** A HIT or STALE reply as the caller's result, ages and windows on the Redis clock. */

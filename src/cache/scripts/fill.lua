@@ -43,7 +43,11 @@ local function drop(reason)
   -- unless someone else holds it now (they are loading already). Same token, new announcement.
   if regrantTtl and token ~= '' and reason ~= 'expired' then
     local nowText = string.format('%d', now)
-    local value = string.match(token, '^[^.]+') .. '.' .. string.format('%d', math.floor(tonumber(ARGV[10]) or 0)) .. '.' .. nowText
+    local base, ms = string.match(token, '^[^.]+'), math.floor(tonumber(ARGV[10]) or 0)
+    local value = base .. '.' .. string.format('%d', ms) .. '.' .. nowText
+    -- Never the refused lease's value again (a load under 1 ms): a lease check of the refused
+    -- load must not find its lease "still held" (hit.lua).
+    if value == token then value = base .. '.' .. string.format('%d', ms + 1) .. '.' .. nowText end
     if takeLease(lease, value, regrantTtl, verKey, tagClock, now) then
       grantReply(out, value, verKey, names, declared, tonumber(ARGV[14]) or 0, nowText)
       out.now = now

@@ -11,7 +11,11 @@
 --   KEYS in that order (entry, the version key when it has one, the tag counters). Each is
 --   answered in `ck`: the entry's fill id when it is fresh and valid now, else false. It is
 --   how a late reader of another key learns, with no request of its own, that the value its
---   isolate's flight is about to hand it was still valid after it began.
+--   isolate's flight is about to hand it was still valid after it began. A lease check,
+--   [hasVersion, own tag names, lease value, captured version, captured counters], declares
+--   the entry's lease in place of the entry and is answered true when the lease, the version
+--   key and those counters are still as the grant left them: nothing invalidated the entry
+--   since the load under that lease began.
 -- Reply (JSON): now, s = HIT | STALE | MISS, r = why an entry was not served (version, tag,
 --   need, expired); with a value: v (the stored JSON itself, spliced in: see encodeReply),
 --   ver, fu, su, lt, ct, fs; with r = need: need, the names
@@ -74,13 +78,28 @@ if ARGV[4] then
     local declared = {}
     for j, name in ipairs(names) do declared[name] = KEYS[pos + j - 1] end
     pos = pos + #names
-    local c = redis.call('HMGET', e, 'id', 'ver', 'fu', 'su', 'tg', 'tk')
-    local id, cfu, csu = fillId(c[1]), tonumber(c[3]), tonumber(c[4])
-    -- Fresh and valid now, by the rules of a hit (entryReason fails closed on a missing
-    -- counter or an undeclared tag), and with an id a reply can carry as is.
-    local ok = id and cfu and csu and now < cfu and now < csu
-      and not entryReason(checkVer, c[2], c[5], declared, readCounter, c[6])
-    found[i] = ok and ('"' .. id .. '"') or 'false'
+    if spec[3] then
+      -- A lease check (`e` is the lease): still held with the granted value, the version key
+      -- as the grant read it (missing or "" read as 0, as grantReply does) and each own tag's
+      -- counter as it captured it. Any invalidation since the grant changed one of them.
+      local held = redis.call('GET', e) == spec[3]
+      if held and checkVer then
+        local cv = redis.call('GET', checkVer)
+        held = tonumber((cv and cv ~= '') and cv or '0') == tonumber(spec[4])
+      end
+      for j, name in ipairs(names) do
+        held = held and redis.call('GET', declared[name]) == spec[5][j]
+      end
+      found[i] = held and 'true' or 'false'
+    else
+      local c = redis.call('HMGET', e, 'id', 'ver', 'fu', 'su', 'tg', 'tk')
+      local id, cfu, csu = fillId(c[1]), tonumber(c[3]), tonumber(c[4])
+      -- Fresh and valid now, by the rules of a hit (entryReason fails closed on a missing
+      -- counter or an undeclared tag), and with an id a reply can carry as is.
+      local ok = id and cfu and csu and now < cfu and now < csu
+        and not entryReason(checkVer, c[2], c[5], declared, readCounter, c[6])
+      found[i] = ok and ('"' .. id .. '"') or 'false'
+    end
   end
   checks = ',"ck":[' .. table.concat(found, ',') .. ']'
 end
