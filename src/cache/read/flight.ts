@@ -175,8 +175,9 @@ export class Flight {
    * Called by the leader when its load ends, before its fill: the value, vouched for by the
    * load's start (`vouchedAt` ticked just before the loader ran). For a follower that began
    * before that tick, the loader read the source after the follower began, so the value is at
-   * least as new as any write acknowledged before the follower's request: it may take it now. Later followers wait for
-   * the fill's compare-and-set (`settle`).
+   * least as new as any write acknowledged before the follower's request: it may take it now.
+   * Later followers take it on a lease check of `lease` (the lease the load ran under) sent
+   * after they began (#leaseVouches), or wait for the fill's compare-and-set (`settle`).
    */
   offer(outcome: Outcome & { ok: true }, lease?: string): void {
     // A reload's offer (read/load.ts) replaces the first load's: it vouches for more followers.
