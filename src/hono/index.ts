@@ -13,6 +13,7 @@ export {
   etagFor,
   etagOf,
   matchesEtag,
+  matchesStrongly,
   setCacheHeaders,
   type Validator,
 } from "./response";

@@ -97,6 +97,24 @@ export function matchesEtag(ifNoneMatch: string | undefined, etag: string | null
 }
 
 /**
+ * True when an If-Match header names `etag` or is `*` (a representation exists). Strong
+ * comparison (RFC 9110 §13.1.1): a weak tag never matches, nor does anything when the
+ * response has no ETag.
+ *
+ * @example
+ * ```ts
+ * matchesStrongly('"v6", "v7"', '"v7"'); // true
+ * matchesStrongly('W/"v7"', '"v7"');     // false
+ * ```
+ */
+export function matchesStrongly(ifMatch: string, etag: string | null): boolean {
+  return ifMatch
+    .split(",")
+    .map((t) => t.trim())
+    .some((t) => t === "*" || (etag !== null && !etag.startsWith("W/") && t === etag));
+}
+
+/**
  * `Cache-Control` of mutable data: any cache may keep a copy but must revalidate it before
  * each use (`no-cache`), so nobody is shown data older than a write already acknowledged to
  * them, and the revalidation is a 304 answered from Redis. `private` keeps personal data out
@@ -169,11 +187,24 @@ export async function cachedJson<E extends Env, P extends string, I extends Inpu
   const etag = await etagFor(validator, result.version, json);
   if (etag) ctx.header("ETag", etag);
   const method = ctx.req.method;
-  if (
-    (method === "GET" || method === "HEAD") &&
-    matchesEtag(ctx.req.header("if-none-match"), etag)
-  ) {
-    return ctx.body(null, 304);
+  if (method === "GET" || method === "HEAD") {
+    // RFC 9110 §13.2.2: If-Match first (a client asking for this representation only if it is
+    // still the one it holds, e.g. before resuming a download), then If-None-Match.
+    const ifMatch = ctx.req.header("if-match");
+    if (ifMatch !== undefined && !matchesStrongly(ifMatch, etag)) {
+      ctx.header("Cache-Control", "no-store");
+      return ctx.json(
+        {
+          error: {
+            code: "precondition_failed",
+            message:
+              "If-Match does not name the current representation (its ETag is in the ETag header)",
+          },
+        },
+        412,
+      );
+    }
+    if (matchesEtag(ctx.req.header("if-none-match"), etag)) return ctx.body(null, 304);
   }
   return ctx.body(json, 200, { "Content-Type": "application/json" });
 }

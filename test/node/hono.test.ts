@@ -12,6 +12,7 @@ import {
   etagFor,
   etagOf,
   matchesEtag,
+  matchesStrongly,
 } from "../../src/hono";
 import { type CacheHarness, cacheHarness } from "./cache/harness";
 
@@ -106,6 +107,13 @@ describe("ETag helpers", () => {
     expect(matchesEtag("", '"v7"')).toBe(false);
     expect(matchesEtag(undefined, '"v7"')).toBe(false);
     expect(matchesEtag('"v7"', null)).toBe(false);
+    // If-Match compares strongly: a weak tag never matches; `*` matches any representation.
+    expect(matchesStrongly('"v6", "v7"', '"v7"')).toBe(true);
+    expect(matchesStrongly(" * ", '"v7"')).toBe(true);
+    expect(matchesStrongly('W/"v7"', '"v7"')).toBe(false);
+    expect(matchesStrongly('"v7"', 'W/"v7"')).toBe(false);
+    expect(matchesStrongly('"v70"', '"v7"')).toBe(false);
+    expect(matchesStrongly('"v7"', null)).toBe(false);
   });
 });
 
@@ -152,6 +160,27 @@ describe("cacheJson", () => {
     expect(changed.headers.get("x-cache")).toBe("MISS");
     expect(changed.headers.get("etag")).toMatch(/^"v4\.[A-Za-z0-9_-]{16}"$/);
     expect(await changed.json()).toMatchObject({ name: "uno" });
+
+    // If-Match on a read (RFC 9110 §13.1.1): 200 while it names the current representation,
+    // 412 with the error shape and the current ETag once it does not; checked before
+    // If-None-Match.
+    const current = changed.headers.get("etag") ?? "";
+    const matched = await app.request("/items/1", { headers: { "if-match": current } });
+    expect(matched.status).toBe(200);
+    expect(await matched.json()).toMatchObject({ name: "uno" });
+    for (const method of ["GET", "HEAD"]) {
+      const failed = await app.request("/items/1", {
+        method,
+        headers: { "if-match": etag, "if-none-match": current },
+      });
+      expect(failed.status, method).toBe(412);
+      expect(failed.headers.get("etag")).toBe(current);
+      expect(failed.headers.get("cache-control")).toBe("no-store");
+      if (method === "GET") {
+        expect(await failed.json()).toMatchObject({ error: { code: "precondition_failed" } });
+      }
+    }
+    expect((await app.request("/items/1", { headers: { "if-match": "*" } })).status).toBe(200);
   });
 
   it("validator and audience: a row that is its whole body, personal data", async () => {

@@ -129,6 +129,41 @@ describe("validators cover the whole representation", () => {
   });
 });
 
+describe("If-Match on a read", () => {
+  it("200 while it names the current ETag (or is *), 412 with the current ETag after a write, 404 for what does not exist", async () => {
+    const cat = await newCategory("ifmatch");
+    const p = await newProduct(cat);
+    const first = await api<ProductDetail>("GET", `/products/${p.id}`);
+    const held = first.headers.get("etag") ?? "";
+    expect(held).toMatch(/^"v\d+\.[A-Za-z0-9_-]{16}"$/);
+    for (const condition of [held, `"other", ${held}`, "*"]) {
+      const ok = await api<ProductDetail>("GET", `/products/${p.id}`, {
+        headers: { "if-match": condition },
+      });
+      expect(ok.status, condition).toBe(200);
+    }
+    // A weak copy of the tag never matches If-Match (strong comparison).
+    const weak = await api("GET", `/products/${p.id}`, { headers: { "if-match": `W/${held}` } });
+    expect(weak.status).toBe(412);
+
+    expect((await api("PATCH", `/products/${p.id}`, { body: { stock: 3 } })).status).toBe(200);
+    const stale = await api<ErrorBody>("GET", `/products/${p.id}`, {
+      headers: { "if-match": held },
+    });
+    expect(stale.status).toBe(412);
+    expect(stale.body.error.code).toBe("precondition_failed");
+    const current = stale.headers.get("etag");
+    expect(current).toMatch(/^"v\d+\.[A-Za-z0-9_-]{16}"$/);
+    expect(current).not.toBe(held);
+    expect(stale.headers.get("cache-control")).toBe("no-store");
+    // Lists and categories answer the same way; a missing entity stays a 404.
+    const list = await api("GET", `/categories/${cat}`, { headers: { "if-match": '"v999999"' } });
+    expect(list.status).toBe(412);
+    const missing = await api("GET", "/products/2000000107", { headers: { "if-match": held } });
+    expect(missing.status).toBe(404);
+  });
+});
+
 describe("Cache-Control", () => {
   it("entities and lists: no-cache; a 404: no-store; writes: no-store", async () => {
     const cat = await newCategory("cc");

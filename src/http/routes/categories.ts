@@ -5,6 +5,7 @@ import { cachedJson, notFound, writtenJson } from "../cache-response";
 import { rateLimit } from "../middleware/rate-limit";
 import { router } from "../openapi";
 import {
+  errorContent,
   errorResponses,
   errorSchema,
   idParams,
@@ -81,6 +82,10 @@ categoriesRoutes.openapi(
         content: { "application/json": { schema: categorySchema } },
       },
       304: { description: "If-None-Match names the current version" },
+      412: {
+        description: "If-Match does not name the current ETag (current ETag in the header)",
+        content: errorContent,
+      },
       ...errorResponses,
     },
   }),

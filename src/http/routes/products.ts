@@ -16,6 +16,7 @@ import { errorResponse } from "../errors";
 import { rateLimit } from "../middleware/rate-limit";
 import { router } from "../openapi";
 import {
+  errorContent,
   errorResponses,
   errorSchema,
   idParams,
@@ -241,6 +242,10 @@ productsRoutes.openapi(
         content: { "application/json": { schema: productSchema } },
       },
       304: { description: "If-None-Match names the current ETag" },
+      412: {
+        description: "If-Match does not name the current ETag (current ETag in the header)",
+        content: errorContent,
+      },
       ...errorResponses,
     },
   }),

@@ -58,6 +58,10 @@ const getUserRoute = createRoute({
       content: { "application/json": { schema: userSchema } },
     },
     304: { description: "If-None-Match names the current version" },
+    412: {
+      description: "If-Match does not name the current ETag (current ETag in the header)",
+      content: errorContent,
+    },
     400: { description: "Malformed id", content: errorContent },
     404: { description: "No such user", content: errorContent },
   },
