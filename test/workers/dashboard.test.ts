@@ -60,6 +60,17 @@ describe("GET /admin/dashboard", () => {
     }
   });
 
+  it("answers another method with 405 and Allow, not 401: no token would make it work", async () => {
+    for (const path of ["/admin/dashboard", "/admin/dashboard/uplot.js"]) {
+      for (const method of ["POST", "DELETE"]) {
+        const res = await fetchWorker(path, { method });
+        expect(res.status, `${method} ${path}`).toBe(405);
+        expect(res.headers.get("allow")).toContain("GET");
+        expect(((await res.json()) as ErrorBody).error.code).toBe("method_not_allowed");
+      }
+    }
+  });
+
   it("leaves the data behind the token", async () => {
     const res = await callApi<ErrorBody>("GET", "/admin/stats", { prefix });
     expect(res.status).toBe(401);

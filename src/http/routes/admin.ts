@@ -16,6 +16,7 @@ import type { Redis } from "../../redis/client";
 import { HttpError } from "../errors";
 import { adminAuth } from "../middleware/admin-auth";
 import { router } from "../openapi";
+import { isDashboardPath } from "./dashboard";
 
 /**
  * Operator routes, all behind `Authorization: Bearer <ADMIN_TOKEN>`: invalidate now or via the
@@ -30,7 +31,9 @@ adminRoutes.openAPIRegistry.registerComponent("securitySchemes", "adminBearer", 
 });
 const security = [{ adminBearer: [] }];
 
-adminRoutes.use("/admin/*", adminAuth);
+adminRoutes.use("/admin/*", (c, next) =>
+  isDashboardPath(c.req.path) ? next() : adminAuth(c, next),
+);
 
 // ---------------------------------------------------------------- schemas
 

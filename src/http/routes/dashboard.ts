@@ -11,6 +11,17 @@ import { HttpError } from "../errors";
  */
 export const dashboardRoutes = new Hono<AppEnv>();
 
+/**
+ * The dashboard's public paths, under any method: the admin routes' auth skips them, so a
+ * method they do not serve answers 405 with `Allow`, not 401 as if a token would help.
+ *
+ * @example
+ *   isDashboardPath("/admin/dashboard/app.js"); // true
+ *   isDashboardPath("/admin/stats");            // false
+ */
+export const isDashboardPath = (path: string): boolean =>
+  path === "/admin/dashboard" || path.startsWith("/admin/dashboard/");
+
 // Scripts only from this origin, data only from this origin, no framing: the token typed into
 // the page can go nowhere else.
 const CSP =
