@@ -24,9 +24,18 @@ export interface NewSession {
   sliding?: boolean;
 }
 
+/**
+ * Session data: any JSON object, kept as it is. Not `z.record`, which copies the object key by
+ * key: assigning a `"__proto__"` key sets the copy's prototype instead, so that key was dropped
+ * without a word. The object JSON.parse built holds it as an own key, and JSON.stringify writes
+ * it back.
+ */
+export const isSessionData = (v: unknown): v is SessionData =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
 const storedSchema = z.object({
   userId: z.number(),
-  data: z.record(z.string(), z.unknown()),
+  data: z.custom<SessionData>(isSessionData),
   createdAt: z.string(),
   ttlSeconds: z.number(),
   sliding: z.boolean(),

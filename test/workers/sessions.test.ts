@@ -57,6 +57,16 @@ describe("sessions", () => {
     expect(again.body.error.code).toBe("not_found");
   });
 
+  it("keeps every key of data as sent, __proto__ included", async () => {
+    // Sent as text: a JS object literal would not hold "__proto__" as a key.
+    const created = await create('{"userId":5,"data":{"__proto__":{"x":1},"a":2}}');
+    expect(created.status).toBe(201);
+    const got = await api<Session>("GET", `/sessions/${created.body.token}`, { prefix });
+    expect(got.status).toBe(200);
+    const text = JSON.stringify(got.body.data);
+    expect(text).toBe('{"__proto__":{"x":1},"a":2}');
+  });
+
   it("defaults to an hour and to empty data, and every token is new", async () => {
     const a = await create({ userId: 1 });
     const b = await create({ userId: 1 });
@@ -166,6 +176,8 @@ describe("sessions", () => {
     ["ttlSeconds below 60", { userId: 1, ttlSeconds: 59 }, "ttlSeconds"],
     ["ttlSeconds above a day", { userId: 1, ttlSeconds: 86_401 }, "ttlSeconds"],
     ["data as an array", { userId: 1, data: [1] }, "data"],
+    ["data as null", { userId: 1, data: null }, "data"],
+    ["data as a string", { userId: 1, data: "x" }, "data"],
     ["sliding as a string", { userId: 1, sliding: "yes" }, "sliding"],
     ["an unknown field", { userId: 1, admin: true }, "(root)"],
     ["data over 4 KiB", { userId: 1, data: { blob: "x".repeat(5000) } }, "data"],

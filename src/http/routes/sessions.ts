@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import {
   createSession,
   deleteSession,
+  isSessionData,
   MAX_SESSION_DATA_BYTES,
   readSession,
   SESSION_TOKEN,
@@ -20,11 +21,15 @@ const tokenParams = z.object({
     .openapi({ param: { name: "token", in: "path" } }),
 });
 
+/** Any JSON object, kept as the client sent it (`isSessionData` says why not `z.record`). */
+const sessionDataSchema = z
+  .custom<Record<string, unknown>>(isSessionData, "must be a JSON object")
+  .openapi({ type: "object", additionalProperties: {} });
+
 const newSessionSchema = z
   .strictObject({
     userId: z.number().int().positive().max(MAX_ID),
-    data: z
-      .record(z.string(), z.unknown())
+    data: sessionDataSchema
       .refine((data) => sessionDataBytes(data) <= MAX_SESSION_DATA_BYTES, {
         message: `must serialise to at most ${MAX_SESSION_DATA_BYTES} bytes of JSON`,
       })
