@@ -2,10 +2,11 @@ import { asc, eq, inArray, sql } from "drizzle-orm";
 import { categories } from "../../db/schema";
 import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
 import type { Db } from "../runtime/services";
+import { allows, type VersionCondition } from "./conditions";
 import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import type { Tx } from "./outbox";
-import { categoryTag, NOT_FOUND_TTL_MS, type VersionCondition, WriteRefused } from "./products";
+import { categoryTag, NOT_FOUND_TTL_MS, WriteRefused } from "./products";
 import type { Warmable } from "./warmable";
 
 /**
@@ -155,7 +156,7 @@ export async function updateCategory(
   tx: Tx,
   id: number,
   patch: CategoryPatch,
-  condition: VersionCondition,
+  condition: VersionCondition | null,
 ): Promise<{ result: CategoryDetail; cache: CacheChange }> {
   const [current] = await tx
     .select({ version: categories.version })
@@ -163,7 +164,7 @@ export async function updateCategory(
     .where(eq(categories.id, id))
     .for("update");
   if (!current) throw new WriteRefused("not_found");
-  if (condition !== null && condition !== "*" && !condition.includes(current.version)) {
+  if (!allows(condition, current.version)) {
     throw new WriteRefused("version_mismatch", current.version);
   }
   const set: Partial<typeof categories.$inferInsert> = {};

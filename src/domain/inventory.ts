@@ -1,6 +1,7 @@
-import { and, eq, gte, inArray, isNull, sql } from "drizzle-orm";
+import { and, eq, gte, isNull, sql } from "drizzle-orm";
 import { products } from "../../db/schema";
 import type { Services } from "../runtime/services";
+import { allows, type VersionCondition, versionWhere } from "./conditions";
 import type { CacheChange } from "./events";
 import { commitWrite, type Delivery } from "./write";
 
@@ -42,18 +43,20 @@ class Refusal extends Error {
 }
 
 /**
- * Reserves `quantity` of a product. `condition` is the request's If-Match: the versions the
- * reservation may apply to (null: any). A product at another version refuses it as
- * `version_mismatch`, whatever its stock: the client reserved against a state it has not seen.
+ * Reserves `quantity` of a product. `condition` is the request's If-Match / If-None-Match: the
+ * versions the reservation may apply to (null: any). A product at another version refuses it
+ * as `version_mismatch`, whatever its stock: the client reserved against a state it has not
+ * seen.
  *
  * @example
- * const outcome = await reserveStock(services, 42, 2, [7]); // only while the product is at v7
+ * // only while the product is at v7:
+ * const outcome = await reserveStock(services, 42, 2, { only: [7], not: [] });
  */
 export async function reserveStock(
   services: Services,
   productId: number,
   quantity: number,
-  condition: readonly number[] | null = null,
+  condition: VersionCondition | null = null,
 ): Promise<Reservation> {
   if (!Number.isInteger(quantity) || quantity < 1 || quantity > MAX_RESERVATION) {
     throw new RangeError(`quantity must be an integer in 1..${MAX_RESERVATION}`);
@@ -64,12 +67,7 @@ export async function reserveStock(
       origin: "inventory.reserve",
       async change(tx) {
         const live = and(eq(products.id, productId), isNull(products.deletedAt));
-        const expected =
-          condition === null
-            ? undefined
-            : condition.length === 0
-              ? sql`false` // If-Match named no version we could have issued
-              : inArray(products.version, [...condition]);
+        const expected = versionWhere(products.version, condition);
         const [row] = await tx
           .update(products)
           .set({
@@ -93,7 +91,7 @@ export async function reserveStock(
           throw new Refusal(
             !current
               ? { ok: false, reason: "not_found" }
-              : condition !== null && !condition.includes(current.version)
+              : !allows(condition, current.version)
                 ? { ok: false, reason: "version_mismatch", current: current.version }
                 : {
                     ok: false,

@@ -2,6 +2,7 @@ import { and, asc, eq, gte, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { categories, products } from "../../db/schema";
 import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
 import type { Db } from "../runtime/services";
+import { allows, type VersionCondition } from "./conditions";
 import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import type { Tx } from "./outbox";
@@ -365,12 +366,8 @@ export class WriteRefused extends Error {
   }
 }
 
-/** `null` = no If-Match (unconditional); `"*"` = any existing version; else the allowed versions. */
-export type VersionCondition = null | "*" | readonly number[];
-
-function checkVersion(condition: VersionCondition, current: number): void {
-  if (condition === null || condition === "*") return;
-  if (!condition.includes(current)) throw new WriteRefused("version_mismatch", current);
+function checkVersion(condition: VersionCondition | null, current: number): void {
+  if (!allows(condition, current)) throw new WriteRefused("version_mismatch", current);
 }
 
 async function assertCategory(tx: Tx, categoryId: number): Promise<void> {
@@ -387,7 +384,7 @@ async function assertCategory(tx: Tx, categoryId: number): Promise<void> {
 async function lockProduct(
   tx: Tx,
   id: number,
-  condition: VersionCondition,
+  condition: VersionCondition | null,
 ): Promise<{ version: number; categoryId: number }> {
   const [row] = await tx
     .select({ version: products.version, categoryId: products.categoryId })
@@ -426,7 +423,7 @@ export async function updateProduct(
   tx: Tx,
   id: number,
   patch: ProductPatch,
-  condition: VersionCondition,
+  condition: VersionCondition | null,
 ): Promise<{ result: ProductDetail; cache: CacheChange }> {
   await lockProduct(tx, id, condition);
   if (patch.categoryId !== undefined) await assertCategory(tx, patch.categoryId);
@@ -449,7 +446,7 @@ export async function updateProduct(
 export async function softDeleteProduct(
   tx: Tx,
   id: number,
-  condition: VersionCondition,
+  condition: VersionCondition | null,
 ): Promise<{ result: { id: number; version: number }; cache: CacheChange }> {
   await lockProduct(tx, id, condition);
   const [row] = await tx

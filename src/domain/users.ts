@@ -2,6 +2,7 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import { type User, users } from "../../db/schema";
 import type { CacheResult, EntryOptions } from "../cache";
 import type { Db, Services } from "../runtime/services";
+import { allowsNone, type VersionCondition, versionWhere } from "./conditions";
 import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import { NOT_FOUND_TTL_MS } from "./products";
@@ -115,15 +116,15 @@ function isUniqueViolation(error: unknown): boolean {
 }
 
 /**
- * Applies `patch` and bumps the version in one UPDATE. `expectedVersions` (from If-Match) makes
- * it conditional inside the same statement, so no other write can slip in between the check
- * and the change; null means unconditional, an empty list can never match.
+ * Applies `patch` and bumps the version in one UPDATE. `condition` (If-Match, If-None-Match)
+ * makes it conditional inside the same statement, so no other write can slip in between the
+ * check and the change; null means unconditional.
  */
 export async function updateUser(
   services: Services,
   id: number,
   patch: UserPatch,
-  expectedVersions: readonly number[] | null,
+  condition: VersionCondition | null,
 ): Promise<UserUpdate> {
   const key = userKey(id);
   try {
@@ -131,7 +132,7 @@ export async function updateUser(
       origin: "users.patch",
       async change(tx) {
         let row: User | undefined;
-        if (expectedVersions === null || expectedVersions.length > 0) {
+        if (!allowsNone(condition)) {
           try {
             [row] = await tx
               .update(users)
@@ -140,12 +141,7 @@ export async function updateUser(
                 version: sql`${users.version} + 1`,
                 updatedAt: sql`now()`,
               })
-              .where(
-                and(
-                  eq(users.id, id),
-                  expectedVersions ? inArray(users.version, [...expectedVersions]) : undefined,
-                ),
-              )
+              .where(and(eq(users.id, id), versionWhere(users.version, condition)))
               .returning();
           } catch (error) {
             if (patch.email !== undefined && isUniqueViolation(error)) {

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import type { VersionCondition } from "../domain/conditions";
 
 /** Largest Postgres `integer`: a bigger id would make the query fail, i.e. a 500. */
 export const MAX_ID = 2_147_483_647;
@@ -89,34 +90,45 @@ export const ifMatchHeader = z.object({
       'Only write when the current version matches (`"v7"`, a GET\'s ETag such as `"v7.<digest>"`, a list, or `*`); 412 otherwise',
     example: '"v3"',
   }),
+  "if-none-match": z.string().optional().openapi({
+    description:
+      "Only write when the current version is none of these (compared weakly; `*`: only if it does not exist, so never for an existing entity); 412 otherwise",
+    example: '"v3"',
+  }),
 });
 
 /**
- * The If-Match condition of a write: null without the header or with `*` (any existing version
- * will do), else the versions named by strong `"v<n>"` or `"v<n>.<digest>"` tags. Weak or
- * foreign tags never match (RFC 9110 compares strongly for If-Match), so a list of only those
- * ends in 412.
+ * The precondition of a write (see VersionCondition): null without If-Match or If-None-Match.
+ * If-Match `*` allows any existing version; otherwise the versions named by strong `"v<n>"` or
+ * `"v<n>.<digest>"` tags. Weak or foreign tags never match (RFC 9110 compares strongly for
+ * If-Match), so a list of only those ends in 412. If-None-Match `*` on a write means "only if it
+ * does not exist yet" (RFC 9110 §13.1.2): every write here changes an existing row, so no
+ * version may match (412 when the row exists, 404 when it does not). Other If-None-Match tags
+ * name versions the write must not apply to, compared weakly (`W/` ignored); tags that name no
+ * version (a list's `"c.…"`) match nothing.
  *
  * A product's ETag is `"v<n>.<digest>"`: the digest covers its embedded category too, but a
  * write changes only the product's own row, so the condition is its version. A client holding
  * the product from before a category rename may still PATCH it (the rename did not touch what
  * it is changing); it cannot overwrite a newer version of the product itself.
  */
-export function versionCondition(c: Context): number[] | null {
-  // If-None-Match: * on a write means "only if it does not exist yet" (RFC 9110, 13.1.2). Every
-  // write here changes an existing row, so no version may match: 412 when the row exists, 404
-  // when it does not. (Other If-None-Match tags on a write are not evaluated.)
+export function versionCondition(c: Context): VersionCondition | null {
   const none = c.req.header("if-none-match");
-  if (none?.split(",").some((t) => t.trim() === "*")) return [];
   const header = c.req.header("if-match");
-  if (header === undefined) return null;
+  if (header === undefined && none === undefined) return null;
+  const noneTags = none === undefined ? [] : none.split(",").map((t) => t.trim());
+  if (noneTags.includes("*")) return { only: [], not: [] };
+  const not = noneTags.flatMap((t) => versionOfTag(t.replace(/^W\//, "")));
+  if (header === undefined) return { only: null, not };
   const tags = header.split(",").map((t) => t.trim());
-  if (tags.includes("*")) return null;
-  return tags.flatMap((t) => {
-    const m = /^"v([1-9]\d{0,9})(?:\.[A-Za-z0-9_-]+)?"$/.exec(t);
-    const version = Number(m?.[1]);
-    return m && version <= MAX_ID ? [version] : [];
-  });
+  return { only: tags.includes("*") ? null : tags.flatMap(versionOfTag), not };
+}
+
+/** The version a strong `"v<n>"` / `"v<n>.<digest>"` tag names: [n], or [] for any other tag. */
+function versionOfTag(tag: string): number[] {
+  const m = /^"v([1-9]\d{0,9})(?:\.[A-Za-z0-9_-]+)?"$/.exec(tag);
+  const version = Number(m?.[1]);
+  return m && version <= MAX_ID ? [version] : [];
 }
 
 // ---------------------------------------------------------------- rate limits (middleware/rate-limit.ts)

@@ -97,6 +97,12 @@ describe("PATCH /categories/:id", () => {
     expect(wrong.status).toBe(412);
     expect(wrong.body.error.code).toBe("precondition_failed");
     expect(wrong.headers.get("etag")).toBe('"v1"');
+    // If-None-Match naming the current version: 412 as well.
+    const current = await api<ErrorBody>("PATCH", `/categories/${cat}`, {
+      headers: { "if-none-match": '"v1"' },
+      body: { name: "Writing Desks" },
+    });
+    expect(current.status).toBe(412);
 
     const renamed = await api<CategoryDetail>("PATCH", `/categories/${cat}`, {
       headers: { "if-match": '"v1"' },

@@ -127,6 +127,19 @@ describe("POST /products/:id/reserve", () => {
     });
     expect(absentOnly.status).toBe(412);
     expect(await stockOf(product.id)).toEqual({ stock: 2, version: 4 });
+    // If-None-Match naming the current version (compared weakly): 412; naming others: applies.
+    const none = (value: string) =>
+      api<ErrorBody>("POST", `/products/${product.id}/reserve`, {
+        prefix,
+        body: { quantity: 1 },
+        headers: { "if-none-match": value },
+      });
+    const current = await none('"v3", W/"v4"');
+    expect(current.status).toBe(412);
+    expect(current.headers.get("etag")).toMatch(/^"v4/);
+    expect(await stockOf(product.id)).toEqual({ stock: 2, version: 4 });
+    expect((await none('"v3", "c.abc"')).status).toBe(200);
+    expect(await stockOf(product.id)).toEqual({ stock: 1, version: 5 });
     // On a product that does not exist it is the 404 it would be anyway.
     const missing = await api<ErrorBody>("POST", "/products/2000000000/reserve", {
       prefix,

@@ -239,6 +239,32 @@ describe("PATCH and DELETE with If-Match", () => {
     expect(list.headers.get("etag")).toMatch(/^"v3\./);
   });
 
+  it("If-None-Match on a write: 412 when it names the current version (weakly), else applies", async () => {
+    const p = await newProduct(catA);
+    const read = await api<ProductDetail>("GET", `/products/${p.id}`);
+    const etag = read.headers.get("etag") ?? "";
+    for (const [method, body] of [
+      ["PATCH", { name: "Never" }],
+      ["DELETE", undefined],
+    ] as const) {
+      const refused = await api<ErrorBody>(method, `/products/${p.id}`, {
+        headers: { "if-none-match": `"v7", W/${etag}` },
+        body,
+      });
+      expect(refused.status, method).toBe(412);
+      expect(refused.body.error.code).toBe("precondition_failed");
+    }
+    const applied = await api<ProductDetail>("PATCH", `/products/${p.id}`, {
+      headers: { "if-none-match": '"v7", "c.abc"' },
+      body: { name: "Renamed" },
+    });
+    expect(applied.status).toBe(200);
+    expect(applied.body).toMatchObject({ name: "Renamed", version: 2 });
+    // The old tag names version 1, which is gone: a delete conditioned on it not being current.
+    const del = await api("DELETE", `/products/${p.id}`, { headers: { "if-none-match": etag } });
+    expect(del.status).toBe(204);
+  });
+
   it("If-Match accepts the composite ETag a GET answered (its version part decides)", async () => {
     const p = await newProduct(catA);
     const read = await api<ProductDetail>("GET", `/products/${p.id}`);

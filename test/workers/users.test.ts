@@ -163,6 +163,22 @@ describe("PATCH /users/:id", () => {
     const after = await get(user.id);
     expect(after.body).toMatchObject({ name: "Third", version: 4 });
     expect(after.headers.get("x-cache")).toBe("HIT");
+
+    // If-None-Match naming the current version (compared weakly): 412, nothing written; naming
+    // only older ones: written.
+    const current = await patch(user.id, { name: "Never" }, { "if-none-match": 'W/"v4"' });
+    expect(current.status).toBe(412);
+    expect(current.headers.get("etag")).toBe('"v4"');
+    const older = await patch(user.id, { name: "Fourth" }, { "if-none-match": '"v1", "v3"' });
+    expect(older.status).toBe(200);
+    expect(older.body).toMatchObject({ name: "Fourth", version: 5 });
+    // Both headers: each must hold.
+    const both = await patch(
+      user.id,
+      { name: "Never" },
+      { "if-match": '"v5"', "if-none-match": '"v5"' },
+    );
+    expect(both.status).toBe(412);
   });
 
   it("never lets an older write replace a newer one in the cache", async () => {
