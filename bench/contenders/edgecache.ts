@@ -32,6 +32,20 @@ export const edgecacheReplica: ContenderModule = edgecacheContender({
 });
 
 /**
+ * edgecache with its other write strategy: a write caches the row it committed (`set`, the
+ * version-checked write-through of src/cache/README.md) instead of deleting the entry, so the
+ * reads after it hit. Only the mixed workload runs it, beside the invalidating row, which the
+ * ratios are about: the peers are measured with the invalidation their READMEs show.
+ */
+export const edgecacheWriteThrough: ContenderModule = edgecacheContender({
+  id: "edgecache-write-through",
+  label: "edgecache, write-through",
+  consistency: "strict",
+  engine: async () => EdgeCache,
+  writeThrough: true,
+});
+
+/**
  * The engine as it was at commit `sha` (bench/lib/revision.ts extracted it), wired exactly like
  * today's: `npm run bench -- --against=<rev>` runs it beside the current one.
  */
@@ -51,8 +65,17 @@ function edgecacheContender(c: {
   label: string;
   consistency: "strict" | "replica";
   engine: () => Promise<typeof EdgeCache>;
+  writeThrough?: boolean;
 }): ContenderModule {
   const { consistency } = c;
+  const entry = (waitUntil: (p: Promise<unknown>) => void, tags?: readonly string[]) => ({
+    ttl: 300_000,
+    versionKey: undefined as string | undefined,
+    versionOf: (row: Row) => row.version,
+    tags,
+    waitUntil,
+    consistency,
+  });
   return {
     id: c.id,
     label: c.label,
@@ -65,18 +88,17 @@ function edgecacheContender(c: {
       const engine = () => new Engine({ redis, prefix: env.prefix, onError: () => undefined });
       return {
         async get(key, load, options) {
-          const result = await engine().getOrLoad<Row>(key, load, {
-            ttl: 300_000,
-            versionKey: key,
-            versionOf: (row) => row.version,
-            tags: options?.tags,
-            waitUntil: background.waitUntil,
-            consistency,
-          });
+          const opts = { ...entry(background.waitUntil, options?.tags), versionKey: key };
+          const result = await engine().getOrLoad<Row>(key, load, opts);
           return result.value;
         },
-        async write(key, version) {
-          await engine().apply({ keys: [key], versions: { [key]: version } });
+        async write(key, version, row) {
+          if (c.writeThrough) {
+            // Cached if no newer version is known; any load in flight is revoked.
+            await engine().set(key, row, { ...entry(background.waitUntil), versionKey: key });
+          } else {
+            await engine().apply({ keys: [key], versions: { [key]: version } });
+          }
         },
         async invalidateGroup(tag) {
           await engine().invalidateTags(tag);

@@ -37,6 +37,14 @@ export class MemoryDb implements Db {
     return this.#versions.get(key) ?? 1;
   }
 
+  /**
+   * The row as committed now, as a write's `UPDATE … RETURNING` hands it to the application
+   * (synchronous, not counted: no extra query). A write-through caches it.
+   */
+  row(key: string): Row {
+    return { key, version: this.truth(key), payload: this.#payload };
+  }
+
   /** Commits a new version of `key` and returns it. */
   commit(key: string): number {
     const next = this.truth(key) + 1;

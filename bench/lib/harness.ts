@@ -60,6 +60,8 @@ export interface Stage {
   gatewayUrl: string;
   proxyUrl: string;
   tokenOf(contender: ContenderModule): string;
+  /** Whether `contender` has a gateway token here (the stage was started with it). */
+  has(contender: ContenderModule): boolean;
   /** A fresh, isolated env (new prefix) for one contender. */
   env(contender: ContenderModule, run: string): ContenderEnv;
   /** Builds `contender` in a fresh env (a new key prefix: runs never see each other's keys). */
@@ -147,6 +149,7 @@ export async function startStage(
     gatewayUrl: gateway.url,
     proxyUrl: proxy.url,
     tokenOf,
+    has: (c) => tokenById.has(c.id),
     env: (c, run) => ({
       upstash: () => upstash(c),
       redisProxyUrl: proxy.url,

@@ -15,10 +15,11 @@ export interface Contender {
   /** Read-through: the cached row or, on a miss, `load()` (which hits the database). */
   get(key: string, load: () => Promise<Row>, options?: GetOptions): Promise<Row>;
   /**
-   * Called after the database committed `version` of `key`: invalidate the cache the way this
-   * library does. The write counts as acknowledged when this resolves.
+   * Called after the database committed `version` of `key` (`row`, as the write returned it):
+   * invalidate (or write through) the way this library does. The write counts as acknowledged
+   * when this resolves.
    */
-  write(key: string, version: number): Promise<void>;
+  write(key: string, version: number, row: Row): Promise<void>;
   /**
    * Invalidates every entry tagged `tag`. `keys` is the application's own list of the group's
    * keys, for libraries without tags (they must delete key by key).

@@ -45,7 +45,7 @@ export const race: Workload = {
         // (Bounded: a contender that never calls the loader must not hang the bench.)
         await Promise.race([loadStarted, sleep(2_000)]);
         const v2 = stage.db.commit(key);
-        await cache.write(key, v2);
+        await cache.write(key, v2, stage.db.row(key));
         // A read that starts after the acknowledgment while the old load is still running must
         // not be handed that load's v1 (e.g. by joining it as an in-isolate flight).
         const during = await cache.get(key, () => stage.db.load(key, 0));
