@@ -4,7 +4,6 @@ import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "./context";
 import { errorResponse } from "./errors";
 import { catchAll, notFoundOrNotAllowed, onError } from "./middleware/errors";
-import { jsonBody } from "./middleware/json-body";
 import { services } from "./middleware/services";
 import { router } from "./openapi";
 import { adminRoutes } from "./routes/admin";
@@ -34,7 +33,6 @@ export function createApp(): OpenAPIHono<AppEnv> {
         errorResponse(c, 413, "payload_too_large", `Request body over ${MAX_BODY_BYTES} bytes`),
     }),
   );
-  app.use("*", jsonBody);
   app.use("*", services);
   app.route("/", health);
   app.route("/", productsRoutes);

@@ -292,4 +292,22 @@ describe("POST /admin/warm", () => {
     expect(res.body.redisRequests).toBeGreaterThanOrEqual(2);
     expect(res.body.stoppedEarly).toBeNull();
   });
+
+  it("takes no body: a JSON content type with none (as many clients send) is fine", async () => {
+    const res = await admin("POST", "/admin/warm", {
+      body: "",
+      headers: {
+        "content-type": "application/json",
+      },
+    });
+    expect(res.status).toBe(200);
+  });
+});
+
+describe("a malformed JSON body is looked at after auth", () => {
+  it("without a token: 401, not 400", async () => {
+    const res = await callApi<ErrorBody>("POST", "/admin/invalidate", { prefix, body: "{keys:" });
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe("unauthorized");
+  });
 });

@@ -90,6 +90,29 @@ describe("405 Method Not Allowed", () => {
     });
   }
 
+  it("routing and the method come before the body: a malformed one changes neither 404 nor 405", async () => {
+    const wrongMethod = await api("PUT", "/products/1", { body: "{" });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get("allow")).toBe("DELETE, GET, HEAD, PATCH");
+    const unknown = await api("POST", "/nope", { body: "{" });
+    expect(unknown.status).toBe(404);
+    expect((unknown.body as ErrorBody).error.code).toBe("not_found");
+    // Where a route reads the body, it is the field-level 400 it always was.
+    const malformed = await api("PATCH", "/categories/4", { body: "{" });
+    expect(malformed.status).toBe(400);
+    const error = (malformed.body as ErrorBody).error;
+    expect(error.code).toBe("validation_failed");
+    expect(error.message).toMatch(/^Invalid json: Malformed JSON: /);
+    const empty = await api("PATCH", "/categories/4", {
+      body: "",
+      headers: { "content-type": "application/json" },
+    });
+    expect(empty.status).toBe(400);
+    expect((empty.body as ErrorBody).error.message).toBe(
+      "Invalid json: Request body is empty; expected a JSON object",
+    );
+  });
+
   it("keeps 404 for paths no route has", async () => {
     for (const path of ["/nope", "/products/1/nope", "/products/"]) {
       const res = await api("PUT", path, { body: {} });

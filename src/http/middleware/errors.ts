@@ -6,6 +6,7 @@ import { DatabaseUnavailableError, describeThrown } from "../../db/errors";
 import { RedisUnavailableError } from "../../redis/errors";
 import type { AppEnv } from "../context";
 import { errorResponse, findCause, HttpError, toError } from "../errors";
+import { isMalformedJson, malformedJson } from "../malformed-json";
 
 /** Retry-After when no configuration is at hand (it failed to load), and for Redis: seconds. */
 const DEFAULT_RETRY_AFTER_S = 5;
@@ -90,7 +91,8 @@ function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
   return errorResponse(c, 500, "internal_error", "Internal error; the request id is in the logs.");
 }
 
-export const onError: ErrorHandler<AppEnv> = (err, c) => respondToError(err, c);
+export const onError: ErrorHandler<AppEnv> = (err, c) =>
+  isMalformedJson(err) ? malformedJson(c) : respondToError(err, c);
 
 /**
  * The outermost middleware: turns whatever the rest of the chain throws into an Error, so it
