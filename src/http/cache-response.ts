@@ -18,7 +18,7 @@ import { errorResponse } from "./errors";
  * A tag bump that leaves the body byte-identical keeps the validator, which is right: nothing
  * the client holds changed.
  */
-export { cachedJson, etagOf } from "../hono";
+export { cachedJson, etagFor, etagOf } from "../hono";
 
 /** The JSON of a write's result with its ETag (same validator as the GET) and `no-store`. */
 export async function writtenJson(

@@ -198,7 +198,7 @@ describe("PATCH and DELETE with If-Match", () => {
     });
     expect(wrong.status).toBe(412);
     expect(wrong.body.error.code).toBe("precondition_failed");
-    expect(wrong.headers.get("etag")).toBe('"v1"');
+    expect(wrong.headers.get("etag")).toMatch(/^"v1\.[A-Za-z0-9_-]{16}"$/); // as a GET answers it
     // Weak tags never match an If-Match.
     const weak = await api("PATCH", `/products/${p.id}`, {
       headers: { "if-match": 'W/"v1"' },
@@ -253,6 +253,11 @@ describe("PATCH and DELETE with If-Match", () => {
       });
       expect(refused.status, method).toBe(412);
       expect(refused.body.error.code).toBe("precondition_failed");
+      expect(refused.body.error.message).toBe(
+        `If-None-Match names the current version of product ${p.id}`,
+      );
+      // The ETag a GET answers, as it is: a client can send it straight back.
+      expect(refused.headers.get("etag")).toBe(etag);
     }
     const applied = await api<ProductDetail>("PATCH", `/products/${p.id}`, {
       headers: { "if-none-match": '"v7", "c.abc"' },
@@ -280,6 +285,10 @@ describe("PATCH and DELETE with If-Match", () => {
       body: { stock: 8 },
     });
     expect(stale.status).toBe(412);
+    // Its ETag is the product's current one, exactly as a GET answers it (not the bare "v2").
+    const now = await api("GET", `/products/${p.id}`);
+    expect(stale.headers.get("etag")).toBe(now.headers.get("etag"));
+    expect(stale.headers.get("etag")).toMatch(/^"v2\.[A-Za-z0-9_-]{16}"$/);
     const weak = await api("PATCH", `/products/${p.id}`, {
       headers: { "if-match": `W/${ok.headers.get("etag")}` },
       body: { stock: 8 },

@@ -12,7 +12,7 @@ import {
   rateLimitHeaders,
   versionCondition,
 } from "../schemas";
-import { untyped, writeFailure } from "./products";
+import { productWriteFailure, untyped } from "./products";
 
 const reserveBodySchema = z
   .strictObject({
@@ -66,7 +66,7 @@ export const inventoryRoutes = router().openapi(reserveRoute, async (c) => {
     if (outcome.reason === "version_mismatch") {
       // The same 412 as PATCH and DELETE of the product: the current ETag in the header.
       const refused = new WriteRefused("version_mismatch", outcome.current);
-      return untyped(writeFailure(c, refused, "product", id));
+      return untyped(await productWriteFailure(c, refused, id));
     }
     throw new HttpError(
       409,

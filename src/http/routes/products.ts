@@ -11,7 +11,8 @@ import {
   WriteRefused,
 } from "../../domain/products";
 import { commitWrite } from "../../domain/write";
-import { cachedJson, etagOf, notFound, writtenJson } from "../cache-response";
+import { cachedJson, etagFor, etagOf, notFound, writtenJson } from "../cache-response";
+import type { AppEnv } from "../context";
 import { errorResponse } from "../errors";
 import { rateLimit } from "../middleware/rate-limit";
 import { router } from "../openapi";
@@ -43,6 +44,45 @@ function sqlState(error: unknown): string | undefined {
   return undefined;
 }
 
+/** Which precondition failed, in the words of the header the client sent. */
+function preconditionMessage(c: Context, entity: string, id?: number): string {
+  const what = `the current version of ${entity} ${id}`;
+  if (c.req.header("if-match") === undefined && c.req.header("if-none-match") !== undefined) {
+    return c.req.header("if-none-match")?.trim() === "*"
+      ? `If-None-Match: * asks for ${entity} ${id} not to exist, and it does`
+      : `If-None-Match names ${what}`;
+  }
+  return `If-Match does not name ${what}`;
+}
+
+/**
+ * A product's write failure: as `writeFailure`, with a 412's ETag the one a GET of the product
+ * answers now (`"v<n>.<digest>"`, read through the cache: one Redis read, usually a hit), so a
+ * client can send it back in If-Match or If-None-Match as it is; the version alone (`"v<n>"`,
+ * which writes accept too) when that read fails.
+ */
+export async function productWriteFailure(
+  c: Context<AppEnv>,
+  error: unknown,
+  id: number,
+): Promise<Response> {
+  let etag: string | undefined;
+  if (error instanceof WriteRefused && error.reason === "version_mismatch") {
+    try {
+      const { cache, db } = c.var.services;
+      const current = await readProduct(cache, db, id);
+      if (current.value) {
+        etag =
+          (await etagFor("version+content", current.version, JSON.stringify(current.value))) ??
+          undefined;
+      }
+    } catch {
+      // The version's tag below still names the current version.
+    }
+  }
+  return writeFailure(c, error, "product", id, etag);
+}
+
 /**
  * Maps a refused or failed write to the error shape:
  * - not_found -> 404; version_mismatch (If-Match) -> 412 with the current ETag;
@@ -50,20 +90,23 @@ function sqlState(error: unknown): string | undefined {
  *   is well-formed, it names something that does not exist);
  * - unique violation -> 409 `conflict`; anything else is rethrown (500).
  */
-export function writeFailure(c: Context, error: unknown, entity: string, id?: number): Response {
+export function writeFailure(
+  c: Context,
+  error: unknown,
+  entity: string,
+  id?: number,
+  currentEtag?: string,
+): Response {
   if (error instanceof WriteRefused) {
     if (error.reason === "not_found") {
       return errorResponse(c, 404, "not_found", `No ${entity} ${id}`);
     }
     if (error.reason === "version_mismatch") {
-      if (error.current !== undefined) c.header("ETag", etagOf(error.current));
-      return errorResponse(
-        c,
-        412,
-        "precondition_failed",
-        `If-Match does not name the current version of ${entity} ${id}`,
-        { currentVersion: error.current },
-      );
+      const etag = currentEtag ?? (error.current === undefined ? undefined : etagOf(error.current));
+      if (etag) c.header("ETag", etag);
+      return errorResponse(c, 412, "precondition_failed", preconditionMessage(c, entity, id), {
+        currentVersion: error.current,
+      });
     }
     return unknownCategory(c);
   }
@@ -343,7 +386,7 @@ productsRoutes.openapi(
       });
       return untyped(await writtenJson(c, result, 200, "version+content"));
     } catch (error) {
-      return untyped(writeFailure(c, error, "product", id));
+      return untyped(await productWriteFailure(c, error, id));
     }
   },
 );
@@ -376,7 +419,7 @@ productsRoutes.openapi(
       });
       return c.body(null, 204);
     } catch (error) {
-      return untyped(writeFailure(c, error, "product", id));
+      return untyped(await productWriteFailure(c, error, id));
     }
   },
 );
