@@ -47,6 +47,11 @@ export interface WarmReport {
   refused: number;
   /** Keys left for a later run because the budget ran out. */
   skipped: number;
+  /**
+   * Keys whose rows could not be read (their entity's query failed: `errors` says why): left
+   * for the read path and the next run. Not `notFound`: nothing says they are gone.
+   */
+  failed: number;
   queries: number;
   redisRequests: number;
   /** Why the run stopped before doing everything; null when it did not. */
@@ -63,6 +68,7 @@ function emptyWarmReport(): WarmReport {
     reloaded: 0,
     byEntity: {},
     notFound: 0,
+    failed: 0,
     refused: 0,
     skipped: 0,
     queries: 0,
@@ -157,7 +163,7 @@ export async function warmHotKeys(
         return { group, rows: await group.warmable.loadMany(db, [...group.ids.keys()]) };
       } catch (error) {
         report.errors.push(`${group.warmable.entity} loadMany: ${describeError(error)}`);
-        return { group, rows: new Map<number, unknown>() };
+        return { group, rows: null };
       } finally {
         report.queries++;
       }
@@ -166,6 +172,10 @@ export async function warmHotKeys(
 
   const writes: Promise<void>[] = [];
   for (const { group, rows } of loaded) {
+    if (!rows) {
+      report.failed += group.ids.size;
+      continue;
+    }
     for (const [id, key] of group.ids) {
       if (!rows.has(id)) {
         report.notFound++;
@@ -212,6 +222,7 @@ export function describeWarm(report: WarmReport): string {
     (report.unmatched ? `; ${report.unmatched} not warmable` : "") +
     (report.refused ? `; ${report.refused} refused as outdated` : "") +
     (report.notFound ? `; ${report.notFound} gone from Postgres` : "") +
+    (report.failed ? `; ${report.failed} not read (query failed)` : "") +
     (report.stoppedEarly ? `; stopped early: ${report.stoppedEarly}` : "") +
     (report.errors.length ? `; errors: ${report.errors.join(" | ")}` : "")
   );

@@ -8,7 +8,7 @@ import type { InvalidationEvent } from "../../src/domain/events";
 import type { Warmable } from "../../src/domain/warmable";
 import { anyWarmable } from "../../src/domain/warmables";
 import { type PurgeReport, processPurgeBatch, retryDelaySeconds } from "../../src/jobs/purge";
-import { warmHotKeys } from "../../src/jobs/warm";
+import { describeWarm, warmHotKeys } from "../../src/jobs/warm";
 import { withDb } from "./db";
 import {
   consumeBatch,
@@ -380,6 +380,30 @@ describe("warmer", () => {
     expect(await requests()).toBe(3);
     expect((await local.inspect("wu:6")).state).toBe("absent");
     expect((await local.inspect("wp:11", "wp:11")).state).toBe("fresh");
+  });
+
+  it("counts the keys of an entity whose query failed as failed, never as gone from Postgres", async () => {
+    const p = `${prefix}x`;
+    const local = new EdgeCache({ redis, prefix: p });
+    await makeHot(p, userWarmable, [22, 23]);
+    await makeHot(p, productWarmable, [24]);
+    await local.invalidate("wu:22", "wu:23", "wp:24");
+    // The users' query fails (as when Postgres refuses connections); the products' works.
+    const failing: Warmable<TestUser> = {
+      ...userWarmable,
+      async loadMany() {
+        throw new Error("Postgres connect failed");
+      },
+    };
+    const report = await withServices(p, counted, (s) =>
+      warmHotKeys(s, [anyWarmable(failing), anyWarmable(productWarmable)]),
+    );
+    expect(report).toMatchObject({ stale: 3, reloaded: 1, failed: 2, notFound: 0, queries: 2 });
+    expect(report.errors).toEqual([
+      expect.stringMatching(/^wuser loadMany: .*Postgres connect failed/),
+    ]);
+    expect(describeWarm(report)).toContain("2 not read (query failed)");
+    expect(describeWarm(report)).not.toContain("gone from Postgres");
   });
 
   it("leaves entries that are still fresh alone", async () => {

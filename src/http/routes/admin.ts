@@ -166,6 +166,7 @@ const warmReportSchema = z
     notFound: z.number().int(),
     refused: z.number().int(),
     skipped: z.number().int(),
+    failed: z.number().int(),
     queries: z.number().int(),
     redisRequests: z.number().int(),
     stoppedEarly: z.string().nullable(),
