@@ -29,6 +29,10 @@ export function errorBody(code: string, message: string, details?: unknown): Err
     : { error: { code, message, details } };
 }
 
+/**
+ * An error in the one shape, never stored by any cache: 404 and 405 are cacheable by default
+ * (RFC 9111 heuristics), and a 404 must not outlive the create that ends it.
+ */
 export function errorResponse(
   c: Context,
   status: ContentfulStatusCode,
@@ -36,6 +40,7 @@ export function errorResponse(
   message: string,
   details?: unknown,
 ): Response {
+  c.header("Cache-Control", "no-store");
   return c.json(errorBody(code, message, details), status);
 }
 

@@ -84,6 +84,7 @@ describe("405 Method Not Allowed", () => {
       });
       expect(res.status).toBe(405);
       expect(res.headers.get("allow")).toBe(allow);
+      expect(res.headers.get("cache-control")).toBe("no-store");
       const body = res.body as ErrorBody;
       expect(body.error.code).toBe("method_not_allowed");
       expect(body.error.details?.allow).toEqual(allow.split(", "));
@@ -118,6 +119,7 @@ describe("405 Method Not Allowed", () => {
       const res = await api("PUT", path, { body: {} });
       expect(res.status, path).toBe(404);
       expect((res.body as ErrorBody).error.code).toBe("not_found");
+      expect(res.headers.get("cache-control"), path).toBe("no-store");
       expect(res.headers.get("allow")).toBeNull();
     }
   });

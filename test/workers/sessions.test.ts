@@ -51,7 +51,9 @@ describe("sessions", () => {
 
     const deleted = await remove(token);
     expect(deleted.status).toBe(204);
-    expect((await read(token)).status).toBe(404);
+    const gone = await read(token);
+    expect(gone.status).toBe(404);
+    expect(gone.headers.get("cache-control")).toBe("no-store");
     const again = await remove(token);
     expect(again.status).toBe(404);
     expect(again.body.error.code).toBe("not_found");
