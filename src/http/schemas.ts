@@ -59,6 +59,21 @@ export const storableText = () =>
       "must not contain U+0000 (NUL) or unpaired UTF-16 surrogates: Postgres text cannot store them",
     );
 
+/**
+ * A name: storable text of 1–200 characters with at least one that is not whitespace, kept
+ * exactly as sent (products, categories and users alike: nothing is trimmed behind the
+ * client's back, and a blank name is a 400 everywhere).
+ *
+ * @example
+ * nameText().safeParse("   ").success; // false: "must not be blank"
+ * nameText().parse(" Desk ");         // " Desk "
+ */
+export const nameText = () =>
+  storableText()
+    .min(1)
+    .max(200)
+    .refine((s) => s.trim() !== "", "must not be blank");
+
 /** `{id}` path parameter. */
 export const idParams = (what = "id") =>
   z.object({ id: positiveInt(what).openapi({ param: { name: "id", in: "path" }, example: "42" }) });

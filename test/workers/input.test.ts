@@ -52,6 +52,31 @@ describe("text Postgres cannot store", () => {
   });
 });
 
+describe("names: never blank, never changed", () => {
+  it("a blank name is a 400 on every entity; a padded one is stored exactly as sent", async () => {
+    for (const [method, path, body] of [
+      ["POST", "/products", { sku: "blank-1", name: "  ", categoryId: 1, priceCents: 1 }],
+      ["PATCH", "/products/81", { name: "\t " }],
+      ["PATCH", "/categories/4", { name: " " }],
+      ["PATCH", "/users/6", { name: "   " }],
+    ] as const) {
+      const res = await api(method, path, { body });
+      expectValidation(res, "name");
+      const issue = (res.body as ErrorBody).error.details?.issues?.find((i) => i.path === "name");
+      expect(issue?.message, `${method} ${path}`).toBe("must not be blank");
+    }
+    for (const path of ["/products/81", "/categories/4", "/users/6"]) {
+      const before = (await api<{ name: string }>("GET", path)).body.name;
+      const res = await api<{ name: string }>("PATCH", path, { body: { name: " Padded  " } });
+      expect(res.status, path).toBe(200);
+      expect(res.body.name, path).toBe(" Padded  ");
+      expect((await api<{ name: string }>("GET", path)).body.name, path).toBe(" Padded  ");
+      // The seeded name back, for the other files that read these rows.
+      expect((await api("PATCH", path, { body: { name: before } })).status).toBe(200);
+    }
+  });
+});
+
 describe("415 Unsupported Media Type", () => {
   it.each(["text/plain", "application/x-www-form-urlencoded", "application/vnd.v2+json"])(
     "a %s body where JSON is expected → 415 unsupported_media_type, in the JSON shape",

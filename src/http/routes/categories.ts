@@ -10,6 +10,7 @@ import {
   errorSchema,
   idParams,
   ifMatchHeader,
+  nameText,
   rateLimitedResponse,
   rateLimitHeaders,
   storableText,
@@ -31,7 +32,7 @@ const categorySchema = z
 
 const patchCategorySchema = z
   .strictObject({
-    name: storableText().min(1).max(200).optional(),
+    name: nameText().optional(),
     description: storableText().max(5000).nullable().optional(),
   })
   .refine((patch) => Object.keys(patch).length > 0, {

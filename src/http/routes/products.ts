@@ -23,6 +23,7 @@ import {
   idParams,
   ifMatchHeader,
   MAX_ID,
+  nameText,
   positiveInt,
   rateLimitedResponse,
   rateLimitHeaders,
@@ -171,7 +172,7 @@ const productPageSchema = z
   .openapi("ProductPage");
 
 const fields = {
-  name: storableText().min(1).max(200),
+  name: nameText(),
   description: storableText().max(5000).nullable(),
   categoryId: z.number().int().min(1).max(MAX_ID),
   priceCents: z.number().int().min(0).max(MAX_ID),

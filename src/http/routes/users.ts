@@ -8,9 +8,9 @@ import {
   errorContent,
   idParams,
   isStorableText,
+  nameText,
   rateLimitedResponse,
   rateLimitHeaders,
-  storableText,
   versionCondition,
 } from "../schemas";
 
@@ -31,7 +31,7 @@ const userSchema = z
 
 const userPatchSchema = z
   .strictObject({
-    name: storableText().trim().min(1).max(200).optional(),
+    name: nameText().optional(),
     // Lower-cased so the unique constraint also catches Alice@ vs alice@.
     email: z
       .email()
