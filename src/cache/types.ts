@@ -109,6 +109,11 @@ export interface PurgeStep {
   cursor: string;
   done: boolean;
   deleted: number;
+  /**
+   * The SCAN work this step did, in COUNT steps (what `budget` is spent in): an upper bound on
+   * the keys examined, not their number (SCAN's COUNT is a hint of buckets visited, which on a
+   * small keyspace exceeds the keys there are).
+   */
   scanned: number;
 }
 

@@ -62,11 +62,10 @@ const invalidateBody = z
   .strictObject({
     keys: z.array(cacheName).max(1000).optional(),
     tags: z.array(cacheName).max(1000).optional(),
-    patterns: z
-      .array(glob)
-      .max(100)
-      .optional()
-      .openapi({ description: "Globs over logical keys (`session:*`), purged by bounded SCAN" }),
+    patterns: z.array(glob).max(100).optional().openapi({
+      description:
+        "Globs over the cache's logical keys (`product:*`, `products:*`), purged by bounded SCAN; sessions are not cache entries (DELETE /sessions/{token} ends one)",
+    }),
     cursor: z
       .string()
       .refine(isScanCursor, "must be the cursor a previous call returned")
@@ -91,7 +90,9 @@ const patternResult = z.object({
   done: z.boolean(),
   cursor: z.string().openapi({ description: '"0" when done; else pass back as `cursor`' }),
   deleted: z.number().int(),
-  scanned: z.number().int(),
+  scanned: z.number().int().openapi({
+    description: "SCAN work done, in COUNT steps: an upper bound on keys examined, not their count",
+  }),
   error: z.string().optional().openapi({ description: "Why the purge stopped (Redis failed)" }),
 });
 
