@@ -3,6 +3,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "./context";
 import { errorResponse } from "./errors";
+import { contentType } from "./middleware/content-type";
 import { catchAll, notFoundOrNotAllowed, onError } from "./middleware/errors";
 import { services } from "./middleware/services";
 import { router } from "./openapi";
@@ -33,6 +34,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
         errorResponse(c, 413, "payload_too_large", `Request body over ${MAX_BODY_BYTES} bytes`),
     }),
   );
+  app.use("*", contentType);
   app.use("*", services);
   app.route("/", health);
   app.route("/", productsRoutes);

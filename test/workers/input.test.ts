@@ -92,6 +92,21 @@ describe("415 Unsupported Media Type", () => {
   );
 });
 
+describe("media type parameters", () => {
+  it("whitespace before ';' is allowed (RFC 9110): the JSON body is read, valid or not", async () => {
+    const headers = { "content-type": "application/json ; charset=utf-8" };
+    const current = (await api<{ name: string }>("GET", "/categories/4")).body.name;
+    const ok = await api("PATCH", "/categories/4", {
+      body: JSON.stringify({ name: current }),
+      headers,
+    });
+    expect(ok.status).toBe(200);
+    const malformed = await api("PATCH", "/categories/4", { body: '{"name":', headers });
+    expect(malformed.status).toBe(400);
+    expect((malformed.body as ErrorBody).error.code).toBe("validation_failed");
+  });
+});
+
 describe("405 Method Not Allowed", () => {
   const cases: [string, string, string][] = [
     ["PUT", "/products/1", "DELETE, GET, HEAD, PATCH"],
