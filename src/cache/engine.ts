@@ -10,7 +10,7 @@ import {
   unlinkKeys,
 } from "./invalidate";
 import { assertGlob, type KeySpace } from "./keys";
-import { type Resolved, resolveOptions } from "./options";
+import { assertVersion, type Resolved, resolveOptions } from "./options";
 import { coalesce } from "./read/coalesce";
 import { flightId } from "./read/flights";
 import { countLook, readEntry } from "./read/look";
@@ -217,9 +217,10 @@ export class EdgeCache {
       throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
     }
     if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
+    if (version !== null) assertVersion(version, `cache key ${key}: version`);
     // Data current now takes the counters as they are; data loaded at `tagsAsOf` must not
     // predate a bump.
-    const seen = options.tagsAsOf === undefined ? "" : `@${Math.floor(options.tagsAsOf)}`;
+    const seen = opts.tagsAsOf === undefined ? "" : `@${Math.floor(opts.tagsAsOf)}`;
     const tags = snapshotTags(value, opts, () => seen, seen);
     try {
       const reply = await store(this.#ctx, key, "", value, version, opts, tags, 0, "writes");
@@ -291,6 +292,7 @@ export class EdgeCache {
     const keys = [...new Set(change.keys ?? [])];
     const tags = [...new Set(change.tags ?? [])];
     const versions = Object.entries(change.versions ?? {});
+    for (const [name, version] of versions) assertVersion(version, `version of ${name}`);
     if (keys.length + tags.length + versions.length === 0) {
       return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };
     }
@@ -348,6 +350,7 @@ export class EdgeCache {
     id: string | number,
     version: number,
   ): Promise<{ previous: number | null; current: number }> {
+    assertVersion(version);
     const sent = advanceVersion(this.#target, `${entity}:${id}`, version);
     this.#ctx.l1?.clear();
     this.#ctx.known.expireWhere(this.keys.prefix, [], [`${entity}:${id}`]);
@@ -374,6 +377,18 @@ export class EdgeCache {
     options: { cursor?: string; budget?: number; count?: number } = {},
   ): Promise<PurgeStep> {
     assertGlob(glob);
+    // Caller bugs, before any request (Redis refused them as a syntax error, a CacheWriteError).
+    if (options.cursor !== undefined && !/^\d{1,20}$/.test(options.cursor)) {
+      throw new TypeError(`purgePattern cursor must be one a step returned, got ${options.cursor}`);
+    }
+    for (const [name, value] of [
+      ["budget", options.budget],
+      ["count", options.count],
+    ] as const) {
+      if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
+        throw new RangeError(`purgePattern ${name} must be a whole number >= 1, got ${value}`);
+      }
+    }
     this.#ctx.l1?.clear();
     this.#ctx.known.expirePrefix(this.keys.prefix);
     try {

@@ -22,8 +22,11 @@ export interface KeySpace {
 
 // Glob metacharacters are refused in names so that a key or tag can never widen a pattern
 // purge (SCAN MATCH) or collide with another key's pattern; whitespace and control
-// characters are refused because they make keys unreadable in every tool.
-const NAME = /^[^\s*?[\]\\\p{Cc}]{1,512}$/u;
+// characters are refused because they make keys unreadable in every tool; and so are lone
+// UTF-16 surrogates (\p{Cs} in a `u` regex matches only unpaired ones): UTF-8 has no encoding
+// for them, so every one became U+FFFD on the way to Redis and "a\uD800" and "a\uDC00" were one
+// key.
+const NAME = /^[^\s*?[\]\\\p{Cc}\p{Cs}]{1,512}$/u;
 /** The ASCII part of NAME: 0x21–0x7E without `*` (2A), `?` (3F), `[` (5B), `\` (5C), `]` (5D). */
 const ASCII_NAME = /^[!-)+->@-Z^-~]{1,512}$/;
 
@@ -128,7 +131,7 @@ function buildKeySpace(prefix: string): KeySpace {
  * ```
  */
 export function assertGlob(glob: string): string {
-  if (!/^[^\s\p{Cc}]{1,512}$/u.test(glob)) {
+  if (!/^[^\s\p{Cc}\p{Cs}]{1,512}$/u.test(glob)) {
     throw new InvalidKeyError("pattern", glob);
   }
   return glob;

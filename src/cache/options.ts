@@ -52,37 +52,99 @@ export function resolveOptions<T>(
   if (versionKey) assertName("version key", versionKey);
   const expiresAt = options.expiresAt ?? d.expiresAt;
   const consistency = options.consistency ?? d.consistency;
+  const tagsAsOf = options.tagsAsOf ?? d.tagsAsOf;
+  const backoffMs = options.loaderBackoff ?? d.loaderBackoff;
+  if (tagsAsOf !== undefined) finite("tagsAsOf", tagsAsOf);
+  const negativeTtl = options.negativeTtl ?? d.negativeTtl;
+  const jitter = options.jitter ?? d.jitter ?? DEFAULTS.jitter;
+  if (!(jitter >= 0 && jitter <= 1)) throw new RangeError(`jitter must be 0..1, got ${jitter}`);
+  const expiresAtMs = expiresAt instanceof Date ? expiresAt.getTime() : expiresAt;
+  if (expiresAtMs !== undefined) finite("expiresAt", expiresAtMs);
+  const beta = early === false ? 0 : early === true ? 1 : early.beta;
+  if (!(beta >= 0 && Number.isFinite(beta))) {
+    throw new RangeError(`earlyRefresh.beta must be a finite number >= 0, got ${beta}`);
+  }
   return {
-    ttl: options.ttl ?? d.ttl ?? DEFAULTS.ttl,
-    staleTtl: options.staleTtl ?? d.staleTtl ?? DEFAULTS.staleTtl,
+    ttl: ms("ttl", options.ttl ?? d.ttl ?? DEFAULTS.ttl, 1),
+    staleTtl: ms("staleTtl", options.staleTtl ?? d.staleTtl ?? DEFAULTS.staleTtl, 0),
     expiresAt,
     tags,
     tagsOf: options.tagsOf ?? d.tagsOf,
-    tagsAsOf: options.tagsAsOf ?? d.tagsAsOf,
+    tagsAsOf,
     versionKey,
     versionOf: options.versionOf ?? d.versionOf,
-    jitter: options.jitter ?? d.jitter ?? DEFAULTS.jitter,
+    jitter,
     earlyRefresh: early,
     waitUntil: options.waitUntil ?? d.waitUntil,
-    leaseTtl: options.leaseTtl ?? d.leaseTtl ?? DEFAULTS.leaseTtl,
-    waitBudget: options.waitBudget ?? d.waitBudget ?? DEFAULTS.waitBudget,
+    leaseTtl: ms("leaseTtl", options.leaseTtl ?? d.leaseTtl ?? DEFAULTS.leaseTtl, 1),
+    waitBudget: ms("waitBudget", options.waitBudget ?? d.waitBudget ?? DEFAULTS.waitBudget, 0),
     failSafe,
-    negativeTtl: options.negativeTtl ?? d.negativeTtl,
+    // Zero or less turns negative caching off (documented); anything else is a lifetime.
+    negativeTtl:
+      negativeTtl === undefined || negativeTtl <= 0
+        ? negativeTtl
+        : ms("negativeTtl", negativeTtl, 1),
     cacheIf: options.cacheIf ?? d.cacheIf,
-    loaderBackoff: options.loaderBackoff ?? d.loaderBackoff,
+    loaderBackoff: backoffMs === undefined ? undefined : ms("loaderBackoff", backoffMs, 0),
     consistency,
     tagList:
       !tags || tags.length === 0
         ? NO_TAGS
         : (tags.length === 1 ? tags : [...new Set(tags)]).map((t) => assertName("tag", t)),
-    beta: early === false ? 0 : early === true ? 1 : early.beta,
-    failSafeMs: failSafe === false ? 0 : failSafe === true ? FAIL_SAFE_DEFAULT_MS : failSafe,
-    expiresAtMs: expiresAt instanceof Date ? expiresAt.getTime() : expiresAt,
+    beta,
+    failSafeMs:
+      failSafe === false
+        ? 0
+        : failSafe === true
+          ? FAIL_SAFE_DEFAULT_MS
+          : ms("failSafe", failSafe, 0),
+    expiresAtMs: expiresAtMs === undefined ? undefined : Math.floor(expiresAtMs),
     replica: consistency === "replica",
   };
 }
 
 const NO_TAGS: readonly string[] = Object.freeze([]);
+
+/**
+ * A duration option in whole ms, at least `min`: a caller bug (NaN, Infinity, a negative or a
+ * too-small value) throws here, before any request, instead of reaching a script as a Redis
+ * error; a fraction is rounded (Redis takes whole milliseconds).
+ */
+function ms(name: string, value: number, min: number): number {
+  finite(name, value);
+  const whole = Math.round(value);
+  if (whole < min) throw new RangeError(`${name} must be at least ${min} ms, got ${value}`);
+  if (whole > MAX_MS)
+    throw new RangeError(`${name} must be at most ${MAX_MS} ms (10 years), got ${value}`);
+  return whole;
+}
+
+/**
+ * A version as the scripts compare it: a finite number ≥ 0 (a numeric string, from JavaScript
+ * callers, too). NaN, Infinity or a negative is a caller bug, thrown before any request: it
+ * used to reach Redis and come back as a CacheWriteError, which means "use the outbox", and an
+ * outbox event carrying it would have been retried forever.
+ *
+ * @example
+ *   assertVersion(7); // 7
+ *   assertVersion(Number.NaN); // throws TypeError
+ */
+export function assertVersion(version: unknown, what = "version"): number {
+  const n = typeof version === "string" && version.trim() !== "" ? Number(version) : version;
+  if (typeof n !== "number" || !Number.isFinite(n) || n < 0) {
+    throw new TypeError(`${what} must be a finite number >= 0, got ${String(version)}`);
+  }
+  return n;
+}
+
+/** Ten years: longer lifetimes are a unit mistake, and Redis times must stay exact integers. */
+const MAX_MS = 10 * 365 * 24 * 3_600_000;
+
+function finite(name: string, value: unknown): void {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new TypeError(`${name} must be a finite number, got ${String(value)}`);
+  }
+}
 
 /** Tags known only from the loaded value (`tagsOf`), validated like every other name. */
 export function lateTags<T>(value: T, opts: EntryOptions<T>): string[] {

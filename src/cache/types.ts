@@ -35,9 +35,9 @@ export interface EntryOptions<T> {
   earlyRefresh?: boolean | { beta: number };
   /** Runs fills and background refreshes off the response path (Workers: ctx.waitUntil). */
   waitUntil?: (promise: Promise<unknown>) => void;
-  /** Lease lifetime in ms: how long a crashed loader can hold others back. Default 5 s. */
+  /** Lease lifetime in ms: how long a crashed loader can hold others back. Default 2 s. */
   leaseTtl?: number;
-  /** How long a caller waits for another caller's load before loading itself. Default 2 s. */
+  /** How long a caller waits for another caller's load before loading itself. Default 2.5 s. */
   waitBudget?: number;
   /** Keep entries this long (ms) after their grace window, served only if the loader fails.
    * `true` = 1 hour. Default off. */
@@ -100,7 +100,10 @@ export interface CacheResult<T> {
 export interface WriteResult {
   /** false when the write was refused as older than what the cache knows. */
   written: boolean;
-  /** Why a write was refused: "version" (older than the newest version), "expired". */
+  /**
+   * Why a write was refused: "version" (older than the newest version), "expired" (past
+   * `expiresAt` already), "tag" (with `tagsAsOf`: a tag was bumped after the data was loaded).
+   */
   reason?: string;
 }
 

@@ -116,10 +116,12 @@ for i, name in ipairs(names) do
   any = true
 end
 
-local fu = now + tonumber(ARGV[4])
-local su = fu + tonumber(ARGV[5])
+-- Whole milliseconds throughout (the client sends them so): PEXPIREAT below refuses a fraction,
+-- and a refusal after HSET would leave the entry written without an expiry.
+local fu = now + math.floor(tonumber(ARGV[4]))
+local su = fu + math.floor(tonumber(ARGV[5]))
 if ARGV[6] ~= '' then
-  local cap = tonumber(ARGV[6])
+  local cap = math.floor(tonumber(ARGV[6]))
   if cap < su then su = cap end
   if cap < fu then fu = cap end
 end
@@ -128,9 +130,9 @@ if su <= now then
   if token == '' then redis.call('DEL', entry) end
   return drop('expired')
 end
-local xu = su + tonumber(ARGV[7])
+local xu = su + math.floor(tonumber(ARGV[7]))
 -- Fail-safe retention never outlives an absolute expiry: past it the data is wrong, not old.
-if ARGV[6] ~= '' and tonumber(ARGV[6]) < xu then xu = tonumber(ARGV[6]) end
+if ARGV[6] ~= '' and math.floor(tonumber(ARGV[6])) < xu then xu = math.floor(tonumber(ARGV[6])) end
 
 redis.call('DEL', entry)
 -- tg, tk and tc describe one snapshot and are only ever written together, here.

@@ -1,5 +1,5 @@
 import type { EngineContext } from "../context";
-import type { Resolved } from "../options";
+import { assertVersion, type Resolved } from "../options";
 import { jitterTtl } from "../policy";
 import type { ReadReply } from "../read/reply";
 import { newToken } from "../token";
@@ -63,6 +63,7 @@ export async function store<T>(
     throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
   }
   if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
+  if (version !== null) assertVersion(version, `cache key ${key}: version`);
   const freshMs = jitterTtl(opts.ttl, opts.jitter, ctx.random);
   const sent = Date.now();
   const reply = await storeEntry(ctx.target, key, {

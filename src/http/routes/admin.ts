@@ -38,8 +38,8 @@ adminRoutes.use("/admin/*", (c, next) =>
 // ---------------------------------------------------------------- schemas
 
 // The engine's own rules (src/cache/keys.ts), checked here so a bad name is a 400, not a 500.
-const NAME = /^[^\s*?[\]\\\p{Cc}]{1,512}$/u;
-const GLOB = /^[^\s\p{Cc}]{1,512}$/u;
+const NAME = /^[^\s*?[\]\\\p{Cc}\p{Cs}]{1,512}$/u;
+const GLOB = /^[^\s\p{Cc}\p{Cs}]{1,512}$/u;
 const nameRule = "1-512 characters without whitespace or * ? [ ] \\";
 
 const cacheName = z.string().regex(NAME, `must be ${nameRule}`);

@@ -1,0 +1,140 @@
+import { describe, expect, it } from "vitest";
+import { InvalidKeyError } from "../../../src/cache/index";
+import { keySpace } from "../../../src/cache/keys";
+import { resolveOptions } from "../../../src/cache/options";
+import { storeEntry } from "../../../src/cache/write/fill";
+import { type CacheHarness, useWarmHarness } from "./harness";
+
+/**
+ * Caller bugs throw before any request, and nothing a caller passes can leave an entry half
+ * written. Each case here used to reach Redis: a fractional duration made fill.lua fail after
+ * its HSET (the entry stayed, without an expiry, and an older load could overwrite it), NaN
+ * versions and purge options came back as CacheWriteError ("use the outbox": an outbox event
+ * carrying one was retried forever), a bad lease time turned every read into a BYPASS, and
+ * lone surrogates made different keys one Redis key.
+ */
+let h: CacheHarness;
+useWarmHarness((started) => {
+  h = started;
+});
+
+describe("durations", () => {
+  it("a fraction is rounded to whole ms: the write lands with its expiry and revokes the lease", async () => {
+    const cache = h.cache();
+    const keys = keySpace(cache.keys.prefix);
+    await h.redis.set(keys.lease("cfg"), "someone.1.1");
+    const written = await cache.set("cfg", "new", {
+      ttl: 60_000.4,
+      staleTtl: 1500.5,
+      failSafe: 0.5,
+    });
+    expect(written).toEqual({ written: true });
+    expect(await h.redis.pttl(keys.entry("cfg"))).toBeGreaterThan(60_000);
+    expect(await h.redis.get(keys.lease("cfg"))).toBeNull();
+    const opts = resolveOptions("k", {}, { ttl: 10.6, leaseTtl: 999.5, expiresAt: 1e12 + 0.7 });
+    expect([opts.ttl, opts.leaseTtl, opts.expiresAtMs]).toEqual([11, 1000, 1e12]);
+  });
+
+  it("fill.lua itself takes whole ms of anything it is sent, so it never fails after writing", async () => {
+    const cache = h.cache();
+    const keys = keySpace(cache.keys.prefix);
+    const reply = await storeEntry({ redis: h.redis, keys }, "raw", {
+      token: "",
+      json: '"v"',
+      version: null,
+      freshMs: 1000.5,
+      graceMs: 10.25,
+      expiresAtMs: Date.now() + 5_000.5,
+      failSafeMs: 0.5,
+      tags: [],
+      loadMs: 1.5,
+      id: "id1",
+    });
+    expect(reply.ok).toBe(true);
+    expect(await h.redis.pttl(keys.entry("raw"))).toBeGreaterThan(0);
+  });
+
+  it.each([
+    ["ttl NaN", { ttl: Number.NaN }, TypeError],
+    ["ttl Infinity", { ttl: Number.POSITIVE_INFINITY }, TypeError],
+    ["ttl 0", { ttl: 0 }, RangeError],
+    ["ttl negative", { ttl: -1000 }, RangeError],
+    ["ttl of a century", { ttl: 100 * 365 * 86_400_000 }, RangeError],
+    ["staleTtl negative", { staleTtl: -5000 }, RangeError],
+    ["leaseTtl 0", { leaseTtl: 0 }, RangeError],
+    ["leaseTtl NaN", { leaseTtl: Number.NaN }, TypeError],
+    ["waitBudget NaN", { waitBudget: Number.NaN }, TypeError],
+    ["waitBudget negative", { waitBudget: -1 }, RangeError],
+    ["failSafe negative", { failSafe: -5000 }, RangeError],
+    ["jitter 2", { jitter: 2 }, RangeError],
+    ["jitter NaN", { jitter: Number.NaN }, RangeError],
+    ["expiresAt Invalid Date", { expiresAt: new Date(Number.NaN) }, TypeError],
+    ["tagsAsOf NaN", { tagsAsOf: Number.NaN }, TypeError],
+    ["beta negative", { earlyRefresh: { beta: -1 } }, RangeError],
+    ["loaderBackoff NaN", { loaderBackoff: Number.NaN }, TypeError],
+  ] as const)("%s throws before any request, for reads and writes", async (_, options, type) => {
+    const cache = h.cache();
+    await h.resetCounter();
+    await expect(cache.getOrLoad("k", async () => 1, options)).rejects.toThrow(type);
+    await expect(cache.set("k", 1, options)).rejects.toThrow(type);
+    expect(await h.requests()).toBe(0);
+  });
+
+  it("a negativeTtl of zero or less still means off", () => {
+    expect(resolveOptions("k", {}, { negativeTtl: -1 }).negativeTtl).toBe(-1);
+    expect(resolveOptions("k", {}, { negativeTtl: 0 }).negativeTtl).toBe(0);
+  });
+});
+
+describe("versions", () => {
+  it("NaN, Infinity or a negative version throws before any request; nothing is applied", async () => {
+    const cache = h.cache();
+    await cache.set("p:1", "v", { versionKey: "p:1", versionOf: () => 3 });
+    await h.resetCounter();
+    await expect(
+      cache.apply({ keys: ["p:1"], tags: ["t"], versions: { "p:1": Number.NaN } }),
+    ).rejects.toThrow(TypeError);
+    await expect(cache.bumpVersion("p", 1, Number.POSITIVE_INFINITY)).rejects.toThrow(TypeError);
+    await expect(cache.writeThrough("p:1", "x", Number.NaN)).rejects.toThrow(TypeError);
+    await expect(cache.writeThrough("p:1", "x", -1)).rejects.toThrow(TypeError);
+    expect(await h.requests()).toBe(0);
+    expect((await cache.get("p:1"))?.value).toBe("v");
+    // A numeric string, as JavaScript callers may pass, still counts as its number.
+    expect(await cache.writeThrough("p:1", "w", "4" as unknown as number)).toEqual({
+      written: true,
+    });
+  });
+});
+
+describe("names", () => {
+  it("a lone UTF-16 surrogate is refused (it used to merge distinct keys into one)", async () => {
+    const cache = h.cache();
+    await h.resetCounter();
+    for (const key of ["a\uD800", "a\uDC00", "x\uDBFFy"]) {
+      await expect(cache.get(key)).rejects.toThrow(InvalidKeyError);
+      await expect(cache.set(key, 1)).rejects.toThrow(InvalidKeyError);
+    }
+    await expect(cache.set("ok", 1, { tags: ["t\uD800"] })).rejects.toThrow(InvalidKeyError);
+    await expect(cache.purgePattern("a\uD800*")).rejects.toThrow(InvalidKeyError);
+    expect(await h.requests()).toBe(0);
+    // A well-formed pair (one astral character) is a name like any other.
+    expect(await cache.set("a\uD83D\uDE00", 1)).toEqual({ written: true });
+    expect((await cache.get("a\uD83D\uDE00"))?.value).toBe(1);
+  });
+});
+
+describe("purge steps", () => {
+  it("a budget or count below 1, or a cursor no step returned, throws before any request", async () => {
+    const cache = h.cache();
+    await h.resetCounter();
+    await expect(cache.purgePattern("p:*", { budget: 0 })).rejects.toThrow(RangeError);
+    await expect(cache.purgePattern("p:*", { count: -1 })).rejects.toThrow(RangeError);
+    await expect(cache.purgePattern("p:*", { budget: 1.5 })).rejects.toThrow(RangeError);
+    await expect(cache.purgePattern("p:*", { cursor: "abc" })).rejects.toThrow(TypeError);
+    expect(await h.requests()).toBe(0);
+    // Valid ones go through: one bounded step, whose cursor the next step takes.
+    const step = await cache.purgePattern("p:*", { cursor: "0", budget: 10, count: 10 });
+    expect(step.cursor).toMatch(/^\d+$/);
+    expect(step.deleted).toBe(0);
+  });
+});
