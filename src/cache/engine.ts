@@ -469,6 +469,10 @@ export class EdgeCache {
    * ```
    */
   hotKeys(n = 50): Promise<HotKey[]> {
+    if (!(Number.isSafeInteger(n) && n >= 0)) {
+      return Promise.reject(new RangeError(`hotKeys(n): n must be a whole number >= 0, got ${n}`));
+    }
+    if (n === 0) return Promise.resolve([]);
     return readHotKeys(
       this.#ctx.redis,
       this.keys,

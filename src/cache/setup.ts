@@ -94,6 +94,10 @@ export function engineSetup(options: EdgeCacheOptions): {
   flush: FlushPolicy;
 } {
   const keys = keySpace(options.prefix ?? "ec");
+  const shards = options.telemetry?.shards;
+  if (shards !== undefined && !(Number.isSafeInteger(shards) && shards >= 1 && shards <= 1024)) {
+    throw new RangeError(`telemetry.shards must be a whole number 1..1024, got ${shards}`);
+  }
   const flush: FlushPolicy = {
     shards: options.telemetry?.shards ?? DEFAULT_SHARDS,
     flushIntervalMs: options.telemetry?.flushIntervalMs ?? 1000,

@@ -65,10 +65,20 @@ export async function readHotKeys(
       weights.push(String(hot.decay ** age));
     }
   }
-  const raw = (await runScript(redis, hotKeysScript, redisKeys, [n, ...weights])) as unknown[];
+  const pending = telemetry.pendingSamples();
+  // Keys with unflushed samples get their Redis score whatever its rank: one just outside the
+  // top n may pass into it once its pending samples are added.
+  const named = new Set<string>();
+  for (const [, members] of pending) for (const [key] of members) named.add(key);
+  const raw = (await runScript(redis, hotKeysScript, redisKeys, [n, ...weights, ...named])) as [
+    unknown[],
+    unknown[],
+  ];
   const scores = new Map<string, number>();
-  for (let i = 0; i + 1 < raw.length; i += 2) scores.set(String(raw[i]), Number(raw[i + 1]));
-  for (const [window, members] of telemetry.pendingSamples()) {
+  for (const list of raw) {
+    for (let i = 0; i + 1 < list.length; i += 2) scores.set(String(list[i]), Number(list[i + 1]));
+  }
+  for (const [window, members] of pending) {
     // A sample a skewed clock put in a later window counts as current.
     const age = Math.max(0, current - window);
     if (age >= hot.windows) continue;

@@ -191,6 +191,21 @@ describe("hot keys", () => {
     expect(top[0]?.score).toBe(30);
   });
 
+  it("ranks with the unflushed samples added to every key's flushed score, not to the top n's only", async () => {
+    const cache = h.cache({ hotKeys: { sampleRate: 1, decay: 1 } });
+    const read = (k: string) => cache.getOrLoad(k, async () => k, { earlyRefresh: false });
+    for (let i = 0; i < 10; i++) await read("a");
+    for (let i = 0; i < 9; i++) await read("b");
+    await cache.flushStats();
+    for (let i = 0; i < 5; i++) await read("b"); // pending: b is now 14 against a's 10
+    expect(await cache.hotKeys(1)).toEqual([{ key: "b", score: 14 }]);
+    expect((await cache.hotKeys(2)).map((t) => t.key)).toEqual(["b", "a"]);
+    // n is a whole number: 0 asks for nothing, anything else is a caller bug.
+    expect(await cache.hotKeys(0)).toEqual([]);
+    await expect(cache.hotKeys(-1)).rejects.toThrow(RangeError);
+    await expect(cache.hotKeys(Number.NaN)).rejects.toThrow(RangeError);
+  });
+
   it("weights older windows down", async () => {
     const cache = h.cache({ hotKeys: { sampleRate: 1, windowMs: 300, windows: 3, decay: 0.5 } });
     const read = (k: string) => cache.getOrLoad(k, async () => k, { earlyRefresh: false });

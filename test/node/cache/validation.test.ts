@@ -138,3 +138,12 @@ describe("purge steps", () => {
     expect(step.deleted).toBe(0);
   });
 });
+
+describe("engine options", () => {
+  it("telemetry.shards outside 1..1024 throws when the engine is built", () => {
+    for (const shards of [0, -1, 1.5, Number.NaN, 5000]) {
+      expect(() => h.cache({ telemetry: { shards } }), String(shards)).toThrow(RangeError);
+    }
+    expect(() => h.cache({ telemetry: { shards: 4 } })).not.toThrow();
+  });
+});
