@@ -27,6 +27,7 @@ describe("durations", () => {
       ttl: 60_000.4,
       staleTtl: 1500.5,
       failSafe: 0.5,
+      jitter: 0, // the expiry asserted below is the ttl's, not a jittered one
     });
     expect(written).toEqual({ written: true });
     expect(await h.redis.pttl(keys.entry("cfg"))).toBeGreaterThan(60_000);
