@@ -1,5 +1,5 @@
 import type { Env, Input } from "hono";
-import type { EdgeCache, EntryOptions } from "../cache";
+import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
 import { type AnyContext, plain } from "./context";
 import { engineOf, waitUntilOf } from "./middleware";
 import { type CachedJsonOptions, cachedJson, setCacheHeaders } from "./response";
@@ -55,7 +55,7 @@ export async function cacheJson<T, E extends Env, P extends string, I extends In
   });
   if (result.value === null || result.value === undefined) {
     setCacheHeaders(ctx, result);
-    if (route.notFound) return route.notFound();
+    if (route.notFound) return withCacheHeaders(await route.notFound(), result);
     ctx.header("Cache-Control", "no-store");
     return ctx.json(
       { error: { code: "not_found", message: `${ctx.req.path} was not found` } },
@@ -63,4 +63,17 @@ export async function cacheJson<T, E extends Env, P extends string, I extends In
     );
   }
   return cachedJson(ctx, result, route);
+}
+
+/**
+ * `notFound`'s response with `X-Cache` and `Age` (and `X-Cache-Fail-Safe`) as every answer has
+ * them: one built with `c.json` has them already, a `new Response(...)` had none.
+ */
+function withCacheHeaders(res: Response, result: CacheResult<unknown>): Response {
+  if (res.headers.has("X-Cache")) return res;
+  const headers = new Headers(res.headers);
+  headers.set("X-Cache", result.status);
+  headers.set("Age", String(Math.floor(result.ageMs / 1000)));
+  if (result.failSafe) headers.set("X-Cache-Fail-Safe", "1");
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
 }

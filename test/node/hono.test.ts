@@ -234,6 +234,23 @@ describe("cacheJson", () => {
     const app = appWithCache();
     const gone = await app.request("/plain/9");
     expect(gone.status).toBe(410);
+    expect(gone.headers.get("x-cache")).toBe("MISS");
+    // A notFound that builds its Response itself gets X-Cache and Age too.
+    const own = new Hono().use(edgeCache(() => h.cache({}, prefix)));
+    own.get("/raw/:id", (c) =>
+      cacheJson(c, {
+        key: `raw:${c.req.param("id")}`,
+        load: async () => null,
+        notFound: () => new Response("gone", { status: 410 }),
+      }),
+    );
+    const raw = await own.request("/raw/1");
+    expect([raw.status, raw.headers.get("x-cache"), raw.headers.get("age")]).toEqual([
+      410,
+      "MISS",
+      "0",
+    ]);
+    expect(await raw.text()).toBe("gone");
     expect((await app.request("/plain/9")).headers.get("x-cache")).toBe("HIT");
     expect(loads).toBe(1);
     const purged = await app.request("/purge/9", { method: "POST" });
