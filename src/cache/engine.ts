@@ -9,7 +9,7 @@ import {
   type Target,
   unlinkKeys,
 } from "./invalidate";
-import { assertGlob, type KeySpace } from "./keys";
+import { assertGlob, type KeySpace, keySpace } from "./keys";
 import { assertVersion, type Resolved, resolveOptions } from "./options";
 import { coalesce } from "./read/coalesce";
 import { flightId } from "./read/flights";
@@ -17,7 +17,7 @@ import { countLook, readEntry } from "./read/look";
 import { ReadPlan, readThrough } from "./read/path";
 import { fromEntry, type ReadReply } from "./read/reply";
 import { type EdgeCacheOptions, engineSetup, type FlushPolicy } from "./setup";
-import { flushTelemetry, readHotKeys, readStats } from "./telemetry";
+import { flushTelemetry, readHotKeys, readStats, takeOrphans } from "./telemetry";
 import type {
   CacheResult,
   EntryOptions,
@@ -182,7 +182,14 @@ export class EdgeCache {
   #flushIfDue(waitUntil: ((p: Promise<unknown>) => void) | undefined): void {
     const { flushIntervalMs, maxBatch } = this.#telemetry;
     if (!this.#ctx.pending.due(Date.now(), flushIntervalMs, maxBatch)) return;
-    this.#ctx.background(waitUntil ? { waitUntil } : {}, this.flushStats(), "stats flush");
+    const opts = waitUntil ? { waitUntil } : {};
+    this.#ctx.background(opts, this.flushStats(), "stats flush");
+    // Other prefixes' telemetry dropped for room (telemetry/isolate.ts), under their own key
+    // layout, with this engine's hot-key windows (their expiry only): at most two per flush.
+    for (const [prefix, orphan] of takeOrphans(2)) {
+      const flushing = flushTelemetry(this.#ctx.redis, keySpace(prefix), orphan, this.#ctx.hot);
+      this.#ctx.background(opts, flushing, "stats flush");
+    }
   }
 
   // ---------------------------------------------------------------- writes

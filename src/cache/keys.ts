@@ -1,3 +1,5 @@
+import { BoundedMap } from "./bounded-map";
+
 /**
  * Redis key layout. Everything lives under one prefix so a deployment can share a database.
  *   {p}:e:{key}   entry hash          {p}:l:{key}   single-flight lease
@@ -95,7 +97,8 @@ const MAX_REMEMBERED_NAMES = 10_000;
  * ```
  */
 export function keySpace(prefix: string): KeySpace {
-  // Engines are built per request: one KeySpace per prefix per isolate is enough.
+  // Engines are built per request: one KeySpace per prefix per isolate is enough. Bounded, as
+  // an app may give each tenant its own prefix: one dropped for room is only built again.
   let space = spaces.get(prefix);
   if (!space) {
     space = buildKeySpace(prefix);
@@ -104,7 +107,7 @@ export function keySpace(prefix: string): KeySpace {
   return space;
 }
 
-const spaces = new Map<string, KeySpace>();
+const spaces = new BoundedMap<string, KeySpace>(256);
 
 function buildKeySpace(prefix: string): KeySpace {
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(prefix)) {

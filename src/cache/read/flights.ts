@@ -5,6 +5,9 @@ import { Flight } from "./flight";
 /** Per-key load times kept per isolate (oldest dropped first). */
 const REMEMBERED_KEYS = 1000;
 
+/** Prefixes whose average load time is kept (oldest first out). */
+const REMEMBERED_PREFIXES = 256;
+
 /** Dead flights are swept when the registry grows past this (they are rare: cancelled leaders). */
 const SWEEP_AT = 256;
 
@@ -33,7 +36,8 @@ export class FlightRegistry {
     return this.#seq;
   }
   readonly #keyLoadMs = new BoundedMap<string, number>(REMEMBERED_KEYS);
-  readonly #prefixLoadMs = new Map<string, number>();
+  /** Bounded too: an app may give each tenant its own prefix. */
+  readonly #prefixLoadMs = new BoundedMap<string, number>(REMEMBERED_PREFIXES);
   #roundTripMs = 0;
 
   /** A moving average of the isolate's read round trips (what a follower expects to wait). */

@@ -16,7 +16,9 @@ import { BoundedMap } from "../bounded-map";
  *   record of is likely a miss, so the read goes straight to the writing acquire script, which
  *   also serves a hit; a key it saw fresh goes to the read-only hit script first.
  *
- * Bounded per prefix (the coldest out first); a forgotten key only costs the first request again.
+ * Bounded in all, whatever the number of prefixes (an app may give each tenant its own): at most
+ * `maxEntries` entries over every prefix (the coldest out first) and the invalidation records of
+ * `MAX_PREFIXES` prefixes. A forgotten key only costs the first request again.
  *
  * @example
  *   const known = new KnownEntries(1000);
@@ -25,8 +27,13 @@ import { BoundedMap } from "../bounded-map";
  *   known.freshNow("ec", "product:1"); // true
  */
 export class KnownEntries {
-  /** Per prefix: its entries, and what this isolate invalidated there (see `#expired`). */
-  readonly #prefixes = new Map<string, PrefixRecord>();
+  /**
+   * Every prefix's entries in one map keyed `prefix NUL key`, so the bound is the isolate's,
+   * not a prefix's: 10,000 per prefix was 10,000 times the number of tenants.
+   */
+  readonly #entries: BoundedMap<string, Known>;
+  /** Per prefix: what this isolate invalidated there (see `expired`); the least used out first. */
+  readonly #prefixes = new BoundedMap<string, PrefixRecord>(MAX_PREFIXES);
   /** Counts insertions: how far back an entry was (re)inserted, for eviction order. */
   #inserts = 0;
   /**
@@ -37,10 +44,15 @@ export class KnownEntries {
    */
   #epoch = 0;
 
+  /** Counts prefix records created or moved young (`#record`). */
+  #records = 0;
+
   /** Some entry was learned under a version key not named like it (bumps of those are kept). */
   #aliased = false;
 
-  constructor(readonly maxEntries = 10_000) {}
+  constructor(readonly maxEntries = 10_000) {
+    this.#entries = new BoundedMap(maxEntries);
+  }
 
   /** Records an entry's tags (when given) and the local time it stops being fresh (when given). */
   learn(
@@ -49,8 +61,10 @@ export class KnownEntries {
     what: { tags?: readonly string[]; freshUntil?: number; versionKey?: string },
   ): void {
     if (what.versionKey !== undefined && what.versionKey !== key) this.#aliased = true;
-    const entries = this.#record(prefix).entries;
-    const had = entries.get(key);
+    this.#record(prefix);
+    const id = entryId(prefix, key);
+    const entries = this.#entries;
+    const had = entries.get(id);
     if (had) {
       // Updated in place: this runs on every read, and a Map delete + set each time was the
       // largest cost of learning. An entry moves to the young end only once it has aged half
@@ -63,11 +77,11 @@ export class KnownEntries {
       if (what.versionKey !== undefined) had.versionKey = what.versionKey;
       if (this.#inserts - had.inserted > this.maxEntries / 2) {
         had.inserted = ++this.#inserts;
-        entries.touch(key, had);
+        entries.touch(id, had);
       }
       return;
     }
-    entries.set(key, {
+    entries.set(id, {
       tags: what.tags ?? [],
       freshUntil: what.freshUntil ?? 0,
       since: this.#epoch,
@@ -78,7 +92,7 @@ export class KnownEntries {
 
   /** The entry is no longer believed fresh (this isolate invalidated or overwrote it). */
   expire(prefix: string, key: string): void {
-    const had = this.#prefixes.get(prefix)?.entries.get(key);
+    const had = this.#entries.get(entryId(prefix, key));
     if (had) had.freshUntil = 0;
   }
 
@@ -99,7 +113,7 @@ export class KnownEntries {
 
   /** Tags last seen on the entry (tagsOf ones included); [] when unknown. */
   tags(prefix: string, key: string): readonly string[] {
-    return this.#prefixes.get(prefix)?.entries.get(key)?.tags ?? [];
+    return this.#entries.get(entryId(prefix, key))?.tags ?? [];
   }
 
   /**
@@ -108,9 +122,12 @@ export class KnownEntries {
    * otherwise.
    */
   freshNow(prefix: string, key: string, now = Date.now()): boolean {
+    const e = this.#entries.get(entryId(prefix, key));
+    if (e === undefined || now >= e.freshUntil) return false;
+    // Learning created the record; when it was dropped for room since, the entry was learned
+    // before any record there is now: not believed fresh (see `#record`).
     const record = this.#prefixes.get(prefix);
-    const e = record?.entries.get(key);
-    if (record === undefined || e === undefined || now >= e.freshUntil) return false;
+    if (record === undefined) return false;
     return !expired(record, e);
   }
 
@@ -124,14 +141,24 @@ export class KnownEntries {
 
   #record(prefix: string): PrefixRecord {
     const found = this.#prefixes.get(prefix);
-    if (found) return found;
+    if (found) {
+      // Least recently used order, cheaply: a record moves to the young end only once a quarter
+      // of the bound's worth of records was created after it (as entries do in `learn`).
+      if (this.#records - found.created > MAX_PREFIXES / 4) {
+        found.created = ++this.#records;
+        this.#prefixes.touch(prefix, found);
+      }
+      return found;
+    }
     const record: PrefixRecord = {
-      entries: new BoundedMap(this.maxEntries),
+      created: ++this.#records,
       // A bump forgotten for room still counts: everything learned before it is expired (a
       // wrong "not fresh" costs one request, a wrong "fresh" two).
       tagBumps: new BoundedMap(MAX_BUMPS, (_, at) => raiseFloor(record, at)),
       versionBumps: new BoundedMap(MAX_BUMPS, (_, at) => raiseFloor(record, at)),
-      floor: 0,
+      // Entries of this prefix learned before the record existed were learned under a record
+      // dropped for room, whose bumps are forgotten: expired (a wrong "fresh" costs two requests).
+      floor: ++this.#epoch,
     };
     this.#prefixes.set(prefix, record);
     return record;
@@ -140,6 +167,13 @@ export class KnownEntries {
 
 /** Bumps remembered per prefix, for tags and for aliased version keys each. */
 const MAX_BUMPS = 1000;
+
+/** Prefixes whose invalidations are remembered (an isolate rarely serves more than a few). */
+export const MAX_PREFIXES = 256;
+
+function entryId(prefix: string, key: string): string {
+  return `${prefix}\u0000${key}`;
+}
 
 /** Invalidated by this isolate after it was learned (see KnownEntries.#epoch). */
 function expired(record: PrefixRecord, e: Known): boolean {
@@ -155,10 +189,10 @@ function raiseFloor(record: PrefixRecord, at: number): void {
   if (at > record.floor) record.floor = at;
 }
 
-/** One prefix's entries, and the invalidations this isolate made there. */
+/** The invalidations this isolate made under one prefix. */
 interface PrefixRecord {
-  /** Per key: a Map keeps insertion order, which eviction follows. */
-  entries: BoundedMap<string, Known>;
+  /** `#records` when it was created or last moved young. */
+  created: number;
   /** Per tag, per aliased version key: the epoch of this isolate's last bump of it. */
   tagBumps: BoundedMap<string, number>;
   versionBumps: BoundedMap<string, number>;

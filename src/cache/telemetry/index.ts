@@ -2,7 +2,9 @@ export { flushTelemetry, type HotWindows } from "./flush";
 export {
   DEFAULT_SHARDS,
   IsolateTelemetry,
+  MAX_TELEMETRY_PREFIXES,
   type TelemetryBatch,
+  takeOrphans,
   telemetryFor,
 } from "./isolate";
 export { readHotKeys, readStats } from "./query";

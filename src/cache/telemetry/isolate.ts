@@ -1,3 +1,5 @@
+import { BoundedMap } from "../bounded-map";
+
 /**
  * What one isolate counted and sampled for one key prefix, not yet sent to Redis.
  *
@@ -121,16 +123,51 @@ export interface TelemetryBatch {
 export const DEFAULT_SHARDS = 8;
 export const MAX_HOT_MEMBERS = 5_000;
 
-const isolate = new Map<string, IsolateTelemetry>();
+/**
+ * Prefixes whose telemetry an isolate keeps (the least recently used out first). An app may give
+ * each tenant its own prefix; without a bound every prefix ever served stayed in memory.
+ */
+export const MAX_TELEMETRY_PREFIXES = 64;
+
+/**
+ * Telemetry dropped for room with counts still pending, by prefix: the next engine with a flush
+ * due sends them (`takeOrphans`), and an engine of that prefix built before then takes its own
+ * back. Past the bound the oldest is lost: that takes more than 128 prefixes with counts
+ * pending within one flush interval in one isolate.
+ */
+const orphans = new BoundedMap<string, IsolateTelemetry>(MAX_TELEMETRY_PREFIXES);
+
+const isolate = new BoundedMap<string, IsolateTelemetry>(MAX_TELEMETRY_PREFIXES, (prefix, t) => {
+  if (t.size > 0 || t.inflight) orphans.set(prefix, t);
+});
 
 /** The isolate's telemetry of `prefix` (module scope: shared by every engine of the isolate). */
 export function telemetryFor(prefix: string, shards = DEFAULT_SHARDS): IsolateTelemetry {
-  let telemetry = isolate.get(prefix);
+  let telemetry = isolate.get(prefix) ?? orphans.get(prefix);
+  if (telemetry) orphans.delete(prefix);
   if (!telemetry || telemetry.shard >= shards) {
     const previous = telemetry?.drain();
     telemetry = new IsolateTelemetry({ shards });
     if (previous) telemetry.restore(previous);
-    isolate.set(prefix, telemetry);
   }
+  // Engines are built per request: the prefix in use moves to the young end.
+  isolate.touch(prefix, telemetry);
   return telemetry;
+}
+
+/**
+ * Up to `max` telemetries dropped for room with counts pending, taken for a flush under their
+ * own prefix. A few per call: each flush is one more subrequest of the request that sends it.
+ *
+ * @example
+ *   for (const [prefix, t] of takeOrphans(2)) await flushTelemetry(redis, keySpace(prefix), t, hot);
+ */
+export function takeOrphans(max: number): Array<[string, IsolateTelemetry]> {
+  const taken: Array<[string, IsolateTelemetry]> = [];
+  for (const [prefix, t] of orphans) {
+    if (taken.length >= max) break;
+    taken.push([prefix, t]);
+  }
+  for (const [prefix] of taken) orphans.delete(prefix);
+  return taken;
 }

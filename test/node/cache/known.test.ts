@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { declaredTags, KnownEntries } from "../../../src/cache/read/known";
+import { declaredTags, KnownEntries, MAX_PREFIXES } from "../../../src/cache/read/known";
 import { seeded } from "./harness";
 
 /** The isolate's record of entries (pure bookkeeping: no Redis involved). */
@@ -56,9 +56,47 @@ describe("KnownEntries", () => {
     known.learn("p", "e", { freshUntil: later() });
     expect(known.freshNow("p", "b")).toBe(false);
     for (const key of ["a", "c", "d", "e"]) expect(known.freshNow("p", key)).toBe(true);
-    // Bounded per prefix: another prefix's entries do not push these out.
-    for (let i = 0; i < 10; i++) known.learn("q", `k${i}`, { freshUntil: later() });
+  });
+
+  it("is bounded over all prefixes: one per tenant cannot grow the isolate's memory", () => {
+    const known = new KnownEntries(4);
+    for (const key of ["a", "b", "c", "d"]) known.learn("p", key, { freshUntil: later() });
+    for (let i = 0; i < 4; i++) known.learn(`tenant${i}`, "a", { freshUntil: later() });
+    for (const key of ["a", "b", "c", "d"]) expect(known.freshNow("p", key)).toBe(false);
+    for (let i = 0; i < 4; i++) expect(known.freshNow(`tenant${i}`, "a")).toBe(true);
+  });
+
+  it("forgets the invalidations of the least used prefixes past MAX_PREFIXES, and then no entry learned there before is believed fresh", () => {
+    const known = new KnownEntries(10 * MAX_PREFIXES);
+    known.learn("p", "a", { tags: ["t"], freshUntil: later() });
+    known.learn("p", "b", { freshUntil: later() });
+    known.expireWhere("p", ["t"], []);
+    expect(known.freshNow("p", "a")).toBe(false);
+    expect(known.freshNow("p", "b")).toBe(true);
+    // MAX_PREFIXES other prefixes push p's record (and its bump of t) out.
+    for (let i = 0; i < MAX_PREFIXES; i++) known.learn(`q${i}`, "x", { freshUntil: later() });
+    // a must not come back to life now that the bump is forgotten; b goes with it (one more
+    // request, never a wrong answer).
+    expect(known.freshNow("p", "a")).toBe(false);
+    expect(known.freshNow("p", "b")).toBe(false);
+    expect(known.tags("p", "a")).toEqual(["t"]);
+    // Learned again, fresh again.
+    known.learn("p", "b", { freshUntil: later() });
+    expect(known.freshNow("p", "b")).toBe(true);
+    expect(known.freshNow("p", "a")).toBe(false);
+  });
+
+  it("a prefix in steady use keeps its record however many others come and go", () => {
+    const known = new KnownEntries(10 * MAX_PREFIXES);
+    known.learn("p", "a", { tags: ["t"], freshUntil: later() });
+    for (let i = 0; i < 4 * MAX_PREFIXES; i++) {
+      known.learn(`q${i}`, "x", { freshUntil: later() });
+      known.learn("p", "b", { freshUntil: later() }); // p is used all along
+    }
     expect(known.freshNow("p", "a")).toBe(true);
+    known.expireWhere("p", ["t"], []);
+    expect(known.freshNow("p", "a")).toBe(false);
+    expect(known.freshNow("p", "b")).toBe(true);
   });
 
   it("re-learning updates in place what it is told and keeps the rest", () => {

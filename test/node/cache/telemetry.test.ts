@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ScriptClient } from "../../../src/cache";
 import { acquireScript, hitScript, statsFlushScript } from "../../../src/cache/scripts";
-import { IsolateTelemetry } from "../../../src/cache/telemetry";
+import { IsolateTelemetry, MAX_TELEMETRY_PREFIXES } from "../../../src/cache/telemetry";
 import { type CacheHarness, cacheHarness, gate } from "./harness";
 
 /**
@@ -347,5 +347,49 @@ describe("sharded", () => {
     expect(picked.size).toBeGreaterThan(1);
     for (const shard of picked) expect(shard).toBeGreaterThanOrEqual(0);
     for (const shard of picked) expect(shard).toBeLessThan(8);
+  });
+});
+
+describe("bounded over prefixes (an app may give each tenant its own)", () => {
+  /** Engines of MAX_TELEMETRY_PREFIXES other prefixes: building them is enough to push one out. */
+  const crowdOut = () => {
+    for (let i = 0; i < MAX_TELEMETRY_PREFIXES; i++) h.cache({}, prefixOf());
+  };
+  const hitsInRedis = async (prefix: string) => {
+    const reader = h.cache({ telemetry: { isolate: new IsolateTelemetry() } }, prefix);
+    return (await reader.stats()).hits;
+  };
+
+  it("a prefix pushed out with counts pending has them sent under its own prefix by the next due flush", async () => {
+    const tenant = prefixOf();
+    const a = h.cache({ telemetry: quiet }, tenant);
+    await a.set("k", "v");
+    await a.getOrLoad("k", async () => "x", noEarly);
+    await a.getOrLoad("k", async () => "x", noEarly);
+    expect(await hitsInRedis(tenant)).toBe(0); // pending in the isolate
+    crowdOut();
+
+    const other = prefixOf();
+    const b = h.cache({ telemetry: { flushIntervalMs: 0 } }, other);
+    await b.set("k", "v");
+    const background: Promise<unknown>[] = [];
+    await b.getOrLoad("k", async () => "x", { ...noEarly, waitUntil: (p) => background.push(p) });
+    expect(background.length).toBeGreaterThanOrEqual(2); // b's own flush and the tenant's
+    await Promise.all(background);
+    expect(await hitsInRedis(tenant)).toBe(2);
+    expect(await h.redis.keys(`${other}:stats:*`)).toHaveLength(1); // not mixed into b's
+  });
+
+  it("an engine of the pushed-out prefix built before that flush takes its counts back", async () => {
+    const tenant = prefixOf();
+    const a = h.cache({ telemetry: quiet }, tenant);
+    await a.set("k", "v");
+    await a.getOrLoad("k", async () => "x", noEarly);
+    crowdOut();
+    const again = h.cache({ telemetry: quiet }, tenant);
+    expect((await again.stats()).hits).toBe(1); // pending here, not lost
+    expect(await hitsInRedis(tenant)).toBe(0);
+    await again.flushStats();
+    expect(await hitsInRedis(tenant)).toBe(1);
   });
 });
