@@ -1,12 +1,14 @@
 import { z } from "zod";
 import { redisCall } from "../redis/errors";
 import type { Services } from "../runtime/services";
+import { getUser } from "./users";
 
 /**
  * Sessions: data that only ever lives in Redis, with Redis' own TTL as the expiry. There is no
  * row behind a session, so nothing to keep consistent with Postgres; each operation is one
  * request (SET … EX NX, one Lua script for read + sliding renewal, DEL). With no copy anywhere
- * else, a failed Redis call is a RedisUnavailableError (503), not a fallback.
+ * else, a failed Redis call is a RedisUnavailableError (503), not a fallback. Creating one checks
+ * that its user exists, through the user cache (one read-only hit when the user is cached).
  */
 
 export const SESSION_TTL_SECONDS = { min: 60, max: 86_400, default: 3_600 } as const;
@@ -67,15 +69,21 @@ function newToken(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * A new session for an existing user; null when there is no such user. The user is read through
+ * its cache entry: one read-only hit when cached, and a negative entry (NOT_FOUND_TTL_MS) keeps
+ * repeated attempts with an unknown id off Postgres.
+ */
 export async function createSession(
   services: Services,
   input: NewSession,
-): Promise<{ token: string; expiresInSeconds: number }> {
+): Promise<{ token: string; expiresInSeconds: number } | null> {
   const ttlSeconds = input.ttlSeconds ?? SESSION_TTL_SECONDS.default;
   const data = input.data ?? {};
   if (sessionDataBytes(data) > MAX_SESSION_DATA_BYTES) {
     throw new RangeError(`session data over ${MAX_SESSION_DATA_BYTES} bytes`);
   }
+  if ((await getUser(services, input.userId)).value === null) return null;
   const token = newToken();
   // ttlSeconds and sliding first: READ_SCRIPT reads them from the front of the stored JSON.
   const stored: StoredSession = {

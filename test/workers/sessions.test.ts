@@ -150,6 +150,20 @@ describe("sessions", () => {
     expect(stats.scripts?.keyLocked).toBeGreaterThanOrEqual(1);
   });
 
+  it("refuses a session for a user that does not exist with 422 invalid_reference, and stores nothing", async () => {
+    const before = await testRedis().keys(`${prefix}:s:*`);
+    const refused = await create({ userId: 999_999, ttlSeconds: 60 });
+    expect(refused.status).toBe(422);
+    expect(refused.body.error.code).toBe("invalid_reference");
+    expect(refused.body.error.message).toContain("999999");
+    expect(refused.body.error.details).toMatchObject({ issues: [{ path: "userId" }] });
+    expect(refused.headers.get("cache-control")).toBe("no-store");
+    expect(await testRedis().keys(`${prefix}:s:*`)).toEqual(before);
+    // The unknown id is cached as a negative entry: asked again, Postgres is not.
+    expect(await testRedis().exists(`${prefix}:e:user:999999`)).toBe(1);
+    expect((await create({ userId: 999_999 })).status).toBe(422);
+  });
+
   it("answers 404 for a well-formed token that was never issued", async () => {
     const res = await read("0".repeat(64));
     expect(res.status).toBe(404);

@@ -87,6 +87,10 @@ const createRouteDef = createRoute({
     },
     400: { description: "Invalid body", content: errorContent },
     413: { description: "Body over the request size limit", content: errorContent },
+    422: {
+      description: "userId names no user (`invalid_reference`, `details.issues`)",
+      content: errorContent,
+    },
     429: rateLimitedResponse,
     503: redisUnavailableResponse,
   },
@@ -124,7 +128,15 @@ const notFound = () => new HttpError(404, "not_found", "No such session (or it e
 
 export const sessionsRoutes = router()
   .openapi(createRouteDef, async (c) => {
-    const created = await createSession(c.var.services, c.req.valid("json"));
+    const input = c.req.valid("json");
+    const created = await createSession(c.var.services, input);
+    if (!created) {
+      // As a product's unknown categoryId: the request is well formed, its reference is not.
+      throw new HttpError(422, "invalid_reference", `userId: no user ${input.userId}`, {
+        target: "json",
+        issues: [{ path: "userId", message: "No user with this id" }],
+      });
+    }
     c.header("Cache-Control", "no-store");
     return c.json(created, 201);
   })
