@@ -138,11 +138,13 @@ export class EdgeCache {
     // ---- isolate-scope coalescing (src/cache/read/coalesce.ts)
     // Replica reads share a load only with requests at the same sync position: a request
     // that carries its own newer write must not take a value read before the replica had it.
+    // Never with strict reads, even without a position: a replica's lagging answer would reach
+    // a strict reader that began after a write the replica has not applied yet.
     const id = flightId(
       this.keys.prefix,
       key,
       opts.versionKey,
-      opts.replica ? this.#ctx.syncPosition : "",
+      opts.replica ? `r:${this.#ctx.syncPosition}` : "",
     );
     return coalesce(new ReadPlan(this.#ctx.flights, id, this.#ctx, key, loader, opts));
   }

@@ -90,8 +90,9 @@ export class FlightRegistry {
 export const isolateFlights = new FlightRegistry();
 
 /**
- * Loads that can share a result: same prefix, key and version key, and for replica reads the
- * same read-your-writes position (`view`, "" for strict reads).
+ * Loads that can share a result: same prefix, key and version key, and the same view: "" for
+ * strict reads, `r:` and the read-your-writes position for replica reads (never "": a replica
+ * read without a position must not share with strict reads).
  */
 export function flightId(
   prefix: string,
