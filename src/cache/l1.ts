@@ -2,14 +2,28 @@ import { BoundedMap } from "./bounded-map";
 
 /**
  * Optional per-isolate LRU in front of Redis. Another isolate's invalidation cannot reach it,
- * so every entry lives at most `ttlMs` (bounded staleness, default 1 s): use it for keys so hot
- * that even one Redis request per read is too many, and only where that window is acceptable.
+ * so every entry lives at most `ttlMs` (bounded staleness, default 1 s), and never past its own
+ * freshness: use it for keys so hot that even one Redis request per read is too many, and only
+ * where that window is acceptable. This isolate's own writes and invalidations reach it at once.
  */
 interface L1Entry {
   value: unknown;
   version: number | null;
   storedAt: number;
+  /** Served until then (L1's clock): `ttlMs` after storing, or sooner when the entry's own freshness ends. */
+  until: number;
   tags: readonly string[];
+}
+
+/** What `L1Cache.set` may also be told about the value it stores. */
+export interface L1SetOptions {
+  /** ms the value stays fresh where it came from (its `ttlMs`): L1 never serves it longer. */
+  forMs?: number;
+  /**
+   * `generation` read before the value was read from Redis: when anything was deleted from L1
+   * since (a write or invalidation of this isolate), the value may predate it and is not stored.
+   */
+  since?: number;
 }
 
 /**
@@ -30,6 +44,7 @@ interface L1Entry {
  */
 export class L1Cache {
   readonly #entries: BoundedMap<string, L1Entry>;
+  #generation = 0;
 
   /**
    * @param maxEntries least recently used entries beyond this are dropped
@@ -61,7 +76,7 @@ export class L1Cache {
   get(key: string): L1Entry | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
-    if (this.now() - entry.storedAt >= this.ttlMs) {
+    if (this.now() >= entry.until) {
       this.#entries.delete(key);
       return undefined;
     }
@@ -74,14 +89,42 @@ export class L1Cache {
   /**
    * Stores a value with its version and tags, evicting the least recently used entry when full.
    * The engine calls it on HIT and MISS; call it yourself only for an L1 you use on its own.
+   * Served for `ttlMs`, or `options.forMs` when shorter; not stored at all when L1 dropped
+   * anything since `options.since` (see `generation`).
    *
    * @example
    * ```ts
-   * l1.set("product:42", product, product.version, ["products", "category:3"]);
+   * const since = l1.generation;
+   * const { value, version, ttlMs } = await readFromRedis("product:42");
+   * l1.set("product:42", value, version, ["products", "category:3"], { forMs: ttlMs, since });
    * ```
    */
-  set(key: string, value: unknown, version: number | null, tags: readonly string[]): void {
-    this.#entries.touch(key, { value, version, storedAt: this.now(), tags });
+  set(
+    key: string,
+    value: unknown,
+    version: number | null,
+    tags: readonly string[],
+    options: L1SetOptions = {},
+  ): void {
+    if (options.since !== undefined && options.since !== this.#generation) return;
+    const storedAt = this.now();
+    const forMs = Math.min(this.ttlMs, options.forMs ?? this.ttlMs);
+    if (forMs <= 0) return;
+    this.#entries.touch(key, { value, version, storedAt, until: storedAt + forMs, tags });
+  }
+
+  /**
+   * Moves on every `delete`, `deleteTagged` and `clear`. Read it before a Redis read and pass it
+   * to `set` as `since`: a reply that was on its way while this isolate wrote or invalidated
+   * cannot put the older value back (the write was acknowledged before the next read began).
+   *
+   * @example
+   * ```ts
+   * const since = l1.generation; // before the read is sent
+   * ```
+   */
+  get generation(): number {
+    return this.#generation;
   }
 
   /**
@@ -93,6 +136,7 @@ export class L1Cache {
    * ```
    */
   delete(key: string): void {
+    this.#generation++;
     this.#entries.delete(key);
   }
 
@@ -105,6 +149,7 @@ export class L1Cache {
    * ```
    */
   deleteTagged(tags: readonly string[]): void {
+    this.#generation++;
     const wanted = new Set(tags);
     for (const [key, entry] of this.#entries) {
       if (entry.tags.some((t) => wanted.has(t))) this.#entries.delete(key);
@@ -120,6 +165,7 @@ export class L1Cache {
    * ```
    */
   clear(): void {
+    this.#generation++;
     this.#entries.clear();
   }
 

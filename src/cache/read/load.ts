@@ -45,6 +45,11 @@ function leaseCheckOf<T>(
   return { tok: grant.tok, cv, tags: opts.tagList, tg };
 }
 
+/** Every tag of an entry holding `value`: the caller's own, then those computed from it. */
+export function entryTags<T>(value: T, opts: Resolved<T>): readonly string[] {
+  return opts.tagsOf ? [...opts.tagList, ...lateTags(value, opts)] : opts.tagList;
+}
+
 export async function loadAndFill<T>(
   ctx: EngineContext,
   key: string,
@@ -53,6 +58,8 @@ export async function loadAndFill<T>(
   opts: Resolved<T>,
   started: number,
   flight?: Flight,
+  /** L1's generation before the read that granted the lease (L1Cache.set's `since`). */
+  l1Since?: number,
 ): Promise<CacheResult<T>> {
   let loaded: { value: T; ms: number };
   // The load reads the source after this: followers that joined before it may take its value
@@ -78,7 +85,10 @@ export async function loadAndFill<T>(
   const result = loadedResult(loaded.value, opts);
   const waitedMs = Date.now() - started - loaded.ms;
   const answer = waitedMs > 50 ? { ...result, waitedMs } : result;
-  const fill = offerAndFill(ctx, key, reply, loader, opts, loaded, result, loadSeq, flight, true);
+  const fill = offerAndFill(ctx, key, reply, loader, opts, loaded, result, loadSeq, flight, {
+    reload: true,
+    l1Since,
+  });
   await ctx.afterResponse(opts, fill, "fill");
   return answer;
 }
@@ -105,14 +115,15 @@ async function offerAndFill<T>(
   result: CacheResult<T>,
   loadSeq: number | undefined,
   flight: Flight | undefined,
-  reload: boolean,
+  { reload, l1Since }: { reload: boolean; l1Since: number | undefined },
 ): Promise<void> {
   flight?.offer({ ok: true, result, vouchedAt: loadSeq }, granted.tok);
-  // Into L1 before the fill: a refused fill then removes it again, whenever it completes.
-  ctx.l1?.set(key, result.value, result.version, [
-    ...opts.tagList,
-    ...lateTags(loaded.value, opts),
-  ]);
+  // Into L1 before the fill: a refused fill then removes it again, whenever it completes; not
+  // at all when this isolate wrote or invalidated anything since the read began.
+  ctx.l1?.set(key, result.value, result.version, entryTags(loaded.value, opts), {
+    forMs: result.ttlMs,
+    since: l1Since,
+  });
   const fillSeq = flight?.sending();
   flight?.settleLater(opts.leaseTtl);
   // Only after the response (waitUntil): a reload never holds the leader's own answer. Asked
@@ -152,6 +163,7 @@ async function reloadFor<T>(
   first: CacheResult<T>,
 ): Promise<void> {
   ctx.pending.add("reloads");
+  const l1Since = ctx.l1?.generation; // the reload reads the source after this
   const lease = { tok: granted.tok, tg: granted.tg, cv: granted.cv, now: granted.now ?? 0 };
   const reloadSeq = loadStarts(ctx, key, flight, leaseCheckOf(lease, opts));
   let reloaded: { value: T; ms: number };
@@ -169,7 +181,10 @@ async function reloadFor<T>(
     flight.settle({ ok: true, result: fresh, vouchedAt: reloadSeq });
     return release(ctx, key, lease.tok);
   }
-  return offerAndFill(ctx, key, lease, loader, opts, reloaded, fresh, reloadSeq, flight, false);
+  return offerAndFill(ctx, key, lease, loader, opts, reloaded, fresh, reloadSeq, flight, {
+    reload: false,
+    l1Since,
+  });
 }
 
 export async function refresh<T>(

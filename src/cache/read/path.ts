@@ -6,7 +6,7 @@ import type { CheckSpec } from "./checks";
 import type { FlightPlan } from "./coalesce";
 import type { Flight } from "./flight";
 import type { FlightRegistry } from "./flights";
-import { loadAndFill, loadStarts, refresh, refreshLater } from "./load";
+import { entryTags, loadAndFill, loadStarts, refresh, refreshLater } from "./load";
 import { countLook, hitDeclares, look, readEntry } from "./look";
 import { failSafeResult, fromEntry, type ReadReply } from "./reply";
 import { loadedResult } from "./result";
@@ -38,6 +38,9 @@ export async function readThrough<T>(
   flight?: Flight,
 ): Promise<CacheResult<T>> {
   const started = Date.now();
+  // Before any request: a reply on its way while this isolate writes cannot refill L1 with the
+  // value the write replaced (L1Cache.generation).
+  const l1Since = ctx.l1?.generation;
   let waited = false;
   let backoffs = 0;
   for (;;) {
@@ -62,7 +65,10 @@ export async function readThrough<T>(
 
     if (reply.s === "HIT") {
       const result = fromEntry<T>(reply, "HIT");
-      ctx.l1?.set(key, result.value, result.version, opts.tagList);
+      ctx.l1?.set(key, result.value, result.version, entryTags(result.value, opts), {
+        forMs: result.ttlMs,
+        since: l1Since,
+      });
       if (
         result.value !== null && // a negative entry just expires: no early refresh
         reply.fu !== undefined &&
@@ -87,7 +93,7 @@ export async function readThrough<T>(
       return stale;
     }
 
-    if (reply.tok) return loadAndFill(ctx, key, reply, loader, opts, started, flight);
+    if (reply.tok) return loadAndFill(ctx, key, reply, loader, opts, started, flight, l1Since);
 
     // Someone else holds the lease: sleep about the load time it announced, then look once
     // (src/cache/read/wait.ts); a look finding the lease gone takes it over (the holder

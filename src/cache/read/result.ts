@@ -13,12 +13,16 @@ export function loadedResult<T>(value: T, opts: Resolved<T>): CacheResult<T> {
     opts.expiresAtMs === undefined
       ? Number.POSITIVE_INFINITY
       : Math.max(0, opts.expiresAtMs - Date.now());
+  // A negative entry lives `negativeTtl`, with no grace (write/store.ts, fillLoaded).
+  const negative = value === null && opts.negativeTtl !== undefined && opts.negativeTtl > 0;
+  const ttl = negative ? (opts.negativeTtl as number) : opts.ttl;
+  const staleTtl = negative ? 0 : opts.staleTtl;
   return {
     value,
     status: "MISS",
     version: value != null && opts.versionKey && opts.versionOf ? opts.versionOf(value) : null,
     ageMs: 0,
-    ttlMs: Math.min(opts.ttl, untilExpiry),
-    staleTtlMs: Math.min(opts.ttl + opts.staleTtl, untilExpiry),
+    ttlMs: Math.min(ttl, untilExpiry),
+    staleTtlMs: Math.min(ttl + staleTtl, untilExpiry),
   };
 }

@@ -1,0 +1,131 @@
+import { describe, expect, it } from "vitest";
+import { L1Cache } from "../../../src/cache";
+import type { ScriptClient } from "../../../src/cache/redis";
+import { hitScript } from "../../../src/cache/scripts";
+import { type CacheHarness, gate, sleep, useWarmHarness } from "./harness";
+
+/**
+ * The per-isolate L1 (src/cache/l1.ts): bounded by `ttlMs` across isolates, but never past the
+ * entry's own freshness, and this isolate's own writes and invalidations reach it at once, even
+ * a reply that was on its way while they ran. Against real Redis through the gateway.
+ */
+let h: CacheHarness;
+useWarmHarness((started) => {
+  h = started;
+});
+const noEarly = { earlyRefresh: false } as const;
+
+/** Passes calls through; once armed, holds the next hit.lua reply after Redis has run it. */
+function holdingHits(inner: ScriptClient) {
+  let armed: ReturnType<typeof gate<void>> | undefined;
+  const ran = gate<void>();
+  const client: ScriptClient = {
+    async evalsha(sha, keys, args) {
+      const reply = await inner.evalsha(sha, keys, args);
+      if (armed && sha === hitScript.sha1) {
+        const held = armed;
+        armed = undefined;
+        ran.load();
+        await held.promise;
+      }
+      return reply;
+    },
+    eval: (s, k, a) => inner.eval(s, k, a),
+  };
+  const arm = () => {
+    armed = gate<void>();
+    return armed;
+  };
+  return { client, arm, ran: ran.started };
+}
+
+describe("L1Cache on its own", () => {
+  it("serves for ttlMs, or for forMs when shorter, and stores nothing with forMs ≤ 0", () => {
+    let t = 0;
+    const l1 = new L1Cache(10, 1000, () => t);
+    l1.set("a", 1, null, []);
+    l1.set("b", 2, null, [], { forMs: 100 });
+    l1.set("c", 3, null, [], { forMs: 5000 });
+    l1.set("d", 4, null, [], { forMs: 0 });
+    t = 99;
+    expect([l1.get("a")?.value, l1.get("b")?.value, l1.get("c")?.value]).toEqual([1, 2, 3]);
+    expect(l1.get("d")).toBeUndefined();
+    t = 100;
+    expect(l1.get("b")).toBeUndefined();
+    t = 1000;
+    expect(l1.get("a")).toBeUndefined();
+    expect(l1.get("c")).toBeUndefined(); // ttlMs bounds it too
+  });
+
+  it("refuses a value read before anything was deleted (generation)", () => {
+    const l1 = new L1Cache(10, 1000);
+    for (const drop of [() => l1.delete("x"), () => l1.deleteTagged(["t"]), () => l1.clear()]) {
+      const since = l1.generation;
+      drop();
+      l1.set("k", "old", null, [], { since });
+      expect(l1.get("k")).toBeUndefined();
+    }
+    const since = l1.generation;
+    l1.set("k", "current", null, [], { since });
+    expect(l1.get("k")?.value).toBe("current");
+  });
+});
+
+describe("L1 in the engine", () => {
+  it("a HIT keeps the entry's tagsOf tags in L1: this isolate's tag bump drops it", async () => {
+    let t = 0;
+    const cache = h.cache({ l1: new L1Cache(100, 1000, () => t) });
+    let row = { id: 1, cat: 3, name: "old" };
+    const opts = { ...noEarly, tagsOf: (p: typeof row) => [`category:${p.cat}`] };
+    const load = async () => ({ ...row });
+    expect((await cache.getOrLoad("p:1", load, opts)).status).toBe("MISS");
+    t += 2000; // out of L1: the next read is a Redis HIT, put back into L1
+    expect((await cache.getOrLoad("p:1", load, opts)).status).toBe("HIT");
+    row = { ...row, name: "new" };
+    await cache.invalidateTags("category:3");
+    const after = await cache.getOrLoad("p:1", load, opts);
+    expect(after.value.name).toBe("new");
+    expect(after.l1).toBeUndefined();
+  });
+
+  it("a HIT whose reply arrives after this isolate's invalidation is acknowledged does not refill L1", async () => {
+    let t = 0;
+    const hold = holdingHits(h.redis as unknown as ScriptClient);
+    const cache = h.cache({ l1: new L1Cache(100, 1000, () => t), redis: hold.client });
+    let row = "v1";
+    const load = async () => row;
+    expect((await cache.getOrLoad("k", load, noEarly)).status).toBe("MISS");
+    t += 2000; // out of L1; the isolate knows the entry fresh: the next read is hit.lua
+    const held = hold.arm();
+    const before = cache.getOrLoad("k", load, noEarly);
+    await hold.ran; // the HIT ran in Redis, its reply is held
+    row = "v2";
+    await cache.invalidate("k");
+    held.open();
+    expect((await before).value).toBe("v1"); // began before the write: fine
+    const after = await cache.getOrLoad("k", load, noEarly);
+    expect(after.value).toBe("v2");
+  });
+
+  it("never serves past the entry's expiresAt, nor a negative entry past its negativeTtl", async () => {
+    const cache = h.cache({ l1: new L1Cache(100, 1000) });
+    let n = 0;
+    const load = async () => ++n;
+    const expiresAt = Date.now() + 150;
+    expect((await cache.getOrLoad("sale", load, { ...noEarly, expiresAt })).value).toBe(1);
+    expect((await cache.getOrLoad("sale", load, { ...noEarly, expiresAt })).l1).toBe(true);
+    await sleep(300);
+    const late = await cache.getOrLoad("sale", load, { ...noEarly, expiresAt: Date.now() + 5000 });
+    expect(late.l1).toBeUndefined();
+    expect(late.value).toBe(2);
+
+    let found: string | null = null;
+    const lookup = async () => found;
+    const negative = { ...noEarly, negativeTtl: 150 };
+    expect((await cache.getOrLoad("user:9", lookup, negative)).value).toBeNull();
+    found = "created";
+    await sleep(300);
+    const again = await cache.getOrLoad("user:9", lookup, negative);
+    expect(again.value).toBe("created");
+  });
+});
