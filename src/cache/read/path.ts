@@ -119,9 +119,9 @@ export async function readThrough<T>(
       try {
         value = await ctx.timed(loader, key);
       } catch (error) {
+        ctx.pending.add("load_errors");
         // Same rule as the lease holder: an expired entry kept for fail-safe beats an error.
         if (reply.fs && reply.v !== undefined) {
-          ctx.pending.add("load_errors");
           ctx.pending.add("fail_safe");
           return failSafeResult<T>(reply);
         }
@@ -175,9 +175,9 @@ export class ReadPlan<T> implements FlightPlan<T> {
       const { value } = await ctx.timed(this.loader);
       return { ...loadedResult(value, opts), waitedMs };
     } catch (error) {
+      ctx.pending.add("load_errors");
       const kept = opts.failSafeMs > 0 ? await keptEntry<T>(ctx, key, opts) : undefined;
       if (!kept) throw error;
-      ctx.pending.add("load_errors");
       if (kept.failSafe) ctx.pending.add("fail_safe");
       return { ...kept, waitedMs };
     }
@@ -226,6 +226,12 @@ export async function bypass<T>(
   loader: () => Promise<T>,
   opts: Resolved<T>,
 ): Promise<CacheResult<T>> {
-  const { value } = await ctx.timed(loader);
+  let value: T;
+  try {
+    ({ value } = await ctx.timed(loader));
+  } catch (error) {
+    ctx.pending.add("load_errors");
+    throw error;
+  }
   return { ...loadedResult(value, opts), status: "BYPASS" };
 }
