@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type CacheHarness, gate, useWarmHarness } from "./harness";
+import { type CacheHarness, gate, sleep, useWarmHarness } from "./harness";
 
 /**
  * Negative entries (`negativeTtl`): a versioned "not found" is cached under the version the key
@@ -133,5 +133,39 @@ describe("negative entries", () => {
     const seen = await cache.inspect("page:x");
     expect(seen.entry).toBeNull();
     expect(seen.leasePttl).toBe(-2);
+  });
+});
+
+describe("an entry at version 0 (no version key: nothing committed after it yet)", () => {
+  type Versioned = { id: number; version: number };
+  const v0 = {
+    versionKey: "p:1",
+    versionOf: (r: Versioned) => r.version,
+    ttl: 50,
+    staleTtl: 60_000,
+    jitter: 0,
+    earlyRefresh: false,
+    waitBudget: 200,
+  } as const;
+
+  it('stays STALE for other isolates while one refreshes it (the refresh lease marks the version key "")', async () => {
+    const prefix = `v0${Math.random().toString(36).slice(2, 8)}`;
+    const a = h.cache({}, prefix);
+    await a.getOrLoad("p:1", async () => ({ id: 1, version: 0 }), v0);
+    await sleep(80); // past its fresh window, in grace
+    const refresh = gate<Versioned>();
+    expect((await a.getOrLoad("p:1", refresh.load, v0)).status).toBe("STALE");
+    await refresh.started; // the background refresh holds the lease
+    const b = h.cache({}, prefix); // another isolate
+    const other = await b.getOrLoad("p:1", async () => ({ id: 1, version: 0 }), v0);
+    expect(other.status).toBe("STALE");
+    refresh.open({ id: 1, version: 0 });
+    await a.settle();
+    // A commit of version 1 still invalidates it.
+    await a.apply({ versions: { "p:1": 1 } });
+    const after = await h
+      .cache({}, prefix)
+      .getOrLoad("p:1", async () => ({ id: 1, version: 1 }), v0);
+    expect(after).toMatchObject({ status: "MISS", value: { version: 1 } });
   });
 });

@@ -29,12 +29,13 @@ end
 local function entryReason(verKey, ver, tg, declared, readCounter, order)
   if verKey then
     local current = redis.call('GET', verKey)
-    -- "" (a first load in flight, version unknown) validates nothing.
-    if ver == '' or current == '' then return 'version' end
-    if not current then
-      -- A missing version key next to a versioned entry means it was evicted: trust nothing.
-      -- Except a negative entry at version 0 ("nothing committed yet"): its fill does not
-      -- create the version key, so that probing unknown ids leaves no key without a TTL.
+    if ver == '' then return 'version' end
+    -- "" (a lease holder's load in flight, version unknown) validates nothing, like a missing
+    -- version key next to a versioned entry (evicted: trust nothing). Except an entry at
+    -- version 0 ("nothing committed yet"): its fill does not create the version key, so that
+    -- probing unknown ids leaves no key without a TTL, and a refresh lease on it then marks
+    -- the key "" (takeLease): the entry stays valid for the readers in the meantime.
+    if not current or current == '' then
       if ver ~= '0' then return 'version' end
     elseif tonumber(ver) < tonumber(current) then
       return 'version'
