@@ -2,7 +2,7 @@ import { decodeJson, runScript } from "../redis";
 import { acquireScript } from "../scripts";
 import type { ReadTarget } from "./hit";
 import { declaredTags } from "./known";
-import type { ReadReply } from "./reply";
+import { exactCv, type ReadReply } from "./reply";
 
 /**
  * The writing half of a read (`acquire.lua`, `allow-key-locking`, always the primary): looks
@@ -53,5 +53,5 @@ export async function acquire(
     what.tags.length,
     what.lastTry ? "1" : "0",
   ];
-  return decodeJson<ReadReply>(await runScript(t.redis, acquireScript, keys, args));
+  return exactCv(decodeJson<ReadReply>(await runScript(t.redis, acquireScript, keys, args)));
 }

@@ -22,7 +22,11 @@ export interface ReadReply {
   eta?: number;
   /** Waiter: the load time the lease holder announced (ms). */
   est?: number;
-  /** The version key's value when the lease was granted (0 when absent). */
+  /**
+   * The version key's value when the lease was granted (0 when absent). Sent as a string
+   * (cjson keeps 14 significant digits, so a version ≥ 1e14 came back rounded): `exactCv`
+   * turns it into the number.
+   */
   cv?: number;
   /**
    * The entry's value, already parsed: the scripts splice the stored JSON into the reply, so
@@ -61,4 +65,17 @@ export function fromEntry<T>(reply: ReadReply, status: "HIT" | "STALE"): CacheRe
 /** An expired entry kept for fail-safe (`fs`), served because the source failed: STALE + `failSafe`. */
 export function failSafeResult<T>(reply: ReadReply): CacheResult<T> {
   return { ...fromEntry<T>(reply, "STALE"), failSafe: true };
+}
+
+/**
+ * A reply whose `cv` came as text (lib/entry.lua's grantReply) with it as the exact number:
+ * every integer version below 2^53 survives, where cjson's number encoding rounded those of 15
+ * digits and more (a negative entry then raised the version key above the real version).
+ *
+ * @example
+ *   exactCv({ s: "MISS", now: 1, cv: "1700000000000160" }).cv; // 1700000000000160
+ */
+export function exactCv<R extends { cv?: unknown }>(reply: R): R & { cv?: number } {
+  if (reply.cv !== undefined && typeof reply.cv !== "number") reply.cv = Number(reply.cv);
+  return reply as R & { cv?: number };
 }

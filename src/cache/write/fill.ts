@@ -1,5 +1,6 @@
 import { lateTags } from "../options";
 import type { ReadTarget } from "../read/hit";
+import { exactCv } from "../read/reply";
 import { decodeJson, runScript } from "../redis";
 import { fillScript, releaseScript } from "../scripts";
 import type { EntryOptions } from "../types";
@@ -83,7 +84,7 @@ export async function storeEntry(t: ReadTarget, key: string, w: EntryWrite): Pro
     w.regrant ? w.regrant.leaseTtl : "",
     w.regrant ? w.regrant.ownTags : 0,
   ];
-  const reply = decodeJson<FillReply>(await runScript(t.redis, fillScript, keys, args));
+  const reply = exactCv(decodeJson<FillReply>(await runScript(t.redis, fillScript, keys, args)));
   return reply.ok ? { ...reply, id: w.id } : reply;
 }
 

@@ -169,3 +169,26 @@ describe("an entry at version 0 (no version key: nothing committed after it yet)
     expect(after).toMatchObject({ status: "MISS", value: { version: 1 } });
   });
 });
+
+describe("versions of 15 digits and more (microsecond timestamps)", () => {
+  it("a negative entry stores the exact version the key had, so the next write still ends it", async () => {
+    const cache = h.cache();
+    type Versioned = { id: number; version: number };
+    const current = 1_700_000_000_000_160; // below 2^53: exact in JavaScript and in Lua
+    await cache.bumpVersion("p", 1, current); // e.g. the row was deleted at this version
+    let row: Versioned | null = null;
+    const negative = {
+      versionKey: "p:1",
+      versionOf: (r: Versioned) => r.version,
+      negativeTtl: 60_000,
+      earlyRefresh: false,
+    } as const;
+    expect((await cache.getOrLoad("p:1", async () => row, negative)).value).toBeNull();
+    const seen = await cache.inspect("p:1", "p:1");
+    expect(seen.entry?.version).toBe(current);
+    expect(seen.version).toBe(current);
+    row = { id: 1, version: current + 10 }; // re-created; its event carries the version only
+    await cache.apply({ versions: { "p:1": current + 10 } });
+    expect((await cache.getOrLoad("p:1", async () => row, negative)).value).toEqual(row);
+  });
+});

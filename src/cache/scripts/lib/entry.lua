@@ -143,7 +143,9 @@ local function grantReply(out, leaseValue, verKey, names, declared, nCapture, no
   end
   out.tg = snap
   if verKey then
+    -- As text: cjson encodes numbers with 14 significant digits, and a version of 15 digits
+    -- or more (a microsecond timestamp) came back rounded (exactCv in src/cache/read/reply.ts).
     local cv = redis.call('GET', verKey)
-    out.cv = tonumber((cv and cv ~= '') and cv or '0')
+    out.cv = (cv and cv ~= '') and cv or '0'
   end
 end
