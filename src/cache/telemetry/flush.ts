@@ -12,8 +12,10 @@ export interface HotWindows {
 /**
  * Sends everything `telemetry` holds in ONE request (the stats-flush script): counters into
  * the isolate's stats shard, samples into the isolate's shard of each window they fell in.
- * One flush at a time: a second caller waits for the running one, then sends what is left.
- * A lost flush (Redis unreachable) puts its batch back and rethrows.
+ * A flush already under way in another request is waited for, on this request's own timers
+ * and for at most `waitMs` (never on that request's promise), so that what it carries is in
+ * Redis before this one's counts are. A lost flush (Redis unreachable) puts its batch back and
+ * rethrows.
  *
  * @example
  *   await flushTelemetry(redis, keySpace("ec"), telemetryFor("ec"), { windowMs: 60_000, windows: 5 });
@@ -23,11 +25,12 @@ export async function flushTelemetry(
   keys: KeySpace,
   telemetry: IsolateTelemetry,
   hot: HotWindows,
+  waitMs = FLUSH_WAIT_MS,
 ): Promise<void> {
-  while (telemetry.inflight) await telemetry.inflight.catch(() => {});
-  const batch = telemetry.drain();
+  // Not even a microtask when none is under way: the flush leaves right after the read.
+  if (telemetry.flushing()) await flushSettled(telemetry, waitMs);
+  const batch = telemetry.startFlush();
   if (!batch) return;
-  telemetry.lastFlush = Date.now();
   const redisKeys = [keys.stats(telemetry.shard)];
   const args: string[] = [
     [...batch.counters].map(([field, delta]) => `${field},${delta}`).join(","),
@@ -37,20 +40,28 @@ export async function flushTelemetry(
     redisKeys.push(keys.hot(window, telemetry.shard));
     args.push(JSON.stringify([...members].flatMap(([key, weight]) => [String(weight), key])));
   }
-  const sending = runScript(redis, statsFlushScript, redisKeys, args).then(
-    () => {
-      telemetry.lastFlushFailed = false;
-    },
-    (error: unknown) => {
-      telemetry.restore(batch);
-      telemetry.lastFlushFailed = true; // the next try waits a whole interval (isolate.ts)
-      throw error;
-    },
-  );
-  telemetry.inflight = sending;
   try {
-    await sending;
-  } finally {
-    if (telemetry.inflight === sending) telemetry.inflight = undefined;
+    await runScript(redis, statsFlushScript, redisKeys, args);
+  } catch (error) {
+    telemetry.endFlush(batch, false);
+    throw error;
+  }
+  telemetry.endFlush(batch, true);
+}
+
+/** How long a flush or a stats read waits for another request's flush to land. */
+export const FLUSH_WAIT_MS = 2_000;
+
+/**
+ * Resolves once no flush is under way in `telemetry`, or after `waitMs`: it looks at plain data
+ * every 5 ms on the caller's own timers, as a flight's followers do (src/cache/read/coalesce.ts).
+ *
+ * @example
+ *   await flushSettled(telemetryFor("ec"), 2_000); // then read the shards: the flush is in
+ */
+export async function flushSettled(telemetry: IsolateTelemetry, waitMs: number): Promise<void> {
+  const until = Date.now() + waitMs;
+  while (telemetry.flushing() && Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }

@@ -27,8 +27,12 @@ export class IsolateTelemetry {
   #clockOffset = 0;
   /** Date.now() of the last flush started (or of creation): the interval counts from there. */
   lastFlush: number;
-  /** The flush under way, if any: one at a time per isolate and prefix. */
-  inflight: Promise<void> | undefined;
+  /**
+   * The background flush under way, as plain data (its batch and when it started), never as a
+   * promise: another request must not await this one's I/O (a cancelled request's would never
+   * settle). See `startFlush`, `endFlush`, `flushing`.
+   */
+  #sending: { batch: TelemetryBatch; since: number } | undefined;
   /**
    * The last flush failed (Redis down): the next one waits the whole interval, however large the
    * batch. Without this, once the batch passed `maxBatch`, every request of an outage would
@@ -79,9 +83,50 @@ export class IsolateTelemetry {
     return this.#counters.size + this.#hotMembers;
   }
 
+  /**
+   * Whether a flush is under way at `now`. One that started `FLUSH_LOST_MS` ago or more is
+   * given up (its request was cancelled, or never answered past every deadline): its batch
+   * returns to the pending counts, to go out with the next flush.
+   */
+  flushing(now = Date.now()): boolean {
+    const sending = this.#sending;
+    if (sending === undefined) return false;
+    if (now - sending.since < FLUSH_LOST_MS) return true;
+    this.#sending = undefined;
+    this.restore(sending.batch);
+    return false;
+  }
+
+  /**
+   * Takes everything pending for a flush that starts now; null when there is nothing. Pair it
+   * with `endFlush(batch, ok)`.
+   */
+  startFlush(now = Date.now()): TelemetryBatch | null {
+    const batch = this.drain();
+    if (!batch) return null;
+    this.lastFlush = now;
+    this.#sending = { batch, since: now };
+    return batch;
+  }
+
+  /**
+   * A flush of `batch` answered: landed (`ok`), or lost, when its counts return to the pending
+   * ones. A flush given up meanwhile (`flushing`) changes nothing when it answers late.
+   */
+  endFlush(batch: TelemetryBatch, ok: boolean): void {
+    const mine = this.#sending?.batch === batch;
+    if (mine) this.#sending = undefined;
+    if (ok) {
+      this.lastFlushFailed = false;
+      return;
+    }
+    if (mine) this.restore(batch);
+    this.lastFlushFailed = true; // the next try waits a whole interval (see lastFlushFailed)
+  }
+
   /** Whether a background flush should start now. */
   due(now: number, intervalMs: number, maxBatch: number): boolean {
-    if (this.inflight || this.size === 0) return false;
+    if (this.size === 0 || this.flushing(now)) return false;
     if (now - this.lastFlush >= intervalMs) return true;
     return !this.lastFlushFailed && this.size >= maxBatch;
   }
@@ -121,6 +166,8 @@ export interface TelemetryBatch {
 }
 
 export const DEFAULT_SHARDS = 8;
+/** A flush not answered after this long is given up (well past every Redis deadline). */
+export const FLUSH_LOST_MS = 30_000;
 export const MAX_HOT_MEMBERS = 5_000;
 
 /**
@@ -138,7 +185,7 @@ export const MAX_TELEMETRY_PREFIXES = 64;
 const orphans = new BoundedMap<string, IsolateTelemetry>(MAX_TELEMETRY_PREFIXES);
 
 const isolate = new BoundedMap<string, IsolateTelemetry>(MAX_TELEMETRY_PREFIXES, (prefix, t) => {
-  if (t.size > 0 || t.inflight) orphans.set(prefix, t);
+  if (t.size > 0 || t.flushing()) orphans.set(prefix, t);
 });
 
 /** The isolate's telemetry of `prefix` (module scope: shared by every engine of the isolate). */

@@ -2,7 +2,7 @@ import type { KeySpace } from "../keys";
 import { runScript, type ScriptClient } from "../redis";
 import { hotKeysScript, statsReadScript } from "../scripts";
 import type { HotKey, StatsSnapshot } from "../types";
-import type { HotWindows } from "./flush";
+import { FLUSH_WAIT_MS, flushSettled, type HotWindows } from "./flush";
 import type { IsolateTelemetry } from "./isolate";
 
 /**
@@ -21,7 +21,7 @@ export async function readStats(
   telemetry: IsolateTelemetry,
 ): Promise<StatsSnapshot> {
   // A flush under way is waited for (no new request): its counts are then in Redis, once.
-  await telemetry.inflight?.catch(() => {});
+  await flushSettled(telemetry, FLUSH_WAIT_MS);
   const shardKeys = Array.from({ length: shards }, (_, i) => keys.stats(i));
   const raw = (await runScript(redis, statsReadScript, shardKeys, [])) as unknown[];
   const counters: Record<string, number> = {};
@@ -55,7 +55,7 @@ export async function readHotKeys(
   hot: HotWindows & { decay: number },
   n: number,
 ): Promise<HotKey[]> {
-  await telemetry.inflight?.catch(() => {});
+  await flushSettled(telemetry, FLUSH_WAIT_MS);
   const current = Math.floor(telemetry.redisNow() / hot.windowMs);
   const redisKeys: string[] = [];
   const weights: string[] = [];

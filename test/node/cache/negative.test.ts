@@ -179,7 +179,7 @@ describe("versions of 15 digits and more (microsecond timestamps)", () => {
     let row: Versioned | null = null;
     const negative = {
       versionKey: "p:1",
-      versionOf: (r: Versioned) => r.version,
+      versionOf: (r: Versioned | null) => r?.version ?? 0,
       negativeTtl: 60_000,
       earlyRefresh: false,
     } as const;

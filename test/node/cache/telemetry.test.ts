@@ -1,8 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ScriptClient } from "../../../src/cache";
 import { acquireScript, hitScript, statsFlushScript } from "../../../src/cache/scripts";
-import { IsolateTelemetry, MAX_TELEMETRY_PREFIXES } from "../../../src/cache/telemetry";
-import { type CacheHarness, cacheHarness, gate } from "./harness";
+import {
+  FLUSH_LOST_MS,
+  IsolateTelemetry,
+  MAX_TELEMETRY_PREFIXES,
+} from "../../../src/cache/telemetry";
+import { FLUSH_WAIT_MS } from "../../../src/cache/telemetry/flush";
+import { type CacheHarness, cacheHarness, gate, sleep } from "./harness";
 
 /**
  * Stats and hot-key samples are counted in the isolate and flushed off the response path, to
@@ -391,5 +396,44 @@ describe("bounded over prefixes (an app may give each tenant its own)", () => {
     expect(await hitsInRedis(tenant)).toBe(0);
     await again.flushStats();
     expect(await hitsInRedis(tenant)).toBe(1);
+  });
+});
+
+describe("a flush that never answers (its request cancelled)", () => {
+  it("holds no other request: stats() answers within the flush wait, and the isolate's flushes resume once it is given up", async () => {
+    const isolate = new IsolateTelemetry({ shard: 0, now: 0 });
+    const prefix = prefixOf();
+    // Request 1's stats flush never answers: in workerd, a cancelled request's I/O never does.
+    const stuck: ScriptClient = {
+      evalsha: (sha, keys, args) =>
+        sha === statsFlushScript.sha1 ? new Promise(() => {}) : h.redis.evalsha(sha, keys, args),
+      eval: (script, keys, args) => h.redis.eval(script, keys, args),
+    };
+    const first = h.cache({ redis: stuck, telemetry: { isolate, flushIntervalMs: 10 } }, prefix);
+    await first.getOrLoad("k", async () => 1, noEarly); // a flush is due: it starts, and hangs
+    expect(isolate.flushing()).toBe(true);
+    const second = h.cache({ telemetry: { isolate, flushIntervalMs: 10 } }, prefix);
+    await second.getOrLoad("k", async () => 1, noEarly);
+    const started = Date.now();
+    const stats = await Promise.race([second.stats(), sleep(5_000).then(() => "hung" as const)]);
+    expect(stats).not.toBe("hung");
+    expect(Date.now() - started).toBeLessThan(FLUSH_WAIT_MS + 1_000);
+  });
+
+  it("is given up after FLUSH_LOST_MS: its counts return to the pending ones, and a late answer adds nothing", () => {
+    const isolate = new IsolateTelemetry({ shard: 0, now: 0 });
+    isolate.add("hits", 3);
+    const batch = isolate.startFlush(1_000);
+    expect(batch).not.toBeNull();
+    expect(isolate.pendingCounters().get("hits")).toBeUndefined();
+    expect(isolate.flushing(1_000 + FLUSH_LOST_MS - 1)).toBe(true);
+    expect(isolate.due(1_000 + FLUSH_LOST_MS - 1, 10, 256)).toBe(false);
+    expect(isolate.flushing(1_000 + FLUSH_LOST_MS)).toBe(false);
+    expect(isolate.pendingCounters().get("hits")).toBe(3);
+    // The lost flush's late answers, either way, change nothing.
+    isolate.endFlush(batch as NonNullable<typeof batch>, false);
+    expect(isolate.pendingCounters().get("hits")).toBe(3);
+    isolate.endFlush(batch as NonNullable<typeof batch>, true);
+    expect(isolate.pendingCounters().get("hits")).toBe(3);
   });
 });
