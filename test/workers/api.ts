@@ -40,7 +40,7 @@ export async function fetchWorker(
   init: {
     method?: string;
     headers?: Headers;
-    body?: string;
+    body?: BodyInit;
     /** Bindings over the test ones (e.g. a gateway token with faults injected). */
     bindings?: Record<string, unknown>;
   } = {},
@@ -70,10 +70,12 @@ export async function api<T = unknown>(
     headers.set("content-type", "application/json");
   }
   if (options.admin) headers.set("authorization", `Bearer ${stack.adminToken}`);
+  // A string or bytes go as they are (malformed JSON, bytes that are not UTF-8); anything else
+  // as its JSON.
   const body =
     options.body === undefined
       ? undefined
-      : typeof options.body === "string"
+      : typeof options.body === "string" || options.body instanceof Uint8Array
         ? options.body
         : JSON.stringify(options.body);
   const res = await fetchWorker(path, {

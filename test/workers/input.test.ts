@@ -92,9 +92,22 @@ describe("415 Unsupported Media Type", () => {
   );
 });
 
-describe("media type parameters", () => {
-  it("whitespace before ';' is allowed (RFC 9110): the JSON body is read, valid or not", async () => {
-    const headers = { "content-type": "application/json ; charset=utf-8" };
+describe("media type parameters: any JSON Content-Type RFC 9110 allows", () => {
+  // Empty parameters (a trailing or doubled ';'), whitespace before ';', and parameter names
+  // with '_' (a token character) are all valid; @hono/zod-openapi's gate refused them with 415.
+  it.each([
+    "application/json;",
+    "application/json; charset=utf-8;",
+    "application/json ;",
+    "application/json ; charset=utf-8",
+    "application/json; x_y=1",
+    "application/json;;charset=utf-8",
+    "application/json;charset=UTF-8",
+    'application/json; charset="utf-8"',
+    "APPLICATION/JSON; Charset=UTF-8; q_1=2 ;",
+    "application/merge-patch+json;",
+  ])("%s: the JSON body is read, valid or not", async (type) => {
+    const headers = { "content-type": type };
     const current = (await api<{ name: string }>("GET", "/categories/4")).body.name;
     const ok = await api("PATCH", "/categories/4", {
       body: JSON.stringify({ name: current }),
@@ -104,6 +117,140 @@ describe("media type parameters", () => {
     const malformed = await api("PATCH", "/categories/4", { body: '{"name":', headers });
     expect(malformed.status).toBe(400);
     expect((malformed.body as ErrorBody).error.code).toBe("validation_failed");
+  });
+});
+
+/** `parts` as one body: strings as UTF-8, numbers as raw bytes. */
+function bytes(...parts: (string | number)[]): Uint8Array {
+  const chunks = parts.map((p) =>
+    typeof p === "string" ? new TextEncoder().encode(p) : Uint8Array.of(p),
+  );
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
+}
+
+describe("JSON bodies are UTF-8 (RFC 8259 §8.1)", () => {
+  it.each([
+    ["PATCH", "/categories/4"],
+    ["PATCH", "/users/6"],
+    ["PATCH", "/products/81"],
+  ])("%s %s: bytes that are not UTF-8 → 400 on (root), nothing stored", async (method, path) => {
+    const before = (await api<{ name: string }>("GET", path)).body.name;
+    // 0xFF and 0xFE never occur in UTF-8: they used to be stored as U+FFFD U+FFFD.
+    const res = await api(method, path, { body: bytes('{"name":"A', 0xff, 0xfe, 'B"}') });
+    expect(res.status).toBe(400);
+    const error = (res.body as ErrorBody).error;
+    expect(error.code).toBe("validation_failed");
+    expect(error.details?.issues).toEqual([{ path: "(root)", message: "body is not valid UTF-8" }]);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect((await api<{ name: string }>("GET", path)).body.name).toBe(before);
+  });
+
+  it("a truncated multi-byte sequence is refused too (0xC3 without its continuation byte)", async () => {
+    const res = await api("PATCH", "/categories/4", { body: bytes('{"name":"caf', 0xc3, '"}') });
+    expect(res.status).toBe(400);
+    expect((res.body as ErrorBody).error.details?.issues?.[0]?.message).toBe(
+      "body is not valid UTF-8",
+    );
+  });
+
+  it.each([
+    "application/json; charset=iso-8859-1",
+    'application/json; charset="ISO-8859-1"',
+    "application/json;charset=windows-1252",
+    "application/json; charset=utf-16",
+  ])("Content-Type %s → 415 asking for UTF-8", async (type) => {
+    const res = await api("PATCH", "/categories/4", {
+      body: bytes('{"name":"caf', 0xe9, '"}'),
+      headers: { "content-type": type },
+    });
+    expect(res.status).toBe(415);
+    const error = (res.body as ErrorBody).error;
+    expect(error.code).toBe("unsupported_media_type");
+    expect(error.message).toMatch(/UTF-8/);
+  });
+
+  it("well-formed UTF-8 (multi-byte, quoted charset) is still read and stored exactly", async () => {
+    const before = (await api<{ name: string }>("GET", "/categories/4")).body.name;
+    const name = "Caf\u00e9 \u65e5\u672c \ud83d\ude00";
+    for (const type of ["application/json", 'application/json; charset="UTF-8"']) {
+      const res = await api<{ name: string }>("PATCH", "/categories/4", {
+        body: new TextEncoder().encode(JSON.stringify({ name })),
+        headers: { "content-type": type },
+      });
+      expect(res.status, type).toBe(200);
+      expect(res.body.name).toBe(name);
+      expect((await api<{ name: string }>("GET", "/categories/4")).body.name).toBe(name);
+    }
+    expect((await api("PATCH", "/categories/4", { body: { name: before } })).status).toBe(200);
+  });
+
+  it("the body is looked at only where a route reads one: 404, 405 and 413 are unchanged", async () => {
+    const bad = bytes('{"name":"A', 0xff, '"}');
+    expect((await api("POST", "/nope", { body: bad })).status).toBe(404);
+    expect((await api("PUT", "/categories/4", { body: bad })).status).toBe(405);
+    const huge = await api("PATCH", "/categories/4", {
+      body: bytes('{"name":"', "x".repeat(70_000), 0xff, '"}'),
+    });
+    expect(huge.status).toBe(413);
+    expect((huge.body as ErrorBody).error.code).toBe("payload_too_large");
+    // A body that is not JSON at all is the media type's 415, whatever its bytes.
+    for (const type of ["text/plain", "application/vnd.v2+json"]) {
+      const other = await api("PATCH", "/categories/4", {
+        body: bad,
+        headers: { "content-type": type },
+      });
+      expect(other.status, type).toBe(415);
+    }
+  });
+});
+
+describe("Content-Encoding on a request body (RFC 9110 §15.5.16)", () => {
+  async function gzip(text: string): Promise<Uint8Array> {
+    const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  it("a gzip body → 415 naming the coding, with Accept-Encoding: identity", async () => {
+    const res = await api("PATCH", "/categories/4", {
+      body: await gzip(JSON.stringify({ name: "zipped" })),
+      headers: { "content-type": "application/json", "content-encoding": "gzip" },
+    });
+    expect(res.status).toBe(415);
+    const error = (res.body as ErrorBody).error;
+    expect(error.code).toBe("unsupported_media_type");
+    expect(error.message).toBe(
+      "Content-Encoding gzip is not supported: send the body uncompressed",
+    );
+    expect(res.headers.get("accept-encoding")).toBe("identity");
+  });
+
+  it.each(["br", "deflate", "identity, gzip", "x-custom"])(
+    "Content-Encoding %s on a plain body → 415, nothing stored",
+    async (encoding) => {
+      const before = (await api<{ name: string }>("GET", "/categories/4")).body.name;
+      const res = await api("PATCH", "/categories/4", {
+        body: { name: "Never" },
+        headers: { "content-encoding": encoding },
+      });
+      expect(res.status).toBe(415);
+      expect((res.body as ErrorBody).error.code).toBe("unsupported_media_type");
+      expect((await api<{ name: string }>("GET", "/categories/4")).body.name).toBe(before);
+    },
+  );
+
+  it("Content-Encoding identity is no coding at all: the body is read", async () => {
+    const current = (await api<{ name: string }>("GET", "/categories/4")).body.name;
+    const res = await api("PATCH", "/categories/4", {
+      body: { name: current },
+      headers: { "content-encoding": "Identity" },
+    });
+    expect(res.status).toBe(200);
   });
 });
 
