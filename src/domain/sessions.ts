@@ -57,6 +57,40 @@ export function sessionDataBytes(data: SessionData): number {
   return new TextEncoder().encode(JSON.stringify(data)).byteLength;
 }
 
+/**
+ * Where `value` holds a number JSON cannot carry (Infinity, -Infinity, NaN): its path, or null
+ * when there is none. JSON.parse turns an out-of-range literal (`1e400`) into Infinity, and
+ * JSON.stringify writes that as `null`: stored, the session would silently hold another value.
+ * Walked with an explicit stack, so nesting of any depth cannot overflow the call stack; the
+ * path is rebuilt only for the number found.
+ *
+ * @example
+ *   nonFiniteNumberPath(JSON.parse('{"a":[1,{"b":1e400}]}')); // ["a", 1, "b"]
+ *   nonFiniteNumberPath({ a: [1, 2] }); // null
+ */
+export function nonFiniteNumberPath(value: unknown): (string | number)[] | null {
+  interface Step {
+    value: unknown;
+    key: string | number | undefined;
+    parent: Step | undefined;
+  }
+  const stack: Step[] = [{ value, key: undefined, parent: undefined }];
+  for (let step = stack.pop(); step !== undefined; step = stack.pop()) {
+    const v = step.value;
+    if (typeof v === "number" && !Number.isFinite(v)) {
+      const path: (string | number)[] = [];
+      for (let s: Step | undefined = step; s?.key !== undefined; s = s.parent) path.push(s.key);
+      return path.reverse();
+    }
+    if (typeof v !== "object" || v === null) continue;
+    const entries: [string | number, unknown][] = Array.isArray(v)
+      ? v.map((item, i) => [i, item])
+      : Object.entries(v);
+    for (const [key, item] of entries) stack.push({ value: item, key, parent: step });
+  }
+  return null;
+}
+
 function sessionKey(services: Services, token: string): string {
   // Routes validate too; this keeps a caller that forgot from writing outside the namespace.
   if (!SESSION_TOKEN.test(token)) throw new RangeError("malformed session token");
@@ -83,6 +117,8 @@ export async function createSession(
   if (sessionDataBytes(data) > MAX_SESSION_DATA_BYTES) {
     throw new RangeError(`session data over ${MAX_SESSION_DATA_BYTES} bytes`);
   }
+  const nonFinite = nonFiniteNumberPath(data);
+  if (nonFinite) throw new RangeError(`session data: no finite number at ${nonFinite.join(".")}`);
   if ((await getUser(services, input.userId)).value === null) return null;
   const token = newToken();
   // ttlSeconds and sliding first: READ_SCRIPT reads them from the front of the stored JSON.

@@ -51,6 +51,8 @@ describe("sessions", () => {
 
     const deleted = await remove(token);
     expect(deleted.status).toBe(204);
+    // A write's answer is never stored, a body-less one included.
+    expect(deleted.headers.get("cache-control")).toBe("no-store");
     const gone = await read(token);
     expect(gone.status).toBe(404);
     expect(gone.headers.get("cache-control")).toBe("no-store");
@@ -202,6 +204,36 @@ describe("sessions", () => {
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe("validation_failed");
     expect(res.body.error.details?.issues?.some((i) => i.path === path)).toBe(true);
+  });
+
+  it("rejects a number JSON cannot carry (1e400 parses as Infinity) anywhere in data with 400", async () => {
+    const before = await testRedis().keys(`${prefix}:s:*`);
+    // Sent as text: JSON.stringify would write Infinity as null, which is what used to be stored.
+    for (const [body, path] of [
+      ['{"userId":1,"data":{"x":1e400}}', "data.x"],
+      ['{"userId":1,"data":{"a":[1,{"b":-1e999}]}}', "data.a.1.b"],
+    ] as const) {
+      const res = await create(body);
+      expect(res.status, body).toBe(400);
+      expect(res.body.error.code).toBe("validation_failed");
+      expect(res.body.error.details?.issues?.map((i) => i.path)).toEqual([path]);
+    }
+    expect(await testRedis().keys(`${prefix}:s:*`)).toEqual(before);
+    // Large but finite numbers are data like any other.
+    const finite = await create('{"userId":1,"data":{"x":1e300,"y":-5e-324}}');
+    expect(finite.status).toBe(201);
+    const got = await read(finite.body.token);
+    expect(got.body.data).toEqual({ x: 1e300, y: -5e-324 });
+  });
+
+  it("data nested 30,000 deep is a 400 on data, not a crash (with or without an Infinity in it)", async () => {
+    const depth = 30_000;
+    for (const leaf of ["", "1e400"]) {
+      const body = `{"userId":1,"data":{"d":${"[".repeat(depth)}${leaf}${"]".repeat(depth)}}}`;
+      const res = await create(body);
+      expect(res.status).toBe(400);
+      expect(res.body.error.details?.issues?.map((i) => i.path)).toEqual(["data"]);
+    }
   });
 
   it("rejects malformed JSON with 400 and a body over the request limit with 413", async () => {

@@ -4,6 +4,7 @@ import {
   deleteSession,
   isSessionData,
   MAX_SESSION_DATA_BYTES,
+  nonFiniteNumberPath,
   readSession,
   SESSION_TOKEN,
   SESSION_TTL_SECONDS,
@@ -26,14 +27,36 @@ const sessionDataSchema = z
   .custom<Record<string, unknown>>(isSessionData, "must be a JSON object")
   .openapi({ type: "object", additionalProperties: {} });
 
+/**
+ * What `data` must also be: at most MAX_SESSION_DATA_BYTES of JSON, and only numbers JSON can
+ * carry (an issue at the number's own path, e.g. `data.a.1.b`). The size first: it bounds the
+ * walk, so the numbers are never looked for in data that is refused anyway.
+ */
+function checkSessionData(data: unknown, ctx: z.RefinementCtx): void {
+  // Not an object: the custom check above has said so.
+  if (!isSessionData(data)) return;
+  if (sessionDataBytes(data) > MAX_SESSION_DATA_BYTES) {
+    ctx.addIssue({
+      code: "custom",
+      message: `must serialise to at most ${MAX_SESSION_DATA_BYTES} bytes of JSON`,
+    });
+    return;
+  }
+  const path = nonFiniteNumberPath(data);
+  if (path) {
+    ctx.addIssue({
+      code: "custom",
+      path,
+      message:
+        "must be a finite number: JSON has no Infinity (a literal such as 1e400 overflows to it), and it would be stored as null",
+    });
+  }
+}
+
 const newSessionSchema = z
   .strictObject({
     userId: z.number().int().positive().max(MAX_ID),
-    data: sessionDataSchema
-      .refine((data) => sessionDataBytes(data) <= MAX_SESSION_DATA_BYTES, {
-        message: `must serialise to at most ${MAX_SESSION_DATA_BYTES} bytes of JSON`,
-      })
-      .optional(),
+    data: sessionDataSchema.superRefine(checkSessionData).optional(),
     ttlSeconds: z
       .number()
       .int()
