@@ -19,6 +19,8 @@ import { usersRoutes } from "./routes/users";
 /** Request bodies above this are refused with 413 before they are read into memory. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
 export function createApp(): OpenAPIHono<AppEnv> {
   const app = router();
   app.onError(onError);
@@ -35,6 +37,13 @@ export function createApp(): OpenAPIHono<AppEnv> {
     }),
   );
   app.use("*", contentType);
+  // Write responses are never stored (README, HTTP caching): a DELETE's 204 sets nothing itself.
+  app.use("*", async (c, next) => {
+    await next();
+    if (!SAFE_METHODS.has(c.req.method) && !c.res.headers.has("cache-control")) {
+      c.header("Cache-Control", "no-store");
+    }
+  });
   app.use("*", services);
   app.route("/", health);
   app.route("/", productsRoutes);

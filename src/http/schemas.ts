@@ -131,12 +131,51 @@ export function versionCondition(c: Context): VersionCondition | null {
   const none = c.req.header("if-none-match");
   const header = c.req.header("if-match");
   if (header === undefined && none === undefined) return null;
-  const noneTags = none === undefined ? [] : none.split(",").map((t) => t.trim());
+  const noneTags = none === undefined ? [] : tagsOf(none);
   if (noneTags.includes("*")) return { only: [], not: [] };
   const not = noneTags.flatMap((t) => versionOfTag(t.replace(/^W\//, "")));
   if (header === undefined) return { only: null, not };
-  const tags = header.split(",").map((t) => t.trim());
-  return { only: tags.includes("*") ? null : tags.flatMap(versionOfTag), not };
+  return { only: ifMatchVersions(header), not };
+}
+
+/**
+ * Why a write's precondition failed on an entity at version `current`, naming the header whose
+ * check failed (If-Match is evaluated first, RFC 9110 §13.2.2). Read from the headers rather
+ * than from `versionCondition`, which folds `If-None-Match: *` into an empty `only` as if
+ * If-Match had named nothing.
+ *
+ * @example
+ *   // If-Match: "v1", If-None-Match: "v1", user 7 at version 1:
+ *   preconditionMessage(c, "user", 7, 1); // "If-None-Match names the current version of user 7"
+ */
+export function preconditionMessage(
+  c: Context,
+  entity: string,
+  id: number | undefined,
+  current: number | undefined,
+): string {
+  const what = id === undefined ? entity : `${entity} ${id}`;
+  const ifMatch = c.req.header("if-match");
+  const only = ifMatch === undefined ? null : ifMatchVersions(ifMatch);
+  if (only !== null && (current === undefined || !only.includes(current))) {
+    return `If-Match does not name the current version of ${what}`;
+  }
+  const none = c.req.header("if-none-match");
+  if (none !== undefined && tagsOf(none).includes("*")) {
+    return `If-None-Match: * asks for ${what} not to exist, and it does`;
+  }
+  return `If-None-Match names the current version of ${what}`;
+}
+
+/** The entity tags of an If-Match / If-None-Match list, `*` included. */
+function tagsOf(header: string): string[] {
+  return header.split(",").map((t) => t.trim());
+}
+
+/** The versions an If-Match names; null for `*` (any existing version). */
+function ifMatchVersions(header: string): number[] | null {
+  const tags = tagsOf(header);
+  return tags.includes("*") ? null : tags.flatMap(versionOfTag);
 }
 
 /** The version a strong `"v<n>"` / `"v<n>.<digest>"` tag names: [n], or [] for any other tag. */

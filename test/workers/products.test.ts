@@ -270,6 +270,52 @@ describe("PATCH and DELETE with If-Match", () => {
     expect(del.status).toBe(204);
   });
 
+  it("a 412 names the header whose check failed (If-Match is evaluated first)", async () => {
+    const p = await newProduct(catA); // v1
+    const cases: [Record<string, string>, string][] = [
+      [
+        { "if-match": '"v1"', "if-none-match": '"v1"' },
+        `If-None-Match names the current version of product ${p.id}`,
+      ],
+      [
+        { "if-match": '"v9"', "if-none-match": '"v1"' },
+        `If-Match does not name the current version of product ${p.id}`,
+      ],
+      [
+        { "if-match": '"v1"', "if-none-match": "*" },
+        `If-None-Match: * asks for product ${p.id} not to exist, and it does`,
+      ],
+      [{ "if-match": 'W/"v1"' }, `If-Match does not name the current version of product ${p.id}`],
+    ];
+    for (const method of ["PATCH", "DELETE"] as const) {
+      for (const [headers, message] of cases) {
+        const res = await api<ErrorBody>(method, `/products/${p.id}`, {
+          headers,
+          body: method === "PATCH" ? { stock: 1 } : undefined,
+        });
+        expect(res.status, `${method} ${JSON.stringify(headers)}`).toBe(412);
+        expect(res.body.error.message, `${method} ${JSON.stringify(headers)}`).toBe(message);
+      }
+    }
+    // POST /products/{id}/reserve answers the same 412.
+    const reserve = await api<ErrorBody>("POST", `/products/${p.id}/reserve`, {
+      headers: { "if-match": '"v1"', "if-none-match": '"v1"' },
+      body: { quantity: 1 },
+    });
+    expect(reserve.status).toBe(412);
+    expect(reserve.body.error.message).toBe(
+      `If-None-Match names the current version of product ${p.id}`,
+    );
+    expect((await api<ProductDetail>("GET", `/products/${p.id}`)).body.version).toBe(1);
+  });
+
+  it("a DELETE's 204 is no-store, as every write response", async () => {
+    const p = await newProduct(catA);
+    const del = await api("DELETE", `/products/${p.id}`);
+    expect(del.status).toBe(204);
+    expect(del.headers.get("cache-control")).toBe("no-store");
+  });
+
   it("If-Match accepts the composite ETag a GET answered (its version part decides)", async () => {
     const p = await newProduct(catA);
     const read = await api<ProductDetail>("GET", `/products/${p.id}`);

@@ -181,6 +181,41 @@ describe("PATCH /users/:id", () => {
     expect(both.status).toBe(412);
   });
 
+  it("a 412 names the header whose check failed (If-Match is evaluated first)", async () => {
+    const user = await newUser(); // v1
+    const cases: [Record<string, string>, string][] = [
+      [{ "if-none-match": '"v1"' }, `If-None-Match names the current version of user ${user.id}`],
+      [{ "if-match": '"v9"' }, `If-Match does not name the current version of user ${user.id}`],
+      [
+        { "if-match": '"v1"', "if-none-match": '"v1"' },
+        `If-None-Match names the current version of user ${user.id}`,
+      ],
+      [
+        { "if-match": '"v9"', "if-none-match": '"v1"' },
+        `If-Match does not name the current version of user ${user.id}`,
+      ],
+      [
+        { "if-match": "*", "if-none-match": "*" },
+        `If-None-Match: * asks for user ${user.id} not to exist, and it does`,
+      ],
+      [
+        { "if-match": '"v9"', "if-none-match": "*" },
+        `If-Match does not name the current version of user ${user.id}`,
+      ],
+    ];
+    for (const [headers, message] of cases) {
+      const res = await api<ErrorBody>("PATCH", `/users/${user.id}`, {
+        prefix,
+        body: { name: "Never" },
+        headers,
+      });
+      expect(res.status, JSON.stringify(headers)).toBe(412);
+      expect(res.body.error.message, JSON.stringify(headers)).toBe(message);
+      expect(res.body.error.details).toMatchObject({ currentVersion: 1, etag: '"v1"' });
+    }
+    expect((await get(user.id)).body).toMatchObject({ version: 1, name: user.name });
+  });
+
   it("never lets an older write replace a newer one in the cache", async () => {
     const user = await newUser();
     await get(user.id);

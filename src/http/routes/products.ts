@@ -25,6 +25,7 @@ import {
   MAX_ID,
   nameText,
   positiveInt,
+  preconditionMessage,
   rateLimitedResponse,
   rateLimitHeaders,
   storableText,
@@ -43,17 +44,6 @@ function sqlState(error: unknown): string | undefined {
     current = (current as { cause?: unknown }).cause;
   }
   return undefined;
-}
-
-/** Which precondition failed, in the words of the header the client sent. */
-function preconditionMessage(c: Context, entity: string, id?: number): string {
-  const what = `the current version of ${entity} ${id}`;
-  if (c.req.header("if-match") === undefined && c.req.header("if-none-match") !== undefined) {
-    return c.req.header("if-none-match")?.trim() === "*"
-      ? `If-None-Match: * asks for ${entity} ${id} not to exist, and it does`
-      : `If-None-Match names ${what}`;
-  }
-  return `If-Match does not name ${what}`;
 }
 
 /**
@@ -105,7 +95,8 @@ export function writeFailure(
     if (error.reason === "version_mismatch") {
       const etag = currentEtag ?? (error.current === undefined ? undefined : etagOf(error.current));
       if (etag) c.header("ETag", etag);
-      return errorResponse(c, 412, "precondition_failed", preconditionMessage(c, entity, id), {
+      const message = preconditionMessage(c, entity, id, error.current);
+      return errorResponse(c, 412, "precondition_failed", message, {
         currentVersion: error.current,
       });
     }

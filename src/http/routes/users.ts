@@ -9,6 +9,7 @@ import {
   idParams,
   isStorableText,
   nameText,
+  preconditionMessage,
   rateLimitedResponse,
   rateLimitHeaders,
   versionCondition,
@@ -120,7 +121,7 @@ export const usersRoutes = router()
           throw new HttpError(
             412,
             "precondition_failed",
-            `User ${id} is at version ${outcome.currentVersion}, not the one If-Match names`,
+            preconditionMessage(c, "user", id, outcome.currentVersion),
             { currentVersion: outcome.currentVersion, etag: etagOf(outcome.currentVersion) },
           );
         case "email_taken":
