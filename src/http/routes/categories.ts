@@ -120,7 +120,8 @@ categoriesRoutes.openapi(
       },
       ...errorResponses,
       412: {
-        description: "If-Match does not name the current version",
+        description:
+          "If-Match does not name the current version, or If-None-Match names it (`*`: it exists); the current ETag is in the header",
         content: { "application/json": { schema: errorSchema } },
       },
       429: rateLimitedResponse,

@@ -50,7 +50,8 @@ const reserveRoute = createRoute({
     404: { description: "No such product (or it was deleted)", content: errorContent },
     409: { description: "Not enough stock left (insufficient_stock)", content: errorContent },
     412: {
-      description: "If-Match does not name the current version (current ETag in the header)",
+      description:
+        "If-Match does not name the current version, or If-None-Match names it (`*`: it exists); the current ETag is in the header",
       content: errorContent,
     },
     429: rateLimitedResponse,

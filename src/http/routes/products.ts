@@ -357,7 +357,8 @@ productsRoutes.openapi(
       },
       ...errorResponses,
       412: {
-        description: "If-Match does not name the current version (current ETag in the header)",
+        description:
+          "If-Match does not name the current version, or If-None-Match names it (`*`: it exists); the current ETag is in the header",
         content: { "application/json": { schema: errorSchema } },
       },
       422: {
@@ -395,7 +396,8 @@ productsRoutes.openapi(
       204: { description: "Deleted", headers: rateLimitHeaders },
       ...errorResponses,
       412: {
-        description: "If-Match does not name the current version",
+        description:
+          "If-Match does not name the current version, or If-None-Match names it (`*`: it exists); the current ETag is in the header",
         content: { "application/json": { schema: errorSchema } },
       },
       429: rateLimitedResponse,

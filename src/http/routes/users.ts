@@ -93,7 +93,11 @@ const patchUserRoute = createRoute({
     400: { description: "Invalid id or body", content: errorContent },
     404: { description: "No such user", content: errorContent },
     409: { description: "The email belongs to another user", content: errorContent },
-    412: { description: "If-Match does not name the current version", content: errorContent },
+    412: {
+      description:
+        "If-Match does not name the current version, or If-None-Match names it (`*`: it exists); the current ETag is in the header",
+      content: errorContent,
+    },
     429: rateLimitedResponse,
   },
 });
