@@ -45,9 +45,28 @@ function leaseCheckOf<T>(
   return { tok: grant.tok, cv, tags: opts.tagList, tg };
 }
 
-/** Every tag of an entry holding `value`: the caller's own, then those computed from it. */
-export function entryTags<T>(value: T, opts: Resolved<T>): readonly string[] {
-  return opts.tagsOf ? [...opts.tagList, ...lateTags(value, opts)] : opts.tagList;
+/**
+ * Puts a value read or loaded now into the isolate's L1, if there is one, with every tag of its
+ * entry (the caller's own, then `tagsOf`'s, so this isolate's bumps of either drop it), for no
+ * longer than the entry stays fresh, and not at all when L1 dropped anything since `since`
+ * (L1Cache.set). A `tagsOf` that throws keeps the value out of L1 (its tags are unknown); the
+ * fill reports the same error as a fill fault.
+ */
+export function intoL1<T>(
+  ctx: EngineContext,
+  key: string,
+  result: CacheResult<T>,
+  opts: Resolved<T>,
+  since: number | undefined,
+): void {
+  if (!ctx.l1) return;
+  let tags: readonly string[];
+  try {
+    tags = opts.tagsOf ? [...opts.tagList, ...lateTags(result.value, opts)] : opts.tagList;
+  } catch {
+    return;
+  }
+  ctx.l1.set(key, result.value, result.version, tags, { forMs: result.ttlMs, since });
 }
 
 export async function loadAndFill<T>(
@@ -120,10 +139,7 @@ async function offerAndFill<T>(
   flight?.offer({ ok: true, result, vouchedAt: loadSeq }, granted.tok);
   // Into L1 before the fill: a refused fill then removes it again, whenever it completes; not
   // at all when this isolate wrote or invalidated anything since the read began.
-  ctx.l1?.set(key, result.value, result.version, entryTags(loaded.value, opts), {
-    forMs: result.ttlMs,
-    since: l1Since,
-  });
+  intoL1(ctx, key, result, opts, l1Since);
   const fillSeq = flight?.sending();
   flight?.settleLater(opts.leaseTtl);
   // Only after the response (waitUntil): a reload never holds the leader's own answer. Asked

@@ -6,7 +6,7 @@ import type { CheckSpec } from "./checks";
 import type { FlightPlan } from "./coalesce";
 import type { Flight } from "./flight";
 import type { FlightRegistry } from "./flights";
-import { entryTags, loadAndFill, loadStarts, refresh, refreshLater } from "./load";
+import { intoL1, loadAndFill, loadStarts, refresh, refreshLater } from "./load";
 import { countLook, hitDeclares, look, readEntry } from "./look";
 import { failSafeResult, fromEntry, type ReadReply } from "./reply";
 import { loadedResult } from "./result";
@@ -65,10 +65,7 @@ export async function readThrough<T>(
 
     if (reply.s === "HIT") {
       const result = fromEntry<T>(reply, "HIT");
-      ctx.l1?.set(key, result.value, result.version, entryTags(result.value, opts), {
-        forMs: result.ttlMs,
-        since: l1Since,
-      });
+      intoL1(ctx, key, result, opts, l1Since);
       if (
         result.value !== null && // a negative entry just expires: no early refresh
         reply.fu !== undefined &&

@@ -128,4 +128,21 @@ describe("L1 in the engine", () => {
     const again = await cache.getOrLoad("user:9", lookup, negative);
     expect(again.value).toBe("created");
   });
+
+  it("a tagsOf that throws keeps the value out of L1 and out of Redis, and the read still answers", async () => {
+    const cache = h.cache({ l1: new L1Cache(100, 1000) });
+    const opts = {
+      ...noEarly,
+      leaseTtl: 50, // the failed fill leaves its lease to expire
+      tagsOf: (): string[] => {
+        throw new Error("bad tagsOf");
+      },
+    };
+    const first = await cache.getOrLoad("t:1", async () => "v", opts);
+    expect(first).toMatchObject({ status: "MISS", value: "v" });
+    await cache.settle(); // the fill fails (its fault is reported), the lease expires
+    const again = await cache.getOrLoad("t:1", async () => "v", opts);
+    expect(again.l1).toBeUndefined();
+    expect(again.value).toBe("v");
+  });
 });
