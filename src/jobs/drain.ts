@@ -6,6 +6,7 @@ import {
   recordOutage,
   recordRowFailures,
 } from "../domain/outbox";
+import { isRedisReplyError } from "../redis/errors";
 import type { Services } from "../runtime/services";
 import {
   checkEvent,
@@ -27,10 +28,13 @@ import { type SettleItem, settleEvents } from "./settle";
  * - malformed rows get an attempt recorded; at MAX_OUTBOX_ATTEMPTS they are parked (drains
  *   stop selecting them) and until then the keyset walks past them, so they never block rows
  *   behind them;
- * - when a merged apply fails, one PING tells an outage from a bad row. Redis down: the rows
- *   go to the queue, keep their attempts (an outage of any length parks nothing), and the
- *   drain stops. Redis up: the batch is halved until the failing rows are alone, and only they
- *   get an attempt.
+ * - when an apply fails, the error tells an outage from a bad row. Redis did not answer (a
+ *   network failure, a timeout, an HTTP 5xx, a refused token): the rows go to the queue, keep
+ *   their attempts (an outage of any length parks nothing), and the drain stops. Redis answered
+ *   with an error (`ERR …`, `WRONGTYPE …`): the batch is halved until the failing rows are
+ *   alone, and only they get an attempt. Decided on every failed apply, halves included: a
+ *   PING once per drain let an outage that began after it charge, and in the end park, good
+ *   rows.
  */
 
 export interface DrainOptions {
@@ -134,7 +138,7 @@ export async function drainOutbox(
   const noteError = (error: string) => {
     report.error ??= error;
   };
-  let redisDown: boolean | undefined;
+  let redisDown = false;
 
   /** Attempts of rows that failed on their own, each with its reason; parks those reaching the limit. */
   const failOnTheirOwn = async (failures: readonly { row: PendingEvent; error: string }[]) => {
@@ -185,14 +189,7 @@ export async function drainOutbox(
       return;
     }
     const error = `apply failed: ${result.applyError ?? "unknown error"}`;
-    if (redisDown === undefined) {
-      budget.spend(1);
-      report.redisRequests++;
-      redisDown = !(await services.redis.ping().then(
-        () => true,
-        () => false,
-      ));
-    }
+    if (!isRedisReplyError(result.applyCause)) redisDown = true;
     if (redisDown) {
       await handOver(rows, error);
       return;

@@ -34,3 +34,22 @@ export async function redisCall<T>(operation: string, call: () => Promise<T>): P
     throw new RedisUnavailableError(operation, { cause });
   }
 }
+
+/**
+ * Whether Redis itself answered `error` (a command or script error, `ERR …` or `WRONGTYPE …`,
+ * anywhere in its cause chain), as opposed to Redis not answering: a network failure, a
+ * timeout, an HTTP 5xx or a refused token. Only the first is about the data sent; the outbox
+ * drain charges a row for it and treats everything else as an outage (src/jobs/drain.ts).
+ *
+ * @example
+ * isRedisReplyError(new Error("ERR user_script:12: WRONGTYPE …")); // true
+ * isRedisReplyError(new TypeError("fetch failed")); // false
+ */
+export function isRedisReplyError(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 6 && current instanceof Error; depth++) {
+    if (/^(ERR|WRONGTYPE)\b/.test(current.message)) return true;
+    current = current.cause;
+  }
+  return false;
+}

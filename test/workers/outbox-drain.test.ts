@@ -8,9 +8,10 @@ import { MAX_OUTBOX_ATTEMPTS, outboxLag } from "../../src/domain/outbox";
 import { processPurgeBatch } from "../../src/jobs/purge";
 import { markerKey, recoveryDrain, resetRecoveryState } from "../../src/jobs/recovery";
 import { Budget, drainOutbox } from "../../src/jobs/warm";
+import { createServices } from "../../src/runtime/services";
 import { apiFor } from "./api";
 import { insertCategory, withDb } from "./db";
-import { FakeQueue, purgeBatch, withServices } from "./helpers";
+import { FakeQueue, purgeBatch, testEnv, withServices } from "./helpers";
 import { gatewayControl, scanKeys, stack, testRedis } from "./stack";
 
 /**
@@ -169,6 +170,46 @@ describe("outbox drain", () => {
     expect(
       [...rows.values()].filter((r) => r.id !== broken?.id).every((r) => r.attempts === 0),
     ).toBe(true);
+  });
+
+  it("a Redis that fails after answering once charges no row: the error, not a PING, tells an outage", async () => {
+    const prefix = newPrefix();
+    const cache = new EdgeCache({ redis, prefix }); // the main token: never faulted
+    await Promise.all([0, 1, 2, 3].map((i) => cache.set(`flap:${i}`, "old")));
+    const ids = await insertRows(
+      prefix,
+      [0, 1, 2, 3].map((i) => ({ keys: [`flap:${i}`] })),
+    );
+    const queue = new FakeQueue();
+    // Flapping: the first apply fails; anything sent next (the PING the drain used to send)
+    // gets through; then Redis fails again for good.
+    await gatewayControl("faults", { token, body: { failCount: 1 } });
+    const s = createServices(
+      testEnv(prefix, { UPSTASH_REDIS_REST_TOKEN: token, PURGE_QUEUE: queue.asQueue() }),
+    );
+    const ping = s.redis.ping.bind(s.redis);
+    s.redis.ping = (async () => {
+      const pong = await ping();
+      await gatewayControl("faults", { token, body: { failRate: 1 } });
+      return pong;
+    }) as typeof s.redis.ping;
+    let report: Awaited<ReturnType<typeof drainOutbox>>;
+    try {
+      report = await drainOutbox(s, { olderThanMs: 0 });
+    } finally {
+      await gatewayControl("reset", { token });
+      await s.dispose();
+    }
+    expect(report.stoppedBy).toBe("redis-down");
+    expect(report.queued).toBe(4);
+    expect(queue.sent).toHaveLength(4);
+    // Nothing charged (ten such drains used to park every good row), nothing marked.
+    for (const row of (await rowsOf(ids)).values()) {
+      expect(row.attempts).toBe(0);
+      expect(row.processedAt).toBeNull();
+    }
+    expect((await drain(prefix)).applied).toBe(4);
+    expect(await cache.get("flap:0")).toBeNull();
   });
 
   it("loops past one batch while its budget lasts, and stops when the subrequests run out", async () => {
