@@ -139,6 +139,10 @@ export const cacheOutbox = pgTable(
     processedAt: timestamp("processed_at", { withTimezone: true, mode: "date" }),
     attempts: integer("attempts").notNull().default(0),
     lastError: text("last_error"),
+    // When the row's unfinished pattern purges were last handed to the queue as a continuation
+    // (src/jobs/settle.ts): drains leave the row to that chain for a while instead of purging
+    // it again from cursor 0 (src/domain/outbox.ts, CONTINUATION_GRACE_S).
+    continuedAt: timestamp("continued_at", { withTimezone: true, mode: "date" }),
   },
   (t) => [
     // The relay only ever scans pending rows oldest-first; keeping processed

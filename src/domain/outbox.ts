@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, isNull, lt, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import { cacheOutbox, type JsonValue } from "../../db/schema";
 import type { Db } from "../runtime/services";
 import type { CacheChange } from "./events";
@@ -33,6 +33,32 @@ export async function markProcessed(db: Db, prefix: string, ids: readonly number
   await db
     .update(cacheOutbox)
     .set({ processedAt: sql`now()` })
+    .where(
+      and(
+        inArray(cacheOutbox.id, [...ids]),
+        eq(cacheOutbox.prefix, prefix),
+        isNull(cacheOutbox.processedAt),
+      ),
+    );
+}
+
+/**
+ * How long drains leave a row whose pattern purges continue on the queue to that chain (each
+ * link renews it). Past it, a chain that died (its messages dead-lettered) is resumed by a
+ * drain, from cursor 0.
+ */
+export const CONTINUATION_GRACE_S = 600;
+
+/**
+ * Records that these rows' unfinished purges were just handed to the queue as a continuation,
+ * so that drains do not purge them again from cursor 0 while that chain runs (each drain used
+ * to start one more chain).
+ */
+export async function markContinued(db: Db, prefix: string, ids: readonly number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db
+    .update(cacheOutbox)
+    .set({ continuedAt: sql`now()` })
     .where(
       and(
         inArray(cacheOutbox.id, [...ids]),
@@ -122,6 +148,11 @@ export async function pendingEvents(
         isNull(cacheOutbox.processedAt),
         gt(cacheOutbox.id, options.afterId ?? 0),
         lt(cacheOutbox.attempts, MAX_OUTBOX_ATTEMPTS),
+        // A row whose purges continue on the queue belongs to that chain (markContinued).
+        or(
+          isNull(cacheOutbox.continuedAt),
+          lt(cacheOutbox.continuedAt, sql`now() - make_interval(secs => ${CONTINUATION_GRACE_S})`),
+        ),
         options.olderThanMs > 0
           ? lt(
               cacheOutbox.createdAt,

@@ -1,5 +1,5 @@
 import type { InvalidationEvent } from "../domain/events";
-import { markProcessed } from "../domain/outbox";
+import { markContinued, markProcessed } from "../domain/outbox";
 import type { Services } from "../runtime/services";
 import {
   type ApplyOutcome,
@@ -158,14 +158,29 @@ export async function settleEvents(
 
   if (need.length > 0) {
     const { events, groups } = continuations(items, owned, need);
+    let queued = false;
     try {
       result.queueSends += await sendEvents(services.queue, events);
       result.continuations = events.length;
       for (const group of groups) for (const i of group) result.status[i] = "continued";
+      queued = true;
     } catch (error) {
       // Without its continuation the event must be delivered again: its redelivery (or the
       // next drain) resumes from its own cursors.
       result.error ??= `continuation of ${events.length} purges not queued: ${describeError(error)}`;
+    }
+    const continued = queued
+      ? [...new Set(groups.flat().flatMap((i) => items[i]?.outboxIds ?? []))]
+      : [];
+    if (continued.length > 0) {
+      // Drains leave these rows to the chain just queued (outbox.ts, markContinued). Not
+      // recorded: a drain may start a second chain, which changes nothing but the work.
+      result.queries++;
+      await markContinued(services.db, services.config.CACHE_PREFIX, continued).catch(
+        (error: unknown) => {
+          result.error ??= `continuation not recorded on its outbox rows: ${describeError(error)}`;
+        },
+      );
     }
   }
 

@@ -257,6 +257,29 @@ describe("outbox drain", () => {
 });
 
 describe("pattern purges of one outbox row", () => {
+  it("a row whose purge continues on the queue is left to that chain: later drains start no second one", async () => {
+    const prefix = newPrefix();
+    const cache = new EdgeCache({ redis, prefix });
+    await Promise.all(Array.from({ length: 300 }, (_, i) => cache.set(`fam:${i}`, i)));
+    const [rowId] = await insertRows(prefix, [{ patterns: ["fam:*"] }]);
+    const queue = new FakeQueue();
+    const options = { olderThanMs: 0, patterns: { steps: 1, stepBudget: 50 } };
+    const reports = [];
+    for (let i = 0; i < 3; i++) {
+      reports.push(
+        await withServices(prefix, { PURGE_QUEUE: queue.asQueue() }, (s) =>
+          drainOutbox(s, options),
+        ),
+      );
+    }
+    expect(reports.map((r) => r.patternsContinued)).toEqual([1, 0, 0]);
+    expect(reports.map((r) => r.pending)).toEqual([1, 0, 0]);
+    expect(queue.sent).toHaveLength(1); // one chain, not one per drain
+    const row = (await rowsOf([rowId ?? 0])).get(rowId ?? 0);
+    expect(row?.processedAt).toBeNull(); // the chain marks it when its last purge ends
+    expect(row?.continuedAt).not.toBeNull();
+  });
+
   it("settle the row only when the last of its purges ends", async () => {
     const prefix = newPrefix();
     const cache = new EdgeCache({ redis, prefix });
