@@ -61,11 +61,25 @@ const millis = (fallback: number, min: number, max: number) =>
     });
 
 const schema = z.object({
-  UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/ }),
+  // The client checks the raw text against its own, case-sensitive pattern (@upstash/redis:
+  // /^https?:\/\/[^\s#$./?].\S*$/) and throws on the first request: "HTTPS://…" or a one-letter
+  // host passed the URL check and became a bare 500 on every route, /health included.
+  UPSTASH_REDIS_REST_URL: z
+    .url({ protocol: /^https?$/ })
+    .regex(
+      /^https?:\/\/[^\s#$./?].\S*$/,
+      "must start with http:// or https:// (lower case) and a host",
+    ),
   UPSTASH_REDIS_REST_TOKEN: z.string().min(1),
   DATABASE_URL: z
     .string()
-    .regex(/^postgres(ql)?:\/\//, "must start with postgres:// or postgresql://"),
+    .regex(/^postgres(ql)?:\/\//, "must start with postgres:// or postgresql://")
+    // A URL the driver cannot parse failed every connect, answered as an outage (503, retry)
+    // instead of the typo it is. The reason never echoes the value (it holds the password).
+    .superRefine((value, ctx) => {
+      const problem = postgresUrlProblem(value);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    }),
   // Set only for local runs: host:port/path of tools/neon-ws-proxy. Production uses Neon's defaults.
   NEON_WS_PROXY: z
     .string()
@@ -137,4 +151,32 @@ export function loadConfig(env: Env): AppConfig {
   }
   cache.set(env, parsed.data);
   return parsed.data;
+}
+
+/**
+ * Why `value` (which starts with postgres:// or postgresql://) is not a Postgres URL the driver
+ * can use, or undefined: no host, a port out of range, or user info that is not valid
+ * percent-encoding. Never quotes the value: it holds the password.
+ *
+ * @example
+ * postgresUrlProblem("postgres://"); // "has no host"
+ * postgresUrlProblem("postgres://u@db.example:5432/app"); // undefined
+ */
+export function postgresUrlProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    // WHATWG URL parses a special scheme's authority; postgres: is not one, so parse it as http.
+    url = new URL(value.replace(/^postgres(ql)?:/, "http:"));
+  } catch {
+    return "is not a URL (check the host, the port and the percent-encoding of the password)";
+  }
+  if (url.hostname === "") return "has no host";
+  if (url.port !== "" && Number(url.port) > 65_535) return "has a port above 65535";
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    return "has a user name or password that is not valid percent-encoding (encode % as %25)";
+  }
+  return undefined;
 }

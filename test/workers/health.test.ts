@@ -125,6 +125,26 @@ describe("errors", () => {
     const body = (await res.json()) as { error: { message: string } };
     expect(body.error.message).toContain("UPSTASH_REDIS_REST_URL");
   });
+
+  it.each([
+    ["UPSTASH_REDIS_REST_URL", stack.gatewayUrl.replace("http://", "HTTP://")], // the client refuses it
+    ["UPSTASH_REDIS_REST_URL", "https://a"],
+    ["DATABASE_URL", "postgres://"],
+    ["DATABASE_URL", "postgres://postgres@127.0.0.1:99999/x"],
+    ["DATABASE_URL", "postgres://postgres:%zz@127.0.0.1:5432/x"],
+  ])(
+    "a %s its driver cannot use (%s) is config_invalid, never a 500 of another kind or an outage's 503",
+    async (name, value) => {
+      for (const path of ["/health", "/products/1"]) {
+        const res = await callWorker(path, { [name]: value });
+        expect(res.status).toBe(500);
+        const body = (await res.json()) as { error: { code: string; message: string } };
+        expect(body.error.code).toBe("config_invalid");
+        expect(body.error.message).toContain(name);
+        expect(body.error.message).not.toContain("%zz"); // the password is never echoed
+      }
+    },
+  );
 });
 
 it("binds the test stack, not the dev one", () => {
