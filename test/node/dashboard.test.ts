@@ -256,6 +256,53 @@ describe.skipIf(!haveChromium)("dashboard in headless Chromium", () => {
       await refused.worker.dispose();
     }
   }, 60_000);
+
+  it("charts a poll that lost its counters as no point, and keeps the poll period within bounds", async () => {
+    const own = await startWorker();
+    const tab = await (browser as Browser).newPage({ viewport: { width: 1360, height: 900 } });
+    // The real answers, with scripted counters: 30,000 reads, then a poll whose counters Redis
+    // could not give (cache: null), then one more read per poll.
+    let polls = 0;
+    await tab.route("**/admin/stats", async (route) => {
+      const response = await route.fetch();
+      const json = (await response.json()) as Record<string, unknown>;
+      const n = polls++;
+      const reads = n === 0 ? 30_000 : 30_000 + n;
+      json.cache =
+        n === 1
+          ? null
+          : { hits: reads, misses: 0, stale_hits: 0, bypass: 0, reads, read_requests: reads };
+      if (n === 1) json.errors = { cache: "timeout (scripted)" };
+      await route.fulfill({ response, json });
+    });
+    try {
+      await tab.goto(`${own.url}admin/dashboard?interval=500`);
+      await tab.fill("#token", stack.adminToken);
+      await tab.click("#login-submit");
+      await tab.waitForFunction(
+        () => {
+          const doc = (globalThis as unknown as { document: PageDocument }).document;
+          return Number(doc.body.dataset.samples) >= 3;
+        },
+        undefined,
+        { timeout: 20_000, polling: 100 },
+      );
+      // About 2 reads a second at most (one per 500 ms poll); the all-time 30,000 never.
+      const max = Number(await tab.getAttribute("body", "data-reads-per-second-max"));
+      expect(max).toBeGreaterThan(0);
+      expect(max).toBeLessThan(10);
+
+      await tab.goto(`${own.url}admin/dashboard?interval=1e10`);
+      await tab.waitForSelector("body[data-state='ok'], body[data-state='partial']");
+      expect(await tab.textContent("#status")).toMatch(/every 600 s$/);
+      await tab.goto(`${own.url}admin/dashboard?interval=Infinity`);
+      await tab.waitForSelector("body[data-state='ok'], body[data-state='partial']");
+      expect(await tab.textContent("#status")).toMatch(/every 3 s$/);
+    } finally {
+      await tab.close();
+      await own.worker.dispose();
+    }
+  }, 60_000);
 });
 
 describe.runIf(!haveChromium && inCi)("dashboard in headless Chromium (CI)", () => {

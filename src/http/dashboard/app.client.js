@@ -5,8 +5,14 @@
 (() => {
   const TOKEN_KEY = "edgecache.adminToken";
   const params = new URLSearchParams(location.search);
-  /** Poll period in ms (?interval=1000); at least 500 so a tab cannot hammer the API. */
-  const INTERVAL = Math.max(500, Number(params.get("interval")) || 3000);
+  /**
+   * Poll period in ms (?interval=1000): at least 500 so a tab cannot hammer the API, at most
+   * ten minutes (browsers keep timer delays in 32 bits: one of 1e10 ms fired at once, and the
+   * tab polled nonstop).
+   */
+  const asked = Number(params.get("interval"));
+  const INTERVAL =
+    Number.isFinite(asked) && asked > 0 ? Math.min(600_000, Math.max(500, asked)) : 3000;
   /** Points kept per chart: ten minutes at the default period. */
   const KEEP = 200;
   const body = document.body;
@@ -149,11 +155,15 @@
   }
 
   function addPoint(cache) {
+    // An answer without counters (Redis failed that poll) is no snapshot: the next point spans
+    // back to the last real one. Taken as zeros, it charted the all-time totals as one
+    // interval's rate.
+    if (!cache) return;
     const now = Date.now();
     const current = { at: now, c: counters(cache) };
     const before = previous;
     previous = current;
-    if (!cache || !before) return;
+    if (!before) return;
     const dt = (now - before.at) / 1000;
     const d = {};
     for (const name of Object.keys(current.c)) d[name] = current.c[name] - before.c[name];
