@@ -102,7 +102,8 @@ if (against) {
         : [...ids.slice(0, at + 1), revisionId, ...ids.slice(at + 1)];
   }
 }
-const write = !flag("no-write") && !revisionId;
+// A quick run never replaces the committed full-run results the READMEs cite.
+const write = !flag("no-write") && !revisionId && !flag("quick");
 
 runBench({
   params: flag("quick") ? QUICK : FULL,

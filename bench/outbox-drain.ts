@@ -8,8 +8,8 @@
  *   npm run bench:drain                       # 20,000 rows, 5 ± 2 ms gateway latency
  *   npm run bench:drain -- --rows=50000 --latency=20 --batch=500 --budget=40
  *
- * Uses Redis DB 15 (BENCH_REDIS_DB) under a fresh prefix and the database
- * edgecache_bench_drain (dropped and recreated), never the dev database.
+ * Uses a private redis-server on a free port (never the shared one) and the database
+ * edgecache_bench_drain (recreated, and dropped at the end), never the dev database.
  */
 import { randomBytes } from "node:crypto";
 import { neonConfig } from "@neondatabase/serverless";
@@ -18,7 +18,8 @@ import ws from "ws";
 import { ensureDatabase, migrateDatabase } from "../db/migrate";
 import { Budget, drainOutbox } from "../src/jobs/warm";
 import { createServices } from "../src/runtime/services";
-import { ensurePostgres, ensureRedis } from "../tools/lib/services";
+import { startOwnRedis } from "../tools/lib/own-redis";
+import { ensurePostgres } from "../tools/lib/services";
 import { startWsProxy } from "../tools/neon-ws-proxy/server";
 import { gatewayControl } from "../tools/upstash-gateway/control";
 import { startGateway } from "../tools/upstash-gateway/server";
@@ -30,14 +31,12 @@ const BUDGET = numberArg("budget", 40);
 const RESERVE = numberArg("reserve", 10);
 const LATENCY = numberArg("latency", 5);
 const JITTER = numberArg("jitter", 2);
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 15);
 const ADMIN_URL = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const DB_NAME = "edgecache_bench_drain";
 
 const log = (line: string) => console.log(`[bench] ${line}`);
 
-async function recreateDatabase(): Promise<string> {
+async function dropDatabase(): Promise<void> {
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
   try {
@@ -45,6 +44,10 @@ async function recreateDatabase(): Promise<string> {
   } finally {
     await admin.end();
   }
+}
+
+async function recreateDatabase(): Promise<string> {
+  await dropDatabase();
   const url = new URL(ADMIN_URL);
   url.pathname = `/${DB_NAME}`;
   await ensureDatabase(url.toString());
@@ -74,15 +77,17 @@ async function seed(databaseUrl: string, prefix: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  await ensureRedis(REDIS_URL, log);
   await ensurePostgres(ADMIN_URL, log);
+  // A private redis-server on a free port: the shared one is never touched (this used to leave
+  // ~20,000 version keys behind in its DB 15 on every run).
+  const own = await startOwnRedis();
   log(`recreating ${DB_NAME} and migrating`);
   const databaseUrl = await recreateDatabase();
   const token = `bench-${randomBytes(6).toString("hex")}`;
   const gateway = await startGateway({
     port: 0,
-    redisUrl: REDIS_URL,
-    tokens: { [token]: { db: REDIS_DB } },
+    redisUrl: own.url,
+    tokens: { [token]: { db: 0 } },
   });
   const proxy = await startWsProxy({ port: 0 });
   neonConfig.webSocketConstructor = ws;
@@ -137,6 +142,8 @@ async function main(): Promise<void> {
     );
   } finally {
     await Promise.allSettled([gateway.close(), proxy.close()]);
+    await own.stop();
+    await dropDatabase().catch((error: unknown) => log(`${DB_NAME} not dropped: ${String(error)}`));
   }
 }
 

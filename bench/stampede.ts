@@ -1,7 +1,7 @@
 /**
  * Stampede benchmark: concurrent cold reads of one key, in one isolate and across ten, over an
  * Upstash gateway of its own with injected latency (default 5 ± 2 ms, like an edge → Upstash
- * hop) on the shared Redis, DB index 5. Prints loader calls, Redis requests (counted by the
+ * hop) on a private redis-server of its own (the shared one is never touched). Prints loader calls, Redis requests (counted by the
  * gateway, per isolate) and latency percentiles. Isolates are modelled in one process: each
  * has its own gateway token (its own request counter) and its own `FlightRegistry`; the
  * requests of one isolate are separate per-request engines sharing that registry. Fills go
@@ -13,7 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "@upstash/redis";
 import { EdgeCache, FlightRegistry } from "../src/cache";
-import { ensureRedis } from "../tools/lib/services";
+import { startOwnRedis } from "../tools/lib/own-redis";
 import { gatewayControl } from "../tools/upstash-gateway/control";
 import { startGateway } from "../tools/upstash-gateway/server";
 import { numberArg } from "./lib/args";
@@ -25,13 +25,15 @@ const READERS = numberArg("readers", 200);
 const LOAD_MS = numberArg("load-ms", 50);
 const ROUNDS = numberArg("rounds", 5);
 const ISOLATES = 10;
-const DB = 5;
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const DB = 0;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
-  await ensureRedis(REDIS_URL, (l) => console.log(`[bench] ${l}`));
+  // A private redis-server on a free port, as `npm run bench` uses: the shared one is never
+  // touched (this used to run in its DB 5 and FLUSHDB it at the end).
+  const own = await startOwnRedis();
+  const REDIS_URL = own.url;
   const tokens = Array.from(
     { length: ISOLATES },
     () => `stampede-${randomBytes(6).toString("hex")}`,
@@ -146,12 +148,17 @@ async function main(): Promise<void> {
       `${`${READERS} cold reads, ${r.name}`.padEnd(50)}${String(r.loads).padStart(5)}${String(r.total).padStart(10)}${String(r.maxPerIsolate).padStart(13)}${r.p50.toFixed(1).padStart(8)}${r.p99.toFixed(1).padStart(8)}`,
     );
   }
+  // Issue 7's targets, judged on the worst round. Here the isolates have never loaded anything
+  // before, so a waiter has no announced load time to sleep on and backs off from 10 ms: a few
+  // more looks than in `npm run bench`, whose isolates each served one load first (2.0 there).
+  const perIsolate = ten.total / ISOLATES;
+  const verdict = (met: boolean) => (met ? "met" : "NOT MET");
   console.log(
-    `[bench] targets: one isolate 1 load and ≤ 5 requests; ten isolates 1 load and ≤ 3 requests per isolate. Loader alone: ${LOAD_MS} ms.`,
+    `[bench] targets (worst round): one isolate 1 load and ≤ 5 requests: ${verdict(one.loads === 1 && one.total <= 5)}; ten isolates 1 load and ≤ 3 requests per isolate: ${verdict(ten.loads === 1 && perIsolate <= 3)} (${perIsolate.toFixed(1)} on average, ${ten.maxPerIsolate} in the busiest). Loader alone: ${LOAD_MS} ms.`,
   );
   await Promise.all(tokens.map((t) => control(t, "faults", {})));
-  await clients[0]?.flushdb();
   await gateway.close();
+  await own.stop();
 }
 
 main().catch((err: unknown) => {

@@ -863,7 +863,7 @@ export async function seedDatabase(
       if (!opts.force) {
         if (existing.products > 0) {
           log(
-            `seed: skipped, already seeded (${existing.categories} categories, ${existing.products} products, ${existing.users} users); pass force to reseed`,
+            `seed: skipped, already seeded (${existing.categories} categories, ${existing.products} products, ${existing.users} users); pass --force to reseed`,
           );
           return { seeded: false, ...existing };
         }
@@ -878,7 +878,7 @@ export async function seedDatabase(
         // reseed fails loudly rather than silently wiping that table too.
         await tx.execute(sql`TRUNCATE ${products}, ${categories}, ${users} RESTART IDENTITY`);
         log(
-          `seed: force: wiped ${existing.products} products, ${existing.categories} categories, ${existing.users} users (Redis is not touched; flush it if it caches this database)`,
+          `seed: force: wiped ${existing.products} products, ${existing.categories} categories, ${existing.users} users (Redis is not touched: the cache's version keys now outrank the new rows, so unlink the prefix's keys, e.g. redis-cli --scan --pattern 'ec:*' | xargs -r redis-cli unlink, with your REDIS_URL, database and CACHE_PREFIX)`,
         );
       }
 

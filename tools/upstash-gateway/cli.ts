@@ -120,6 +120,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(`[gateway] ${error instanceof Error ? error.message : String(error)}`);
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(
+    code === "EADDRINUSE"
+      ? `[gateway] ${message}: stop the other process (ss -ltnp or lsof -i shows it) or pick another port (GATEWAY_PORT)`
+      : `[gateway] ${message}`,
+  );
   process.exit(1);
 });
