@@ -73,6 +73,7 @@ export class KnownEntries {
       if (what.freshUntil !== undefined) {
         had.freshUntil = what.freshUntil;
         had.since = this.#epoch;
+        had.mine = false;
       }
       if (what.versionKey !== undefined) had.versionKey = what.versionKey;
       if (this.#inserts - had.inserted > this.maxEntries / 2) {
@@ -87,11 +88,21 @@ export class KnownEntries {
       since: this.#epoch,
       versionKey: what.versionKey,
       inserted: ++this.#inserts,
+      mine: false,
     });
   }
 
-  /** The entry is no longer believed fresh (this isolate invalidated or overwrote it). */
+  /** The entry is no longer believed fresh: this isolate invalidated or overwrote it. */
   expire(prefix: string, key: string): void {
+    const had = this.#entries.get(entryId(prefix, key));
+    if (had) {
+      had.freshUntil = 0;
+      had.mine = true;
+    }
+  }
+
+  /** The entry is no longer believed fresh: Redis answered it stale, missing or refused. */
+  notFresh(prefix: string, key: string): void {
     const had = this.#entries.get(entryId(prefix, key));
     if (had) had.freshUntil = 0;
   }
@@ -129,6 +140,18 @@ export class KnownEntries {
     const record = this.#prefixes.get(prefix);
     if (record === undefined) return false;
     return !expired(record, e);
+  }
+
+  /**
+   * Whether this isolate invalidated or overwrote the entry since it last learned it fresh (a
+   * write, a bump of one of its tags or of its version key, a purge), so that what Redis holds
+   * may be older than a write acknowledged here. Unknown entries: false.
+   */
+  invalidatedHere(prefix: string, key: string): boolean {
+    const e = this.#entries.get(entryId(prefix, key));
+    if (e === undefined) return false;
+    const record = this.#prefixes.get(prefix);
+    return e.mine || record === undefined || expired(record, e);
   }
 
   /**
@@ -210,6 +233,8 @@ interface Known {
   versionKey: string | undefined;
   /** `#inserts` when it was last (re)inserted. */
   inserted: number;
+  /** This isolate invalidated or overwrote it since it was last learned fresh (`expire`). */
+  mine: boolean;
 }
 
 /** The isolate's record: module scope, shared by every engine built in this isolate. */

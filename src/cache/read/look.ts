@@ -30,7 +30,23 @@ export async function look<T>(
 ): Promise<{ reply: ReadReply; seq: number | undefined }> {
   let seq = flight?.sending();
   if (!opts.replica && !waited && !ctx.known.freshNow(ctx.keys.prefix, key)) {
-    return { reply: await acquireEntry(ctx, key, opts, false), seq };
+    // Redis full and refusing writing scripts (noeviction, Upstash's default): the entry may
+    // still be there, and the read-only hit is still served, so a key this isolate did not
+    // invalidate is looked at that way first for a while. One it did invalidate is not: its
+    // invalidation may have been refused too, and the entry be older than a write acknowledged
+    // here; its acquire fails and it loads around the cache (BYPASS).
+    const full = Date.now() < writesRefusedUntil;
+    const mine = ctx.known.invalidatedHere(ctx.keys.prefix, key);
+    if (!full || mine) {
+      try {
+        return { reply: await acquireEntry(ctx, key, opts, false), seq };
+      } catch (error) {
+        if (!isOutOfMemory(error)) throw error;
+        writesRefusedUntil = Date.now() + OOM_HOLD_MS;
+        if (mine) throw error;
+        seq = flight?.sending();
+      }
+    }
   }
   const sent = Date.now();
   const hit = await readEntry(ctx, key, opts);
@@ -38,6 +54,29 @@ export async function look<T>(
   if (hit.s !== "MISS" || (hit.wait ?? 0) > 0) return { reply: hit, seq };
   seq = flight?.sending();
   return { reply: await acquireEntry(ctx, key, opts, false), seq };
+}
+
+/**
+ * Until when (local ms) reads skip the miss prediction because Redis answered a writing script
+ * with OOM (it is full and evicts nothing): module scope, a plain number, isolate-wide.
+ */
+let writesRefusedUntil = 0;
+const OOM_HOLD_MS = 1000;
+
+/**
+ * Whether Redis refused a command because it is out of memory (`OOM command not allowed when
+ * used memory > 'maxmemory'`), anywhere in the error's cause chain.
+ *
+ * @example
+ *   isOutOfMemory(new Error("OOM command not allowed when used memory > 'maxmemory'")); // true
+ */
+export function isOutOfMemory(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 6 && current instanceof Error; depth++) {
+    if (/\bOOM\b/.test(current.message)) return true;
+    current = current.cause;
+  }
+  return false;
 }
 
 /**
@@ -149,7 +188,7 @@ export function noteFreshness(
     const freshUntil = Date.now() + (reply.fu - reply.now);
     ctx.known.learn(ctx.keys.prefix, key, { freshUntil, versionKey });
   } else {
-    ctx.known.expire(ctx.keys.prefix, key);
+    ctx.known.notFresh(ctx.keys.prefix, key);
   }
 }
 

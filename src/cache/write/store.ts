@@ -90,7 +90,7 @@ export async function store<T>(
   } else {
     ctx.pending.add(`dropped_${reply.r ?? "refused"}`);
     ctx.l1?.delete(key);
-    ctx.known.expire(prefix, key);
+    ctx.known.notFresh(prefix, key);
   }
   return reply;
 }

@@ -10,7 +10,7 @@ import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkload } from "../../../bench/eviction-workload";
-import { EdgeCache } from "../../../src/cache";
+import { EdgeCache, FlightRegistry, KnownEntries } from "../../../src/cache";
 import { EvictionWatch } from "../../../tools/lib/evictions";
 import { type OwnRedis, startOwnRedis } from "../../../tools/lib/own-redis";
 import { type Gateway, startGateway } from "../../../tools/upstash-gateway/server";
@@ -229,6 +229,65 @@ describe.each(["allkeys-lru", "allkeys-lfu"] as const)("real eviction, %s", (pol
       expect(result.staleExamples).toEqual([]);
       expect(result.staleReads).toBe(0);
       expect(result.writeErrors).toBe(0);
+    } finally {
+      await admin.config("SET", "maxmemory", "0");
+    }
+  });
+});
+
+describe("noeviction (Upstash's default: a full database refuses writes)", () => {
+  let server: OwnRedis;
+  let gateway: Gateway;
+  let admin: IORedis;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    server = await startOwnRedis(["--maxmemory-policy", "noeviction"]);
+    admin = new IORedis(server.url, { maxRetriesPerRequest: 1 });
+    const token = `ne-${randomBytes(6).toString("hex")}`;
+    gateway = await startGateway({ port: 0, redisUrl: server.url, tokens: { [token]: { db: 0 } } });
+    redis = new Redis({ url: gateway.url, token, enableTelemetry: false });
+  });
+
+  afterAll(async () => {
+    admin?.disconnect();
+    await gateway?.close();
+    await server?.stop();
+  });
+
+  it("still serves the entries it holds to an isolate that never read them (the read-only hit), and loads the rest around it", async () => {
+    const prefix = `ne${randomBytes(4).toString("hex")}`;
+    const opts = { earlyRefresh: false } as const;
+    const writer = new EdgeCache({ redis, prefix, onError: () => {} });
+    for (const id of [1, 2, 3]) {
+      expect((await writer.getOrLoad(`p:${id}`, async () => ({ id }), opts)).status).toBe("MISS");
+    }
+    await writer.settle();
+    const used = info(await admin.info("memory"), "used_memory");
+    await admin.config("SET", "maxmemory", String(used - 1024)); // full: every write refused
+    try {
+      // Another isolate (its own record of entries), which predicts a miss for keys it never
+      // read and would go to the writing acquire script first.
+      const faults: unknown[] = [];
+      const reader = new EdgeCache({
+        redis,
+        prefix,
+        known: new KnownEntries(),
+        flights: new FlightRegistry(),
+        onError: (error) => faults.push(error),
+      });
+      for (const id of [1, 2, 3]) {
+        const read = await reader.getOrLoad(`p:${id}`, async () => ({ id: -1 }), opts);
+        expect(read).toMatchObject({ status: "HIT", value: { id } });
+      }
+      const absent = await reader.getOrLoad("p:9", async () => ({ id: 9 }), opts);
+      expect(absent).toMatchObject({ status: "BYPASS", value: { id: 9 } });
+      expect(faults.some((f) => /OOM/.test(String(f)))).toBe(true);
+      // A write here whose invalidation Redis refused too (full): this isolate never serves the
+      // entry it could not remove (the outbox applies the invalidation later, window 3).
+      await expect(reader.apply({ keys: ["p:2"] })).rejects.toThrow(/OOM/);
+      const after = await reader.getOrLoad("p:2", async () => ({ id: 2, renamed: true }), opts);
+      expect(after).toMatchObject({ status: "BYPASS", value: { renamed: true } });
     } finally {
       await admin.config("SET", "maxmemory", "0");
     }
