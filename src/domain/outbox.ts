@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, isNull, lt, or, type SQL, sql } from "drizzle-orm";
 import { cacheOutbox, type JsonValue } from "../../db/schema";
 import type { Db } from "../runtime/services";
 import type { CacheChange } from "./events";
@@ -28,11 +28,21 @@ export async function insertOutbox(
 }
 
 /** Marks rows of `prefix` processed (rows of another prefix with the same ids are left alone). */
-export async function markProcessed(db: Db, prefix: string, ids: readonly number[]): Promise<void> {
+export function markProcessed(db: Db, prefix: string, ids: readonly number[]): Promise<void> {
+  return stampPending(db, prefix, ids, { processedAt: sql`now()` });
+}
+
+/** Sets `values` on the still-pending rows among `ids` of `prefix`, in one UPDATE. */
+async function stampPending(
+  db: Db,
+  prefix: string,
+  ids: readonly number[],
+  values: { processedAt?: SQL; continuedAt?: SQL },
+): Promise<void> {
   if (ids.length === 0) return;
   await db
     .update(cacheOutbox)
-    .set({ processedAt: sql`now()` })
+    .set(values)
     .where(
       and(
         inArray(cacheOutbox.id, [...ids]),
@@ -54,18 +64,8 @@ export const CONTINUATION_GRACE_S = 600;
  * so that drains do not purge them again from cursor 0 while that chain runs (each drain used
  * to start one more chain).
  */
-export async function markContinued(db: Db, prefix: string, ids: readonly number[]): Promise<void> {
-  if (ids.length === 0) return;
-  await db
-    .update(cacheOutbox)
-    .set({ continuedAt: sql`now()` })
-    .where(
-      and(
-        inArray(cacheOutbox.id, [...ids]),
-        eq(cacheOutbox.prefix, prefix),
-        isNull(cacheOutbox.processedAt),
-      ),
-    );
+export function markContinued(db: Db, prefix: string, ids: readonly number[]): Promise<void> {
+  return stampPending(db, prefix, ids, { continuedAt: sql`now()` });
 }
 
 /**

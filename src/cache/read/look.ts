@@ -35,15 +35,16 @@ export async function look<T>(
     // invalidate is looked at that way first for a while. One it did invalidate is not: its
     // invalidation may have been refused too, and the entry be older than a write acknowledged
     // here; its acquire fails and it loads around the cache (BYPASS).
+    // Only while Redis is full: the common predicted miss pays no second lookup.
     const full = Date.now() < writesRefusedUntil;
-    const mine = ctx.known.invalidatedHere(ctx.keys.prefix, key);
+    const mine = full && ctx.known.invalidatedHere(ctx.keys.prefix, key);
     if (!full || mine) {
       try {
         return { reply: await acquireEntry(ctx, key, opts, false), seq };
       } catch (error) {
         if (!isOutOfMemory(error)) throw error;
         writesRefusedUntil = Date.now() + OOM_HOLD_MS;
-        if (mine) throw error;
+        if (ctx.known.invalidatedHere(ctx.keys.prefix, key)) throw error;
         seq = flight?.sending();
       }
     }
