@@ -23,6 +23,7 @@ import { startOwnRedis } from "../tools/lib/own-redis";
 import { startGateway } from "../tools/upstash-gateway/server";
 import { runWorkload, type WorkloadOptions, type WorkloadResult } from "./eviction-workload";
 import { numberArg } from "./lib/args";
+import { progressLine } from "./lib/progress";
 
 const POLICIES = [
   "allkeys-lru",
@@ -67,8 +68,9 @@ interface Row {
 }
 
 const log = (line: string) => console.log(`[bench:eviction] ${line}`);
+const line = progressLine();
 const progress = (label: string) => (done: number, total: number) =>
-  process.stdout.write(`\r[bench:eviction] ${label}: ${done}/${total} ops`);
+  line.update(`[bench:eviction] ${label}: ${done}/${total} ops`);
 
 function info(text: string, field: string): number {
   const match = text.match(new RegExp(`^${field}:(\\d+)`, "m"));
@@ -103,7 +105,7 @@ async function main(): Promise<void> {
       ...workload,
       onProgress: progress("no limit (working set)"),
     });
-    process.stdout.write("\n");
+    line.end();
     const full = info(await admin.info("memory"), "used_memory");
     const keys = await admin.dbsize();
     // "Empty" is measured after the run, flushed: with the gateway's and our connections open
@@ -130,7 +132,7 @@ async function main(): Promise<void> {
       watch.reset();
       const started = performance.now();
       const result = await runWorkload(makeCache, { ...workload, onProgress: progress(policy) });
-      process.stdout.write("\n");
+      line.end();
       // Redis may go on evicting in the background for a moment after the last command; let it
       // finish so INFO and the notifications describe the same evictions.
       await new Promise((resolve) => setTimeout(resolve, 300));

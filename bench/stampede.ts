@@ -17,6 +17,7 @@ import { startOwnRedis } from "../tools/lib/own-redis";
 import { gatewayControl } from "../tools/upstash-gateway/control";
 import { startGateway } from "../tools/upstash-gateway/server";
 import { numberArg } from "./lib/args";
+import { progressLine } from "./lib/progress";
 import { percentile } from "./lib/stats";
 
 const LATENCY = numberArg("latency", 5);
@@ -84,6 +85,7 @@ async function main(): Promise<void> {
   );
 
   const run = async (name: string, isolates: number) => {
+    const progress = progressLine();
     const rows: {
       loads: number;
       total: number;
@@ -119,9 +121,9 @@ async function main(): Promise<void> {
         p50: percentile(times, 50),
         p99: percentile(times, 99),
       });
-      process.stdout.write(`\r[bench] ${name}: round ${round + 1}/${ROUNDS}`);
+      progress.update(`[bench] ${name}: round ${round + 1}/${ROUNDS}`);
     }
-    process.stdout.write("\n");
+    progress.end();
     const median = (pick: (r: (typeof rows)[number]) => number) =>
       percentile(
         rows.map(pick).sort((a, b) => a - b),

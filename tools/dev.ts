@@ -106,12 +106,8 @@ async function main(): Promise<void> {
       db(`created database ${new URL(databaseUrl).pathname.slice(1)}`);
     await migrateDatabase(databaseUrl);
     db("migrations applied");
-    const seeded = await seedDatabase(databaseUrl, { log: db });
-    db(
-      seeded.seeded
-        ? `seeded ${seeded.products} products in ${seeded.categories} categories, ${seeded.users} users`
-        : `already seeded (${seeded.products} products); npm run db:seed -- --force to reseed`,
-    );
+    // The seed logs its own outcome ("seed: done …" or "seed: skipped … pass --force").
+    await seedDatabase(databaseUrl, { log: db });
     if (!wsProxy) {
       throw new Error(
         "DATABASE_URL is local but NEON_WS_PROXY is not set: the Worker's Neon driver needs the proxy (NEON_WS_PROXY=127.0.0.1:8433/v2).",
