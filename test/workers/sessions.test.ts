@@ -226,6 +226,35 @@ describe("sessions", () => {
     expect(got.body.data).toEqual({ x: 1e300, y: -5e-324 });
   });
 
+  it("rejects an integer beyond 2^53 (it would be stored as another number) and keeps exact ones", async () => {
+    const before = await testRedis().keys(`${prefix}:s:*`);
+    // Sent as text: a JS number literal could not even hold what the client sends.
+    for (const literal of ["9007199254740993", "-12345678901234567891"]) {
+      const res = await create(`{"userId":1,"data":{"ids":[1,{"snowflake":${literal}}]}}`);
+      expect(res.status, literal).toBe(400);
+      expect(res.body.error.code).toBe("validation_failed");
+      expect(res.body.error.details?.issues?.[0]?.message).toContain(literal);
+      expect(res.body.error.details?.issues?.[0]?.message).toMatch(/send it as a string/);
+      expect(res.headers.get("cache-control")).toBe("no-store");
+    }
+    expect(await testRedis().keys(`${prefix}:s:*`)).toEqual(before);
+    // The same digits in a string, 2^53 itself and long decimals are data like any other.
+    const exact = await create(
+      '{"userId":1,"data":{"id":"9007199254740993","max":9007199254740992,"big":1e30,"pi":3.14159265358979323846}}',
+    );
+    expect(exact.status).toBe(201);
+    expect((await read(exact.body.token)).body.data).toEqual({
+      id: "9007199254740993",
+      max: 9007199254740992,
+      big: 1e30,
+      pi: Math.PI,
+    });
+    // Malformed JSON with a long integer in it is still answered as malformed.
+    const malformed = await create('{"userId":1,"data":{"x":9007199254740993,}}');
+    expect(malformed.status).toBe(400);
+    expect(malformed.body.error.message).toMatch(/Malformed JSON/);
+  });
+
   it("data nested 30,000 deep is a 400 on data, not a crash (with or without an Infinity in it)", async () => {
     const depth = 30_000;
     for (const leaf of ["", "1e400"]) {

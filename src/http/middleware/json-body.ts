@@ -2,6 +2,7 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../context";
 import { HttpError } from "../errors";
 import { canonicalJsonType, declaredCharset } from "./content-type";
+import { inexactInteger } from "./json-numbers";
 
 /**
  * What the JSON validator cannot see in the text it parses, checked on the bytes before it runs:
@@ -12,7 +13,9 @@ import { canonicalJsonType, declaredCharset } from "./content-type";
  *   MUST be UTF-8 (RFC 8259 §8.1). 415;
  * - bytes that are not UTF-8: decoding replaced each bad sequence with U+FFFD, and the result
  *   was stored as if the client had sent it. 400 `validation_failed` on `(root)`, the shape of
- *   a body that does not parse (malformed-json.ts).
+ *   a body that does not parse (malformed-json.ts);
+ * - an integer literal beyond 2^53 (json-numbers.ts): JSON.parse would round it, and a 64-bit
+ *   id sent as a number would be stored as another. 400 `validation_failed`, naming it.
  *
  * Only on routes that read a JSON body (openapi.ts adds it after their own middleware), so, as
  * for a body that does not parse, routing, the method, the admin token and the rate limit come
@@ -46,13 +49,32 @@ export const jsonBodyChecks = createMiddleware<AppEnv>(async (c, next) => {
     );
   }
   const bytes = await c.req.arrayBuffer();
+  let text: string;
   try {
-    new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
   } catch {
     throw new HttpError(400, "validation_failed", "Invalid json: body is not valid UTF-8", {
       target: "json",
       issues: [{ path: "(root)", message: "body is not valid UTF-8" }],
     });
   }
+  const literal = inexactInteger(text);
+  // Only in a body that parses: a malformed one gets the validator's own answer.
+  if (literal !== undefined && parses(text)) {
+    const problem = `${literal} is an integer beyond 2^53, which a JSON number cannot hold exactly (it would be stored as ${BigInt(Number(literal))}): send it as a string`;
+    throw new HttpError(400, "validation_failed", `Invalid json: ${problem}`, {
+      target: "json",
+      issues: [{ path: "(root)", message: problem }],
+    });
+  }
   return next();
 });
+
+function parses(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
