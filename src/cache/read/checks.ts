@@ -13,7 +13,7 @@ import type { ReadReply } from "./reply";
  * round trips, the mixed workload's read tail (bench/results/profile-notes.md, session 11).
  *
  * Instead it queues a check of the entry, and the next strict hit read this isolate sends for
- * any key of the same prefix carries it (hit.lua's ARGV[3..4], the check's keys declared in
+ * any key of the same prefix carries it (hit.lua's ARGV[4..5], the check's keys declared in
  * KEYS like the read's own). The check answers the fill id of the entry when it is fresh and
  * valid at that moment (version key, tag counters), else false. When the flight's value comes
  * from that very fill (same id: fill ids are unique per fill, `ct` is not), the value is the
@@ -33,6 +33,8 @@ export interface CheckSpec {
   versionKey?: string;
   /** Declared tags, as a hit read of the key would declare them (own, then learned). */
   tags: readonly string[];
+  /** How many of `tags` are the reader's own (HitRead.own; default 0). */
+  own?: number;
   /**
    * A lease check instead of an entry check (set as the carrier sends it, Flight.checkSent):
    * the lease key, the version key and the counters of `lease.tags` are compared instead.

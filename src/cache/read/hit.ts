@@ -28,7 +28,7 @@ export async function readHit(t: ReadTarget, key: string, what: HitRead): Promis
   const keys = [t.keys.entry(key), t.keys.lease(key)];
   if (what.versionKey) keys.push(t.keys.version(what.versionKey));
   for (const tag of what.tags) keys.push(t.keys.tag(tag));
-  const args = [what.versionKey ? "1" : "0", JSON.stringify(what.tags)];
+  const args = [what.versionKey ? "1" : "0", JSON.stringify(what.tags), String(what.own ?? 0)];
   if (what.checks?.length) {
     // Other entries' checks (read/checks.ts): their keys after the read's own, declared alike.
     args.push(String(keys.length));
@@ -42,7 +42,9 @@ export async function readHit(t: ReadTarget, key: string, what: HitRead): Promis
       for (const tag of tags) keys.push(t.keys.tag(tag));
       const hasVersion = check.versionKey ? 1 : 0;
       specs.push(
-        lease ? [hasVersion, tags, lease.tok, lease.cv ?? 0, lease.tg] : [hasVersion, tags],
+        lease
+          ? [hasVersion, tags, lease.tok, lease.cv ?? 0, lease.tg]
+          : [hasVersion, tags, check.own ?? 0],
       );
     }
     args.push(JSON.stringify(specs));
@@ -54,6 +56,12 @@ export async function readHit(t: ReadTarget, key: string, what: HitRead): Promis
 export interface HitRead {
   versionKey?: string;
   tags: readonly string[];
+  /**
+   * How many of `tags` (from the front) are the caller's own: an entry filled without one of
+   * them is not served (a bump of that tag could not reach it), whatever it was filled with.
+   * Default 0: every declared tag was learned from the entry (tests reading it raw).
+   */
+  own?: number;
   replica: boolean;
   /** Checks of other entries to answer in `ck` (read/checks.ts); strict reads only. */
   checks?: readonly CheckSpec[];

@@ -147,6 +147,7 @@ export function hitDeclares<T>(opts: Resolved<T>, learned: readonly string[]): H
   return {
     versionKey: opts.versionKey,
     tags: declaredTags(opts.tagList, learned),
+    own: opts.tagList.length,
     replica: opts.replica,
   };
 }

@@ -187,8 +187,8 @@ export class ReadPlan<T> implements FlightPlan<T> {
   checkSpec(): CheckSpec | undefined {
     const { ctx, key, opts } = this;
     if (opts.replica) return undefined;
-    const { versionKey, tags } = hitDeclares(opts, ctx.known.tags(ctx.keys.prefix, key));
-    return { prefix: ctx.keys.prefix, key, versionKey, tags };
+    const { versionKey, tags, own } = hitDeclares(opts, ctx.known.tags(ctx.keys.prefix, key));
+    return { prefix: ctx.keys.prefix, key, versionKey, tags, own };
   }
 
   onChecked(): void {

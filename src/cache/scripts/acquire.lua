@@ -53,7 +53,7 @@ if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[4] or 
 local reason, need = false, nil
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  reason, need = entryReason(verKey, ver, tg, declared, counter, f[9])
+  reason, need = entryReason(verKey, ver, tg, declared, counter, f[9], names, nCapture)
   if reason == 'need' then
     -- An undeclared tag cannot be checked: the entry is not served (nor deleted: it may be
     -- valid). The caller learns the list and asks again; only when told to (ARGV[8], its last

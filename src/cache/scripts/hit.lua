@@ -5,9 +5,11 @@
 -- entry or an invalid one is the writing acquire script's to handle (lease, tag counters).
 -- KEYS[1] entry hash   KEYS[2] lease
 -- KEYS[3..] the version key when ARGV[1] == '1', then the tag counter key of each name in
---   ARGV[2] (a JSON array, same order): every key the script reads is declared.
--- Checks (optional, src/cache/read/checks.ts): ARGV[3] the number of KEYS above, ARGV[4] a JSON
---   array of [hasVersion (1/0), tag names] per other entry to check, whose keys follow in
+--   ARGV[2] (a JSON array, same order): every key the script reads is declared. ARGV[3] how
+--   many of those names (from the front) are the caller's own tags: an entry filled without one
+--   of them is not served (lib/entry.lua, entryReason).
+-- Checks (optional, src/cache/read/checks.ts): ARGV[4] the number of KEYS above, ARGV[5] a JSON
+--   array of [hasVersion (1/0), tag names, own count] per other entry to check, whose keys follow in
 --   KEYS in that order (entry, the version key when it has one, the tag counters). Each is
 --   answered in `ck`: the entry's fill id when it is fresh and valid now, else false. It is
 --   how a late reader of another key learns, with no request of its own, that the value its
@@ -64,11 +66,11 @@ end
 -- reply's `"ck"` member; "" when there are none (nearly always: then this costs one compare).
 local nMain = #KEYS
 local checks = ''
-if ARGV[4] then
-  nMain = tonumber(ARGV[3])
+if ARGV[5] then
+  nMain = tonumber(ARGV[4])
   local pos = nMain + 1
   local found = {}
-  for i, spec in ipairs(cjson.decode(ARGV[4])) do
+  for i, spec in ipairs(cjson.decode(ARGV[5])) do
     local e, checkVer, names = KEYS[pos], false, spec[2]
     pos = pos + 1
     if spec[1] == 1 then
@@ -78,7 +80,7 @@ if ARGV[4] then
     local declared = {}
     for j, name in ipairs(names) do declared[name] = KEYS[pos + j - 1] end
     pos = pos + #names
-    if spec[3] then
+    if type(spec[3]) == 'string' then
       -- A lease check (`e` is the lease): still held with the granted value, the version key
       -- as the grant read it (missing or "" read as 0, as grantReply does) and each own tag's
       -- counter as it captured it. Any invalidation since the grant changed one of them.
@@ -97,7 +99,7 @@ if ARGV[4] then
       -- Fresh and valid now, by the rules of a hit (entryReason fails closed on a missing
       -- counter or an undeclared tag), and with an id a reply can carry as is.
       local ok = id and cfu and csu and now < cfu and now < csu
-        and not entryReason(checkVer, c[2], c[5], declared, readCounter, c[6])
+        and not entryReason(checkVer, c[2], c[5], declared, readCounter, c[6], names, spec[3])
       found[i] = ok and ('"' .. id .. '"') or 'false'
     end
   end
@@ -141,12 +143,12 @@ if value and ((ARGV[2] == '[]' and (not tg or tg == '')) or (ARGV[2] ~= '[]' and
   end
 end
 
-local verKey, _, declared = declaredKeys(3, ARGV[1], ARGV[2])
+local verKey, names, declared = declaredKeys(3, ARGV[1], ARGV[2])
 local out = { now = now }
 local reason = false
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  reason, out.need = entryReason(verKey, ver, tg, declared, readCounter, tk)
+  reason, out.need = entryReason(verKey, ver, tg, declared, readCounter, tk, names, ARGV[3])
   if reason then
     value = false
   elseif now >= su then

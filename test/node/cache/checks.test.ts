@@ -71,6 +71,11 @@ describe("hit.lua's checks", () => {
         async () => undefined,
         { prefix, key: "p", versionKey: "p", tags: ["a"] },
       ],
+      [
+        "an own tag the entry was not filled under",
+        async () => h.redis.set(keys.tag("c"), "1"),
+        { prefix, key: "p", versionKey: "p", tags: ["c", "a", "b"], own: 1 },
+      ],
     ];
     for (const [name, change, declared] of cases) {
       await fill();
@@ -112,7 +117,7 @@ function holdingClient(redis: Redis) {
     release: Promise<void>;
   }> = [];
   const run = async (call: () => Promise<unknown>, keys: string[], args: unknown[]) => {
-    const carries = args.length > 2;
+    const carries = args.length > 3; // hit.lua: 3 arguments of its own, then the checks
     const i = holds.findIndex((x) => x.key === keys[0] && x.carrier === carries);
     const held = i >= 0 ? holds.splice(i, 1)[0] : undefined;
     const reply = await call();

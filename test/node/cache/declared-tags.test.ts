@@ -142,3 +142,51 @@ describe("tags known only after loading (tagsOf)", () => {
     expect(await h.redis.exists(keys.entry("product:1"))).toBe(1);
   });
 });
+
+describe("a reader's own tags must be ones the entry was filled under", () => {
+  const load = (value: string) => async () => value;
+
+  it("an entry filled without the reader's tag is not served to it, so a bump of that tag reaches it", async () => {
+    // Two isolates (their own known entries and flights), as two deploys side by side: the old
+    // code fills the key with tag "a"; the new one reads it with tags "a" and "b".
+    const prefix = fresh();
+    const { FlightRegistry } = await import("../../../src/cache");
+    const old = h.cache({ known: new KnownEntries(), flights: new FlightRegistry() }, prefix);
+    const known = new KnownEntries();
+    // The new isolate saw the key fresh before: its first look is the read-only hit.
+    known.learn(prefix, "list:1", { freshUntil: Date.now() + 60_000 });
+    const now = h.cache({ known, flights: new FlightRegistry() }, prefix);
+    await old.getOrLoad("list:1", load("v1"), { tags: ["a"] });
+    const first = await now.getOrLoad("list:1", load("v2"), { tags: ["a", "b"] });
+    // Not the entry filled under "a" alone: a reload, filled under both.
+    expect(first.status).toBe("MISS");
+    expect(first.value).toBe("v2");
+    expect((await now.getOrLoad("list:1", load("v3"), { tags: ["a", "b"] })).status).toBe("HIT");
+    await now.invalidateTags("b");
+    const after = await now.getOrLoad("list:1", load("v4"), { tags: ["a", "b"] });
+    expect(after.status).toBe("MISS");
+    expect(after.value).toBe("v4");
+  });
+
+  it("the same through the writing acquire (a key this isolate never saw), untagged entries too", async () => {
+    const prefix = fresh();
+    const writer = h.cache({}, prefix);
+    await writer.getOrLoad("plain", load("v1"), {});
+    const reader = h.cache({ known: new KnownEntries() }, prefix);
+    const read = await reader.getOrLoad("plain", load("v2"), { tags: ["b"] });
+    expect(read.status).toBe("MISS");
+    expect(read.value).toBe("v2");
+    await writer.invalidateTags("b");
+    expect((await reader.getOrLoad("plain", load("v3"), { tags: ["b"] })).value).toBe("v3");
+  });
+
+  it("learned tags may be a subset: an entry with all the reader's own tags and more is served", async () => {
+    const prefix = fresh();
+    const writer = h.cache({}, prefix);
+    await writer.getOrLoad("both", load("v1"), { tags: ["a", "b"] });
+    const reader = h.cache({ known: new KnownEntries() }, prefix);
+    const read = await reader.getOrLoad("both", load("v2"), { tags: ["a"] });
+    expect(read.status).toBe("HIT"); // learned "b" through need, then served
+    expect(read.value).toBe("v1");
+  });
+});

@@ -25,8 +25,12 @@ end
 -- one at the current time. `order` is the entry's `tk` field (its tag names as fill.lua was
 -- given them, a JSON array; false or "" for entries without it): `need` lists the names in that
 -- order, so a reader declaring them back as taught sends that very string and takes hit.lua's
--- short path next time.
-local function entryReason(verKey, ver, tg, declared, readCounter, order)
+-- short path next time. `own` is how many of `names` (the declared names, in order) are the
+-- caller's own tags: each must be one the entry was filled under, else 'tag' (an entry filled
+-- by code that did not know the tag, e.g. before a deploy added it, would otherwise survive
+-- every bump of it). Learned names after them may be stale (another isolate refilled the entry
+-- with other `tagsOf` tags): those only have to be checked when the entry has them.
+local function entryReason(verKey, ver, tg, declared, readCounter, order, names, own)
   if verKey then
     local current = redis.call('GET', verKey)
     if ver == '' then return 'version' end
@@ -41,8 +45,15 @@ local function entryReason(verKey, ver, tg, declared, readCounter, order)
       return 'version'
     end
   end
-  if not tg or tg == '' then return false end
+  local ownCount = tonumber(own) or 0
+  if not tg or tg == '' then
+    if ownCount > 0 then return 'tag' end
+    return false
+  end
   local tags = cjson.decode(tg)
+  for i = 1, ownCount do
+    if tags[names[i]] == nil then return 'tag' end
+  end
   local all, missing = {}, false
   for name, _ in pairs(tags) do
     all[#all + 1] = name
