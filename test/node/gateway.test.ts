@@ -288,6 +288,19 @@ describe("with the real @upstash/redis client (default options)", () => {
     expect((noscript.body as { error: string }).error).toMatch(/^NOSCRIPT /);
   });
 
+  it("refuses a request over Upstash's 10 MB with Upstash's error, and takes one under it", async () => {
+    const big = "x".repeat(10_000_001);
+    await expect(redis.set("too-big", big)).rejects.toThrow("ERR max request size exceeded");
+    expect(await direct.exists("too-big")).toBe(0);
+    const res = await command("/", ["SET", "too-big", big]);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: "ERR max request size exceeded" });
+    // Under the limit, with room for the command around it: stored whole.
+    await redis.set("fits", "y".repeat(9_000_000));
+    expect(await direct.strlen("fits")).toBe(9_000_000);
+    await direct.del("fits");
+  });
+
   it("scopes FLUSHALL to the token's database", async () => {
     const neighbour = new IORedis(REDIS_URL, { db: DB + 1 });
     const key = `gw-test-neighbour-${randomBytes(4).toString("hex")}`;

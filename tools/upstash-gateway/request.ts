@@ -11,7 +11,14 @@ import { refusalReason, scopeToDatabase } from "./refusal";
 /** A command as the gateway runs it: the name (upper-cased by `toCommand`), then its arguments. */
 export type Command = [name: string, ...args: string[]];
 
-const MAX_BODY_BYTES = 32 * 1024 * 1024;
+/**
+ * Upstash refuses a request over 10 MB ("ERR max request size exceeded", Free and Pay as you go:
+ * upstash.com/docs/redis/troubleshooting/max_request_size_exceeded), so the gateway does too: a
+ * value that fits locally but not in production must fail here first. The body is read to its
+ * end before answering (so the client gets the error, not a reset connection), up to twice that.
+ */
+export const MAX_REQUEST_BYTES = 10_000_000;
+const MAX_READ_BYTES = 2 * MAX_REQUEST_BYTES;
 
 function toArgument(value: unknown, position: number): string {
   // The client's serializer passes numbers and booleans through as raw JSON.
@@ -74,14 +81,17 @@ export function readBody(req: IncomingMessage): Promise<Buffer> {
     let size = 0;
     req.on("data", (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new HttpError(413, `Request body exceeds ${MAX_BODY_BYTES} bytes`));
+      if (size > MAX_READ_BYTES) {
+        reject(new HttpError(400, "ERR max request size exceeded"));
         req.destroy();
         return;
       }
-      chunks.push(chunk);
+      if (size <= MAX_REQUEST_BYTES) chunks.push(chunk);
     });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("end", () => {
+      if (size > MAX_REQUEST_BYTES) reject(new HttpError(400, "ERR max request size exceeded"));
+      else resolve(Buffer.concat(chunks));
+    });
     req.on("error", reject);
   });
 }
