@@ -121,6 +121,20 @@ export class EngineContext implements EngineParts {
   /** A swallowed cache fault: counted and reported. */
   fault(error: unknown, operation: string): void {
     this.pending.add("redis_errors");
-    this.onError(error, operation);
+    this.report(error, operation);
+  }
+
+  /**
+   * Hands `error` to the `onError` hook, whatever the hook does: it is a reporting hook, so a
+   * hook that throws (a logger failing on a circular error, Sentry not initialised) must not
+   * turn a swallowed fault into a failed request, or into an unhandled rejection of
+   * background work. What it throws is dropped.
+   */
+  report(error: unknown, operation: string): void {
+    try {
+      this.onError(error, operation);
+    } catch {
+      // Nowhere left to report it: the hook itself is what failed.
+    }
   }
 }

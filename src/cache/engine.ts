@@ -31,6 +31,26 @@ import { CacheWriteError } from "./write/error";
 import { snapshotTags } from "./write/fill";
 import { store } from "./write/store";
 
+/** `apply`'s `keys` or `tags`: absent (undefined or null) or an array; anything else throws. */
+function listOf(list: unknown, what: string): readonly string[] {
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) {
+    throw new TypeError(`apply: ${what} must be an array of names, got ${typeof list}`);
+  }
+  return list;
+}
+
+/** `apply`'s `versions`: absent (undefined or null) or a plain object of name → version. */
+function recordOf(record: unknown, what: string): Readonly<Record<string, number>> {
+  if (record === undefined || record === null) return {};
+  const proto = typeof record === "object" ? Object.getPrototypeOf(record) : undefined;
+  if (proto !== Object.prototype && proto !== null) {
+    const got = Array.isArray(record) ? "an array" : typeof record;
+    throw new TypeError(`apply: ${what} must be a plain object of name → version, got ${got}`);
+  }
+  return record as Readonly<Record<string, number>>;
+}
+
 /**
  * The cache engine: cache-aside with leases, write-through with version CAS, tag and version
  * invalidation, SWR, XFetch, fail-safe. A hit is one read-only request; every other operation
@@ -44,7 +64,15 @@ import { store } from "./write/store";
  *
  * export default {
  *   async fetch(request: Request, env: Env, ctx: ExecutionContext) {
- *     const cache = new EdgeCache({ redis: Redis.fromEnv(env), prefix: "shop" });
+ *     // Bounded: one retry and a 1 s deadline per command (the engine has no deadline of its
+ *     // own), so Redis down means BYPASS within about a second, not seconds of retries.
+ *     const redis = Redis.fromEnv(env, {
+ *       retry: { retries: 1, backoff: () => 25 },
+ *       signal: () => AbortSignal.timeout(1_000),
+ *       enableAutoPipelining: false,
+ *       responseEncoding: false,
+ *     });
+ *     const cache = new EdgeCache({ redis, prefix: "shop" });
  *     const { value, status } = await cache.getOrLoad("product:42", () => loadProduct(env, 42), {
  *       ttl: 60_000,
  *       tags: ["products"],
@@ -63,6 +91,7 @@ export class EdgeCache {
   /** The parts every read and write module works with (context.ts). */
   readonly #ctx: EngineContext;
 
+  /** Builds the engine (no I/O). Throws a TypeError when `options.redis` has no `evalsha`. */
   constructor(options: EdgeCacheOptions) {
     const setup = engineSetup(options);
     this.#ctx = setup.ctx;
@@ -80,7 +109,11 @@ export class EdgeCache {
    * the loader, and one fill (in `waitUntil` when given). A key this isolate has no fresh record
    * of goes straight to `acquire.lua` in strict mode (it serves a hit too). Never throws for a
    * cache fault: with Redis down the loader's value comes back as BYPASS. Loader errors
-   * propagate unless a fail-safe entry exists.
+   * propagate unless a fail-safe entry exists. A loaded value whose fill cannot be built (a
+   * value JSON.stringify refuses, `tagsOf`/`versionOf`/`cacheIf` throwing or answering no
+   * valid tag or version) is still answered as MISS (its `version` null unless `versionOf`
+   * gave one), not cached, reported to `onError` as "fill input", and its lease released at
+   * once. Every value returned is the caller's own: L1 and coalescing hand out copies.
    *
    * @example
    * ```ts
@@ -282,7 +315,9 @@ export class EdgeCache {
   /**
    * Applies one invalidation event in ONE request: deletes `keys` (and their leases), bumps
    * `tags`, advances `versions` ({"product:42": 7}). Safe to repeat (redelivery, outbox drain).
-   * Throws CacheWriteError.
+   * Throws CacheWriteError when Redis fails; before any request, a TypeError when `keys` or
+   * `tags` is not an array or `versions` not a plain object (an event body decoded from JSON
+   * is not type-checked), InvalidKeyError for a name that is not one.
    *
    * @example
    * ```ts
@@ -298,9 +333,11 @@ export class EdgeCache {
     tags?: readonly string[];
     versions?: Readonly<Record<string, number>>;
   }): Promise<{ removed: number; tagsBumped: number; versionsAdvanced: number }> {
-    const keys = [...new Set(change.keys ?? [])];
-    const tags = [...new Set(change.tags ?? [])];
-    const versions = Object.entries(change.versions ?? {});
+    // Events arrive as decoded JSON, unchecked by the compiler: a string where a list belongs
+    // was split into one-letter names (and the named key or tag left as it was).
+    const keys = [...new Set(listOf(change.keys, "keys"))];
+    const tags = [...new Set(listOf(change.tags, "tags"))];
+    const versions = Object.entries(recordOf(change.versions, "versions"));
     for (const [name, version] of versions) assertVersion(version, `version of ${name}`);
     if (keys.length + tags.length + versions.length === 0) {
       return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };

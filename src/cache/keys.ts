@@ -48,24 +48,30 @@ const ASCII_NAME = /^[!-)+->@-Z^-~]{1,512}$/;
  * ```
  */
 export class InvalidKeyError extends Error {
-  constructor(kind: string, name: string) {
+  constructor(kind: string, name: unknown) {
     super(
-      `Invalid cache ${kind} ${JSON.stringify(name.slice(0, 80))}: use 1-512 characters without whitespace or * ? [ ] \\`,
+      typeof name === "string"
+        ? `Invalid cache ${kind} ${JSON.stringify(name.slice(0, 80))}: use 1-512 characters without whitespace or * ? [ ] \\`
+        : `Invalid cache ${kind}: a name must be a string, got ${Array.isArray(name) ? "an array" : name === null ? "null" : typeof name}`,
     );
     this.name = "InvalidKeyError";
   }
 }
 
 /**
- * Returns `name` if it is a valid key, tag or version name; throws InvalidKeyError otherwise.
+ * Returns `name` if it is a valid key, tag or version name; throws InvalidKeyError otherwise,
+ * for anything but a string too: untyped input (a queue message's JSON, a JavaScript caller)
+ * was coerced, so `undefined` became the key "undefined" and `["a", "b"]` the tag "a,b".
  *
  * @example
  * ```ts
  * assertName("key", "product:42"); // "product:42"
  * assertName("tag", "a b");        // throws InvalidKeyError
+ * assertName("key", undefined as unknown as string); // throws InvalidKeyError
  * ```
  */
 export function assertName(kind: string, name: string): string {
+  if (typeof name !== "string") throw new InvalidKeyError(kind, name);
   if (validNames.has(name)) return name;
   // Printable ASCII but space and `* ? [ ] \`: valid by the rule above, decided by a plain
   // regex. Not remembered: with more distinct names than the set holds (a big catalogue), the
@@ -134,6 +140,7 @@ function buildKeySpace(prefix: string): KeySpace {
  * ```
  */
 export function assertGlob(glob: string): string {
+  if (typeof glob !== "string") throw new InvalidKeyError("pattern", glob);
   if (!/^[^\s\p{Cc}\p{Cs}]{1,512}$/u.test(glob)) {
     throw new InvalidKeyError("pattern", glob);
   }

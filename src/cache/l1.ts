@@ -1,10 +1,14 @@
 import { BoundedMap } from "./bounded-map";
+import { privateCopy } from "./copy";
 
 /**
  * Optional per-isolate LRU in front of Redis. Another isolate's invalidation cannot reach it,
  * so every entry lives at most `ttlMs` (bounded staleness, default 1 s), and never past its own
  * freshness: use it for keys so hot that even one Redis request per read is too many, and only
  * where that window is acceptable. This isolate's own writes and invalidations reach it at once.
+ *
+ * Values are copied in and out (`privateCopy`): L1 is shared by every request of the isolate,
+ * and a request that mutates the value it was handed must not change what the next one reads.
  */
 interface L1Entry {
   value: unknown;
@@ -36,7 +40,8 @@ export interface L1SetOptions {
  *
  * export default {
  *   async fetch(request: Request, env: Env) {
- *     const cache = new EdgeCache({ redis: Redis.fromEnv(env), l1 });
+ *     // redisOf: Redis.fromEnv with a retry limit and a deadline per command (EdgeCache example)
+ *     const cache = new EdgeCache({ redis: redisOf(env), l1 });
  *     // …a HIT in the last second is answered from memory: 0 Redis requests
  *   },
  * };
@@ -66,7 +71,8 @@ export class L1Cache {
   }
 
   /**
-   * The entry for `key` if it is younger than `ttlMs` (and marks it most recently used).
+   * The entry for `key` if it is younger than `ttlMs` (and marks it most recently used), with
+   * a copy of its value of the caller's own (`privateCopy`): mutating it changes nothing here.
    *
    * @example
    * ```ts
@@ -83,11 +89,12 @@ export class L1Cache {
     // Re-insert to mark as most recently used (Map keeps insertion order).
     this.#entries.delete(key);
     this.#entries.set(key, entry);
-    return entry;
+    return { ...entry, value: privateCopy(entry.value) };
   }
 
   /**
-   * Stores a value with its version and tags, evicting the least recently used entry when full.
+   * Stores a copy of a value (`privateCopy`: the caller may go on mutating its own) with its
+   * version and tags, evicting the least recently used entry when full.
    * The engine calls it on HIT and MISS; call it yourself only for an L1 you use on its own.
    * Served for `ttlMs`, or `options.forMs` when shorter; not stored at all when L1 dropped
    * anything since `options.since` (see `generation`).
@@ -110,7 +117,8 @@ export class L1Cache {
     const storedAt = this.now();
     const forMs = Math.min(this.ttlMs, options.forMs ?? this.ttlMs);
     if (forMs <= 0) return;
-    this.#entries.touch(key, { value, version, storedAt, until: storedAt + forMs, tags });
+    const copy = privateCopy(value);
+    this.#entries.touch(key, { value: copy, version, storedAt, until: storedAt + forMs, tags });
   }
 
   /**

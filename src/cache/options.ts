@@ -48,6 +48,10 @@ export function resolveOptions<T>(
   const early = options.earlyRefresh ?? d.earlyRefresh ?? true;
   const failSafe = options.failSafe ?? d.failSafe ?? false;
   const tags = options.tags ?? d.tags;
+  // Untyped callers: a string here was split into one-letter tags.
+  if (tags !== undefined && !Array.isArray(tags)) {
+    throw new TypeError(`cache key ${key}: tags must be an array of names, got ${typeof tags}`);
+  }
   const versionKey = options.versionKey ?? d.versionKey;
   if (versionKey) assertName("version key", versionKey);
   const expiresAt = options.expiresAt ?? d.expiresAt;

@@ -14,7 +14,14 @@ import type { EntryOptions } from "./types";
  * ```ts
  * import { Redis } from "@upstash/redis/cloudflare";
  * const cache = new EdgeCache({
- *   redis: Redis.fromEnv(env),            // anything with evalsha + eval
+ *   // anything with evalsha + eval; bounded (one retry, a 1 s deadline per command), so Redis
+ *   // down means BYPASS, not seconds of retries: the engine has no deadline of its own
+ *   redis: Redis.fromEnv(env, {
+ *     retry: { retries: 1, backoff: () => 25 },
+ *     signal: () => AbortSignal.timeout(1_000),
+ *     enableAutoPipelining: false,
+ *     responseEncoding: false,
+ *   }),
  *   prefix: "shop",                       // keys shop:e:…, shop:v:…
  *   defaults: { ttl: 300_000, staleTtl: 60_000, waitUntil: ctx.waitUntil.bind(ctx) },
  *   onError: (error, operation) => console.warn(`cache ${operation}`, error),
@@ -65,7 +72,12 @@ export interface EdgeCacheOptions {
    * default, like `flights`. Pass a `new KnownEntries()` to model a separate isolate in tests.
    */
   known?: KnownEntries;
-  /** Called on every swallowed cache fault (Redis down, background refresh failure). */
+  /**
+   * Called on every swallowed cache fault (Redis down, background refresh failure), and with
+   * operation "fill input" when a loaded value cannot be cached because of the value or the
+   * caller's functions (a BigInt, `tagsOf`/`versionOf`/`cacheIf` throwing or giving no valid
+   * answer): the caller's error, not counted as a Redis error. What the hook throws is dropped.
+   */
   onError?: (error: unknown, operation: string) => void;
 }
 
@@ -93,6 +105,11 @@ export function engineSetup(options: EdgeCacheOptions): {
   coalesce: boolean;
   flush: FlushPolicy;
 } {
+  // A miswired binding (undefined, the env object, a URL string) would otherwise make every
+  // read a silent BYPASS, heard only by onError: fail where the engine is built instead.
+  if (typeof (options.redis as Partial<ScriptClient> | undefined)?.evalsha !== "function") {
+    throw new TypeError("EdgeCache: options.redis must be a Redis client with evalsha and eval");
+  }
   const keys = keySpace(options.prefix ?? "ec");
   const shards = options.telemetry?.shards;
   if (shards !== undefined && !(Number.isSafeInteger(shards) && shards >= 1 && shards <= 1024)) {

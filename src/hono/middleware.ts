@@ -20,7 +20,15 @@ export type EdgeCacheVariables = { edgecache: EdgeCache };
  *
  * type AppEnv = { Bindings: Bindings; Variables: EdgeCacheVariables };
  * const app = new Hono<AppEnv>();
- * app.use(edgeCache<AppEnv>((c) => new EdgeCache({ redis: Redis.fromEnv(c.env), prefix: "items" })));
+ * // Bounded: one retry and a 1 s deadline per command, so Redis down means BYPASS, not a hang.
+ * const redisOf = (env: Bindings) =>
+ *   Redis.fromEnv(env, {
+ *     retry: { retries: 1, backoff: () => 25 },
+ *     signal: () => AbortSignal.timeout(1_000),
+ *     enableAutoPipelining: false,
+ *     responseEncoding: false,
+ *   });
+ * app.use(edgeCache<AppEnv>((c) => new EdgeCache({ redis: redisOf(c.env), prefix: "items" })));
  * app.post("/purge", async (c) => c.json(await c.var.edgecache.invalidateTags("items")));
  * ```
  */

@@ -1,3 +1,4 @@
+import { privateCopy } from "../copy";
 import type { CacheResult } from "../types";
 import type { CheckSpec } from "./checks";
 import type { Flight } from "./flight";
@@ -49,11 +50,7 @@ export interface FlightPlan<T> {
 
 /** Each follower gets its own copy: one request mutating its value cannot reach another's. */
 function own<T>(result: CacheResult<T>): CacheResult<T> {
-  try {
-    return { ...result, value: structuredClone(result.value) };
-  } catch {
-    return { ...result }; // not cloneable (a function inside): shared as is, like before
-  }
+  return { ...result, value: privateCopy(result.value) };
 }
 
 /**

@@ -1,17 +1,17 @@
 import type { EngineContext } from "../context";
-import { cacheable, lateTags, type Resolved } from "../options";
+import { lateTags, type Resolved } from "../options";
 import type { CacheResult } from "../types";
 import { type FillReply, releaseLease } from "../write/fill";
-import { fillLoaded } from "../write/store";
+import { fillLoaded, type PreparedFill, prepareFill } from "../write/store";
 import type { Flight, LeaseCheck } from "./flight";
 import { acquireEntry } from "./look";
 import { failSafeResult, type ReadReply } from "./reply";
-import { loadedResult } from "./result";
+import { loadedResult, versionOrNull } from "./result";
 
 /**
  * Loading under a granted lease: on the response path (a MISS) or after it (a STALE or early
  * refresh), then the fill; the lease goes back when the loader fails or its value is not
- * cached.
+ * cached, or when its fill cannot be sent (the caller's error, see `fillOf`).
  */
 
 /**
@@ -50,7 +50,7 @@ function leaseCheckOf<T>(
  * entry (the caller's own, then `tagsOf`'s, so this isolate's bumps of either drop it), for no
  * longer than the entry stays fresh, and not at all when L1 dropped anything since `since`
  * (L1Cache.set). A `tagsOf` that throws keeps the value out of L1 (its tags are unknown); the
- * fill reports the same error as a fill fault.
+ * fill reports the same error as the caller's ("fill input", see `fillOf`).
  */
 export function intoL1<T>(
   ctx: EngineContext,
@@ -67,6 +67,34 @@ export function intoL1<T>(
     return;
   }
   ctx.l1.set(key, result.value, result.version, tags, { forMs: result.ttlMs, since });
+}
+
+/**
+ * The fill of a value loaded under `lease`, and the answer for it. The fill is worked out
+ * before anything is sent (write/store.ts `prepareFill`): null when the value is not cached,
+ * and null too when the caller's functions or the value itself make the fill impossible
+ * (`cacheIf`, `versionOf` or `tagsOf` throwing, a version that is not one, a tag that is not a
+ * name, a value JSON.stringify refuses: a BigInt, a cycle). Such an error is the caller's: it
+ * goes to `onError` as operation "fill input", not counted as a Redis error, and the value is
+ * still answered (MISS, with `versionOf`'s version only when it is one), uncached. The caller
+ * then gives the lease back at once, as for any uncached value: a lease left to expire held
+ * every later reader of the key for `leaseTtl`, on every read when the error repeats.
+ */
+function fillOf<T>(
+  ctx: EngineContext,
+  key: string,
+  lease: Pick<ReadReply, "tok" | "tg" | "cv" | "now">,
+  value: T,
+  opts: Resolved<T>,
+): { fill: PreparedFill<T> | null; answer: CacheResult<T> } {
+  let fill: PreparedFill<T> | null = null;
+  try {
+    fill = prepareFill(key, lease, value, opts);
+  } catch (error) {
+    ctx.report(error, "fill input");
+  }
+  const version = fill ? fill.valueVersion : versionOrNull(value, opts);
+  return { fill, answer: loadedResult(value, opts, version) };
 }
 
 export async function loadAndFill<T>(
@@ -95,20 +123,31 @@ export async function loadAndFill<T>(
     }
     throw error;
   }
-  if (!cacheable(loaded.value, opts)) {
-    const answer = loadedResult(loaded.value, opts);
-    flight?.settle({ ok: true, result: answer, vouchedAt: loadSeq });
+  const { fill, answer: result } = fillOf(ctx, key, reply, loaded.value, opts);
+  if (!fill) {
+    flight?.settle({ ok: true, result, vouchedAt: loadSeq });
     await ctx.afterResponse(opts, release(ctx, key, reply.tok ?? ""), "lease release");
-    return answer;
+    return result;
   }
-  const result = loadedResult(loaded.value, opts);
   const waitedMs = Date.now() - started - loaded.ms;
   const answer = waitedMs > 50 ? { ...result, waitedMs } : result;
-  const fill = offerAndFill(ctx, key, reply, loader, opts, loaded, result, loadSeq, flight, {
-    reload: true,
-    l1Since,
-  });
-  await ctx.afterResponse(opts, fill, "fill");
+  const filling = offerAndFill(
+    ctx,
+    key,
+    reply,
+    loader,
+    opts,
+    loaded,
+    fill,
+    result,
+    loadSeq,
+    flight,
+    {
+      reload: true,
+      l1Since,
+    },
+  );
+  await ctx.afterResponse(opts, filling, "fill");
   return answer;
 }
 
@@ -131,6 +170,7 @@ async function offerAndFill<T>(
   loader: () => Promise<T>,
   opts: Resolved<T>,
   loaded: { value: T; ms: number },
+  fill: PreparedFill<T>,
   result: CacheResult<T>,
   loadSeq: number | undefined,
   flight: Flight | undefined,
@@ -147,7 +187,7 @@ async function offerAndFill<T>(
   const regrant = reload && flight !== undefined && opts.waitUntil !== undefined;
   let stored: FillReply;
   try {
-    stored = await fillLoaded(ctx, key, granted, loaded.value, opts, loaded.ms, regrant);
+    stored = await fillLoaded(ctx, key, fill, loaded.ms, regrant);
   } catch (error) {
     flight?.settle({ ok: true, result });
     throw error;
@@ -189,15 +229,15 @@ async function reloadFor<T>(
     ctx.pending.add("load_errors");
     flight.settle({ ok: true, result: first });
     await release(ctx, key, lease.tok);
-    ctx.onError(error, "reload loader");
+    ctx.report(error, "reload loader");
     return;
   }
-  const fresh = loadedResult(reloaded.value, opts);
-  if (!cacheable(reloaded.value, opts)) {
+  const { fill, answer: fresh } = fillOf(ctx, key, lease, reloaded.value, opts);
+  if (!fill) {
     flight.settle({ ok: true, result: fresh, vouchedAt: reloadSeq });
     return release(ctx, key, lease.tok);
   }
-  return offerAndFill(ctx, key, lease, loader, opts, reloaded, fresh, reloadSeq, flight, {
+  return offerAndFill(ctx, key, lease, loader, opts, reloaded, fill, fresh, reloadSeq, flight, {
     reload: false,
     l1Since,
   });
@@ -216,11 +256,12 @@ export async function refresh<T>(
   } catch (error) {
     // The stale value keeps being served; the loader's error is not a cache fault.
     ctx.pending.add("refresh_errors");
-    ctx.onError(error, "background refresh loader");
+    ctx.report(error, "background refresh loader");
     return release(ctx, key, reply.tok ?? "");
   }
-  if (!cacheable(loaded.value, opts)) return release(ctx, key, reply.tok ?? "");
-  await fillLoaded(ctx, key, reply, loaded.value, opts, loaded.ms);
+  const { fill } = fillOf(ctx, key, reply, loaded.value, opts);
+  if (!fill) return release(ctx, key, reply.tok ?? "");
+  await fillLoaded(ctx, key, fill, loaded.ms);
 }
 
 /**

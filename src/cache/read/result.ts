@@ -1,28 +1,53 @@
-import type { Resolved } from "../options";
+import { assertVersion, type Resolved } from "../options";
 import type { CacheResult } from "../types";
 
 /**
  * The result of a value the caller just loaded (MISS): nominal windows (before jitter),
- * capped by an absolute expiry like the stored entry.
+ * capped by an absolute expiry like the stored entry. `version` is the value's own version
+ * when the caller already has it (default: asks `versionOf`).
  *
  * @example
  *   loadedResult(row, opts); // { value: row, status: "MISS", ageMs: 0, ttlMs: 60_000, … }
  */
-export function loadedResult<T>(value: T, opts: Resolved<T>): CacheResult<T> {
+export function loadedResult<T>(
+  value: T,
+  opts: Resolved<T>,
+  version: number | null = value != null && opts.versionKey && opts.versionOf
+    ? opts.versionOf(value)
+    : null,
+): CacheResult<T> {
   const untilExpiry =
     opts.expiresAtMs === undefined
       ? Number.POSITIVE_INFINITY
       : Math.max(0, opts.expiresAtMs - Date.now());
-  // A negative entry lives `negativeTtl`, with no grace (write/store.ts, fillLoaded).
+  // A negative entry lives `negativeTtl`, with no grace (write/store.ts, prepareFill).
   const negative = value === null && opts.negativeTtl !== undefined && opts.negativeTtl > 0;
   const ttl = negative ? (opts.negativeTtl as number) : opts.ttl;
   const staleTtl = negative ? 0 : opts.staleTtl;
   return {
     value,
     status: "MISS",
-    version: value != null && opts.versionKey && opts.versionOf ? opts.versionOf(value) : null,
+    version,
     ageMs: 0,
     ttlMs: Math.min(ttl, untilExpiry),
     staleTtlMs: Math.min(ttl + staleTtl, untilExpiry),
   };
+}
+
+/**
+ * The loaded value's own version for an answer whose fill was not prepared: `versionOf`'s
+ * when it is a version, else null (it threw, or gave no version: the fill reported that).
+ *
+ * @example
+ *   versionOrNull({ version: 3 }, opts); // 3, or null without a versionKey
+ */
+export function versionOrNull<T>(value: T, opts: Resolved<T>): number | null {
+  if (value == null || !opts.versionKey || !opts.versionOf) return null;
+  try {
+    const version = opts.versionOf(value);
+    assertVersion(version);
+    return version;
+  } catch {
+    return null;
+  }
 }

@@ -1,5 +1,5 @@
 import type { EngineContext } from "../context";
-import { assertVersion, type Resolved } from "../options";
+import { assertVersion, cacheable, type Resolved } from "../options";
 import { jitterTtl } from "../policy";
 import type { ReadReply } from "../read/reply";
 import { newToken } from "../token";
@@ -7,23 +7,52 @@ import { type EntryWrite, type FillReply, snapshotTags, storeEntry } from "./fil
 
 /**
  * Storing an entry: the fill of a granted lease (checked against what the granting read
- * captured) and the write-through, both one `fill.lua` call, counted in the isolate.
+ * captured) and the write-through, both one `fill.lua` call, counted in the isolate. What the
+ * value and the caller's functions decide (cacheIf, versionOf, tagsOf, the JSON) is worked
+ * out and checked first, before anything is sent (`prepareFill`, `prepareEntry`): a fill that
+ * cannot be sent is known while the lease can still be given back.
  */
 
+/** An entry checked and serialized, not sent yet: what `send` needs besides the lease token. */
+export interface PreparedEntry<T> {
+  json: string;
+  /** The version stored: `versionOf`'s, or the captured one for a negative entry. */
+  version: number | null;
+  /** The windows it is stored with (a negative entry's own, see `prepareFill`). */
+  opts: Resolved<T>;
+  tags: ReadonlyArray<readonly [string, string]>;
+}
+
+/** The fill of a loaded value under a granted lease, prepared (`prepareFill`). */
+export interface PreparedFill<T> extends PreparedEntry<T> {
+  token: string;
+  /** The version the loaded value itself reports (`versionOf`), which its MISS answers. */
+  valueVersion: number | null;
+  /** The caller's options, for a refused fill that takes the lease again. */
+  callerOpts: Resolved<T>;
+}
+
 /**
- * The fill of a load under the lease `read` granted. With `regrant`, a refused fill takes the
- * lease again for a reload when it is free (its reply then carries the grant: see FillReply).
+ * The fill of `value` under the lease `read` granted, worked out before anything is sent:
+ * null when the value is not cached (`cacheable`: undefined, an unversioned-away null, or
+ * `cacheIf` false). Throws what the caller's functions or the value throw, or a TypeError or
+ * InvalidKeyError for what they returned (a version that is not one, a tag that is not a
+ * name): those are the caller's errors, found while the lease can still be given back.
+ *
+ * @example
+ *   const fill = prepareFill("product:1", grant, row, opts); // throws on { n: 1n }
+ *   if (fill) await fillLoaded(ctx, "product:1", fill, loadMs);
  */
-export async function fillLoaded<T>(
-  ctx: EngineContext,
+export function prepareFill<T>(
   key: string,
   read: Pick<ReadReply, "tok" | "tg" | "cv" | "now">,
   value: T,
   opts: Resolved<T>,
-  loadMs: number,
-  regrant = false,
-): Promise<FillReply> {
-  let version = opts.versionKey && opts.versionOf && value !== null ? opts.versionOf(value) : null;
+): PreparedFill<T> | null {
+  if (!cacheable(value, opts)) return null;
+  const valueVersion =
+    opts.versionKey && opts.versionOf && value !== null ? opts.versionOf(value) : null;
+  let version = valueVersion;
   let entryOpts = opts;
   if (value === null && opts.negativeTtl && opts.negativeTtl > 0) {
     // A negative entry: short-lived, no grace or fail-safe, and under a version key stored as
@@ -37,15 +66,31 @@ export async function fillLoaded<T>(
   const counters = Array.isArray(read.tg) ? read.tg : [];
   const bound = `@${Math.floor(read.now)}`;
   const tags = snapshotTags(value, opts, (i) => counters[i] ?? bound, bound);
-  ctx.pending.add("read_requests");
-  const token = read.tok ?? "";
-  const again = regrant ? { leaseTtl: opts.leaseTtl, ownTags: opts.tagList.length } : undefined;
-  return store(ctx, key, token, value, version, entryOpts, tags, loadMs, "fills", again);
+  const entry = prepareEntry(key, value, version, entryOpts, tags);
+  return { ...entry, token: read.tok ?? "", valueVersion, callerOpts: opts };
 }
 
 /**
- * One `fill.lua` call; counts what it answered and tells the isolate's records (L1, known
- * entries) whether the entry is now there.
+ * Sends a prepared fill. With `regrant`, a refused fill takes the lease again for a reload
+ * when it is free (its reply then carries the grant: see FillReply). Rejects only for Redis.
+ */
+export async function fillLoaded<T>(
+  ctx: EngineContext,
+  key: string,
+  fill: PreparedFill<T>,
+  loadMs: number,
+  regrant = false,
+): Promise<FillReply> {
+  ctx.pending.add("read_requests");
+  const opts = fill.callerOpts;
+  const again = regrant ? { leaseTtl: opts.leaseTtl, ownTags: opts.tagList.length } : undefined;
+  return send(ctx, key, fill.token, fill, loadMs, "fills", again);
+}
+
+/**
+ * One `fill.lua` call of a write-through (`token` ""), or of a fill; counts what it answered
+ * and tells the isolate's records (L1, known entries) whether the entry is now there. The
+ * entry is checked and serialized before the request (`prepareEntry`).
  */
 export async function store<T>(
   ctx: EngineContext,
@@ -57,19 +102,51 @@ export async function store<T>(
   tags: ReadonlyArray<readonly [string, string]>,
   loadMs: number,
   counter: "fills" | "writes",
-  regrant?: EntryWrite["regrant"],
 ): Promise<FillReply> {
+  const entry = prepareEntry(key, value, version, opts, tags);
+  return send(ctx, key, token, entry, loadMs, counter);
+}
+
+/**
+ * An entry as fill.lua takes it, checked: throws a TypeError for a version that is not one (or
+ * none under a version key), for undefined, for a value without JSON (a function), or for what
+ * JSON.stringify refuses (a BigInt, a cycle). Tag names were checked when `tags` was built
+ * (resolveOptions, snapshotTags). Nothing is sent.
+ */
+function prepareEntry<T>(
+  key: string,
+  value: T,
+  version: number | null,
+  opts: Resolved<T>,
+  tags: ReadonlyArray<readonly [string, string]>,
+): PreparedEntry<T> {
   if (opts.versionKey && version === null) {
     throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
   }
   if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
   if (version !== null) assertVersion(version, `cache key ${key}: version`);
+  const json = JSON.stringify(value);
+  // A function or a Symbol (or a toJSON giving undefined) has no JSON at all.
+  if (typeof json !== "string") throw new TypeError(`cache key ${key}: value has no JSON form`);
+  return { json, version, opts, tags };
+}
+
+async function send<T>(
+  ctx: EngineContext,
+  key: string,
+  token: string,
+  entry: PreparedEntry<T>,
+  loadMs: number,
+  counter: "fills" | "writes",
+  regrant?: EntryWrite["regrant"],
+): Promise<FillReply> {
+  const { opts, tags } = entry;
   const freshMs = jitterTtl(opts.ttl, opts.jitter, ctx.random);
   const sent = Date.now();
   const reply = await storeEntry(ctx.target, key, {
     token,
-    json: JSON.stringify(value),
-    version,
+    json: entry.json,
+    version: entry.version,
     versionKey: opts.versionKey,
     freshMs,
     graceMs: opts.staleTtl,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { L1Cache } from "../../../src/cache";
+import { FlightRegistry, KnownEntries, L1Cache } from "../../../src/cache";
 import type { ScriptClient } from "../../../src/cache/redis";
 import { hitScript } from "../../../src/cache/scripts";
 import { type CacheHarness, gate, sleep, useWarmHarness } from "./harness";
@@ -69,9 +69,46 @@ describe("L1Cache on its own", () => {
     l1.set("k", "current", null, [], { since });
     expect(l1.get("k")?.value).toBe("current");
   });
+
+  it("stores a copy and hands each get its own copy: mutating one reaches neither L1 nor the next", () => {
+    const l1 = new L1Cache(10, 1000);
+    const stored = { name: "mug", notes: ["private"] };
+    l1.set("k", stored, null, []);
+    stored.notes.push("changed by the writer after set");
+    const first = l1.get("k")?.value as typeof stored;
+    first.notes.push("changed by a reader");
+    expect(l1.get("k")?.value).toEqual({ name: "mug", notes: ["private"] });
+    expect(l1.get("k")?.value).not.toBe(l1.get("k")?.value);
+  });
 });
 
 describe("L1 in the engine", () => {
+  it("a request that mutates its result changes nothing another request of the isolate reads from L1", async () => {
+    const l1 = new L1Cache(100, 1000); // module scope: shared by the isolate's requests
+    const prefix = `l1m${Math.random().toString(36).slice(2, 8)}`;
+    const flights = new FlightRegistry();
+    const known = new KnownEntries();
+    const request = () => h.cache({ l1, flights, known }, prefix);
+    type Product = { name: string; internalNotes?: string; tags: string[] };
+    const load = async (): Promise<Product> => ({ name: "mug", internalNotes: "62%", tags: ["a"] });
+    const original = { name: "mug", internalNotes: "62%", tags: ["a"] };
+
+    // The MISS answers the loader's object; it strips a private field and adds per-user data.
+    const miss = await request().getOrLoad("product:1", load, noEarly);
+    expect(miss.status).toBe("MISS");
+    delete miss.value.internalNotes;
+    miss.value.tags.push("user-specific");
+
+    const hit = await request().getOrLoad("product:1", load, noEarly);
+    expect(hit.l1).toBe(true);
+    expect(hit.value).toEqual(original);
+    // An L1 hit's value is the request's own too.
+    hit.value.tags.push("another user");
+    const next = await request().getOrLoad("product:1", load, noEarly);
+    expect(next.l1).toBe(true);
+    expect(next.value).toEqual(original);
+  });
+
   it("a HIT keeps the entry's tagsOf tags in L1: this isolate's tag bump drops it", async () => {
     let t = 0;
     const cache = h.cache({ l1: new L1Cache(100, 1000, () => t) });
@@ -133,14 +170,13 @@ describe("L1 in the engine", () => {
     const cache = h.cache({ l1: new L1Cache(100, 1000) });
     const opts = {
       ...noEarly,
-      leaseTtl: 50, // the failed fill leaves its lease to expire
       tagsOf: (): string[] => {
         throw new Error("bad tagsOf");
       },
     };
     const first = await cache.getOrLoad("t:1", async () => "v", opts);
     expect(first).toMatchObject({ status: "MISS", value: "v" });
-    await cache.settle(); // the fill fails (its fault is reported), the lease expires
+    await cache.settle(); // no fill is sent (the error is reported), the lease goes back
     const again = await cache.getOrLoad("t:1", async () => "v", opts);
     expect(again.l1).toBeUndefined();
     expect(again.value).toBe("v");

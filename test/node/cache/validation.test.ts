@@ -124,6 +124,60 @@ describe("names", () => {
   });
 });
 
+describe("untyped input (a queue message's JSON, a JavaScript caller)", () => {
+  // biome-ignore lint/suspicious/noExplicitAny: untyped input is what these cases are about
+  type Any = any;
+
+  it("a name that is not a string throws InvalidKeyError before any request", async () => {
+    const cache = h.cache();
+    const invalidate = cache.invalidate.bind(cache) as (...keys: unknown[]) => Promise<number>;
+    const invalidateTags = cache.invalidateTags.bind(cache) as (
+      ...tags: unknown[]
+    ) => Promise<unknown>;
+    await h.resetCounter();
+    await expect(cache.getOrLoad(undefined as Any, async () => 1)).rejects.toThrow(InvalidKeyError);
+    await expect(cache.getOrLoad(42 as Any, async () => 1)).rejects.toThrow(InvalidKeyError);
+    await expect(cache.get(null as Any)).rejects.toThrow(InvalidKeyError);
+    await expect(cache.set("k", 1, { tags: [undefined as Any] })).rejects.toThrow(InvalidKeyError);
+    // An array where rest arguments belong used to become the name "k1,k2".
+    await expect(invalidate(["k1", "k2"])).rejects.toThrow(InvalidKeyError);
+    await expect(invalidateTags(["a", "b"])).rejects.toThrow(InvalidKeyError);
+    await expect(cache.apply({ keys: [7 as Any] })).rejects.toThrow(InvalidKeyError);
+    await expect(cache.purgePattern(undefined as Any)).rejects.toThrow(InvalidKeyError);
+    expect(await h.requests()).toBe(0);
+  });
+
+  it("apply() with a string or an object where a list belongs throws a TypeError before any request", async () => {
+    const cache = h.cache();
+    await cache.set("product:1", "old", { tags: ["products"] });
+    await h.resetCounter();
+    for (const event of [
+      '{"keys":"product:1"}',
+      '{"tags":"products"}',
+      '{"keys":{"0":"product:1"}}',
+      '{"versions":[["product:1",2]]}',
+      '{"versions":"product:1"}',
+    ]) {
+      await expect(cache.apply(JSON.parse(event)), event).rejects.toThrow(TypeError);
+    }
+    await expect(
+      cache.getOrLoad("list", async () => 1, { tags: "products" as Any }),
+    ).rejects.toThrow(TypeError);
+    expect(await h.requests()).toBe(0);
+    expect((await cache.get("product:1"))?.value).toBe("old");
+    // The same event as lists (and null for an absent part) goes through.
+    const applied = await cache.apply(JSON.parse('{"keys":["product:1"],"tags":null}'));
+    expect(applied).toEqual({ removed: 1, tagsBumped: 0, versionsAdvanced: 0 });
+  });
+
+  it("an engine built without a Redis client throws a TypeError at once, not a BYPASS per read", () => {
+    for (const redis of [undefined, null, {}, "https://example.upstash.io", { evalsha: 1 }]) {
+      expect(() => h.cache({ redis: redis as Any }), String(redis)).toThrow(TypeError);
+    }
+    expect(() => h.cache()).not.toThrow();
+  });
+});
+
 describe("purge steps", () => {
   it("a budget or count below 1, or a cursor no step returned, throws before any request", async () => {
     const cache = h.cache();
