@@ -29,7 +29,7 @@ import type {
 } from "./types";
 import { CacheWriteError } from "./write/error";
 import { snapshotTags } from "./write/fill";
-import { store } from "./write/store";
+import { prepareEntry, store } from "./write/store";
 
 /** `apply`'s `keys` or `tags`: absent (undefined or null) or an array; anything else throws. */
 function listOf(list: unknown, what: string): readonly string[] {
@@ -254,18 +254,22 @@ export class EdgeCache {
       ...options,
       versionKey: version === null ? options.versionKey : (options.versionKey ?? key),
     });
-    // Caller bugs surface as TypeErrors, not as CacheWriteError (which means "use the outbox").
-    if (opts.versionKey && version === null) {
-      throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
-    }
-    if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
-    if (version !== null) assertVersion(version, `cache key ${key}: version`);
     // Data current now takes the counters as they are; data loaded at `tagsAsOf` must not
     // predate a bump.
     const seen = opts.tagsAsOf === undefined ? "" : `@${Math.floor(opts.tagsAsOf)}`;
-    const tags = snapshotTags(value, opts, () => seen, seen);
+    // Caller bugs surface before any request, as TypeErrors (a missing or invalid version,
+    // undefined, a value JSON.stringify refuses: a BigInt, a cycle, a function) or
+    // InvalidKeyError (a tagsOf tag), never as CacheWriteError, which means "Redis failed: use
+    // the outbox" and would queue a write that can never succeed.
+    const entry = prepareEntry(
+      key,
+      value,
+      version,
+      opts,
+      snapshotTags(value, opts, () => seen, seen),
+    );
     try {
-      const reply = await store(this.#ctx, key, "", value, version, opts, tags, 0, "writes");
+      const reply = await store(this.#ctx, key, entry);
       this.#ctx.l1?.delete(key);
       return reply.ok ? { written: true } : { written: false, reason: reply.r ?? "refused" };
     } catch (error) {

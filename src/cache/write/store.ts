@@ -88,23 +88,16 @@ export async function fillLoaded<T>(
 }
 
 /**
- * One `fill.lua` call of a write-through (`token` ""), or of a fill; counts what it answered
- * and tells the isolate's records (L1, known entries) whether the entry is now there. The
- * entry is checked and serialized before the request (`prepareEntry`).
+ * One `fill.lua` call of a write-through (`token` "") of an entry checked and serialized by
+ * `prepareEntry`; counts what it answered and tells the isolate's records (L1, known entries)
+ * whether the entry is now there. Rejects only for Redis.
  */
-export async function store<T>(
+export function store<T>(
   ctx: EngineContext,
   key: string,
-  token: string,
-  value: T,
-  version: number | null,
-  opts: Resolved<T>,
-  tags: ReadonlyArray<readonly [string, string]>,
-  loadMs: number,
-  counter: "fills" | "writes",
+  entry: PreparedEntry<T>,
 ): Promise<FillReply> {
-  const entry = prepareEntry(key, value, version, opts, tags);
-  return send(ctx, key, token, entry, loadMs, counter);
+  return send(ctx, key, "", entry, 0, "writes");
 }
 
 /**
@@ -113,7 +106,7 @@ export async function store<T>(
  * JSON.stringify refuses (a BigInt, a cycle). Tag names were checked when `tags` was built
  * (resolveOptions, snapshotTags). Nothing is sent.
  */
-function prepareEntry<T>(
+export function prepareEntry<T>(
   key: string,
   value: T,
   version: number | null,

@@ -178,6 +178,32 @@ describe("untyped input (a queue message's JSON, a JavaScript caller)", () => {
   });
 });
 
+describe("values a write-through cannot store", () => {
+  it("a BigInt, a cycle or a function is a TypeError before any request, never a CacheWriteError", async () => {
+    const { CacheWriteError } = await import("../../../src/cache/index");
+    const prefix = `wt${Date.now().toString(36)}`;
+    const cache = h.cache({}, prefix);
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    await h.resetCounter();
+    for (const [what, write] of [
+      ["a BigInt", () => cache.set("wt:1", { n: 1n })],
+      ["a cycle", () => cache.writeThrough("wt:2", cyclic, 3)],
+      ["a function", () => cache.set("wt:3", () => 1)],
+    ] as const) {
+      const error = await write().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      // CacheWriteError means "Redis failed: use the outbox", where this write would fail forever.
+      expect(error, what).toBeInstanceOf(TypeError);
+      expect(error, what).not.toBeInstanceOf(CacheWriteError);
+    }
+    expect(await h.requests()).toBe(0);
+    expect(await h.redis.exists(keySpace(prefix).entry("wt:1"))).toBe(0);
+  });
+});
+
 describe("purge steps", () => {
   it("a budget or count below 1, or a cursor no step returned, throws before any request", async () => {
     const cache = h.cache();
