@@ -6,7 +6,7 @@ import { fillLoaded, type PreparedFill, prepareFill } from "../write/store";
 import type { Flight, LeaseCheck } from "./flight";
 import { acquireEntry } from "./look";
 import { failSafeResult, type ReadReply } from "./reply";
-import { loadedResult, versionOrNull } from "./result";
+import { loadedResult, readBack, versionOrNull } from "./result";
 
 /**
  * Loading under a granted lease: on the response path (a MISS) or after it (a STALE or early
@@ -94,7 +94,9 @@ function fillOf<T>(
     ctx.report(error, "fill input");
   }
   const version = fill ? fill.valueVersion : versionOrNull(value, opts);
-  return { fill, answer: loadedResult(value, opts, version) };
+  // What a HIT of the entry will answer: the parse of the JSON the fill sends (readBack).
+  const answered = fill ? (JSON.parse(fill.json) as T) : readBack(value);
+  return { fill, answer: loadedResult(answered, opts, version) };
 }
 
 export async function loadAndFill<T>(

@@ -9,7 +9,7 @@ import type { FlightRegistry } from "./flights";
 import { intoL1, loadAndFill, loadStarts, refresh, refreshLater } from "./load";
 import { countLook, hitDeclares, look, readEntry } from "./look";
 import { failSafeResult, fromEntry, type ReadReply } from "./reply";
-import { loadedResult } from "./result";
+import { loadedResult, readBack } from "./result";
 import { nextCheckDelay } from "./wait";
 
 /**
@@ -124,7 +124,7 @@ export async function readThrough<T>(
         }
         throw error;
       }
-      const own = { ...loadedResult(value.value, opts), waitedMs: Date.now() - started };
+      const own = { ...loadedResult(readBack(value.value), opts), waitedMs: Date.now() - started };
       flight?.settle({ ok: true, result: own, vouchedAt: loadSeq });
       return own;
     }
@@ -170,7 +170,7 @@ export class ReadPlan<T> implements FlightPlan<T> {
     ctx.pending.add("lease_timeouts");
     try {
       const { value } = await ctx.timed(this.loader);
-      return { ...loadedResult(value, opts), waitedMs };
+      return { ...loadedResult(readBack(value), opts), waitedMs };
     } catch (error) {
       ctx.pending.add("load_errors");
       const kept = opts.failSafeMs > 0 ? await keptEntry<T>(ctx, key, opts) : undefined;
@@ -230,5 +230,5 @@ export async function bypass<T>(
     ctx.pending.add("load_errors");
     throw error;
   }
-  return { ...loadedResult(value, opts), status: "BYPASS" };
+  return { ...loadedResult(readBack(value), opts), status: "BYPASS" };
 }

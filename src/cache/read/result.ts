@@ -51,3 +51,24 @@ export function versionOrNull<T>(value: T, opts: Resolved<T>): number | null {
     return null;
   }
 }
+
+/**
+ * `value` as a read of its entry gives it back: what `JSON.parse` makes of its JSON. Entries are
+ * stored as JSON, so a HIT answers a `Date` as its ISO string, a `Map` as `{}`, `NaN` as null; a
+ * MISS that answered the loader's own object would make one key's value change type with the
+ * status. Every status answers this form (a fill answers the parse of the very JSON it sends).
+ * A value with no JSON form (undefined, a function, a BigInt, a cycle) is answered as it is:
+ * it cannot be cached, and the fill reports why.
+ *
+ * @example
+ *   readBack({ at: new Date(0) }); // { at: "1970-01-01T00:00:00.000Z" }
+ */
+export function readBack<T>(value: T): T {
+  if (typeof value === "string" || typeof value === "boolean" || value === null) return value;
+  try {
+    const json = JSON.stringify(value);
+    return json === undefined ? value : (JSON.parse(json) as T);
+  } catch {
+    return value;
+  }
+}
