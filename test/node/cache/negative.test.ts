@@ -27,7 +27,8 @@ describe("negative entries", () => {
       return null;
     };
     const first = await cache.getOrLoad<Row | null>("product:1", loader, opts(1));
-    expect(first).toMatchObject({ status: "MISS", value: null });
+    // The version it is cached under, as its HITs report it (it was null here before).
+    expect(first).toMatchObject({ status: "MISS", value: null, version: 0 });
     await h.resetCounter();
     const second = await cache.getOrLoad<Row | null>("product:1", loader, opts(1));
     expect(second).toMatchObject({ status: "HIT", value: null, version: 0 });
