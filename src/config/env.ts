@@ -25,6 +25,7 @@ export interface Env {
   DB_QUERY_TIMEOUT_MS?: string;
   LOADER_BACKOFF_MS?: string;
   DB_BREAKER_MS?: string;
+  QUEUE_TIMEOUT_MS?: string;
   PURGE_QUEUE?: Queue<unknown>;
 }
 
@@ -117,6 +118,10 @@ const schema = z.object({
   // After a Postgres connect fails, how long other connects of the isolate fail at once instead
   // of each waiting out DB_CONNECT_TIMEOUT_MS (src/db/breaker.ts); 0 turns that off.
   DB_BREAKER_MS: millis(2000, 0, 60_000),
+  // One Queues send or sendBatch (the write path's hand-over, POST /admin/invalidate async, the
+  // drain's hand-over, the consumer's continuations): a producer that never answers would
+  // otherwise hold the response, a cron tick or a consumer batch (src/domain/queue.ts).
+  QUEUE_TIMEOUT_MS: millis(2000, 50, 60_000),
 });
 
 export type AppConfig = z.infer<typeof schema>;

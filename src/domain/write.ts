@@ -2,6 +2,7 @@ import type { EdgeCache } from "../cache";
 import type { Services } from "../runtime/services";
 import { type CacheChange, toEvent } from "./events";
 import { insertOutbox, markProcessed, type Tx } from "./outbox";
+import { queueCall } from "./queue";
 
 /** How the invalidation of a committed write reached the cache. */
 export type Delivery = "applied" | "queued" | "deferred";
@@ -28,9 +29,10 @@ export interface WriteSpec<T> {
  * 1. one Postgres transaction changes the row, bumps its version, inserts the outbox event;
  * 2. after commit and BEFORE responding, the event is applied to Redis (one request), so any
  *    read that starts after the response sees the write;
- * 3. if Redis fails, the event goes to the queue; if the queue fails too, the row stays
- *    pending and the cron drains it. The write itself is never reported as failed because
- *    the cache failed; the outbox row is marked done after the response (waitUntil).
+ * 3. if Redis fails, the event goes to the queue; if the queue fails too (refuses, or does not
+ *    answer within QUEUE_TIMEOUT_MS), the row stays pending and the cron drains it. The write
+ *    itself is never reported as failed because the cache failed, and is answered within the
+ *    Redis and queue deadlines; the outbox row is marked done after the response (waitUntil).
  */
 export async function commitWrite<T>(
   services: Services,
@@ -42,31 +44,35 @@ export async function commitWrite<T>(
     return { ...out, outboxId: id };
   });
 
+  let applied = false;
   try {
     if (spec.apply) await spec.apply(services.cache, result, cache);
     else await services.cache.apply(cache);
-    // Patterns are not one request: they go through the queue's bounded purge steps.
-    if (cache.patterns?.length) {
-      await enqueue(services, { patterns: cache.patterns }, spec.origin, [outboxId]);
-      return { result, delivery: "queued" };
-    }
+    applied = true;
+  } catch (cacheError) {
+    console.warn(`${spec.origin}: cache apply failed, handing the event to the queue`, cacheError);
+  }
+  if (applied && !cache.patterns?.length) {
     services.background(
       markProcessed(services.db, services.config.CACHE_PREFIX, [outboxId]),
       "outbox mark",
     );
     return { result, delivery: "applied" };
-  } catch (cacheError) {
-    console.warn(`${spec.origin}: cache apply failed, handing the event to the queue`, cacheError);
-    try {
-      await enqueue(services, cache, spec.origin, [outboxId]);
-      return { result, delivery: "queued" };
-    } catch (queueError) {
-      console.error(
-        `${spec.origin}: queue send failed too; the cron will drain outbox row ${outboxId}`,
-        queueError,
-      );
-      return { result, delivery: "deferred" };
-    }
+  }
+  // Patterns are not one request: they go through the queue's bounded purge steps. After a
+  // failed apply the whole event goes. One send, within QUEUE_TIMEOUT_MS: a queue that refuses
+  // or hangs leaves the row pending for the cron, and the write is answered all the same.
+  try {
+    await enqueue(services, applied ? { patterns: cache.patterns } : cache, spec.origin, [
+      outboxId,
+    ]);
+    return { result, delivery: "queued" };
+  } catch (queueError) {
+    console.error(
+      `${spec.origin}: queue send failed${applied ? "" : " too"}; the cron will drain outbox row ${outboxId}`,
+      queueError,
+    );
+    return { result, delivery: "deferred" };
   }
 }
 
@@ -77,5 +83,8 @@ async function enqueue(
   outboxIds: number[],
 ): Promise<void> {
   if (!services.queue) throw new Error("no PURGE_QUEUE binding");
-  await services.queue.send(toEvent(change, origin, outboxIds), { contentType: "json" });
+  await queueCall(
+    services.queue.send(toEvent(change, origin, outboxIds), { contentType: "json" }),
+    services.config.QUEUE_TIMEOUT_MS,
+  );
 }

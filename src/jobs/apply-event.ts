@@ -2,6 +2,7 @@ import type { z } from "zod";
 import type { EdgeCache } from "../cache";
 import { assertGlob, assertName } from "../cache/keys";
 import type { CacheChange, InvalidationEvent } from "../domain/events";
+import { queueCall } from "../domain/queue";
 
 /**
  * Applying invalidation events to the cache, shared by the queue consumer, the cron's outbox
@@ -268,21 +269,69 @@ export async function runPatternJobs(
   return { outcomes, steps, deleted };
 }
 
-/** Queue.sendBatch takes at most 100 messages per call. */
+/**
+ * Cloudflare Queues limits (developers.cloudflare.com/queues/platform/limits; miniflare enforces
+ * the same locally): at most 100 messages and 256 KB per `sendBatch`, 128 KB per message. KB is
+ * taken as 1,000 bytes (miniflare's figure), the safe side of either reading.
+ */
 const SEND_BATCH_MAX = 100;
+const SEND_BATCH_MAX_BYTES = 256_000;
+/** What a message adds to its body in a batch (id, content type, timestamps): an allowance. */
+const MESSAGE_OVERHEAD_BYTES = 100;
+/** The largest body one message may carry, its overhead counted. */
+export const MESSAGE_MAX_BYTES = 128_000 - MESSAGE_OVERHEAD_BYTES;
 
-/** Sends events as JSON messages; returns how many subrequests it took. Throws on failure. */
+/** Bytes of `value` as the queue carries it (JSON, UTF-8). */
+export function jsonBytes(value: unknown): number {
+  return new TextEncoder().encode(JSON.stringify(value)).byteLength;
+}
+
+/**
+ * `events` in `sendBatch`-sized runs: at most SEND_BATCH_MAX messages and SEND_BATCH_MAX_BYTES
+ * (bodies plus their overhead) each. Throws, before anything is sent, for an event over the
+ * per-message limit: the queue would refuse it, and with it the whole batch.
+ */
+export function sendBatches(events: readonly InvalidationEvent[]): InvalidationEvent[][] {
+  const batches: InvalidationEvent[][] = [];
+  let batch: InvalidationEvent[] = [];
+  let bytes = 0;
+  for (const event of events) {
+    const size = jsonBytes(event);
+    if (size > MESSAGE_MAX_BYTES) {
+      throw new Error(`an event of ${size} bytes is over the queue's per-message limit`);
+    }
+    const cost = size + MESSAGE_OVERHEAD_BYTES;
+    if (batch.length === SEND_BATCH_MAX || bytes + cost > SEND_BATCH_MAX_BYTES) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(event);
+    bytes += cost;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
+/**
+ * Sends events as JSON messages, each `sendBatch` within `timeoutMs` (src/domain/queue.ts);
+ * returns how many subrequests it took. Throws on failure, a timeout included: events of runs
+ * sent before the failure may be delivered, which is harmless (applies are idempotent).
+ */
 export async function sendEvents(
   queue: Queue<unknown> | undefined,
   events: readonly InvalidationEvent[],
+  timeoutMs: number,
 ): Promise<number> {
   if (events.length === 0) return 0;
   if (!queue) throw new Error("no PURGE_QUEUE binding");
   let calls = 0;
-  for (let start = 0; start < events.length; start += SEND_BATCH_MAX) {
-    const chunk = events.slice(start, start + SEND_BATCH_MAX);
+  for (const batch of sendBatches(events)) {
     calls++;
-    await queue.sendBatch(chunk.map((body) => ({ body, contentType: "json" as const })));
+    await queueCall(
+      queue.sendBatch(batch.map((body) => ({ body, contentType: "json" as const }))),
+      timeoutMs,
+    );
   }
   return calls;
 }

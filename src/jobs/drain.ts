@@ -163,7 +163,9 @@ export async function drainOutbox(
       noteError(`outage not recorded: ${describeError(e)}`),
     );
     try {
-      budget.spend(await sendEvents(services.queue, rows.map(rowEvent)));
+      budget.spend(
+        await sendEvents(services.queue, rows.map(rowEvent), services.config.QUEUE_TIMEOUT_MS),
+      );
       report.queued += rows.length;
       noteError(`${error}; ${ids.length} rows handed to the queue`);
     } catch (queueError) {

@@ -39,13 +39,19 @@ export function retryDelaySeconds(attempts: number): number {
   return Math.min(60, 2 ** Math.max(1, attempts));
 }
 
-/** wrangler.toml `max_retries`: past it Cloudflare moves the message to the dead-letter queue. */
+/**
+ * wrangler.toml `max_retries`: past it Cloudflare moves the message to the dead-letter queue.
+ * It counts retries, not deliveries: a message is delivered up to MAX_RETRIES + 1 times.
+ */
 export const MAX_RETRIES = 5;
 
 export interface PurgeOptions {
   /** Pattern purge steps per batch and keys per step. Default 5 × 1000. */
   patterns?: Partial<PatternLimits>;
-  /** Attempts from which a malformed message is logged as poison. Default MAX_RETRIES. */
+  /**
+   * wrangler.toml `max_retries` (default MAX_RETRIES): a malformed message on its last delivery,
+   * attempt maxRetries + 1, is logged as poison.
+   */
   maxRetries?: number;
 }
 
@@ -56,7 +62,7 @@ export interface PurgeReport {
   retried: number;
   /** Messages that are not invalidation events (retried toward the dead-letter queue). */
   invalid: number;
-  /** Invalid messages on their last attempts, logged as poison. */
+  /** Invalid messages on their last delivery, logged as poison. */
   poison: number;
   /** Distinct names applied (after merging the batch) and what Redis did with them. */
   applied: {
@@ -94,7 +100,7 @@ function emptyReport(queue: string, messages: number): PurgeReport {
  * Consumes a batch of invalidation events:
  * - every message is validated; a malformed one is retried with backoff (never acked), so after
  *   max_retries it lands in the dead-letter queue for a person to read, and is logged as poison
- *   on its last attempts;
+ *   on its last delivery (attempt max_retries + 1);
  * - the valid ones are merged (keys and tags deduplicated, the highest version per name) and
  *   applied in ONE Redis request; if that fails, every message is retried: nothing is acked
  *   that was not applied;
@@ -110,7 +116,8 @@ export async function processPurgeBatch(
   messages: readonly PurgeMessage[],
   options: PurgeOptions = {},
 ): Promise<PurgeReport> {
-  const maxRetries = options.maxRetries ?? MAX_RETRIES;
+  // `max_retries` counts retries: the first delivery plus that many, then the dead-letter queue.
+  const lastAttempt = (options.maxRetries ?? MAX_RETRIES) + 1;
   const limits = { ...DEFAULT_PATTERN_LIMITS, ...options.patterns };
   const report = emptyReport(queue, messages.length);
   const retry = (message: PurgeMessage) => {
@@ -126,10 +133,10 @@ export async function processPurgeBatch(
       continue;
     }
     report.invalid++;
-    if (message.attempts >= maxRetries) {
+    if (message.attempts >= lastAttempt) {
       report.poison++;
       console.error(
-        `purge: poison message ${message.id} (attempt ${message.attempts} of ${maxRetries}, next stop the dead-letter queue): ${parsed.problems}`,
+        `purge: poison message ${message.id} (attempt ${message.attempts} of ${lastAttempt}, next stop the dead-letter queue): ${parsed.problems}`,
       );
     } else {
       console.warn(

@@ -6,6 +6,8 @@ import {
   applyChange,
   type ChangeWithCursor,
   describeError,
+  jsonBytes,
+  MESSAGE_MAX_BYTES,
   mergeChanges,
   notStarted,
   type PatternLimits,
@@ -23,7 +25,9 @@ import {
  * 2. Pattern purges run in bounded steps. An event whose purges the steps do not finish gets
  *    ONE continuation message holding all of its unfinished purges with their cursors
  *    (`cursors`) and its outbox ids: its rows are settled when the last purge ends, never when
- *    the first of several does. Events left with the same purges share one continuation.
+ *    the first of several does. Events left with the same purges share one continuation (one
+ *    per 1,000 rows). Purges too long for one message are split, without their rows
+ *    (`splitPurges`). Every send is within the queue's limits and QUEUE_TIMEOUT_MS.
  * 3. The outbox rows of the events that are done are marked processed (under the services'
  *    prefix only). A row also named by an event that is continued or failed is not marked.
  */
@@ -39,7 +43,8 @@ export interface SettleItem {
 
 /**
  * done: applied, purges finished, rows marked (best effort);
- * continued: applied, its unfinished purges are on the queue with its rows;
+ * continued: applied, its unfinished purges are on the queue with its rows (or, split over
+ *   several messages, without them: then its rows are marked processed now);
  * failed: not applied (Redis failed) or a purge step failed or its continuation could not be
  * queued; nothing of it was marked, and it must be delivered again.
  */
@@ -66,12 +71,30 @@ export interface SettleResult {
   error?: string;
 }
 
-/** One message for each distinct set of unfinished purges, carrying its events' rows. */
+/** The most outbox ids one event may carry (`outboxIds` in the event schema). */
+const OUTBOX_IDS_MAX = 1000;
+
+/** The continuation messages of a settle, and which items they continue. */
+interface Continuations {
+  events: InvalidationEvent[];
+  /** Items whose rows travel with their purges: marked continued, settled by the chain. */
+  chained: number[];
+  /** Items whose purges were split without their rows (see `splitPurges`): settled now. */
+  handedOff: number[];
+}
+
+/**
+ * One message for each distinct set of unfinished purges, carrying its events' rows in runs of
+ * at most OUTBOX_IDS_MAX (one message per run, all with the same purges: each row is settled by
+ * the chain that carries it, so every row markContinued records has a chain; the consumer merges
+ * the same purges delivered together). A set whose message would pass the queue's per-message
+ * limit is split instead (`splitPurges`).
+ */
 function continuations(
   items: readonly SettleItem[],
   owned: readonly PatternOutcome[][],
   need: readonly number[],
-): { events: InvalidationEvent[]; groups: number[][] } {
+): Continuations {
   const bySignature = new Map<string, { outcomes: PatternOutcome[]; members: number[] }>();
   for (const index of need) {
     const open = (owned[index] ?? []).filter((o) => !o.done);
@@ -80,21 +103,64 @@ function continuations(
     group.members.push(index);
     bySignature.set(signature, group);
   }
-  const events: InvalidationEvent[] = [];
-  const groups: number[][] = [];
+  const plan: Continuations = { events: [], chained: [], handedOff: [] };
   for (const { outcomes, members } of bySignature.values()) {
     const rows = [...new Set(members.flatMap((i) => items[i]?.outboxIds ?? []))];
     const first = items[members[0] ?? 0];
-    events.push({
+    const purges: InvalidationEvent = {
       patterns: outcomes.map((o) => o.glob),
       cursors: Object.fromEntries(outcomes.map((o) => [o.glob, o.cursor])),
       origin: first?.origin ?? "purge",
       at: Math.min(...members.map((i) => items[i]?.at ?? Date.now())),
-      ...(rows.length > 0 ? { outboxIds: rows.slice(0, 1000) } : {}),
-    });
-    groups.push(members);
+    };
+    const runs: InvalidationEvent[] = [];
+    for (let start = 0; start < rows.length; start += OUTBOX_IDS_MAX) {
+      runs.push({ ...purges, outboxIds: rows.slice(start, start + OUTBOX_IDS_MAX) });
+    }
+    if (runs.length === 0) runs.push(purges);
+    if (runs.every((event) => jsonBytes(event) <= MESSAGE_MAX_BYTES)) {
+      plan.events.push(...runs);
+      plan.chained.push(...members);
+    } else {
+      plan.events.push(...splitPurges(purges));
+      plan.handedOff.push(...members);
+    }
   }
-  return { events, groups };
+  return plan;
+}
+
+/**
+ * `event`'s purges over as many messages as the per-message limit needs, none carrying outbox
+ * ids. Only purges of long globs get here (a continuation repeats each glob in `cursors`, so an
+ * admin message of 100 long globs continues as about twice its size); writers' events never do.
+ *
+ * Why without the rows: a row may be settled only when its LAST purge ends, and parts of one
+ * purge set finish in any order, which would take a per-row count of open parts. Instead, once
+ * every part is on the queue the rows are marked processed: from then on the purges are the
+ * queue's to deliver, as an admin purge always is (a part that fails for good is kept in the
+ * dead-letter queue). Not splitting was worse: the whole send failed, so the message was retried
+ * from the same cursors until it was dead-lettered, and the purges never progressed.
+ */
+function splitPurges(event: InvalidationEvent): InvalidationEvent[] {
+  const empty = (): InvalidationEvent => ({ ...event, patterns: [], cursors: {} });
+  const parts: InvalidationEvent[] = [];
+  let part = empty();
+  let bytes = jsonBytes(part);
+  for (const glob of event.patterns ?? []) {
+    const cursor = event.cursors?.[glob] ?? "0";
+    // The glob twice (in `patterns` and as a key of `cursors`), its cursor, two commas, a colon.
+    const cost = 2 * jsonBytes(glob) + jsonBytes(cursor) + 3;
+    if ((part.patterns?.length ?? 0) > 0 && bytes + cost > MESSAGE_MAX_BYTES) {
+      parts.push(part);
+      part = empty();
+      bytes = jsonBytes(part);
+    }
+    part.patterns?.push(glob);
+    if (part.cursors) part.cursors[glob] = cursor;
+    bytes += cost;
+  }
+  if ((part.patterns?.length ?? 0) > 0) parts.push(part);
+  return parts;
 }
 
 /**
@@ -156,21 +222,27 @@ export async function settleEvents(
     else result.status[index] = "done";
   });
 
+  let handedOff = new Set<number>();
   if (need.length > 0) {
-    const { events, groups } = continuations(items, owned, need);
+    const plan = continuations(items, owned, need);
     let queued = false;
     try {
-      result.queueSends += await sendEvents(services.queue, events);
-      result.continuations = events.length;
-      for (const group of groups) for (const i of group) result.status[i] = "continued";
+      result.queueSends += await sendEvents(
+        services.queue,
+        plan.events,
+        services.config.QUEUE_TIMEOUT_MS,
+      );
+      result.continuations = plan.events.length;
+      for (const i of need) result.status[i] = "continued";
+      handedOff = new Set(plan.handedOff);
       queued = true;
     } catch (error) {
       // Without its continuation the event must be delivered again: its redelivery (or the
       // next drain) resumes from its own cursors.
-      result.error ??= `continuation of ${events.length} purges not queued: ${describeError(error)}`;
+      result.error ??= `continuation of ${plan.events.length} purges not queued: ${describeError(error)}`;
     }
     const continued = queued
-      ? [...new Set(groups.flat().flatMap((i) => items[i]?.outboxIds ?? []))]
+      ? [...new Set(plan.chained.flatMap((i) => items[i]?.outboxIds ?? []))]
       : [];
     if (continued.length > 0) {
       // Drains leave these rows to the chain just queued (outbox.ts, markContinued). Not
@@ -184,12 +256,13 @@ export async function settleEvents(
     }
   }
 
-  const notDone = new Set(
-    items.flatMap((item, i) => (result.status[i] === "done" ? [] : item.outboxIds)),
+  // Rows are settled when their event is done, or continued without them (splitPurges), and no
+  // other event naming them is still open.
+  const settled = (i: number) => result.status[i] === "done" || handedOff.has(i);
+  const notDone = new Set(items.flatMap((item, i) => (settled(i) ? [] : item.outboxIds)));
+  const ids = [...new Set(items.flatMap((item, i) => (settled(i) ? item.outboxIds : [])))].filter(
+    (id) => !notDone.has(id),
   );
-  const ids = [
-    ...new Set(items.flatMap((item, i) => (result.status[i] === "done" ? item.outboxIds : []))),
-  ].filter((id) => !notDone.has(id));
   if (ids.length > 0) {
     result.queries++;
     try {

@@ -1,12 +1,14 @@
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
-import { sql } from "drizzle-orm";
+import { and, desc, eq, sql } from "drizzle-orm";
 import { afterEach, describe, expect, it } from "vitest";
+import { cacheOutbox } from "../../db/schema";
 import worker from "../../functions/index";
 import { DatabaseUnavailableError } from "../../src/db/errors";
 import { createApp } from "../../src/http/app";
 import { findCause } from "../../src/http/errors";
 import { apiFor, type ErrorBody, fetchWorker } from "./api";
-import { withServices } from "./helpers";
+import { withDb } from "./db";
+import { FakeQueue, within, withServices } from "./helpers";
 import { clearPrefix, gatewayControl, scanKeys, stack, testRedis } from "./stack";
 
 /**
@@ -401,6 +403,75 @@ describe("Redis down: the admin routes that need it", () => {
       expect(res.headers.get("cache-control")).toBe("no-store");
       expect((res.body as ErrorBody).error.code).toBe("redis_unavailable");
     }
+  });
+});
+
+describe("Queue hung (a producer that never answers)", () => {
+  const token = stack.spareGatewayTokens.failures;
+  const prefix = `fq${Date.now().toString(36)}`;
+  const api = apiFor(prefix);
+  const admin = apiFor(prefix, { admin: true });
+  const deadlines = { REDIS_TIMEOUT_MS: "300", QUEUE_TIMEOUT_MS: "300" };
+
+  afterEach(async () => {
+    await gatewayControl("reset", { token });
+  });
+
+  it("acknowledges a write whose Redis apply failed within the Redis and queue deadlines; its row waits for the cron", async () => {
+    await gatewayControl("faults", {
+      token,
+      body: { failRate: 1, failMode: "status", failStatus: 503 },
+    });
+    const queue = new FakeQueue();
+    queue.hang = true;
+    const env = { ...deadlines, UPSTASH_REDIS_REST_TOKEN: token, PURGE_QUEUE: queue };
+    const { value: res, ms } = await timed(() =>
+      within(
+        300 + 300 + 2 * MARGIN_MS,
+        api("PATCH", "/products/64", { env, body: { priceCents: 779 } }),
+      ),
+    );
+    if (res === "no answer") throw new Error(`the write got no answer within ${ms} ms`);
+    expect(res.status).toBe(200);
+    expect((res.body as { priceCents: number }).priceCents).toBe(779);
+    expect(ms).toBeLessThan(300 + 300 + MARGIN_MS);
+    expect(queue.calls).toBe(1);
+    // Delivery "deferred": the committed outbox row stays pending for the cron to drain.
+    const [row] = await withDb((db) =>
+      db
+        .select()
+        .from(cacheOutbox)
+        .where(
+          and(
+            eq(cacheOutbox.prefix, prefix),
+            sql`${cacheOutbox.event}->'keys' @> ${JSON.stringify(["product:64"])}::jsonb`,
+          ),
+        )
+        .orderBy(desc(cacheOutbox.id))
+        .limit(1),
+    );
+    expect(row?.processedAt).toBeNull();
+  });
+
+  it("answers POST /admin/invalidate async with 503 queue_unavailable + Retry-After within the queue deadline", async () => {
+    const queue = new FakeQueue();
+    queue.hang = true;
+    const { value: res, ms } = await timed(() =>
+      within(
+        300 + 2 * MARGIN_MS,
+        admin<ErrorBody>("POST", "/admin/invalidate", {
+          env: { ...deadlines, PURGE_QUEUE: queue },
+          body: { tags: ["hung-queue"], async: true },
+        }),
+      ),
+    );
+    if (res === "no answer") throw new Error(`the admin call got no answer within ${ms} ms`);
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe("queue_unavailable");
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(ms).toBeLessThan(300 + MARGIN_MS);
+    expect(queue.calls).toBe(1);
   });
 });
 

@@ -1,7 +1,7 @@
 import { createExecutionContext, getQueueResult } from "cloudflare:test";
 import { inArray } from "drizzle-orm";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { products, users } from "../../db/schema";
+import { cacheOutbox, type JsonValue, products, users } from "../../db/schema";
 import { EdgeCache } from "../../src/cache";
 import type { Env } from "../../src/config/env";
 import type { InvalidationEvent } from "../../src/domain/events";
@@ -17,6 +17,7 @@ import {
   type QueuedMessage,
   runScheduled,
   testEnv,
+  within,
   withServices,
 } from "./helpers";
 import { gatewayControl, scanKeys, stack, testRedis } from "./stack";
@@ -110,7 +111,7 @@ describe("queue consumer", () => {
     });
   });
 
-  it("retries malformed messages, never acks them, and logs poison on the last attempts", async () => {
+  it("retries malformed messages, never acks them, and logs poison on the last delivery only", async () => {
     const errors = vi.spyOn(console, "error");
     try {
       const key = `poison:${++seq}`;
@@ -125,20 +126,25 @@ describe("queue consumer", () => {
           body: event({ patterns: ["x:*"], cursor: "18446744073709551616" }),
           attempts: 1,
         },
-        { id: "last", body: "garbage", attempts: 5 },
+        // max_retries = 5 counts retries: attempt 5 is not the last, attempt 6 is.
+        { id: "fifth", body: "garbage", attempts: 5 },
+        { id: "last", body: "garbage", attempts: 6 },
       ]);
       expect(result.explicitAcks).toEqual(["good"]);
       expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual([
         "cursor-too-big",
+        "fifth",
         "glob-in-key",
         "last",
         "shape",
       ]);
       expect(await cache.get(key)).toBeNull();
-      expect(await purgeBeat()).toMatchObject({ acked: 1, retried: 4, invalid: 4, poison: 1 });
+      expect(await purgeBeat()).toMatchObject({ acked: 1, retried: 5, invalid: 5, poison: 1 });
       const logged = errors.mock.calls.map((c) => String(c[0]));
-      expect(logged.some((line) => /poison message last \(attempt 5/.test(line))).toBe(true);
-      expect(logged.some((line) => /poison message (shape|glob-in-key)/.test(line))).toBe(false);
+      expect(logged.some((line) => /poison message last \(attempt 6 of 6,/.test(line))).toBe(true);
+      expect(logged.some((line) => /poison message (shape|glob-in-key|fifth)/.test(line))).toBe(
+        false,
+      );
     } finally {
       errors.mockRestore();
     }
@@ -229,6 +235,130 @@ describe("queue consumer", () => {
     expect(state.state).toBe("fresh");
     expect(state.version).toBeNull();
     expect((await gatewayControl("stats", { token })).requests).toBeGreaterThan(0);
+  });
+});
+
+// ---------------------------------------------------------------- continuations and Queues limits
+
+describe("queue consumer: continuations within the Queues limits and deadline", () => {
+  /** Runs the consumer on `bodies` with `queue` as its producer; purges get 1 step of 10 keys. */
+  const consumeWith = (queue: FakeQueue, bodies: unknown[], overrides: Partial<Env> = {}) => {
+    const batch = purgeBatch(bodies.map((body, i) => ({ id: `m${i}`, body })));
+    return withServices(prefix, { PURGE_QUEUE: queue.asQueue(), ...overrides }, (s) =>
+      processPurgeBatch(s, "edgecache-purge", batch.messages, {
+        patterns: { steps: 1, stepBudget: 10 },
+      }),
+    );
+  };
+  /** What POST /admin/invalidate {patterns, async: true} enqueues: 100 globs of ~400 characters. */
+  const longGlobs = (tag: string, filler: string) =>
+    Array.from({ length: 100 }, (_, i) => `${prefix}:${tag}:p${i}:${filler}*`);
+  const sentEvents = (queue: FakeQueue) => queue.sent as InvalidationEvent[];
+
+  async function insertOutboxRows(count: number): Promise<number[]> {
+    const rows = await withDb((db) =>
+      db
+        .insert(cacheOutbox)
+        .values(
+          Array.from({ length: count }, () => ({
+            event: { patterns: ["unused:*"], origin: "jobs-test" } as { [key: string]: JsonValue },
+            prefix,
+          })),
+        )
+        .returning({ id: cacheOutbox.id }),
+    );
+    return rows.map((r) => r.id);
+  }
+
+  it("splits continuations over sendBatch calls of at most 256 KB: 4 messages of 100 long globs are all acked", async () => {
+    const queue = new FakeQueue();
+    queue.limits = true;
+    const globs = [0, 1, 2, 3].map((m) => longGlobs(`b${++seq}m${m}`, "x".repeat(380)));
+    const report = await consumeWith(
+      queue,
+      globs.map((patterns) => event({ patterns })),
+    );
+    // About 80 KB of continuation per message: over 256 KB in one sendBatch before.
+    expect(report.error).toBeUndefined();
+    expect(report.acked).toBe(4);
+    expect(queue.calls).toBeGreaterThanOrEqual(2);
+    const continued = new Set(sentEvents(queue).flatMap((e) => e.patterns ?? []));
+    expect(continued.size + report.patterns.finished).toBe(400);
+  });
+
+  it("splits one continuation over the 128 KB message limit into parts, and settles its row once all are queued", async () => {
+    const queue = new FakeQueue();
+    queue.limits = true;
+    // 100 globs of about 1,000 bytes (é is 2 bytes): the message is under 128 KB, its
+    // continuation (each glob in `patterns` and again in `cursors`) about twice that.
+    const patterns = longGlobs(`s${++seq}`, "é".repeat(480));
+    const [rowId] = await insertOutboxRows(1);
+    if (!rowId) throw new Error("no outbox row");
+    const body = event({ patterns, outboxIds: [rowId] });
+    expect(new TextEncoder().encode(JSON.stringify(body)).byteLength).toBeLessThan(128_000);
+
+    const report = await consumeWith(queue, [body]);
+    expect(report.error).toBeUndefined();
+    expect(report.acked).toBe(1);
+    const parts = sentEvents(queue);
+    expect(parts.length).toBeGreaterThanOrEqual(2);
+    // Every unfinished purge is in exactly one part, with its cursor; no part carries the row.
+    const carried = parts.flatMap((p) => p.patterns ?? []);
+    expect(new Set(carried).size).toBe(carried.length);
+    expect(carried.length + report.patterns.finished).toBe(100);
+    for (const part of parts) {
+      expect(part.outboxIds).toBeUndefined();
+      expect(Object.keys(part.cursors ?? {}).sort()).toEqual([...(part.patterns ?? [])].sort());
+    }
+    // Handed over whole to the queue: the row is settled now (not left to a chain that would
+    // never mark it, nor resumed from cursor 0 by a drain).
+    const [row] = await withDb((db) =>
+      db
+        .select()
+        .from(cacheOutbox)
+        .where(inArray(cacheOutbox.id, [rowId])),
+    );
+    expect(row?.processedAt).toBeInstanceOf(Date);
+  });
+
+  it("carries every outbox row it marks continued: 1,200 rows with the same purge go in runs of 1,000", async () => {
+    const queue = new FakeQueue();
+    queue.limits = true;
+    const ids = await insertOutboxRows(1200);
+    const glob = `${prefix}:rows${++seq}:*`;
+    const report = await consumeWith(queue, [
+      event({ patterns: [glob], outboxIds: ids.slice(0, 600) }),
+      event({ patterns: [glob], outboxIds: ids.slice(600) }),
+    ]);
+    expect(report.error).toBeUndefined();
+    expect(report.acked).toBe(2);
+    const events = sentEvents(queue);
+    for (const e of events) expect(e.outboxIds?.length ?? 0).toBeLessThanOrEqual(1000);
+    const carried = events.flatMap((e) => e.outboxIds ?? []);
+    expect(carried.sort((a, b) => a - b)).toEqual([...ids].sort((a, b) => a - b));
+    const rows = await withDb((db) =>
+      db.select().from(cacheOutbox).where(inArray(cacheOutbox.id, ids)),
+    );
+    expect(rows.filter((r) => r.continuedAt !== null)).toHaveLength(1200);
+    expect(rows.filter((r) => r.processedAt !== null)).toHaveLength(0);
+  });
+
+  it("retries a message whose continuation the queue does not take within QUEUE_TIMEOUT_MS", async () => {
+    const queue = new FakeQueue();
+    queue.hang = true;
+    const started = Date.now();
+    const report = await within(
+      5000,
+      consumeWith(queue, [event({ patterns: [`${prefix}:hung${++seq}:*`] })], {
+        QUEUE_TIMEOUT_MS: "300",
+      }),
+    );
+    if (report === "no answer") throw new Error("the consumer never finished its batch");
+    expect(Date.now() - started).toBeLessThan(300 + 2500);
+    expect(queue.calls).toBe(1);
+    expect(report.acked).toBe(0);
+    expect(report.retried).toBe(1);
+    expect(report.error).toMatch(/not queued: queue send: no answer within 300 ms/);
   });
 });
 

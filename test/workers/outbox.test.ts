@@ -8,7 +8,7 @@ import { commitWrite } from "../../src/domain/write";
 import { processPurgeBatch } from "../../src/jobs/purge";
 import { drainOutbox, type ScheduledReport } from "../../src/jobs/warm";
 import { withDb } from "./db";
-import { FakeQueue, purgeBatch, runScheduled, testEnv, withServices } from "./helpers";
+import { FakeQueue, purgeBatch, runScheduled, testEnv, within, withServices } from "./helpers";
 import { testRedis } from "./stack";
 
 /**
@@ -184,5 +184,30 @@ describe("outbox", () => {
     const after = await cache.inspect(keyOf(user.id), keyOf(user.id));
     expect(after.state).toBe("absent");
     expect(after.version).toBe(version);
+  });
+  it("a drain whose hand-over the queue does not take within QUEUE_TIMEOUT_MS ends, its rows still pending", async () => {
+    const user = await cachedUser();
+    const { outboxId } = await deferredRename(user.id);
+    await age(outboxId, 20);
+    const hung = new FakeQueue();
+    hung.hang = true;
+    const started = Date.now();
+    const report = await within(
+      10_000,
+      withServices(
+        prefix,
+        { ...REDIS_DOWN, PURGE_QUEUE: hung.asQueue(), QUEUE_TIMEOUT_MS: "300" },
+        (s) => drainOutbox(s, { olderThanMs: 10_000 }),
+      ),
+    );
+    if (report === "no answer") throw new Error("the drain never ended");
+    // The apply's Redis deadline, the SQL, one hand-over send: not a tick held by the queue.
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(hung.calls).toBe(1);
+    expect(report.queued).toBe(0);
+    expect(report.error).toMatch(/queue send failed too.*no answer within 300 ms/s);
+    const row = await outboxRow(outboxId);
+    expect(row.processedAt).toBeNull();
+    expect(row.attempts).toBe(0);
   });
 });

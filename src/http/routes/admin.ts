@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { InvalidKeyError } from "../../cache";
 import { type InvalidationEvent, isScanCursor } from "../../domain/events";
 import { outboxLag } from "../../domain/outbox";
+import { queueCall } from "../../domain/queue";
 import { warmables } from "../../domain/warmables";
 import {
   applyChange,
@@ -266,7 +267,7 @@ adminRoutes.openapi(
   }),
   async (c) => {
     const body = c.req.valid("json");
-    const { cache, queue } = c.var.services;
+    const { cache, queue, config } = c.var.services;
     if (body.async) {
       const event: InvalidationEvent = {
         ...(body.keys?.length ? { keys: body.keys } : {}),
@@ -280,7 +281,9 @@ adminRoutes.openapi(
         throw new HttpError(503, "queue_unavailable", "No PURGE_QUEUE binding: use async false");
       }
       try {
-        await queue.send(event, { contentType: "json" });
+        // Within QUEUE_TIMEOUT_MS: a producer that hangs is a 503 like one that refuses (the
+        // message may still arrive; queueing it again only repeats an idempotent purge).
+        await queueCall(queue.send(event, { contentType: "json" }), config.QUEUE_TIMEOUT_MS);
       } catch (error) {
         throw unavailable("queue", error);
       }
