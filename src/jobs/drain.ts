@@ -51,7 +51,11 @@ export interface DrainOptions {
   patterns?: Partial<PatternLimits>;
 }
 
-export type DrainStop = "caught-up" | "subrequests" | "time" | "limit" | "redis-down";
+/**
+ * Why a drain ended. "busy": a recovery drain found another isolate's drain of the prefix
+ * running (recovery.ts, drain lock) and drained nothing.
+ */
+export type DrainStop = "caught-up" | "subrequests" | "time" | "limit" | "redis-down" | "busy";
 
 export interface DrainReport {
   /** Rows selected (pending, not parked, of this prefix). */
@@ -94,6 +98,23 @@ function rowEvent(row: PendingEvent): InvalidationEvent {
   return { ...change, origin, at, outboxIds: [row.id] };
 }
 
+/** A drain that has done nothing yet (and, until it finds rows, has caught up). */
+export function emptyDrainReport(stoppedBy: DrainStop = "caught-up"): DrainReport {
+  return {
+    pending: 0,
+    applied: 0,
+    invalid: 0,
+    parked: 0,
+    queued: 0,
+    patternsContinued: 0,
+    rounds: 0,
+    stoppedBy,
+    redisRequests: 0,
+    queries: 0,
+    elapsedMs: 0,
+  };
+}
+
 /** Cheapest round: SELECT + apply + UPDATE. */
 const ROUND_COST = 3;
 
@@ -111,19 +132,7 @@ export async function drainOutbox(
   budget = new Budget(Number.POSITIVE_INFINITY),
 ): Promise<DrainReport> {
   const started = Date.now();
-  const report: DrainReport = {
-    pending: 0,
-    applied: 0,
-    invalid: 0,
-    parked: 0,
-    queued: 0,
-    patternsContinued: 0,
-    rounds: 0,
-    stoppedBy: "caught-up",
-    redisRequests: 0,
-    queries: 0,
-    elapsedMs: 0,
-  };
+  const report = emptyDrainReport();
   const prefix = services.config.CACHE_PREFIX;
   const batch = Math.max(1, options.batch ?? 1000);
   const limit = options.limit ?? Number.POSITIVE_INFINITY;

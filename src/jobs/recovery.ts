@@ -2,7 +2,7 @@ import type { Redis } from "../redis/client";
 import type { Services } from "../runtime/services";
 import { describeError } from "./apply-event";
 import { Budget } from "./budget";
-import { type DrainReport, drainOutbox } from "./drain";
+import { type DrainReport, drainOutbox, emptyDrainReport } from "./drain";
 
 /**
  * Closes the staleness window after a Redis outage in seconds instead of a cron period: the
@@ -16,8 +16,9 @@ import { type DrainReport, drainOutbox } from "./drain";
  *   ran out of budget, deleted by a drain that caught up. Any isolate reads it at most once
  *   per MARKER_CHECK_MS, in `waitUntil`, on a request that reached Redis anyway.
  *
- * Bounded: at most one drain at a time per isolate and prefix, at most one per
- * MIN_DRAIN_INTERVAL_MS, each within RECOVERY_DRAIN's subrequest and time budgets.
+ * Bounded: at most one drain at a time per prefix across isolates (a lock in Redis, see
+ * `drainLockKey`), at most one attempt per isolate per MIN_DRAIN_INTERVAL_MS, each within
+ * RECOVERY_DRAIN's subrequest and time budgets.
  */
 
 /** How often an isolate reads the Redis-side marker (one GET, off the response path). */
@@ -63,6 +64,22 @@ function stateOf(prefix: string): IsolateState {
 
 export const markerKey = (prefix: string) => `${prefix}:outbox:pending`;
 
+/**
+ * The recovery drain lock of a prefix: after an outage every isolate that saw a fault (and every
+ * one that reads the marker) starts a drain at about the same time, and each SELECTed the same
+ * oldest rows and applied them again (8 isolates applied 1,500 rows 10,000 times, and every
+ * apply bumped their tags again: each product list was invalidated once per drain, right when
+ * Postgres was busiest). A lease rather than a mutex: it expires after DRAIN_LOCK_MS, longer
+ * than a recovery drain runs, so a drainer whose request died frees it by itself. An isolate
+ * that finds it held stays suspect and tries again a second later (one SET per try).
+ */
+export const drainLockKey = (prefix: string) => `${prefix}:outbox:draining`;
+const DRAIN_LOCK_MS = 30_000;
+/** Gives the lock back only if it is still this drain's (it may have expired and been taken). */
+const RELEASE_LOCK = `#!lua flags=allow-key-locking
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
 /** Tells every isolate that this prefix's outbox has rows a drain should look at. */
 export async function setPendingMarker(redis: Redis, prefix: string): Promise<void> {
   await redis.set(markerKey(prefix), Date.now(), { px: MARKER_TTL_MS });
@@ -73,7 +90,9 @@ export async function setPendingMarker(redis: Redis, prefix: string): Promise<vo
  * Redis down) should leave the marker, so requests of any isolate continue where it stopped.
  */
 export const leftRowsBehind = (report: DrainReport): boolean =>
-  report.stoppedBy !== "caught-up" && report.stoppedBy !== "redis-down";
+  report.stoppedBy !== "caught-up" &&
+  report.stoppedBy !== "redis-down" &&
+  report.stoppedBy !== "busy"; // the lock's holder keeps the marker up to date
 
 /** For tests: forget what this isolate knows (as a fresh isolate would). */
 export function resetRecoveryState(prefix?: string): void {
@@ -165,7 +184,26 @@ export async function recoveryDrain(services: Services, announce: boolean): Prom
     budget.spend(1);
     await setPendingMarker(redis, prefix);
   }
-  const report = await drainOutbox(services, RECOVERY_DRAIN, budget);
+  const lock = crypto.randomUUID();
+  budget.spend(1);
+  const taken = await redis.set(drainLockKey(prefix), lock, { nx: true, px: DRAIN_LOCK_MS });
+  if (taken !== "OK") {
+    console.log(`outbox recovery drain (${prefix}): another isolate is draining; busy`);
+    return emptyDrainReport("busy");
+  }
+  let report: DrainReport;
+  try {
+    report = await drainOutbox(services, RECOVERY_DRAIN, budget);
+  } finally {
+    budget.spend(1);
+    await redis
+      .createScript<number>(RELEASE_LOCK)
+      .exec([drainLockKey(prefix)], [lock])
+      .catch((error: unknown) => {
+        // It expires by itself: another isolate drains at most DRAIN_LOCK_MS later.
+        console.warn(`outbox drain lock not released: ${describeError(error)}`);
+      });
+  }
   try {
     if (report.stoppedBy === "caught-up") await redis.del(markerKey(prefix));
     else if (!announce && leftRowsBehind(report)) await setPendingMarker(redis, prefix);

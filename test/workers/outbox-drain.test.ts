@@ -256,6 +256,45 @@ describe("outbox drain", () => {
   });
 });
 
+describe("recovery drains of many isolates at once", () => {
+  it("one drains, the others find it busy: each row is applied once, not once per isolate", async () => {
+    const prefix = newPrefix();
+    const rows = 1500;
+    const ids = await insertRows(
+      prefix,
+      Array.from({ length: rows }, (_, i) => ({
+        keys: [`herd:${i}`],
+        tags: [`herd-tag:${i % 3}`],
+      })),
+    );
+    // Eight isolates back from an outage, each with its own services, start their drains together.
+    const reports = await Promise.all(
+      Array.from({ length: 8 }, () => withServices(prefix, {}, (s) => recoveryDrain(s, true))),
+    );
+    const applied = reports.reduce((n, r) => n + r.applied, 0);
+    // Before the lock: 10,000 rows applied for 1,500, each apply bumping the tags again.
+    expect(applied).toBe(rows);
+    expect(reports.filter((r) => r.stoppedBy === "busy")).toHaveLength(7);
+    expect(reports.filter((r) => r.stoppedBy === "caught-up")).toHaveLength(1);
+    const marked = await rowsOf(ids);
+    expect([...marked.values()].every((r) => r.processedAt instanceof Date)).toBe(true);
+    // The lock is given back, and the marker cleared by the drain that caught up.
+    expect(await redis.exists(`${prefix}:outbox:draining`)).toBe(0);
+    expect(await redis.get(markerKey(prefix))).toBeNull();
+  });
+
+  it("a lock whose drainer died expires: a later drain of the prefix goes ahead", async () => {
+    const prefix = newPrefix();
+    await insertRows(prefix, [{ keys: ["orphan:1"] }]);
+    await redis.set(`${prefix}:outbox:draining`, "a dead isolate's", { px: 300 });
+    const blocked = await withServices(prefix, {}, (s) => recoveryDrain(s, false));
+    expect(blocked.stoppedBy).toBe("busy");
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const later = await withServices(prefix, {}, (s) => recoveryDrain(s, false));
+    expect(later).toMatchObject({ stoppedBy: "caught-up", applied: 1 });
+  });
+});
+
 describe("pattern purges of one outbox row", () => {
   it("a row whose purge continues on the queue is left to that chain: later drains start no second one", async () => {
     const prefix = newPrefix();
