@@ -44,7 +44,10 @@ export interface DrainOptions {
   batch?: number;
   /** Rows per drain at most. Default unlimited (the budgets decide). */
   limit?: number;
-  /** Wall time the drain may start new rounds in. Default 15 s. */
+  /**
+   * Wall time the drain may start new rounds, halvings and pattern steps in. Default 15 s. What
+   * is under way finishes, each statement within its own deadline.
+   */
   timeBudgetMs?: number;
   /** Subrequests to leave in the budget for whoever runs after the drain. Default 0. */
   reserve?: number;
@@ -187,8 +190,9 @@ export async function drainOutbox(
   /** Applies and settles `rows`; on a failed apply tells an outage from bad rows (halving). */
   const settle = async (rows: readonly PendingEvent[]): Promise<void> => {
     if (rows.length === 0 || redisDown) return;
-    // Keep one subrequest for the mark; pattern steps get what is left.
-    const steps = Math.max(0, Math.min(limits.steps, spare() - 2));
+    // Keep one subrequest for the mark; pattern steps get what is left, and none past the
+    // deadline (an unfinished purge continues on the queue, or the row stays pending).
+    const steps = Date.now() >= deadline ? 0 : Math.max(0, Math.min(limits.steps, spare() - 2));
     const result = await settleEvents(services, rows.map(rowItem), { ...limits, steps });
     budget.spend(result.redisRequests + result.queries + result.queueSends);
     report.redisRequests += result.redisRequests;
@@ -214,6 +218,12 @@ export async function drainOutbox(
     for (const part of [rows.slice(0, half), rows.slice(half)]) {
       if (spare() < 2) {
         noteError(`${error}; subrequests ran out while isolating the failing rows`);
+        return;
+      }
+      // Halving is bounded by the deadline too: a recovery drain runs in `waitUntil`, which the
+      // runtime cuts 30 s after the response, and each half is up to an apply and two marks.
+      if (Date.now() >= deadline) {
+        noteError(`${error}; time ran out while isolating the failing rows`);
         return;
       }
       await settle(part);

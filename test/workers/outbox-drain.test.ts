@@ -172,6 +172,25 @@ describe("outbox drain", () => {
     ).toBe(true);
   });
 
+  it("stops halving at its deadline: the rows it did not reach stay pending, uncharged", async () => {
+    const prefix = newPrefix();
+    await redis.hset(`${prefix}:t:broken`, { x: 1 });
+    const ids = await insertRows(prefix, [
+      ...Array.from({ length: 7 }, (_, i) => ({ keys: [`late:${i}`] })),
+      { tags: ["broken"] },
+    ]);
+    // No time at all: the first round runs (a drain always makes one), its apply fails on the
+    // broken row, and no halving starts past the deadline.
+    const report = await drain(prefix, { timeBudgetMs: 0 });
+    expect(report.rounds).toBe(1);
+    expect(report.applied).toBe(0);
+    expect(report.error).toMatch(/time ran out while isolating/);
+    const rows = await rowsOf(ids);
+    expect([...rows.values()].every((r) => r.processedAt === null && r.attempts === 0)).toBe(true);
+    // With time, the same rows are sorted out as before.
+    expect((await drain(prefix)).applied).toBe(7);
+  });
+
   it("a Redis that fails after answering once charges no row: the error, not a PING, tells an outage", async () => {
     const prefix = newPrefix();
     const cache = new EdgeCache({ redis, prefix }); // the main token: never faulted
