@@ -1,5 +1,6 @@
 import { LoaderBackoffError, withBackoff } from "./backoff";
 import type { EngineContext } from "./context";
+import { withLoadTimeout } from "./deadline";
 import { inspectEntry, readFreshness } from "./inspect";
 import {
   advanceVersion,
@@ -130,7 +131,7 @@ export class EdgeCache {
    */
   async getOrLoad<T>(
     key: string,
-    loader: () => Promise<T>,
+    load: (signal?: AbortSignal) => Promise<T>,
     options: EntryOptions<T> = {},
   ): Promise<CacheResult<T>> {
     const opts = resolveOptions(key, this.#defaults, options);
@@ -140,6 +141,8 @@ export class EdgeCache {
       );
     }
     this.#ctx.pending.add("reads");
+    // A timed-out load is a failed one, for the backoff too (so the deadline goes inside it).
+    let loader = opts.loadTimeout ? withLoadTimeout(key, load, opts.loadTimeout) : load;
     if (opts.loaderBackoff && opts.loaderBackoff > 0) {
       loader = this.#backedOff(key, loader, opts.loaderBackoff);
     }

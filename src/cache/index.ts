@@ -1,4 +1,5 @@
 export { LoaderBackoffError } from "./backoff";
+export { LoadTimeoutError } from "./deadline";
 export { EdgeCache } from "./engine";
 export { assertGlob, assertName, InvalidKeyError, type KeySpace, keySpace } from "./keys";
 export { L1Cache } from "./l1";

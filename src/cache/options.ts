@@ -58,6 +58,7 @@ export function resolveOptions<T>(
   const consistency = options.consistency ?? d.consistency;
   const tagsAsOf = options.tagsAsOf ?? d.tagsAsOf;
   const backoffMs = options.loaderBackoff ?? d.loaderBackoff;
+  const loadTimeout = options.loadTimeout ?? d.loadTimeout;
   if (tagsAsOf !== undefined) finite("tagsAsOf", tagsAsOf);
   const negativeTtl = options.negativeTtl ?? d.negativeTtl;
   const jitter = options.jitter ?? d.jitter ?? DEFAULTS.jitter;
@@ -90,6 +91,7 @@ export function resolveOptions<T>(
         : ms("negativeTtl", negativeTtl, 1),
     cacheIf: options.cacheIf ?? d.cacheIf,
     loaderBackoff: backoffMs === undefined ? undefined : ms("loaderBackoff", backoffMs, 0),
+    loadTimeout: loadTimeout === undefined ? undefined : ms("loadTimeout", loadTimeout, 1),
     consistency,
     tagList:
       !tags || tags.length === 0

@@ -68,6 +68,14 @@ export interface EntryOptions<T> {
    */
   loaderBackoff?: number;
   /**
+   * ms a load may take: past it the loader's `signal` is aborted and the read goes on as if it
+   * had thrown `LoadTimeoutError` (a fail-safe value where one is kept, else the error; the
+   * lease released, `load_errors` counted). Default: none. Keep it under `leaseTtl` (default
+   * 2 s): a leader still loading when its lease expires counts as gone, and its followers start
+   * loads of their own.
+   */
+  loadTimeout?: number;
+  /**
    * Where a hit is served on an Upstash Global database (src/cache/README.md, "Consistency").
    * `strict` (default): on the primary (a read-only, key-locked `EVALSHA`), so every
    * acknowledged write is seen. `replica`: an `EVALSHA_RO` the nearest read replica may serve;
