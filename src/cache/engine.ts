@@ -11,7 +11,7 @@ import {
   unlinkKeys,
 } from "./invalidate";
 import { assertGlob, type KeySpace, keySpace } from "./keys";
-import { assertVersion, type Resolved, resolveOptions } from "./options";
+import { assertVersion, cacheable, type Resolved, resolveOptions } from "./options";
 import { coalesce } from "./read/coalesce";
 import { flightId } from "./read/flights";
 import { countLook, readEntry } from "./read/look";
@@ -257,6 +257,20 @@ export class EdgeCache {
       ...options,
       versionKey: version === null ? options.versionKey : (options.versionKey ?? key),
     });
+    if (value !== undefined && !cacheable(value, opts)) {
+      // Not to be cached, as a load of it would not be (`cacheIf` refuses it, or a versioned
+      // null without `negativeTtl`): the entry it replaces must not outlive the write either.
+      // One request: the entry and its lease deleted, the version advanced. It used to be
+      // stored anyway, for the full ttl.
+      const versions = version !== null && opts.versionKey ? { [opts.versionKey]: version } : {};
+      await this.apply({ keys: [key], versions });
+      return { written: false, reason: "uncacheable" };
+    }
+    // A cached "not found" lives `negativeTtl`, with no grace or fail-safe, as a loaded one does.
+    const entryOpts =
+      value === null && opts.negativeTtl && opts.negativeTtl > 0
+        ? { ...opts, ttl: opts.negativeTtl, staleTtl: 0, failSafeMs: 0 }
+        : opts;
     // Data current now takes the counters as they are; data loaded at `tagsAsOf` must not
     // predate a bump.
     const seen = opts.tagsAsOf === undefined ? "" : `@${Math.floor(opts.tagsAsOf)}`;
@@ -268,7 +282,7 @@ export class EdgeCache {
       key,
       value,
       version,
-      opts,
+      entryOpts,
       snapshotTags(value, opts, () => seen, seen),
     );
     try {

@@ -110,7 +110,9 @@ export interface WriteResult {
   written: boolean;
   /**
    * Why a write was refused: "version" (older than the newest version), "expired" (past
-   * `expiresAt` already), "tag" (with `tagsAsOf`: a tag was bumped after the data was loaded).
+   * `expiresAt` already), "tag" (with `tagsAsOf`: a tag was bumped after the data was loaded),
+   * "uncacheable" (`cacheIf` refused the value, or a versioned null without `negativeTtl`: the
+   * old entry was deleted and the version advanced instead).
    */
   reason?: string;
 }

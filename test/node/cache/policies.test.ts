@@ -234,6 +234,39 @@ describe("inspect, get, set", () => {
     expect((await cache.get<{ name: string }>("user:3"))?.value.name).toBe("Ada");
     expect(await cache.get("nothing")).toBeNull();
   });
+
+  it("a write-through honours cacheIf: a value it refuses is not stored, and the old entry goes", async () => {
+    const cache = h.cache();
+    const opts = { cacheIf: (u: { public: boolean }) => u.public, ttl: 60_000 };
+    await cache.writeThrough("user:9", { public: true }, 1, opts);
+    const refused = await cache.writeThrough("user:9", { public: false }, 2, opts);
+    // It was stored for the full ttl; the public version 1 stays cached as well would be stale.
+    expect(refused).toEqual({ written: false, reason: "uncacheable" });
+    const seen = await cache.inspect("user:9", "user:9");
+    expect(seen.entry).toBeNull();
+    expect(seen.version).toBe(2); // the version advanced: a load of version 1 cannot land
+    // The same for a versioned null without negativeTtl, as a load of one is not cached either.
+    await cache.writeThrough("user:9", { public: true }, 3, opts);
+    expect(
+      (await cache.set("user:9", null, { versionKey: "user:9", versionOf: () => 4 })).reason,
+    ).toBe("uncacheable");
+    expect((await cache.inspect("user:9", "user:9")).entry).toBeNull();
+  });
+
+  it("a write-through of null with negativeTtl lives negativeTtl, with no grace or fail-safe", async () => {
+    const cache = h.cache();
+    const written = await cache.writeThrough("user:10", null, 5, {
+      negativeTtl: 5_000,
+      ttl: 600_000,
+      staleTtl: 600_000,
+      failSafe: true,
+    });
+    expect(written.written).toBe(true);
+    const seen = await cache.inspect("user:10", "user:10");
+    expect(seen.entry?.value).toBeNull();
+    expect(seen.pttl).toBeGreaterThan(0);
+    expect(seen.pttl).toBeLessThanOrEqual(5_500); // it was stored for ttl + staleTtl + fail-safe
+  });
 });
 
 describe("L1", () => {
