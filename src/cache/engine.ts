@@ -322,14 +322,19 @@ export class EdgeCache {
   async invalidate(...keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
     const sent = unlinkKeys(this.#target, keys); // names checked before anything is sent
-    for (const k of keys) {
-      this.#ctx.l1?.delete(k);
-      this.#ctx.known.expire(this.keys.prefix, k);
-    }
+    const drop = () => {
+      for (const k of keys) {
+        this.#ctx.l1?.delete(k);
+        this.#ctx.known.expire(this.keys.prefix, k);
+      }
+    };
+    drop();
     try {
       return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "invalidate");
+    } finally {
+      drop(); // see #settled
     }
   }
 
@@ -364,21 +369,26 @@ export class EdgeCache {
       return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };
     }
     const sent = applyChange(this.#target, keys, tags, versions);
-    for (const k of keys) {
-      this.#ctx.l1?.delete(k);
-      this.#ctx.known.expire(this.keys.prefix, k);
-    }
-    this.#ctx.known.expireWhere(
-      this.keys.prefix,
-      tags,
-      versions.map(([name]) => name),
-    );
-    this.#ctx.l1?.deleteTagged(tags);
-    if (versions.length > 0) this.#ctx.l1?.clear();
+    const drop = () => {
+      for (const k of keys) {
+        this.#ctx.l1?.delete(k);
+        this.#ctx.known.expire(this.keys.prefix, k);
+      }
+      this.#ctx.known.expireWhere(
+        this.keys.prefix,
+        tags,
+        versions.map(([name]) => name),
+      );
+      this.#ctx.l1?.deleteTagged(tags);
+      if (versions.length > 0) this.#ctx.l1?.clear();
+    };
+    drop();
     try {
       return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "apply");
+    } finally {
+      drop(); // see #settled
     }
   }
 
@@ -394,12 +404,17 @@ export class EdgeCache {
   async invalidateTags(...tags: string[]): Promise<Record<string, string>> {
     if (tags.length === 0) return {};
     const sent = bumpTags(this.#target, tags);
-    this.#ctx.l1?.deleteTagged(tags);
-    this.#ctx.known.expireWhere(this.keys.prefix, tags, []);
+    const drop = () => {
+      this.#ctx.l1?.deleteTagged(tags);
+      this.#ctx.known.expireWhere(this.keys.prefix, tags, []);
+    };
+    drop();
     try {
       return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "invalidateTags");
+    } finally {
+      drop(); // see #settled
     }
   }
 
@@ -419,12 +434,17 @@ export class EdgeCache {
   ): Promise<{ previous: number | null; current: number }> {
     assertVersion(version);
     const sent = advanceVersion(this.#target, `${entity}:${id}`, version);
-    this.#ctx.l1?.clear();
-    this.#ctx.known.expireWhere(this.keys.prefix, [], [`${entity}:${id}`]);
+    const drop = () => {
+      this.#ctx.l1?.clear();
+      this.#ctx.known.expireWhere(this.keys.prefix, [], [`${entity}:${id}`]);
+    };
+    drop();
     try {
       return await sent;
     } catch (error) {
       throw this.#writeFailure(error, "bumpVersion");
+    } finally {
+      drop(); // see #settled
     }
   }
 
@@ -456,12 +476,17 @@ export class EdgeCache {
         throw new RangeError(`purgePattern ${name} must be a whole number >= 1, got ${value}`);
       }
     }
-    this.#ctx.l1?.clear();
-    this.#ctx.known.expirePrefix(this.keys.prefix);
+    const drop = () => {
+      this.#ctx.l1?.clear();
+      this.#ctx.known.expirePrefix(this.keys.prefix);
+    };
+    drop();
     try {
       return await purgeStep(this.#target, glob, options);
     } catch (error) {
       throw this.#writeFailure(error, "purgePattern");
+    } finally {
+      drop(); // see #settled
     }
   }
 
@@ -556,6 +581,14 @@ export class EdgeCache {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  // #settled: every invalidation drops what the isolate holds of its names (L1 entries, known
+  // freshness) twice: before its request, so the isolate stops serving them at once, and again
+  // once the request settled. A read sent between the two can run in Redis BEFORE the
+  // invalidation and store the old value in L1 after the first drop; it would then be served
+  // from L1 to reads that began after the acknowledgement, for up to L1's ttl (found by a race
+  // audit, test/node/cache/l1.test.ts). The second drop also moves L1's generation, so a reply
+  // still on its way afterwards is refused (L1Cache.set's `since`).
 
   /** `loader` under the per-isolate failure backoff (backoff.ts), counting skipped loads. */
   #backedOff<T>(key: string, loader: () => Promise<T>, ms: number): () => Promise<T> {

@@ -182,3 +182,73 @@ describe("L1 in the engine", () => {
     expect(again.value).toBe("v");
   });
 });
+
+/** Passes calls through; once armed with a script, holds its next call BEFORE it reaches Redis. */
+function holdingBefore(inner: ScriptClient) {
+  let armed: { sha: string; release: ReturnType<typeof gate<void>> } | undefined;
+  const reached = gate<void>();
+  const client: ScriptClient = {
+    async evalsha(sha, keys, args) {
+      if (armed && sha === armed.sha) {
+        const { release } = armed;
+        armed = undefined;
+        reached.load();
+        await release.promise;
+      }
+      return inner.evalsha(sha, keys, args);
+    },
+    eval: (s, k, a) => inner.eval(s, k, a),
+  };
+  const arm = (sha: string) => {
+    armed = { sha, release: gate<void>() };
+    return armed.release;
+  };
+  return { client, arm, reached: reached.started };
+}
+
+describe("an invalidation still on its way while a read of this isolate runs", () => {
+  const cases = [
+    ["invalidate", "invalidateScript"],
+    ["invalidateTags", "bumpTagsScript"],
+    ["apply", "applyScript"],
+    ["bumpVersion", "bumpVersionScript"],
+    ["purgePattern", "purgeScript"],
+  ] as const;
+  for (const [how, script] of cases) {
+    it(`${how}: a read that began after the acknowledgement is not served the old value from L1`, async () => {
+      const scripts = await import("../../../src/cache/scripts");
+      const held = holdingBefore(h.redis as unknown as ScriptClient);
+      let t = 0;
+      const l1 = new L1Cache(100, 1000, () => t);
+      const cache = h.cache({ l1, redis: held.client });
+      let row = "v1";
+      const load = async () => row;
+      const opts = { ...noEarly, tags: ["grp"], versionKey: "item:k", versionOf: () => 1 };
+      expect((await cache.getOrLoad("k", load, opts)).status).toBe("MISS");
+      t += 2000; // out of L1 (its clock); Redis still holds the entry
+      row = "v2";
+      const release = held.arm(scripts[script].sha1);
+      const ack =
+        how === "invalidate"
+          ? cache.invalidate("k")
+          : how === "invalidateTags"
+            ? cache.invalidateTags("grp")
+            : how === "apply"
+              ? cache.apply({ keys: ["k"] })
+              : how === "bumpVersion"
+                ? cache.bumpVersion("item", "k", 2)
+                : cache.purgePattern("k");
+      await held.reached;
+      // A read overlapping the invalidation, which has not reached Redis: the old value is
+      // right for it, and it goes into L1 (the invalidation's first drop came before it).
+      expect((await cache.getOrLoad("k", load, opts)).value).toBe("v1");
+      release.open();
+      await ack;
+      const after = await cache.getOrLoad("k", load, {
+        ...opts,
+        versionOf: () => (how === "bumpVersion" ? 2 : 1),
+      });
+      expect(after.value, `${after.status}, from L1: ${after.l1 === true}`).toBe("v2");
+    });
+  }
+});
