@@ -181,6 +181,7 @@ export class EdgeCache {
       key,
       opts.versionKey,
       opts.replica ? `r:${this.#ctx.syncPosition}` : "",
+      opts.tagList, // what vouches for a follower tests the leader's tags (flightId)
     );
     return coalesce(new ReadPlan(this.#ctx.flights, id, this.#ctx, key, loader, opts));
   }

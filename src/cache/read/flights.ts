@@ -90,15 +90,25 @@ export class FlightRegistry {
 export const isolateFlights = new FlightRegistry();
 
 /**
- * Loads that can share a result: same prefix, key and version key, and the same view: "" for
- * strict reads, `r:` and the read-your-writes position for replica reads (never "": a replica
- * read without a position must not share with strict reads).
+ * Loads that can share a result: same prefix, key and version key, the same own tags, and the
+ * same view: "" for strict reads, `r:` and the read-your-writes position for replica reads
+ * (never "": a replica read without a position must not share with strict reads).
+ *
+ * The own tags are part of it because what vouches for a follower (the leader's read, a lease
+ * check, the fill's compare-and-set, a check queued by the first follower) tests the tags that
+ * request declared: a caller whose own tags include one the leader's do not could be handed a
+ * value a bump of that tag, acknowledged before it began, should have invalidated (found by a
+ * race audit). Readers of one key with one tag list, the usual case, still share.
  */
 export function flightId(
   prefix: string,
   key: string,
   versionKey: string | undefined,
   view = "",
+  ownTags: readonly string[] = [],
 ): string {
-  return `${prefix}\u0000${key}\u0000${versionKey ?? ""}\u0000${view}`;
+  // Names hold no control characters (assertName), so \u0000 cannot occur inside one.
+  const tags =
+    ownTags.length === 0 ? "" : ownTags.length === 1 ? ownTags[0] : ownTags.join("\u0000");
+  return `${prefix}\u0000${key}\u0000${versionKey ?? ""}\u0000${view}\u0000${tags}`;
 }

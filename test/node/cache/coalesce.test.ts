@@ -125,6 +125,35 @@ describe("one isolate: concurrent requests share one load (module-scope registry
     expect((await first).value.v).toBe(1);
   });
 
+  it("keeps callers with other own tags apart: a bump of a tag only the follower declares still reaches it", async () => {
+    // Route A reads p under tag "a"; route B under "a" and "b". A's load began before the
+    // source changed and tag b was bumped (acknowledged); B begins after that. Sharing A's
+    // flight, B was handed A's value: its lease check and its fill compare only tag "a".
+    const prefix = fresh();
+    let row = 1;
+    const started = gate<void>();
+    const release = gate<void>();
+    const slowLoad = async () => {
+      const seen = row; // the source as the load read it
+      started.open();
+      await release.promise;
+      return { v: seen };
+    };
+    const a = perRequest(prefix).getOrLoad("p", slowLoad, { ...noEarly, tags: ["a"] });
+    await started.promise;
+    row = 2;
+    await perRequest(prefix).invalidateTags("b");
+    const b = perRequest(prefix).getOrLoad("p", async () => ({ v: row }), {
+      ...noEarly,
+      tags: ["a", "b"],
+      waitBudget: 3_000,
+    });
+    await sleep(20);
+    release.open();
+    expect((await a).value.v).toBe(1); // A overlapped the write: either value is right for it
+    expect((await b).value.v).toBe(2);
+  });
+
   it("a leader whose loader throws: its followers get the error, and nobody else loads", async () => {
     const prefix = fresh();
     let loads = 0;
