@@ -14,7 +14,7 @@ import { assertGlob, type KeySpace, keySpace } from "./keys";
 import { assertVersion, cacheable, type Resolved, resolveOptions } from "./options";
 import { coalesce } from "./read/coalesce";
 import { flightId } from "./read/flights";
-import { countLook, readEntry } from "./read/look";
+import { countLook, isOutOfMemory, noteWriteRefused, readEntry } from "./read/look";
 import { ReadPlan, readThrough } from "./read/path";
 import { fromEntry, type ReadReply } from "./read/reply";
 import { type EdgeCacheOptions, engineSetup, type FlushPolicy } from "./setup";
@@ -619,6 +619,8 @@ export class EdgeCache {
 
   #writeFailure(error: unknown, operation: string): CacheWriteError {
     this.#ctx.pending.add("redis_errors");
+    // Redis full: what this write was to replace may still be served (look.ts).
+    if (isOutOfMemory(error)) noteWriteRefused(this.keys.prefix);
     return new CacheWriteError(operation, error);
   }
 }

@@ -29,22 +29,31 @@ export async function look<T>(
   flight: Flight | undefined,
 ): Promise<{ reply: ReadReply; seq: number | undefined }> {
   let seq = flight?.sending();
-  if (!opts.replica && !waited && !ctx.known.freshNow(ctx.keys.prefix, key)) {
+  const prefix = ctx.keys.prefix;
+  // This isolate's own write was refused while Redis is full (noteWriteRefused): every strict
+  // read of the prefix takes the acquire path, and none is served by the read-only hit.
+  const refused = refusedWrites.size > 0 && refusedWrites.has(prefix);
+  if (!opts.replica && !waited && (refused || !ctx.known.freshNow(prefix, key))) {
     // Redis full and refusing writing scripts (noeviction, Upstash's default): the entry may
     // still be there, and the read-only hit is still served, so a key this isolate did not
     // invalidate is looked at that way first for a while. One it did invalidate is not: its
     // invalidation may have been refused too, and the entry be older than a write acknowledged
-    // here; its acquire fails and it loads around the cache (BYPASS).
+    // here; its acquire fails and it loads around the cache (BYPASS). Nor is any key of a
+    // prefix where a write of this isolate was refused: a refused tag bump or version advance
+    // covers entries the isolate never read (and so does not know).
     // Only while Redis is full: the common predicted miss pays no second lookup.
     const full = Date.now() < writesRefusedUntil;
-    const mine = full && ctx.known.invalidatedHere(ctx.keys.prefix, key);
+    const mine = refused || (full && ctx.known.invalidatedHere(prefix, key));
     if (!full || mine) {
       try {
-        return { reply: await acquireEntry(ctx, key, opts, false), seq };
+        const reply = await acquireEntry(ctx, key, opts, false);
+        // Redis takes writes again: what was refused is the outbox's to apply now.
+        if (refused) refusedWrites.delete(prefix);
+        return { reply, seq };
       } catch (error) {
         if (!isOutOfMemory(error)) throw error;
         writesRefusedUntil = Date.now() + OOM_HOLD_MS;
-        if (ctx.known.invalidatedHere(ctx.keys.prefix, key)) throw error;
+        if (refused || ctx.known.invalidatedHere(prefix, key)) throw error;
         seq = flight?.sending();
       }
     }
@@ -63,6 +72,34 @@ export async function look<T>(
  */
 let writesRefusedUntil = 0;
 const OOM_HOLD_MS = 1000;
+
+/**
+ * Prefixes where Redis refused one of this isolate's writes (an invalidation, a write-through)
+ * for want of memory, until a writing script of that prefix goes through again. Module scope,
+ * plain strings, insertion-ordered and bounded (an app may give each tenant its own prefix).
+ */
+const refusedWrites = new Set<string>();
+const MAX_REFUSED_PREFIXES = 256;
+
+/**
+ * Called when Redis refused a write of this isolate (`isOutOfMemory`): until a writing script
+ * of `prefix` goes through again, strict reads of the prefix are not served by the read-only
+ * hit (look). The write's entry (or the entries under its tag or version) may still hold the
+ * value it replaced, and this isolate acknowledged the write to its caller: a read of its own
+ * that followed would have been served that value (found by a race audit, eviction.test.ts).
+ *
+ * @example
+ *   catch (error) { if (isOutOfMemory(error)) noteWriteRefused("ec"); throw error; }
+ */
+export function noteWriteRefused(prefix: string): void {
+  writesRefusedUntil = Date.now() + OOM_HOLD_MS;
+  refusedWrites.delete(prefix);
+  if (refusedWrites.size >= MAX_REFUSED_PREFIXES) {
+    const oldest = refusedWrites.values().next().value;
+    if (oldest !== undefined) refusedWrites.delete(oldest);
+  }
+  refusedWrites.add(prefix);
+}
 
 /**
  * Whether Redis refused a command because it is out of memory (`OOM command not allowed when

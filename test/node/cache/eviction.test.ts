@@ -292,4 +292,54 @@ describe("noeviction (Upstash's default: a full database refuses writes)", () =>
       await admin.config("SET", "maxmemory", "0");
     }
   });
+
+  /** Runs `fn` with Redis full (every write refused), then gives it room again. */
+  async function full<T>(fn: () => Promise<T>): Promise<T> {
+    const used = info(await admin.info("memory"), "used_memory");
+    await admin.config("SET", "maxmemory", String(used - 1024));
+    try {
+      return await fn();
+    } finally {
+      await admin.config("SET", "maxmemory", "0");
+    }
+  }
+
+  const isolate = (prefix: string) =>
+    new EdgeCache({
+      redis,
+      prefix,
+      known: new KnownEntries(),
+      flights: new FlightRegistry(),
+      onError: () => {},
+    });
+
+  it("an isolate whose write was refused serves none of the prefix from the read-only hit: keys it never read, tags", async () => {
+    // Found by a race audit: the guard covered only keys the isolate knew. A write route of an
+    // isolate invalidates keys it never read; a tag bump covers entries it does not know.
+    // Two prefixes: the refusal is recorded per prefix, for the whole isolate.
+    const prefix = `ne${randomBytes(4).toString("hex")}`;
+    const tagged = `${prefix}t`;
+    const opts = { earlyRefresh: false } as const;
+    const writer = new EdgeCache({ redis, prefix, onError: () => {} });
+    await writer.getOrLoad("p:1", async () => ({ name: "old" }), opts);
+    const tagWriter = new EdgeCache({ redis, prefix: tagged, onError: () => {} });
+    await tagWriter.getOrLoad("list", async () => ["old"], { ...opts, tags: ["cat"] });
+    await writer.settle();
+    await tagWriter.settle();
+    await full(async () => {
+      const byKey = isolate(prefix);
+      await expect(byKey.apply({ keys: ["p:1"] })).rejects.toThrow(/OOM/);
+      const read = await byKey.getOrLoad("p:1", async () => ({ name: "new" }), opts);
+      expect(read).toMatchObject({ status: "BYPASS", value: { name: "new" } });
+
+      const byTag = isolate(tagged);
+      await expect(byTag.invalidateTags("cat")).rejects.toThrow(/OOM/);
+      const list = await byTag.getOrLoad("list", async () => ["new"], { ...opts, tags: ["cat"] });
+      expect(list).toMatchObject({ status: "BYPASS", value: ["new"] });
+    });
+    // Room again: the next read's acquire goes through and the prefix is read as usual (the
+    // refused writes are the outbox's to apply now: window 3).
+    const reader = isolate(prefix);
+    expect((await reader.getOrLoad("p:9", async () => ({ n: 9 }), opts)).status).toBe("MISS");
+  });
 });
