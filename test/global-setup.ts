@@ -125,6 +125,7 @@ async function startStack(): Promise<RunningStack> {
     pipelining: `pipelining-${randomBytes(8).toString("hex")}`,
     lean: `lean-${randomBytes(8).toString("hex")}`,
     sessions: `sessions-${randomBytes(8).toString("hex")}`,
+    preconditions: `preconditions-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

@@ -21,6 +21,7 @@ export interface TestStack {
     pipelining: string;
     lean: string;
     sessions: string;
+    preconditions: string;
   };
   databaseUrl: string;
   /** The test database's name on a port where nothing listens (Postgres stopped). */

@@ -1,3 +1,4 @@
+import { eq } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { products } from "../../db/schema";
 import {
@@ -14,7 +15,7 @@ import {
   postProduct,
 } from "./api";
 import { insertCategory, outboxRowFor, withDb } from "./db";
-import { testRedis } from "./stack";
+import { gatewayControl, stack, testRedis } from "./stack";
 
 /**
  * /products through the real Worker, gateway and Postgres. A fresh cache prefix per run, so a
@@ -340,6 +341,61 @@ describe("PATCH and DELETE with If-Match", () => {
       body: { stock: 8 },
     });
     expect(weak.status).toBe(412);
+  });
+});
+
+describe("a 412 while the winning write's invalidation is on its way", () => {
+  it("names the version the write lost to, in the ETag header as in the body, and a retry with it succeeds", async () => {
+    const token = stack.spareGatewayTokens.preconditions;
+    // The winner's Redis calls are slow: its invalidation is still on its way when the loser's
+    // 412 reads the product through the cache, which still holds version 1.
+    const slow = apiFor(prefix, {
+      env: {
+        REDIS_TIMEOUT_MS: "5000",
+        RATE_LIMIT_TIMEOUT_MS: "5000",
+        UPSTASH_REDIS_REST_TOKEN: token,
+      },
+    });
+    const product = await newProduct(await newCategory("412"));
+    const held = (await api("GET", `/products/${product.id}`)).headers.get("etag") ?? "";
+    expect((await api("GET", `/products/${product.id}`)).headers.get("x-cache")).toBe("HIT");
+    expect(held).toMatch(/^"v1\./);
+    await gatewayControl("faults", { body: { latencyMs: 600 }, token });
+    try {
+      const winner = slow("PATCH", `/products/${product.id}`, {
+        headers: { "if-match": held },
+        body: { priceCents: 2 },
+      });
+      const committed = async () =>
+        withDb(async (db) => {
+          const [row] = await db
+            .select({ version: products.version })
+            .from(products)
+            .where(eq(products.id, product.id));
+          return row?.version === 2;
+        });
+      for (let i = 0; !(await committed()); i++) {
+        if (i > 500) throw new Error("the winning write never committed");
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const loser = await api<ErrorBody>("PATCH", `/products/${product.id}`, {
+        headers: { "if-match": held },
+        body: { priceCents: 3 },
+      });
+      expect(loser.status).toBe(412);
+      expect(loser.body.error.details?.currentVersion).toBe(2);
+      // It named version 1, the tag the client had just sent: a retry with it failed again.
+      const current = loser.headers.get("etag") ?? "";
+      expect(current).toMatch(/^"v2[".]/);
+      const retry = await api("PATCH", `/products/${product.id}`, {
+        headers: { "if-match": current },
+        body: { priceCents: 3 },
+      });
+      expect(retry.status).toBe(200);
+      expect((await winner).status).toBe(200);
+    } finally {
+      await gatewayControl("faults", { method: "DELETE", token });
+    }
   });
 });
 

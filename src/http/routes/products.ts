@@ -50,7 +50,8 @@ function sqlState(error: unknown): string | undefined {
  * A product's write failure: as `writeFailure`, with a 412's ETag the one a GET of the product
  * answers now (`"v<n>.<digest>"`, read through the cache: one Redis read, usually a hit), so a
  * client can send it back in If-Match or If-None-Match as it is; the version alone (`"v<n>"`,
- * which writes accept too) when that read fails.
+ * which writes accept too) when that read fails or finds an entry older than the version the
+ * write was refused against.
  */
 export async function productWriteFailure(
   c: Context<AppEnv>,
@@ -62,7 +63,11 @@ export async function productWriteFailure(
     try {
       const { cache, db } = c.var.services;
       const current = await readProduct(cache, db, id);
-      if (current.value) {
+      // Not an entry older than the version this write lost to: the write that won may not
+      // have invalidated it yet, and its tag would be the one the client just sent (a retry
+      // with it failed again until the invalidation landed; found by an audit). Then the
+      // version's own tag, which writes accept as well.
+      if (current.value && (current.version ?? -1) >= (error.current ?? 0)) {
         etag =
           (await etagFor("version+content", current.version, JSON.stringify(current.value))) ??
           undefined;
