@@ -43,8 +43,8 @@ describe("the Upstash clients of an invocation", () => {
       await s.cache.writeThrough("unicode:7", value, 1);
       await s.redis.set(`${prefix}:raw-unicode`, text);
       return {
-        engine: await s.cache.get("unicode:7"),
-        batched: await s.batchCache.get("unicode:7"),
+        engine: await s.cache.get("unicode:7", { versionKey: "unicode:7" }),
+        batched: await s.batchCache.get("unicode:7", { versionKey: "unicode:7" }),
         raw: await s.redis.get<string>(`${prefix}:raw-unicode`),
       };
     });

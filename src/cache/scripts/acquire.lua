@@ -46,14 +46,14 @@ local function grant(out) grantReply(out, leaseValue, verKey, names, declared, n
 local function tryLease() return takeLease(lease, leaseValue, leaseTtl, verKey, tagClock, now) end
 
 local out = { now = now }
-local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'id')
+local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'id', 'vk')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 -- Announce the entry's last measured load time, else the client's estimate.
 if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[4] or '') end
 local reason, need = false, nil
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  reason, need = entryReason(verKey, ver, tg, declared, counter, f[9], names, nCapture)
+  reason, need = entryReason(verKey, ver, tg, declared, counter, f[9], names, nCapture, f[11])
   if reason == 'need' then
     -- An undeclared tag cannot be checked: the entry is not served (nor deleted: it may be
     -- valid). The caller learns the list and asks again; only when told to (ARGV[8], its last

@@ -138,7 +138,8 @@ redis.call('DEL', entry)
 -- tg, tk and tc describe one snapshot and are only ever written together, here.
 redis.call('HSET', entry, 'v', ARGV[2], 'ver', version, 'fu', fu, 'su', su, 'xu', xu,
   'tg', any and cjson.encode(snapshot) or '', 'tk', any and ARGV[8] or '',
-  'tc', table.concat(counters), 'lt', ARGV[10], 'ct', now, 'id', ARGV[12] or '')
+  'tc', table.concat(counters), 'lt', ARGV[10], 'ct', now, 'id', ARGV[12] or '',
+  'vk', verKey and '1' or '')
 redis.call('PEXPIREAT', entry, xu)
 -- Version 0 is a negative entry of a name nothing was ever committed under: creating its
 -- version key would leave a key without a TTL behind every probed unknown id.

@@ -94,12 +94,12 @@ if ARGV[5] then
       end
       found[i] = held and 'true' or 'false'
     else
-      local c = redis.call('HMGET', e, 'id', 'ver', 'fu', 'su', 'tg', 'tk')
+      local c = redis.call('HMGET', e, 'id', 'ver', 'fu', 'su', 'tg', 'tk', 'vk')
       local id, cfu, csu = fillId(c[1]), tonumber(c[3]), tonumber(c[4])
       -- Fresh and valid now, by the rules of a hit (entryReason fails closed on a missing
       -- counter or an undeclared tag), and with an id a reply can carry as is.
       local ok = id and cfu and csu and now < cfu and now < csu
-        and not entryReason(checkVer, c[2], c[5], declared, readCounter, c[6], names, spec[3])
+        and not entryReason(checkVer, c[2], c[5], declared, readCounter, c[6], names, spec[3], c[7])
       found[i] = ok and ('"' .. id .. '"') or 'false'
     end
   end
@@ -111,7 +111,7 @@ local function answer(reply)
   return string.sub(reply, 1, -2) .. checks .. '}'
 end
 
-local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'tc', 'id')
+local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'tc', 'id', 'vk')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 
 -- The common answer first, with no tables, no cjson and no calls into lib/entry.lua: a fresh
@@ -124,7 +124,8 @@ local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f
 -- The general path below gives the same reply (test/node/cache/hit-fast.test.ts); this costs
 -- Redis less per hit when hits come one at a time (bench/results/profile-notes.md, sessions 10
 -- and 11). Anything else (other names or order, a bumped or missing counter, a version key
--- that is missing or "", a non-numeric field, an entry stored before `tk` existed) falls
+-- that is missing or "", a versioned entry read without a version key, a non-numeric field,
+-- an entry stored before `tk` existed) falls
 -- through to the general path, which decides it exactly as before.
 local tk = f[9]
 if value and ((ARGV[2] == '[]' and (not tg or tg == '')) or (ARGV[2] ~= '[]' and tk == ARGV[2])) then
@@ -133,7 +134,7 @@ if value and ((ARGV[2] == '[]' and (not tg or tg == '')) or (ARGV[2] ~= '[]' and
     local versioned = ARGV[1] == '1'
     local current = versioned and tonumber(redis.call('GET', KEYS[3]) or '')
     local stored = tonumber(ver)
-    if not versioned or (current and stored and stored >= current) then
+    if (not versioned and f[12] ~= '1') or (current and stored and stored >= current) then
       local counters = ''
       for i = versioned and 4 or 3, nMain do
         counters = counters .. (redis.call('GET', KEYS[i]) or '-') .. ','
@@ -148,7 +149,7 @@ local out = { now = now }
 local reason = false
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  reason, out.need = entryReason(verKey, ver, tg, declared, readCounter, tk, names, ARGV[3])
+  reason, out.need = entryReason(verKey, ver, tg, declared, readCounter, tk, names, ARGV[3], f[12])
   if reason then
     value = false
   elseif now >= su then

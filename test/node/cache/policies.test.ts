@@ -231,8 +231,31 @@ describe("inspect, get, set", () => {
     expect(e.entry?.tags.users).toBe(e.currentTags.users);
     expect(e.pttl).toBeGreaterThan(0);
     expect(e.leasePttl).toBe(-2);
-    expect((await cache.get<{ name: string }>("user:3"))?.value.name).toBe("Ada");
+    // Versioned: read with its version key (without one it is never served).
+    expect(
+      (await cache.get<{ name: string }>("user:3", { versionKey: "user:3" }))?.value.name,
+    ).toBe("Ada");
     expect(await cache.get("nothing")).toBeNull();
+  });
+
+  it("a reader that declares no version key is never served a versioned entry: a bump would not reach it", async () => {
+    // Found by an audit: the entry kept its `ver` but not that it had a version key, so a read
+    // without one (a route that forgot it, a `get()` peek) was served it after a bump.
+    const prefix = `vk${Date.now().toString(36)}`;
+    const cache = h.cache({}, prefix);
+    const versioned = { versionKey: "product:1", versionOf: (p: { v: number }) => p.v };
+    await cache.getOrLoad("product:1", async () => ({ v: 1 }), versioned);
+    // Before the bump, with its version key declared, it is served.
+    expect((await cache.get("product:1", { versionKey: "product:1" }))?.value).toEqual({ v: 1 });
+    await cache.bumpVersion("product", 1, 2);
+    expect(await cache.get("product:1")).toBeNull();
+    const other = h.cache({}, prefix); // another isolate, which predicts nothing about the key
+    const read = await other.getOrLoad("product:1", async () => ({ v: 2 }), {});
+    expect(read).toMatchObject({ status: "MISS", value: { v: 2 } });
+    // Unversioned entries are read as before, by anyone.
+    await cache.set("plain", 1);
+    expect((await other.get("plain"))?.value).toBe(1);
+    expect((await other.getOrLoad("plain", async () => 2, {})).status).toBe("HIT");
   });
 
   it("a write-through honours cacheIf: a value it refuses is not stored, and the old entry goes", async () => {

@@ -99,7 +99,7 @@ describe("versions", () => {
     await expect(cache.writeThrough("p:1", "x", Number.NaN)).rejects.toThrow(TypeError);
     await expect(cache.writeThrough("p:1", "x", -1)).rejects.toThrow(TypeError);
     expect(await h.requests()).toBe(0);
-    expect((await cache.get("p:1"))?.value).toBe("v");
+    expect((await cache.get("p:1", { versionKey: "p:1" }))?.value).toBe("v");
     // A numeric string, as JavaScript callers may pass, still counts as its number.
     expect(await cache.writeThrough("p:1", "w", "4" as unknown as number)).toEqual({
       written: true,

@@ -30,7 +30,11 @@ end
 -- by code that did not know the tag, e.g. before a deploy added it, would otherwise survive
 -- every bump of it). Learned names after them may be stale (another isolate refilled the entry
 -- with other `tagsOf` tags): those only have to be checked when the entry has them.
-local function entryReason(verKey, ver, tg, declared, readCounter, order, names, own)
+local function entryReason(verKey, ver, tg, declared, readCounter, order, names, own, versioned)
+  -- An entry filled under a version key (`vk`, fill.lua) is not served to a reader that
+  -- declares none: it cannot check the version, and a bump would not reach it (fail closed,
+  -- as for tags). Entries filled before `vk` existed have none and are read as before.
+  if not verKey and versioned == '1' then return 'version' end
   if verKey then
     local current = redis.call('GET', verKey)
     if ver == '' then return 'version' end
