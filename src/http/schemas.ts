@@ -102,7 +102,7 @@ export const errorResponses = {
 export const ifMatchHeader = z.object({
   "if-match": z.string().optional().openapi({
     description:
-      'Only write when the current version matches (`"v7"`, a GET\'s ETag such as `"v7.<digest>"`, a list, or `*`); 412 otherwise',
+      'Only write when the current version matches (`"v7"`, a GET\'s ETag such as `"v7.<digest>"`, weakened `W/"v7.<digest>"` too, a list, or `*`); 412 otherwise',
     example: '"v3"',
   }),
   "if-none-match": z.string().optional().openapi({
@@ -114,9 +114,14 @@ export const ifMatchHeader = z.object({
 
 /**
  * The precondition of a write (see VersionCondition): null without If-Match or If-None-Match.
- * If-Match `*` allows any existing version; otherwise the versions named by strong `"v<n>"` or
- * `"v<n>.<digest>"` tags. Weak or foreign tags never match (RFC 9110 compares strongly for
- * If-Match), so a list of only those ends in 412. If-None-Match `*` on a write means "only if it
+ * If-Match `*` allows any existing version; otherwise the versions named by `"v<n>"` or
+ * `"v<n>.<digest>"` tags, weak ones (`W/`) included; foreign tags never match, so a list of
+ * only those ends in 412. RFC 9110 compares If-Match strongly, so that a weak tag (which may
+ * name another representation of the same meaning) cannot stand for the exact one. Here the
+ * condition is the row's version, which `v<n>` names exactly whatever happened to the bytes,
+ * and Cloudflare weakens every strong ETag it compresses (without a "Respect Strong ETags"
+ * cache rule, and with one for some encodings): a client echoing the tag it was given got a
+ * 412 on every conditional write (found by an audit). If-None-Match `*` on a write means "only if it
  * does not exist yet" (RFC 9110 §13.1.2): every write here changes an existing row, so no
  * version may match (412 when the row exists, 404 when it does not). Other If-None-Match tags
  * name versions the write must not apply to, compared weakly (`W/` ignored); tags that name no
@@ -133,7 +138,7 @@ export function versionCondition(c: Context): VersionCondition | null {
   if (header === undefined && none === undefined) return null;
   const noneTags = none === undefined ? [] : tagsOf(none);
   if (noneTags.includes("*")) return { only: [], not: [] };
-  const not = noneTags.flatMap((t) => versionOfTag(t.replace(/^W\//, "")));
+  const not = noneTags.flatMap(versionOfTag);
   if (header === undefined) return { only: null, not };
   return { only: ifMatchVersions(header), not };
 }
@@ -178,9 +183,12 @@ function ifMatchVersions(header: string): number[] | null {
   return tags.includes("*") ? null : tags.flatMap(versionOfTag);
 }
 
-/** The version a strong `"v<n>"` / `"v<n>.<digest>"` tag names: [n], or [] for any other tag. */
+/**
+ * The version a `"v<n>"` / `"v<n>.<digest>"` tag names, weak (`W/`) or not: [n], or [] for any
+ * other tag.
+ */
 function versionOfTag(tag: string): number[] {
-  const m = /^"v([1-9]\d{0,9})(?:\.[A-Za-z0-9_-]+)?"$/.exec(tag);
+  const m = /^(?:W\/)?"v([1-9]\d{0,9})(?:\.[A-Za-z0-9_-]+)?"$/.exec(tag);
   const version = Number(m?.[1]);
   return m && version <= MAX_ID ? [version] : [];
 }
