@@ -66,6 +66,10 @@ export function intoL1<T>(
   } catch {
     return;
   }
+  // And the tags the isolate learned the entry has (`need`): a reader without `tagsOf` may hit
+  // an entry filled with some, and this isolate's own bump of one must drop it from L1 too.
+  const learned = ctx.known.tags(ctx.keys.prefix, key);
+  if (learned.length > 0) tags = [...new Set([...tags, ...learned])];
   ctx.l1.set(key, result.value, result.version, tags, { forMs: result.ttlMs, since });
 }
 

@@ -252,3 +252,30 @@ describe("an invalidation still on its way while a read of this isolate runs", (
     });
   }
 });
+
+describe("tags L1 learned from the entry", () => {
+  it("an entry whose tagsOf tag this reader only learned (need) leaves L1 when this isolate bumps that tag", async () => {
+    // Found by a race audit: L1 kept the reader's own tags (and its tagsOf's), not the ones it
+    // learned, so a route reading a key without tagsOf kept serving it after its own bump.
+    const prefix = `lt${Date.now().toString(36)}`;
+    const writer = h.cache({}, prefix);
+    await writer.getOrLoad("p:1", async () => ({ v: 1, category: 3 }), {
+      ...noEarly,
+      tags: ["products"],
+      tagsOf: (p: { category: number }) => [`category:${p.category}`],
+    });
+    const t = 0;
+    const l1 = new L1Cache(100, 60_000, () => t);
+    const reader = h.cache({ l1 }, prefix);
+    const opts = { ...noEarly, tags: ["products"] };
+    const first = await reader.getOrLoad("p:1", async () => ({ v: 2, category: 3 }), opts);
+    expect(first).toMatchObject({ status: "HIT", value: { v: 1 } });
+    expect((await reader.getOrLoad("p:1", async () => ({ v: 2, category: 3 }), opts)).l1).toBe(
+      true,
+    );
+    await reader.invalidateTags("category:3");
+    const after = await reader.getOrLoad("p:1", async () => ({ v: 2, category: 3 }), opts);
+    expect(after.l1).toBeUndefined();
+    expect(after.value).toEqual({ v: 2, category: 3 });
+  });
+});
