@@ -118,6 +118,9 @@ export function emptyDrainReport(stoppedBy: DrainStop = "caught-up"): DrainRepor
   };
 }
 
+/** A settle's subrequests besides its pattern steps: apply, continuation, two marks. */
+const SETTLE_COST = 4;
+
 /** Cheapest round: SELECT + apply + UPDATE. */
 const ROUND_COST = 3;
 
@@ -190,9 +193,12 @@ export async function drainOutbox(
   /** Applies and settles `rows`; on a failed apply tells an outage from bad rows (halving). */
   const settle = async (rows: readonly PendingEvent[]): Promise<void> => {
     if (rows.length === 0 || redisDown) return;
-    // Keep one subrequest for the mark; pattern steps get what is left, and none past the
-    // deadline (an unfinished purge continues on the queue, or the row stays pending).
-    const steps = Date.now() >= deadline ? 0 : Math.max(0, Math.min(limits.steps, spare() - 2));
+    // Pattern steps get what is left after the rest of the settle: the apply, a continuation
+    // send, markContinued and markProcessed (4; it kept 2, and a round could spend 2–3 of the
+    // warmer's reserve), and none past the deadline (an unfinished purge continues on the
+    // queue, or the row stays pending).
+    const steps =
+      Date.now() >= deadline ? 0 : Math.max(0, Math.min(limits.steps, spare() - SETTLE_COST));
     const result = await settleEvents(services, rows.map(rowItem), { ...limits, steps });
     budget.spend(result.redisRequests + result.queries + result.queueSends);
     report.redisRequests += result.redisRequests;

@@ -338,6 +338,27 @@ describe("pattern purges of one outbox row", () => {
     expect(row?.continuedAt).not.toBeNull();
   });
 
+  it("a round whose purge continues keeps the reserve it was given (the warmer's subrequests)", async () => {
+    const prefix = newPrefix();
+    const cache = new EdgeCache({ redis, prefix });
+    await Promise.all(Array.from({ length: 300 }, (_, i) => cache.set(`res:${i}`, i)));
+    await insertRows(prefix, [{ keys: ["res:0"], patterns: ["res:*"] }]);
+    const queue = new FakeQueue();
+    // 10 subrequests, 3 of them the warmer's: the SELECT, then the settle (apply, pattern steps,
+    // the continuation, markContinued). Steps used to be given all but 2 of what was left, and
+    // the round ended inside the reserve.
+    const budget = new Budget(10);
+    const report = await withServices(prefix, { PURGE_QUEUE: queue.asQueue() }, (s) =>
+      drainOutbox(
+        s,
+        { olderThanMs: 0, reserve: 3, patterns: { steps: 20, stepBudget: 10 } },
+        budget,
+      ),
+    );
+    expect(report.patternsContinued).toBe(1);
+    expect(budget.left).toBeGreaterThanOrEqual(3);
+  });
+
   it("settle the row only when the last of its purges ends", async () => {
     const prefix = newPrefix();
     const cache = new EdgeCache({ redis, prefix });
