@@ -323,20 +323,12 @@ export class EdgeCache {
   async invalidate(...keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
     const sent = unlinkKeys(this.#target, keys); // names checked before anything is sent
-    const drop = () => {
+    return this.#invalidating(sent, "invalidate", () => {
       for (const k of keys) {
         this.#ctx.l1?.delete(k);
         this.#ctx.known.expire(this.keys.prefix, k);
       }
-    };
-    drop();
-    try {
-      return await sent;
-    } catch (error) {
-      throw this.#writeFailure(error, "invalidate");
-    } finally {
-      drop(); // see #settled
-    }
+    });
   }
 
   /**
@@ -370,7 +362,7 @@ export class EdgeCache {
       return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };
     }
     const sent = applyChange(this.#target, keys, tags, versions);
-    const drop = () => {
+    return this.#invalidating(sent, "apply", () => {
       for (const k of keys) {
         this.#ctx.l1?.delete(k);
         this.#ctx.known.expire(this.keys.prefix, k);
@@ -382,15 +374,7 @@ export class EdgeCache {
       );
       this.#ctx.l1?.deleteTagged(tags);
       if (versions.length > 0) this.#ctx.l1?.clear();
-    };
-    drop();
-    try {
-      return await sent;
-    } catch (error) {
-      throw this.#writeFailure(error, "apply");
-    } finally {
-      drop(); // see #settled
-    }
+    });
   }
 
   /**
@@ -405,18 +389,10 @@ export class EdgeCache {
   async invalidateTags(...tags: string[]): Promise<Record<string, string>> {
     if (tags.length === 0) return {};
     const sent = bumpTags(this.#target, tags);
-    const drop = () => {
+    return this.#invalidating(sent, "invalidateTags", () => {
       this.#ctx.l1?.deleteTagged(tags);
       this.#ctx.known.expireWhere(this.keys.prefix, tags, []);
-    };
-    drop();
-    try {
-      return await sent;
-    } catch (error) {
-      throw this.#writeFailure(error, "invalidateTags");
-    } finally {
-      drop(); // see #settled
-    }
+    });
   }
 
   /**
@@ -435,18 +411,10 @@ export class EdgeCache {
   ): Promise<{ previous: number | null; current: number }> {
     assertVersion(version);
     const sent = advanceVersion(this.#target, `${entity}:${id}`, version);
-    const drop = () => {
+    return this.#invalidating(sent, "bumpVersion", () => {
       this.#ctx.l1?.clear();
       this.#ctx.known.expireWhere(this.keys.prefix, [], [`${entity}:${id}`]);
-    };
-    drop();
-    try {
-      return await sent;
-    } catch (error) {
-      throw this.#writeFailure(error, "bumpVersion");
-    } finally {
-      drop(); // see #settled
-    }
+    });
   }
 
   /**
@@ -477,18 +445,10 @@ export class EdgeCache {
         throw new RangeError(`purgePattern ${name} must be a whole number >= 1, got ${value}`);
       }
     }
-    const drop = () => {
+    return this.#invalidating(purgeStep(this.#target, glob, options), "purgePattern", () => {
       this.#ctx.l1?.clear();
       this.#ctx.known.expirePrefix(this.keys.prefix);
-    };
-    drop();
-    try {
-      return await purgeStep(this.#target, glob, options);
-    } catch (error) {
-      throw this.#writeFailure(error, "purgePattern");
-    } finally {
-      drop(); // see #settled
-    }
+    });
   }
 
   // ---------------------------------------------------------------- introspection
@@ -583,13 +543,26 @@ export class EdgeCache {
 
   // ---------------------------------------------------------------- helpers
 
-  // #settled: every invalidation drops what the isolate holds of its names (L1 entries, known
-  // freshness) twice: before its request, so the isolate stops serving them at once, and again
-  // once the request settled. A read sent between the two can run in Redis BEFORE the
-  // invalidation and store the old value in L1 after the first drop; it would then be served
-  // from L1 to reads that began after the acknowledgement, for up to L1's ttl (found by a race
-  // audit, test/node/cache/l1.test.ts). The second drop also moves L1's generation, so a reply
-  // still on its way afterwards is refused (L1Cache.set's `since`).
+  /**
+   * An invalidation's request `sent`, with `drop` (forgetting what the isolate holds of its
+   * names: L1 entries, known freshness) run twice: now, so the isolate stops serving them at
+   * once, and again once the request settled. A read sent between the two can run in Redis
+   * BEFORE the invalidation and store the old value in L1 after the first drop; it would then
+   * be served from L1 to reads that began after the acknowledgement, for up to L1's ttl (found
+   * by a race audit, test/node/cache/l1.test.ts). The second drop also moves L1's generation,
+   * so a reply still on its way afterwards is refused (L1Cache.set's `since`). A Redis failure
+   * becomes CacheWriteError for `operation`.
+   */
+  async #invalidating<R>(sent: Promise<R>, operation: string, drop: () => void): Promise<R> {
+    drop();
+    try {
+      return await sent;
+    } catch (error) {
+      throw this.#writeFailure(error, operation);
+    } finally {
+      drop();
+    }
+  }
 
   /** `loader` under the per-isolate failure backoff (backoff.ts), counting skipped loads. */
   #backedOff<T>(key: string, loader: () => Promise<T>, ms: number): () => Promise<T> {
