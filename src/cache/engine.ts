@@ -267,11 +267,6 @@ export class EdgeCache {
       await this.apply({ keys: [key], versions });
       return { written: false, reason: "uncacheable" };
     }
-    // A cached "not found" lives `negativeTtl`, with no grace or fail-safe, as a loaded one does.
-    const entryOpts =
-      value === null && opts.negativeTtl && opts.negativeTtl > 0
-        ? { ...opts, ttl: opts.negativeTtl, staleTtl: 0, failSafeMs: 0 }
-        : opts;
     // Data current now takes the counters as they are; data loaded at `tagsAsOf` must not
     // predate a bump.
     const seen = opts.tagsAsOf === undefined ? "" : `@${Math.floor(opts.tagsAsOf)}`;
@@ -283,7 +278,7 @@ export class EdgeCache {
       key,
       value,
       version,
-      entryOpts,
+      opts,
       snapshotTags(value, opts, () => seen, seen),
     );
     try {

@@ -97,12 +97,8 @@ function fillOf<T>(
   } catch (error) {
     ctx.report(error, "fill input");
   }
-  // A cached "not found" reports the version it is stored under (the grant's), as its HITs do.
-  const version = fill
-    ? value === null
-      ? fill.version
-      : fill.valueVersion
-    : versionOrNull(value, opts);
+  // The version stored (a cached "not found": the grant's), as the entry's HITs report it.
+  const version = fill ? fill.version : versionOrNull(value, opts);
   // What a HIT of the entry will answer: the parse of the JSON the fill sends (readBack).
   const answered = fill ? (JSON.parse(fill.json) as T) : readBack(value);
   return { fill, answer: loadedResult(answered, opts, version) };

@@ -1,3 +1,4 @@
+import { BoundedMap } from "../bounded-map";
 import type { EngineContext } from "../context";
 import type { Resolved } from "../options";
 import { newToken } from "../token";
@@ -76,10 +77,9 @@ const OOM_HOLD_MS = 1000;
 /**
  * Prefixes where Redis refused one of this isolate's writes (an invalidation, a write-through)
  * for want of memory, until a writing script of that prefix goes through again. Module scope,
- * plain strings, insertion-ordered and bounded (an app may give each tenant its own prefix).
+ * plain strings, bounded (an app may give each tenant its own prefix).
  */
-const refusedWrites = new Set<string>();
-const MAX_REFUSED_PREFIXES = 256;
+const refusedWrites = new BoundedMap<string, true>(256);
 
 /**
  * Called when Redis refused a write of this isolate (`isOutOfMemory`): until a writing script
@@ -93,12 +93,7 @@ const MAX_REFUSED_PREFIXES = 256;
  */
 export function noteWriteRefused(prefix: string): void {
   writesRefusedUntil = Date.now() + OOM_HOLD_MS;
-  refusedWrites.delete(prefix);
-  if (refusedWrites.size >= MAX_REFUSED_PREFIXES) {
-    const oldest = refusedWrites.values().next().value;
-    if (oldest !== undefined) refusedWrites.delete(oldest);
-  }
-  refusedWrites.add(prefix);
+  refusedWrites.touch(prefix, true);
 }
 
 /**

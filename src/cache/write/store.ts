@@ -16,7 +16,10 @@ import { type EntryWrite, type FillReply, snapshotTags, storeEntry } from "./fil
 /** An entry checked and serialized, not sent yet: what `send` needs besides the lease token. */
 export interface PreparedEntry<T> {
   json: string;
-  /** The version stored: `versionOf`'s, or the captured one for a negative entry. */
+  /**
+   * The version stored: `versionOf`'s, or the captured one for a negative entry; what the MISS
+   * that loaded it answers too, as the entry's HITs will.
+   */
   version: number | null;
   /** The windows it is stored with (a negative entry's own, see `prepareFill`). */
   opts: Resolved<T>;
@@ -26,8 +29,6 @@ export interface PreparedEntry<T> {
 /** The fill of a loaded value under a granted lease, prepared (`prepareFill`). */
 export interface PreparedFill<T> extends PreparedEntry<T> {
   token: string;
-  /** The version the loaded value itself reports (`versionOf`), which its MISS answers. */
-  valueVersion: number | null;
   /** The caller's options, for a refused fill that takes the lease again. */
   callerOpts: Resolved<T>;
 }
@@ -50,24 +51,23 @@ export function prepareFill<T>(
   opts: Resolved<T>,
 ): PreparedFill<T> | null {
   if (!cacheable(value, opts)) return null;
-  const valueVersion =
-    opts.versionKey && opts.versionOf && value !== null ? opts.versionOf(value) : null;
-  let version = valueVersion;
-  let entryOpts = opts;
-  if (value === null && opts.negativeTtl && opts.negativeTtl > 0) {
-    // A negative entry: short-lived, no grace or fail-safe, and under a version key stored as
-    // the version Redis knew when the lease was granted, so the next advance (a create, an
-    // outbox event) invalidates it; a create that landed during the load revoked the lease.
-    entryOpts = { ...opts, ttl: opts.negativeTtl, staleTtl: 0, failSafeMs: 0 };
-    if (opts.versionKey) version = read.cv ?? 0;
-  }
+  // A negative entry under a version key is stored as the version Redis knew when the lease
+  // was granted, so the next advance (a create, an outbox event) invalidates it; a create that
+  // landed during the load revoked the lease. (Its windows: prepareEntry.)
+  const version = !opts.versionKey
+    ? null
+    : value === null
+      ? (read.cv ?? 0)
+      : opts.versionOf
+        ? opts.versionOf(value)
+        : null;
   // Own tags check the counters the read captured; tags known only from the value (and any
   // counter not captured) check that nothing was bumped since the load began.
   const counters = Array.isArray(read.tg) ? read.tg : [];
   const bound = `@${Math.floor(read.now)}`;
   const tags = snapshotTags(value, opts, (i) => counters[i] ?? bound, bound);
-  const entry = prepareEntry(key, value, version, entryOpts, tags);
-  return { ...entry, token: read.tok ?? "", valueVersion, callerOpts: opts };
+  const entry = prepareEntry(key, value, version, opts, tags);
+  return { ...entry, token: read.tok ?? "", callerOpts: opts };
 }
 
 /**
@@ -104,7 +104,9 @@ export function store<T>(
  * An entry as fill.lua takes it, checked: throws a TypeError for a version that is not one (or
  * none under a version key), for undefined, for a value without JSON (a function), or for what
  * JSON.stringify refuses (a BigInt, a cycle). Tag names were checked when `tags` was built
- * (resolveOptions, snapshotTags). Nothing is sent.
+ * (resolveOptions, snapshotTags). A cached "not found" (null with `negativeTtl`) gets its own
+ * windows: `negativeTtl`, no grace, no fail-safe, whether a load or a write-through stores it.
+ * Nothing is sent.
  */
 export function prepareEntry<T>(
   key: string,
@@ -121,7 +123,11 @@ export function prepareEntry<T>(
   const json = JSON.stringify(value);
   // A function or a Symbol (or a toJSON giving undefined) has no JSON at all.
   if (typeof json !== "string") throw new TypeError(`cache key ${key}: value has no JSON form`);
-  return { json, version, opts, tags };
+  const negative = value === null && opts.negativeTtl !== undefined && opts.negativeTtl > 0;
+  const windows = negative
+    ? { ...opts, ttl: opts.negativeTtl as number, staleTtl: 0, failSafeMs: 0 }
+    : opts;
+  return { json, version, opts: windows, tags };
 }
 
 async function send<T>(
