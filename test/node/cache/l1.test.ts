@@ -237,7 +237,7 @@ describe("an invalidation still on its way while a read of this isolate runs", (
               ? cache.apply({ keys: ["k"] })
               : how === "bumpVersion"
                 ? cache.bumpVersion("item", "k", 2)
-                : cache.purgePattern("k");
+                : cache.purgePattern("k", { budget: 1_000_000, count: 1_000_000 }); // one step scans all
       await held.reached;
       // A read overlapping the invalidation, which has not reached Redis: the old value is
       // right for it, and it goes into L1 (the invalidation's first drop came before it).
