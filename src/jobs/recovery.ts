@@ -1,3 +1,5 @@
+import { runScript } from "../cache/redis";
+import { releaseScript } from "../cache/scripts";
 import type { Redis } from "../redis/client";
 import type { Services } from "../runtime/services";
 import { describeError } from "./apply-event";
@@ -75,10 +77,6 @@ export const markerKey = (prefix: string) => `${prefix}:outbox:pending`;
  */
 export const drainLockKey = (prefix: string) => `${prefix}:outbox:draining`;
 const DRAIN_LOCK_MS = 30_000;
-/** Gives the lock back only if it is still this drain's (it may have expired and been taken). */
-const RELEASE_LOCK = `#!lua flags=allow-key-locking
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
 
 /** Tells every isolate that this prefix's outbox has rows a drain should look at. */
 export async function setPendingMarker(redis: Redis, prefix: string): Promise<void> {
@@ -196,13 +194,14 @@ export async function recoveryDrain(services: Services, announce: boolean): Prom
     report = await drainOutbox(services, RECOVERY_DRAIN, budget);
   } finally {
     budget.spend(1);
-    await redis
-      .createScript<number>(RELEASE_LOCK)
-      .exec([drainLockKey(prefix)], [lock])
-      .catch((error: unknown) => {
+    // Only if it is still this drain's (it may have expired and been taken): the engine's
+    // compare-and-delete of a lease, which this lock is.
+    await runScript(redis, releaseScript, [drainLockKey(prefix)], [lock]).catch(
+      (error: unknown) => {
         // It expires by itself: another isolate drains at most DRAIN_LOCK_MS later.
         console.warn(`outbox drain lock not released: ${describeError(error)}`);
-      });
+      },
+    );
   }
   try {
     if (report.stoppedBy === "caught-up") await redis.del(markerKey(prefix));
