@@ -264,7 +264,8 @@ export class EdgeCache {
       // One request: the entry and its lease deleted, the version advanced. It used to be
       // stored anyway, for the full ttl.
       const versions = version !== null && opts.versionKey ? { [opts.versionKey]: version } : {};
-      await this.apply({ keys: [key], versions });
+      // A failure is this write-through's ("writeThrough"), as when the value is stored.
+      await this.#apply({ keys: [key], versions }, "writeThrough");
       return { written: false, reason: "uncacheable" };
     }
     // Data current now takes the counters as they are; data loaded at `tagsAsOf` must not
@@ -347,6 +348,21 @@ export class EdgeCache {
     tags?: readonly string[];
     versions?: Readonly<Record<string, number>>;
   }): Promise<{ removed: number; tagsBumped: number; versionsAdvanced: number }> {
+    return this.#apply(change, "apply");
+  }
+
+  /**
+   * `apply` for `operation`: what a Redis failure is reported as (CacheWriteError, onError),
+   * the caller's own method (a write-through refused as uncacheable goes through here).
+   */
+  async #apply(
+    change: {
+      keys?: readonly string[];
+      tags?: readonly string[];
+      versions?: Readonly<Record<string, number>>;
+    },
+    operation: string,
+  ): Promise<{ removed: number; tagsBumped: number; versionsAdvanced: number }> {
     // Events arrive as decoded JSON, unchecked by the compiler: a string where a list belongs
     // was split into one-letter names (and the named key or tag left as it was).
     const keys = [...new Set(listOf(change.keys, "keys"))];
@@ -357,7 +373,7 @@ export class EdgeCache {
       return { removed: 0, tagsBumped: 0, versionsAdvanced: 0 };
     }
     const sent = applyChange(this.#target, keys, tags, versions);
-    return this.#invalidating(sent, "apply", () => {
+    return this.#invalidating(sent, operation, () => {
       for (const k of keys) {
         this.#ctx.l1?.delete(k);
         this.#ctx.known.expire(this.keys.prefix, k);

@@ -318,6 +318,12 @@ describe("Redis down", () => {
       await expect(cache.invalidate("k")).rejects.toThrow(/cache invalidate failed/);
       await expect(cache.invalidateTags("t")).rejects.toThrow(/cache invalidateTags failed/);
       await expect(cache.writeThrough("k", 1, 1)).rejects.toThrow(/writeThrough failed/);
+      // Refused as uncacheable, it deletes the entry instead (apply's request): still its own
+      // failure, for the caller's logs and onError, which named "apply" here.
+      const uncacheable = { cacheIf: (v: number) => v > 0 };
+      await expect(cache.writeThrough("k", 0, 2, uncacheable)).rejects.toMatchObject({
+        operation: "writeThrough",
+      });
       await expect(cache.bumpVersion("user", 1, 2)).rejects.toThrow(/bumpVersion failed/);
       await h.faults({ failRate: 1, failMode: "drop" });
       expect((await cache.getOrLoad("k", async () => "again")).status).toBe("BYPASS");
