@@ -396,6 +396,8 @@ describe("Redis down: the admin routes that need it", () => {
     for (const [method, path, body] of [
       ["GET", "/admin/entries/product:5", undefined],
       ["POST", "/admin/invalidate", { keys: ["product:5"] }],
+      // Patterns alone used to answer 200 with the failure inside, nothing purged (an audit).
+      ["POST", "/admin/invalidate", { patterns: ["product:*"] }],
     ] as const) {
       const res = await admin(method, path, { env: redis, body });
       expect(res.status, `${method} ${path}`).toBe(503);

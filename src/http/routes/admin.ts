@@ -317,6 +317,16 @@ adminRoutes.openapi(
       scanned: o.scanned,
       ...(o.error ? { error: o.error } : {}),
     }));
+    const failed = run.outcomes.find((o) => o.error);
+    if (failed) {
+      // Redis failed during the purge: a 503 like every admin route whose Redis failed (a 200
+      // read as "purged" by automation that checks the status), with how far each pattern got
+      // in `details`. The same request again finishes it: each step is idempotent.
+      throw new HttpError(503, "redis_unavailable", `redis did not answer: ${failed.error}`, {
+        applied,
+        patterns,
+      });
+    }
     return c.json({ applied, patterns, done: patterns.every((p) => p.done) }, 200);
   },
 );
