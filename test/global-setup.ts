@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createServer, type Server, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { Redis as IORedis } from "ioredis";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
@@ -19,6 +19,9 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 const REDIS_DB = Number(process.env.TEST_REDIS_DB ?? 1);
 const DATABASE_URL =
   process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/edgecache_test";
+
+/** Each round trip to the slow Postgres (stack.slowPostgresUrl) takes this much longer. */
+const SLOW_POSTGRES_DELAY_MS = 1_500;
 
 const log = (line: string) => console.log(`[test-stack] ${line}`);
 
@@ -51,6 +54,48 @@ async function startHungListener(): Promise<{ port: number; close(): Promise<voi
     sockets.add(socket);
     socket.on("error", () => {});
     socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * A slow Postgres: a TCP forwarder to the real one that holds every byte Postgres sends for
+ * `delayMs` (in order), so each round trip (the connect, each query) takes that much longer.
+ * A loaded database, a compute waking up or a far region, with the real server's answers.
+ */
+async function startSlowForwarder(
+  target: { host: string; port: number },
+  delayMs: number,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(target.port, target.host);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("error", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+      socket.on("close", () => sockets.delete(socket));
+    }
+    client.pipe(upstream);
+    // Timers of one delay fire in the order they were set: the stream stays in order.
+    upstream.on("data", (chunk) => {
+      setTimeout(() => {
+        if (!client.destroyed) client.write(chunk);
+      }, delayMs);
+    });
+    upstream.on("end", () => setTimeout(() => client.end(), delayMs));
+    client.on("close", () => upstream.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as { port: number }).port;
@@ -137,12 +182,17 @@ async function startStack(): Promise<RunningStack> {
   const hung = await startHungListener();
   const deadPort = await freePort();
   const dbUrl = new URL(DATABASE_URL);
+  const slow = await startSlowForwarder(
+    { host: dbUrl.hostname, port: Number(dbUrl.port || 5432) },
+    SLOW_POSTGRES_DELAY_MS,
+  );
   const proxy = await startWsProxy({
     port: 0,
     allowedTargets: [
       ...DEFAULT_ALLOWED_TARGETS,
       `${dbUrl.hostname}:${dbUrl.port || 5432}`,
       `127.0.0.1:${hung.port}`,
+      `127.0.0.1:${slow.port}`,
       `127.0.0.1:${deadPort}`,
     ],
   });
@@ -155,6 +205,8 @@ async function startStack(): Promise<RunningStack> {
     databaseUrl: DATABASE_URL,
     deadPostgresUrl: onPort(DATABASE_URL, deadPort),
     hungPostgresUrl: onPort(DATABASE_URL, hung.port),
+    slowPostgresUrl: onPort(DATABASE_URL, slow.port),
+    slowPostgresDelayMs: SLOW_POSTGRES_DELAY_MS,
     wsProxy: proxy.url,
     adminToken: `admin-${randomBytes(16).toString("hex")}`,
   };
@@ -165,7 +217,7 @@ async function startStack(): Promise<RunningStack> {
     stack,
     users: 0,
     async stop() {
-      await Promise.allSettled([gateway.close(), proxy.close(), hung.close()]);
+      await Promise.allSettled([gateway.close(), proxy.close(), hung.close(), slow.close()]);
     },
   };
 }

@@ -28,6 +28,9 @@ export interface TestStack {
   deadPostgresUrl: string;
   /** The same on a TCP listener that accepts and never answers (Postgres hung). */
   hungPostgresUrl: string;
+  /** The same through a forwarder that holds Postgres's every answer `slowPostgresDelayMs`. */
+  slowPostgresUrl: string;
+  slowPostgresDelayMs: number;
   wsProxy: string;
   adminToken: string;
 }

@@ -66,6 +66,9 @@ export function resolveOptions<T>(
   const expiresAtMs = expiresAt instanceof Date ? expiresAt.getTime() : expiresAt;
   if (expiresAtMs !== undefined) finite("expiresAt", expiresAtMs);
   const beta = early === false ? 0 : early === true ? 1 : early.beta;
+  const loadTimeoutMs = loadTimeout === undefined ? undefined : ms("loadTimeout", loadTimeout, 1);
+  const leaseTtl = ms("leaseTtl", options.leaseTtl ?? d.leaseTtl ?? DEFAULTS.leaseTtl, 1);
+  const waitBudget = options.waitBudget ?? d.waitBudget;
   if (!(beta >= 0 && Number.isFinite(beta))) {
     throw new RangeError(`earlyRefresh.beta must be a finite number >= 0, got ${beta}`);
   }
@@ -81,8 +84,14 @@ export function resolveOptions<T>(
     jitter,
     earlyRefresh: early,
     waitUntil: options.waitUntil ?? d.waitUntil,
-    leaseTtl: ms("leaseTtl", options.leaseTtl ?? d.leaseTtl ?? DEFAULTS.leaseTtl, 1),
-    waitBudget: ms("waitBudget", options.waitBudget ?? d.waitBudget ?? DEFAULTS.waitBudget, 0),
+    leaseTtl,
+    waitBudget:
+      waitBudget === undefined
+        ? // A loader allowed `loadTimeout` is waited for that long (its lease is kept alive
+          // meanwhile, read/keep-alive.ts): a budget shorter than the load sent every waiter
+          // to the source too, one query per request exactly when the source is slow.
+          Math.max(DEFAULTS.waitBudget, (loadTimeoutMs ?? 0) + leaseTtl)
+        : ms("waitBudget", waitBudget, 0),
     failSafe,
     // Zero or less turns negative caching off (documented); anything else is a lifetime.
     negativeTtl:
@@ -91,7 +100,7 @@ export function resolveOptions<T>(
         : ms("negativeTtl", negativeTtl, 1),
     cacheIf: options.cacheIf ?? d.cacheIf,
     loaderBackoff: backoffMs === undefined ? undefined : ms("loaderBackoff", backoffMs, 0),
-    loadTimeout: loadTimeout === undefined ? undefined : ms("loadTimeout", loadTimeout, 1),
+    loadTimeout: loadTimeoutMs,
     consistency,
     tagList:
       !tags || tags.length === 0

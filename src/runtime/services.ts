@@ -148,6 +148,11 @@ export function createServices(
       // everything else, so dispose() waits for it before ending the pool.
       defaults: {
         loaderBackoff: config.LOADER_BACKOFF_MS,
+        // The loaders are Postgres queries, each under its own deadlines; this one is their
+        // sum plus a margin. It keeps a slow query's lease alive while it runs and makes the
+        // waiters wait for it (read/keep-alive.ts): one query per key when Postgres is slow,
+        // not one per request.
+        loadTimeout: config.DB_CONNECT_TIMEOUT_MS + config.DB_QUERY_TIMEOUT_MS + 1_000,
         ...(ctx ? { waitUntil: track } : {}),
       },
       onError: (error, operation) => console.warn(`cache ${operation} degraded:`, error),

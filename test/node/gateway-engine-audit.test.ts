@@ -104,6 +104,20 @@ describe("engine scripts under allow-key-locking (audit)", () => {
     await cache.invalidate("p:2");
     await cache.apply({ keys: ["p:1"], tags: ["catalogue"], versions: { "product:1": 4 } });
     await cache.getOrLoad("p:3", async () => 3, { tags: ["catalogue"] });
+    // A load slower than its lease keeps it alive (extend), with its version key's "" mark.
+    await cache.getOrLoad(
+      "slow:5",
+      async () => {
+        await new Promise((resolve) => setTimeout(resolve, 120));
+        return { id: 5, version: 1 };
+      },
+      {
+        versionKey: "product:5",
+        versionOf: (p) => p.version,
+        leaseTtl: 90,
+        loadTimeout: 1_000,
+      },
+    );
     // A failing loader gives its lease back (release).
     await expect(
       cache.getOrLoad("p:4", async () => Promise.reject(new Error("loader down"))),

@@ -93,6 +93,36 @@ describe("Postgres stopped (nothing listens)", () => {
   });
 });
 
+describe("Postgres slow (every answer held, stack.slowPostgresUrl)", () => {
+  const api = apiFor(`fslow${Date.now() % 1e6}`);
+  const slow = { DATABASE_URL: stack.slowPostgresUrl };
+  const loads = async () => {
+    const res = await api<{ cache: Record<string, number> | null }>("GET", "/admin/stats", {
+      admin: true,
+    });
+    return Number(res.body.cache?.loads ?? 0);
+  };
+
+  it("concurrent reads of a cold key whose query outlives the lease share one query", async () => {
+    // A load here is a connect and a query, each held by the forwarder: longer than the lease
+    // (2 s) and the engine's default wait budget (2.5 s). Before the engine kept a lease alive
+    // for a load with a deadline (the app gives its loaders one: the DB deadlines' sum), the
+    // waiting requests took the leader for dead after 2 s and queried too: one query each.
+    const before = await loads();
+    const timedReads = await timed(() =>
+      Promise.all(Array.from({ length: 8 }, () => api("GET", "/products/81", { env: slow }))),
+    );
+    expect(timedReads.value.map((r) => r.status)).toEqual(Array(8).fill(200));
+    expect(timedReads.value.every((r) => (r.body as { id: number }).id === 81)).toBe(true);
+    expect(timedReads.ms).toBeGreaterThan(2_500); // the load did outlive lease and budget
+    expect((await loads()) - before).toBe(1);
+    // The fill landed under the kept lease: the next read is a hit, without Postgres.
+    const again = await api("GET", "/products/81", { env: dead });
+    expect(again.status).toBe(200);
+    expect(again.headers.get("x-cache")).toBe("HIT");
+  }, 20_000);
+});
+
 describe("Postgres hung (accepts, never answers)", () => {
   const api = apiFor("fail-hung");
 
@@ -494,6 +524,26 @@ describe("one error path", () => {
       expect(body.error.code).toBe("internal_error");
       expectNoInternals(JSON.stringify(body));
     }
+  });
+
+  it("answers a load past its loadTimeout as 503 database_unavailable, not a 500", async () => {
+    // The app's loaders each keep the DB deadlines; loadTimeout is their sum, reached when
+    // several queries of one load are each slow but within their own deadline.
+    const app = createApp();
+    app.get("/__slow-load", async (c) => {
+      const result = await c.var.services.cache.getOrLoad(
+        "slow-load",
+        () => new Promise((resolve) => setTimeout(() => resolve(1), 2_000)),
+        { loadTimeout: 100 },
+      );
+      return c.json(result.value);
+    });
+    const res = await app.request("/__slow-load", {}, { ...env, CACHE_PREFIX: "fail-lt" });
+    expect(res.status).toBe(503);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    const body = (await res.json()) as ErrorBody;
+    expect(body.error.code).toBe("database_unavailable");
+    expectNoInternals(JSON.stringify(body));
   });
 
   it("answers through the Worker entry point with JSON even for a dead database", async () => {

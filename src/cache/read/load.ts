@@ -4,6 +4,7 @@ import type { CacheResult } from "../types";
 import { type FillReply, releaseLease } from "../write/fill";
 import { fillLoaded, type PreparedFill, prepareFill } from "../write/store";
 import type { Flight, LeaseCheck } from "./flight";
+import { keepLeaseAlive } from "./keep-alive";
 import { acquireEntry } from "./look";
 import { failSafeResult, type ReadReply } from "./reply";
 import { loadedResult, readBack, versionOrNull } from "./result";
@@ -119,6 +120,7 @@ export async function loadAndFill<T>(
   // The load reads the source after this: followers that joined before it may take its value
   // without waiting for the fill (Flight.offer).
   const loadSeq = loadStarts(ctx, key, flight, leaseCheckOf(reply, opts));
+  const stop = keepLeaseAlive(ctx, key, reply.tok ?? "", opts, flight);
   try {
     loaded = await ctx.timed(loader, key);
   } catch (error) {
@@ -129,6 +131,8 @@ export async function loadAndFill<T>(
       return failSafeResult<T>(reply);
     }
     throw error;
+  } finally {
+    stop();
   }
   const { fill, answer: result } = fillOf(ctx, key, reply, loaded.value, opts);
   if (!fill) {
@@ -230,6 +234,7 @@ async function reloadFor<T>(
   const lease = { tok: granted.tok, tg: granted.tg, cv: granted.cv, now: granted.now ?? 0 };
   const reloadSeq = loadStarts(ctx, key, flight, leaseCheckOf(lease, opts));
   let reloaded: { value: T; ms: number };
+  const stop = keepLeaseAlive(ctx, key, lease.tok, opts, flight);
   try {
     reloaded = await ctx.timed(loader, key);
   } catch (error) {
@@ -238,6 +243,8 @@ async function reloadFor<T>(
     await release(ctx, key, lease.tok);
     ctx.report(error, "reload loader");
     return;
+  } finally {
+    stop();
   }
   const { fill, answer: fresh } = fillOf(ctx, key, lease, reloaded.value, opts);
   if (!fill) {
@@ -258,6 +265,7 @@ export async function refresh<T>(
   opts: Resolved<T>,
 ): Promise<void> {
   let loaded: { value: T; ms: number };
+  const stop = keepLeaseAlive(ctx, key, reply.tok ?? "", opts);
   try {
     loaded = await ctx.timed(loader, key);
   } catch (error) {
@@ -265,6 +273,8 @@ export async function refresh<T>(
     ctx.pending.add("refresh_errors");
     ctx.report(error, "background refresh loader");
     return release(ctx, key, reply.tok ?? "");
+  } finally {
+    stop();
   }
   const { fill } = fillOf(ctx, key, reply, loaded.value, opts);
   if (!fill) return release(ctx, key, reply.tok ?? "");

@@ -31,6 +31,12 @@ export const bumpVersionScript: LuaScript = {
   source: "#!lua flags=allow-key-locking\n-- bump-version: records the newest committed version of an entity; never moves backwards.\n-- Entries with an older version become invalid on their next read, and fills of older rows\n-- are refused. The same-named entry's lease is revoked so a load in flight cannot write an\n-- older version back if the version key had been evicted.\n-- KEYS[1] version key  KEYS[2] stats  KEYS[3] lease   ARGV[1] version. Returns {previous, current}.\nlocal previous = redis.call('GET', KEYS[1])\nredis.call('UNLINK', KEYS[3])\nlocal v = tonumber(ARGV[1])\n-- \"\" = a first load in flight set it, version unknown (acquire.lua): no previous version.\nif previous == '' then previous = false end\nif (not previous) or v > tonumber(previous) then\n  redis.call('SET', KEYS[1], ARGV[1])\n  redis.call('HINCRBY', KEYS[2], 'version_bumps', 1)\n  return { previous or '', ARGV[1] }\nend\nreturn { previous, previous }\n",
 };
 
+export const extendScript: LuaScript = {
+  name: "extend",
+  sha1: "0a84254a83fef87c7045b45c7f5c742ee8774960",
+  source: "#!lua flags=allow-key-locking\n-- extend: keeps a lease alive while its holder is still loading (src/cache/read/keep-alive.ts),\n-- only if it is still ours. A load that outlives its lease loses the single flight: another\n-- caller takes the lease and loads too, and the first fill is refused. The lease's short TTL\n-- still frees a key within leaseTtl when its holder dies (it stops extending).\n-- KEYS[1] lease   KEYS[2] the version key, when the load has one (ARGV[3] == '1'): its \"\"\n--   mark (a first load, version unknown, set by acquire.lua with the lease's TTL) must live as\n--   long as the lease, or the fill reads it as evicted and refuses itself\n-- ARGV[1] token (the lease's whole value)   ARGV[2] lease ttl ms   ARGV[3] \"1\" = KEYS[2] given\n-- Reply: 1 when extended, 0 when the lease is gone or someone else's (a write revoked it).\nif redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\nredis.call('PEXPIRE', KEYS[1], ARGV[2])\nif ARGV[3] == '1' and redis.call('GET', KEYS[2]) == '' then\n  redis.call('PEXPIRE', KEYS[2], ARGV[2])\nend\nreturn 1\n",
+};
+
 export const fillScript: LuaScript = {
   name: "fill",
   sha1: "b2d4a7673d1d241ceceed17744de166cd8d09de0",

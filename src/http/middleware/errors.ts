@@ -1,6 +1,7 @@
 import type { Context, ErrorHandler, MiddlewareHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { PatternRouter } from "hono/router/pattern-router";
+import { LoadTimeoutError } from "../../cache";
 import { ConfigError } from "../../config/env";
 import { DatabaseUnavailableError, describeThrown } from "../../db/errors";
 import { RedisUnavailableError } from "../../redis/errors";
@@ -36,8 +37,9 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
  *   whose Redis or queue failed); ConfigError → 500 config_invalid naming the variables;
  * - Hono's HTTPException (body limit, auth, media type) → its status, with a code of its own;
  * - Postgres unreachable or timed out (DatabaseUnavailableError anywhere in the cause chain,
- *   including behind drizzle's "Failed query" and the cache's LoaderBackoffError) →
- *   503 database_unavailable with Retry-After;
+ *   including behind drizzle's "Failed query" and the cache's LoaderBackoffError), or a load
+ *   past the cache's loadTimeout (LoadTimeoutError: queries that each kept their deadline but
+ *   not together) → 503 database_unavailable with Retry-After;
  * - Redis unreachable or timed out where nothing can stand in for it (RedisUnavailableError:
  *   sessions) → 503 redis_unavailable with Retry-After;
  * - anything else, Error or not → 500 internal_error.
@@ -59,7 +61,8 @@ function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
     const code = HTTP_EXCEPTION_CODES[status] ?? "bad_request";
     return errorResponse(c, status, code, thrown.message || "Request rejected");
   }
-  const unavailable = findCause(thrown, DatabaseUnavailableError);
+  const unavailable =
+    findCause(thrown, DatabaseUnavailableError) ?? findCause(thrown, LoadTimeoutError);
   if (unavailable) {
     console.error(
       `${c.req.method} ${new URL(c.req.url).pathname}: database unavailable: ${describeThrown(unavailable)}`,
