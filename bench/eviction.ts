@@ -22,7 +22,7 @@ import { EvictionWatch, emptyKinds, type KeyKind } from "../tools/lib/evictions"
 import { startOwnRedis } from "../tools/lib/own-redis";
 import { startGateway } from "../tools/upstash-gateway/server";
 import { runWorkload, type WorkloadOptions, type WorkloadResult } from "./eviction-workload";
-import { numberArg } from "./lib/args";
+import { benchArgs } from "./lib/args";
 import { progressLine } from "./lib/progress";
 
 const POLICIES = [
@@ -38,19 +38,35 @@ const CONTRAST = "noeviction";
 const CLOSEST_TO_UPSTASH = "volatile-random";
 const PREFIX = "ev";
 
+const args = benchArgs(
+  "npm run bench:eviction --",
+  "The same Zipf read workload through the engine under each Redis eviction policy, maxmemory a\nfraction of the working set, on a private redis-server; results in bench/results/eviction.json.",
+  {
+    keys: { default: 2000, help: "distinct keys" },
+    ops: { default: 30_000, help: "measured operations per policy" },
+    warmup: { default: 10_000, help: "operations before measuring" },
+    zipf: { default: 1, help: "Zipf exponent of key popularity" },
+    writes: { default: 0.02, help: "share of operations that write" },
+    concurrency: { default: 8, help: "concurrent clients" },
+    seed: { default: 1, help: "random seed" },
+    payload: { default: 400, help: "value size, bytes" },
+    categories: { default: 50, help: "tags (categories) over the keys" },
+    fraction: { default: 0.35, help: "maxmemory as a fraction of the working set" },
+  },
+);
 const workload: Omit<WorkloadOptions, "onProgress"> = {
-  keys: numberArg("keys", 2000),
-  ops: numberArg("ops", 30_000),
-  warmup: numberArg("warmup", 10_000),
-  zipf: numberArg("zipf", 1),
-  writeShare: numberArg("writes", 0.02),
-  concurrency: numberArg("concurrency", 8),
-  seed: numberArg("seed", 1),
-  payloadBytes: numberArg("payload", 400),
-  categories: numberArg("categories", 50),
+  keys: args.keys,
+  ops: args.ops,
+  warmup: args.warmup,
+  zipf: args.zipf,
+  writeShare: args.writes,
+  concurrency: args.concurrency,
+  seed: args.seed,
+  payloadBytes: args.payload,
+  categories: args.categories,
   progressEvery: 1000,
 };
-const FRACTION = numberArg("fraction", 0.35);
+const FRACTION = args.fraction;
 
 interface Row {
   policy: string;

@@ -23,15 +23,29 @@ import { ensurePostgres } from "../tools/lib/services";
 import { startWsProxy } from "../tools/neon-ws-proxy/server";
 import { gatewayControl } from "../tools/upstash-gateway/control";
 import { startGateway } from "../tools/upstash-gateway/server";
-import { numberArg } from "./lib/args";
+import { benchArgs } from "./lib/args";
 
-const ROWS = numberArg("rows", 20_000);
-const BATCH = numberArg("batch", 1000);
-const BUDGET = numberArg("budget", 40);
-const RESERVE = numberArg("reserve", 10);
-const LATENCY = numberArg("latency", 5);
-const JITTER = numberArg("jitter", 2);
 const ADMIN_URL = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const args = benchArgs(
+  "npm run bench:drain --",
+  `Outbox drain throughput: N pending rows drained as the cron tick does, through the gateway and
+the Neon WebSocket proxy; rows per tick and time per tick. Database edgecache_bench_drain on the
+server of BENCH_PG_URL (now ${ADMIN_URL.replace(/\/\/[^@/]*@/, "//…@")}; recreated, dropped at the end).`,
+  {
+    rows: { default: 20_000, help: "pending outbox rows to drain" },
+    batch: { default: 1000, help: "rows per drain round" },
+    budget: { default: 40, help: "subrequests per tick" },
+    reserve: { default: 10, help: "of those, kept for the warmer" },
+    latency: { default: 5, help: "gateway latency per request, ms" },
+    jitter: { default: 2, help: "± jitter on that latency, ms" },
+  },
+);
+const ROWS = args.rows;
+const BATCH = args.batch;
+const BUDGET = args.budget;
+const RESERVE = args.reserve;
+const LATENCY = args.latency;
+const JITTER = args.jitter;
 const DB_NAME = "edgecache_bench_drain";
 
 const log = (line: string) => console.log(`[bench] ${line}`);

@@ -12,12 +12,21 @@ import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { ensureRedis } from "../tools/lib/services";
 import { startGateway } from "../tools/upstash-gateway/server";
-import { numberArg } from "./lib/args";
+import { benchArgs } from "./lib/args";
 import { percentile } from "./lib/stats";
 
-const BURST = numberArg("burst", 2000);
-const TRICKLE = numberArg("trickle", 200);
-const DB = numberArg("db", 0);
+const args = benchArgs(
+  "npx tsx bench/pubsub.ts",
+  "Pub/sub through the local gateway: time to subscribe and to release, delivery latency\npercentiles for a burst and a steady trickle, connections per stream.",
+  {
+    burst: { default: 2000, help: "messages published at once" },
+    trickle: { default: 200, help: "messages published one by one" },
+    db: { default: 0, help: "Redis DB index the gateway uses" },
+  },
+);
+const BURST = args.burst;
+const TRICKLE = args.trickle;
+const DB = args.db;
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

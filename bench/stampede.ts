@@ -16,15 +16,26 @@ import { EdgeCache, FlightRegistry } from "../src/cache";
 import { startOwnRedis } from "../tools/lib/own-redis";
 import { gatewayControl } from "../tools/upstash-gateway/control";
 import { startGateway } from "../tools/upstash-gateway/server";
-import { numberArg } from "./lib/args";
+import { benchArgs } from "./lib/args";
 import { progressLine } from "./lib/progress";
 import { percentile } from "./lib/stats";
 
-const LATENCY = numberArg("latency", 5);
-const JITTER = numberArg("jitter", 2);
-const READERS = numberArg("readers", 200);
-const LOAD_MS = numberArg("load-ms", 50);
-const ROUNDS = numberArg("rounds", 5);
+const args = benchArgs(
+  "npm run bench:stampede --",
+  "Concurrent cold reads of one key, in one isolate and across ten, over a private redis-server\nbehind the Upstash gateway: loads, Redis requests per isolate, p50/p99, issue 7's targets.",
+  {
+    readers: { default: 200, help: "concurrent cold reads per round" },
+    "load-ms": { default: 50, help: "how long the loader takes, ms" },
+    rounds: { default: 5, help: "rounds per scenario (a fresh key each)" },
+    latency: { default: 5, help: "gateway latency per request, ms" },
+    jitter: { default: 2, help: "± jitter on that latency, ms" },
+  },
+);
+const LATENCY = args.latency;
+const JITTER = args.jitter;
+const READERS = args.readers;
+const LOAD_MS = args["load-ms"];
+const ROUNDS = args.rounds;
 const ISOLATES = 10;
 const DB = 0;
 
