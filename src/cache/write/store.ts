@@ -2,8 +2,9 @@ import type { EngineContext } from "../context";
 import { assertVersion, cacheable, type Resolved } from "../options";
 import { jitterTtl } from "../policy";
 import type { ReadReply } from "../read/reply";
+import { isErrorReply } from "../redis";
 import { newToken } from "../token";
-import { type EntryWrite, type FillReply, snapshotTags, storeEntry } from "./fill";
+import { type EntryWrite, type FillReply, releaseLease, snapshotTags, storeEntry } from "./fill";
 
 /**
  * Storing an entry: the fill of a granted lease (checked against what the granting read
@@ -84,7 +85,19 @@ export async function fillLoaded<T>(
   ctx.pending.add("read_requests");
   const opts = fill.callerOpts;
   const again = regrant ? { leaseTtl: opts.leaseTtl, ownTags: opts.tagList.length } : undefined;
-  return send(ctx, key, fill.token, fill, loadMs, "fills", again);
+  try {
+    return await send(ctx, key, fill.token, fill, loadMs, "fills", again);
+  } catch (error) {
+    // Refused by Redis (a value past the database's request size limit, out of memory): the
+    // lease goes back at once, as for a value that is not cached. Kept until leaseTtl, every
+    // later read of the key waited it out, then loaded and was refused again (+2 s per read).
+    // Not after a timeout or a network error: Redis may be gone, and the lease expires anyway.
+    if (fill.token && isErrorReply(error)) {
+      ctx.pending.add("read_requests");
+      await releaseLease(ctx.target, key, fill.token).catch(() => {});
+    }
+    throw error;
+  }
 }
 
 /**
