@@ -26,6 +26,7 @@ import type {
   Inspection,
   PurgeStep,
   StatsSnapshot,
+  WriteRefusal,
   WriteResult,
 } from "./types";
 import { CacheWriteError } from "./write/error";
@@ -285,7 +286,11 @@ export class EdgeCache {
     try {
       const reply = await store(this.#ctx, key, entry);
       this.#ctx.l1?.delete(key);
-      return reply.ok ? { written: true } : { written: false, reason: reply.r ?? "refused" };
+      // A write-through holds no lease (token ""): it is refused for its version, its
+      // tags or its expiry, never for a lease.
+      return reply.ok
+        ? { written: true }
+        : { written: false, reason: (reply.r ?? "version") as WriteRefusal };
     } catch (error) {
       throw this.#writeFailure(error, "writeThrough");
     }
@@ -301,7 +306,7 @@ export class EdgeCache {
    * ```
    */
   set<T>(key: string, value: T, options: EntryOptions<T> = {}): Promise<WriteResult> {
-    const version = options.versionOf ? options.versionOf(value) : null;
+    const version = options.versionOf && value != null ? options.versionOf(value) : null;
     return this.writeThrough(key, value, version, options);
   }
 
@@ -344,9 +349,9 @@ export class EdgeCache {
    * ```
    */
   async apply(change: {
-    keys?: readonly string[];
-    tags?: readonly string[];
-    versions?: Readonly<Record<string, number>>;
+    keys?: readonly string[] | undefined;
+    tags?: readonly string[] | undefined;
+    versions?: Readonly<Record<string, number>> | undefined;
   }): Promise<{ removed: number; tagsBumped: number; versionsAdvanced: number }> {
     return this.#apply(change, "apply");
   }

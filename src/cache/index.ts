@@ -17,6 +17,7 @@ export type {
   Inspection,
   PurgeStep,
   StatsSnapshot,
+  WriteRefusal,
   WriteResult,
 } from "./types";
 export { CacheWriteError } from "./write/error";

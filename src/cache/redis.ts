@@ -17,7 +17,7 @@ export interface ScriptClient {
    * reads share an in-isolate load only with requests at the same position; a wrapper around
    * the client should pass it through.
    */
-  readonly readYourWritesSyncToken?: string;
+  readonly readYourWritesSyncToken?: string | undefined;
 }
 
 const isNoScript = (err: unknown) => err instanceof Error && /NOSCRIPT/i.test(err.message);

@@ -28,7 +28,7 @@ export interface EntryOptions<T> {
   versionKey?: string;
   /** Reads the version out of a loaded value (e.g. `(row) => row.version`). Required with
    * `versionKey` in `getOrLoad`. */
-  versionOf?: (value: T) => number;
+  versionOf?: (value: NonNullable<T>) => number;
   /** TTL jitter as a fraction: 0.1 spreads `ttl` over ±10 %. Default 0.1. */
   jitter?: number;
   /** Probabilistic early refresh (XFetch); `false` turns it off. Default β = 1. */
@@ -114,8 +114,11 @@ export interface WriteResult {
    * "uncacheable" (`cacheIf` refused the value, or a versioned null without `negativeTtl`: the
    * old entry was deleted and the version advanced instead).
    */
-  reason?: string;
+  reason?: WriteRefusal;
 }
+
+/** Why a write-through was refused (see `WriteResult.reason`). */
+export type WriteRefusal = "version" | "expired" | "tag" | "uncacheable";
 
 export interface PurgeStep {
   /** Pass back to continue; "0" once the whole keyspace has been scanned. */

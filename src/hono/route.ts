@@ -1,5 +1,6 @@
 import type { Env, Input } from "hono";
 import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
+import { assertName, InvalidKeyError } from "../cache/keys";
 import { type AnyContext, plain } from "./context";
 import { engineOf, waitUntilOf } from "./middleware";
 import { type CachedJsonOptions, cachedJson, setCacheHeaders } from "./response";
@@ -7,10 +8,12 @@ import { type CachedJsonOptions, cachedJson, setCacheHeaders } from "./response"
 /** What {@link cacheJson} caches and how it answers (validator, audience: see `cachedJson`). */
 export interface CacheJsonOptions<T> extends CachedJsonOptions {
   /** The cache key, e.g. `item:${c.req.param("id")}` (1–512 characters, no whitespace or
-   * `* ? [ ] \`; an invalid key throws `InvalidKeyError` before any request). */
+   * `* ? [ ] \`). An invalid one answers `400` with `{"error":{"code":"invalid_key",…}}`
+   * before any request: it comes from the client's URL. */
   key: string;
-  /** Loads the value on a miss. `null` or `undefined` answers 404 (see `notFound`). */
-  load: () => Promise<T>;
+  /** Loads the value on a miss. `null` or `undefined` answers 404 (see `notFound`). Its
+   * `signal` is aborted past `options.loadTimeout`: pass it to `fetch`. */
+  load: (signal?: AbortSignal) => Promise<T>;
   /** Entry options (ttl, staleTtl, tags, versionKey…). `waitUntil` defaults to the
    * request's `executionCtx.waitUntil`. */
   options?: EntryOptions<T>;
@@ -47,6 +50,15 @@ export async function cacheJson<T, E extends Env, P extends string, I extends In
   route: CacheJsonOptions<T>,
 ): Promise<Response> {
   const ctx = plain(c);
+  // The key is built from the request (a path parameter): a name the cache refuses
+  // (whitespace, `* ? [ ] \`, over 512 characters) is the client's input, not a server fault.
+  try {
+    assertName("key", route.key);
+  } catch (error) {
+    if (!(error instanceof InvalidKeyError)) throw error;
+    ctx.header("Cache-Control", "no-store");
+    return ctx.json({ error: { code: "invalid_key", message: error.message } }, 400);
+  }
   const cache = route.cache ?? engineOf(ctx);
   const waitUntil = route.options?.waitUntil ?? waitUntilOf(ctx);
   const result = await cache.getOrLoad(route.key, route.load, {

@@ -177,11 +177,12 @@ export async function warmHotKeys(
       continue;
     }
     for (const [id, key] of group.ids) {
-      if (!rows.has(id)) {
+      const value = rows.get(id);
+      // loadMany leaves out ids it did not find (never null): nothing to warm.
+      if (value === undefined || value === null) {
         report.notFound++;
         continue;
       }
-      const value = rows.get(id);
       const entity = group.warmable.entity;
       const entry = group.warmable.entry(value);
       const version = entry.versionOf ? entry.versionOf(value) : null;

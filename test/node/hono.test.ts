@@ -274,6 +274,21 @@ describe("cacheJson", () => {
     }
   });
 
+  it("a key the cache refuses (it comes from the URL) answers 400 invalid_key, before any request", async () => {
+    const app = appWithCache();
+    const before = await h.requests();
+    for (const path of ["/items/a%20b", `/items/${"x".repeat(600)}`, "/items/a*"]) {
+      const res = await app.request(path);
+      expect(res.status).toBe(400);
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe("invalid_key");
+      expect(body.error.message).toMatch(/^Invalid cache key/);
+    }
+    expect(await h.requests()).toBe(before);
+    expect(loads).toBe(0);
+  });
+
   it("without the middleware, says how to add it", async () => {
     const app = new Hono();
     app.get("/x", (c) => cacheJson(c, { key: "x", load: async () => 1 }));

@@ -280,10 +280,21 @@ describe.sequential("edgecache as a package: npm pack → examples/worker in wor
     await writeFile(
       join(check, "check.ts"),
       [
+        'import { Redis } from "@upstash/redis";',
         'import { EdgeCache, L1Cache, type ScriptClient } from "edgecache/cache";',
         'import { cacheJson, edgeCache } from "edgecache/hono";',
         "declare const redis: ScriptClient;",
         "export const used = [new EdgeCache({ redis, l1: new L1Cache(10, 1000) }), cacheJson, edgeCache];",
+        // What the READMEs write, under exactOptionalPropertyTypes (found by a library audit:
+        // the client's `string | undefined` sync token, an event's optional lists, a
+        // versionOf over a nullable loader, a loader taking the abort signal).
+        'export const real = new EdgeCache({ redis: new Redis({ url: "https://x", token: "t" }) });',
+        "declare const event: { keys?: string[] | undefined; tags?: string[] | undefined };",
+        "export const applied = () => real.apply({ keys: event.keys, tags: event.tags });",
+        "type Row = { version: number };",
+        'export const read = () => real.getOrLoad("r:1", async (): Promise<Row | null> => null, { versionKey: "r:1", versionOf: (r: Row) => r.version });',
+        'type Load = Parameters<typeof cacheJson>[1]["load"];',
+        "export const load: Load = async (signal?: AbortSignal) => signal?.aborted ?? null;",
       ].join("\n"),
     );
     await writeFile(
@@ -296,6 +307,7 @@ describe.sequential("edgecache as a package: npm pack → examples/worker in wor
           lib: ["es2023", "dom"],
           types: [],
           strict: true,
+          exactOptionalPropertyTypes: true,
           noEmit: true,
           skipLibCheck: false,
         },
@@ -399,7 +411,7 @@ describe.sequential("edgecache as a package: npm pack → examples/worker in wor
 
     const badKey = await get("a%20b");
     expect(badKey.status).toBe(400);
-    expect(await errorCode(badKey)).toBe("bad_request");
+    expect(await errorCode(badKey)).toBe("invalid_key"); // cacheJson's own answer
     const notAList = await purge({ keys: `item:${id}` });
     expect(notAList.status).toBe(400);
     expect(await errorCode(notAList)).toBe("bad_request");

@@ -8,7 +8,7 @@ import type { EntryOptions } from "../types";
 /** What fill.lua answers: stored, or refused and why (lease, version, tag, expired). */
 export interface FillReply {
   ok: boolean;
-  r?: string;
+  r?: "lease" | "version" | "tag" | "expired";
   /** The fill's identity (`EntryWrite.id`), set by storeEntry when the entry was stored. */
   id?: string;
   /**

@@ -57,7 +57,7 @@ export function prepareFill<T>(
   // landed during the load revoked the lease. (Its windows: prepareEntry.)
   const version = !opts.versionKey
     ? null
-    : value === null
+    : value === null || value === undefined
       ? (read.cv ?? 0)
       : opts.versionOf
         ? opts.versionOf(value)
