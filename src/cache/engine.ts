@@ -370,6 +370,11 @@ export class EdgeCache {
   ): Promise<{ removed: number; tagsBumped: number; versionsAdvanced: number }> {
     // Events arrive as decoded JSON, unchecked by the compiler: a string where a list belongs
     // was split into one-letter names (and the named key or tag left as it was).
+    if (typeof change !== "object" || change === null || Array.isArray(change)) {
+      throw new TypeError(
+        `${operation} takes { keys?, tags?, versions? }, got ${Array.isArray(change) ? "an array" : String(change)}`,
+      );
+    }
     const keys = [...new Set(listOf(change.keys, "keys"))];
     const tags = [...new Set(listOf(change.tags, "tags"))];
     const versions = Object.entries(recordOf(change.versions, "versions"));
@@ -426,6 +431,13 @@ export class EdgeCache {
     version: number,
   ): Promise<{ previous: number | null; current: number }> {
     assertVersion(version);
+    // An id that is not one (undefined from an unchecked event) became the version key
+    // `product:undefined`, and the real one was never advanced.
+    if (typeof id === "number" ? !Number.isFinite(id) : typeof id !== "string" || id === "") {
+      throw new TypeError(
+        `bumpVersion ${entity}: id must be a string or a number, got ${String(id)}`,
+      );
+    }
     const sent = advanceVersion(this.#target, `${entity}:${id}`, version);
     return this.#invalidating(sent, "bumpVersion", () => {
       this.#ctx.l1?.clear();
@@ -450,8 +462,9 @@ export class EdgeCache {
   ): Promise<PurgeStep> {
     assertGlob(glob);
     // Caller bugs, before any request (Redis refused them as a syntax error, a CacheWriteError).
-    if (options.cursor !== undefined && !/^\d{1,20}$/.test(options.cursor)) {
-      throw new TypeError(`purgePattern cursor must be one a step returned, got ${options.cursor}`);
+    const { cursor } = options;
+    if (cursor !== undefined && (typeof cursor !== "string" || !/^\d{1,20}$/.test(cursor))) {
+      throw new TypeError(`purgePattern cursor must be one a step returned, got ${String(cursor)}`);
     }
     for (const [name, value] of [
       ["budget", options.budget],
@@ -524,7 +537,12 @@ export class EdgeCache {
    * }
    * ```
    */
-  freshness(keys: readonly string[]): Promise<{ now: number; fresh: Map<string, number | null> }> {
+  async freshness(
+    keys: readonly string[],
+  ): Promise<{ now: number; fresh: Map<string, number | null> }> {
+    if (!Array.isArray(keys)) {
+      throw new TypeError(`freshness takes an array of keys, got ${typeof keys}`);
+    }
     return readFreshness(this.#ctx.redis, this.keys, keys);
   }
 

@@ -48,10 +48,14 @@ const ASCII_NAME = /^[!-)+->@-Z^-~]{1,512}$/;
  * ```
  */
 export class InvalidKeyError extends Error {
-  constructor(kind: string, name: unknown) {
+  constructor(
+    kind: string,
+    name: unknown,
+    rule = "use 1-512 characters without whitespace or * ? [ ] \\",
+  ) {
     super(
       typeof name === "string"
-        ? `Invalid cache ${kind} ${JSON.stringify(name.slice(0, 80))}: use 1-512 characters without whitespace or * ? [ ] \\`
+        ? `Invalid cache ${kind} ${JSON.stringify(name.slice(0, 80))}: ${rule}`
         : `Invalid cache ${kind}: a name must be a string, got ${Array.isArray(name) ? "an array" : name === null ? "null" : typeof name}`,
     );
     this.name = "InvalidKeyError";
@@ -117,7 +121,7 @@ const spaces = new BoundedMap<string, KeySpace>(256);
 
 function buildKeySpace(prefix: string): KeySpace {
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(prefix)) {
-    throw new Error(`Invalid cache prefix ${JSON.stringify(prefix)}: use 1-32 of A-Z a-z 0-9 _ -`);
+    throw new InvalidKeyError("prefix", prefix, "use 1-32 of A-Z a-z 0-9 _ -");
   }
   return {
     prefix,

@@ -64,7 +64,25 @@ export function resolveOptions<T>(
   const jitter = options.jitter ?? d.jitter ?? DEFAULTS.jitter;
   if (!(jitter >= 0 && jitter <= 1)) throw new RangeError(`jitter must be 0..1, got ${jitter}`);
   const expiresAtMs = expiresAt instanceof Date ? expiresAt.getTime() : expiresAt;
-  if (expiresAtMs !== undefined) finite("expiresAt", expiresAtMs);
+  if (expiresAtMs !== undefined) {
+    finite("expiresAt", expiresAtMs);
+    // Epoch seconds (Date.now() / 1000, a JWT's exp) read as ms are a date in January 1970:
+    // the value was silently never cached. No real expiry is before 2001 (1e12 ms).
+    if (expiresAtMs < 1e12) {
+      throw new RangeError(
+        `expiresAt is epoch milliseconds (or a Date); ${expiresAtMs} looks like seconds: multiply by 1000`,
+      );
+    }
+  }
+  if (consistency !== undefined && consistency !== "strict" && consistency !== "replica") {
+    throw new TypeError(`consistency must be "strict" or "replica", got ${String(consistency)}`);
+  }
+  const waitUntil = options.waitUntil ?? d.waitUntil;
+  if (waitUntil !== undefined && typeof waitUntil !== "function") {
+    throw new TypeError(
+      `waitUntil must be a function (ctx.waitUntil.bind(ctx)), got ${typeof waitUntil}`,
+    );
+  }
   const beta = early === false ? 0 : early === true ? 1 : early.beta;
   const loadTimeoutMs = loadTimeout === undefined ? undefined : ms("loadTimeout", loadTimeout, 1);
   const leaseTtl = ms("leaseTtl", options.leaseTtl ?? d.leaseTtl ?? DEFAULTS.leaseTtl, 1);
@@ -83,7 +101,7 @@ export function resolveOptions<T>(
     versionOf: options.versionOf ?? d.versionOf,
     jitter,
     earlyRefresh: early,
-    waitUntil: options.waitUntil ?? d.waitUntil,
+    waitUntil,
     leaseTtl,
     waitBudget:
       waitBudget === undefined

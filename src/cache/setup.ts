@@ -107,6 +107,11 @@ export function engineSetup(options: EdgeCacheOptions): {
 } {
   // A miswired binding (undefined, the env object, a URL string) would otherwise make every
   // read a silent BYPASS, heard only by onError: fail where the engine is built instead.
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      'EdgeCache: pass the options, e.g. new EdgeCache({ redis, prefix: "shop" })',
+    );
+  }
   if (typeof (options.redis as Partial<ScriptClient> | undefined)?.evalsha !== "function") {
     throw new TypeError("EdgeCache: options.redis must be a Redis client with evalsha and eval");
   }

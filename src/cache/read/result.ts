@@ -13,7 +13,7 @@ export function loadedResult<T>(
   value: T,
   opts: Resolved<T>,
   version: number | null = value != null && opts.versionKey && opts.versionOf
-    ? opts.versionOf(value)
+    ? assertVersion(opts.versionOf(value), "versionOf")
     : null,
 ): CacheResult<T> {
   const untilExpiry =
@@ -44,9 +44,7 @@ export function loadedResult<T>(
 export function versionOrNull<T>(value: T, opts: Resolved<T>): number | null {
   if (value == null || !opts.versionKey || !opts.versionOf) return null;
   try {
-    const version = opts.versionOf(value);
-    assertVersion(version);
-    return version;
+    return assertVersion(opts.versionOf(value));
   } catch {
     return null;
   }

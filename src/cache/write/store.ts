@@ -132,7 +132,9 @@ export function prepareEntry<T>(
     throw new TypeError(`cache key ${key}: versionKey is set but no version was given`);
   }
   if (value === undefined) throw new TypeError(`cache key ${key}: cannot cache undefined`);
-  if (version !== null) assertVersion(version, `cache key ${key}: version`);
+  // A numeric string ("3", from a driver's bigint column) is taken as its number, so a
+  // result's `version` is the number its type says.
+  const exact = version === null ? null : assertVersion(version, `cache key ${key}: version`);
   const json = JSON.stringify(value);
   // A function or a Symbol (or a toJSON giving undefined) has no JSON at all.
   if (typeof json !== "string") throw new TypeError(`cache key ${key}: value has no JSON form`);
@@ -140,7 +142,7 @@ export function prepareEntry<T>(
   const windows = negative
     ? { ...opts, ttl: opts.negativeTtl as number, staleTtl: 0, failSafeMs: 0 }
     : opts;
-  return { json, version, opts: windows, tags };
+  return { json, version: exact, opts: windows, tags };
 }
 
 async function send<T>(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { InvalidKeyError } from "../../../src/cache/index";
+import { EdgeCache, InvalidKeyError } from "../../../src/cache/index";
 import { keySpace } from "../../../src/cache/keys";
 import { resolveOptions } from "../../../src/cache/options";
 import { storeEntry } from "../../../src/cache/write/fill";
@@ -168,6 +168,64 @@ describe("untyped input (a queue message's JSON, a JavaScript caller)", () => {
     // The same event as lists (and null for an absent part) goes through.
     const applied = await cache.apply(JSON.parse('{"keys":["product:1"],"tags":null}'));
     expect(applied).toEqual({ removed: 1, tagsBumped: 0, versionsAdvanced: 0 });
+  });
+
+  it("misused calls throw what to do instead, before any request (a library audit's list)", async () => {
+    const cache = h.cache();
+    await h.resetCounter();
+    // bumpVersion with no id used to advance the version key "product:undefined".
+    for (const id of [undefined, null, "", Number.NaN]) {
+      await expect(cache.bumpVersion("product", id as Any, 7), String(id)).rejects.toThrow(
+        /bumpVersion product: id must be a string or a number/,
+      );
+    }
+    // A list or nothing where the event belongs ("Cannot read properties of undefined").
+    await expect(cache.apply(["product:1"] as Any)).rejects.toThrow(
+      "apply takes { keys?, tags?, versions? }, got an array",
+    );
+    await expect(cache.apply(undefined as Any)).rejects.toThrow(TypeError);
+    // One key where the list belongs ("list.map is not a function").
+    await expect(cache.freshness("product:1" as Any)).rejects.toThrow(
+      "freshness takes an array of keys, got string",
+    );
+    // A cursor that is not the string a step returned.
+    await expect(cache.purgePattern("p:*", { cursor: 5 as Any })).rejects.toThrow(TypeError);
+    // Options a read would have taken silently.
+    const load = async () => 1;
+    await expect(cache.getOrLoad("k", load, { consistency: "eventual" as Any })).rejects.toThrow(
+      'consistency must be "strict" or "replica", got eventual',
+    );
+    await expect(cache.getOrLoad("k", load, { waitUntil: "x" as Any })).rejects.toThrow(
+      /waitUntil must be a function/,
+    );
+    // Epoch seconds where ms belong: a date in 1970, so the value was never cached.
+    const inAnHour = Math.floor(Date.now() / 1000) + 3600;
+    await expect(cache.getOrLoad("k", load, { expiresAt: inAnHour })).rejects.toThrow(
+      /looks like seconds: multiply by 1000/,
+    );
+    await expect(cache.set("k", 1, { expiresAt: inAnHour })).rejects.toThrow(RangeError);
+    expect(await h.requests()).toBe(0);
+    // Ms and a Date still work.
+    const ms = await cache.getOrLoad("k", load, { expiresAt: inAnHour * 1000 });
+    expect(ms.status).toBe("MISS");
+    expect((await cache.set("k2", 1, { expiresAt: new Date(inAnHour * 1000) })).written).toBe(true);
+  });
+
+  it("a versionOf giving a numeric string answers the number its type says", async () => {
+    const cache = h.cache();
+    const row = { id: 1, version: "3" };
+    const opts = { versionKey: "row:1", versionOf: (r: typeof row) => r.version as Any as number };
+    const miss = await cache.getOrLoad("row:1", async () => row, opts);
+    expect(miss.version).toBe(3);
+    const hit = await cache.getOrLoad("row:1", async () => row, opts);
+    expect(hit.status).toBe("HIT");
+    expect(hit.version).toBe(3);
+  });
+
+  it("an engine built with nothing, or with a prefix Redis keys cannot carry, says what to pass", () => {
+    expect(() => new (EdgeCache as Any)()).toThrow(/pass the options, e.g. new EdgeCache/);
+    expect(() => h.cache({}, "has space")).toThrow(InvalidKeyError);
+    expect(() => h.cache({}, "has space")).toThrow("use 1-32 of A-Z a-z 0-9 _ -");
   });
 
   it("an engine built without a Redis client throws a TypeError at once, not a BYPASS per read", () => {
