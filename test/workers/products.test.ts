@@ -15,7 +15,7 @@ import {
   postProduct,
 } from "./api";
 import { insertCategory, outboxRowFor, withDb } from "./db";
-import { gatewayControl, stack, testRedis } from "./stack";
+import { gatewayControl, scanKeys, stack, testRedis } from "./stack";
 
 /**
  * /products through the real Worker, gateway and Postgres. A fresh cache prefix per run, so a
@@ -517,6 +517,22 @@ describe("GET /products (keyset pagination)", () => {
 });
 
 describe("bad input", () => {
+  it("a category id that names no category leaves no key without a TTL behind", async () => {
+    // Found by an API audit: each such read left `t:category:<id>` for ever (the lease captured
+    // the counter, the empty page was never stored), so any client could fill Redis with keys
+    // volatile-* eviction cannot take.
+    const redis = testRedis();
+    for (const id of [900_001, 900_002]) {
+      const page = await api<ProductPage>("GET", `/products?category=${id}`);
+      expect(page.status).toBe(200);
+      expect(page.body.items).toEqual([]);
+      const keys: string[] = [];
+      for await (const batch of scanKeys(redis, `${prefix}:*:${id}*`, 1000)) keys.push(...batch);
+      for (const key of keys) expect(await redis.pttl(key), key).toBeGreaterThan(0);
+      expect(keys).toContain(`${prefix}:t:category:${id}`);
+    }
+  });
+
   it("list query: limit, category and cursor must be in range", async () => {
     expectValidation(await api("GET", "/products?limit=1000"), "limit");
     expectValidation(await api("GET", "/products?limit=0"), "limit");

@@ -98,12 +98,13 @@ for i, name in ipairs(names) do
       if last and tonumber(last) < tonumber(bound) then
         c = string.format('%d', tonumber(bound) - 1)
       else
-        redis.call('SET', key, c)
+        redis.call('SET', key, c, 'PX', PROVISIONAL_COUNTER_MS)
         if not last then redis.call('SET', tagClock, c) end
         return drop('tag')
       end
     end
-    redis.call('SET', key, c)
+    -- Provisional until the entry is stored below (a later tag may still refuse the fill).
+    redis.call('SET', key, c, 'PX', PROVISIONAL_COUNTER_MS)
   end
   if bound then
     -- >= : a bump in the very millisecond the load began may postdate the load's read.
@@ -141,6 +142,9 @@ redis.call('HSET', entry, 'v', ARGV[2], 'ver', version, 'fu', fu, 'su', su, 'xu'
   'tc', table.concat(counters), 'lt', ARGV[10], 'ct', now, 'id', ARGV[12] or '',
   'vk', verKey and '1' or '')
 redis.call('PEXPIREAT', entry, xu)
+-- The entry's counters outlive it from now on (lib/entry.lua, PROVISIONAL_COUNTER_MS): one
+-- that expired would read as missing, and every entry under it as invalid.
+for _, name in ipairs(names) do redis.call('PERSIST', declared[name]) end
 -- Version 0 is a negative entry of a name nothing was ever committed under: creating its
 -- version key would leave a key without a TTL behind every probed unknown id.
 if verKey and ((not current and version ~= '0') or (current and tonumber(version) > tonumber(current))) then

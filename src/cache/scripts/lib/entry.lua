@@ -118,6 +118,14 @@ local function encodeReply(out, value)
   return string.sub(json, 1, -2) .. ',"v":' .. value .. '}'
 end
 
+-- A counter created by a read or a fill, before any entry is stored under it, lives this long
+-- (ms); the fill that stores an entry under it makes it permanent (PERSIST, fill.lua), and a
+-- bump (a plain SET) does too. Tags come from clients (a list's `category:<id>` for an id
+-- that names nothing): a permanent counter per tag a lease captured let anyone fill Redis
+-- with keys that never expire, which volatile-* eviction cannot take. Longer than any load
+-- (a fill whose counter expired meanwhile is refused, and the next load lands).
+local PROVISIONAL_COUNTER_MS = 600000
+
 -- A tag counter as a granted lease captures it. Counters start at the current time, not 0, so
 -- a counter lost to eviction comes back with a value no entry was computed under: its entries
 -- turn invalid instead of valid again.
@@ -125,7 +133,7 @@ local function capturedCounter(key, nowText)
   local c = redis.call('GET', key)
   if not c then
     c = nowText
-    redis.call('SET', key, c)
+    redis.call('SET', key, c, 'PX', PROVISIONAL_COUNTER_MS)
   end
   return c
 end
