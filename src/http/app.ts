@@ -7,6 +7,7 @@ import { contentType } from "./middleware/content-type";
 import { catchAll, notFoundOrNotAllowed, onError } from "./middleware/errors";
 import { services } from "./middleware/services";
 import { router } from "./openapi";
+import { completeDocument } from "./openapi-complete";
 import { adminRoutes } from "./routes/admin";
 import { categoriesRoutes } from "./routes/categories";
 import { dashboardRoutes } from "./routes/dashboard";
@@ -54,14 +55,21 @@ export function createApp(): OpenAPIHono<AppEnv> {
   // Before adminRoutes: the dashboard page is public, its data is not.
   app.route("/", dashboardRoutes);
   app.route("/", adminRoutes);
-  app.doc31("/openapi.json", {
+  const info = {
     openapi: "3.1.0",
     info: {
       title: "edgecache catalogue API",
       version: "0.1.0",
       description:
-        "Product catalogue served through an edge cache (Upstash Redis in front of Neon Postgres). Cached responses carry X-Cache, Age, ETag and Cache-Control.",
+        "Product catalogue served through an edge cache (Upstash Redis in front of Neon Postgres). Cached responses carry X-Cache, Age, ETag and Cache-Control. A method a path does not serve answers 405 with Allow.",
     },
+  };
+  // Built once per app: the routes do not change after this. With the statuses the app-wide
+  // middleware adds (openapi-complete.ts), which no route declares itself.
+  let document: ReturnType<typeof app.getOpenAPI31Document> | undefined;
+  app.get("/openapi.json", (c) => {
+    document ??= completeDocument(app.getOpenAPI31Document(info));
+    return c.json(document);
   });
   app.get("/docs", swaggerUI({ url: "/openapi.json" }));
   return app;

@@ -179,6 +179,44 @@ describe("API documentation", () => {
     expect(await ui.text()).toContain("/openapi.json");
   });
 
+  it("lists the statuses the middleware answers on each operation, not only the handler's", async () => {
+    // Found by an API audit: GET /categories listed 200 alone, writes no 413/415/503.
+    type Op = {
+      responses: Record<string, { description: string; headers?: Record<string, unknown> }>;
+      parameters?: { name: string; in: string }[];
+    };
+    const doc = (await (await SELF.fetch("http://edgecache.test/openapi.json")).json()) as {
+      paths: Record<string, Record<string, Op>>;
+    };
+    const codes = (path: string, method: string) =>
+      Object.keys(doc.paths[path]?.[method]?.responses ?? {}).sort();
+    expect(codes("/categories", "get")).toEqual(["200", "304", "412", "500", "503"]);
+    expect(codes("/products", "get")).toEqual(
+      expect.arrayContaining(["200", "304", "400", "412", "500", "503"]),
+    );
+    for (const [path, method] of [
+      ["/products", "post"],
+      ["/products/{id}", "patch"],
+      ["/users/{id}", "patch"],
+      ["/sessions", "post"],
+    ] as const) {
+      expect(codes(path, method), `${method} ${path}`).toEqual(
+        expect.arrayContaining(["413", "415", "429", "500", "503"]),
+      );
+    }
+    const unavailable = doc.paths["/products/{id}"]?.get?.responses["503"];
+    expect(unavailable?.description).toContain("database_unavailable");
+    expect(unavailable?.headers?.["Retry-After"]).toBeDefined();
+    expect(doc.paths["/sessions"]?.post?.responses["503"]?.description).toContain(
+      "redis_unavailable",
+    );
+    // The dashboard's data reports what it could not read instead of failing.
+    expect(codes("/admin/stats", "get")).not.toContain("503");
+    // PATCH /users honours If-None-Match (412 on `*`): the contract says so.
+    const headers = doc.paths["/users/{id}"]?.patch?.parameters?.filter((p) => p.in === "header");
+    expect(headers?.map((p) => p.name).sort()).toEqual(["if-match", "if-none-match"]);
+  });
+
   it("refuses oversized bodies with 413 in the error shape", async () => {
     const res = await SELF.fetch("http://edgecache.test/sessions", {
       method: "POST",

@@ -7,6 +7,7 @@ import { router } from "../openapi";
 import {
   errorContent,
   idParams,
+  ifMatchHeader,
   isStorableText,
   nameText,
   preconditionMessage,
@@ -76,12 +77,7 @@ const patchUserRoute = createRoute({
   middleware: [rateLimit("writes")],
   request: {
     params: idParams(),
-    headers: z.object({
-      "if-match": z
-        .string()
-        .optional()
-        .openapi({ description: 'Only update if the user is still at this ETag ("v7")' }),
-    }),
+    headers: ifMatchHeader,
     body: { required: true, content: { "application/json": { schema: userPatchSchema } } },
   },
   responses: {
