@@ -21,7 +21,7 @@ export type Audience = "shared" | "private";
 
 /** How {@link cachedJson} answers: the validator, and who may keep a copy. */
 export interface CachedJsonOptions {
-  /** Default: `version+content` for versioned results, `content` otherwise. */
+  /** Default `version+content`. A result without a version always gets `content`. */
   validator?: Validator;
   /** Default `shared`. `private` for personal data. */
   audience?: Audience;
@@ -183,7 +183,9 @@ export async function cachedJson<E extends Env, P extends string, I extends Inpu
     options.cacheControl ?? cacheControlFor(options.audience ?? "shared"),
   );
   const json = JSON.stringify(result.value);
-  const validator = options.validator ?? (result.version === null ? "content" : "version+content");
+  // A version validator needs a version: without one (an unversioned entry, a BYPASS whose
+  // versionOf failed) the content's digest stands in, so the answer always has an ETag.
+  const validator = result.version === null ? "content" : (options.validator ?? "version+content");
   const etag = await etagFor(validator, result.version, json);
   if (etag) ctx.header("ETag", etag);
   const method = ctx.req.method;

@@ -207,6 +207,20 @@ describe("cacheJson", () => {
     expect(answered.status).toBe(200);
     expect(answered.headers.get("etag")).toBe(etag);
     expect(answered.headers.get("cache-control")).toBe("public, max-age=60");
+    // validator "version" on a result without a version: the content's ETag, never none
+    // (a library audit found the answer without any validator).
+    const unversioned = new Hono();
+    unversioned.get("/u", async (c) =>
+      cachedJson(c, await h.cache({}, prefix).getOrLoad("u", async () => 2), {
+        validator: "version",
+      }),
+    );
+    const plainEtag = `"c.${await digest("2")}"`;
+    expect((await unversioned.request("/u")).headers.get("etag")).toBe(plainEtag);
+    const revalidated = await unversioned.request("/u", {
+      headers: { "if-none-match": plainEtag },
+    });
+    expect(revalidated.status).toBe(304);
   });
 
   it("unversioned value: content ETag, 404 by default for a versioned miss (not cached)", async () => {
