@@ -36,6 +36,14 @@ export async function redisCall<T>(operation: string, call: () => Promise<T>): P
 }
 
 /**
+ * Upstash's errors for a database over a limit of its plan (upstash.com/docs/redis/troubleshooting):
+ * the daily and monthly request limits, concurrent connections, and the storage quota. Not
+ * the size limits (request, record, key), which are about what was sent.
+ */
+const UPSTASH_LIMIT =
+  /^ERR (max daily request limit|max requests limit|max concurrent connections|DB capacity quota) exceeded/i;
+
+/**
  * Whether Redis itself answered `error` (a command or script error, `ERR …` or `WRONGTYPE …`,
  * anywhere in its cause chain), as opposed to Redis not answering: a network failure, a
  * timeout, an HTTP 5xx or a refused token. Only the first is about the data sent; the outbox
@@ -44,10 +52,15 @@ export async function redisCall<T>(operation: string, call: () => Promise<T>): P
  * @example
  * isRedisReplyError(new Error("ERR user_script:12: WRONGTYPE …")); // true
  * isRedisReplyError(new TypeError("fetch failed")); // false
+ * isRedisReplyError(new Error("ERR max daily request limit exceeded. Limit: 10000")); // false
  */
 export function isRedisReplyError(error: unknown): boolean {
   let current: unknown = error;
   for (let depth = 0; depth < 6 && current instanceof Error; depth++) {
+    // Upstash's limits answer `ERR …` too, but they are about the database, not the data:
+    // an outage until the quota resets or the plan changes. Read as bad rows, a day's
+    // exhausted quota charged every pending row an attempt per tick and parked them all.
+    if (UPSTASH_LIMIT.test(current.message)) return false;
     if (/^(ERR|WRONGTYPE)\b/.test(current.message)) return true;
     current = current.cause;
   }

@@ -231,6 +231,50 @@ describe("outbox drain", () => {
     expect(await cache.get("flap:0")).toBeNull();
   });
 
+  it("an Upstash quota error is an outage: ten drains over an exhausted daily limit charge no row", async () => {
+    // Found by an operator audit: Upstash's limit errors start with `ERR` like a script error,
+    // so the drain read them as bad rows, halved down to single rows and charged each an
+    // attempt per tick: ten ticks parked every pending invalidation for good.
+    const prefix = newPrefix();
+    const cache = new EdgeCache({ redis, prefix }); // the main token: never faulted
+    await Promise.all([0, 1, 2, 3, 4, 5].map((i) => cache.set(`quota:${i}`, "old")));
+    const ids = await insertRows(
+      prefix,
+      [0, 1, 2, 3, 4, 5].map((i) => ({ keys: [`quota:${i}`] })),
+    );
+    await gatewayControl("faults", {
+      token,
+      body: {
+        failRate: 1,
+        failStatus: 400,
+        failError: "ERR max daily request limit exceeded. Limit: 10000, Usage: 10000",
+      },
+    });
+    try {
+      for (let tick = 0; tick < 10; tick++) {
+        const queue = new FakeQueue();
+        const s = createServices(
+          testEnv(prefix, { UPSTASH_REDIS_REST_TOKEN: token, PURGE_QUEUE: queue.asQueue() }),
+        );
+        try {
+          const report = await drainOutbox(s, { olderThanMs: 0 });
+          expect(report.stoppedBy).toBe("redis-down");
+        } finally {
+          await s.dispose();
+        }
+      }
+    } finally {
+      await gatewayControl("reset", { token });
+    }
+    for (const row of (await rowsOf(ids)).values()) {
+      expect(row.attempts).toBe(0);
+      expect(row.processedAt).toBeNull();
+    }
+    // The quota back: every row applies.
+    expect((await drain(prefix)).applied).toBe(6);
+    expect(await cache.get("quota:0")).toBeNull();
+  });
+
   it("loops past one batch while its budget lasts, and stops when the subrequests run out", async () => {
     const prefix = newPrefix();
     const cache = new EdgeCache({ redis, prefix });

@@ -14,6 +14,11 @@ export interface Faults {
   failRate: number;
   failMode: "status" | "drop";
   failStatus: number;
+  /**
+   * The error text a failed request answers (`{"error": …}`), e.g. one of Upstash's own:
+   * "ERR max daily request limit exceeded". Default: a message saying the fault was injected.
+   */
+  failError?: string;
   /** Remaining forced failures; undefined = use failRate instead. */
   failCount?: number;
   /**
@@ -35,6 +40,7 @@ const FAULT_KEYS = new Set([
   "failRate",
   "failMode",
   "failStatus",
+  "failError",
   "failCount",
   "jitterSeed",
 ]);
@@ -63,12 +69,17 @@ export function parseFaults(value: unknown): Faults {
   }
   const failStatus = numberField(input, "failStatus", 599, true) ?? 503;
   if (failStatus < 400) throw new HttpError(400, "faults.failStatus must be between 400 and 599");
+  const failError = input.failError;
+  if (failError !== undefined && (typeof failError !== "string" || failError.length > 1000)) {
+    throw new HttpError(400, "faults.failError must be a string of at most 1000 characters");
+  }
   return {
     latencyMs: numberField(input, "latencyMs", 60_000, false) ?? 0,
     jitterMs: numberField(input, "jitterMs", 60_000, false) ?? 0,
     failRate: numberField(input, "failRate", 1, false) ?? 0,
     failMode,
     failStatus,
+    ...(failError === undefined ? {} : { failError }),
     failCount: numberField(input, "failCount", Number.MAX_SAFE_INTEGER, true),
     ...seededJitter(numberField(input, "jitterSeed", 0xffffffff, true)),
   };
@@ -131,7 +142,8 @@ export async function injectFault(
     res.socket?.destroy();
     return true;
   }
-  const message = `Injected fault: gateway answered HTTP ${faults.failStatus} on purpose`;
+  const message =
+    faults.failError ?? `Injected fault: gateway answered HTTP ${faults.failStatus} on purpose`;
   sendJson(res, faults.failStatus, { error: message });
   return true;
 }
