@@ -1,4 +1,5 @@
 import { type InvalidationEvent, invalidationEventSchema } from "../domain/events";
+import { isRedisReplyError } from "../redis/errors";
 import type { Services } from "../runtime/services";
 import {
   checkEvent,
@@ -62,7 +63,7 @@ export interface PurgeReport {
   retried: number;
   /** Messages that are not invalidation events (retried toward the dead-letter queue). */
   invalid: number;
-  /** Invalid messages on their last delivery, logged as poison. */
+  /** Invalid messages, or ones Redis refuses on their own, on their last delivery: logged. */
   poison: number;
   /** Distinct names applied (after merging the batch) and what Redis did with them. */
   applied: {
@@ -102,8 +103,12 @@ function emptyReport(queue: string, messages: number): PurgeReport {
  *   max_retries it lands in the dead-letter queue for a person to read, and is logged as poison
  *   on its last delivery (attempt max_retries + 1);
  * - the valid ones are merged (keys and tags deduplicated, the highest version per name) and
- *   applied in ONE Redis request; if that fails, every message is retried: nothing is acked
- *   that was not applied;
+ *   applied in ONE Redis request; if Redis is down, every message is retried: nothing is acked
+ *   that was not applied. If Redis answers but refuses the merged change (a tag whose key holds
+ *   another type: WRONGTYPE), the batch is halved until the messages it refuses are alone
+ *   (at most ISOLATION_APPLIES more requests), the others are applied and acked, and only those
+ *   are retried, logged as poison on their last delivery (one used to send its whole batch,
+ *   unapplied and unlogged, to the dead-letter queue);
  * - pattern purges run in bounded steps; one the budget does not finish is re-enqueued with
  *   its cursor (carrying the outbox ids) and the original is acked;
  * - outbox rows of fully applied messages are marked processed, best effort (the cron drains
@@ -146,7 +151,10 @@ export async function processPurgeBatch(
     retry(message);
   }
 
-  if (valid.length > 0) await applyValid(services, valid, limits, report, retry);
+  if (valid.length > 0) {
+    const isolation = { left: ISOLATION_APPLIES, lastAttempt };
+    await applyValid(services, valid, limits, report, retry, isolation);
+  }
 
   try {
     await recordHeartbeat(services.redis, services.config.CACHE_PREFIX, "purge", { ...report });
@@ -163,12 +171,19 @@ export async function processPurgeBatch(
   return report;
 }
 
+/**
+ * Applies spent isolating the messages Redis refuses, per batch: a batch of 50 with one bad
+ * message needs about 12 (two per halving); the rest of a batch's 50 subrequests stay free.
+ */
+const ISOLATION_APPLIES = 16;
+
 async function applyValid(
   services: Services,
   valid: readonly { message: PurgeMessage; event: InvalidationEvent }[],
   limits: PatternLimits,
   report: PurgeReport,
   retry: (message: PurgeMessage) => void,
+  isolation: { left: number; lastAttempt: number },
 ): Promise<void> {
   const settled = await settleEvents(
     services,
@@ -181,26 +196,43 @@ async function applyValid(
     limits,
   );
   if (!settled.applied) {
-    report.error = `apply failed, batch retried: ${settled.applyError ?? "unknown error"}`;
+    const refused = isRedisReplyError(settled.applyCause);
+    // Redis answered and refused: find the messages it refuses, apply the others.
+    if (refused && valid.length > 1 && isolation.left >= 2) {
+      isolation.left -= 2;
+      const half = Math.ceil(valid.length / 2);
+      for (const part of [valid.slice(0, half), valid.slice(half)]) {
+        await applyValid(services, part, limits, report, retry, isolation);
+      }
+      return;
+    }
+    const error = settled.applyError ?? "unknown error";
+    report.error = `apply failed, ${valid.length === 1 ? "message" : "batch"} retried: ${error}`;
     console.error(`purge: ${report.error}`);
-    for (const { message } of valid) retry(message);
+    for (const { message } of valid) {
+      // A message Redis refuses on its own will be refused on every delivery: say so before
+      // the dead-letter queue takes it.
+      if (refused && valid.length === 1 && message.attempts >= isolation.lastAttempt) {
+        report.poison++;
+        console.error(
+          `purge: poison message ${message.id} (attempt ${message.attempts} of ${isolation.lastAttempt}, next stop the dead-letter queue): Redis refuses it: ${error}`,
+        );
+      }
+      retry(message);
+    }
     return;
   }
   const outcome = settled.applied;
-  report.applied = {
-    keys: outcome.keys,
-    tags: outcome.tags,
-    versions: outcome.versions,
-    removed: outcome.removed,
-    versionsAdvanced: outcome.versionsAdvanced,
-  };
-  report.patterns = {
-    steps: settled.patterns.steps,
-    deleted: settled.patterns.deleted,
-    finished: settled.patterns.outcomes.filter((o) => o.done).length,
-  };
-  report.patternsContinued = settled.continuations;
-  report.outboxMarked = settled.marked;
+  report.applied.keys += outcome.keys;
+  report.applied.tags += outcome.tags;
+  report.applied.versions += outcome.versions;
+  report.applied.removed += outcome.removed;
+  report.applied.versionsAdvanced += outcome.versionsAdvanced;
+  report.patterns.steps += settled.patterns.steps;
+  report.patterns.deleted += settled.patterns.deleted;
+  report.patterns.finished += settled.patterns.outcomes.filter((o) => o.done).length;
+  report.patternsContinued += settled.continuations;
+  report.outboxMarked += settled.marked;
   if (settled.error) {
     report.error = settled.error;
     console.warn(`purge: ${settled.error}`);

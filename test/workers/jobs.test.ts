@@ -150,6 +150,41 @@ describe("queue consumer", () => {
     }
   });
 
+  it("a message Redis refuses is isolated: the rest of its batch is applied and acked, and it is logged as poison on its last delivery", async () => {
+    // Found by an operator audit: one message naming a tag whose key holds another type
+    // (WRONGTYPE) failed the batch's one merged apply, so every message was retried, none
+    // applied, and all of them reached the dead-letter queue without a line in the logs.
+    const errors = vi.spyOn(console, "error");
+    try {
+      const tag = `refused-${++seq}`;
+      await redis.hset(`${prefix}:t:${tag}`, { not: "a counter" });
+      const good = [1, 2, 3].map((i) => `refused-good:${seq}:${i}`);
+      await Promise.all(good.map((key) => cache.set(key, "old")));
+      const messages = (attempts: number) => [
+        ...good.map((key, i) => ({ id: `good${i}`, body: event({ keys: [key] }), attempts })),
+        { id: "refused", body: event({ tags: [tag] }), attempts },
+      ];
+      const first = await consume(messages(1));
+      expect(first.explicitAcks.sort()).toEqual(["good0", "good1", "good2"]);
+      expect(first.retryMessages.map((m) => m.msgId)).toEqual(["refused"]);
+      for (const key of good) expect(await cache.get(key)).toBeNull();
+      const quiet = errors.mock.calls.map((c) => String(c[0]));
+      expect(quiet.some((line) => /poison message refused/.test(line))).toBe(false);
+      // On its last delivery (max_retries 5 + 1) it is named before the dead-letter queue.
+      const last = await consume([{ id: "refused", body: event({ tags: [tag] }), attempts: 6 }]);
+      expect(last.retryMessages.map((m) => m.msgId)).toEqual(["refused"]);
+      const logged = errors.mock.calls.map((c) => String(c[0]));
+      expect(
+        logged.some((line) =>
+          /poison message refused \(attempt 6 of 6,.*Redis refuses it/.test(line),
+        ),
+      ).toBe(true);
+      expect(await purgeBeat()).toMatchObject({ acked: 0, retried: 1, poison: 1 });
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
   it("purges a pattern in bounded steps and re-enqueues the cursor until done", async () => {
     const family = `pat${++seq}`;
     const count = 3000;
