@@ -143,6 +143,11 @@ export const cacheOutbox = pgTable(
     // (src/jobs/settle.ts): drains leave the row to that chain for a while instead of purging
     // it again from cursor 0 (src/domain/outbox.ts, CONTINUATION_GRACE_S).
     continuedAt: timestamp("continued_at", { withTimezone: true, mode: "date" }),
+    // When a drain last handed the row to the queue because Redis was down (src/jobs/drain.ts):
+    // drains during the same outage do not hand it again for a while (the queue is retrying
+    // it), instead of sending the same rows on every cron tick (src/domain/outbox.ts,
+    // QUEUED_GRACE_S).
+    queuedAt: timestamp("queued_at", { withTimezone: true, mode: "date" }),
   },
   (t) => [
     // The relay only ever scans pending rows oldest-first; keeping processed

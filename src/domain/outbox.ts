@@ -79,13 +79,30 @@ export async function recordOutage(
   prefix: string,
   ids: readonly number[],
   error: string,
+  queued: ReadonlySet<number> = new Set(),
 ): Promise<void> {
   if (ids.length === 0) return;
   await db
     .update(cacheOutbox)
-    .set({ lastError: error.slice(0, 1000) })
+    .set({
+      lastError: error.slice(0, 1000),
+      // Only the rows this drain handed to the queue: the others are for the next drain.
+      ...(queued.size > 0
+        ? {
+            queuedAt: sql`case when ${inArray(cacheOutbox.id, [...queued])} then now() else ${cacheOutbox.queuedAt} end`,
+          }
+        : {}),
+    })
     .where(and(inArray(cacheOutbox.id, [...ids]), eq(cacheOutbox.prefix, prefix)));
 }
+
+/**
+ * Seconds a drain in an outage leaves a row it handed to the queue to the queue: its message
+ * is retried with backoff for about a minute (2+4+8+16+32 s, wrangler.toml `max_retries`), and
+ * applied once Redis is back. Sending the same rows on every cron tick instead filled the
+ * dead-letter queue with duplicates (12,000 for an hour's outage of 1,000 rows).
+ */
+export const QUEUED_GRACE_S = 120;
 
 /**
  * Charges an attempt to each row with its own reason, in one UPDATE: rows that failed on their
@@ -117,6 +134,8 @@ export interface PendingEvent {
   change: CacheChange & { origin?: string };
   createdAt: Date;
   attempts: number;
+  /** Handed to the queue in an outage less than QUEUED_GRACE_S ago: the queue has it. */
+  queuedRecently: boolean;
 }
 
 /**
@@ -140,6 +159,7 @@ export async function pendingEvents(
       event: cacheOutbox.event,
       createdAt: cacheOutbox.createdAt,
       attempts: cacheOutbox.attempts,
+      queuedRecently: sql<boolean>`coalesce(${cacheOutbox.queuedAt} > now() - make_interval(secs => ${QUEUED_GRACE_S}), false)`,
     })
     .from(cacheOutbox)
     .where(
@@ -168,6 +188,7 @@ export async function pendingEvents(
     change: r.event as PendingEvent["change"],
     createdAt: r.createdAt,
     attempts: r.attempts,
+    queuedRecently: r.queuedRecently === true,
   }));
 }
 

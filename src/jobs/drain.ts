@@ -3,6 +3,7 @@ import {
   MAX_OUTBOX_ATTEMPTS,
   type PendingEvent,
   pendingEvents,
+  QUEUED_GRACE_S,
   recordOutage,
   recordRowFailures,
 } from "../domain/outbox";
@@ -173,19 +174,33 @@ export async function drainOutbox(
   /** Redis is down: the rows keep their attempts and go to the queue, if it takes them. */
   const handOver = async (rows: readonly PendingEvent[], error: string) => {
     const ids = rows.map((r) => r.id);
+    // Rows an earlier drain of this outage handed over are the queue's for now (QUEUED_GRACE_S).
+    const toSend = rows.filter((r) => !r.queuedRecently);
+    const queued = new Set<number>();
+    if (toSend.length > 0) {
+      try {
+        budget.spend(
+          await sendEvents(services.queue, toSend.map(rowEvent), services.config.QUEUE_TIMEOUT_MS),
+        );
+        for (const row of toSend) queued.add(row.id);
+        report.queued += toSend.length;
+      } catch (queueError) {
+        noteError(
+          `${error}; queue send failed too, ${toSend.length} rows stay pending: ${describeError(queueError)}`,
+        );
+      }
+    }
     spendQuery();
-    await recordOutage(services.db, prefix, ids, error).catch((e: unknown) =>
+    await recordOutage(services.db, prefix, ids, error, queued).catch((e: unknown) =>
       noteError(`outage not recorded: ${describeError(e)}`),
     );
-    try {
-      budget.spend(
-        await sendEvents(services.queue, rows.map(rowEvent), services.config.QUEUE_TIMEOUT_MS),
-      );
-      report.queued += rows.length;
-      noteError(`${error}; ${ids.length} rows handed to the queue`);
-    } catch (queueError) {
+    const waiting = rows.length - toSend.length;
+    if (queued.size > 0 || waiting > 0) {
       noteError(
-        `${error}; queue send failed too, ${ids.length} rows stay pending: ${describeError(queueError)}`,
+        `${error}; ${queued.size} rows handed to the queue` +
+          (waiting > 0
+            ? `, ${waiting} already with it (handed over in the last ${QUEUED_GRACE_S} s)`
+            : ""),
       );
     }
   };

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { cacheOutbox, type JsonValue, products } from "../../db/schema";
 import { EdgeCache } from "../../src/cache";
 import type { InvalidationEvent } from "../../src/domain/events";
-import { MAX_OUTBOX_ATTEMPTS, outboxLag } from "../../src/domain/outbox";
+import { MAX_OUTBOX_ATTEMPTS, outboxLag, QUEUED_GRACE_S } from "../../src/domain/outbox";
 import { processPurgeBatch } from "../../src/jobs/purge";
 import { markerKey, recoveryDrain, resetRecoveryState } from "../../src/jobs/recovery";
 import { Budget, drainOutbox } from "../../src/jobs/warm";
@@ -273,6 +273,54 @@ describe("outbox drain", () => {
     // The quota back: every row applies.
     expect((await drain(prefix)).applied).toBe(6);
     expect(await cache.get("quota:0")).toBeNull();
+  });
+
+  it("in an outage, hands each row to the queue once per QUEUED_GRACE_S, not on every tick", async () => {
+    // Found by an operator audit: every cron tick of an outage sent the same rows again (3,000
+    // messages for 1,000 rows in three ticks), each retried for a minute and dead-lettered:
+    // an hour's outage buried the dead-letter queue under duplicates.
+    const prefix = newPrefix();
+    const ids = await insertRows(
+      prefix,
+      [0, 1, 2, 3, 4].map((i) => ({ keys: [`queued:${i}`] })),
+    );
+    const queue = new FakeQueue();
+    const tick = async () => {
+      const s = createServices(
+        testEnv(prefix, { UPSTASH_REDIS_REST_TOKEN: token, PURGE_QUEUE: queue.asQueue() }),
+      );
+      try {
+        return await drainOutbox(s, { olderThanMs: 0 });
+      } finally {
+        await s.dispose();
+      }
+    };
+    await gatewayControl("faults", { token, body: { failRate: 1 } });
+    try {
+      const first = await tick();
+      expect(first.stoppedBy).toBe("redis-down");
+      expect(first.queued).toBe(5);
+      for (let i = 0; i < 2; i++) {
+        const again = await tick();
+        expect(again.queued).toBe(0);
+        expect(again.error).toMatch(/5 already with it/);
+      }
+      expect(queue.sent).toHaveLength(5);
+      // Past the grace (the queue's retries are over), the next tick of the outage hands them again.
+      await withDb((db) =>
+        db
+          .update(cacheOutbox)
+          .set({ queuedAt: sql`now() - make_interval(secs => ${QUEUED_GRACE_S + 1})` })
+          .where(inArray(cacheOutbox.id, ids)),
+      );
+      expect((await tick()).queued).toBe(5);
+      expect(queue.sent).toHaveLength(10);
+    } finally {
+      await gatewayControl("reset", { token });
+    }
+    // Attempts never charged; Redis back, every row applies.
+    for (const row of (await rowsOf(ids)).values()) expect(row.attempts).toBe(0);
+    expect((await drain(prefix)).applied).toBe(5);
   });
 
   it("loops past one batch while its budget lasts, and stops when the subrequests run out", async () => {
