@@ -106,7 +106,7 @@ function emptyReport(queue: string, messages: number): PurgeReport {
  *   applied in ONE Redis request; if Redis is down, every message is retried: nothing is acked
  *   that was not applied. If Redis answers but refuses the merged change (a tag whose key holds
  *   another type: WRONGTYPE), the batch is halved until the messages it refuses are alone
- *   (at most ISOLATION_APPLIES more requests), the others are applied and acked, and only those
+ *   (at most ISOLATION_APPLIES more settles), the others are applied and acked, and only those
  *   are retried, logged as poison on their last delivery (one used to send its whole batch,
  *   unapplied and unlogged, to the dead-letter queue);
  * - pattern purges run in bounded steps; one the budget does not finish is re-enqueued with
@@ -152,7 +152,7 @@ export async function processPurgeBatch(
   }
 
   if (valid.length > 0) {
-    const isolation = { left: ISOLATION_APPLIES, lastAttempt };
+    const isolation = { left: ISOLATION_APPLIES, lastAttempt, steps: limits.steps };
     await applyValid(services, valid, limits, report, retry, isolation);
   }
 
@@ -172,10 +172,12 @@ export async function processPurgeBatch(
 }
 
 /**
- * Applies spent isolating the messages Redis refuses, per batch: a batch of 50 with one bad
- * message needs about 12 (two per halving); the rest of a batch's 50 subrequests stay free.
+ * Settles spent isolating the messages Redis refuses, per batch (two per halving, each an apply
+ * plus its outbox mark and publish): three halvings narrow a batch of 50 to the 7 or so around
+ * a bad message, within the 50 subrequests of an invocation; what is left is retried together.
+ * Pattern steps are shared by all the halves (`isolation.steps`), as by one batch.
  */
-const ISOLATION_APPLIES = 16;
+const ISOLATION_APPLIES = 6;
 
 async function applyValid(
   services: Services,
@@ -183,7 +185,7 @@ async function applyValid(
   limits: PatternLimits,
   report: PurgeReport,
   retry: (message: PurgeMessage) => void,
-  isolation: { left: number; lastAttempt: number },
+  isolation: { left: number; lastAttempt: number; steps: number },
 ): Promise<void> {
   const settled = await settleEvents(
     services,
@@ -193,8 +195,9 @@ async function applyValid(
       at: event.at,
       outboxIds: event.outboxIds ?? [],
     })),
-    limits,
+    { ...limits, steps: isolation.steps },
   );
+  isolation.steps = Math.max(0, isolation.steps - settled.patterns.steps);
   if (!settled.applied) {
     const refused = isRedisReplyError(settled.applyCause);
     // Redis answered and refused: find the messages it refuses, apply the others.
