@@ -37,7 +37,7 @@ async function stampPending(
   db: Db,
   prefix: string,
   ids: readonly number[],
-  values: { processedAt?: SQL; continuedAt?: SQL },
+  values: { processedAt?: SQL; continuedAt?: SQL; queuedAt?: SQL },
 ): Promise<void> {
   if (ids.length === 0) return;
   await db
@@ -66,6 +66,15 @@ export const CONTINUATION_GRACE_S = 600;
  */
 export function markContinued(db: Db, prefix: string, ids: readonly number[]): Promise<void> {
   return stampPending(db, prefix, ids, { continuedAt: sql`now()` });
+}
+
+/**
+ * Records that these rows' events were just handed to the queue because Redis failed (a
+ * write's own hand-over): drains of the same outage leave them to the queue for
+ * QUEUED_GRACE_S instead of sending them again.
+ */
+export function markQueued(db: Db, prefix: string, ids: readonly number[]): Promise<void> {
+  return stampPending(db, prefix, ids, { queuedAt: sql`now()` });
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { EdgeCache } from "../cache";
 import type { Services } from "../runtime/services";
 import { type CacheChange, toEvent } from "./events";
-import { insertOutbox, markProcessed, type Tx } from "./outbox";
+import { insertOutbox, markProcessed, markQueued, type Tx } from "./outbox";
 import { queueCall } from "./queue";
 
 /** How the invalidation of a committed write reached the cache. */
@@ -66,6 +66,13 @@ export async function commitWrite<T>(
     await enqueue(services, applied ? { patterns: cache.patterns } : cache, spec.origin, [
       outboxId,
     ]);
+    if (!applied) {
+      // The queue has the whole event: a drain during this outage must not send it again.
+      services.background(
+        markQueued(services.db, services.config.CACHE_PREFIX, [outboxId]),
+        "outbox mark",
+      );
+    }
     return { result, delivery: "queued" };
   } catch (queueError) {
     console.error(

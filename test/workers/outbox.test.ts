@@ -130,6 +130,51 @@ describe("outbox", () => {
     expect(beat.lag?.oldestAgeMs ?? 0).toBeLessThan(60_000);
   });
 
+  it("a write that handed its event to the queue is not sent again by a drain of the same outage", async () => {
+    const user = await cachedUser();
+    const origin = `outbox-queued-${run}-${user.id}`;
+    const queue = new FakeQueue();
+    const outcome = await withServices(
+      prefix,
+      { ...REDIS_DOWN, PURGE_QUEUE: queue.asQueue() },
+      (s) =>
+        commitWrite(s, {
+          origin,
+          async change(tx) {
+            const [row] = await tx
+              .update(users)
+              .set({ name: `Queued ${run}`, version: sql`${users.version} + 1` })
+              .where(eq(users.id, user.id))
+              .returning({ version: users.version });
+            if (!row) throw new Error("user vanished");
+            return {
+              result: row.version,
+              cache: { keys: [keyOf(user.id)], versions: { [keyOf(user.id)]: row.version } },
+            };
+          },
+        }),
+    );
+    expect(outcome.delivery).toBe("queued");
+    expect(queue.sent).toHaveLength(1);
+    const [row] = await withDb((db) =>
+      db.select().from(cacheOutbox).where(sql`${cacheOutbox.event}->>'origin' = ${origin}`),
+    );
+    if (!row) throw new Error("no outbox row");
+    expect(row.queuedAt).toBeInstanceOf(Date);
+    await age(row.id, 20);
+    // Redis still down: the drain leaves the row to the queue, which has it already.
+    const again = new FakeQueue();
+    const drained = await withServices(
+      prefix,
+      { ...REDIS_DOWN, PURGE_QUEUE: again.asQueue() },
+      (s) => drainOutbox(s, { olderThanMs: 10_000 }),
+    );
+    expect(drained.stoppedBy).toBe("redis-down");
+    const resent = again.sent.filter((m) => (m as InvalidationEvent).outboxIds?.includes(row.id));
+    expect(resent).toEqual([]);
+    expect((await outboxRow(row.id)).processedAt).toBeNull();
+  });
+
   it("with Redis still down the drain records the outage (no attempt) and hands the row to the queue", async () => {
     const user = await cachedUser();
     const { outboxId, version } = await deferredRename(user.id);
