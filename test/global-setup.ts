@@ -44,6 +44,23 @@ async function recreateDatabase(databaseUrl: string): Promise<void> {
   await ensureDatabase(databaseUrl);
 }
 
+/** `server` listening on a free local port; `close()` ends its open `sockets` too. */
+async function listening(
+  server: Server,
+  sockets: Set<Socket>,
+): Promise<{ port: number; close(): Promise<void> }> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 /**
  * A Postgres that hangs: accepts TCP connections and never answers a byte. The sockets are
  * kept so close() can end them (the Worker's side is gone by then anyway).
@@ -55,16 +72,7 @@ async function startHungListener(): Promise<{ port: number; close(): Promise<voi
     socket.on("error", () => {});
     socket.on("close", () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  return listening(server, sockets);
 }
 
 /**
@@ -97,16 +105,7 @@ async function startSlowForwarder(
     upstream.on("end", () => setTimeout(() => client.end(), delayMs));
     client.on("close", () => upstream.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  return listening(server, sockets);
 }
 
 /** A port where nothing listens (Postgres stopped): bound, read, released. */

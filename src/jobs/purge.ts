@@ -140,9 +140,7 @@ export async function processPurgeBatch(
     report.invalid++;
     if (message.attempts >= lastAttempt) {
       report.poison++;
-      console.error(
-        `purge: poison message ${message.id} (attempt ${message.attempts} of ${lastAttempt}, next stop the dead-letter queue): ${parsed.problems}`,
-      );
+      logPoison(message, lastAttempt, parsed.problems);
     } else {
       console.warn(
         `purge: message ${message.id} (attempt ${message.attempts}) is not an invalidation event: ${parsed.problems}`,
@@ -169,6 +167,13 @@ export async function processPurgeBatch(
       (report.error ? `; ${report.error}` : ""),
   );
   return report;
+}
+
+/** A message on its last delivery that will fail again: named before the dead-letter queue. */
+function logPoison(message: PurgeMessage, lastAttempt: number, why: string): void {
+  console.error(
+    `purge: poison message ${message.id} (attempt ${message.attempts} of ${lastAttempt}, next stop the dead-letter queue): ${why}`,
+  );
 }
 
 /**
@@ -217,9 +222,7 @@ async function applyValid(
       // the dead-letter queue takes it.
       if (refused && valid.length === 1 && message.attempts >= isolation.lastAttempt) {
         report.poison++;
-        console.error(
-          `purge: poison message ${message.id} (attempt ${message.attempts} of ${isolation.lastAttempt}, next stop the dead-letter queue): Redis refuses it: ${error}`,
-        );
+        logPoison(message, isolation.lastAttempt, `Redis refuses it: ${error}`);
       }
       retry(message);
     }

@@ -63,6 +63,12 @@ async function rowsOf(ids: number[]) {
 const drain = (prefix: string, options = {}, budget?: Budget) =>
   withServices(prefix, {}, (s) => drainOutbox(s, { olderThanMs: 0, ...options }, budget));
 
+/** A drain (a cron tick's) through the faulted token, handing what it cannot apply to `queue`. */
+const drainFaulted = (prefix: string, queue: FakeQueue) =>
+  withServices(prefix, { UPSTASH_REDIS_REST_TOKEN: token, PURGE_QUEUE: queue.asQueue() }, (s) =>
+    drainOutbox(s, { olderThanMs: 0 }),
+  );
+
 describe("outbox drain", () => {
   it("applies only rows of its own prefix, under that prefix", async () => {
     const mine = newPrefix();
@@ -252,16 +258,7 @@ describe("outbox drain", () => {
     });
     try {
       for (let tick = 0; tick < 10; tick++) {
-        const queue = new FakeQueue();
-        const s = createServices(
-          testEnv(prefix, { UPSTASH_REDIS_REST_TOKEN: token, PURGE_QUEUE: queue.asQueue() }),
-        );
-        try {
-          const report = await drainOutbox(s, { olderThanMs: 0 });
-          expect(report.stoppedBy).toBe("redis-down");
-        } finally {
-          await s.dispose();
-        }
+        expect((await drainFaulted(prefix, new FakeQueue())).stoppedBy).toBe("redis-down");
       }
     } finally {
       await gatewayControl("reset", { token });
@@ -285,16 +282,7 @@ describe("outbox drain", () => {
       [0, 1, 2, 3, 4].map((i) => ({ keys: [`queued:${i}`] })),
     );
     const queue = new FakeQueue();
-    const tick = async () => {
-      const s = createServices(
-        testEnv(prefix, { UPSTASH_REDIS_REST_TOKEN: token, PURGE_QUEUE: queue.asQueue() }),
-      );
-      try {
-        return await drainOutbox(s, { olderThanMs: 0 });
-      } finally {
-        await s.dispose();
-      }
-    };
+    const tick = () => drainFaulted(prefix, queue);
     await gatewayControl("faults", { token, body: { failRate: 1 } });
     try {
       const first = await tick();

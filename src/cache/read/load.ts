@@ -1,8 +1,8 @@
 import type { EngineContext } from "../context";
 import { lateTags, type Resolved } from "../options";
 import type { CacheResult } from "../types";
-import { type FillReply, releaseLease } from "../write/fill";
-import { fillLoaded, type PreparedFill, prepareFill } from "../write/store";
+import type { FillReply } from "../write/fill";
+import { fillLoaded, type PreparedFill, prepareFill, release } from "../write/store";
 import type { Flight, LeaseCheck } from "./flight";
 import { keepLeaseAlive } from "./keep-alive";
 import { acquireEntry } from "./look";
@@ -297,10 +297,4 @@ export async function refreshLater<T>(
   if (!reply.tok) return; // another caller is already refreshing, or it was refilled
   if (early) ctx.pending.add("early_refreshes");
   await refresh(ctx, key, reply, loader, opts);
-}
-
-export async function release(ctx: EngineContext, key: string, token: string): Promise<void> {
-  if (!token) return;
-  ctx.pending.add("read_requests");
-  await releaseLease(ctx.target, key, token);
 }

@@ -57,7 +57,7 @@ export function prepareFill<T>(
   // landed during the load revoked the lease. (Its windows: prepareEntry.)
   const version = !opts.versionKey
     ? null
-    : value === null || value === undefined
+    : value == null // undefined is never cached (cacheable): a cached "not found"
       ? (read.cv ?? 0)
       : opts.versionOf
         ? opts.versionOf(value)
@@ -92,12 +92,16 @@ export async function fillLoaded<T>(
     // lease goes back at once, as for a value that is not cached. Kept until leaseTtl, every
     // later read of the key waited it out, then loaded and was refused again (+2 s per read).
     // Not after a timeout or a network error: Redis may be gone, and the lease expires anyway.
-    if (fill.token && isErrorReply(error)) {
-      ctx.pending.add("read_requests");
-      await releaseLease(ctx.target, key, fill.token).catch(() => {});
-    }
+    if (isErrorReply(error)) await release(ctx, key, fill.token).catch(() => {});
     throw error;
   }
+}
+
+/** Gives `token`'s lease of `key` back (one `release.lua`, counted); nothing without a token. */
+export async function release(ctx: EngineContext, key: string, token: string): Promise<void> {
+  if (!token) return;
+  ctx.pending.add("read_requests");
+  await releaseLease(ctx.target, key, token);
 }
 
 /**
