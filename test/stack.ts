@@ -22,6 +22,7 @@ export interface TestStack {
     lean: string;
     sessions: string;
     preconditions: string;
+    deadLetter: string;
   };
   databaseUrl: string;
   /** The test database's name on a port where nothing listens (Postgres stopped). */

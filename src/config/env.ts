@@ -26,6 +26,7 @@ export interface Env {
   LOADER_BACKOFF_MS?: string;
   DB_BREAKER_MS?: string;
   QUEUE_TIMEOUT_MS?: string;
+  PURGE_DEAD_LETTER_QUEUE?: string;
   PURGE_QUEUE?: Queue<unknown>;
 }
 
@@ -122,6 +123,12 @@ const schema = z.object({
   // drain's hand-over, the consumer's continuations): a producer that never answers would
   // otherwise hold the response, a cron tick or a consumer batch (src/domain/queue.ts).
   QUEUE_TIMEOUT_MS: millis(2000, 50, 60_000),
+  // The purge queue's dead-letter queue (wrangler.toml): batches from it go back to the outbox
+  // (src/jobs/dead-letter.ts) instead of being applied.
+  PURGE_DEAD_LETTER_QUEUE: z
+    .string()
+    .regex(/^[a-z0-9-]{1,63}$/, "must be a queue name (1-63 characters of a-z, 0-9 and -)")
+    .default("edgecache-purge-dlq"),
 });
 
 export type AppConfig = z.infer<typeof schema>;

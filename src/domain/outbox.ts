@@ -27,6 +27,25 @@ export async function insertOutbox(
   return row.id;
 }
 
+/**
+ * Records an event that goes to the queue without a transaction of its own (POST
+ * /admin/invalidate async) as a pending row stamped queued: the message carries its id, the
+ * consumer marks it processed, and if the queue gives up on the message the dead-letter
+ * consumer gives the row back to the drains. One INSERT, outside any transaction.
+ */
+export async function insertQueuedEvent(
+  db: Db,
+  prefix: string,
+  event: CacheChange & { origin: string; at?: number; cursor?: string },
+): Promise<number> {
+  const [row] = await db
+    .insert(cacheOutbox)
+    .values({ event: event as { [key: string]: JsonValue }, prefix, queuedAt: sql`now()` })
+    .returning({ id: cacheOutbox.id });
+  if (!row) throw new Error("outbox insert returned no row");
+  return row.id;
+}
+
 /** Marks rows of `prefix` processed (rows of another prefix with the same ids are left alone). */
 export function markProcessed(db: Db, prefix: string, ids: readonly number[]): Promise<void> {
   return stampPending(db, prefix, ids, { processedAt: sql`now()` });
@@ -136,6 +155,71 @@ export async function recordRowFailures(
     set attempts = ${cacheOutbox.attempts} + 1, last_error = failed.error
     from (values ${rows}) as failed(id, error)
     where ${cacheOutbox.id} = failed.id and ${cacheOutbox.prefix} = ${prefix}`);
+}
+
+/** A dead-lettered message as the outbox keeps it (src/jobs/dead-letter.ts). */
+export interface DeadLetterRow {
+  /** The event to apply, or (for a message that is not one) what the message held. */
+  event: { [key: string]: JsonValue };
+  /** Set for a message that is not an invalidation event: the row is parked with this reason. */
+  parkedBecause?: string;
+}
+
+/**
+ * Inserts dead-lettered messages as outbox rows of `prefix`, in one INSERT. An event becomes a
+ * pending row the cron's drain applies (with its outage handling and its parking of rows Redis
+ * refuses); a message that is not an event becomes a row parked at once (MAX_OUTBOX_ATTEMPTS),
+ * with its reason in `last_error`, for a person to read: it counts in the lag's `stuck`.
+ * Returns the new rows' ids, in order.
+ *
+ * @example
+ * await insertDeadLetters(db, "ec", [{ event: { keys: ["product:1"], origin: "admin", at } }]);
+ */
+export async function insertDeadLetters(
+  db: Db,
+  prefix: string,
+  rows: readonly DeadLetterRow[],
+): Promise<number[]> {
+  if (rows.length === 0) return [];
+  const inserted = await db
+    .insert(cacheOutbox)
+    .values(
+      rows.map((row) => ({
+        event: row.event,
+        prefix,
+        ...(row.parkedBecause !== undefined
+          ? { attempts: MAX_OUTBOX_ATTEMPTS, lastError: row.parkedBecause.slice(0, 1000) }
+          : {}),
+      })),
+    )
+    .returning({ id: cacheOutbox.id });
+  return inserted.map((r) => r.id);
+}
+
+/**
+ * Gives rows whose queue message was dead-lettered back to the drains at once: their
+ * `queued_at` and `continued_at` (which make drains leave a row to the queue for a while) are
+ * cleared on the still-pending ones among `ids`. Returns how many were still pending (the
+ * others were applied by a duplicate, a drain or the write itself: nothing left to do).
+ */
+export async function releaseToDrains(
+  db: Db,
+  prefix: string,
+  ids: readonly number[],
+): Promise<number> {
+  if (ids.length === 0) return 0;
+  const released = await db
+    .update(cacheOutbox)
+    .set({ queuedAt: null, continuedAt: null })
+    .where(
+      and(
+        inArray(cacheOutbox.id, [...ids]),
+        eq(cacheOutbox.prefix, prefix),
+        isNull(cacheOutbox.processedAt),
+      ),
+    )
+    .returning({ id: cacheOutbox.id });
+  return released.length;
 }
 
 export interface PendingEvent {

@@ -1,6 +1,6 @@
 import type { Redis } from "../redis/client";
 
-export type JobName = "warm" | "purge";
+export type JobName = "warm" | "purge" | "dead-letter";
 
 const HEARTBEAT_TTL_MS = 7 * 24 * 3600 * 1000;
 
@@ -28,13 +28,17 @@ export async function readHeartbeat(
   return redis.get<Record<string, unknown>>(heartbeatKey(prefix, job));
 }
 
-/** Both jobs' last heartbeats in one request. */
+type Beat = Record<string, unknown> | null;
+
+/** Every job's last heartbeat in one request. */
 export async function readHeartbeats(
   redis: Redis,
   prefix: string,
-): Promise<Record<JobName, Record<string, unknown> | null>> {
-  const [warm, purge] = await redis.mget<
-    [Record<string, unknown> | null, Record<string, unknown> | null]
-  >(heartbeatKey(prefix, "warm"), heartbeatKey(prefix, "purge"));
-  return { warm: warm ?? null, purge: purge ?? null };
+): Promise<{ warm: Beat; purge: Beat; deadLetter: Beat }> {
+  const [warm, purge, deadLetter] = await redis.mget<[Beat, Beat, Beat]>(
+    heartbeatKey(prefix, "warm"),
+    heartbeatKey(prefix, "purge"),
+    heartbeatKey(prefix, "dead-letter"),
+  );
+  return { warm: warm ?? null, purge: purge ?? null, deadLetter: deadLetter ?? null };
 }

@@ -219,6 +219,12 @@ describe.skipIf(!haveChromium)("dashboard in headless Chromium", () => {
     expect(await page.locator("#jobs tr:nth-child(1) td:nth-child(2)").textContent()).toMatch(
       /ago$/,
     );
+    // The dead-letter consumer's row, never run here (nothing died).
+    expect(await page.locator("#jobs tr:nth-child(3) td").allTextContents()).toEqual([
+      "queue (dead letters)",
+      "never",
+      "",
+    ]);
 
     mkdirSync(dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });

@@ -104,12 +104,18 @@ describe("POST /admin/invalidate", () => {
     const queue = new FakeQueue();
     const key = `async:${++seq}`;
     await cache.set(key, "until the consumer runs");
-    const res = await admin<{ queued: boolean; at: number }>("POST", "/admin/invalidate", {
-      body: { keys: [key], tags: ["async-tag"], patterns: ["async:*"], async: true },
-      env: { PURGE_QUEUE: queue },
-    });
+    const res = await admin<{ queued: boolean; at: number; outboxId: number }>(
+      "POST",
+      "/admin/invalidate",
+      {
+        body: { keys: [key], tags: ["async-tag"], patterns: ["async:*"], async: true },
+        env: { PURGE_QUEUE: queue },
+      },
+    );
     expect(res.status).toBe(202);
     expect(res.body.queued).toBe(true);
+    // Recorded in the outbox first (test/workers/dead-letter.test.ts: what that is for).
+    expect(res.body.outboxId).toBeGreaterThan(0);
     expect(queue.sent).toEqual([
       {
         keys: [key],
@@ -117,13 +123,14 @@ describe("POST /admin/invalidate", () => {
         patterns: ["async:*"],
         origin: "admin",
         at: res.body.at,
+        outboxIds: [res.body.outboxId],
       } satisfies InvalidationEvent,
     ]);
     // Nothing applied yet: that is the consumer's job.
     expect((await cache.get(key))?.value).toBe("until the consumer runs");
   });
 
-  it("answers 503 when the queue is missing or refuses", async () => {
+  it("answers 503 when the queue is missing, 202 queued: false when it refuses (the outbox has it)", async () => {
     const none = await admin<ErrorBody>("POST", "/admin/invalidate", {
       body: { keys: ["q:1"], async: true },
       env: { PURGE_QUEUE: undefined },
@@ -135,13 +142,14 @@ describe("POST /admin/invalidate", () => {
     expect(none.headers.get("cache-control")).toBe("no-store");
     const queue = new FakeQueue();
     queue.fail = new Error("queue down (test)");
-    const refused = await admin<ErrorBody>("POST", "/admin/invalidate", {
-      body: { keys: ["q:1"], async: true },
-      env: { PURGE_QUEUE: queue },
-    });
-    expect(refused.status).toBe(503);
-    expect(refused.body.error.code).toBe("queue_unavailable");
-    expect(refused.headers.get("retry-after")).toBe("5");
+    const refused = await admin<{ queued: boolean; outboxId: number | null }>(
+      "POST",
+      "/admin/invalidate",
+      { body: { keys: ["q:1"], async: true }, env: { PURGE_QUEUE: queue } },
+    );
+    expect(refused.status).toBe(202);
+    expect(refused.body.queued).toBe(false);
+    expect(refused.body.outboxId).toBeGreaterThan(0);
   });
 
   it.each([

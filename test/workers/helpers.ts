@@ -92,10 +92,10 @@ export async function withServices<T>(
 
 export type QueuedMessage = { id: string; body: unknown; attempts?: number; timestamp?: Date };
 
-/** A batch of the purge queue, delivered for the first time unless `attempts` says otherwise. */
-export function purgeBatch(messages: QueuedMessage[]) {
+/** A batch of the purge queue (or `queue`), delivered for the first time unless `attempts` says otherwise. */
+export function purgeBatch(messages: QueuedMessage[], queue = "edgecache-purge") {
   return createMessageBatch(
-    "edgecache-purge",
+    queue,
     messages.map((m) => ({
       id: m.id,
       timestamp: m.timestamp ?? new Date(),
@@ -105,9 +105,12 @@ export function purgeBatch(messages: QueuedMessage[]) {
   );
 }
 
-/** Hands a purge batch to the Worker's queue handler: which messages it acked or retried. */
-export async function consumeBatch(messages: QueuedMessage[], bindings: Env) {
-  const batch = purgeBatch(messages);
+/**
+ * Hands a batch of the purge queue (or of `queue`, e.g. its dead-letter queue) to the Worker's
+ * queue handler: which messages it acked or retried.
+ */
+export async function consumeBatch(messages: QueuedMessage[], bindings: Env, queue?: string) {
+  const batch = purgeBatch(messages, queue);
   const ctx = createExecutionContext();
   await worker.queue(batch, bindings, ctx);
   return getQueueResult(batch, ctx);

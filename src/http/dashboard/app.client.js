@@ -253,6 +253,13 @@
           : `warm: ${w.hot ?? 0} hot, ${w.reloaded ?? 0} reloaded${w.stoppedEarly ? ` (${w.stoppedEarly})` : ""}`,
         `${beat.subrequests ?? "?"} subrequests`,
       );
+    } else if (name === "deadLetter") {
+      if (beat.error) parts.push(String(beat.error));
+      parts.push(
+        `${beat.messages ?? 0} dead message${beat.messages === 1 ? "" : "s"}`,
+        `${beat.released ?? 0} outbox rows and ${beat.requeued ?? 0} events back to the drains`,
+        `${beat.parked ?? 0} not events (parked)`,
+      );
     } else {
       const a = beat.applied ?? {};
       if (beat.error) parts.push(String(beat.error));
@@ -268,6 +275,7 @@
     const rows = [
       ["cron (warm)", "warm", jobs?.warm],
       ["queue (purge)", "purge", jobs?.purge],
+      ["queue (dead letters)", "deadLetter", jobs?.deadLetter],
     ].map(([label, name, beat]) => {
       const tr = el("tr");
       const at = beat && typeof beat.at === "number" ? beat.at : null;

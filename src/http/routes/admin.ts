@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { InvalidKeyError } from "../../cache";
 import { type InvalidationEvent, isScanCursor } from "../../domain/events";
-import { outboxLag } from "../../domain/outbox";
+import { insertQueuedEvent, outboxLag } from "../../domain/outbox";
 import { queueCall } from "../../domain/queue";
 import { warmables } from "../../domain/warmables";
 import {
@@ -131,7 +131,9 @@ const statsSchema = z
         oldestAgeMs: z.number().nullable(),
       })
       .nullable(),
-    jobs: z.object({ warm: json.nullable(), purge: json.nullable() }).nullable(),
+    jobs: z
+      .object({ warm: json.nullable(), purge: json.nullable(), deadLetter: json.nullable() })
+      .nullable(),
     redis: z.object({
       used_memory: z.number().nullable(),
       maxmemory: z.number().nullable(),
@@ -255,10 +257,15 @@ adminRoutes.openapi(
         content: { "application/json": { schema: invalidateReport } },
       },
       202: {
-        description: "Queued for the purge consumer",
+        description:
+          "Accepted: recorded in the outbox (`outboxId`) and queued for the purge consumer; `queued: false` when the queue refused it and the cron's drain applies the row (within a tick, ~5 min); `outboxId: null` when Postgres was down and the message is all there is",
         content: {
           "application/json": {
-            schema: z.object({ queued: z.literal(true), at: z.number().int() }),
+            schema: z.object({
+              queued: z.boolean(),
+              at: z.number().int(),
+              outboxId: z.number().int().nullable(),
+            }),
           },
         },
       },
@@ -267,7 +274,7 @@ adminRoutes.openapi(
   }),
   async (c) => {
     const body = c.req.valid("json");
-    const { cache, queue, config } = c.var.services;
+    const { cache, queue, config, db } = c.var.services;
     if (body.async) {
       const event: InvalidationEvent = {
         ...(body.keys?.length ? { keys: body.keys } : {}),
@@ -280,14 +287,29 @@ adminRoutes.openapi(
       if (!queue) {
         throw new HttpError(503, "queue_unavailable", "No PURGE_QUEUE binding: use async false");
       }
+      // The outbox keeps it first, like a write's event: a message the queue gives up on (Redis
+      // down past its retries) is handed back to the drains by the dead-letter consumer, and a
+      // queue that refuses it now leaves it to the next drain. Without Postgres it still goes,
+      // as a message only.
+      let outboxId: number | null = null;
       try {
-        // Within QUEUE_TIMEOUT_MS: a producer that hangs is a 503 like one that refuses (the
-        // message may still arrive; queueing it again only repeats an idempotent purge).
-        await queueCall(queue.send(event, { contentType: "json" }), config.QUEUE_TIMEOUT_MS);
+        outboxId = await insertQueuedEvent(db, config.CACHE_PREFIX, event);
       } catch (error) {
-        throw unavailable("queue", error);
+        console.warn(`admin: async purge not recorded in the outbox: ${describeError(error)}`);
       }
-      return c.json({ queued: true as const, at: event.at }, 202);
+      const message = outboxId === null ? event : { ...event, outboxIds: [outboxId] };
+      try {
+        // Within QUEUE_TIMEOUT_MS: a producer that hangs is refused like one that says no (the
+        // message may still arrive; applying it twice only repeats an idempotent purge).
+        await queueCall(queue.send(message, { contentType: "json" }), config.QUEUE_TIMEOUT_MS);
+      } catch (error) {
+        if (outboxId === null) throw unavailable("queue", error);
+        console.warn(
+          `admin: queue refused the async purge; the cron's drain applies outbox row ${outboxId}: ${describeError(error)}`,
+        );
+        return c.json({ queued: false, at: event.at, outboxId }, 202);
+      }
+      return c.json({ queued: true, at: event.at, outboxId }, 202);
     }
 
     const merged = mergeChanges([
