@@ -8,6 +8,7 @@ import {
   mergeChanges,
   type PatternLimits,
 } from "./apply-event";
+import { Budget } from "./budget";
 import { recordHeartbeat } from "./heartbeat";
 import { settleEvents } from "./settle";
 
@@ -54,7 +55,20 @@ export interface PurgeOptions {
    * attempt maxRetries + 1, is logged as poison.
    */
   maxRetries?: number;
+  /** Subrequests the batch may spend (default PURGE_SUBREQUESTS). */
+  subrequests?: number;
 }
+
+/**
+ * Subrequests one consumer invocation spends at most: Redis requests, SQL statements and queue
+ * sends, the heartbeat included. Workers allow 50 per invocation on the free plan; the rest is
+ * room for the Postgres connection and for continuation sends past the first, which a settle
+ * counts only once made (more than one only for admin purges of hundreds of long globs).
+ */
+export const PURGE_SUBREQUESTS = 40;
+
+/** A settle's subrequests besides its pattern steps: apply, continuation send, two marks. */
+const SETTLE_COST = 4;
 
 export interface PurgeReport {
   queue: string;
@@ -78,6 +92,11 @@ export interface PurgeReport {
   patternsContinued: number;
   /** Outbox rows marked processed (best effort). */
   outboxMarked: number;
+  /**
+   * Subrequests spent (Redis requests, SQL statements, queue sends), the heartbeat included; the
+   * engine's telemetry flush (at most one a second, kept back in the budget) is not.
+   */
+  subrequests: number;
   /** Why the batch (or part of it) was retried. */
   error?: string;
 }
@@ -94,6 +113,7 @@ function emptyReport(queue: string, messages: number): PurgeReport {
     patterns: { steps: 0, deleted: 0, finished: 0 },
     patternsContinued: 0,
     outboxMarked: 0,
+    subrequests: 0,
   };
 }
 
@@ -106,9 +126,12 @@ function emptyReport(queue: string, messages: number): PurgeReport {
  *   applied in ONE Redis request; if Redis is down, every message is retried: nothing is acked
  *   that was not applied. If Redis answers but refuses the merged change (a tag whose key holds
  *   another type: WRONGTYPE), the batch is halved until the messages it refuses are alone
- *   (at most ISOLATION_APPLIES more settles), the others are applied and acked, and only those
+ *   (while the subrequest budget lasts), the others are applied and acked, and only those
  *   are retried, logged as poison on their last delivery (one used to send its whole batch,
  *   unapplied and unlogged, to the dead-letter queue);
+ * - everything it sends counts against one budget of subrequests (PURGE_SUBREQUESTS): pattern
+ *   steps get what a settle and the heartbeat leave, and messages the budget cannot settle are
+ *   retried, never lost to a "Too many subrequests" in the middle of the batch;
  * - pattern purges run in bounded steps; one the budget does not finish is re-enqueued with
  *   its cursor (carrying the outbox ids) and the original is acked;
  * - outbox rows of fully applied messages are marked processed, best effort (the cron drains
@@ -149,11 +172,15 @@ export async function processPurgeBatch(
     retry(message);
   }
 
+  // Kept back from the start: the heartbeat, and the engine's telemetry flush (a background
+  // request at most once a second, which a batch that applies anything may start).
+  const budget = new Budget((options.subrequests ?? PURGE_SUBREQUESTS) - 2);
   if (valid.length > 0) {
-    const isolation = { left: ISOLATION_APPLIES, lastAttempt, steps: limits.steps };
+    const isolation = { budget, lastAttempt, steps: limits.steps };
     await applyValid(services, valid, limits, report, retry, isolation);
   }
 
+  report.subrequests = budget.used + 1;
   try {
     await recordHeartbeat(services.redis, services.config.CACHE_PREFIX, "purge", { ...report });
   } catch (error) {
@@ -163,7 +190,8 @@ export async function processPurgeBatch(
     `purge: ${queue} batch of ${messages.length}: ${report.acked} acked, ${report.retried} retried` +
       ` (${report.invalid} invalid, ${report.poison} poison); applied ${report.applied.keys} keys,` +
       ` ${report.applied.tags} tags, ${report.applied.versions} versions;` +
-      ` ${report.patterns.steps} purge steps, ${report.patternsContinued} purges continued` +
+      ` ${report.patterns.steps} purge steps, ${report.patternsContinued} purges continued;` +
+      ` ${report.subrequests} subrequests` +
       (report.error ? `; ${report.error}` : ""),
   );
   return report;
@@ -176,13 +204,12 @@ function logPoison(message: PurgeMessage, lastAttempt: number, why: string): voi
   );
 }
 
-/**
- * Settles spent isolating the messages Redis refuses, per batch (two per halving, each an apply
- * plus its outbox mark and publish): three halvings narrow a batch of 50 to the 7 or so around
- * a bad message, within the 50 subrequests of an invocation; what is left is retried together.
- * Pattern steps are shared by all the halves (`isolation.steps`), as by one batch.
- */
-const ISOLATION_APPLIES = 6;
+/** What the halves of one batch share: the budget, the pattern steps left, the last attempt. */
+interface Isolation {
+  budget: Budget;
+  lastAttempt: number;
+  steps: number;
+}
 
 async function applyValid(
   services: Services,
@@ -190,8 +217,16 @@ async function applyValid(
   limits: PatternLimits,
   report: PurgeReport,
   retry: (message: PurgeMessage) => void,
-  isolation: { left: number; lastAttempt: number; steps: number },
+  isolation: Isolation,
 ): Promise<void> {
+  const { budget } = isolation;
+  const publish = services.config.PUBLISH_EVENTS ? 1 : 0;
+  if (budget.left < SETTLE_COST + publish) {
+    // Only a half of a refused batch gets here (a batch starts with the whole budget).
+    report.error ??= `subrequests ran out while isolating the messages Redis refuses; ${valid.length} retried`;
+    for (const { message } of valid) retry(message);
+    return;
+  }
   const settled = await settleEvents(
     services,
     valid.map(({ event }) => ({
@@ -200,14 +235,17 @@ async function applyValid(
       at: event.at,
       outboxIds: event.outboxIds ?? [],
     })),
-    { ...limits, steps: isolation.steps },
+    {
+      ...limits,
+      steps: Math.max(0, Math.min(isolation.steps, budget.left - SETTLE_COST - publish)),
+    },
   );
+  budget.spend(settled.redisRequests + settled.queries + settled.queueSends);
   isolation.steps = Math.max(0, isolation.steps - settled.patterns.steps);
   if (!settled.applied) {
     const refused = isRedisReplyError(settled.applyCause);
     // Redis answered and refused: find the messages it refuses, apply the others.
-    if (refused && valid.length > 1 && isolation.left >= 2) {
-      isolation.left -= 2;
+    if (refused && valid.length > 1) {
       const half = Math.ceil(valid.length / 2);
       for (const part of [valid.slice(0, half), valid.slice(half)]) {
         await applyValid(services, part, limits, report, retry, isolation);
@@ -245,6 +283,7 @@ async function applyValid(
   }
 
   if (services.config.PUBLISH_EVENTS) {
+    budget.spend(1);
     const merged = mergeChanges(valid.map((v) => v.event));
     await publishApplied(services, merged.change, valid.length).catch((error: unknown) => {
       // Subscribers are told best-effort; the cache itself is already consistent.

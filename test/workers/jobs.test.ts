@@ -7,7 +7,12 @@ import type { Env } from "../../src/config/env";
 import type { InvalidationEvent } from "../../src/domain/events";
 import type { Warmable } from "../../src/domain/warmable";
 import { anyWarmable } from "../../src/domain/warmables";
-import { type PurgeReport, processPurgeBatch, retryDelaySeconds } from "../../src/jobs/purge";
+import {
+  PURGE_SUBREQUESTS,
+  type PurgeReport,
+  processPurgeBatch,
+  retryDelaySeconds,
+} from "../../src/jobs/purge";
 import { describeWarm, warmHotKeys } from "../../src/jobs/warm";
 import { withDb } from "./db";
 import {
@@ -285,6 +290,17 @@ describe("queue consumer: continuations within the Queues limits and deadline", 
       }),
     );
   };
+  // A purge of 1 step of 10 keys must not finish in that step: a SCAN of a keyspace of a few
+  // dozen keys (this file run alone) can, and then nothing is continued. 300 keys of our own
+  // make every purge here need more than one step, whatever else the database holds.
+  beforeAll(async () => {
+    const filler = Object.fromEntries(
+      Array.from({ length: 300 }, (_, i) => [`${prefix}:filler:${i}`, "x"]),
+    );
+    await redis.mset(filler);
+    await Promise.all(Object.keys(filler).map((key) => redis.pexpire(key, 600_000)));
+  });
+
   /** What POST /admin/invalidate {patterns, async: true} enqueues: 100 globs of ~400 characters. */
   const longGlobs = (tag: string, filler: string) =>
     Array.from({ length: 100 }, (_, i) => `${prefix}:${tag}:p${i}:${filler}*`);
@@ -394,6 +410,69 @@ describe("queue consumer: continuations within the Queues limits and deadline", 
     expect(report.acked).toBe(0);
     expect(report.retried).toBe(1);
     expect(report.error).toMatch(/not queued: queue send: no answer within 300 ms/);
+  });
+});
+
+describe("queue consumer: one subrequest budget per batch", () => {
+  const budgetToken = stack.spareGatewayTokens.jobs;
+  const redisRequests = async () =>
+    Number((await gatewayControl("stats", { token: budgetToken })).requests);
+
+  /** 50 messages, the 26th naming a tag whose key holds a hash (Redis refuses it: WRONGTYPE). */
+  async function refusedBatch() {
+    const tag = `budget-refused-${++seq}`;
+    await redis.hset(`${prefix}:t:${tag}`, { not: "a counter" });
+    const keys = Array.from({ length: 49 }, (_, i) => `budget:${seq}:${i}`);
+    await Promise.all(keys.map((key) => cache.set(key, "old")));
+    const messages = keys.map((key, i) => ({ id: `good${i}`, body: event({ keys: [key] }) }));
+    messages.splice(25, 0, { id: "refused", body: event({ tags: [tag] }) });
+    return { keys, batch: purgeBatch(messages) };
+  }
+
+  const run = async (subrequests?: number) => {
+    const { keys, batch } = await refusedBatch();
+    const queue = new FakeQueue();
+    // The scripts are loaded first, so no NOSCRIPT retry adds a request to the count.
+    await withServices(prefix, { UPSTASH_REDIS_REST_TOKEN: budgetToken }, (s) =>
+      processPurgeBatch(s, "edgecache-purge", purgeBatch([{ id: "w", body: event({}) }]).messages),
+    );
+    await gatewayControl("reset", { token: budgetToken });
+    const report = await withServices(
+      prefix,
+      { UPSTASH_REDIS_REST_TOKEN: budgetToken, PURGE_QUEUE: queue.asQueue() },
+      (s) => processPurgeBatch(s, "edgecache-purge", batch.messages, { subrequests }),
+    );
+    const result = await getQueueResult(batch, createExecutionContext());
+    return { keys, report, result, redis: await redisRequests(), sends: queue.calls };
+  };
+
+  afterEach(async () => {
+    await gatewayControl("reset", { token: budgetToken });
+  });
+
+  it("isolates a refused message in a batch of 50 down to itself within PURGE_SUBREQUESTS, every subrequest counted", async () => {
+    const { keys, report, result, redis: requests, sends } = await run();
+    // Every other message applied and acked (six halvings; a fixed six settles stopped at three,
+    // retrying the refused message's 6 neighbours with it on every delivery).
+    expect(result.retryMessages.map((m) => m.msgId)).toEqual(["refused"]);
+    expect(result.explicitAcks).toHaveLength(49);
+    for (const key of keys) expect(await cache.get(key)).toBeNull();
+    // The report counts what the gateway saw (the heartbeat included; the engine's telemetry
+    // flush, at most one here, is kept back in the budget but not reported), within the budget.
+    expect(requests + sends).toBeLessThanOrEqual(report.subrequests + 1);
+    expect(report.subrequests + 1).toBeLessThanOrEqual(PURGE_SUBREQUESTS);
+    expect(requests).toBeGreaterThanOrEqual(12);
+  });
+
+  it("retries what a smaller budget cannot isolate, spending no more than it", async () => {
+    const { report, result, redis: requests } = await run(8);
+    expect(report.subrequests).toBeLessThanOrEqual(8);
+    expect(requests).toBeLessThanOrEqual(8);
+    expect(report.error).toMatch(/subrequests ran out/);
+    // Some halves were applied; the rest, the refused message among them, comes again.
+    expect(result.explicitAcks.length).toBeGreaterThan(0);
+    expect(result.retryMessages.map((m) => m.msgId)).toContain("refused");
+    expect(result.explicitAcks.length + result.retryMessages.length).toBe(50);
   });
 });
 
