@@ -266,6 +266,7 @@
       parts.push(
         `${beat.messages ?? 0} message${beat.messages === 1 ? "" : "s"}: ${beat.acked ?? 0} acked, ${beat.retried ?? 0} retried`,
         `${a.keys ?? 0} keys, ${a.tags ?? 0} tags, ${a.versions ?? 0} versions applied`,
+        `${beat.subrequests ?? "?"} subrequests`,
       );
     }
     return parts.join(" · ");
