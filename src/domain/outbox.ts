@@ -176,7 +176,7 @@ export interface DeadLetterRow {
  * await insertDeadLetters(db, "ec", [{ event: { keys: ["product:1"], origin: "admin", at } }]);
  */
 export async function insertDeadLetters(
-  db: Db,
+  db: Db | Tx,
   prefix: string,
   rows: readonly DeadLetterRow[],
 ): Promise<number[]> {
@@ -203,7 +203,7 @@ export async function insertDeadLetters(
  * others were applied by a duplicate, a drain or the write itself: nothing left to do).
  */
 export async function releaseToDrains(
-  db: Db,
+  db: Db | Tx,
   prefix: string,
   ids: readonly number[],
 ): Promise<number> {

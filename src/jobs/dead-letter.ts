@@ -12,7 +12,7 @@ import type { PurgeMessage } from "./purge";
  *
  * A message reaches the dead-letter queue after its last delivery failed (wrangler.toml
  * `max_retries`): Redis was down for the minute or so its retries span, or Redis refuses it, or
- * it is not an event at all. Per message, in at most two SQL statements per batch:
+ * it is not an event at all. Per message, in one transaction of at most two statements per batch:
  * - an event carrying `outboxIds`: its rows are still in the outbox; the pending ones are given
  *   back to the drains at once (`releaseToDrains` clears the grace that left them to the queue);
  * - an event without (an admin purge queued while Postgres was down, a continuation split
@@ -61,11 +61,12 @@ export async function processDeadLetters(
   }
 
   try {
-    const db = services.db;
-    const [released] = await Promise.all([
-      releaseToDrains(db, prefix, [...held]),
-      insertDeadLetters(db, prefix, rows),
-    ]);
+    // Both or neither: a retry after half of it would insert the rows a second time.
+    const released = await services.db.transaction(async (tx) => {
+      const count = await releaseToDrains(tx, prefix, [...held]);
+      await insertDeadLetters(tx, prefix, rows);
+      return count;
+    });
     report.released = released;
     report.alreadyApplied = held.size - released;
     report.parked = rows.filter((r) => r.parkedBecause !== undefined).length;
