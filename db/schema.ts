@@ -25,6 +25,7 @@ import {
   pgTable,
   text,
   timestamp,
+  uniqueIndex,
 } from "drizzle-orm/pg-core";
 
 // Database clock, not the Worker's: rows written from different isolates and
@@ -148,6 +149,10 @@ export const cacheOutbox = pgTable(
     // it), instead of sending the same rows on every cron tick (src/domain/outbox.ts,
     // QUEUED_GRACE_S).
     queuedAt: timestamp("queued_at", { withTimezone: true, mode: "date" }),
+    // The queue message id of a row the dead-letter consumer recorded (src/jobs/dead-letter.ts):
+    // unique per prefix, so a message delivered twice (Queues deliver at least once, and retry
+    // a batch whose transaction failed) is recorded once.
+    deadLetterId: text("dead_letter_id"),
   },
   (t) => [
     // The relay only ever scans pending rows oldest-first; keeping processed
@@ -157,6 +162,9 @@ export const cacheOutbox = pgTable(
       .on(t.prefix, t.id)
       .where(sql`${t.processedAt} IS NULL`),
     check("cache_outbox_attempts_non_negative", sql`${t.attempts} >= 0`),
+    uniqueIndex("cache_outbox_dead_letter_idx")
+      .on(t.prefix, t.deadLetterId)
+      .where(sql`${t.deadLetterId} IS NOT NULL`),
   ],
 );
 

@@ -34,7 +34,11 @@ export const invalidationEventSchema = z
     origin: z.string().min(1).max(128),
     at: z.number().int().nonnegative(),
     /** Outbox rows this event settles once applied (set by writers and the outbox drain). */
-    outboxIds: z.array(z.number().int().positive()).max(1000).optional(),
+    // Row ids are Postgres bigints: one past 2^53 would fail the UPDATE that marks its batch.
+    outboxIds: z
+      .array(z.number().int().positive().max(Number.MAX_SAFE_INTEGER))
+      .max(1000)
+      .optional(),
     /**
      * Where a pattern purge stopped (one cursor for every pattern of the event). Read for
      * messages enqueued before `cursors` existed; continuations now carry `cursors`.

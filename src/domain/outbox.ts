@@ -159,6 +159,8 @@ export async function recordRowFailures(
 
 /** A dead-lettered message as the outbox keeps it (src/jobs/dead-letter.ts). */
 export interface DeadLetterRow {
+  /** The queue message's id: a message recorded once is not recorded again. */
+  messageId: string;
   /** The event to apply, or (for a message that is not one) what the message held. */
   event: { [key: string]: JsonValue };
   /** Set for a message that is not an invalidation event: the row is parked with this reason. */
@@ -170,7 +172,8 @@ export interface DeadLetterRow {
  * pending row the cron's drain applies (with its outage handling and its parking of rows Redis
  * refuses); a message that is not an event becomes a row parked at once (MAX_OUTBOX_ATTEMPTS),
  * with its reason in `last_error`, for a person to read: it counts in the lag's `stuck`.
- * Returns the new rows' ids, in order.
+ * A message already recorded under `prefix` (the same id: a redelivery) is skipped. Returns
+ * the message ids it recorded now.
  *
  * @example
  * await insertDeadLetters(db, "ec", [{ event: { keys: ["product:1"], origin: "admin", at } }]);
@@ -179,7 +182,7 @@ export async function insertDeadLetters(
   db: Db | Tx,
   prefix: string,
   rows: readonly DeadLetterRow[],
-): Promise<number[]> {
+): Promise<string[]> {
   if (rows.length === 0) return [];
   const inserted = await db
     .insert(cacheOutbox)
@@ -187,13 +190,16 @@ export async function insertDeadLetters(
       rows.map((row) => ({
         event: row.event,
         prefix,
+        deadLetterId: row.messageId,
         ...(row.parkedBecause !== undefined
           ? { attempts: MAX_OUTBOX_ATTEMPTS, lastError: row.parkedBecause.slice(0, 1000) }
           : {}),
       })),
     )
-    .returning({ id: cacheOutbox.id });
-  return inserted.map((r) => r.id);
+    // The only unique constraint a new row can meet: (prefix, dead_letter_id).
+    .onConflictDoNothing()
+    .returning({ messageId: cacheOutbox.deadLetterId });
+  return inserted.flatMap((r) => (r.messageId === null ? [] : [r.messageId]));
 }
 
 /**

@@ -144,8 +144,64 @@ export interface ApplyOutcome {
  */
 export const APPLY_CHUNK = 5000;
 
-/** Keys, tags and versions in ONE request (`cache.apply`). Throws CacheWriteError when Redis fails. */
-export async function applyChange(cache: EdgeCache, change: MergedChange): Promise<ApplyOutcome> {
+/**
+ * The subrequests a settle of these changes spends besides its pattern steps and any `extra`
+ * (a publish): its apply, one request per APPLY_CHUNK names (their sum before merging; admin
+ * purges of 1,000 keys and 1,000 tags take several), the UPDATE that marks their rows, and, when
+ * any has a pattern purge, its continuation send and the UPDATE that records it.
+ *
+ * @example
+ * settleCost([{ keys: ["product:1"] }]); // 2: apply + mark
+ * settleCost([{ patterns: ["product:*"] }]); // 4
+ */
+export function settleCost(changes: readonly CacheChange[], extra = 0): number {
+  return fitCost(changes, changes.length, extra);
+}
+
+/**
+ * How many of `changes`, from the front, can be settled together within `room` subrequests
+ * (settleCost): 0 when not even the first fits.
+ */
+export function fitting(changes: readonly CacheChange[], room: number, extra = 0): number {
+  let names = 0;
+  let patterns = false;
+  for (const [i, c] of changes.entries()) {
+    names += namesIn(c);
+    patterns ||= (c.patterns?.length ?? 0) > 0;
+    if (costOf(names, patterns, extra) > room) return i;
+  }
+  return changes.length;
+}
+
+function fitCost(changes: readonly CacheChange[], count: number, extra: number): number {
+  let names = 0;
+  let patterns = false;
+  for (const c of changes.slice(0, count)) {
+    names += namesIn(c);
+    patterns ||= (c.patterns?.length ?? 0) > 0;
+  }
+  return costOf(names, patterns, extra);
+}
+
+const costOf = (names: number, patterns: boolean, extra: number) =>
+  Math.max(1, Math.ceil(names / APPLY_CHUNK)) + 1 + (patterns ? 2 : 0) + extra;
+
+/** Keys, tags and versions a change names (a malformed outbox row counts what it seems to). */
+function namesIn(c: CacheChange): number {
+  const versions = c.versions && typeof c.versions === "object" ? Object.keys(c.versions) : [];
+  return (c.keys?.length ?? 0) + (c.tags?.length ?? 0) + versions.length;
+}
+
+/**
+ * Keys, tags and versions in ONE request (`cache.apply`), or one per APPLY_CHUNK names. Throws
+ * CacheWriteError when Redis fails; `spent.requests` counts the requests sent either way (a
+ * failure part-way has spent the chunks before it).
+ */
+export async function applyChange(
+  cache: EdgeCache,
+  change: MergedChange,
+  spent: { requests: number } = { requests: 0 },
+): Promise<ApplyOutcome> {
   const versions = Object.entries(change.versions);
   const outcome: ApplyOutcome = {
     keys: change.keys.length,
@@ -173,6 +229,7 @@ export async function applyChange(cache: EdgeCache, change: MergedChange): Promi
       ),
     };
     outcome.requests++;
+    spent.requests++;
     const reply = await cache.apply(part);
     outcome.removed += reply.removed;
     outcome.tagsBumped += reply.tagsBumped;

@@ -41,6 +41,7 @@ export async function processDeadLetters(
     alreadyApplied: 0,
     requeued: 0,
     parked: 0,
+    duplicates: 0,
     retried: 0,
   };
   const held = new Set<number>();
@@ -51,26 +52,31 @@ export async function processDeadLetters(
       for (const id of checked.event.outboxIds) held.add(id);
     } else if (checked.ok) {
       // As it was sent (the drain's schema is the event's): a row like a writer's.
-      rows.push({ event: checked.event as { [key: string]: JsonValue } });
+      rows.push({ messageId: message.id, event: storable(checked.event) });
     } else {
       rows.push({
-        event: { deadLetter: message.id, body: asJson(message.body) },
-        parkedBecause: `dead letter ${message.id} after ${message.attempts} deliveries: not an invalidation event: ${checked.problems}`,
+        messageId: message.id,
+        event: { deadLetter: message.id, body: storable(message.body) },
+        parkedBecause: storableText(
+          `dead letter ${message.id} after ${message.attempts} deliveries: not an invalidation event: ${checked.problems}`,
+        ),
       });
     }
   }
 
   try {
     // Both or neither: a retry after half of it would insert the rows a second time.
-    const released = await services.db.transaction(async (tx) => {
-      const count = await releaseToDrains(tx, prefix, [...held]);
-      await insertDeadLetters(tx, prefix, rows);
-      return count;
-    });
+    const { released, recorded } = await services.db.transaction(async (tx) => ({
+      released: await releaseToDrains(tx, prefix, [...held]),
+      recorded: new Set(await insertDeadLetters(tx, prefix, rows)),
+    }));
     report.released = released;
     report.alreadyApplied = held.size - released;
-    report.parked = rows.filter((r) => r.parkedBecause !== undefined).length;
-    report.requeued = rows.length - report.parked;
+    for (const row of rows) {
+      if (!recorded.has(row.messageId)) report.duplicates++;
+      else if (row.parkedBecause === undefined) report.requeued++;
+      else report.parked++;
+    }
     for (const message of messages) message.ack();
   } catch (error) {
     report.error = `Postgres did not take the dead letters, batch retried: ${describeError(error)}`;
@@ -78,7 +84,7 @@ export async function processDeadLetters(
       if (message.attempts >= lastAttempt) {
         // No queue after this one: the log line is all that is left of the message.
         console.error(
-          `dead-letter: message ${message.id} lost after ${message.attempts} deliveries (Postgres unavailable); apply it by hand: ${JSON.stringify(asJson(message.body))}`,
+          `dead-letter: message ${message.id} lost after ${message.attempts} deliveries (${describeError(error)}); apply it by hand: ${JSON.stringify(storable(message.body))}`,
         );
       }
       message.retry({ delaySeconds: deadLetterDelaySeconds(message.attempts) });
@@ -94,7 +100,7 @@ export async function processDeadLetters(
   const line =
     `dead-letter: ${queue} batch of ${messages.length}: ${report.released} outbox rows released` +
     ` to the drains (${report.alreadyApplied} already applied), ${report.requeued} events and` +
-    ` ${report.parked} non-events recorded in the outbox` +
+    ` ${report.parked} non-events recorded in the outbox, ${report.duplicates} recorded before` +
     (report.error ? `; ${report.error}` : "");
   if (report.error || report.parked > 0) console.error(line);
   else console.warn(line);
@@ -112,6 +118,8 @@ export interface DeadLetterReport {
   requeued: number;
   /** Messages that are not events, inserted as parked rows. */
   parked: number;
+  /** Messages recorded by an earlier delivery (the same message id): skipped. */
+  duplicates: number;
   /** Messages retried because Postgres failed. */
   retried: number;
   error?: string;
@@ -129,13 +137,38 @@ export function deadLetterDelaySeconds(attempts: number): number {
   return Math.min(3600, 30 * 2 ** Math.max(1, attempts));
 }
 
-/** The body as JSON the outbox can keep (a message sent as bytes or a v8 value may not be). */
-function asJson(body: unknown): JsonValue {
+/**
+ * `body` as JSON Postgres accepts: a message sent as bytes or a v8 value may not be JSON, and
+ * `jsonb` and `text` refuse NUL and lone surrogates, which JavaScript strings may hold. One such
+ * message failed its whole batch's INSERT on every delivery, and with it every other dead letter
+ * of the batch.
+ */
+function storable(body: unknown): { [key: string]: JsonValue } & JsonValue;
+function storable(body: unknown): JsonValue;
+function storable(body: unknown): JsonValue {
+  let text: string | undefined;
   try {
-    const text = JSON.stringify(body);
-    if (text !== undefined) return JSON.parse(text) as JsonValue;
+    text = JSON.stringify(body);
   } catch {
     // A cycle or a BigInt: kept as text below.
   }
-  return String(body);
+  if (text === undefined) return storableText(String(body));
+  return clean(JSON.parse(text) as JsonValue);
 }
+
+/** Every string of `value`, object keys included, through storableText. */
+function clean(value: JsonValue): JsonValue {
+  if (typeof value === "string") return storableText(value);
+  if (Array.isArray(value)) return value.map(clean);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [storableText(k), clean(v)]));
+  }
+  return value;
+}
+
+/** `text` without what Postgres refuses in text: NUL (kept as the two characters \0) and lone surrogates (U+FFFD). */
+function storableText(text: string): string {
+  return text.replaceAll("\0", "\\0").replace(LONE_SURROGATE, "\uFFFD");
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;

@@ -13,8 +13,10 @@ import {
   checkEvent,
   DEFAULT_PATTERN_LIMITS,
   describeError,
+  fitting,
   type PatternLimits,
   sendEvents,
+  settleCost,
 } from "./apply-event";
 import { Budget } from "./budget";
 import { type SettleItem, settleEvents } from "./settle";
@@ -119,8 +121,8 @@ export function emptyDrainReport(stoppedBy: DrainStop = "caught-up"): DrainRepor
   };
 }
 
-/** A settle's subrequests besides its pattern steps: apply, continuation, two marks. */
-const SETTLE_COST = 4;
+/** What settling these rows spends besides its pattern steps (settleCost). */
+const rowsCost = (rows: readonly PendingEvent[]) => settleCost(rows.map((r) => r.change));
 
 /** Cheapest round: SELECT + apply + UPDATE. */
 const ROUND_COST = 3;
@@ -213,7 +215,7 @@ export async function drainOutbox(
     // warmer's reserve), and none past the deadline (an unfinished purge continues on the
     // queue, or the row stays pending).
     const steps =
-      Date.now() >= deadline ? 0 : Math.max(0, Math.min(limits.steps, spare() - SETTLE_COST));
+      Date.now() >= deadline ? 0 : Math.max(0, Math.min(limits.steps, spare() - rowsCost(rows)));
     const result = await settleEvents(services, rows.map(rowItem), { ...limits, steps });
     budget.spend(result.redisRequests + result.queries + result.queueSends);
     report.redisRequests += result.redisRequests;
@@ -237,7 +239,7 @@ export async function drainOutbox(
     // Redis answers but refuses this batch: find the rows it refuses by halving.
     const half = Math.ceil(rows.length / 2);
     for (const part of [rows.slice(0, half), rows.slice(half)]) {
-      if (spare() < 2) {
+      if (spare() < rowsCost(part)) {
         noteError(`${error}; subrequests ran out while isolating the failing rows`);
         return;
       }
@@ -274,9 +276,22 @@ export async function drainOutbox(
       limit: size,
       afterId,
     });
+    // The round's apply takes a request per APPLY_CHUNK names (rows of admin purges hold up to
+    // 2,000): only the oldest rows whose settle fits the budget go; the rest wait for the next
+    // round or drain, where they come first.
+    const selected = rows.length;
+    rows.splice(
+      fitting(
+        rows.map((r) => r.change),
+        spare(),
+      ),
+    );
     report.pending += rows.length;
     const last = rows.at(-1);
-    if (!last) break;
+    if (!last) {
+      if (selected > 0) report.stoppedBy = "subrequests";
+      break;
+    }
     afterId = last.id;
 
     const valid: PendingEvent[] = [];
@@ -301,6 +316,10 @@ export async function drainOutbox(
     await settle(valid);
     if (redisDown) {
       report.stoppedBy = "redis-down";
+      break;
+    }
+    if (rows.length < selected) {
+      report.stoppedBy = "subrequests";
       break;
     }
     if (rows.length < size) break;

@@ -5,8 +5,10 @@ import {
   checkEvent,
   DEFAULT_PATTERN_LIMITS,
   describeError,
+  fitting,
   mergeChanges,
   type PatternLimits,
+  settleCost,
 } from "./apply-event";
 import { Budget } from "./budget";
 import { recordHeartbeat } from "./heartbeat";
@@ -66,9 +68,6 @@ export interface PurgeOptions {
  * counts only once made (more than one only for admin purges of hundreds of long globs).
  */
 export const PURGE_SUBREQUESTS = 40;
-
-/** A settle's subrequests besides its pattern steps: apply, continuation send, two marks. */
-const SETTLE_COST = 4;
 
 export interface PurgeReport {
   queue: string;
@@ -213,20 +212,33 @@ interface Isolation {
 
 async function applyValid(
   services: Services,
-  valid: readonly { message: PurgeMessage; event: InvalidationEvent }[],
+  batch: readonly { message: PurgeMessage; event: InvalidationEvent }[],
   limits: PatternLimits,
   report: PurgeReport,
   retry: (message: PurgeMessage) => void,
   isolation: Isolation,
 ): Promise<void> {
+  let valid = batch;
   const { budget } = isolation;
   const publish = services.config.PUBLISH_EVENTS ? 1 : 0;
-  if (budget.left < SETTLE_COST + publish) {
-    // Only a half of a refused batch gets here (a batch starts with the whole budget).
-    report.error ??= `subrequests ran out while isolating the messages Redis refuses; ${valid.length} retried`;
-    for (const { message } of valid) retry(message);
-    return;
+  // A settle's cost before its pattern steps (settleCost: an apply of admin purges of 1,000
+  // keys and 1,000 tags takes several requests). What does not fit comes again; the longest
+  // run from the front that fits goes now.
+  const fit = fitting(
+    valid.map((v) => v.event),
+    budget.left,
+    publish,
+  );
+  if (fit < valid.length) {
+    report.error ??= `subrequests ran out: ${valid.length - fit} messages retried`;
+    for (const { message } of valid.slice(fit)) retry(message);
+    if (fit === 0) return;
+    valid = valid.slice(0, fit);
   }
+  const overhead = settleCost(
+    valid.map((v) => v.event),
+    publish,
+  );
   const settled = await settleEvents(
     services,
     valid.map(({ event }) => ({
@@ -237,7 +249,7 @@ async function applyValid(
     })),
     {
       ...limits,
-      steps: Math.max(0, Math.min(isolation.steps, budget.left - SETTLE_COST - publish)),
+      steps: Math.max(0, Math.min(isolation.steps, budget.left - overhead)),
     },
   );
   budget.spend(settled.redisRequests + settled.queries + settled.queueSends);

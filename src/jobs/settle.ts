@@ -189,11 +189,13 @@ export async function settleEvents(
   };
   if (items.length === 0) return result;
   const merged = mergeChanges(items.map((i) => i.change));
+  const spent = { requests: 0 };
   try {
-    result.applied = await applyChange(services.cache, merged.change);
-    result.redisRequests += result.applied.requests;
+    result.applied = await applyChange(services.cache, merged.change, spent);
+    result.redisRequests += spent.requests;
   } catch (error) {
-    result.redisRequests++;
+    // Every chunk sent counts, the refused one included (a refusal after k chunks spent k).
+    result.redisRequests += spent.requests;
     result.applyError = describeError(error);
     result.applyCause = error;
     return result;

@@ -464,6 +464,36 @@ describe("queue consumer: one subrequest budget per batch", () => {
     expect(requests).toBeGreaterThanOrEqual(12);
   });
 
+  it("counts every chunk of an apply Redis refuses part-way, and settles what fits (admin purges of 1,000 keys)", async () => {
+    // 49 messages of 1,000 keys (10 apply requests together) and a refused tag, last: the
+    // refusal comes in the 10th chunk. Counted as one request, the halves then spent 64.
+    const tag = `budget-chunks-${++seq}`;
+    await redis.hset(`${prefix}:t:${tag}`, { not: "a counter" });
+    const messages = Array.from({ length: 49 }, (_, m) => ({
+      id: `big${m}`,
+      body: event({
+        keys: Array.from({ length: 1000 }, (_, i) => `chunk:${seq}:${m}:${i}`),
+        origin: "admin",
+      }),
+    }));
+    messages.push({ id: "refused", body: event({ tags: [tag], origin: "admin" }) });
+    await withServices(prefix, { UPSTASH_REDIS_REST_TOKEN: budgetToken }, (s) =>
+      processPurgeBatch(s, "edgecache-purge", purgeBatch([{ id: "w", body: event({}) }]).messages),
+    );
+    await gatewayControl("reset", { token: budgetToken });
+    const batch = purgeBatch(messages);
+    const report = await withServices(prefix, { UPSTASH_REDIS_REST_TOKEN: budgetToken }, (s) =>
+      processPurgeBatch(s, "edgecache-purge", batch.messages),
+    );
+    const result = await getQueueResult(batch, createExecutionContext());
+    const requests = await redisRequests();
+    expect(requests).toBeLessThanOrEqual(report.subrequests + 1);
+    expect(report.subrequests + 1).toBeLessThanOrEqual(PURGE_SUBREQUESTS);
+    expect(result.retryMessages.map((m) => m.msgId)).toContain("refused");
+    expect(result.explicitAcks.length).toBeGreaterThanOrEqual(25);
+    expect(result.explicitAcks.length + result.retryMessages.length).toBe(50);
+  });
+
   it("retries what a smaller budget cannot isolate, spending no more than it", async () => {
     const { report, result, redis: requests } = await run(8);
     expect(report.subrequests).toBeLessThanOrEqual(8);

@@ -336,6 +336,35 @@ describe("outbox drain", () => {
     for (let i = 0; i < 50; i += 7) expect(await cache.get(`loop:${i}`)).toBeNull();
   });
 
+  it("applies rows of large admin purges within its budget: a round takes the oldest rows whose apply fits", async () => {
+    // 110 rows of 1,000 keys (an apply request per 5,000 names): one round of all of them
+    // was 22 requests charged after the fact, past a cron tick's 40 with the rest of the tick.
+    const prefix = newPrefix();
+    const ids = await insertRows(
+      prefix,
+      Array.from({ length: 110 }, (_, m) => ({
+        keys: Array.from({ length: 1000 }, (_, i) => `big:${m}:${i}`),
+        origin: "admin",
+      })),
+    );
+    await gatewayControl("reset", { token });
+    const budget = new Budget(12);
+    const report = await withServices(prefix, { UPSTASH_REDIS_REST_TOKEN: token }, (s) =>
+      drainOutbox(s, { olderThanMs: 0 }, budget),
+    );
+    const requests = Number((await gatewayControl("stats", { token })).requests);
+    expect(budget.used).toBeLessThanOrEqual(12);
+    expect(requests).toBeLessThanOrEqual(report.redisRequests);
+    expect(report.stoppedBy).toBe("subrequests");
+    expect(report.applied).toBeGreaterThan(0);
+    // The oldest rows first; the rest stay pending, whole, for the next drain.
+    const rows = await rowsOf(ids);
+    const done = ids.filter((id) => rows.get(id)?.processedAt instanceof Date);
+    expect(done).toEqual(ids.slice(0, done.length));
+    const rest = await drain(prefix);
+    expect(rest.applied).toBe(110 - done.length);
+  });
+
   it("a recovery drain out of budget leaves the marker for other isolates; one that catches up clears it", async () => {
     const prefix = newPrefix();
     // More than one recovery drain's 20 subrequests cover (about 6 rounds of 500).

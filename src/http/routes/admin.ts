@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { InvalidKeyError } from "../../cache";
 import { type InvalidationEvent, isScanCursor } from "../../domain/events";
-import { insertQueuedEvent, outboxLag } from "../../domain/outbox";
+import { insertQueuedEvent, outboxLag, releaseToDrains } from "../../domain/outbox";
 import { queueCall } from "../../domain/queue";
 import { warmables } from "../../domain/warmables";
 import {
@@ -304,6 +304,12 @@ adminRoutes.openapi(
         await queueCall(queue.send(message, { contentType: "json" }), config.QUEUE_TIMEOUT_MS);
       } catch (error) {
         if (outboxId === null) throw unavailable("queue", error);
+        // Stamped queued at its insert: in a Redis outage drains would leave it to a queue
+        // that never took it for QUEUED_GRACE_S.
+        c.var.services.background(
+          releaseToDrains(db, config.CACHE_PREFIX, [outboxId]),
+          "outbox release",
+        );
         console.warn(
           `admin: queue refused the async purge; the cron's drain applies outbox row ${outboxId}: ${describeError(error)}`,
         );

@@ -1,0 +1,2 @@
+ALTER TABLE "cache_outbox" ADD COLUMN "dead_letter_id" text;--> statement-breakpoint
+CREATE UNIQUE INDEX "cache_outbox_dead_letter_idx" ON "cache_outbox" USING btree ("prefix","dead_letter_id") WHERE "cache_outbox"."dead_letter_id" IS NOT NULL;
