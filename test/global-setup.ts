@@ -5,7 +5,7 @@ import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { ensureDatabase, migrateDatabase } from "../db/migrate";
 import { seedDatabase } from "../db/seed";
-import { ensurePostgres, ensureRedis } from "../tools/lib/services";
+import { checkRedisDb, ensurePostgres, ensureRedis, redisDbIndex } from "../tools/lib/services";
 import { DEFAULT_ALLOWED_TARGETS, startWsProxy } from "../tools/neon-ws-proxy/server";
 import { startGateway } from "../tools/upstash-gateway/server";
 import type { TestStack } from "./stack";
@@ -16,7 +16,7 @@ import type { TestStack } from "./stack";
  * on a free port with its own Redis DB index, and the Neon WebSocket proxy.
  */
 const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const REDIS_DB = Number(process.env.TEST_REDIS_DB ?? 1);
+const REDIS_DB = redisDbIndex(process.env.TEST_REDIS_DB, "TEST_REDIS_DB", 1);
 const DATABASE_URL =
   process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/edgecache_test";
 
@@ -141,12 +141,11 @@ async function startStack(): Promise<RunningStack> {
   await ensurePostgres(DATABASE_URL, log);
   // The database is recreated (ids restart at 1), so version keys from an earlier run would
   // outrank the new rows: start the test Redis DB empty too.
-  const direct = new IORedis(REDIS_URL, {
-    db: REDIS_DB,
-    lazyConnect: true,
-    maxRetriesPerRequest: 1,
-  });
+  // SELECT first, refused loudly: ioredis given a DB index the server lacks goes on with DB 0.
+  await checkRedisDb(REDIS_URL, REDIS_DB, "TEST_REDIS_DB");
+  const direct = new IORedis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await direct.connect();
+  await direct.select(REDIS_DB);
   await direct.flushdb();
   direct.disconnect();
   await recreateDatabase(DATABASE_URL);

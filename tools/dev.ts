@@ -13,7 +13,7 @@ import { ensureDatabase, migrateDatabase } from "../db/migrate";
 import { seedDatabase } from "../db/seed";
 import { loadDevVars } from "./lib/dev-vars";
 import { onLauncherGone } from "./lib/launcher";
-import { ensurePostgres, ensureRedis } from "./lib/services";
+import { checkRedisDb, ensurePostgres, ensureRedis, redisDbIndex } from "./lib/services";
 import { startWsProxy } from "./neon-ws-proxy/server";
 import { startGateway } from "./upstash-gateway/server";
 
@@ -76,8 +76,9 @@ async function main(): Promise<void> {
   const restUrl = need("UPSTASH_REDIS_REST_URL");
   if (isLocal(restUrl)) {
     const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-    const redisDb = Number(process.env.REDIS_DB ?? 0);
+    const redisDb = redisDbIndex(process.env.REDIS_DB, "REDIS_DB", 0);
     await ensureRedis(redisUrl, logger("redis"));
+    await checkRedisDb(redisUrl, redisDb, "REDIS_DB");
     const gatewayPort = Number(new URL(restUrl).port || 80);
     const gateway = await listening(
       "the local Upstash gateway",

@@ -62,7 +62,9 @@ export async function ensureRedis(redisUrl: string, log: Log = () => {}): Promis
       `Redis is not running at ${redisUrl} and redis-server is not installed. Install it (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis) or set REDIS_URL to a running server.`,
     );
   }
-  log(`redis-server is not running on port ${port}; starting it (no persistence)`);
+  log(
+    `redis-server is not running on port ${port}; starting it (no persistence, in the background: it keeps running after this command ends; stop it with \`redis-cli -p ${port} shutdown nosave\`)`,
+  );
   await run("redis-server", [
     "--daemonize",
     "yes",
@@ -133,4 +135,43 @@ export async function ensurePostgres(databaseUrl: string, log: Log = () => {}): 
   throw new Error(
     `Started the local Postgres cluster but ${url.host} still refuses connections: ${(await postgresAnswers(databaseUrl)) ?? "?"}. Check its log in /var/log/postgresql.`,
   );
+}
+
+/**
+ * A Redis DB index from the environment (`name`, e.g. TEST_REDIS_DB): a whole number, or an
+ * error saying what to set. ioredis given NaN or an index the server does not have logs an error
+ * and goes on with DB 0: the test setup then flushed DB 0, and `npm run dev` crashed on its
+ * first request with the Worker left holding the port.
+ *
+ * @example
+ * redisDbIndex(process.env.REDIS_DB, "REDIS_DB", 0); // 0 when unset
+ */
+export function redisDbIndex(raw: string | undefined, name: string, fallback: number): number {
+  if (raw === undefined || raw.trim() === "") return fallback;
+  if (!/^\d{1,5}$/.test(raw.trim())) {
+    throw new Error(
+      `${name}=${JSON.stringify(raw)} is not a Redis DB index: set a whole number from 0 to 15 (the server's \`databases\` setting), e.g. ${name}=1.`,
+    );
+  }
+  return Number(raw.trim());
+}
+
+/**
+ * Throws, saying what to set, when the Redis at `redisUrl` has no DB `db` (SELECT refuses it),
+ * before anything writes to or flushes what would otherwise be DB 0.
+ */
+export async function checkRedisDb(redisUrl: string, db: number, name: string): Promise<void> {
+  const { Redis } = await import("ioredis");
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    await redis.select(db);
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new Error(
+      `${name}=${db}: the Redis at ${redisUrl} refuses DB ${db} (${why}); choose an index below its \`databases\` setting (\`redis-cli config get databases\`).`,
+    );
+  } finally {
+    redis.disconnect();
+  }
 }

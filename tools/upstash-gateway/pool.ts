@@ -85,6 +85,8 @@ export class ConnectionPool {
     let lastError = "";
     // Fail fast instead of queueing: a test waiting on a dead Redis should get a 500
     // in milliseconds, not hang. A dropped link is replaced on the next request.
+    // SELECT on connect (`db`) is not enough: ioredis logs a refused SELECT and carries on in
+    // DB 0, so a token meant for DB 16 read and wrote DB 0. The SELECT below fails instead.
     const redis = new Redis(this.redisUrl, {
       db,
       connectionName,
@@ -100,10 +102,19 @@ export class ConnectionPool {
     });
     try {
       await redis.connect();
-      return redis;
     } catch (error) {
       redis.disconnect();
       throw new RedisUnreachable(this.safeUrl, lastError || errorText(error));
+    }
+    try {
+      await redis.select(db);
+      return redis;
+    } catch (error) {
+      redis.disconnect();
+      throw new HttpError(
+        500,
+        `Redis at ${this.safeUrl} refuses DB ${db} (${errorText(error)}): give this token a DB index below the server's \`databases\` setting`,
+      );
     }
   }
 }
