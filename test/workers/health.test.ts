@@ -179,6 +179,39 @@ describe("API documentation", () => {
     expect(await ui.text()).toContain("/openapi.json");
   });
 
+  it("gives every pattern as a regular expression a client can compile, matched by its own examples", async () => {
+    // Found by a first-time-user audit: the cache-name patterns came out as `^…$/u` (the flags
+    // appended), which no validator can match, not even the schema's own `product:42`.
+    const doc = (await (await SELF.fetch("http://edgecache.test/openapi.json")).json()) as object;
+    const found: { pattern: string; examples: string[] }[] = [];
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) {
+        for (const item of node) walk(item);
+        return;
+      }
+      if (node === null || typeof node !== "object") return;
+      const o = node as Record<string, unknown>;
+      const schema = (o.schema ?? o) as Record<string, unknown>;
+      if (typeof schema.pattern === "string") {
+        const examples = [o.example, schema.example].filter(
+          (e): e is string => typeof e === "string",
+        );
+        found.push({ pattern: schema.pattern, examples });
+      }
+      for (const value of Object.values(o)) walk(value);
+    };
+    walk(doc);
+    expect(found.length).toBeGreaterThanOrEqual(5);
+    for (const { pattern, examples } of found) {
+      // JSON Schema patterns are ECMA-262; \p{…} needs Unicode mode, as validators such as ajv use.
+      const re = new RegExp(pattern, "u");
+      expect(pattern, pattern).not.toMatch(/\/[a-z]+$/);
+      for (const example of examples)
+        expect(re.test(example), `${example} ~ ${pattern}`).toBe(true);
+    }
+    expect(found.some((f) => f.examples.includes("product:42"))).toBe(true);
+  });
+
   it("lists the statuses the middleware answers on each operation, not only the handler's", async () => {
     // Found by an API audit: GET /categories listed 200 alone, writes no 413/415/503.
     type Op = {

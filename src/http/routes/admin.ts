@@ -43,8 +43,17 @@ const NAME = /^[^\s*?[\]\\\p{Cc}\p{Cs}]{1,512}$/u;
 const GLOB = /^[^\s\p{Cc}\p{Cs}]{1,512}$/u;
 const nameRule = "1-512 characters without whitespace or * ? [ ] \\";
 
-const cacheName = z.string().regex(NAME, `must be ${nameRule}`);
-const glob = z.string().regex(GLOB, "must be 1-512 characters without whitespace");
+// The pattern given to the document by hand: the generator writes a regex with flags as
+// `source/flags`, which no client can compile. JSON Schema patterns are ECMA-262 regexes read
+// in Unicode mode by validators such as ajv, which \p{…} needs.
+const cacheName = z
+  .string()
+  .regex(NAME, `must be ${nameRule}`)
+  .openapi({ pattern: NAME.source });
+const glob = z
+  .string()
+  .regex(GLOB, "must be 1-512 characters without whitespace")
+  .openapi({ pattern: GLOB.source });
 
 const errorSchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
