@@ -88,6 +88,10 @@ describe("415 Unsupported Media Type", () => {
       expect(res.status).toBe(415);
       expect(res.headers.get("content-type")).toContain("application/json");
       expect((res.body as ErrorBody).error.code).toBe("unsupported_media_type");
+      // Says what to send, and what came (curl -d without -H sends form encoding).
+      expect((res.body as ErrorBody).error.message).toBe(
+        `Send the body as JSON with Content-Type: application/json (got ${type})`,
+      );
     },
   );
 });

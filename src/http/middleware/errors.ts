@@ -59,6 +59,17 @@ function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
   if (thrown instanceof HTTPException) {
     const status = thrown.status;
     const code = HTTP_EXCEPTION_CODES[status] ?? "bad_request";
+    if (status === 415) {
+      // The JSON routes' media-type gate says only "Unsupported Media Type": say what to send
+      // (curl -d without -H sends application/x-www-form-urlencoded).
+      const sent = c.req.header("content-type");
+      return errorResponse(
+        c,
+        415,
+        code,
+        `Send the body as JSON with Content-Type: application/json (${sent ? `got ${sent}` : "no Content-Type was sent"})`,
+      );
+    }
     return errorResponse(c, status, code, thrown.message || "Request rejected");
   }
   const unavailable =
