@@ -134,10 +134,17 @@ const schema = z.object({
 export type AppConfig = z.infer<typeof schema>;
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  constructor(
+    readonly problems: string[],
+    /** Some binding is missing altogether (not only malformed). */
+    missing = problems.some((p) => p.startsWith("missing ")),
+  ) {
     super(
       `Invalid Worker configuration: ${problems.join("; ")}. ` +
-        "Locally, copy .dev.vars.example to .dev.vars and fill it in; in production, set them with `wrangler secret put NAME` or [vars] in wrangler.toml.",
+        (missing
+          ? "Locally, copy .dev.vars.example to .dev.vars and fill it in (then restart `npm run dev`: it reads .dev.vars when it starts); "
+          : "Locally, fix it in .dev.vars and restart `npm run dev` (it reads .dev.vars when it starts); ") +
+        "in production, set them with `wrangler secret put NAME` or [vars] in wrangler.toml.",
     );
     this.name = "ConfigError";
   }

@@ -114,6 +114,8 @@ describe("errors", () => {
     };
     expect(body.error.code).toBe("config_invalid");
     expect(body.error.message).toContain("missing DATABASE_URL");
+    expect(body.error.message).toContain("copy .dev.vars.example to .dev.vars");
+    expect(body.error.message).toContain("restart `npm run dev`");
     expect(body.error.details.problems).toContain(
       "missing ADMIN_TOKEN (a long random string that guards /admin (wrangler secret put ADMIN_TOKEN))",
     );
@@ -142,6 +144,8 @@ describe("errors", () => {
         expect(body.error.code).toBe("config_invalid");
         expect(body.error.message).toContain(name);
         expect(body.error.message).not.toContain("%zz"); // the password is never echoed
+        // Present but malformed: fix it and restart, not "copy the example".
+        expect(body.error.message).toContain("fix it in .dev.vars and restart `npm run dev`");
       }
     },
   );
