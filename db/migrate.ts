@@ -5,14 +5,33 @@
  *   npx tsx db/migrate.ts          # creates the database if needed, migrates
  *   DATABASE_URL=postgres://... npx tsx db/migrate.ts
  */
-import { realpathSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { drizzle } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import { Client, escapeIdentifier } from "pg";
+import { parseDevVars } from "../tools/lib/dev-vars";
 
 export const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/edgecache";
+
+/**
+ * The database the db: scripts work on, and where that came from: DATABASE_URL from the shell,
+ * else the one in .dev.vars (the database `npm run dev` uses), else the default. They read only
+ * the shell before, so `npm run db:seed -- --force` seeded another database than the running
+ * stack's whenever .dev.vars named its own.
+ */
+export function scriptDatabaseUrl(
+  env: NodeJS.ProcessEnv = process.env,
+  devVarsPath = fileURLToPath(new URL("../.dev.vars", import.meta.url)),
+): { url: string; from: string } {
+  if (env.DATABASE_URL) return { url: env.DATABASE_URL, from: "DATABASE_URL" };
+  if (existsSync(devVarsPath)) {
+    const fromFile = parseDevVars(readFileSync(devVarsPath, "utf8")).DATABASE_URL;
+    if (fromFile) return { url: fromFile, from: ".dev.vars" };
+  }
+  return { url: DEFAULT_DATABASE_URL, from: "the default; set DATABASE_URL for another" };
+}
 
 // Resolved from this file so `tsx db/migrate.ts`, tests and scripts launched
 // from any cwd all find the same migrations.
@@ -110,7 +129,7 @@ export function explainPgError(err: unknown, target: PgTarget, doing: string): E
   let hint: string;
   switch (code) {
     case "ECONNREFUSED":
-      hint = `${where} refused the connection: start it (pg_ctlcluster 15 main start) or set DATABASE_URL`;
+      hint = `${where} refused the connection: start Postgres (Debian: \`pg_ctlcluster <version> main start\`; macOS: \`brew services start postgresql\`) or set DATABASE_URL`;
       break;
     case "ENOTFOUND":
     case "EAI_AGAIN":
@@ -122,7 +141,7 @@ export function explainPgError(err: unknown, target: PgTarget, doing: string): E
       hint = `${where} is unreachable (${code}): check the host/port in DATABASE_URL and any firewall`;
       break;
     case "3D000":
-      hint = `database "${target.database}" does not exist on ${where}: run \`npx tsx db/migrate.ts\` (it creates the database) or fix DATABASE_URL`;
+      hint = `database "${target.database}" does not exist on ${where}: run \`npm run db:migrate\` (it creates the database) or fix DATABASE_URL`;
       break;
     case "28P01":
     case "28000":
@@ -132,7 +151,7 @@ export function explainPgError(err: unknown, target: PgTarget, doing: string): E
       hint = `user "${target.user}" lacks the privilege for this on ${where}: connect as a superuser or grant CREATEDB`;
       break;
     case "42P01":
-      hint = `tables are missing in "${target.database}": run \`npx tsx db/migrate.ts\` first`;
+      hint = `tables are missing in "${target.database}": run \`npm run db:migrate\` first`;
       break;
     case "57P03":
       hint = `${where} is starting up or shutting down: retry in a moment`;
@@ -307,9 +326,9 @@ export function isMainModule(moduleUrl: string): boolean {
 }
 
 async function main(): Promise<void> {
-  const databaseUrl = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+  const { url: databaseUrl, from } = scriptDatabaseUrl();
   const { database } = describeTarget(databaseUrl);
-  console.log(`target: ${redact(databaseUrl)}`);
+  console.log(`target: ${redact(databaseUrl)} (from ${from})`);
   const created = await ensureDatabase(databaseUrl);
   console.log(created ? `created database "${database}"` : `database "${database}" already exists`);
   const report = await migrateDatabaseWithReport(databaseUrl, { log: (line) => console.log(line) });

@@ -11,13 +11,7 @@
 import { count, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/node-postgres";
 import { Pool } from "pg";
-import {
-  DEFAULT_DATABASE_URL,
-  describeTarget,
-  explainPgError,
-  isMainModule,
-  redact,
-} from "./migrate";
+import { describeTarget, explainPgError, isMainModule, redact, scriptDatabaseUrl } from "./migrate";
 import { prng } from "./prng";
 import * as schema from "./schema";
 import {
@@ -953,9 +947,9 @@ function parseArgs(argv: readonly string[]): SeedOptions {
 }
 
 async function main(): Promise<void> {
-  const databaseUrl = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+  const { url: databaseUrl, from } = scriptDatabaseUrl();
   const opts = parseArgs(process.argv.slice(2));
-  console.log(`target: ${redact(databaseUrl)}`);
+  console.log(`target: ${redact(databaseUrl)} (from ${from})`);
   const started = Date.now();
   const result = await seedDatabase(databaseUrl, { ...opts, log: (line) => console.log(line) });
   console.log(`${result.seeded ? "seeded" : "unchanged"} in ${Date.now() - started} ms`);

@@ -105,7 +105,7 @@ describe("ensureDatabase", () => {
     url.hostname = "127.0.0.1";
     url.port = String(await closedPort());
     await expect(ensureDatabase(url.toString())).rejects.toThrow(
-      /Postgres at 127\.0\.0\.1:\d+ refused the connection: start it \(pg_ctlcluster 15 main start\) or set DATABASE_URL/,
+      /Postgres at 127\.0\.0\.1:\d+ refused the connection: start Postgres \(Debian: `pg_ctlcluster <version> main start`; macOS: `brew services start postgresql`\) or set DATABASE_URL/,
     );
   });
 });
@@ -268,7 +268,7 @@ describe("migrateDatabase", () => {
   it("points at db/migrate.ts when the database does not exist", async () => {
     const missing = throwawayDatabaseUrl("_missing");
     await expect(migrateDatabase(missing)).rejects.toThrow(
-      /does not exist.*npx tsx db\/migrate\.ts/,
+      /does not exist.*npm run db:migrate/,
     );
   });
 });
@@ -359,7 +359,7 @@ describe("seedDatabase", () => {
   it("points at db/migrate.ts when the tables are missing", async () => {
     const bare = newDatabaseUrl();
     await ensureDatabase(bare);
-    await expect(seedDatabase(bare, SMALL)).rejects.toThrow(/run `npx tsx db\/migrate\.ts` first/);
+    await expect(seedDatabase(bare, SMALL)).rejects.toThrow(/run `npm run db:migrate` first/);
   });
 
   it("rejects nonsense counts", async () => {
@@ -367,5 +367,26 @@ describe("seedDatabase", () => {
     await expect(seedDatabase(urlA, { categories: 0, products: 10 })).rejects.toThrow(
       /at least one category/,
     );
+  });
+});
+
+describe("scriptDatabaseUrl (the db: scripts' target)", () => {
+  it("takes DATABASE_URL from the shell, else .dev.vars (the running stack's), else the default", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { DEFAULT_DATABASE_URL, scriptDatabaseUrl } = await import("../../db/migrate");
+    const dir = mkdtempSync(join(tmpdir(), "dev-vars-"));
+    const vars = join(dir, ".dev.vars");
+    writeFileSync(vars, '# local\nDATABASE_URL="postgres://postgres@127.0.0.1:5432/mine"\n');
+    expect(scriptDatabaseUrl({ DATABASE_URL: "postgres://x@h/shell" }, vars)).toEqual({
+      url: "postgres://x@h/shell",
+      from: "DATABASE_URL",
+    });
+    expect(scriptDatabaseUrl({}, vars)).toEqual({
+      url: "postgres://postgres@127.0.0.1:5432/mine",
+      from: ".dev.vars",
+    });
+    expect(scriptDatabaseUrl({}, join(dir, "none")).url).toBe(DEFAULT_DATABASE_URL);
   });
 });
