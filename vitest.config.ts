@@ -38,6 +38,19 @@ export default defineConfig({
                   // client) never hit a limit; test/workers/rate-limit.test.ts sets tight ones.
                   RATE_LIMIT_WRITES: "100000/60s",
                   RATE_LIMIT_SESSIONS: "100000/60s",
+                  // wrangler also reads the developer's .dev.vars: whatever else it sets must not
+                  // reach the tests. These are wrangler.toml's values; "" is a deadline's default.
+                  CACHE_PREFIX: "ec",
+                  CACHE_CONSISTENCY: "",
+                  PUBLISH_EVENTS: "0",
+                  PURGE_DEAD_LETTER_QUEUE: "edgecache-purge-dlq",
+                  RATE_LIMIT_TIMEOUT_MS: "",
+                  REDIS_TIMEOUT_MS: "",
+                  DB_CONNECT_TIMEOUT_MS: "",
+                  DB_QUERY_TIMEOUT_MS: "",
+                  LOADER_BACKOFF_MS: "",
+                  DB_BREAKER_MS: "",
+                  QUEUE_TIMEOUT_MS: "",
                 },
               },
             };
