@@ -267,9 +267,7 @@ describe("migrateDatabase", () => {
 
   it("points at db/migrate.ts when the database does not exist", async () => {
     const missing = throwawayDatabaseUrl("_missing");
-    await expect(migrateDatabase(missing)).rejects.toThrow(
-      /does not exist.*npm run db:migrate/,
-    );
+    await expect(migrateDatabase(missing)).rejects.toThrow(/does not exist.*npm run db:migrate/);
   });
 });
 

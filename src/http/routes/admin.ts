@@ -46,10 +46,7 @@ const nameRule = "1-512 characters without whitespace or * ? [ ] \\";
 // The pattern given to the document by hand: the generator writes a regex with flags as
 // `source/flags`, which no client can compile. JSON Schema patterns are ECMA-262 regexes read
 // in Unicode mode by validators such as ajv, which \p{…} needs.
-const cacheName = z
-  .string()
-  .regex(NAME, `must be ${nameRule}`)
-  .openapi({ pattern: NAME.source });
+const cacheName = z.string().regex(NAME, `must be ${nameRule}`).openapi({ pattern: NAME.source });
 const glob = z
   .string()
   .regex(GLOB, "must be 1-512 characters without whitespace")
