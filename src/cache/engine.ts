@@ -30,7 +30,7 @@ import type {
   WriteResult,
 } from "./types";
 import { CacheWriteError } from "./write/error";
-import { snapshotTags } from "./write/fill";
+import { type FillReply, snapshotTags } from "./write/fill";
 import { prepareEntry, store } from "./write/store";
 
 /** `apply`'s `keys` or `tags`: absent (undefined or null) or an array; anything else throws. */
@@ -288,9 +288,7 @@ export class EdgeCache {
       this.#ctx.l1?.delete(key);
       // A write-through holds no lease (token ""): it is refused for its version, its
       // tags or its expiry, never for a lease.
-      return reply.ok
-        ? { written: true }
-        : { written: false, reason: (reply.r ?? "version") as WriteRefusal };
+      return reply.ok ? { written: true } : { written: false, reason: refusalOf(reply.r) };
     } catch (error) {
       throw this.#writeFailure(error, "writeThrough");
     }
@@ -630,4 +628,12 @@ export class EdgeCache {
     if (isOutOfMemory(error)) noteWriteRefused(this.keys.prefix);
     return new CacheWriteError(operation, error);
   }
+}
+
+/**
+ * Why fill.lua refused a write-through. It holds no lease (token ""), so the script never says
+ * "lease", and it always says why on a refusal: anything else reads as the version's.
+ */
+function refusalOf(r: FillReply["r"]): WriteRefusal {
+  return r === "tag" || r === "expired" ? r : "version";
 }
