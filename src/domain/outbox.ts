@@ -315,3 +315,96 @@ export async function outboxLag(
     oldestAgeMs: row?.oldestAgeMs == null ? null : Number(row.oldestAgeMs),
   };
 }
+
+/** An outbox row as an operator sees it (GET /admin/outbox). */
+export interface OutboxRowView {
+  id: number;
+  createdAt: string;
+  attempts: number;
+  /** Why its last attempt failed (a parked row: why it was parked). */
+  lastError: string | null;
+  /** The event (for a dead letter that is not one, what the message held). */
+  event: JsonValue;
+  /** The queue message id a dead letter came as (src/jobs/dead-letter.ts), else null. */
+  deadLetterId: string | null;
+}
+
+/**
+ * Pending rows of `prefix`, oldest first after id `afterId`: the parked ones (every drain
+ * attempt failed, or a dead letter that is not an event) or those the drains still try.
+ */
+export async function listOutbox(
+  db: Db,
+  prefix: string,
+  options: { state: "parked" | "pending"; limit: number; afterId: number },
+): Promise<OutboxRowView[]> {
+  const rows = await db
+    .select({
+      id: cacheOutbox.id,
+      createdAt: cacheOutbox.createdAt,
+      attempts: cacheOutbox.attempts,
+      lastError: cacheOutbox.lastError,
+      event: cacheOutbox.event,
+      deadLetterId: cacheOutbox.deadLetterId,
+    })
+    .from(cacheOutbox)
+    .where(
+      and(
+        eq(cacheOutbox.prefix, prefix),
+        isNull(cacheOutbox.processedAt),
+        gt(cacheOutbox.id, options.afterId),
+        options.state === "parked"
+          ? sql`${cacheOutbox.attempts} >= ${MAX_OUTBOX_ATTEMPTS}`
+          : lt(cacheOutbox.attempts, MAX_OUTBOX_ATTEMPTS),
+      ),
+    )
+    .orderBy(asc(cacheOutbox.id))
+    .limit(options.limit);
+  return rows.map((r) => ({ ...r, createdAt: r.createdAt.toISOString() }));
+}
+
+/** What became of an operator's action on one row. */
+export type RowAction = "done" | "processed" | "missing";
+
+/**
+ * Gives a row of `prefix` back to the drains: attempts to 0 and no grace, so the next drain
+ * applies it (a parked row after its cause was mended, e.g. a key holding the wrong type).
+ * "processed": it was applied or discarded already; "missing": no such row of this prefix.
+ */
+export async function retryRow(db: Db, prefix: string, id: number): Promise<RowAction> {
+  const updated = await db
+    .update(cacheOutbox)
+    .set({ attempts: 0, queuedAt: null, continuedAt: null })
+    .where(
+      and(eq(cacheOutbox.id, id), eq(cacheOutbox.prefix, prefix), isNull(cacheOutbox.processedAt)),
+    )
+    .returning({ id: cacheOutbox.id });
+  return updated.length > 0 ? "done" : rowState(db, prefix, id);
+}
+
+/**
+ * Settles a row of `prefix` without applying it (a dead letter nobody can apply): it leaves
+ * the lag and the parked count, and stays in the table, `last_error` saying an admin discarded
+ * it and why it had failed.
+ */
+export async function discardRow(db: Db, prefix: string, id: number): Promise<RowAction> {
+  const updated = await db
+    .update(cacheOutbox)
+    .set({
+      processedAt: sql`now()`,
+      lastError: sql`left('discarded by an admin' || coalesce(': ' || ${cacheOutbox.lastError}, ''), 1000)`,
+    })
+    .where(
+      and(eq(cacheOutbox.id, id), eq(cacheOutbox.prefix, prefix), isNull(cacheOutbox.processedAt)),
+    )
+    .returning({ id: cacheOutbox.id });
+  return updated.length > 0 ? "done" : rowState(db, prefix, id);
+}
+
+async function rowState(db: Db, prefix: string, id: number): Promise<RowAction> {
+  const [row] = await db
+    .select({ id: cacheOutbox.id })
+    .from(cacheOutbox)
+    .where(and(eq(cacheOutbox.id, id), eq(cacheOutbox.prefix, prefix)));
+  return row ? "processed" : "missing";
+}

@@ -9,6 +9,7 @@ import { services } from "./middleware/services";
 import { router } from "./openapi";
 import { completeDocument } from "./openapi-complete";
 import { adminRoutes } from "./routes/admin";
+import { adminOutboxRoutes } from "./routes/admin-outbox";
 import { categoriesRoutes } from "./routes/categories";
 import { dashboardRoutes } from "./routes/dashboard";
 import { health } from "./routes/health";
@@ -55,6 +56,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   // Before adminRoutes: the dashboard page is public, its data is not.
   app.route("/", dashboardRoutes);
   app.route("/", adminRoutes);
+  app.route("/", adminOutboxRoutes);
   const info = {
     openapi: "3.1.0",
     info: {

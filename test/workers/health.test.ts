@@ -166,6 +166,9 @@ describe("API documentation", () => {
       [
         "/admin/entries/{key}",
         "/admin/invalidate",
+        "/admin/outbox",
+        "/admin/outbox/{id}",
+        "/admin/outbox/{id}/retry",
         "/admin/stats",
         "/admin/warm",
         "/categories",

@@ -17,6 +17,7 @@ import type { Redis } from "../../redis/client";
 import { HttpError } from "../errors";
 import { adminAuth } from "../middleware/admin-auth";
 import { router } from "../openapi";
+import { errors, security } from "./admin-common";
 import { isDashboardPath } from "./dashboard";
 
 /**
@@ -30,7 +31,6 @@ adminRoutes.openAPIRegistry.registerComponent("securitySchemes", "adminBearer", 
   scheme: "bearer",
   description: "ADMIN_TOKEN",
 });
-const security = [{ adminBearer: [] }];
 
 adminRoutes.use("/admin/*", (c, next) =>
   isDashboardPath(c.req.path) ? next() : adminAuth(c, next),
@@ -51,19 +51,6 @@ const glob = z
   .string()
   .regex(GLOB, "must be 1-512 characters without whitespace")
   .openapi({ pattern: GLOB.source });
-
-const errorSchema = z.object({
-  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
-});
-const errorContent = (description: string) => ({
-  description,
-  content: { "application/json": { schema: errorSchema } },
-});
-const errors = {
-  400: errorContent("Validation failed: `details.issues` says which field and why"),
-  401: errorContent("Missing or wrong bearer token"),
-  503: errorContent("Redis, Postgres or the queue is unreachable"),
-};
 
 const invalidateBody = z
   .strictObject({
