@@ -232,7 +232,11 @@
   function renderOutbox(outbox) {
     tiles("tiles-outbox", [
       ["outbox pending", fmtInt(outbox?.pending), "Invalidations not yet applied to Redis"],
-      ["parked rows", fmtInt(outbox?.stuck), "Rows that failed every drain attempt"],
+      [
+        "parked rows",
+        fmtInt(outbox?.stuck),
+        "Rows that failed every drain attempt, or dead letters that are not events: GET /admin/outbox lists them",
+      ],
       ["oldest pending", fmtAge(outbox?.oldestAgeMs), "Lag: age of the oldest pending row"],
     ]);
   }
