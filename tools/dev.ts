@@ -11,6 +11,7 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { ensureDatabase, migrateDatabase } from "../db/migrate";
 import { seedDatabase } from "../db/seed";
+import { withoutAnsi } from "./lib/ansi";
 import { loadDevVars } from "./lib/dev-vars";
 import { onLauncherGone } from "./lib/launcher";
 import { checkRedisDb, ensurePostgres, ensureRedis, redisDbIndex } from "./lib/services";
@@ -22,9 +23,11 @@ const colors = { dev: 35, redis: 31, gateway: 36, db: 33, proxy: 34, worker: 32 
 type Label = keyof typeof colors;
 
 function logger(label: Label): (line: string) => void {
-  const tag = process.stdout.isTTY ? `\x1b[${colors[label]}m[${label}]\x1b[0m` : `[${label}]`;
+  const tty = process.stdout.isTTY;
+  const tag = tty ? `\x1b[${colors[label]}m[${label}]\x1b[0m` : `[${label}]`;
   return (line) => {
-    for (const part of line.split(/\r?\n/)) if (part.trim()) console.log(`${tag} ${part}`);
+    const text = tty ? line : withoutAnsi(line);
+    for (const part of text.split(/\r?\n/)) if (part.trim()) console.log(`${tag} ${part}`);
   };
 }
 
