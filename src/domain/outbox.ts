@@ -121,7 +121,14 @@ export async function recordOutage(
           }
         : {}),
     })
-    .where(and(inArray(cacheOutbox.id, [...ids]), eq(cacheOutbox.prefix, prefix)));
+    .where(
+      and(
+        inArray(cacheOutbox.id, [...ids]),
+        eq(cacheOutbox.prefix, prefix),
+        // Settled meanwhile (applied by the queue, discarded by an admin): its record stays.
+        isNull(cacheOutbox.processedAt),
+      ),
+    );
 }
 
 /**
@@ -154,7 +161,8 @@ export async function recordRowFailures(
     update ${cacheOutbox}
     set attempts = ${cacheOutbox.attempts} + 1, last_error = failed.error
     from (values ${rows}) as failed(id, error)
-    where ${cacheOutbox.id} = failed.id and ${cacheOutbox.prefix} = ${prefix}`);
+    where ${cacheOutbox.id} = failed.id and ${cacheOutbox.prefix} = ${prefix}
+      and ${cacheOutbox.processedAt} is null`);
 }
 
 /** A dead-lettered message as the outbox keeps it (src/jobs/dead-letter.ts). */
@@ -316,22 +324,70 @@ export async function outboxLag(
   };
 }
 
-/** An outbox row as an operator sees it (GET /admin/outbox). */
+/** An outbox row as an operator sees it (GET /admin/outbox/{id}; the list previews `event`). */
 export interface OutboxRowView {
   id: number;
   createdAt: string;
   attempts: number;
+  /** Parked: drains no longer try it (every attempt failed, or a dead letter that is not an event). */
+  parked: boolean;
   /** Why its last attempt failed (a parked row: why it was parked). */
   lastError: string | null;
-  /** The event (for a dead letter that is not one, what the message held). */
-  event: JsonValue;
+  /** When a drain or its write last handed it to the queue in an outage (the queue has it). */
+  queuedAt: string | null;
+  /** When its pattern purges last continued on the queue (that chain has it). */
+  continuedAt: string | null;
   /** The queue message id a dead letter came as (src/jobs/dead-letter.ts), else null. */
   deadLetterId: string | null;
+  /** The event's JSON text, whole or (in a list) its first PREVIEW_CHARS characters. */
+  eventText: string;
+  /** The whole event's JSON text length. */
+  eventChars: number;
 }
+
+/** Characters of each event a list shows: a page of 100 rows of 128 KB bodies was 12–38 MB. */
+export const PREVIEW_CHARS = 1000;
+
+const viewColumns = (chars: number | null) => ({
+  id: cacheOutbox.id,
+  createdAt: cacheOutbox.createdAt,
+  attempts: cacheOutbox.attempts,
+  lastError: cacheOutbox.lastError,
+  queuedAt: cacheOutbox.queuedAt,
+  continuedAt: cacheOutbox.continuedAt,
+  deadLetterId: cacheOutbox.deadLetterId,
+  eventText:
+    chars === null
+      ? sql<string>`${cacheOutbox.event}::text`
+      : sql<string>`left(${cacheOutbox.event}::text, ${chars})`,
+  eventChars: sql<number>`length(${cacheOutbox.event}::text)`,
+});
+
+type ViewRow = {
+  id: number;
+  createdAt: Date;
+  attempts: number;
+  lastError: string | null;
+  queuedAt: Date | null;
+  continuedAt: Date | null;
+  deadLetterId: string | null;
+  eventText: string;
+  eventChars: number;
+};
+
+const toView = (r: ViewRow): OutboxRowView => ({
+  ...r,
+  createdAt: r.createdAt.toISOString(),
+  queuedAt: r.queuedAt?.toISOString() ?? null,
+  continuedAt: r.continuedAt?.toISOString() ?? null,
+  parked: r.attempts >= MAX_OUTBOX_ATTEMPTS,
+  eventChars: Number(r.eventChars),
+});
 
 /**
  * Pending rows of `prefix`, oldest first after id `afterId`: the parked ones (every drain
- * attempt failed, or a dead letter that is not an event) or those the drains still try.
+ * attempt failed, or a dead letter that is not an event) or those the drains still try, each
+ * event cut to PREVIEW_CHARS (`outboxRow` has it whole).
  */
 export async function listOutbox(
   db: Db,
@@ -339,14 +395,7 @@ export async function listOutbox(
   options: { state: "parked" | "pending"; limit: number; afterId: number },
 ): Promise<OutboxRowView[]> {
   const rows = await db
-    .select({
-      id: cacheOutbox.id,
-      createdAt: cacheOutbox.createdAt,
-      attempts: cacheOutbox.attempts,
-      lastError: cacheOutbox.lastError,
-      event: cacheOutbox.event,
-      deadLetterId: cacheOutbox.deadLetterId,
-    })
+    .select(viewColumns(PREVIEW_CHARS))
     .from(cacheOutbox)
     .where(
       and(
@@ -360,32 +409,62 @@ export async function listOutbox(
     )
     .orderBy(asc(cacheOutbox.id))
     .limit(options.limit);
-  return rows.map((r) => ({ ...r, createdAt: r.createdAt.toISOString() }));
+  return rows.map(toView);
 }
 
-/** What became of an operator's action on one row. */
-export type RowAction = "done" | "processed" | "missing";
+/** One row of `prefix`, its event whole, settled or not; undefined when there is none. */
+export async function outboxRow(
+  db: Db,
+  prefix: string,
+  id: number,
+): Promise<(OutboxRowView & { event: JsonValue; processedAt: string | null }) | undefined> {
+  const [row] = await db
+    .select({
+      ...viewColumns(null),
+      event: cacheOutbox.event,
+      processedAt: cacheOutbox.processedAt,
+    })
+    .from(cacheOutbox)
+    .where(and(eq(cacheOutbox.id, id), eq(cacheOutbox.prefix, prefix)));
+  if (!row) return undefined;
+  const { event, processedAt, ...rest } = row;
+  return { ...toView(rest), event, processedAt: processedAt?.toISOString() ?? null };
+}
 
 /**
- * Gives a row of `prefix` back to the drains: attempts to 0 and no grace, so the next drain
- * applies it (a parked row after its cause was mended, e.g. a key holding the wrong type).
- * "processed": it was applied or discarded already; "missing": no such row of this prefix.
+ * What became of an operator's action on one row: done; "not-parked" (the drains or the queue
+ * still have it: acting on it would run its purges twice or send it again); "processed"
+ * (applied or discarded already); "missing" (no such row of this prefix).
+ */
+export type RowAction = "done" | "not-parked" | "processed" | "missing";
+
+/** Only parked rows: no drain selects them, no queue chain renews them. */
+const parkedRow = (prefix: string, id: number) =>
+  and(
+    eq(cacheOutbox.id, id),
+    eq(cacheOutbox.prefix, prefix),
+    isNull(cacheOutbox.processedAt),
+    sql`${cacheOutbox.attempts} >= ${MAX_OUTBOX_ATTEMPTS}`,
+  );
+
+/**
+ * Gives a parked row of `prefix` back to the drains once its cause is mended (a key that held
+ * the wrong type): attempts to 0, so the next drain applies it. `last_error` keeps why it was
+ * parked until a drain records a newer failure.
  */
 export async function retryRow(db: Db, prefix: string, id: number): Promise<RowAction> {
   const updated = await db
     .update(cacheOutbox)
     .set({ attempts: 0, queuedAt: null, continuedAt: null })
-    .where(
-      and(eq(cacheOutbox.id, id), eq(cacheOutbox.prefix, prefix), isNull(cacheOutbox.processedAt)),
-    )
+    .where(parkedRow(prefix, id))
     .returning({ id: cacheOutbox.id });
   return updated.length > 0 ? "done" : rowState(db, prefix, id);
 }
 
 /**
- * Settles a row of `prefix` without applying it (a dead letter nobody can apply): it leaves
- * the lag and the parked count, and stays in the table, `last_error` saying an admin discarded
- * it and why it had failed.
+ * Settles a parked row of `prefix` without applying it (a dead letter nobody can apply): it
+ * leaves the lag and the parked count, and stays in the table, `last_error` saying an admin
+ * discarded it and why it had failed.
  */
 export async function discardRow(db: Db, prefix: string, id: number): Promise<RowAction> {
   const updated = await db
@@ -394,17 +473,16 @@ export async function discardRow(db: Db, prefix: string, id: number): Promise<Ro
       processedAt: sql`now()`,
       lastError: sql`left('discarded by an admin' || coalesce(': ' || ${cacheOutbox.lastError}, ''), 1000)`,
     })
-    .where(
-      and(eq(cacheOutbox.id, id), eq(cacheOutbox.prefix, prefix), isNull(cacheOutbox.processedAt)),
-    )
+    .where(parkedRow(prefix, id))
     .returning({ id: cacheOutbox.id });
   return updated.length > 0 ? "done" : rowState(db, prefix, id);
 }
 
 async function rowState(db: Db, prefix: string, id: number): Promise<RowAction> {
   const [row] = await db
-    .select({ id: cacheOutbox.id })
+    .select({ processedAt: cacheOutbox.processedAt })
     .from(cacheOutbox)
     .where(and(eq(cacheOutbox.id, id), eq(cacheOutbox.prefix, prefix)));
-  return row ? "processed" : "missing";
+  if (!row) return "missing";
+  return row.processedAt === null ? "not-parked" : "processed";
 }

@@ -87,6 +87,15 @@ export interface DrainReport {
 
 const outboxChangeSchema = invalidationEventSchema.partial({ origin: true, at: true });
 
+/**
+ * Why a drain could not apply `event` as an outbox row's event (it would charge attempts until
+ * the row is parked), or undefined when it could.
+ */
+export function outboxEventProblems(event: unknown): string | undefined {
+  const checked = checkEvent(outboxChangeSchema, event, "event");
+  return checked.ok ? undefined : checked.problems;
+}
+
 /** A pending row as the settle path takes it. */
 function rowItem(row: PendingEvent): SettleItem {
   return {

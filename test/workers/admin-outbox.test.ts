@@ -2,7 +2,12 @@ import { inArray, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { cacheOutbox, type JsonValue } from "../../db/schema";
 import { EdgeCache } from "../../src/cache";
-import { MAX_OUTBOX_ATTEMPTS } from "../../src/domain/outbox";
+import {
+  MAX_OUTBOX_ATTEMPTS,
+  PREVIEW_CHARS,
+  recordOutage,
+  recordRowFailures,
+} from "../../src/domain/outbox";
 import { drainOutbox } from "../../src/jobs/warm";
 import { api, apiFor, type ErrorBody } from "./api";
 import { withDb } from "./db";
@@ -21,14 +26,23 @@ const cache = new EdgeCache({ redis: testRedis(), prefix });
 interface Row {
   id: number;
   attempts: number;
+  parked: boolean;
   lastError: string | null;
-  event: unknown;
+  queuedAt: string | null;
+  continuedAt: string | null;
+  eventText: string;
+  eventChars: number;
   deadLetterId: string | null;
 }
 type Page = { items: Row[]; nextCursor: number | null };
 
 async function insert(
-  rows: { event: Record<string, unknown>; parked?: string }[],
+  rows: {
+    event: Record<string, unknown>;
+    parked?: string;
+    continued?: boolean;
+    queued?: boolean;
+  }[],
   rowPrefix = prefix,
 ): Promise<number[]> {
   const inserted = await withDb((db) =>
@@ -40,6 +54,8 @@ async function insert(
           prefix: rowPrefix,
           createdAt: sql`now() - interval '1 minute'`,
           ...(r.parked ? { attempts: MAX_OUTBOX_ATTEMPTS, lastError: r.parked } : {}),
+          ...(r.continued ? { continuedAt: sql`now()` } : {}),
+          ...(r.queued ? { queuedAt: sql`now()` } : {}),
         })),
       )
       .returning({ id: cacheOutbox.id }),
@@ -66,8 +82,14 @@ describe("GET /admin/outbox", () => {
     expect(first.body.items.map((r) => r.id)).toEqual(parked.slice(0, 2));
     expect(first.body.items[1]).toMatchObject({
       attempts: MAX_OUTBOX_ATTEMPTS,
+      parked: true,
       lastError: "dead letter m1: not an event",
-      event: { deadLetter: "m1", body: "garbage" },
+      queuedAt: null,
+      continuedAt: null,
+    });
+    expect(JSON.parse(first.body.items[1]?.eventText ?? "")).toEqual({
+      deadLetter: "m1",
+      body: "garbage",
     });
     const second = await admin<Page>(`GET`, `/admin/outbox?limit=2&after=${first.body.nextCursor}`);
     expect(second.body.items.map((r) => r.id)).toEqual(parked.slice(2));
@@ -145,6 +167,123 @@ describe("POST /admin/outbox/{id}/retry and DELETE /admin/outbox/{id}", () => {
       const missing = await admin<ErrorBody>("POST", `/admin/outbox/${id}/retry`);
       expect(missing.status).toBe(404);
       expect(missing.body.error.code).toBe("not_found");
+    }
+  });
+});
+
+describe("what an operator may not do (helper audit)", () => {
+  it("retries and discards parked rows only: a row a queue chain or an outage hand-over holds stays theirs", async () => {
+    // Retrying one cleared continued_at / queued_at: its purges ran again from cursor 0, or the
+    // next drain of the outage sent it to the queue once more.
+    const [chained, handed] = await insert([
+      { event: { patterns: ["chain:*"], origin: "t" }, continued: true },
+      { event: { keys: ["handed:1"], origin: "t" }, queued: true },
+    ]);
+    for (const id of [chained, handed]) {
+      for (const [method, path] of [
+        ["POST", `/admin/outbox/${id}/retry`],
+        ["DELETE", `/admin/outbox/${id}`],
+      ] as const) {
+        const res = await admin<ErrorBody>(method, path);
+        expect(res.status).toBe(409);
+        expect(res.body.error.message).toContain("not parked");
+      }
+    }
+    const rows = new Map((await rowsOf([chained ?? 0, handed ?? 0])).map((r) => [r.id, r]));
+    expect(rows.get(chained ?? 0)?.continuedAt).toBeInstanceOf(Date);
+    expect(rows.get(handed ?? 0)?.queuedAt).toBeInstanceOf(Date);
+    const pending = await admin<Page>("GET", "/admin/outbox?state=pending&limit=100");
+    const listed = pending.body.items.find((r) => r.id === chained);
+    expect(listed?.continuedAt).not.toBeNull();
+    expect(listed?.parked).toBe(false);
+  });
+
+  it("refuses to retry a dead letter that is not an event (only discard settles it), keeping why it was parked", async () => {
+    const [id] = await insert([
+      {
+        event: { deadLetter: "m9", body: "x" },
+        parked: "dead letter m9: not an invalidation event",
+      },
+    ]);
+    const res = await admin<ErrorBody>("POST", `/admin/outbox/${id}/retry`);
+    expect(res.status).toBe(409);
+    expect(res.body.error.message).toMatch(/not an event a drain could apply .*discard it/);
+    const [row] = await rowsOf([id ?? 0]);
+    expect(row?.attempts).toBe(MAX_OUTBOX_ATTEMPTS);
+    expect(row?.lastError).toBe("dead letter m9: not an invalidation event");
+  });
+
+  it("a drain's failure record never lands on a row settled meanwhile", async () => {
+    const [id] = await insert([{ event: { tags: ["gone"], origin: "t" }, parked: "apply failed" }]);
+    expect((await admin("DELETE", `/admin/outbox/${id}`)).status).toBe(200);
+    await withServices(prefix, {}, async (s) => {
+      await recordRowFailures(s.db, prefix, [{ id: id ?? 0, error: "apply failed: WRONGTYPE" }]);
+      await recordOutage(s.db, prefix, [id ?? 0], "redis down");
+    });
+    const [row] = await rowsOf([id ?? 0]);
+    expect(row?.lastError).toBe("discarded by an admin: apply failed");
+    expect(row?.attempts).toBe(MAX_OUTBOX_ATTEMPTS);
+  });
+
+  it("keeps a page small however large the rows (each event previewed); GET /admin/outbox/{id} has one whole", async () => {
+    // 100 dead letters of 127 KB made a 12 MB page (38 MB of control characters): here 20 K
+    // control characters each, 12 MB of JSON escapes for a page before.
+    const body = "\u0001".repeat(20_000);
+    const local = `${prefix}big`;
+    const ids = await insert(
+      Array.from({ length: 100 }, (_, i) => ({
+        event: { deadLetter: `big${i}`, body },
+        parked: "dead letter: not an invalidation event",
+      })),
+      local,
+    );
+    const res = await api<Page>("GET", "/admin/outbox?limit=100", { prefix: local, admin: true });
+    expect(res.status).toBe(200);
+    expect(JSON.stringify(res.body).length).toBeLessThan(1_000_000);
+    const first = res.body.items[0];
+    expect(first?.eventText.length).toBe(PREVIEW_CHARS);
+    expect(first?.eventChars).toBeGreaterThan(120_000);
+
+    const one = await api<Row & { event: { body: string }; processedAt: string | null }>(
+      "GET",
+      `/admin/outbox/${ids[0]}`,
+      { prefix: local, admin: true },
+    );
+    expect(one.status).toBe(200);
+    expect(one.body.event.body).toBe(body);
+    expect(one.body.processedAt).toBeNull();
+    const other = await admin<ErrorBody>("GET", `/admin/outbox/${ids[0]}`);
+    expect(other.status).toBe(404);
+  });
+
+  it("reads numbers strictly (no 1e2, 0x10 or empty), and documents them as the integers they are", async () => {
+    for (const q of [
+      "limit=1e2",
+      "after=0x10",
+      "after=",
+      "limit=0",
+      "limit=101",
+      "after=-1",
+      "state=PARKED",
+    ]) {
+      const res = await admin<ErrorBody>("GET", `/admin/outbox?${q}`);
+      expect(res.status, q).toBe(400);
+      expect(res.body.error.code).toBe("validation_failed");
+    }
+    type Param = { name: string; schema: Record<string, unknown> };
+    type Op = { parameters: Param[]; responses: Record<string, { headers?: object }> };
+    const doc = await api<{ paths: Record<string, Record<string, Op>> }>("GET", "/openapi.json", {
+      prefix,
+    });
+    const list = doc.body.paths["/admin/outbox"]?.get;
+    const retry = doc.body.paths["/admin/outbox/{id}/retry"]?.post;
+    expect(list?.parameters.find((p) => p.name === "after")?.schema).toMatchObject({
+      type: "integer",
+      minimum: 0,
+    });
+    expect(retry?.parameters.find((p) => p.name === "id")?.schema.pattern).toBe("^\\d{1,16}$");
+    for (const op of [list, retry, doc.body.paths["/admin/invalidate"]?.post]) {
+      expect(op?.responses["503"]?.headers).toHaveProperty("Retry-After");
     }
   });
 });

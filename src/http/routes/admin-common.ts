@@ -9,8 +9,8 @@ export const security = [{ adminBearer: [] }];
 /** A response in the JSON error shape. */
 export const errorContent = (description: string) => ({ description, content: errorJson });
 
+/** 503 is not here: the document's completion adds it to every admin route with Retry-After. */
 export const errors = {
   400: errorContent("Validation failed: `details.issues` says which field and why"),
   401: errorContent("Missing or wrong bearer token"),
-  503: errorContent("Redis, Postgres or the queue is unreachable"),
 };

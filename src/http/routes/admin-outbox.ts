@@ -1,5 +1,13 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { discardRow, listOutbox, type RowAction, retryRow } from "../../domain/outbox";
+import {
+  discardRow,
+  listOutbox,
+  outboxRow,
+  PREVIEW_CHARS,
+  type RowAction,
+  retryRow,
+} from "../../domain/outbox";
+import { outboxEventProblems } from "../../jobs/drain";
 import { HttpError } from "../errors";
 import { adminAuth } from "../middleware/admin-auth";
 import { router } from "../openapi";
@@ -9,49 +17,69 @@ import { errorContent, errors, security } from "./admin-common";
  * The outbox rows an operator has to look at: what is parked (every drain attempt failed, or a
  * dead letter that is not an event) and why, and what to do with each: give it back to the
  * drains once its cause is mended, or discard it. Before, `/admin/stats` counted parked rows
- * and nothing showed or settled them but SQL.
+ * and nothing showed or settled them but SQL. Only parked rows can be retried or discarded:
+ * the others belong to the drains or to a queue chain, and acting on them ran their purges
+ * twice or sent them to the queue again.
  */
 export const adminOutboxRoutes = router();
 
 adminOutboxRoutes.use("/admin/outbox", adminAuth);
 adminOutboxRoutes.use("/admin/outbox/*", adminAuth);
 
-const rowView = z
-  .object({
-    id: z.number().int(),
-    createdAt: z.string().openapi({ example: "2026-11-24T21:47:03.120Z" }),
-    attempts: z.number().int(),
-    lastError: z.string().nullable(),
-    event: z.unknown().openapi({ description: "The event, or what a dead letter held" }),
-    deadLetterId: z
-      .string()
-      .nullable()
-      .openapi({ description: "The queue message it came as, for a dead letter" }),
-  })
-  .openapi("OutboxRow");
-
-/** `{id}` of an outbox row: a bigint, so not the entities' 32-bit idParams. */
-const rowParams = z.object({
-  id: z
+const rowFields = {
+  id: z.number().int(),
+  createdAt: z.string().openapi({ example: "2026-11-24T21:47:03.120Z" }),
+  attempts: z.number().int(),
+  parked: z.boolean().openapi({ description: "Drains no longer try it; retry or discard it" }),
+  lastError: z.string().nullable(),
+  queuedAt: z.string().nullable().openapi({ description: "Handed to the queue in an outage" }),
+  continuedAt: z
     .string()
-    .regex(/^\d{1,16}$/, "id must be a positive integer")
+    .nullable()
+    .openapi({ description: "Its pattern purges continue on the queue" }),
+  deadLetterId: z
+    .string()
+    .nullable()
+    .openapi({ description: "The queue message it came as, for a dead letter" }),
+  eventText: z.string().openapi({
+    description: `The event's JSON text (in a list, its first ${PREVIEW_CHARS} characters)`,
+  }),
+  eventChars: z.number().int().openapi({ description: "The whole event's JSON length" }),
+};
+const rowView = z.object(rowFields).openapi("OutboxRow");
+
+/** Digits only: `Number()` took `0x10` as 16 and an empty value as 0. */
+const digits = (what: string, max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,16}$/, `${what} must be a whole number`)
     .transform(Number)
-    .pipe(z.number().int().min(1).max(Number.MAX_SAFE_INTEGER))
-    .openapi({ param: { name: "id", in: "path" }, type: "string", example: "1234" }),
-});
+    .pipe(z.number().int().max(max, `${what} must be at most ${max}`));
 
 const listQuery = z.object({
   state: z
     .enum(["parked", "pending"])
     .default("parked")
     .openapi({ description: "parked (the default): drains no longer try them; pending: they do" }),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  after: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .default(0)
-    .openapi({ description: "The `nextCursor` of the page before" }),
+  limit: digits("limit", 100)
+    .pipe(z.number().min(1, "limit must be at least 1"))
+    .optional()
+    .openapi({ type: "integer", minimum: 1, maximum: 100, description: "Rows per page (20)" }),
+  after: digits("after", Number.MAX_SAFE_INTEGER)
+    .optional()
+    .openapi({ type: "integer", minimum: 0, description: "The `nextCursor` of the page before" }),
+});
+
+/** `{id}` of an outbox row: a bigint, so not the entities' 32-bit idParams. */
+const rowParams = z.object({
+  id: digits("id", Number.MAX_SAFE_INTEGER)
+    .pipe(z.number().min(1, "id must be a positive integer"))
+    .openapi({
+      param: { name: "id", in: "path" },
+      type: "string",
+      pattern: "^\\d{1,16}$",
+      example: "1234",
+    }),
 });
 
 adminOutboxRoutes.openapi(
@@ -64,7 +92,7 @@ adminOutboxRoutes.openapi(
     request: { query: listQuery },
     responses: {
       200: {
-        description: "Oldest first; `nextCursor` is null on the last page",
+        description: `Oldest first, each event cut to ${PREVIEW_CHARS} characters (GET /admin/outbox/{id} has it whole); \`nextCursor\` is null on the last page`,
         content: {
           "application/json": {
             schema: z.object({ items: z.array(rowView), nextCursor: z.number().int().nullable() }),
@@ -75,12 +103,53 @@ adminOutboxRoutes.openapi(
     },
   }),
   async (c) => {
-    const { state, limit, after } = c.req.valid("query");
+    const { state, limit = 20, after = 0 } = c.req.valid("query");
     const { db, config } = c.var.services;
     const items = await listOutbox(db, config.CACHE_PREFIX, { state, limit, afterId: after });
     c.header("Cache-Control", "no-store");
     const last = items.at(-1);
     return c.json({ items, nextCursor: items.length === limit && last ? last.id : null }, 200);
+  },
+);
+
+const rowResponses = {
+  404: errorContent("No outbox row with this id (under this deployment's CACHE_PREFIX)"),
+};
+
+adminOutboxRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/admin/outbox/{id}",
+    tags: ["admin"],
+    security,
+    summary: "One outbox row, its event whole, settled or not",
+    request: { params: rowParams },
+    responses: {
+      200: {
+        description: "The row",
+        content: {
+          "application/json": {
+            schema: z
+              .object({
+                ...rowFields,
+                event: z.unknown(),
+                processedAt: z.string().nullable(),
+              })
+              .openapi("OutboxRowWhole"),
+          },
+        },
+      },
+      ...errors,
+      ...rowResponses,
+    },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const { db, config } = c.var.services;
+    const row = await outboxRow(db, config.CACHE_PREFIX, id);
+    if (!row) throw new HttpError(404, "not_found", `No outbox row ${id}`);
+    c.header("Cache-Control", "no-store");
+    return c.json(row, 200);
   },
 );
 
@@ -94,11 +163,19 @@ function expectDone(action: RowAction, id: number): void {
       `Outbox row ${id} is settled already (applied or discarded)`,
     );
   }
+  if (action === "not-parked") {
+    throw new HttpError(
+      409,
+      "conflict",
+      `Outbox row ${id} is not parked: the drains or the queue still have it (retry and discard take parked rows only)`,
+    );
+  }
 }
 
-const rowResponses = {
-  404: errorContent("No outbox row with this id (under this deployment's CACHE_PREFIX)"),
-  409: errorContent("The row is settled already (applied or discarded)"),
+const actionConflict = {
+  409: errorContent(
+    "Settled already, not parked (the drains or the queue have it), or, for a retry, not an event a drain could apply",
+  ),
 };
 
 adminOutboxRoutes.openapi(
@@ -107,7 +184,7 @@ adminOutboxRoutes.openapi(
     path: "/admin/outbox/{id}/retry",
     tags: ["admin"],
     security,
-    summary: "Give a row back to the drains (attempts reset): the next cron tick applies it",
+    summary: "Give a parked row back to the drains (attempts reset): the next cron tick applies it",
     request: { params: rowParams },
     responses: {
       200: {
@@ -120,11 +197,25 @@ adminOutboxRoutes.openapi(
       },
       ...errors,
       ...rowResponses,
+      ...actionConflict,
     },
   }),
   async (c) => {
     const { id } = c.req.valid("param");
     const { db, config } = c.var.services;
+    const row = await outboxRow(db, config.CACHE_PREFIX, id);
+    if (row?.parked && row.processedAt === null) {
+      // A dead letter that is not an event would be parked again by 10 drains, its reason
+      // overwritten by the drains' "invalid event": it can only be discarded.
+      const problems = outboxEventProblems(row.event);
+      if (problems) {
+        throw new HttpError(
+          409,
+          "conflict",
+          `Outbox row ${id} is not an event a drain could apply (${problems}): discard it`,
+        );
+      }
+    }
     expectDone(await retryRow(db, config.CACHE_PREFIX, id), id);
     return c.json({ id, retried: true as const }, 200);
   },
@@ -136,7 +227,7 @@ adminOutboxRoutes.openapi(
     path: "/admin/outbox/{id}",
     tags: ["admin"],
     security,
-    summary: "Discard a row without applying it (it stays in the table, marked discarded)",
+    summary: "Discard a parked row without applying it (it stays in the table, marked discarded)",
     request: { params: rowParams },
     responses: {
       200: {
@@ -149,6 +240,7 @@ adminOutboxRoutes.openapi(
       },
       ...errors,
       ...rowResponses,
+      ...actionConflict,
     },
   }),
   async (c) => {

@@ -462,7 +462,6 @@ adminRoutes.openapi(
         content: { "application/json": { schema: warmReportSchema } },
       },
       401: errors[401],
-      503: errors[503],
     },
   }),
   async (c) => {
