@@ -12,11 +12,27 @@ export class RedisUnavailableError extends Error {
   ) {
     const cause = options?.cause;
     super(
-      `Redis ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+      `Redis ${operation} failed: ${withoutCommand(cause instanceof Error ? cause.message : String(cause))}`,
       options,
     );
     this.name = "RedisUnavailableError";
   }
+}
+
+/** Where @upstash/redis's error messages start quoting the whole command. */
+const COMMAND_WAS = ", command was: ";
+
+/**
+ * `message` without the command @upstash/redis quotes in its errors (`…, command was: [...]`):
+ * a session's SET carries its token and the client's data, a rate-limit key the client's
+ * address, and the message goes to the logs. The cache engine cuts its own (src/cache/redis.ts).
+ *
+ * @example
+ * withoutCommand('ERR x, command was: ["set","ec:s:9f…","{…}"]'); // "ERR x (command not shown)"
+ */
+export function withoutCommand(message: string): string {
+  const at = message.indexOf(COMMAND_WAS);
+  return at < 0 ? message : `${message.slice(0, at)} (command not shown)`;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { api, type ErrorBody } from "./api";
 import { clearPrefix, gatewayControl, stack, testRedis } from "./stack";
 
@@ -273,5 +273,73 @@ describe("sessions", () => {
     const huge = await create({ userId: 1, data: { blob: "x".repeat(70_000) } });
     expect(huge.status).toBe(413);
     expect(huge.body.error.code).toBe("payload_too_large");
+  });
+});
+
+describe("what a failing Redis leaves in the logs (security review)", () => {
+  // The token is the credential, the data the client's: neither belongs in a log line. A path
+  // logged as is carried the token, and @upstash/redis's errors quote the whole command.
+  const token = stack.spareGatewayTokens.sessions;
+  const env = { UPSTASH_REDIS_REST_TOKEN: token, REDIS_TIMEOUT_MS: "300" };
+
+  const captureLogs = () => {
+    const lines: string[] = [];
+    const keep = (...args: unknown[]) => {
+      lines.push(
+        args
+          .map((a) => (a instanceof Error ? `${a.message} ${String(a.cause ?? "")}` : String(a)))
+          .join(" "),
+      );
+    };
+    const spies = (["warn", "error", "log"] as const).map((level) =>
+      vi.spyOn(console, level).mockImplementation(keep),
+    );
+    return {
+      text: () => lines.join("\n"),
+      restore: () => {
+        for (const spy of spies) spy.mockRestore();
+      },
+    };
+  };
+
+  afterEach(async () => {
+    await gatewayControl("reset", { token });
+  });
+
+  it("a read that fails logs its path without the token", async () => {
+    const created = await create({ userId: 2 });
+    expect(created.status).toBe(201);
+    await gatewayControl("faults", { token, body: { failRate: 1, failStatus: 503 } });
+    const logs = captureLogs();
+    try {
+      const res = await api<ErrorBody>("GET", `/sessions/${created.body.token}`, { prefix, env });
+      expect(res.status).toBe(503);
+      expect(logs.text()).toContain("GET /sessions/<token>: redis unavailable");
+      expect(logs.text()).not.toContain(created.body.token);
+    } finally {
+      logs.restore();
+    }
+  });
+
+  it("a create Redis refuses logs no token and none of the session's data", async () => {
+    const secret = `card-4111111111111111-${Date.now()}`;
+    await gatewayControl("faults", {
+      token,
+      body: { failRate: 1, failStatus: 400, failError: "ERR DB capacity quota exceeded" },
+    });
+    const logs = captureLogs();
+    try {
+      const res = await api("POST", "/sessions", {
+        prefix,
+        env,
+        body: { userId: 2, data: { secret } },
+      });
+      expect(res.status).toBe(503);
+      expect(logs.text()).toContain("command not shown");
+      expect(logs.text()).not.toContain(secret);
+      expect(logs.text()).not.toMatch(/:s:[0-9a-f]{64}/);
+    } finally {
+      logs.restore();
+    }
   });
 });

@@ -44,6 +44,11 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
  *   sessions) → 503 redis_unavailable with Retry-After;
  * - anything else, Error or not → 500 internal_error.
  */
+/** The request's path as the logs show it: a session's token (it is the credential) left out. */
+function loggedPath(url: string): string {
+  return new URL(url).pathname.replace(/^\/sessions\/[^/]+/, "/sessions/<token>");
+}
+
 function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
   if (thrown instanceof HttpError) {
     if (thrown.status === 503) {
@@ -76,7 +81,7 @@ function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
     findCause(thrown, DatabaseUnavailableError) ?? findCause(thrown, LoadTimeoutError);
   if (unavailable) {
     console.error(
-      `${c.req.method} ${new URL(c.req.url).pathname}: database unavailable: ${describeThrown(unavailable)}`,
+      `${c.req.method} ${loggedPath(c.req.url)}: database unavailable: ${describeThrown(unavailable)}`,
     );
     c.header("Retry-After", String(retryAfterSeconds(c)));
     c.header("Cache-Control", "no-store");
@@ -90,7 +95,7 @@ function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
   const redisDown = findCause(thrown, RedisUnavailableError);
   if (redisDown) {
     console.error(
-      `${c.req.method} ${new URL(c.req.url).pathname}: redis unavailable: ${redisDown.message}`,
+      `${c.req.method} ${loggedPath(c.req.url)}: redis unavailable: ${redisDown.message}`,
     );
     c.header("Retry-After", String(DEFAULT_RETRY_AFTER_S));
     c.header("Cache-Control", "no-store");

@@ -4,6 +4,7 @@ import { createMiddleware } from "hono/factory";
 import { BoundedMap } from "../../cache/bounded-map";
 import type { RateLimitRule } from "../../config/rate-limit";
 import type { Redis } from "../../redis/client";
+import { withoutCommand } from "../../redis/errors";
 import { clientIdentity } from "../client-id";
 import type { AppEnv } from "../context";
 import { errorResponse } from "../errors";
@@ -58,16 +59,16 @@ async function check(
   try {
     const result = await limiter.limit(client);
     if (result.reason === "timeout") {
+      // Not the client (its address is personal data, and one line per request says nothing more).
       console.warn(
-        `rate limit ${prefix} for ${client}: no answer from Redis within ${timeoutMs} ms; letting the request through unchecked`,
+        `rate limit ${prefix}: no answer from Redis within ${timeoutMs} ms; letting the request through unchecked`,
       );
       return null;
     }
     return result;
   } catch (error) {
     console.warn(
-      `rate limit ${prefix} for ${client} failed; letting the request through unchecked:`,
-      error,
+      `rate limit ${prefix} failed; letting the request through unchecked: ${withoutCommand(error instanceof Error ? error.message : String(error))}`,
     );
     return null;
   }
