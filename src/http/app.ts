@@ -1,4 +1,3 @@
-import { swaggerUI } from "@hono/swagger-ui";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "./context";
@@ -12,6 +11,7 @@ import { adminRoutes } from "./routes/admin";
 import { adminOutboxRoutes } from "./routes/admin-outbox";
 import { categoriesRoutes } from "./routes/categories";
 import { dashboardRoutes } from "./routes/dashboard";
+import { docsRoutes } from "./routes/docs";
 import { health } from "./routes/health";
 import { inventoryRoutes } from "./routes/inventory";
 import { productsRoutes } from "./routes/products";
@@ -73,6 +73,6 @@ export function createApp(): OpenAPIHono<AppEnv> {
     document ??= completeDocument(app.getOpenAPI31Document(info));
     return c.json(document);
   });
-  app.get("/docs", swaggerUI({ url: "/openapi.json" }));
+  app.route("/", docsRoutes);
   return app;
 }

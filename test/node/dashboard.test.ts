@@ -233,6 +233,38 @@ describe.skipIf(!haveChromium)("dashboard in headless Chromium", () => {
     expect(pageErrors).toEqual([]);
   }, 120_000);
 
+  it("renders the API's Swagger UI at /docs from this Worker alone, under its CSP", async () => {
+    if (!started || !browser) throw new Error("the Worker did not start");
+    const origin = new URL(started.url).origin;
+    const docs = await browser.newPage();
+    const elsewhere: string[] = [];
+    const errors: string[] = [];
+    await docs.route("**/*", (route) => {
+      const url = route.request().url();
+      if (new URL(url).origin === origin) return route.continue();
+      elsewhere.push(url);
+      return route.abort();
+    });
+    docs.on("pageerror", (error) => errors.push(error.message));
+    // A CSP violation (an inline script, an eval, another origin) is a console error.
+    docs.on("console", (message) => {
+      if (message.type() === "error") errors.push(message.text());
+    });
+    try {
+      await docs.goto(`${started.url}docs`);
+      await docs.waitForSelector(".swagger-ui .info .title", { timeout: 30_000 });
+      expect(await docs.textContent(".swagger-ui .info .title")).toContain("edgecache");
+      // Every operation of the document is listed, the new admin outbox routes among them.
+      await docs.waitForSelector(".opblock-summary-path");
+      const paths = await docs.locator(".opblock-summary-path").allTextContents();
+      expect(paths.join(" ")).toContain("/admin/outbox/{id}/retry");
+      expect(elsewhere).toEqual([]);
+      expect(errors).toEqual([]);
+    } finally {
+      await docs.close();
+    }
+  });
+
   it("shows a visible message when the API stops answering", async () => {
     if (!started) throw new Error("the Worker did not start");
     await started.worker.dispose();

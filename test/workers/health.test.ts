@@ -183,7 +183,24 @@ describe("API documentation", () => {
     );
     const ui = await SELF.fetch("http://edgecache.test/docs");
     expect(ui.status).toBe(200);
-    expect(await ui.text()).toContain("/openapi.json");
+    // Every file from this Worker, under a CSP that allows no other origin: Swagger UI came
+    // from a CDN, unpinned and without integrity, on the origin of the admin dashboard.
+    const page = await ui.text();
+    expect(page).not.toMatch(/https?:\/\//);
+    expect(ui.headers.get("content-security-policy")).toContain("script-src 'self';");
+    const sources = [...page.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]);
+    expect(sources.sort()).toEqual(
+      ["/docs/init.js", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"].sort(),
+    );
+    for (const path of sources) {
+      const file = await SELF.fetch(`http://edgecache.test${path}`);
+      expect(file.status, path).toBe(200);
+      expect((await file.text()).length, path).toBeGreaterThan(40);
+    }
+    expect(await (await SELF.fetch("http://edgecache.test/docs/init.js")).text()).toContain(
+      "/openapi.json",
+    );
+    expect((await SELF.fetch("http://edgecache.test/docs/nope.js")).status).toBe(404);
   });
 
   it("gives every pattern as a regular expression a client can compile, matched by its own examples", async () => {
