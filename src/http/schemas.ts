@@ -34,12 +34,8 @@ export const positiveInt = (
     .openapi({ type: "string", example: "42" });
 
 // U+0000 anywhere, or a UTF-16 surrogate without its partner (a JSON body can carry both as
-// \u escapes). No `u` flag on purpose: with it a lone surrogate is a code point and never splits.
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** Whether Postgres can store `value` as `text` exactly (no NUL, no lone surrogate). */
-export const isStorableText = (value: string): boolean =>
-  !value.includes("\u0000") && !LONE_SURROGATE.test(value);
+// \u escapes): src/db/text.ts.
+import { isStorableText } from "../db/text";
 
 /**
  * A string field that goes into Postgres. Postgres `text` cannot hold U+0000 (the query fails,

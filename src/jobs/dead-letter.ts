@@ -1,4 +1,5 @@
 import type { JsonValue } from "../../db/schema";
+import { storableText } from "../db/text";
 import { invalidationEventSchema } from "../domain/events";
 import { type DeadLetterRow, insertDeadLetters, releaseToDrains } from "../domain/outbox";
 import type { Services } from "../runtime/services";
@@ -165,10 +166,3 @@ function clean(value: JsonValue): JsonValue {
   }
   return value;
 }
-
-/** `text` without what Postgres refuses in text: NUL (kept as the two characters \0) and lone surrogates (U+FFFD). */
-function storableText(text: string): string {
-  return text.replaceAll("\0", "\\0").replace(LONE_SURROGATE, "\uFFFD");
-}
-
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;

@@ -1,4 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import { isStorableText } from "../../db/text";
 import { getUser, USER_TIERS, updateUser } from "../../domain/users";
 import { cachedJson, etagOf, notFound, writtenJson } from "../cache-response";
 import { HttpError } from "../errors";
@@ -8,7 +9,6 @@ import {
   errorContent,
   idParams,
   ifMatchHeader,
-  isStorableText,
   nameText,
   preconditionMessage,
   rateLimitedResponse,
