@@ -1,5 +1,6 @@
 import uplotJs from "uplot/dist/uPlot.iife.min.js";
 import uplotCss from "uplot/dist/uPlot.min.css";
+import type { Asset } from "../static-pages";
 import appJs from "./app.client.js";
 import page from "./page.html";
 
@@ -7,11 +8,6 @@ import page from "./page.html";
  * The dashboard's files, bundled into the Worker as text (wrangler.toml `[[rules]]` type Text):
  * the page, its script, and uPlot from node_modules. Nothing is fetched from a CDN.
  */
-export interface Asset {
-  body: string;
-  type: string;
-}
-
 export const dashboardPage: Asset = { body: page, type: "text/html; charset=utf-8" };
 
 /** Served under /admin/dashboard/{name}. */

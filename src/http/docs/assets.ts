@@ -1,6 +1,6 @@
 import bundleCss from "swagger-ui-dist/swagger-ui.css";
 import bundleJs from "swagger-ui-dist/swagger-ui-bundle.js";
-import type { Asset } from "../dashboard/assets";
+import type { Asset } from "../static-pages";
 import initJs from "./init.client.js";
 import page from "./page.html";
 

@@ -1,8 +1,7 @@
 import { Hono } from "hono";
-import { etag } from "hono/etag";
 import type { AppEnv } from "../context";
 import { dashboardFiles, dashboardPage } from "../dashboard/assets";
-import { HttpError } from "../errors";
+import { servePages } from "../static-pages";
 
 /**
  * The operator dashboard: a static page and its script, public because they hold no data. The
@@ -28,27 +27,9 @@ const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; " +
   "connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-dashboardRoutes.use("/admin/dashboard", etag());
-dashboardRoutes.use("/admin/dashboard/*", etag());
-
-dashboardRoutes.get("/admin/dashboard", (c) => {
-  c.header("Content-Type", dashboardPage.type);
-  c.header("Cache-Control", "no-cache");
-  c.header("Content-Security-Policy", CSP);
-  c.header("X-Content-Type-Options", "nosniff");
-  c.header("Referrer-Policy", "no-referrer");
-  return c.body(dashboardPage.body);
-});
-
-dashboardRoutes.get("/admin/dashboard/:file", (c) => {
-  const name = c.req.param("file");
-  const file = Object.hasOwn(dashboardFiles, name) ? dashboardFiles[name] : undefined;
-  if (!file) {
-    throw new HttpError(404, "not_found", `No dashboard file ${name}: try /admin/dashboard`);
-  }
-  c.header("Content-Type", file.type);
-  // Revalidated each load (cheap with the ETag), so a deploy never mixes old and new files.
-  c.header("Cache-Control", "no-cache");
-  c.header("X-Content-Type-Options", "nosniff");
-  return c.body(file.body);
+servePages(dashboardRoutes, "/admin/dashboard", {
+  page: dashboardPage,
+  files: dashboardFiles,
+  csp: CSP,
+  what: "dashboard",
 });
