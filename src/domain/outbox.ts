@@ -12,35 +12,27 @@ import type { CacheChange } from "./events";
 /** A drizzle transaction handle (what `db.transaction(fn)` passes to fn). */
 export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
-/** Writes the invalidation event inside the caller's transaction: it commits with the data. */
+/**
+ * Writes an invalidation event as a pending row of `prefix`. A write passes its transaction, so
+ * the event commits with the data. `queued`: the event goes to the queue at once without a
+ * transaction of its own (POST /admin/invalidate async), so the row is stamped queued like a
+ * write's hand-over: the message carries its id, the consumer marks it processed, and if the
+ * queue gives up on the message the dead-letter consumer gives the row back to the drains.
+ */
 export async function insertOutbox(
-  tx: Tx,
-  change: CacheChange,
+  db: Db | Tx,
+  change: CacheChange & { at?: number; cursor?: string },
   origin: string,
   prefix: string,
-): Promise<number> {
-  const [row] = await tx
-    .insert(cacheOutbox)
-    .values({ event: { ...change, origin } as { [key: string]: JsonValue }, prefix })
-    .returning({ id: cacheOutbox.id });
-  if (!row) throw new Error("outbox insert returned no row");
-  return row.id;
-}
-
-/**
- * Records an event that goes to the queue without a transaction of its own (POST
- * /admin/invalidate async) as a pending row stamped queued: the message carries its id, the
- * consumer marks it processed, and if the queue gives up on the message the dead-letter
- * consumer gives the row back to the drains. One INSERT, outside any transaction.
- */
-export async function insertQueuedEvent(
-  db: Db,
-  prefix: string,
-  event: CacheChange & { origin: string; at?: number; cursor?: string },
+  options: { queued?: boolean } = {},
 ): Promise<number> {
   const [row] = await db
     .insert(cacheOutbox)
-    .values({ event: event as { [key: string]: JsonValue }, prefix, queuedAt: sql`now()` })
+    .values({
+      event: { ...change, origin } as { [key: string]: JsonValue },
+      prefix,
+      ...(options.queued ? { queuedAt: sql`now()` } : {}),
+    })
     .returning({ id: cacheOutbox.id });
   if (!row) throw new Error("outbox insert returned no row");
   return row.id;
@@ -51,6 +43,14 @@ export function markProcessed(db: Db, prefix: string, ids: readonly number[]): P
   return stampPending(db, prefix, ids, { processedAt: sql`now()` });
 }
 
+/** The rows among `ids` of `prefix` not settled yet (applied or discarded rows keep their record). */
+const pendingAmong = (prefix: string, ids: readonly number[]) =>
+  and(
+    inArray(cacheOutbox.id, [...ids]),
+    eq(cacheOutbox.prefix, prefix),
+    isNull(cacheOutbox.processedAt),
+  );
+
 /** Sets `values` on the still-pending rows among `ids` of `prefix`, in one UPDATE. */
 async function stampPending(
   db: Db,
@@ -59,16 +59,7 @@ async function stampPending(
   values: { processedAt?: SQL; continuedAt?: SQL; queuedAt?: SQL },
 ): Promise<void> {
   if (ids.length === 0) return;
-  await db
-    .update(cacheOutbox)
-    .set(values)
-    .where(
-      and(
-        inArray(cacheOutbox.id, [...ids]),
-        eq(cacheOutbox.prefix, prefix),
-        isNull(cacheOutbox.processedAt),
-      ),
-    );
+  await db.update(cacheOutbox).set(values).where(pendingAmong(prefix, ids));
 }
 
 /**
@@ -121,14 +112,8 @@ export async function recordOutage(
           }
         : {}),
     })
-    .where(
-      and(
-        inArray(cacheOutbox.id, [...ids]),
-        eq(cacheOutbox.prefix, prefix),
-        // Settled meanwhile (applied by the queue, discarded by an admin): its record stays.
-        isNull(cacheOutbox.processedAt),
-      ),
-    );
+    // Settled meanwhile (applied by the queue, discarded by an admin): its record stays.
+    .where(pendingAmong(prefix, ids));
 }
 
 /**
@@ -225,13 +210,7 @@ export async function releaseToDrains(
   const released = await db
     .update(cacheOutbox)
     .set({ queuedAt: null, continuedAt: null })
-    .where(
-      and(
-        inArray(cacheOutbox.id, [...ids]),
-        eq(cacheOutbox.prefix, prefix),
-        isNull(cacheOutbox.processedAt),
-      ),
-    )
+    .where(pendingAmong(prefix, ids))
     .returning({ id: cacheOutbox.id });
   return released.length;
 }

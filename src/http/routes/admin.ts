@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { InvalidKeyError } from "../../cache";
 import { type InvalidationEvent, isScanCursor } from "../../domain/events";
-import { insertQueuedEvent, outboxLag, releaseToDrains } from "../../domain/outbox";
+import { insertOutbox, outboxLag, releaseToDrains } from "../../domain/outbox";
 import { queueCall } from "../../domain/queue";
 import { warmables } from "../../domain/warmables";
 import {
@@ -286,7 +286,8 @@ adminRoutes.openapi(
       // as a message only.
       let outboxId: number | null = null;
       try {
-        outboxId = await insertQueuedEvent(db, config.CACHE_PREFIX, event);
+        const { origin, ...change } = event;
+        outboxId = await insertOutbox(db, change, origin, config.CACHE_PREFIX, { queued: true });
       } catch (error) {
         console.warn(`admin: async purge not recorded in the outbox: ${describeError(error)}`);
       }
