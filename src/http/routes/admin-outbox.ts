@@ -147,29 +147,26 @@ adminOutboxRoutes.openapi(
     const { id } = c.req.valid("param");
     const { db, config } = c.var.services;
     const row = await outboxRow(db, config.CACHE_PREFIX, id);
-    if (!row) throw new HttpError(404, "not_found", `No outbox row ${id}`);
+    if (!row) throw rowError("missing", id);
     c.header("Cache-Control", "no-store");
     return c.json(row, 200);
   },
 );
 
-/** The row's 404 or 409 when the action found nothing to do. */
+/** The row's 404 or 409 for an action that found nothing to do. */
+function rowError(action: Exclude<RowAction, "done">, id: number): HttpError {
+  if (action === "missing") return new HttpError(404, "not_found", `No outbox row ${id}`);
+  return new HttpError(
+    409,
+    "conflict",
+    action === "processed"
+      ? `Outbox row ${id} is settled already (applied or discarded)`
+      : `Outbox row ${id} is not parked: the drains or the queue still have it (retry and discard take parked rows only)`,
+  );
+}
+
 function expectDone(action: RowAction, id: number): void {
-  if (action === "missing") throw new HttpError(404, "not_found", `No outbox row ${id}`);
-  if (action === "processed") {
-    throw new HttpError(
-      409,
-      "conflict",
-      `Outbox row ${id} is settled already (applied or discarded)`,
-    );
-  }
-  if (action === "not-parked") {
-    throw new HttpError(
-      409,
-      "conflict",
-      `Outbox row ${id} is not parked: the drains or the queue still have it (retry and discard take parked rows only)`,
-    );
-  }
+  if (action !== "done") throw rowError(action, id);
 }
 
 const actionConflict = {
@@ -178,43 +175,60 @@ const actionConflict = {
   ),
 };
 
-adminOutboxRoutes.openapi(
-  createRoute({
-    method: "post",
-    path: "/admin/outbox/{id}/retry",
+/** An action on one parked row: 200 with `body`, or the row's 404 / 409. */
+function rowAction<T extends z.ZodType>(
+  method: "post" | "delete",
+  path: string,
+  summary: string,
+  answer: { description: string; body: T },
+) {
+  return createRoute({
+    method,
+    path,
     tags: ["admin"],
     security,
-    summary: "Give a parked row back to the drains (attempts reset): the next cron tick applies it",
+    summary,
     request: { params: rowParams },
     responses: {
       200: {
-        description: "Pending again, with no attempt charged",
-        content: {
-          "application/json": {
-            schema: z.object({ id: z.number().int(), retried: z.literal(true) }),
-          },
-        },
+        description: answer.description,
+        content: { "application/json": { schema: answer.body } },
       },
       ...errors,
       ...rowResponses,
       ...actionConflict,
     },
-  }),
+  });
+}
+
+adminOutboxRoutes.openapi(
+  rowAction(
+    "post",
+    "/admin/outbox/{id}/retry",
+    "Give a parked row back to the drains (attempts reset): the next cron tick applies it",
+    {
+      description: "Pending again, with no attempt charged",
+      body: z.object({ id: z.number().int(), retried: z.literal(true) }),
+    },
+  ),
   async (c) => {
     const { id } = c.req.valid("param");
     const { db, config } = c.var.services;
+    // The row as read says which 404 or 409 it is; only a parked one is updated (whose
+    // UPDATE still checks, for a drain or an admin acting meanwhile).
     const row = await outboxRow(db, config.CACHE_PREFIX, id);
-    if (row?.parked && row.processedAt === null) {
-      // A dead letter that is not an event would be parked again by 10 drains, its reason
-      // overwritten by the drains' "invalid event": it can only be discarded.
-      const problems = outboxEventProblems(row.event);
-      if (problems) {
-        throw new HttpError(
-          409,
-          "conflict",
-          `Outbox row ${id} is not an event a drain could apply (${problems}): discard it`,
-        );
-      }
+    if (!row) throw rowError("missing", id);
+    if (row.processedAt !== null) throw rowError("processed", id);
+    if (!row.parked) throw rowError("not-parked", id);
+    // A dead letter that is not an event would be parked again by 10 drains, its reason
+    // overwritten by the drains' "invalid event": it can only be discarded.
+    const problems = outboxEventProblems(row.event);
+    if (problems) {
+      throw new HttpError(
+        409,
+        "conflict",
+        `Outbox row ${id} is not an event a drain could apply (${problems}): discard it`,
+      );
     }
     expectDone(await retryRow(db, config.CACHE_PREFIX, id), id);
     return c.json({ id, retried: true as const }, 200);
@@ -222,27 +236,15 @@ adminOutboxRoutes.openapi(
 );
 
 adminOutboxRoutes.openapi(
-  createRoute({
-    method: "delete",
-    path: "/admin/outbox/{id}",
-    tags: ["admin"],
-    security,
-    summary: "Discard a parked row without applying it (it stays in the table, marked discarded)",
-    request: { params: rowParams },
-    responses: {
-      200: {
-        description: "Settled: out of the lag and the parked count",
-        content: {
-          "application/json": {
-            schema: z.object({ id: z.number().int(), discarded: z.literal(true) }),
-          },
-        },
-      },
-      ...errors,
-      ...rowResponses,
-      ...actionConflict,
+  rowAction(
+    "delete",
+    "/admin/outbox/{id}",
+    "Discard a parked row without applying it (it stays in the table, marked discarded)",
+    {
+      description: "Settled: out of the lag and the parked count",
+      body: z.object({ id: z.number().int(), discarded: z.literal(true) }),
     },
-  }),
+  ),
   async (c) => {
     const { id } = c.req.valid("param");
     const { db, config } = c.var.services;
