@@ -155,7 +155,7 @@ export const APPLY_CHUNK = 5000;
  * settleCost([{ patterns: ["product:*"] }]); // 4
  */
 export function settleCost(changes: readonly CacheChange[], extra = 0): number {
-  return fitCost(changes, changes.length, extra);
+  return costs(changes, extra).at(-1) ?? costOf(0, false, extra);
 }
 
 /**
@@ -163,24 +163,19 @@ export function settleCost(changes: readonly CacheChange[], extra = 0): number {
  * (settleCost): 0 when not even the first fits.
  */
 export function fitting(changes: readonly CacheChange[], room: number, extra = 0): number {
-  let names = 0;
-  let patterns = false;
-  for (const [i, c] of changes.entries()) {
-    names += namesIn(c);
-    patterns ||= (c.patterns?.length ?? 0) > 0;
-    if (costOf(names, patterns, extra) > room) return i;
-  }
-  return changes.length;
+  const fit = costs(changes, extra).findIndex((cost) => cost > room);
+  return fit < 0 ? changes.length : fit;
 }
 
-function fitCost(changes: readonly CacheChange[], count: number, extra: number): number {
+/** settleCost of each run from the front: of the first change, the first two, … all. */
+function costs(changes: readonly CacheChange[], extra: number): number[] {
   let names = 0;
   let patterns = false;
-  for (const c of changes.slice(0, count)) {
+  return changes.map((c) => {
     names += namesIn(c);
     patterns ||= (c.patterns?.length ?? 0) > 0;
-  }
-  return costOf(names, patterns, extra);
+    return costOf(names, patterns, extra);
+  });
 }
 
 const costOf = (names: number, patterns: boolean, extra: number) =>
