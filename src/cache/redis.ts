@@ -61,8 +61,8 @@ export async function runScript(
   }
 }
 
-/** Where @upstash/redis's error messages start quoting the whole command. */
-const COMMAND_WAS = ", command was: ";
+/** Where @upstash/redis's error messages start quoting the whole command (the app cuts it too). */
+export const COMMAND_WAS = ", command was: ";
 
 /**
  * `err` with the command's arguments cut from its message (and stack). `@upstash/redis`

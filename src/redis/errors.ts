@@ -1,3 +1,5 @@
+import { COMMAND_WAS } from "../cache/redis";
+
 /**
  * Redis could not serve an operation that has no fallback (sessions live only in Redis): the
  * request failed, was refused, or passed `REDIS_TIMEOUT_MS`. The HTTP layer answers it with
@@ -18,9 +20,6 @@ export class RedisUnavailableError extends Error {
     this.name = "RedisUnavailableError";
   }
 }
-
-/** Where @upstash/redis's error messages start quoting the whole command. */
-const COMMAND_WAS = ", command was: ";
 
 /**
  * `message` without the command @upstash/redis quotes in its errors (`…, command was: [...]`):
