@@ -367,8 +367,10 @@ export function sendBatches(events: readonly InvalidationEvent[]): InvalidationE
 
 /**
  * Sends events as JSON messages, each `sendBatch` within `timeoutMs` (src/domain/queue.ts);
- * returns how many subrequests it took. Throws on failure, a timeout included: events of runs
- * sent before the failure may be delivered, which is harmless (applies are idempotent).
+ * returns how many subrequests it took. Throws on failure, a timeout included, a
+ * `QueueSendError` that still counts the calls made (`sendsOf`): events of runs sent before the
+ * failure may be delivered, which is harmless (applies are idempotent), and each call was a
+ * subrequest of the invocation all the same.
  */
 export async function sendEvents(
   queue: Queue<unknown> | undefined,
@@ -378,14 +380,43 @@ export async function sendEvents(
   if (events.length === 0) return 0;
   if (!queue) throw new Error("no PURGE_QUEUE binding");
   let calls = 0;
-  for (const batch of sendBatches(events)) {
-    calls++;
-    await queueCall(
-      queue.sendBatch(batch.map((body) => ({ body, contentType: "json" as const }))),
-      timeoutMs,
-    );
+  try {
+    for (const batch of sendBatches(events)) {
+      calls++;
+      await queueCall(
+        queue.sendBatch(batch.map((body) => ({ body, contentType: "json" as const }))),
+        timeoutMs,
+      );
+    }
+  } catch (error) {
+    throw new QueueSendError(calls, error);
   }
   return calls;
+}
+
+/**
+ * A `sendEvents` that failed after `calls` sendBatch calls, the failed one included. Its
+ * message is its cause's (the reports quote it as before).
+ */
+export class QueueSendError extends Error {
+  constructor(
+    readonly calls: number,
+    cause: unknown,
+  ) {
+    super(describeError(cause), { cause });
+    this.name = "QueueSendError";
+  }
+}
+
+/**
+ * The subrequests a failed `sendEvents` made before it threw (0 for any other error): a budget
+ * that counted none of them let a multi-batch continuation whose last call failed overrun it.
+ *
+ * @example
+ *   catch (error) { budget.spend(sendsOf(error)); }
+ */
+export function sendsOf(error: unknown): number {
+  return error instanceof QueueSendError ? error.calls : 0;
 }
 
 export function describeError(error: unknown): string {

@@ -16,6 +16,7 @@ import {
   fitting,
   type PatternLimits,
   sendEvents,
+  sendsOf,
   settleCost,
 } from "./apply-event";
 import { Budget } from "./budget";
@@ -196,6 +197,7 @@ export async function drainOutbox(
         for (const row of toSend) queued.add(row.id);
         report.queued += toSend.length;
       } catch (queueError) {
+        budget.spend(sendsOf(queueError));
         noteError(
           `${error}; queue send failed too, ${toSend.length} rows stay pending: ${describeError(queueError)}`,
         );

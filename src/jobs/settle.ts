@@ -15,6 +15,7 @@ import {
   type PatternRun,
   runPatternJobs,
   sendEvents,
+  sendsOf,
 } from "./apply-event";
 
 /**
@@ -239,6 +240,7 @@ export async function settleEvents(
       handedOff = new Set(plan.handedOff);
       queued = true;
     } catch (error) {
+      result.queueSends += sendsOf(error); // each call a subrequest, the failed one included
       // Without its continuation the event must be delivered again: its redelivery (or the
       // next drain) resumes from its own cursors.
       result.error ??= `continuation of ${plan.events.length} purges not queued: ${describeError(error)}`;

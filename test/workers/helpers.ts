@@ -21,6 +21,8 @@ import { createServices, type Services } from "../../src/runtime/services";
 export class FakeQueue {
   readonly sent: unknown[] = [];
   fail: Error | null = null;
+  /** When set, the calls from this one on (1-based) fail, as if the queue went away part-way. */
+  failFrom: number | null = null;
   hang = false;
   limits = false;
   calls = 0;
@@ -48,6 +50,9 @@ export class FakeQueue {
     this.calls++;
     if (this.hang) return new Promise(() => {});
     if (this.fail) return Promise.reject(this.fail);
+    if (this.failFrom !== null && this.calls >= this.failFrom) {
+      return Promise.reject(new Error(`queue went away at call ${this.calls}`));
+    }
     return Promise.resolve();
   }
   asQueue(): Queue<unknown> {

@@ -337,6 +337,29 @@ describe("queue consumer: continuations within the Queues limits and deadline", 
     expect(continued.size + report.patterns.finished).toBe(400);
   });
 
+  it("counts every sendBatch call of a continuation whose last call fails in its subrequests", async () => {
+    const token = stack.spareGatewayTokens.jobs;
+    const queue = new FakeQueue();
+    queue.limits = true;
+    queue.failFrom = 2; // the first sendBatch goes through, the second fails
+    const globs = [0, 1, 2, 3].map((m) => longGlobs(`f${++seq}m${m}`, "x".repeat(380)));
+    // The scripts are loaded first, so no NOSCRIPT retry adds a request to the count.
+    await consumeWith(new FakeQueue(), [event({})], { UPSTASH_REDIS_REST_TOKEN: token });
+    await gatewayControl("reset", { token });
+    const report = await consumeWith(
+      queue,
+      globs.map((patterns) => event({ patterns })),
+      { UPSTASH_REDIS_REST_TOKEN: token },
+    );
+    const requests = Number((await gatewayControl("stats", { token })).requests);
+    await gatewayControl("reset", { token });
+    expect(report.error).toMatch(/not queued: queue went away at call 2/);
+    expect(queue.calls).toBe(2);
+    // Both calls were subrequests (0 of them counted before), as was every Redis request; the
+    // heartbeat (one request) is the only one reported outside the batch's count.
+    expect(report.subrequests).toBeGreaterThanOrEqual(requests - 1 + queue.calls);
+  });
+
   it("splits one continuation over the 128 KB message limit into parts, and settles its row once all are queued", async () => {
     const queue = new FakeQueue();
     queue.limits = true;

@@ -311,6 +311,37 @@ describe("outbox drain", () => {
     expect((await drain(prefix)).applied).toBe(5);
   });
 
+  it("counts every sendBatch call of a hand-over that fails part-way in its budget", async () => {
+    // 150 rows go to the queue in two sendBatch calls (at most 100 messages each). A queue that
+    // refuses the second: both calls were subrequests (none was counted before).
+    const prefix = newPrefix();
+    await insertRows(
+      prefix,
+      Array.from({ length: 150 }, (_, i) => ({ keys: [`handover:${i}`] })),
+    );
+    const spentWith = async (failFrom: number) => {
+      const queue = new FakeQueue();
+      queue.failFrom = failFrom;
+      const budget = new Budget(40);
+      const report = await withServices(
+        prefix,
+        { UPSTASH_REDIS_REST_TOKEN: token, PURGE_QUEUE: queue.asQueue() },
+        (s) => drainOutbox(s, { olderThanMs: 0 }, budget),
+      );
+      expect(report.stoppedBy).toBe("redis-down");
+      expect(report.queued).toBe(0); // refused: the rows stay pending for the next tick
+      expect(queue.calls).toBe(failFrom);
+      return budget.used;
+    };
+    await gatewayControl("faults", { token, body: { failRate: 1 } });
+    try {
+      const first = await spentWith(1);
+      expect(await spentWith(2)).toBe(first + 1);
+    } finally {
+      await gatewayControl("reset", { token });
+    }
+  });
+
   it("loops past one batch while its budget lasts, and stops when the subrequests run out", async () => {
     const prefix = newPrefix();
     const cache = new EdgeCache({ redis, prefix });
