@@ -7,7 +7,8 @@ import { type AnyContext, plain } from "./context";
  * (README "HTTP caching"). An ETag must change whenever any byte of the body changes, or a
  * client holding an old copy gets 304s for it forever. Three validators:
  * - `version`: `"v7"`, only when the version covers the whole body (a row that is its own
- *   representation, bumped by every write);
+ *   representation, bumped by every write) and no deploy ever changes how the row is
+ *   serialised: a release that adds or renames a field changes the body, not the version;
  * - `version+content`: `"v7.<digest>"`, the default for versioned entries: also right when the
  *   body embeds other data;
  * - `content`: `"c.<digest>"`, the default for unversioned entries (lists, aggregates).

@@ -8,11 +8,13 @@ import { errorResponse } from "./errors";
  * If-None-Match, Cache-Control, `cachedJson`) is `src/hono/response.ts`, the code the
  * `edgecache/hono` package ships, so the app and the package answer alike; this module adds the
  * app's write and 404 answers. Validators are chosen per resource:
- * - `version`: `"v7"`, for rows that are their whole representation (categories, users): every
- *   write bumps the version in the same UPDATE.
- * - `version+content`: `"v7.<digest>"`, for a row that embeds another (a product embeds its
- *   category): the digest of the body changes with the embedded part, and the `v7` prefix is
- *   what If-Match on a write is conditioned on (see `versionCondition` in schemas.ts).
+ * - `version+content`: `"v7.<digest>"`, for every row (products, categories, users): the digest
+ *   changes with any byte of the body, an embedded part (a product's category) or a change of
+ *   the representation itself (a release that adds, drops or renames a field: the row's version
+ *   does not move, and `"v7"` alone answered 304 to a client holding the previous release's
+ *   body until the row was next written; test/workers/deploy-skew.test.ts), and the `v7`
+ *   prefix is what If-Match on a write is conditioned on (see `versionCondition` in schemas.ts).
+ *   `version` (`"v7"`) is not used here for that reason.
  * - `content`: `"c.<digest>"`, for lists: any change of an item, of the page boundaries or of
  *   the cursor changes the body.
  * A tag bump that leaves the body byte-identical keeps the validator, which is right: nothing

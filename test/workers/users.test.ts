@@ -39,26 +39,27 @@ describe("GET /users/:id", () => {
     const first = await get(user.id);
     expect(first.status).toBe(200);
     expect(first.headers.get("x-cache")).toBe("MISS");
-    expect(first.headers.get("etag")).toBe('"v1"');
+    expect(first.headers.get("etag")).toMatch(/^"v1\.[A-Za-z0-9_-]{16}"$/);
     expect(first.body).toEqual(user);
 
     const second = await get(user.id);
     expect(second.status).toBe(200);
     expect(second.headers.get("x-cache")).toBe("HIT");
-    expect(second.headers.get("etag")).toBe('"v1"');
+    expect(second.headers.get("etag")).toMatch(/^"v1\.[A-Za-z0-9_-]{16}"$/);
     expect(second.body).toEqual(user);
   });
 
-  it("answers 304 when If-None-Match names the current version", async () => {
+  it("answers 304 when If-None-Match names the current ETag", async () => {
     const user = await newUser();
-    await get(user.id);
-    const same = await get(user.id, { "if-none-match": '"v1"' });
+    const held = (await get(user.id)).headers.get("etag") ?? "";
+    expect(held).toMatch(/^"v1\.[A-Za-z0-9_-]{16}"$/);
+    const same = await get(user.id, { "if-none-match": held });
     expect(same.status).toBe(304);
     expect(same.body).toBeNull();
-    expect(same.headers.get("etag")).toBe('"v1"');
+    expect(same.headers.get("etag")).toBe(held);
 
     await patch(user.id, { tier: "enterprise" });
-    const changed = await get(user.id, { "if-none-match": '"v1"' });
+    const changed = await get(user.id, { "if-none-match": held });
     expect(changed.status).toBe(200);
     expect(changed.body.tier).toBe("enterprise");
   });
@@ -104,7 +105,7 @@ describe("PATCH /users/:id", () => {
 
     const res = await patch(user.id, { name: "Ada Lovelace", tier: "premium" });
     expect(res.status).toBe(200);
-    expect(res.headers.get("etag")).toBe('"v2"');
+    expect(res.headers.get("etag")).toMatch(/^"v2\.[A-Za-z0-9_-]{16}"$/);
     expect(res.headers.get("cache-control")).toBe("no-store");
     expect(res.body).toMatchObject({ id: user.id, name: "Ada Lovelace", tier: "premium" });
     expect(res.body.version).toBe(2);
@@ -238,7 +239,7 @@ describe("PATCH /users/:id", () => {
 
     const still = await get(user.id);
     expect(still.headers.get("x-cache")).toBe("HIT");
-    expect(still.headers.get("etag")).toBe('"v3"');
+    expect(still.headers.get("etag")).toMatch(/^"v3\.[A-Za-z0-9_-]{16}"$/);
     expect(still.body).toEqual(second.body);
     const inspection = await engine.inspect(`user:${user.id}`, `user:${user.id}`);
     expect(inspection.version).toBe(3);
@@ -337,7 +338,7 @@ describe("userWarmable", () => {
     await engine.set(userWarmable.key(user.id), value, options);
     const res = await get(user.id);
     expect(res.headers.get("x-cache")).toBe("HIT");
-    expect(res.headers.get("etag")).toBe('"v1"');
+    expect(res.headers.get("etag")).toMatch(/^"v1\.[A-Za-z0-9_-]{16}"$/);
     expect(res.body).toEqual(user);
   });
 });

@@ -74,7 +74,7 @@ categoriesRoutes.openapi(
     method: "get",
     path: "/categories/{id}",
     tags: ["categories"],
-    summary: "One category (ETag = version; If-None-Match -> 304)",
+    summary: "One category (ETag = v<version>.<digest>; If-None-Match -> 304)",
     request: { params: idParams("id") },
     responses: {
       200: {
@@ -95,7 +95,7 @@ categoriesRoutes.openapi(
     const { cache, db, config } = c.var.services;
     const result = await readCategory(cache, db, id, config.CACHE_CONSISTENCY.categories);
     if (result.value === null) return untyped(notFound(c, result, `category ${id}`));
-    return untyped(await cachedJson(c, result, { validator: "version" }));
+    return untyped(await cachedJson(c, result, { validator: "version+content" }));
   },
 );
 
@@ -114,7 +114,7 @@ categoriesRoutes.openapi(
     },
     responses: {
       200: {
-        description: "The new version; ETag is its version",
+        description: "The new version; ETag is v<version>.<digest>",
         headers: rateLimitHeaders,
         content: { "application/json": { schema: categorySchema } },
       },
@@ -136,7 +136,7 @@ categoriesRoutes.openapi(
         origin: "PATCH /categories/:id",
         change: (tx) => updateCategory(tx, id, patch, condition),
       });
-      return untyped(await writtenJson(c, result, 200, "version"));
+      return untyped(await writtenJson(c, result, 200, "version+content"));
     } catch (error) {
       return untyped(writeFailure(c, error, "category", id));
     }

@@ -22,10 +22,9 @@ const userSchema = z
     email: z.string(),
     name: z.string(),
     tier: z.string().openapi({ example: "premium" }),
-    version: z
-      .number()
-      .int()
-      .openapi({ description: "Bumped by every write; the ETag is v<version>" }),
+    version: z.number().int().openapi({
+      description: "Bumped by every write; the ETag is v<version>.<digest of the body>",
+    }),
     createdAt: z.string(),
     updatedAt: z.string(),
   })
@@ -105,7 +104,10 @@ export const usersRoutes = router()
     const result = await getUser(services, id, services.config.CACHE_CONSISTENCY.users);
     if (result.value === null) return notFound(c, result, `user ${id}`) as never;
     // Personal data: the browser may keep it, no shared cache may.
-    return (await cachedJson(c, result, { validator: "version", audience: "private" })) as never;
+    return (await cachedJson(c, result, {
+      validator: "version+content",
+      audience: "private",
+    })) as never;
   })
   .openapi(patchUserRoute, async (c) => {
     const { id } = c.req.valid("param");
@@ -128,5 +130,5 @@ export const usersRoutes = router()
           throw new HttpError(409, "email_taken", `${outcome.email} belongs to another user`);
       }
     }
-    return (await writtenJson(c, outcome.user, 200, "version")) as never;
+    return (await writtenJson(c, outcome.user, 200, "version+content")) as never;
   });
