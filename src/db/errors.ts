@@ -62,3 +62,31 @@ export function isUnavailable(thrown: unknown): boolean {
   }
   return false;
 }
+
+// SQLSTATE of a statement naming a column or table the database does not have: 42703
+// undefined_column, 42P01 undefined_table. From this code's own statements (drizzle names every
+// column of the schema in an INSERT and in select()), that means the database is behind the
+// release: its migration has not run yet.
+const SCHEMA_BEHIND_STATES = new Set(["42703", "42P01"]);
+
+/**
+ * The Postgres error saying the schema lacks a column or table this release uses, anywhere in
+ * `thrown`'s cause chain (drizzle wraps driver errors in "Failed query: …"), or undefined.
+ * During a deploy the new release can run before its migration (README "Deploy"): its writes
+ * then fail on the outbox INSERT, and the HTTP layer answers 503 (retry once the migration ran)
+ * instead of 500.
+ *
+ * @example
+ * schemaBehind(new Error("Failed query", { cause: { code: "42703", message: "column …" } }));
+ */
+export function schemaBehind(thrown: unknown): { code: string; message: string } | undefined {
+  let current: unknown = thrown;
+  for (let depth = 0; current !== undefined && current !== null && depth < 6; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && SCHEMA_BEHIND_STATES.has(code)) {
+      return { code, message: describeThrown(current) };
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

@@ -3,7 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import { PatternRouter } from "hono/router/pattern-router";
 import { LoadTimeoutError } from "../../cache";
 import { ConfigError } from "../../config/env";
-import { DatabaseUnavailableError, describeThrown } from "../../db/errors";
+import { DatabaseUnavailableError, describeThrown, schemaBehind } from "../../db/errors";
 import { RedisUnavailableError } from "../../redis/errors";
 import type { AppEnv } from "../context";
 import { errorResponse, findCause, HttpError, toError } from "../errors";
@@ -40,6 +40,9 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
  *   including behind drizzle's "Failed query" and the cache's LoaderBackoffError), or a load
  *   past the cache's loadTimeout (LoadTimeoutError: queries that each kept their deadline but
  *   not together) → 503 database_unavailable with Retry-After;
+ * - a statement naming a column or table the database lacks (SQLSTATE 42703 / 42P01: this
+ *   release runs before its migration) → 503 database_unavailable with Retry-After, logged as
+ *   "schema behind this release";
  * - Redis unreachable or timed out where nothing can stand in for it (RedisUnavailableError:
  *   sessions) → 503 redis_unavailable with Retry-After;
  * - anything else, Error or not → 500 internal_error.
@@ -90,6 +93,23 @@ function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
       503,
       "database_unavailable",
       "The database is unavailable or not answering; retry after the Retry-After delay.",
+    );
+  }
+  const behind = schemaBehind(thrown);
+  if (behind) {
+    // The release runs before its migration (or a migration was rolled back): nothing was
+    // written (the statement failed inside its transaction), and a retry succeeds once
+    // `npm run db:migrate` has run.
+    console.error(
+      `${c.req.method} ${loggedPath(c.req.url)}: the database schema is behind this release (SQLSTATE ${behind.code}: ${behind.message}); run the migrations (npm run db:migrate)`,
+    );
+    c.header("Retry-After", String(retryAfterSeconds(c)));
+    c.header("Cache-Control", "no-store");
+    return errorResponse(
+      c,
+      503,
+      "database_unavailable",
+      "The database schema is older than this release (a migration has not run yet); retry after the Retry-After delay.",
     );
   }
   const redisDown = findCause(thrown, RedisUnavailableError);
