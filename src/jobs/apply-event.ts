@@ -62,8 +62,17 @@ function nameProblems(change: ChangeWithCursor): string[] {
   return problems;
 }
 
-/** An event that passed `checkEvent`, or why it did not. */
-export type Checked<T> = { ok: true; event: T } | { ok: false; problems: string };
+/**
+ * An event that passed `checkEvent`, or why it did not. `newer`: the event is valid but for
+ * top-level fields this release does not know, i.e. a newer release wrote it (the schema is
+ * strict and has grown before: `outboxIds`, then `cursors`); `newer.event` is what this release
+ * can read of it (its `outboxIds`). Such an event is neither applied in part (the unknown field
+ * may be a kind of invalidation this release cannot do) nor parked: it waits for the release
+ * that wrote it (dead-letter.ts, drain.ts).
+ */
+export type Checked<T> =
+  | { ok: true; event: T }
+  | { ok: false; problems: string; newer?: { fields: string[]; event: T } };
 
 /**
  * Validates a queue message or an outbox row against `schema`, then its names (see
@@ -80,16 +89,31 @@ export function checkEvent<T extends ChangeWithCursor>(
 ): Checked<T> {
   const parsed = schema.safeParse(body);
   if (!parsed.success) {
-    return {
-      ok: false,
-      problems: parsed.error.issues
-        .map((i) => `${i.path.join(".") || root}: ${i.message}`)
-        .join("; "),
-    };
+    const problems = parsed.error.issues
+      .map((i) => `${i.path.join(".") || root}: ${i.message}`)
+      .join("; ");
+    const fields = unknownFieldsOnly(parsed.error.issues);
+    if (fields && typeof body === "object" && body !== null) {
+      const known: Record<string, unknown> = { ...body };
+      for (const field of fields) delete known[field];
+      const rest = checkEvent(schema, known, root);
+      if (rest.ok) return { ok: false, problems, newer: { fields, event: rest.event } };
+    }
+    return { ok: false, problems };
   }
   const bad = nameProblems(parsed.data);
   if (bad.length > 0) return { ok: false, problems: bad.join("; ") };
   return { ok: true, event: parsed.data };
+}
+
+/** The unknown top-level fields, when they are all the schema refused; else undefined. */
+function unknownFieldsOnly(issues: readonly z.core.$ZodIssue[]): string[] | undefined {
+  const fields: string[] = [];
+  for (const issue of issues) {
+    if (issue.code !== "unrecognized_keys" || issue.path.length > 0) return undefined;
+    fields.push(...issue.keys);
+  }
+  return fields.length > 0 ? fields : undefined;
 }
 
 export function mergeChanges(changes: readonly ChangeWithCursor[]): Merged {

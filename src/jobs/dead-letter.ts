@@ -18,6 +18,9 @@ import type { PurgeMessage } from "./purge";
  *   back to the drains at once (`releaseToDrains` clears the grace that left them to the queue);
  * - an event without (an admin purge queued while Postgres was down, a continuation split
  *   without its rows): inserted as a new pending row, cursors and all;
+ * - both hold for an event of a newer release (top-level fields this release does not know,
+ *   during a deploy): its rows are released, or it is inserted as it was sent, pending, for
+ *   that release's drains (drain.ts leaves it to them);
  * - anything else: inserted as a row parked at once, its reason in `last_error` and its body
  *   kept, counted in /admin/stats `outbox.stuck` for a person to read.
  * Nothing is acked before Postgres has it; when Postgres fails the batch is retried, and on its
@@ -49,12 +52,16 @@ export async function processDeadLetters(
   const rows: DeadLetterRow[] = [];
   for (const message of messages) {
     const checked = checkEvent(invalidationEventSchema, message.body, "body");
-    if (checked.ok && checked.event.outboxIds?.length) {
-      for (const id of checked.event.outboxIds) held.add(id);
-    } else if (checked.ok) {
+    // An event of a newer release (fields this one does not know) is kept as it was sent, for
+    // that release's drains: parked as "not an event" it could only be discarded, and with it
+    // an admin purge that had no outbox row (a deploy runs two releases side by side).
+    const event = checked.ok ? checked.event : checked.newer?.event;
+    if (event?.outboxIds?.length) {
+      for (const id of event.outboxIds) held.add(id);
+    } else if (event) {
       // As it was sent (the drain's schema is the event's): a row like a writer's.
-      rows.push({ messageId: message.id, event: storable(checked.event) });
-    } else {
+      rows.push({ messageId: message.id, event: storable(checked.ok ? event : message.body) });
+    } else if (!checked.ok) {
       rows.push({
         messageId: message.id,
         event: { deadLetter: message.id, body: storable(message.body) },

@@ -31,7 +31,8 @@ import { type SettleItem, settleEvents } from "./settle";
  * round is at least a SELECT, one apply and one UPDATE) and wall time. Rows it cannot apply:
  * - malformed rows get an attempt recorded; at MAX_OUTBOX_ATTEMPTS they are parked (drains
  *   stop selecting them) and until then the keyset walks past them, so they never block rows
- *   behind them;
+ *   behind them; rows of a newer release (fields this release does not know) are walked past
+ *   without a charge for NEWER_RELEASE_GRACE_S: that release applies them;
  * - when an apply fails, the error tells an outage from a bad row. Redis did not answer (a
  *   network failure, a timeout, an HTTP 5xx, a refused token): the rows go to the queue, keep
  *   their attempts (an outage of any length parks nothing), and the drain stops. Redis answered
@@ -71,6 +72,11 @@ export interface DrainReport {
   applied: number;
   /** Rows whose event is malformed (attempt recorded). */
   invalid: number;
+  /**
+   * Rows whose event a newer release wrote (fields this release does not know): left to that
+   * release, no attempt charged, for NEWER_RELEASE_GRACE_S.
+   */
+  newer: number;
   /** Rows that failed on their own (malformed or refused by Redis) and reached the parking limit. */
   parked: number;
   /** Rows handed to the queue because Redis failed (the consumer settles them). */
@@ -87,6 +93,15 @@ export interface DrainReport {
 }
 
 const outboxChangeSchema = invalidationEventSchema.partial({ origin: true, at: true });
+
+/**
+ * How long drains leave a row of a newer release (its event has fields this release does not
+ * know) to that release without charging it: a deploy runs two releases side by side for
+ * minutes to hours, and this release's cron ticks meanwhile used to charge such a row an
+ * attempt each, parking it after ten (50 min) for a person to retry. Past this (a release
+ * rolled back for good), it is charged like any malformed row and parked in the end.
+ */
+export const NEWER_RELEASE_GRACE_S = 24 * 3600;
 
 /**
  * Why a drain could not apply `event` as an outbox row's event (it would charge attempts until
@@ -120,6 +135,7 @@ export function emptyDrainReport(stoppedBy: DrainStop = "caught-up"): DrainRepor
     pending: 0,
     applied: 0,
     invalid: 0,
+    newer: 0,
     parked: 0,
     queued: 0,
     patternsContinued: 0,
@@ -307,10 +323,28 @@ export async function drainOutbox(
 
     const valid: PendingEvent[] = [];
     const invalid: { row: PendingEvent; problems: string }[] = [];
+    const newer: { row: PendingEvent; fields: string[] }[] = [];
+    const newerSince = Date.now() - NEWER_RELEASE_GRACE_S * 1000;
     for (const row of rows) {
       const checked = checkEvent(outboxChangeSchema, row.change, "event");
       if (checked.ok) valid.push(row);
-      else invalid.push({ row, problems: checked.problems });
+      else if (checked.newer && row.createdAt.getTime() > newerSince) {
+        newer.push({ row, fields: checked.newer.fields });
+      } else if (checked.newer) {
+        invalid.push({
+          row,
+          problems: `an event of a newer release (fields ${checked.newer.fields.join(", ")}) that no release applied for ${NEWER_RELEASE_GRACE_S / 3600} h (rolled back?): ${checked.problems}`,
+        });
+      } else invalid.push({ row, problems: checked.problems });
+    }
+    if (newer.length > 0) {
+      report.newer += newer.length;
+      console.warn(
+        `drain: ${newer.length} outbox rows of a newer release left to it (no attempt charged): ${newer
+          .slice(0, 5)
+          .map((n) => `#${n.row.id} (${n.fields.join(", ")})`)
+          .join(" | ")}`,
+      );
     }
     if (invalid.length > 0) {
       report.invalid += invalid.length;

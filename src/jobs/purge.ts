@@ -160,7 +160,13 @@ export async function processPurgeBatch(
       continue;
     }
     report.invalid++;
-    if (message.attempts >= lastAttempt) {
+    if (parsed.newer) {
+      // Not applied in part: its release (serving beside this one during a deploy) may get a
+      // delivery; after the last one the dead-letter consumer keeps it for that release.
+      console.warn(
+        `purge: message ${message.id} (attempt ${message.attempts} of ${lastAttempt}) is an event of a newer release (fields ${parsed.newer.fields.join(", ")}): retried for it`,
+      );
+    } else if (message.attempts >= lastAttempt) {
       report.poison++;
       logPoison(message, lastAttempt, parsed.problems);
     } else {

@@ -1,11 +1,15 @@
+import { inArray, sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
-import { users } from "../../db/schema";
+import { cacheOutbox, type JsonValue, users } from "../../db/schema";
+import { EdgeCache } from "../../src/cache";
 import { type CategoryDetail, categoryEntryOptions } from "../../src/domain/categories";
 import type { ProductDetail } from "../../src/domain/products";
 import { type UserJson, userEntry } from "../../src/domain/users";
+import { drainOutbox } from "../../src/jobs/warm";
 import { api, apiFor, postProduct } from "./api";
 import { insertCategory, withDb } from "./db";
-import { clearPrefix, workerCache } from "./stack";
+import { consumeBatch, testEnv, withServices } from "./helpers";
+import { clearPrefix, testRedis, workerCache } from "./stack";
 
 /**
  * What a deploy does to the app: for minutes to hours two releases serve side by side (a
@@ -156,5 +160,111 @@ describe("known: what a deploy that changes a cached shape does today", () => {
     );
     const read = await api<UserJson>("GET", `/users/${user.id}`, { prefix });
     expect(read.body).toEqual(user);
+  });
+});
+
+/**
+ * Queue messages and outbox rows cross releases: a message the previous release sent is
+ * consumed by the new one, a message or row the new release wrote by the previous one (its
+ * consumer, its dead-letter consumer and its cron run until it is gone). The event schema is
+ * strict, and it has grown before (`outboxIds`, then `cursors`): an event with a field a release
+ * does not know comes from a newer release. It must not be applied in part (the field may be
+ * a kind of invalidation the old code cannot do), nor parked or dropped: it waits for the
+ * release that wrote it. `prefix` stands for such a field here.
+ */
+describe("an event from a newer release (a field this release does not know)", () => {
+  const eventsPrefix = `${prefix}e`;
+  const engine = new EdgeCache({ redis: testRedis(), prefix: eventsPrefix });
+  type Json = { [key: string]: JsonValue };
+  const newer = (change: Json): Json => ({
+    origin: "newer release",
+    at: Date.now(),
+    prefix: eventsPrefix,
+    ...change,
+  });
+  const DLQ = "edgecache-purge-dlq";
+  const insertRow = (event: Json, ageSeconds = 60) =>
+    withDb(async (db) => {
+      const [row] = await db
+        .insert(cacheOutbox)
+        .values({
+          event,
+          prefix: eventsPrefix,
+          createdAt: sql`now() - make_interval(secs => ${ageSeconds})`,
+          queuedAt: sql`now()`,
+        })
+        .returning({ id: cacheOutbox.id });
+      if (!row) throw new Error("no row");
+      return row.id;
+    });
+  const rowsOf = (ids: number[]) =>
+    withDb((db) => db.select().from(cacheOutbox).where(inArray(cacheOutbox.id, ids)));
+  const rowsFor = (messageId: string) =>
+    withDb((db) =>
+      db
+        .select()
+        .from(cacheOutbox)
+        .where(
+          sql`${cacheOutbox.prefix} = ${eventsPrefix} and ${cacheOutbox.deadLetterId} = ${messageId}`,
+        ),
+    );
+  const drain = () =>
+    withServices(eventsPrefix, {}, (services) => drainOutbox(services, { olderThanMs: 0 }));
+
+  it("is retried by the purge consumer, not acked (it is not applied in part)", async () => {
+    await engine.set("ev:retried", "stale");
+    const result = await consumeBatch(
+      [{ id: `r${run}`, body: newer({ keys: ["ev:retried"] }) }],
+      testEnv(eventsPrefix),
+    );
+    expect(result.explicitAcks).toEqual([]);
+    expect(result.retryMessages.map((m) => m.msgId)).toEqual([`r${run}`]);
+  });
+
+  it("dead-lettered with its outbox rows: the dead-letter consumer gives the rows back to the drains", async () => {
+    const id = await insertRow(newer({ keys: ["ev:row"] }));
+    const result = await consumeBatch(
+      [{ id: `d${run}`, body: newer({ keys: ["ev:row"], outboxIds: [id] }) }],
+      testEnv(eventsPrefix),
+      DLQ,
+    );
+    expect(result.explicitAcks).toEqual([`d${run}`]);
+    const [row] = await rowsOf([id]);
+    expect(row?.queuedAt).toBeNull();
+    // Nothing parked in its place for a person to find.
+    expect(await rowsFor(`d${run}`)).toEqual([]);
+  });
+
+  it("dead-lettered without rows (an admin purge queued while Postgres was down): recorded as a pending row as it was sent, not parked", async () => {
+    const body = newer({ keys: ["ev:alone"] });
+    const result = await consumeBatch([{ id: `a${run}`, body }], testEnv(eventsPrefix), DLQ);
+    expect(result.explicitAcks).toEqual([`a${run}`]);
+    const [row] = await rowsFor(`a${run}`);
+    // Parked as "not an invalidation event", wrapped, it could only be discarded: lost.
+    expect(row?.attempts).toBe(0);
+    expect(row?.event).toEqual(body);
+  });
+
+  it("a row of it is left to the release that wrote it by this release's drains: no attempt charged, never parked for it", async () => {
+    await engine.set("ev:drained", "stale");
+    const id = await insertRow(newer({ keys: ["ev:drained"] }));
+    for (let tick = 0; tick < 12; tick++) {
+      const report = await drain();
+      expect(report.invalid, `tick ${tick}`).toBe(0);
+    }
+    const [row] = await rowsOf([id]);
+    expect(row?.attempts).toBe(0);
+    expect(row?.processedAt).toBeNull();
+    // Not applied in part either: the release that knows the field applies it.
+    expect((await engine.get("ev:drained"))?.value).toBe("stale");
+  });
+
+  it("a row of it a day old is charged like any malformed row (a rollback left it): parked for a person", async () => {
+    const id = await insertRow(newer({ keys: ["ev:old"] }), 2 * 86_400);
+    const report = await drain();
+    expect(report.invalid).toBeGreaterThanOrEqual(1);
+    const [row] = await rowsOf([id]);
+    expect(row?.attempts).toBe(1);
+    expect(row?.lastError).toMatch(/newer release/);
   });
 });
