@@ -5,10 +5,11 @@ import { EdgeCache } from "../../src/cache";
 import { type CategoryDetail, categoryEntryOptions } from "../../src/domain/categories";
 import type { ProductDetail } from "../../src/domain/products";
 import { type UserJson, userEntry } from "../../src/domain/users";
+import { processPurgeBatch } from "../../src/jobs/purge";
 import { drainOutbox } from "../../src/jobs/warm";
 import { api, apiFor, postProduct } from "./api";
 import { insertCategory, withDb } from "./db";
-import { consumeBatch, testEnv, withServices } from "./helpers";
+import { consumeBatch, purgeBatch, testEnv, withServices } from "./helpers";
 import { clearPrefix, testRedis, workerCache } from "./stack";
 
 /**
@@ -210,6 +211,25 @@ describe("an event from a newer release (a field this release does not know)", (
     );
   const drain = () =>
     withServices(eventsPrefix, {}, (services) => drainOutbox(services, { olderThanMs: 0 }));
+
+  it("(the other way) a continuation in the format before `cursors` (one `cursor`) is resumed by this release's consumer", async () => {
+    for (let i = 0; i < 20; i++) await engine.set(`evlegacy:${i}`, i);
+    const batch = purgeBatch([
+      {
+        id: `l${run}`,
+        body: { patterns: ["evlegacy:*"], cursor: "0", origin: "previous release", at: 1 },
+      },
+    ]);
+    // Steps enough to finish the purge in one batch however many keys the shared Redis holds.
+    const report = await withServices(eventsPrefix, {}, (services) =>
+      processPurgeBatch(services, "edgecache-purge", batch.messages, {
+        patterns: { steps: 1000, stepBudget: 1000 },
+        subrequests: 2000,
+      }),
+    );
+    expect([report.invalid, report.acked]).toEqual([0, 1]);
+    expect(await engine.get("evlegacy:7")).toBeNull();
+  });
 
   it("is retried by the purge consumer, not acked (it is not applied in part)", async () => {
     await engine.set("ev:retried", "stale");

@@ -184,6 +184,25 @@ describe.each(RELEASES)("engine skew with the release $what ($rev)", ({ rev, lac
 });
 
 /**
+ * The other side of adding a field: the release before it ignores it. `vk` (an entry filled
+ * under a version key) made today's scripts refuse such an entry to a read that declares no
+ * version key; the release before `vk` serves it to that read, after any number of version
+ * advances. The app declares its version keys on every read, so it is not exposed; a release
+ * that adds a field restricting who may be served cannot rely on the release before it (see
+ * README "Deploy": a format level in the entry).
+ */
+it("a restricting field is ignored by the release before it: the pre-vk engine serves a vk entry to a read without a version key after a version advance", async () => {
+  const prefix = fresh();
+  const filler = engineOf("today", prefix);
+  const previous = engineOf(RELEASES[0].rev, prefix);
+  const p = source({ id: 3, version: 1, categoryId: 3, name: "v1" });
+  await filler.getOrLoad("product:3", p.load, detail(3));
+  await filler.apply({ versions: { "product:3": 2 } });
+  expect(await filler.get("product:3")).toBeNull();
+  expect((await previous.get("product:3"))?.value).toMatchObject({ name: "v1" });
+});
+
+/**
  * Script SHAs: each release calls its own scripts by SHA-1, so two releases' scripts of one name
  * coexist in Redis' script cache. The cache is emptied by SCRIPT FLUSH, a restart and a failover
  * (redis.io NOSCRIPT; Upstash documents SCRIPT FLUSH as "EVALSHA calls fail with NOSCRIPT until
