@@ -203,6 +203,30 @@ it("a restricting field is ignored by the release before it: the pre-vk engine s
 });
 
 /**
+ * An entry no release of this project wrote (fields missing or in another encoding: what a
+ * future release changing an existing field would leave) fails closed: the read answers the
+ * loader's value as BYPASS, never the entry and never an error. It does not heal either: the
+ * scripts fail before they can replace it, so every read of that key goes to the source, with
+ * no lease, until the entry's own expiry.
+ */
+it("an entry the scripts cannot read is never served and never thrown: BYPASS until it expires", async () => {
+  const prefix = fresh();
+  const far = String(Date.now() + 3_600_000);
+  const broken: Record<string, Record<string, string>> = {
+    "no-fu": { v: '"cached"', ver: "", su: far, xu: far, tg: "" },
+    "tg-not-json": { v: '"cached"', ver: "", fu: far, su: far, xu: far, tg: "{tags" },
+  };
+  for (const [key, fields] of Object.entries(broken)) {
+    await h.redis.hset(`${prefix}:e:${key}`, fields);
+    const engine = engineOf("today", prefix);
+    for (let read = 0; read < 2; read++) {
+      const result = await engine.getOrLoad(key, async () => "from the source");
+      expect([key, result.status, result.value]).toEqual([key, "BYPASS", "from the source"]);
+    }
+  }
+});
+
+/**
  * Script SHAs: each release calls its own scripts by SHA-1, so two releases' scripts of one name
  * coexist in Redis' script cache. The cache is emptied by SCRIPT FLUSH, a restart and a failover
  * (redis.io NOSCRIPT; Upstash documents SCRIPT FLUSH as "EVALSHA calls fail with NOSCRIPT until
