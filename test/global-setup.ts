@@ -170,6 +170,7 @@ async function startStack(): Promise<RunningStack> {
     sessions: `sessions-${randomBytes(8).toString("hex")}`,
     preconditions: `preconditions-${randomBytes(8).toString("hex")}`,
     deadLetter: `dead-letter-${randomBytes(8).toString("hex")}`,
+    costs: `costs-${randomBytes(8).toString("hex")}`,
   };
   const gateway = await startGateway({
     port: 0,

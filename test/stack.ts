@@ -23,6 +23,7 @@ export interface TestStack {
     sessions: string;
     preconditions: string;
     deadLetter: string;
+    costs: string;
   };
   databaseUrl: string;
   /** The test database's name on a port where nothing listens (Postgres stopped). */
