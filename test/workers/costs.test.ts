@@ -1,13 +1,18 @@
 import { Client } from "@neondatabase/serverless";
 import { describe, expect, it } from "vitest";
 import { cacheOutbox } from "../../db/schema";
+import { EdgeCache } from "../../src/cache";
 import { telemetryFor } from "../../src/cache/telemetry";
 import type { Env } from "../../src/config/env";
+import { categoryWarmable } from "../../src/domain/categories";
+import { productWarmable } from "../../src/domain/products";
+import { userWarmable } from "../../src/domain/users";
+import type { Warmable } from "../../src/domain/warmable";
 import { resetRecoveryState } from "../../src/jobs/recovery";
 import { api } from "./api";
 import { withDb } from "./db";
 import { consumeBatch, FakeQueue, runScheduled, testEnv } from "./helpers";
-import { gatewayControl, stack } from "./stack";
+import { gatewayControl, stack, testRedis } from "./stack";
 
 /**
  * What one request, cron tick, queue batch or telemetry flush costs, counted where the bill is
@@ -107,6 +112,20 @@ function request(prefix: string, method: string, path: string, extra: { admin?: 
 async function markerChecked(prefix: string, path = "/products/299"): Promise<void> {
   resetRecoveryState(prefix);
   await request(prefix, "GET", path);
+}
+
+/** Reads with every read sampled (as the Worker's reads would over time), so the keys are hot. */
+async function makeHot<T>(prefix: string, warmable: Warmable<T>, ids: readonly number[]) {
+  const sampler = new EdgeCache({ redis: testRedis(), prefix, hotKeys: { sampleRate: 1 } });
+  const rows = await withDb((db) => warmable.loadMany(db, ids));
+  for (const id of ids) {
+    const row = rows.get(id);
+    if (row === undefined) throw new Error(`seeded row ${id} missing`);
+    for (let round = 0; round < 3; round++) {
+      await sampler.getOrLoad(warmable.key(id), async () => row, warmable.entry(row));
+    }
+  }
+  return sampler;
 }
 
 // ---------------------------------------------------------------- reads
@@ -256,6 +275,32 @@ describe("what the cron and the queue cost", () => {
     expect(tick.statements[0]).toMatch(/^select .* from "cache_outbox"/);
     expect(tick.statements[1]).toMatch(/^select count\(\*\)/);
     expect(tick.connections).toBe(1);
+    expect(queue.calls).toBe(0);
+  });
+
+  it("a tick that warms three entities loads them on one Postgres connection", async () => {
+    const prefix = newPrefix();
+    const queue = new FakeQueue();
+    const sampler = await makeHot(prefix, productWarmable, [21, 22]);
+    await makeHot(prefix, categoryWarmable, [2]);
+    await makeHot(prefix, userWarmable, [11]);
+    const keys = ["product:21", "product:22", "category:2", "user:11"];
+    await sampler.invalidate(...keys);
+    await runScheduled(bindings(prefix, queue)); // scripts loaded
+    await sampler.invalidate(...keys);
+
+    const tick = await cost(() => runScheduled(bindings(prefix, queue)));
+    const beat = await testRedis().get<{ warm: { reloaded: number; queries: number } }>(
+      `${prefix}:job:warm`,
+    );
+    expect(beat?.warm).toMatchObject({ reloaded: 4, queries: 3 });
+    // The drain's SELECT, the lag, then one query per entity: one after the other, on the one
+    // connection the drain opened (run together, each opened its own: 3 for 3 entities).
+    expect(tick.statements).toHaveLength(5);
+    expect(tick.connections).toBe(1);
+    // Hot keys, freshness, the four write-throughs in one pipelined request, the heartbeat.
+    expect(tick.requests).toBe(4);
+    expect(tick.commands).toBe(7);
     expect(queue.calls).toBe(0);
   });
 
