@@ -1,8 +1,8 @@
-import { asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import { categories } from "../../db/schema";
 import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
 import type { Db } from "../runtime/services";
-import { allows, type VersionCondition } from "./conditions";
+import { allowsNone, type VersionCondition, versionWhere } from "./conditions";
 import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import type { Tx } from "./outbox";
@@ -152,30 +152,35 @@ export function readCategories(
 
 // ---------------------------------------------------------------- writes (inside commitWrite)
 
+/**
+ * The change and its condition are one UPDATE (If-Match / If-None-Match in its WHERE, as
+ * products, users and inventory do): no locking SELECT before it, one round trip to Postgres
+ * less with the row lock held. The current version is read only when it refuses (412).
+ */
 export async function updateCategory(
   tx: Tx,
   id: number,
   patch: CategoryPatch,
   condition: VersionCondition | null,
 ): Promise<{ result: CategoryDetail; cache: CacheChange }> {
-  const [current] = await tx
-    .select({ version: categories.version })
-    .from(categories)
-    .where(eq(categories.id, id))
-    .for("update");
-  if (!current) throw new WriteRefused("not_found");
-  if (!allows(condition, current.version)) {
-    throw new WriteRefused("version_mismatch", current.version);
-  }
   const set: Partial<typeof categories.$inferInsert> = {};
   if (patch.name !== undefined) set.name = patch.name;
   if (patch.description !== undefined) set.description = patch.description;
-  const [row] = await tx
-    .update(categories)
-    .set({ ...set, version: sql`${categories.version} + 1` })
-    .where(eq(categories.id, id))
-    .returning(columns);
-  if (!row) throw new Error(`category ${id} vanished inside its own transaction`);
+  const [row] = allowsNone(condition)
+    ? []
+    : await tx
+        .update(categories)
+        .set({ ...set, version: sql`${categories.version} + 1` })
+        .where(and(eq(categories.id, id), versionWhere(categories.version, condition)))
+        .returning(columns);
+  if (!row) {
+    const [current] = await tx
+      .select({ version: categories.version })
+      .from(categories)
+      .where(eq(categories.id, id));
+    if (!current) throw new WriteRefused("not_found");
+    throw new WriteRefused("version_mismatch", current.version);
+  }
   const detail = toDetail(row);
   return { result: detail, cache: categoryWriteChange(id, detail.version) };
 }

@@ -2,7 +2,7 @@ import { and, asc, eq, gte, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { categories, products } from "../../db/schema";
 import type { CacheResult, EdgeCache, EntryOptions } from "../cache";
 import type { Db } from "../runtime/services";
-import { allows, type VersionCondition } from "./conditions";
+import { allowsNone, type VersionCondition, versionWhere } from "./conditions";
 import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import type { Tx } from "./outbox";
@@ -366,10 +366,6 @@ export class WriteRefused extends Error {
   }
 }
 
-function checkVersion(condition: VersionCondition | null, current: number): void {
-  if (!allows(condition, current)) throw new WriteRefused("version_mismatch", current);
-}
-
 async function assertCategory(tx: Tx, categoryId: number): Promise<void> {
   // FOR KEY SHARE: the category cannot be deleted under us before the FK check (belt and braces).
   const [row] = await tx
@@ -380,20 +376,21 @@ async function assertCategory(tx: Tx, categoryId: number): Promise<void> {
   if (!row) throw new WriteRefused("unknown_category");
 }
 
-/** Locks the live row; throws not_found / version_mismatch. */
-async function lockProduct(
-  tx: Tx,
-  id: number,
-  condition: VersionCondition | null,
-): Promise<{ version: number; categoryId: number }> {
+/** The live product `id` (not soft-deleted). */
+const liveProduct = (id: number) => and(eq(products.id, id), isNull(products.deletedAt));
+
+/**
+ * Why a conditional UPDATE of the live product `id` changed no row: not_found, or
+ * version_mismatch with the version it has now (read in the same transaction, on the failure
+ * path only). Always throws.
+ */
+async function refusal(tx: Tx, id: number): Promise<never> {
   const [row] = await tx
-    .select({ version: products.version, categoryId: products.categoryId })
+    .select({ version: products.version })
     .from(products)
-    .where(and(eq(products.id, id), isNull(products.deletedAt)))
-    .for("update");
+    .where(liveProduct(id));
   if (!row) throw new WriteRefused("not_found");
-  checkVersion(condition, row.version);
-  return row;
+  throw new WriteRefused("version_mismatch", row.version);
 }
 
 export async function insertProduct(
@@ -419,14 +416,20 @@ export async function insertProduct(
   return { result: detail, cache: productWriteChange(detail.id, detail.version) };
 }
 
+/**
+ * The change and its condition are one UPDATE (If-Match / If-None-Match in its WHERE, as users
+ * and inventory do): no other write can slip in between, and the write pays no locking SELECT
+ * before it (a round trip to Postgres, with the row lock held). A categoryId that names no
+ * category fails the UPDATE's foreign key (23503, answered as 422 like assertCategory's refusal);
+ * a product that is gone or at another version comes first (404, 412), as it did when the row
+ * was locked before the category was checked.
+ */
 export async function updateProduct(
   tx: Tx,
   id: number,
   patch: ProductPatch,
   condition: VersionCondition | null,
 ): Promise<{ result: ProductDetail; cache: CacheChange }> {
-  await lockProduct(tx, id, condition);
-  if (patch.categoryId !== undefined) await assertCategory(tx, patch.categoryId);
   const set: Partial<typeof products.$inferInsert> = {};
   if (patch.name !== undefined) set.name = patch.name;
   if (patch.description !== undefined) set.description = patch.description;
@@ -434,27 +437,33 @@ export async function updateProduct(
   if (patch.priceCents !== undefined) set.priceCents = patch.priceCents;
   if (patch.currency !== undefined) set.currency = patch.currency;
   if (patch.stock !== undefined) set.stock = patch.stock;
-  await tx
-    .update(products)
-    .set({ ...set, version: sql`${products.version} + 1` })
-    .where(eq(products.id, id));
+  const [row] = allowsNone(condition)
+    ? []
+    : await tx
+        .update(products)
+        .set({ ...set, version: sql`${products.version} + 1` })
+        .where(and(liveProduct(id), versionWhere(products.version, condition)))
+        .returning({ id: products.id });
+  if (!row) return refusal(tx, id);
   const detail = await loadProduct(tx, id);
   if (!detail) throw new Error(`product ${id} vanished inside its own transaction`);
   return { result: detail, cache: productWriteChange(id, detail.version) };
 }
 
+/** One conditional UPDATE, as updateProduct. */
 export async function softDeleteProduct(
   tx: Tx,
   id: number,
   condition: VersionCondition | null,
 ): Promise<{ result: { id: number; version: number }; cache: CacheChange }> {
-  await lockProduct(tx, id, condition);
-  const [row] = await tx
-    .update(products)
-    .set({ deletedAt: sql`now()`, version: sql`${products.version} + 1` })
-    .where(eq(products.id, id))
-    .returning({ id: products.id, version: products.version });
-  if (!row) throw new Error(`product ${id} vanished inside its own transaction`);
+  const [row] = allowsNone(condition)
+    ? []
+    : await tx
+        .update(products)
+        .set({ deletedAt: sql`now()`, version: sql`${products.version} + 1` })
+        .where(and(liveProduct(id), versionWhere(products.version, condition)))
+        .returning({ id: products.id, version: products.version });
+  if (!row) return refusal(tx, id);
   return { result: row, cache: productWriteChange(id, row.version) };
 }
 

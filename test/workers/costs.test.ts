@@ -10,7 +10,7 @@ import { userWarmable } from "../../src/domain/users";
 import type { Warmable } from "../../src/domain/warmable";
 import { resetRecoveryState } from "../../src/jobs/recovery";
 import { api } from "./api";
-import { withDb } from "./db";
+import { insertCategory, withDb } from "./db";
 import { consumeBatch, FakeQueue, runScheduled, testEnv } from "./helpers";
 import { gatewayControl, stack, testRedis } from "./stack";
 
@@ -253,6 +253,66 @@ describe("what a write costs", () => {
     expect(write).toMatchObject({ requests: 2, commands: 2, writing: 2, globalLock: 0 });
     expect(write.byCommand).toEqual({ EVALSHA: 2 });
     expect(write.connections).toBe(1);
+  });
+
+  it("a write's transaction is its conditional UPDATE, the row's read-back and the outbox insert", async () => {
+    const prefix = newPrefix();
+    const write = (method: string, path: string, body?: unknown) =>
+      cost(async () => {
+        const res = await api(method, path, {
+          prefix,
+          env: counted,
+          body,
+          headers: { "if-match": "*" },
+        });
+        expect(res.status, `${method} ${path}`).toBeLessThan(300);
+      });
+    const created = await api<{ id: number }>("POST", "/products", {
+      prefix,
+      body: { sku: `TK-${run}-w`, name: "costs", categoryId: 1, priceCents: 100 },
+    });
+    const product = `/products/${created.body.id}`;
+    const category = await insertCategory({ slug: `tk-${run}`, name: "Costs" });
+    // Each statement as its verb and first table: "update products", "commit".
+    const shape = (statements: string[]) =>
+      statements.map((q) => {
+        const verb = q.trim().split(/\s+/, 1)[0]?.toLowerCase();
+        const table = /(?:from|into|update)\s+"([a-z_]+)"/i.exec(q)?.[1];
+        return table ? `${verb} ${table}` : verb;
+      });
+
+    // BEGIN, the UPDATE (If-Match in its WHERE), the detail read back with its category, the
+    // outbox INSERT, COMMIT; after the response (waitUntil) the outbox row marked processed.
+    // A locking SELECT before the UPDATE was one round trip more, with the row lock held.
+    const patched = await write("PATCH", product, { priceCents: 101 });
+    expect(shape(patched.statements)).toEqual([
+      "begin",
+      "update products",
+      "select products",
+      "insert cache_outbox",
+      "commit",
+      "update cache_outbox",
+    ]);
+    // A new category: its existence is the UPDATE's foreign key, no SELECT of its own.
+    const moved = await write("PATCH", product, { categoryId: category });
+    expect(moved.statements).toHaveLength(6);
+    const renamed = await write("PATCH", `/categories/${category}`, { name: "Costs 2" });
+    expect(shape(renamed.statements)).toEqual([
+      "begin",
+      "update categories",
+      "insert cache_outbox",
+      "commit",
+      "update cache_outbox",
+    ]);
+    const deleted = await write("DELETE", product);
+    expect(shape(deleted.statements)).toEqual([
+      "begin",
+      "update products",
+      "insert cache_outbox",
+      "commit",
+      "update cache_outbox",
+    ]);
+    for (const cost of [patched, moved, renamed, deleted]) expect(cost.connections).toBe(1);
   });
 });
 

@@ -585,6 +585,26 @@ describe("bad input", () => {
     expect(orphan.body.error.details?.issues?.map((i) => i.path)).toEqual(["categoryId"]);
   });
 
+  it("PATCH to an unknown category: a missing product is 404 and a lost condition 412 first, else 422", async () => {
+    const p = await newProduct(catA);
+    const orphan = { categoryId: 2_000_000_000 };
+    const gone = await api("PATCH", "/products/2000000000", { body: orphan });
+    expect(gone.status).toBe(404);
+    const lost = await api("PATCH", `/products/${p.id}`, {
+      body: orphan,
+      headers: { "if-match": '"v7"' },
+    });
+    expect(lost.status).toBe(412);
+    expect(lost.headers.get("etag")).toMatch(/^"v1/);
+    const refused = await api<ErrorBody>("PATCH", `/products/${p.id}`, {
+      body: orphan,
+      headers: { "if-match": '"v1"' },
+    });
+    expect(refused.status).toBe(422);
+    expect(refused.body.error.details?.issues?.map((i) => i.path)).toEqual(["categoryId"]);
+    expect((await api<ProductDetail>("GET", `/products/${p.id}`)).body.version).toBe(1);
+  });
+
   it("PATCH: empty body, sku, unknown fields, wrong types, malformed JSON -> 400; unknown id -> 404", async () => {
     const p = await newProduct(catA);
     expectValidation(await api("PATCH", `/products/${p.id}`, { body: {} }), "(root)");
