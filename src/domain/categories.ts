@@ -7,6 +7,7 @@ import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import type { Tx } from "./outbox";
 import { categoryTag, NOT_FOUND_TTL_MS, WriteRefused } from "./products";
+import { idOfShapedKey, SHAPES, shaped } from "./shapes";
 import type { Warmable } from "./warmable";
 
 /**
@@ -38,10 +39,17 @@ export const CATEGORY_TTL_MS = 10 * 60_000;
 export const CATEGORY_STALE_TTL_MS = 60_000;
 
 export const CATEGORIES_TAG = "categories";
-export const CATEGORIES_ALL_KEY = "categories:all";
-export const categoryKey = (id: number) => `category:${id}`;
-/** Version key of a category (same name as its cache key and as its tag, different namespaces). */
-export const categoryVersionKey = categoryKey;
+/** Cache key of the list of every category, under its shape generation (shapes.ts). */
+export const categoriesAllKey = (generation: number = SHAPES.categoryList) =>
+  shaped("categories:all", generation);
+/** Cache key of a category detail, under its shape generation (src/domain/shapes.ts). */
+export const categoryKey = (id: number, generation: number = SHAPES.category) =>
+  shaped(`category:${id}`, generation);
+/**
+ * Version key of a category: its key without a generation (the same name as its tag, another
+ * namespace), shared by every release's entries (shapes.ts).
+ */
+export const categoryVersionKey = (id: number) => `category:${id}`;
 
 /** Entry options of a category detail, shared by the route and the warmer. */
 export function categoryEntryOptions(id: number): EntryOptions<CategoryDetail | null> {
@@ -64,12 +72,21 @@ export function categoryListEntryOptions(): EntryOptions<CategoryDetail[]> {
   };
 }
 
-/** What a category write makes the cache forget (see the header comment). */
-export function categoryWriteChange(id: number, version: number): CacheChange {
+/**
+ * What a category write makes the cache forget (see the header comment). The list of every
+ * category goes by its `categories` tag as well as its key: the key delete names this release's
+ * shape generation only, and the list another release caches under its own must go too
+ * (shapes.ts).
+ */
+export function categoryWriteChange(
+  id: number,
+  version: number,
+  generations: { category?: number; categoryList?: number } = {},
+): CacheChange {
   return {
-    keys: [categoryKey(id), CATEGORIES_ALL_KEY],
+    keys: [categoryKey(id, generations.category), categoriesAllKey(generations.categoryList)],
     versions: { [categoryVersionKey(id)]: version },
-    tags: [categoryTag(id)],
+    tags: [categoryTag(id), CATEGORIES_TAG],
   };
 }
 
@@ -144,7 +161,7 @@ export function readCategories(
   db: Db,
   consistency: ReadConsistency = "strict",
 ): Promise<CacheResult<CategoryDetail[]>> {
-  return cache.getOrLoad(CATEGORIES_ALL_KEY, () => loadCategories(db), {
+  return cache.getOrLoad(categoriesAllKey(), () => loadCategories(db), {
     ...categoryListEntryOptions(),
     consistency,
   });
@@ -189,13 +206,8 @@ export async function updateCategory(
 
 export const categoryWarmable: Warmable<CategoryDetail> = {
   entity: "category",
-  parse(key) {
-    const m = /^category:([1-9]\d{0,9})$/.exec(key);
-    if (!m?.[1]) return null;
-    const id = Number(m[1]);
-    return id <= 2_147_483_647 ? id : null;
-  },
+  parse: (key) => idOfShapedKey(key, "category:", SHAPES.category),
   loadMany: loadCategoriesById,
-  key: categoryKey,
+  key: (id) => categoryKey(id),
   entry: (value) => categoryEntryOptions(value.id),
 };

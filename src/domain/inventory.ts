@@ -3,6 +3,7 @@ import { products } from "../../db/schema";
 import type { Services } from "../runtime/services";
 import { allows, type VersionCondition, versionWhere } from "./conditions";
 import type { CacheChange } from "./events";
+import { productKey, productVersionKey } from "./products";
 import { commitWrite, type Delivery } from "./write";
 
 /**
@@ -15,9 +16,6 @@ import { commitWrite, type Delivery } from "./write";
  */
 
 export const MAX_RESERVATION = 1000;
-
-/** Must match the products domain's cache key and version key for a product detail. */
-const productKey = (id: number) => `product:${id}`;
 
 export type Reservation =
   | {
@@ -101,7 +99,10 @@ export async function reserveStock(
                   },
           );
         }
-        const cache: CacheChange = { keys: [key], versions: { [key]: row.version } };
+        const cache: CacheChange = {
+          keys: [key],
+          versions: { [productVersionKey(productId)]: row.version },
+        };
         return { result: row, cache };
       },
     });

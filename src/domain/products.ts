@@ -6,6 +6,7 @@ import { allowsNone, type VersionCondition, versionWhere } from "./conditions";
 import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import type { Tx } from "./outbox";
+import { idOfShapedKey, SHAPES, shaped } from "./shapes";
 import type { Warmable } from "./warmable";
 
 /**
@@ -118,11 +119,16 @@ export const NOT_FOUND_TTL_MS = 30_000;
 export const PRODUCTS_TAG = "products";
 /** Tag of everything that embeds or is filtered by a category (shared with categories.ts). */
 export const categoryTag = (id: number) => `category:${id}`;
-export const productKey = (id: number) => `product:${id}`;
-/** Version key of a product (same name as its cache key). */
-export const productVersionKey = productKey;
-export const productListKey = (q: ProductPageQuery) =>
-  `products:list:${q.category ?? "all"}:${q.cursor ?? 0}:${q.size}`;
+/** Cache key of a product detail, under its shape generation (src/domain/shapes.ts). */
+export const productKey = (id: number, generation: number = SHAPES.product) =>
+  shaped(`product:${id}`, generation);
+/**
+ * Version key of a product: the detail's key without a generation, shared by every release's
+ * entries, so a write of either invalidates both (shapes.ts).
+ */
+export const productVersionKey = (id: number) => `product:${id}`;
+export const productListKey = (q: ProductPageQuery, generation: number = SHAPES.productList) =>
+  shaped(`products:list:${q.category ?? "all"}:${q.cursor ?? 0}:${q.size}`, generation);
 
 /** The cached page size that serves `limit` (1..LIST_MAX_LIMIT). */
 export function pageSizeFor(limit: number): number {
@@ -176,9 +182,13 @@ export function productListEntryOptions(q: ProductPageQuery): EntryOptions<Loade
  * would also throw away the detail of every other product of the category, whose embedded
  * category did not change.
  */
-export function productWriteChange(id: number, version: number): CacheChange {
+export function productWriteChange(
+  id: number,
+  version: number,
+  generation: number = SHAPES.product,
+): CacheChange {
   return {
-    keys: [productKey(id)],
+    keys: [productKey(id, generation)],
     versions: { [productVersionKey(id)]: version },
     tags: [PRODUCTS_TAG],
   };
@@ -472,13 +482,8 @@ export async function softDeleteProduct(
 /** The cron warmer's view of product details: same key, same entry options as GET /products/:id. */
 export const productWarmable: Warmable<ProductDetail> = {
   entity: "product",
-  parse(key) {
-    const m = /^product:([1-9]\d{0,9})$/.exec(key);
-    if (!m?.[1]) return null;
-    const id = Number(m[1]);
-    return id <= 2_147_483_647 ? id : null;
-  },
+  parse: (key) => idOfShapedKey(key, "product:", SHAPES.product),
   loadMany: loadProducts,
-  key: productKey,
+  key: (id) => productKey(id),
   entry: (value) => productEntryOptions(value.id) as EntryOptions<ProductDetail>,
 };

@@ -6,6 +6,7 @@ import { allowsNone, type VersionCondition, versionWhere } from "./conditions";
 import type { ReadConsistency } from "./consistency";
 import type { CacheChange } from "./events";
 import { NOT_FOUND_TTL_MS } from "./products";
+import { idOfShapedKey, SHAPES, shaped } from "./shapes";
 import type { Warmable } from "./warmable";
 import { commitWrite, type Delivery } from "./write";
 
@@ -41,7 +42,11 @@ export interface UserPatch {
 const USER_TTL_MS = 10 * 60_000;
 const USER_STALE_MS = 60_000;
 
-export const userKey = (id: number) => `user:${id}`;
+/** Cache key of a user, under its shape generation (src/domain/shapes.ts). */
+export const userKey = (id: number, generation: number = SHAPES.user) =>
+  shaped(`user:${id}`, generation);
+/** Version key of a user: its key without a generation, shared by every release (shapes.ts). */
+export const userVersionKey = (id: number) => `user:${id}`;
 
 /** Entry options shared by the read path, the write-through and the warmer. */
 export function userEntry(id: number): EntryOptions<UserJson> {
@@ -50,7 +55,7 @@ export function userEntry(id: number): EntryOptions<UserJson> {
     staleTtl: USER_STALE_MS,
     // Kept past the grace window (1 h) and served only while Postgres fails, like products.
     failSafe: true,
-    versionKey: userKey(id),
+    versionKey: userVersionKey(id),
     versionOf: (user) => user.version,
   };
 }
@@ -163,7 +168,10 @@ export async function updateUser(
         }
         const user = toUserJson(row);
         // The queue / cron fallback cannot write through; it deletes and advances the version.
-        const cache: CacheChange = { keys: [key], versions: { [key]: user.version } };
+        const cache: CacheChange = {
+          keys: [key],
+          versions: { [userVersionKey(id)]: user.version },
+        };
         return { result: user, cache };
       },
       apply: (cache, user) => cache.writeThrough(key, user, user.version, userEntry(id)),
@@ -175,17 +183,10 @@ export async function updateUser(
   }
 }
 
-const USER_KEY = /^user:([1-9]\d{0,9})$/;
-const MAX_ID = 2_147_483_647;
-
 /** Lets the cron warmer reload hot users in one query, with the read path's entry options. */
 export const userWarmable: Warmable<UserJson> = {
   entity: "user",
-  parse(key) {
-    const match = USER_KEY.exec(key);
-    const id = match ? Number(match[1]) : Number.NaN;
-    return id <= MAX_ID ? id : null;
-  },
+  parse: (key) => idOfShapedKey(key, "user:", SHAPES.user),
   async loadMany(db, ids) {
     if (ids.length === 0) return new Map();
     const rows = await db
@@ -194,6 +195,6 @@ export const userWarmable: Warmable<UserJson> = {
       .where(inArray(users.id, [...ids]));
     return new Map(rows.map((row) => [row.id, toUserJson(row)]));
   },
-  key: userKey,
+  key: (id) => userKey(id),
   entry: (user) => userEntry(user.id),
 };

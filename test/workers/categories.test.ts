@@ -148,7 +148,8 @@ describe("PATCH /categories/:id", () => {
       origin: "PATCH /categories/:id",
       keys: [`category:${cat}`, "categories:all"],
       versions: { [`category:${cat}`]: 2 },
-      tags: [`category:${cat}`],
+      // `categories` too: the list of every category, under any release's shape generation.
+      tags: [`category:${cat}`, "categories"],
     });
     expect(row?.processedAt).toBeInstanceOf(Date);
   });

@@ -1,10 +1,22 @@
-import { inArray, sql } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
-import { cacheOutbox, type JsonValue, users } from "../../db/schema";
+import { cacheOutbox, categories, type JsonValue, products, users } from "../../db/schema";
 import { EdgeCache } from "../../src/cache";
-import { type CategoryDetail, categoryEntryOptions } from "../../src/domain/categories";
-import type { ProductDetail } from "../../src/domain/products";
-import { type UserJson, userEntry } from "../../src/domain/users";
+import {
+  type CategoryDetail,
+  categoryEntryOptions,
+  categoryWriteChange,
+} from "../../src/domain/categories";
+import {
+  type ProductDetail,
+  productEntryOptions,
+  productKey,
+  productWarmable,
+  productWriteChange,
+} from "../../src/domain/products";
+import { keysOfEveryShape, SHAPES } from "../../src/domain/shapes";
+import { type UserJson, userEntry, userKey } from "../../src/domain/users";
+import { applyChange, mergeChanges } from "../../src/jobs/apply-event";
 import { processPurgeBatch } from "../../src/jobs/purge";
 import { drainOutbox } from "../../src/jobs/warm";
 import { api, apiFor, postProduct } from "./api";
@@ -120,16 +132,147 @@ describe("HTTP validators across a change of the cached shape", () => {
 });
 
 /**
- * Known, not fixed here (a design decision: see the deploy notes in README "Deploy"). Each
- * `it.fails` passes while the problem is there; it starts failing once it is solved.
+ * Shape generations (src/domain/shapes.ts): the release that changes a cached value's shape
+ * bumps the entity's generation, and its entries live under keys of that generation
+ * (`user:42@2`) while the version keys and tags stay shared. Here the other release is
+ * modelled as the same domain code one generation up: its keys, its entry options, its write's
+ * cache change (what its write applies, or its queue consumer or drain does after it).
  */
-describe("known: what a deploy that changes a cached shape does today", () => {
-  const oldPrefix = `${prefix}o`;
-  const newPrefix = `${prefix}n`;
-  const oldRelease = apiFor(oldPrefix);
-  const newRelease = apiFor(newPrefix);
+describe("shape generations: two releases whose cached shapes differ", () => {
+  const other = (generation: number) => generation + 1;
 
-  it.fails("with a new CACHE_PREFIX (to cold-start the new shape), a write through the previous release reaches the new release's entries", async () => {
+  it("this release never serves an entry the other release cached in its own shape", async () => {
+    const user = await newUser();
+    const { tier: _dropped, ...previous } = user;
+    // The other release's fill, write-through or warmer, at the same version.
+    await cache.writeThrough(
+      userKey(user.id, other(SHAPES.user)),
+      asPrevious<UserJson>(previous),
+      user.version,
+      userEntry(user.id),
+    );
+    const read = await api<UserJson>("GET", `/users/${user.id}`, { prefix });
+    expect(read.body).toEqual(user);
+  });
+
+  it("a write of this release invalidates the other release's entries (the version key is shared)", async () => {
+    const category = await insertCategory({ slug: `sg-${run}-${++seq}`, name: "Generations" });
+    const product = await postProduct(apiFor(prefix), {
+      sku: `SG-${run}-${++seq}`,
+      name: "Before",
+      categoryId: category,
+      priceCents: 100,
+    });
+    const theirKey = productKey(product.id, other(SHAPES.product));
+    const theirs = () =>
+      cache.getOrLoad<ProductDetail | null>(
+        theirKey,
+        async () => (await api<ProductDetail>("GET", `/products/${product.id}`, { prefix })).body,
+        productEntryOptions(product.id),
+      );
+    // This release reads it first: the category's tag counter exists before their load starts
+    // (a counter that appears during a load refuses its fill).
+    await api("GET", `/products/${product.id}`, { prefix });
+    expect((await theirs()).value?.name).toBe("Before");
+    expect((await theirs()).status).toBe("HIT");
+    const write = await api<ProductDetail>("PATCH", `/products/${product.id}`, {
+      prefix,
+      body: { name: "After" },
+    });
+    expect(write.status).toBe(200);
+    // Its key delete named this release's generation only; the version advance covers theirs.
+    const after = await theirs();
+    expect(after.status).not.toBe("HIT");
+    expect(after.value?.name).toBe("After");
+  });
+
+  it("a write of the other release invalidates this release's detail and lists (version key and tags)", async () => {
+    const category = await insertCategory({ slug: `sg-${run}-${++seq}`, name: "Generations" });
+    const product = await postProduct(apiFor(prefix), {
+      sku: `SG-${run}-${++seq}`,
+      name: "Before",
+      categoryId: category,
+      priceCents: 100,
+    });
+    const detail = `/products/${product.id}`;
+    const list = `/products?category=${category}`;
+    await api("GET", detail, { prefix });
+    await api("GET", list, { prefix });
+    expect((await api("GET", detail, { prefix })).headers.get("x-cache")).toBe("HIT");
+    expect((await api("GET", list, { prefix })).headers.get("x-cache")).toBe("HIT");
+    // The other release's write: its row change, then its cache change under its generation.
+    const [row] = await withDb((db) =>
+      db
+        .update(products)
+        .set({ name: "After", version: sql`${products.version} + 1` })
+        .where(eq(products.id, product.id))
+        .returning({ version: products.version }),
+    );
+    if (!row) throw new Error("the product vanished");
+    const change = productWriteChange(product.id, row.version, other(SHAPES.product));
+    await applyChange(cache, mergeChanges([change]).change);
+    expect((await api<ProductDetail>("GET", detail, { prefix })).body.name).toBe("After");
+    const page = await api<{ items: ProductDetail[] }>("GET", list, { prefix });
+    expect(page.body.items.map((p) => p.name)).toEqual(["After"]);
+  });
+
+  it("a category write of the other release invalidates this release's list of every category (its tag, not only its key)", async () => {
+    const id = await insertCategory({ slug: `sg-${run}-${++seq}`, name: "Before" });
+    const names = async () =>
+      (await api<CategoryDetail[]>("GET", "/categories", { prefix })).body
+        .filter((c) => c.id === id)
+        .map((c) => c.name);
+    expect(await names()).toEqual(["Before"]);
+    expect((await api("GET", "/categories", { prefix })).headers.get("x-cache")).toBe("HIT");
+    const [row] = await withDb((db) =>
+      db
+        .update(categories)
+        .set({ name: "After", version: sql`${categories.version} + 1` })
+        .where(eq(categories.id, id))
+        .returning({ version: categories.version }),
+    );
+    if (!row) throw new Error("the category vanished");
+    // Its key delete is `categories:all@2`: before the `categories` tag, this list stayed.
+    const change = categoryWriteChange(id, row.version, {
+      category: other(SHAPES.category),
+      categoryList: other(SHAPES.categoryList),
+    });
+    await applyChange(cache, mergeChanges([change]).change);
+    expect(await names()).toEqual(["After"]);
+  });
+
+  it("the warmer warms only this release's generation: a hot key of the other one is not ours", () => {
+    expect(productWarmable.parse(productKey(42))).toBe(42);
+    expect(productWarmable.parse(productKey(42, other(SHAPES.product)))).toBeNull();
+  });
+
+  it("an admin purge by key takes the key under every generation up to this release's", async () => {
+    const user = await newUser();
+    const key = `purge-shapes:${run}:${++seq}`;
+    const every = keysOfEveryShape([key]);
+    expect(every[0]).toBe(key);
+    for (const k of every) await cache.set(k, { id: user.id }, { ttl: 60_000 });
+    const purged = await api("POST", "/admin/invalidate", {
+      prefix,
+      admin: true,
+      body: { keys: [key] },
+    });
+    expect(purged.status).toBe(200);
+    for (const k of every) expect(await cache.get(k)).toBeNull();
+  });
+});
+
+/**
+ * Why the README says to bump a shape generation, never to change CACHE_PREFIX for a new
+ * shape: a release under another prefix applies its writes to its own prefix only (queue
+ * messages carry no prefix), so the other release's entries outlive an acknowledged write
+ * until their TTL. Pinned as it is.
+ */
+describe("a new CACHE_PREFIX for a new shape (what not to do)", () => {
+  const oldRelease = apiFor(`${prefix}o`);
+  const newRelease = apiFor(`${prefix}n`);
+
+  it("a write through the previous release does not reach the new release's entries", async () => {
     const category = await insertCategory({ slug: `ds-${run}-${++seq}`, name: "Prefixes" });
     const product = await postProduct(newRelease, {
       sku: `DS-${run}-${++seq}`,
@@ -139,28 +282,12 @@ describe("known: what a deploy that changes a cached shape does today", () => {
     });
     await newRelease("GET", `/products/${product.id}`);
     expect((await newRelease("GET", `/products/${product.id}`)).headers.get("x-cache")).toBe("HIT");
-    // A client's write lands on the previous release: acknowledged, applied to ITS prefix.
     const write = await oldRelease<ProductDetail>("PATCH", `/products/${product.id}`, {
       body: { name: "After" },
     });
     expect(write.status).toBe(200);
-    // Any read that starts after the acknowledgment must see it, whichever release serves it.
     const read = await newRelease<ProductDetail>("GET", `/products/${product.id}`);
-    expect(read.body.name).toBe("After");
-  });
-
-  it.fails("with the same prefix, the new release never serves the shape the previous release cached", async () => {
-    const user = await newUser();
-    const { tier: _dropped, ...previous } = user;
-    // The previous release's fill, write-through or warmer (equal versions rewrite).
-    await cache.writeThrough(
-      `user:${user.id}`,
-      asPrevious<UserJson>(previous),
-      user.version,
-      userEntry(user.id),
-    );
-    const read = await api<UserJson>("GET", `/users/${user.id}`, { prefix });
-    expect(read.body).toEqual(user);
+    expect(read.body.name).toBe("Before"); // older than the acknowledged write: the hazard
   });
 });
 

@@ -3,6 +3,7 @@ import { InvalidKeyError } from "../../cache";
 import { type InvalidationEvent, isScanCursor } from "../../domain/events";
 import { insertOutbox, outboxLag, releaseToDrains } from "../../domain/outbox";
 import { queueCall } from "../../domain/queue";
+import { keysOfEveryShape } from "../../domain/shapes";
 import { warmables } from "../../domain/warmables";
 import {
   applyChange,
@@ -52,9 +53,14 @@ const glob = z
   .regex(GLOB, "must be 1-512 characters without whitespace")
   .openapi({ pattern: GLOB.source });
 
+/** An event holds at most 1,000 keys, and each key goes under every shape generation. */
+const ADMIN_KEYS_MAX = Math.floor(1000 / keysOfEveryShape(["k"]).length);
+
 const invalidateBody = z
   .strictObject({
-    keys: z.array(cacheName).max(1000).optional(),
+    keys: z.array(cacheName).max(ADMIN_KEYS_MAX).optional().openapi({
+      description: `Logical keys, each purged under every shape generation (src/domain/shapes.ts): at most 1,000 keys in all`,
+    }),
     tags: z.array(cacheName).max(1000).optional(),
     patterns: z.array(glob).max(100).optional().openapi({
       description:
@@ -266,7 +272,10 @@ adminRoutes.openapi(
     },
   }),
   async (c) => {
-    const body = c.req.valid("json");
+    const valid = c.req.valid("json");
+    // A key names no shape generation: the purge takes the key under each one, the other
+    // release's included during a deploy (src/domain/shapes.ts).
+    const body = valid.keys ? { ...valid, keys: keysOfEveryShape(valid.keys) } : valid;
     const { cache, queue, config, db } = c.var.services;
     if (body.async) {
       const event: InvalidationEvent = {
