@@ -51,6 +51,7 @@ export default defineConfig({
                   LOADER_BACKOFF_MS: "",
                   DB_BREAKER_MS: "",
                   QUEUE_TIMEOUT_MS: "",
+                  OUTBOX_RETENTION_HOURS: "",
                 },
               },
             };

@@ -165,6 +165,11 @@ export const cacheOutbox = pgTable(
     uniqueIndex("cache_outbox_dead_letter_idx")
       .on(t.prefix, t.deadLetterId)
       .where(sql`${t.deadLetterId} IS NOT NULL`),
+    // The cron's retention (src/domain/outbox.ts, pruneAndLag) deletes its prefix's applied
+    // rows oldest-applied first: without this index that was a scan of the whole table.
+    index("cache_outbox_processed_prefix_idx")
+      .on(t.prefix, t.processedAt)
+      .where(sql`${t.processedAt} IS NOT NULL`),
   ],
 );
 

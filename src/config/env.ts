@@ -26,6 +26,7 @@ export interface Env {
   LOADER_BACKOFF_MS?: string;
   DB_BREAKER_MS?: string;
   QUEUE_TIMEOUT_MS?: string;
+  OUTBOX_RETENTION_HOURS?: string;
   PURGE_DEAD_LETTER_QUEUE?: string;
   PURGE_QUEUE?: Queue<unknown>;
 }
@@ -56,6 +57,24 @@ const millis = (fallback: number, min: number, max: number) =>
         ctx.addIssue({
           code: "custom",
           message: `must be an integer number of milliseconds from ${min} to ${max} (default ${fallback})`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+/** A whole number of hours given as a var (strings) or a number, within [0, max]. */
+const hours = (fallback: number, max: number) =>
+  z
+    .union([z.string(), z.number()])
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === "") return fallback;
+      const n = typeof v === "number" ? v : /^\d{1,5}$/.test(v.trim()) ? Number(v) : Number.NaN;
+      if (!Number.isInteger(n) || n < 0 || n > max) {
+        ctx.addIssue({
+          code: "custom",
+          message: `must be a whole number of hours from 0 to ${max} (default ${fallback}; 0 keeps every row)`,
         });
         return z.NEVER;
       }
@@ -123,6 +142,9 @@ const schema = z.object({
   // drain's hand-over, the consumer's continuations): a producer that never answers would
   // otherwise hold the response, a cron tick or a consumer batch (src/domain/queue.ts).
   QUEUE_TIMEOUT_MS: millis(2000, 50, 60_000),
+  // How long the cron keeps an applied outbox row before deleting it (src/domain/outbox.ts,
+  // pruneAndLag): the table otherwise grows with every write. 0 keeps every row.
+  OUTBOX_RETENTION_HOURS: hours(168, 87_600),
   // The purge queue's dead-letter queue (wrangler.toml): batches from it go back to the outbox
   // (src/jobs/dead-letter.ts) instead of being applied.
   PURGE_DEAD_LETTER_QUEUE: z

@@ -303,6 +303,58 @@ export async function outboxLag(
   };
 }
 
+/** How many applied rows one cron tick deletes at most (pruneAndLag). */
+export const PRUNE_BATCH = 10_000;
+
+/**
+ * The cron's retention and its lag reading in ONE statement (no round trip added to a tick):
+ * deletes up to PRUNE_BATCH of `prefix`'s applied rows that were applied more than
+ * `retentionHours` ago, oldest first, and reads the lag as `outboxLag` does. Pending and parked
+ * rows are never deleted, nor another prefix's rows. Without it the table grew by one row per
+ * write for ever. `retentionHours` 0 keeps every row (the lag alone).
+ *
+ * @example
+ * const { pending, pruned } = await pruneAndLag(db, "ec", 168);
+ */
+export async function pruneAndLag(
+  db: Db,
+  prefix: string,
+  retentionHours: number,
+): Promise<{ pending: number; stuck: number; oldestAgeMs: number | null; pruned: number }> {
+  if (retentionHours <= 0) return { ...(await outboxLag(db, prefix)), pruned: 0 };
+  // The DELETE runs in a data-modifying CTE: the SELECT sees the table as the statement began,
+  // which is what it counts anyway (pending rows; the CTE deletes only applied ones). The inner
+  // SELECT walks cache_outbox_processed_prefix_idx.
+  const result = await db.execute<{
+    pending: number;
+    stuck: number;
+    oldest_age_ms: string | number | null;
+    pruned: number;
+  }>(sql`
+    with pruned as (
+      delete from ${cacheOutbox}
+      where ${cacheOutbox.id} in (
+        select ${cacheOutbox.id} from ${cacheOutbox}
+        where ${cacheOutbox.prefix} = ${prefix} and ${cacheOutbox.processedAt} is not null
+          and ${cacheOutbox.processedAt} < now() - make_interval(hours => ${retentionHours}::int)
+        order by ${cacheOutbox.processedAt}
+        limit ${PRUNE_BATCH})
+      returning 1)
+    select count(*)::int as pending,
+      (count(*) filter (where ${cacheOutbox.attempts} >= ${MAX_OUTBOX_ATTEMPTS}))::int as stuck,
+      (extract(epoch from now() - min(${cacheOutbox.createdAt})) * 1000)::bigint as oldest_age_ms,
+      (select count(*)::int from pruned) as pruned
+    from ${cacheOutbox}
+    where ${cacheOutbox.prefix} = ${prefix} and ${cacheOutbox.processedAt} is null`);
+  const row = result.rows[0];
+  return {
+    pending: Number(row?.pending ?? 0),
+    stuck: Number(row?.stuck ?? 0),
+    oldestAgeMs: row?.oldest_age_ms == null ? null : Number(row.oldest_age_ms),
+    pruned: Number(row?.pruned ?? 0),
+  };
+}
+
 /** An outbox row as an operator sees it (GET /admin/outbox/{id}; the list previews `event`). */
 export interface OutboxRowView {
   id: number;

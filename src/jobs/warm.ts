@@ -1,4 +1,4 @@
-import { outboxLag } from "../domain/outbox";
+import { pruneAndLag } from "../domain/outbox";
 import type { Warmable } from "../domain/warmable";
 import type { Services } from "../runtime/services";
 import { describeError } from "./apply-event";
@@ -251,15 +251,16 @@ export interface ScheduledReport {
   cron: string;
   scheduledTime: number;
   drain: DrainReport | { error: string };
-  lag: { pending: number; stuck: number; oldestAgeMs: number | null } | null;
+  /** The outbox lag, and how many applied rows past OUTBOX_RETENTION_HOURS the tick deleted. */
+  lag: { pending: number; stuck: number; oldestAgeMs: number | null; pruned: number } | null;
   warm: WarmReport | { error: string };
   subrequests: number;
 }
 
 /**
  * One cron tick. The drain runs first (correctness before speed), then the outbox lag is read
- * for the heartbeat, then the warmer gets what is left of the budget. A failing stage is
- * reported and does not stop the next one.
+ * for the heartbeat (with the retention of applied rows, in the same statement), then the warmer
+ * gets what is left of the budget. A failing stage is reported and does not stop the next one.
  */
 export async function runScheduled(
   services: Services,
@@ -292,7 +293,8 @@ export async function runScheduled(
 
   let lag: ScheduledReport["lag"] = null;
   try {
-    lag = await outboxLag(services.db, services.config.CACHE_PREFIX);
+    const { CACHE_PREFIX, OUTBOX_RETENTION_HOURS } = services.config;
+    lag = await pruneAndLag(services.db, CACHE_PREFIX, OUTBOX_RETENTION_HOURS);
   } catch (error) {
     console.warn(`outbox lag unavailable: ${describeError(error)}`);
   }
@@ -324,7 +326,7 @@ export async function runScheduled(
       ("pending" in drain
         ? `drain ${drain.pending} pending, ${drain.applied} applied, ${drain.queued} queued, ${drain.parked} parked in ${drain.rounds} rounds (${drain.stoppedBy})`
         : `drain failed (${drain.error})`) +
-      `; outbox lag ${lag ? `${lag.pending} rows (${lag.stuck} parked), oldest ${lag.oldestAgeMs ?? 0} ms` : "unknown"}` +
+      `; outbox lag ${lag ? `${lag.pending} rows (${lag.stuck} parked), oldest ${lag.oldestAgeMs ?? 0} ms, ${lag.pruned} applied rows deleted` : "unknown"}` +
       `; ${budget.used}/${budget.limit} subrequests; hot-key windows expire on their own`,
   );
   return report;

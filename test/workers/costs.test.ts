@@ -330,10 +330,12 @@ describe("what the cron and the queue cost", () => {
     // The hot-key read (read-only script: nothing hot, so no freshness read) and the heartbeat.
     expect(tick.byCommand).toEqual({ EVALSHA: 1, SET: 1 });
     expect(tick).toMatchObject({ requests: 2, readOnly: 1, writing: 1, globalLock: 0 });
-    // The drain's SELECT of pending rows (none) and the outbox lag for the heartbeat.
+    // The drain's SELECT of pending rows (none), and the outbox lag for the heartbeat with the
+    // retention of applied rows in the same statement (OUTBOX_RETENTION_HOURS).
     expect(tick.statements).toHaveLength(2);
     expect(tick.statements[0]).toMatch(/^select .* from "cache_outbox"/);
-    expect(tick.statements[1]).toMatch(/^select count\(\*\)/);
+    expect(tick.statements[1]).toMatch(/^\s*with pruned as \(\s*delete from "cache_outbox"/);
+    expect(tick.statements[1]).toMatch(/select count\(\*\)::int as pending/);
     expect(tick.connections).toBe(1);
     expect(queue.calls).toBe(0);
   });

@@ -3,11 +3,13 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import { afterEach, describe, expect, it } from "vitest";
 import { cacheOutbox, type JsonValue, products } from "../../db/schema";
 import { EdgeCache } from "../../src/cache";
+import type { Env } from "../../src/config/env";
 import type { InvalidationEvent } from "../../src/domain/events";
 import { MAX_OUTBOX_ATTEMPTS, outboxLag, QUEUED_GRACE_S } from "../../src/domain/outbox";
+import { warmables } from "../../src/domain/warmables";
 import { processPurgeBatch } from "../../src/jobs/purge";
 import { markerKey, recoveryDrain, resetRecoveryState } from "../../src/jobs/recovery";
-import { Budget, drainOutbox } from "../../src/jobs/warm";
+import { Budget, drainOutbox, runScheduled } from "../../src/jobs/warm";
 import { createServices } from "../../src/runtime/services";
 import { apiFor } from "./api";
 import { insertCategory, withDb } from "./db";
@@ -637,5 +639,64 @@ describe("after a Redis outage", () => {
     await api("GET", "/categories");
     expect(await cache.get("marker:1")).toBeNull();
     expect(await redis.get(markerKey(prefix))).toBeNull();
+  });
+});
+
+describe("outbox retention (OUTBOX_RETENTION_HOURS)", () => {
+  const tick = (prefix: string, env: Partial<Env> = {}) =>
+    withServices(prefix, env, (s) =>
+      runScheduled(s, { cron: "*/5 * * * *", scheduledTime: Date.now() }, warmables),
+    );
+  const age = (ids: number[], set: Record<string, unknown>) =>
+    withDb((db) => db.update(cacheOutbox).set(set).where(inArray(cacheOutbox.id, ids)));
+
+  /** Rows of every kind a tick must tell apart, `hours` of retention past the old ones. */
+  async function rowsOfEveryKind() {
+    const prefix = newPrefix();
+    const [oldApplied, recentApplied, oldPending, parked] = await insertRows(prefix, [
+      { keys: ["retention:old-applied"] },
+      { keys: ["retention:recent-applied"] },
+      { keys: ["retention:old-pending"] },
+      { keys: ["retention:parked"] },
+    ]);
+    const [theirs] = await insertRows(newPrefix(), [{ keys: ["retention:theirs"] }]);
+    if (!oldApplied || !recentApplied || !oldPending || !parked || !theirs) {
+      throw new Error("insert returned no ids");
+    }
+    await age([oldApplied, theirs], { processedAt: sql`now() - interval '200 hours'` });
+    await age([recentApplied], { processedAt: sql`now() - interval '100 hours'` });
+    await age([oldPending], { createdAt: sql`now() - interval '300 hours'` });
+    await age([parked], {
+      createdAt: sql`now() - interval '300 hours'`,
+      attempts: MAX_OUTBOX_ATTEMPTS,
+      lastError: "parked for the test",
+    });
+    return { prefix, oldApplied, recentApplied, oldPending, parked, theirs };
+  }
+
+  it("a tick deletes its prefix's rows applied more than the retention ago, in its lag statement, and nothing else", async () => {
+    const r = await rowsOfEveryKind();
+    const report = await tick(r.prefix); // the default: 168 hours
+    expect(report.lag?.pruned).toBe(1);
+    const left = await rowsOf([r.oldApplied, r.recentApplied, r.oldPending, r.parked, r.theirs]);
+    expect(left.has(r.oldApplied)).toBe(false);
+    // Applied 100 h ago (inside the retention), pending (the drain applied it just now), parked,
+    // and another deployment's row applied 200 h ago: all kept.
+    expect([...left.keys()].sort()).toEqual(
+      [r.recentApplied, r.oldPending, r.parked, r.theirs].sort(),
+    );
+    expect(left.get(r.parked)?.processedAt).toBeNull();
+    // A second tick finds nothing more to delete.
+    expect((await tick(r.prefix)).lag?.pruned).toBe(0);
+  });
+
+  it("a shorter retention deletes more; 0 keeps every row", async () => {
+    const kept = await rowsOfEveryKind();
+    expect((await tick(kept.prefix, { OUTBOX_RETENTION_HOURS: "0" })).lag?.pruned).toBe(0);
+    expect((await rowsOf([kept.oldApplied])).size).toBe(1);
+    const short = await rowsOfEveryKind();
+    expect((await tick(short.prefix, { OUTBOX_RETENTION_HOURS: "50" })).lag?.pruned).toBe(2);
+    const left = await rowsOf([short.oldApplied, short.recentApplied, short.theirs]);
+    expect([...left.keys()]).toEqual([short.theirs]);
   });
 });

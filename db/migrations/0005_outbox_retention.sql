@@ -1,0 +1,1 @@
+CREATE INDEX "cache_outbox_processed_prefix_idx" ON "cache_outbox" USING btree ("prefix","processed_at") WHERE "cache_outbox"."processed_at" IS NOT NULL;
