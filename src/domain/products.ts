@@ -447,16 +447,38 @@ export async function updateProduct(
   if (patch.priceCents !== undefined) set.priceCents = patch.priceCents;
   if (patch.currency !== undefined) set.currency = patch.currency;
   if (patch.stock !== undefined) set.stock = patch.stock;
-  const [row] = allowsNone(condition)
-    ? []
-    : await tx
-        .update(products)
-        .set({ ...set, version: sql`${products.version} + 1` })
-        .where(and(liveProduct(id), versionWhere(products.version, condition)))
-        .returning({ id: products.id });
+  if (allowsNone(condition)) return refusal(tx, id);
+  // The UPDATE and the read of the detail it answers in ONE statement (a data-modifying CTE):
+  // a round trip to Postgres less per write, the row lock held that much shorter. The join
+  // reads the category the row has after the UPDATE (a move included).
+  const updated = tx.$with("updated").as(
+    tx
+      .update(products)
+      .set({ ...set, version: sql`${products.version} + 1` })
+      .where(and(liveProduct(id), versionWhere(products.version, condition)))
+      .returning(),
+  );
+  const [row] = await tx
+    .with(updated)
+    .select({
+      id: updated.id,
+      sku: updated.sku,
+      name: updated.name,
+      description: updated.description,
+      categoryId: updated.categoryId,
+      priceCents: updated.priceCents,
+      currency: updated.currency,
+      stock: updated.stock,
+      version: updated.version,
+      createdAt: updated.createdAt,
+      updatedAt: updated.updatedAt,
+      categorySlug: categories.slug,
+      categoryName: categories.name,
+    })
+    .from(updated)
+    .innerJoin(categories, eq(categories.id, updated.categoryId));
   if (!row) return refusal(tx, id);
-  const detail = await loadProduct(tx, id);
-  if (!detail) throw new Error(`product ${id} vanished inside its own transaction`);
+  const detail = toDetail(row);
   return { result: detail, cache: productWriteChange(id, detail.version) };
 }
 

@@ -255,7 +255,7 @@ describe("what a write costs", () => {
     expect(write.connections).toBe(1);
   });
 
-  it("a write's transaction is its conditional UPDATE, the row's read-back and the outbox insert", async () => {
+  it("a write's transaction is its conditional UPDATE (with the row's read-back) and the outbox insert", async () => {
     const prefix = newPrefix();
     const write = (method: string, path: string, body?: unknown) =>
       cost(async () => {
@@ -281,21 +281,22 @@ describe("what a write costs", () => {
         return table ? `${verb} ${table}` : verb;
       });
 
-    // BEGIN, the UPDATE (If-Match in its WHERE), the detail read back with its category, the
-    // outbox INSERT, COMMIT; after the response (waitUntil) the outbox row marked processed.
-    // A locking SELECT before the UPDATE was one round trip more, with the row lock held.
+    // BEGIN, the UPDATE (If-Match in its WHERE) and the detail read back with its category in
+    // one statement (a data-modifying CTE), the outbox INSERT, COMMIT; after the response
+    // (waitUntil) the outbox row marked processed. A locking SELECT before the UPDATE, and the
+    // read-back after it, were a round trip more each.
     const patched = await write("PATCH", product, { priceCents: 101 });
     expect(shape(patched.statements)).toEqual([
       "begin",
-      "update products",
-      "select products",
+      "with products",
       "insert cache_outbox",
       "commit",
       "update cache_outbox",
     ]);
+    expect(patched.statements[1]).toMatch(/^with "updated" as \(update "products"/);
     // A new category: its existence is the UPDATE's foreign key, no SELECT of its own.
     const moved = await write("PATCH", product, { categoryId: category });
-    expect(moved.statements).toHaveLength(6);
+    expect(moved.statements).toHaveLength(5);
     const renamed = await write("PATCH", `/categories/${category}`, { name: "Costs 2" });
     expect(shape(renamed.statements)).toEqual([
       "begin",

@@ -465,6 +465,9 @@ describe("GET /products (keyset pagination)", () => {
     const detail = await api<ProductDetail>("GET", `/products/${mover.id}`);
     expect(detail.headers.get("x-cache")).toBe("MISS");
     expect(detail.body.category.id).toBe(to);
+    // The write answered the row as a read of it does: the new category's name and slug (its
+    // UPDATE and read-back are one statement), the same timestamps.
+    expect(moved.body).toEqual(detail.body);
     const tags = await testRedis().hget<Record<string, string>>(
       `${prefix}:e:product:${mover.id}`,
       "tg",
