@@ -34,10 +34,13 @@ export interface WarmOptions {
 
 export interface WarmReport {
   hot: number;
-  /** Hot keys missing or within `refreshWithinMs` of expiry. */
+  /** Hot keys a warmable claims that are missing or within `refreshWithinMs` of expiry. */
   stale: number;
   missing: number;
-  /** Stale/missing keys no warmable claims (lists, sessions…): left to the read path. */
+  /**
+   * Hot keys no warmable claims (lists, another release's shape generation…): left to the read
+   * path, their freshness not read.
+   */
   unmatched: number;
   reloaded: number;
   byEntity: Record<string, number>;
@@ -115,27 +118,29 @@ export async function warmHotKeys(
   const hot = await cache.hotKeys(n);
   report.hot = hot.length;
   if (hot.length === 0) return report;
+  // Only the keys a warmable claims are worth a freshness read: the others (list pages,
+  // another release's shape generation) are left to the read path whatever their state, and a
+  // tick whose hot keys are all such keys spends no second request.
+  const claimed: { key: string; warmable: Warmable<unknown>; id: number }[] = [];
+  for (const { key } of hot) {
+    const warmable = warmables.find((w) => w.parse(key) !== null);
+    if (warmable) claimed.push({ key, warmable, id: warmable.parse(key) as number });
+    else report.unmatched++;
+  }
+  if (claimed.length === 0) return report;
   budget.take(1);
   report.redisRequests++;
-  const { now, fresh } = await cache.freshness(hot.map((h) => h.key));
+  const { now, fresh } = await cache.freshness(claimed.map((c) => c.key));
 
   const groups = new Map<Warmable<unknown>, Group>();
-  for (const { key } of hot) {
+  for (const { key, warmable, id } of claimed) {
     const left = fresh.get(key) ?? null;
     if (left !== null && left >= within) continue;
     report.stale++;
     if (left === null) report.missing++;
-    let claimed = false;
-    for (const warmable of warmables) {
-      const id = warmable.parse(key);
-      if (id === null) continue;
-      const group = groups.get(warmable) ?? { warmable, ids: new Map<number, string>() };
-      groups.set(warmable, group);
-      group.ids.set(id, key);
-      claimed = true;
-      break;
-    }
-    if (!claimed) report.unmatched++;
+    const group = groups.get(warmable) ?? { warmable, ids: new Map<number, string>() };
+    groups.set(warmable, group);
+    group.ids.set(id, key);
   }
   if (groups.size === 0) return report;
 

@@ -294,10 +294,10 @@ describe("POST /admin/warm", () => {
     }>("POST", "/admin/warm");
     expect(res.status).toBe(200);
     expect(res.body.hot).toBeGreaterThanOrEqual(1);
-    // No domain warmable claims `warmme:` keys: counted, left to the read path.
-    expect(res.body.stale).toBeGreaterThanOrEqual(1);
+    // No domain warmable claims `warmme:` keys: counted, left to the read path (no freshness
+    // read for them).
     expect(res.body.unmatched).toBeGreaterThanOrEqual(1);
-    expect(res.body.redisRequests).toBeGreaterThanOrEqual(2);
+    expect(res.body.redisRequests).toBeGreaterThanOrEqual(1);
     expect(res.body.stoppedEarly).toBeNull();
   });
 

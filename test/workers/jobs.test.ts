@@ -606,6 +606,23 @@ describe("warmer", () => {
   const requests = async () =>
     Number((await gatewayControl("stats", { token: jobsToken })).requests);
 
+  it("reads no freshness when no warmable claims a hot key (list pages): one request", async () => {
+    const p = `${prefix}wl`;
+    const sampler = new EdgeCache({ redis, prefix: p, hotKeys: { sampleRate: 1 } });
+    for (let round = 0; round < 3; round++) {
+      await sampler.getOrLoad(`products:list:all:0:20:${seq}`, async () => ({ items: [] }));
+    }
+    const warmables = [anyWarmable(userWarmable)];
+    await withServices(p, counted, (s) => warmHotKeys(s, warmables)); // scripts loaded
+    await gatewayControl("reset", { token: jobsToken });
+    const report = await withServices(p, counted, (s) => warmHotKeys(s, warmables));
+    expect(report).toMatchObject({ hot: 1, unmatched: 1, stale: 0, reloaded: 0 });
+    // The hot-key read alone: a freshness read of keys nobody warms was one request per tick.
+    expect(report.redisRequests).toBe(1);
+    expect(await requests()).toBe(1);
+    await gatewayControl("reset", { token: jobsToken });
+  });
+
   it("reloads missing hot keys with one query per entity and one pipelined write", async () => {
     const p = `${prefix}w`;
     const local = new EdgeCache({ redis, prefix: p });
