@@ -29,6 +29,28 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
   }
 }
 
+/** The request's path as the logs show it: a session's token (it is the credential) left out. */
+function loggedPath(url: string): string {
+  return new URL(url).pathname.replace(/^\/sessions\/[^/]+/, "/sessions/<token>");
+}
+
+/**
+ * A 503 the client may retry after `retryAfterS`: `log` says what failed (for the operator, with
+ * the request's method and path), the answer is never cached.
+ */
+function unavailable(
+  c: Context<AppEnv>,
+  log: string,
+  retryAfterS: number,
+  code: string,
+  message: string,
+): Response {
+  console.error(`${c.req.method} ${loggedPath(c.req.url)}: ${log}`);
+  c.header("Retry-After", String(retryAfterS));
+  c.header("Cache-Control", "no-store");
+  return errorResponse(c, 503, code, message);
+}
+
 /**
  * The one place a thrown value becomes a response, in the one JSON shape. Unknown errors are
  * logged with their stack and answered without internals: a client never sees a stack trace,
@@ -47,11 +69,6 @@ function retryAfterSeconds(c: Context<AppEnv>): number {
  *   sessions) → 503 redis_unavailable with Retry-After;
  * - anything else, Error or not → 500 internal_error.
  */
-/** The request's path as the logs show it: a session's token (it is the credential) left out. */
-function loggedPath(url: string): string {
-  return new URL(url).pathname.replace(/^\/sessions\/[^/]+/, "/sessions/<token>");
-}
-
 function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
   if (thrown instanceof HttpError) {
     if (thrown.status === 503) {
@@ -80,17 +97,12 @@ function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
     }
     return errorResponse(c, status, code, thrown.message || "Request rejected");
   }
-  const unavailable =
-    findCause(thrown, DatabaseUnavailableError) ?? findCause(thrown, LoadTimeoutError);
-  if (unavailable) {
-    console.error(
-      `${c.req.method} ${loggedPath(c.req.url)}: database unavailable: ${describeThrown(unavailable)}`,
-    );
-    c.header("Retry-After", String(retryAfterSeconds(c)));
-    c.header("Cache-Control", "no-store");
-    return errorResponse(
+  const down = findCause(thrown, DatabaseUnavailableError) ?? findCause(thrown, LoadTimeoutError);
+  if (down) {
+    return unavailable(
       c,
-      503,
+      `database unavailable: ${describeThrown(down)}`,
+      retryAfterSeconds(c),
       "database_unavailable",
       "The database is unavailable or not answering; retry after the Retry-After delay.",
     );
@@ -100,28 +112,20 @@ function respondToError(thrown: unknown, c: Context<AppEnv>): Response {
     // The release runs before its migration (or a migration was rolled back): nothing was
     // written (the statement failed inside its transaction), and a retry succeeds once
     // `npm run db:migrate` has run.
-    console.error(
-      `${c.req.method} ${loggedPath(c.req.url)}: the database schema is behind this release (SQLSTATE ${behind.code}: ${behind.message}); run the migrations (npm run db:migrate)`,
-    );
-    c.header("Retry-After", String(retryAfterSeconds(c)));
-    c.header("Cache-Control", "no-store");
-    return errorResponse(
+    return unavailable(
       c,
-      503,
+      `the database schema is behind this release (SQLSTATE ${behind.code}: ${behind.message}); run the migrations (npm run db:migrate)`,
+      retryAfterSeconds(c),
       "database_unavailable",
       "The database schema is older than this release (a migration has not run yet); retry after the Retry-After delay.",
     );
   }
   const redisDown = findCause(thrown, RedisUnavailableError);
   if (redisDown) {
-    console.error(
-      `${c.req.method} ${loggedPath(c.req.url)}: redis unavailable: ${redisDown.message}`,
-    );
-    c.header("Retry-After", String(DEFAULT_RETRY_AFTER_S));
-    c.header("Cache-Control", "no-store");
-    return errorResponse(
+    return unavailable(
       c,
-      503,
+      `redis unavailable: ${redisDown.message}`,
+      DEFAULT_RETRY_AFTER_S,
       "redis_unavailable",
       "The session store (Redis) is unavailable or not answering; retry after the Retry-After delay.",
     );
