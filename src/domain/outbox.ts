@@ -278,29 +278,37 @@ export async function pendingEvents(
   }));
 }
 
+/** The outbox lag as `outboxLag` and `pruneAndLag` answer it. */
+export interface OutboxLag {
+  pending: number;
+  stuck: number;
+  oldestAgeMs: number | null;
+}
+
+/** The lag's columns and its rows (`prefix`'s not yet applied): one text for both statements. */
+const lagColumns = sql`count(*)::int as pending,
+  (count(*) filter (where ${cacheOutbox.attempts} >= ${MAX_OUTBOX_ATTEMPTS}))::int as stuck,
+  (extract(epoch from now() - min(${cacheOutbox.createdAt})) * 1000)::bigint as oldest_age_ms`;
+const lagRows = (prefix: string) =>
+  sql`from ${cacheOutbox} where ${cacheOutbox.prefix} = ${prefix} and ${cacheOutbox.processedAt} is null`;
+
+type LagRow = { pending: number; stuck: number; oldest_age_ms: string | number | null };
+
+function lagOf(row: LagRow | undefined): OutboxLag {
+  return {
+    pending: Number(row?.pending ?? 0),
+    stuck: Number(row?.stuck ?? 0),
+    oldestAgeMs: row?.oldest_age_ms == null ? null : Number(row.oldest_age_ms),
+  };
+}
+
 /**
  * How far behind invalidation delivery is for `prefix`: rows not yet applied (parked ones
  * included), how many are parked (`stuck`), and the oldest pending row's age.
  */
-export async function outboxLag(
-  db: Db,
-  prefix: string,
-): Promise<{ pending: number; stuck: number; oldestAgeMs: number | null }> {
-  const [row] = await db
-    .select({
-      pending: sql<number>`count(*)::int`,
-      stuck: sql<number>`(count(*) filter (where ${cacheOutbox.attempts} >= ${MAX_OUTBOX_ATTEMPTS}))::int`,
-      oldestAgeMs: sql<
-        number | null
-      >`(extract(epoch from now() - min(${cacheOutbox.createdAt})) * 1000)::bigint`,
-    })
-    .from(cacheOutbox)
-    .where(and(eq(cacheOutbox.prefix, prefix), isNull(cacheOutbox.processedAt)));
-  return {
-    pending: Number(row?.pending ?? 0),
-    stuck: Number(row?.stuck ?? 0),
-    oldestAgeMs: row?.oldestAgeMs == null ? null : Number(row.oldestAgeMs),
-  };
+export async function outboxLag(db: Db, prefix: string): Promise<OutboxLag> {
+  const result = await db.execute<LagRow>(sql`select ${lagColumns} ${lagRows(prefix)}`);
+  return lagOf(result.rows[0]);
 }
 
 /** How many applied rows one cron tick deletes at most (pruneAndLag). */
@@ -320,17 +328,12 @@ export async function pruneAndLag(
   db: Db,
   prefix: string,
   retentionHours: number,
-): Promise<{ pending: number; stuck: number; oldestAgeMs: number | null; pruned: number }> {
+): Promise<OutboxLag & { pruned: number }> {
   if (retentionHours <= 0) return { ...(await outboxLag(db, prefix)), pruned: 0 };
   // The DELETE runs in a data-modifying CTE: the SELECT sees the table as the statement began,
   // which is what it counts anyway (pending rows; the CTE deletes only applied ones). The inner
   // SELECT walks cache_outbox_processed_prefix_idx.
-  const result = await db.execute<{
-    pending: number;
-    stuck: number;
-    oldest_age_ms: string | number | null;
-    pruned: number;
-  }>(sql`
+  const result = await db.execute<LagRow & { pruned: number }>(sql`
     with pruned as (
       delete from ${cacheOutbox}
       where ${cacheOutbox.id} in (
@@ -340,19 +343,9 @@ export async function pruneAndLag(
         order by ${cacheOutbox.processedAt}
         limit ${PRUNE_BATCH})
       returning 1)
-    select count(*)::int as pending,
-      (count(*) filter (where ${cacheOutbox.attempts} >= ${MAX_OUTBOX_ATTEMPTS}))::int as stuck,
-      (extract(epoch from now() - min(${cacheOutbox.createdAt})) * 1000)::bigint as oldest_age_ms,
-      (select count(*)::int from pruned) as pruned
-    from ${cacheOutbox}
-    where ${cacheOutbox.prefix} = ${prefix} and ${cacheOutbox.processedAt} is null`);
+    select ${lagColumns}, (select count(*)::int from pruned) as pruned ${lagRows(prefix)}`);
   const row = result.rows[0];
-  return {
-    pending: Number(row?.pending ?? 0),
-    stuck: Number(row?.stuck ?? 0),
-    oldestAgeMs: row?.oldest_age_ms == null ? null : Number(row.oldest_age_ms),
-    pruned: Number(row?.pruned ?? 0),
-  };
+  return { ...lagOf(row), pruned: Number(row?.pruned ?? 0) };
 }
 
 /** An outbox row as an operator sees it (GET /admin/outbox/{id}; the list previews `event`). */

@@ -1,4 +1,4 @@
-import { pruneAndLag } from "../domain/outbox";
+import { type OutboxLag, pruneAndLag } from "../domain/outbox";
 import type { Warmable } from "../domain/warmable";
 import type { Services } from "../runtime/services";
 import { describeError } from "./apply-event";
@@ -257,7 +257,7 @@ export interface ScheduledReport {
   scheduledTime: number;
   drain: DrainReport | { error: string };
   /** The outbox lag, and how many applied rows past OUTBOX_RETENTION_HOURS the tick deleted. */
-  lag: { pending: number; stuck: number; oldestAgeMs: number | null; pruned: number } | null;
+  lag: (OutboxLag & { pruned: number }) | null;
   warm: WarmReport | { error: string };
   subrequests: number;
 }
