@@ -98,6 +98,18 @@ interface Group {
  * The writes carry `tagsAsOf` = the Redis time read before loading and the row's version, so a
  * write or tag bump that lands while the warmer loads always wins over the warmer.
  */
+/** The first warmable that claims `key`, with the id it reads from it (each parse runs once). */
+function ownerOf(
+  warmables: readonly Warmable<unknown>[],
+  key: string,
+): { warmable: Warmable<unknown>; id: number } | undefined {
+  for (const warmable of warmables) {
+    const id = warmable.parse(key);
+    if (id !== null) return { warmable, id };
+  }
+  return undefined;
+}
+
 export async function warmHotKeys(
   services: Services,
   warmables: readonly Warmable<unknown>[],
@@ -123,8 +135,8 @@ export async function warmHotKeys(
   // tick whose hot keys are all such keys spends no second request.
   const claimed: { key: string; warmable: Warmable<unknown>; id: number }[] = [];
   for (const { key } of hot) {
-    const warmable = warmables.find((w) => w.parse(key) !== null);
-    if (warmable) claimed.push({ key, warmable, id: warmable.parse(key) as number });
+    const owner = ownerOf(warmables, key);
+    if (owner) claimed.push({ key, ...owner });
     else report.unmatched++;
   }
   if (claimed.length === 0) return report;
