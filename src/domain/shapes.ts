@@ -73,6 +73,11 @@ export function idOfShapedKey(key: string, prefix: string, generation: number): 
 
 const MAX_ID = 2_147_483_647;
 
+/** The highest generation in SHAPES: how many keys an admin purge takes per key it is given. */
+export function highestShape(): number {
+  return Math.max(...Object.values(SHAPES));
+}
+
 /**
  * `key` under every generation from 1 to `highest` (the highest one in SHAPES): what an admin
  * purge by key deletes, as the caller names the key without its generation (and the release
@@ -84,7 +89,7 @@ const MAX_ID = 2_147_483_647;
  */
 export function keysOfEveryShape(
   keys: readonly string[],
-  highest: number = Math.max(...Object.values(SHAPES)),
+  highest: number = highestShape(),
 ): string[] {
   const out: string[] = [];
   for (const key of keys) {

@@ -3,7 +3,7 @@ import { InvalidKeyError } from "../../cache";
 import { type InvalidationEvent, isScanCursor } from "../../domain/events";
 import { insertOutbox, outboxLag, releaseToDrains } from "../../domain/outbox";
 import { queueCall } from "../../domain/queue";
-import { keysOfEveryShape } from "../../domain/shapes";
+import { highestShape, keysOfEveryShape } from "../../domain/shapes";
 import { warmables } from "../../domain/warmables";
 import {
   applyChange,
@@ -54,7 +54,7 @@ const glob = z
   .openapi({ pattern: GLOB.source });
 
 /** An event holds at most 1,000 keys, and each key goes under every shape generation. */
-const ADMIN_KEYS_MAX = Math.floor(1000 / keysOfEveryShape(["k"]).length);
+const ADMIN_KEYS_MAX = Math.floor(1000 / highestShape());
 
 const invalidateBody = z
   .strictObject({
