@@ -196,21 +196,47 @@ export function productWriteChange(
 
 // ---------------------------------------------------------------- queries
 
-const detailColumns = {
-  id: products.id,
-  sku: products.sku,
-  name: products.name,
-  description: products.description,
-  categoryId: products.categoryId,
-  priceCents: products.priceCents,
-  currency: products.currency,
-  stock: products.stock,
-  version: products.version,
-  createdAt: products.createdAt,
-  updatedAt: products.updatedAt,
-  categorySlug: categories.slug,
-  categoryName: categories.name,
-};
+/**
+ * The columns of a detail, the product's from `source` (the table, or the rows an UPDATE
+ * returned: updateProduct), its category's from the joined `categories`.
+ */
+function detailColumnsOf<S extends Record<DetailField, unknown>>(
+  source: S,
+): Pick<S, DetailField> & {
+  categorySlug: typeof categories.slug;
+  categoryName: typeof categories.name;
+} {
+  return {
+    id: source.id,
+    sku: source.sku,
+    name: source.name,
+    description: source.description,
+    categoryId: source.categoryId,
+    priceCents: source.priceCents,
+    currency: source.currency,
+    stock: source.stock,
+    version: source.version,
+    createdAt: source.createdAt,
+    updatedAt: source.updatedAt,
+    categorySlug: categories.slug,
+    categoryName: categories.name,
+  };
+}
+
+type DetailField =
+  | "id"
+  | "sku"
+  | "name"
+  | "description"
+  | "categoryId"
+  | "priceCents"
+  | "currency"
+  | "stock"
+  | "version"
+  | "createdAt"
+  | "updatedAt";
+
+const detailColumns = detailColumnsOf(products);
 
 type DetailRow = {
   id: number;
@@ -460,21 +486,7 @@ export async function updateProduct(
   );
   const [row] = await tx
     .with(updated)
-    .select({
-      id: updated.id,
-      sku: updated.sku,
-      name: updated.name,
-      description: updated.description,
-      categoryId: updated.categoryId,
-      priceCents: updated.priceCents,
-      currency: updated.currency,
-      stock: updated.stock,
-      version: updated.version,
-      createdAt: updated.createdAt,
-      updatedAt: updated.updatedAt,
-      categorySlug: categories.slug,
-      categoryName: categories.name,
-    })
+    .select(detailColumnsOf(updated))
     .from(updated)
     .innerJoin(categories, eq(categories.id, updated.categoryId));
   if (!row) return refusal(tx, id);
