@@ -52,6 +52,7 @@ export default defineConfig({
                   DB_BREAKER_MS: "",
                   QUEUE_TIMEOUT_MS: "",
                   OUTBOX_RETENTION_HOURS: "",
+                  OUTBOX_SWEEP_MINUTES: "",
                 },
               },
             };

@@ -27,6 +27,7 @@ export interface Env {
   DB_BREAKER_MS?: string;
   QUEUE_TIMEOUT_MS?: string;
   OUTBOX_RETENTION_HOURS?: string;
+  OUTBOX_SWEEP_MINUTES?: string;
   PURGE_DEAD_LETTER_QUEUE?: string;
   PURGE_QUEUE?: Queue<unknown>;
 }
@@ -63,8 +64,11 @@ const millis = (fallback: number, min: number, max: number) =>
       return n;
     });
 
-/** A whole number of hours given as a var (strings) or a number, within [0, max]. */
-const hours = (fallback: number, max: number) =>
+/**
+ * A whole number of `unit` given as a var (strings) or a number, within [0, max]; `zero` says
+ * what 0 means.
+ */
+const whole = (unit: "hours" | "minutes", fallback: number, max: number, zero: string) =>
   z
     .union([z.string(), z.number()])
     .optional()
@@ -74,7 +78,7 @@ const hours = (fallback: number, max: number) =>
       if (!Number.isInteger(n) || n < 0 || n > max) {
         ctx.addIssue({
           code: "custom",
-          message: `must be a whole number of hours from 0 to ${max} (default ${fallback}; 0 keeps every row)`,
+          message: `must be a whole number of ${unit} from 0 to ${max} (default ${fallback}; 0 ${zero})`,
         });
         return z.NEVER;
       }
@@ -144,7 +148,11 @@ const schema = z.object({
   QUEUE_TIMEOUT_MS: millis(2000, 50, 60_000),
   // How long the cron keeps an applied outbox row before deleting it (src/domain/outbox.ts,
   // pruneAndLag): the table otherwise grows with every write. 0 keeps every row.
-  OUTBOX_RETENTION_HOURS: hours(168, 87_600),
+  OUTBOX_RETENTION_HOURS: whole("hours", 168, 87_600, "keeps every row"),
+  // When the cron may leave Postgres alone so that an idle Neon compute scales to zero
+  // (src/domain/outbox-sweep.ts): a tick reads the outbox only after a write, while rows are
+  // pending, or when its last read is this old. 0 (the default) reads it on every tick.
+  OUTBOX_SWEEP_MINUTES: whole("minutes", 0, 1440, "reads the outbox on every tick"),
   // The purge queue's dead-letter queue (wrangler.toml): batches from it go back to the outbox
   // (src/jobs/dead-letter.ts) instead of being applied.
   PURGE_DEAD_LETTER_QUEUE: z

@@ -2,6 +2,7 @@ import type { EdgeCache } from "../cache";
 import type { Services } from "../runtime/services";
 import { type CacheChange, toEvent } from "./events";
 import { insertOutbox, markProcessed, markQueued, type Tx } from "./outbox";
+import { recordOutboxIntent } from "./outbox-sweep";
 import { queueCall } from "./queue";
 
 /** How the invalidation of a committed write reached the cache. */
@@ -38,9 +39,14 @@ export async function commitWrite<T>(
   services: Services,
   spec: WriteSpec<T>,
 ): Promise<WriteOutcome<T>> {
+  // With OUTBOX_SWEEP_MINUTES, quiet cron ticks skip Postgres unless a writer said it may
+  // commit a pending row (src/domain/outbox-sweep.ts): sent beside the statements, awaited
+  // before COMMIT, so a writer that dies after its commit is always seen by the next tick.
+  const intent = recordOutboxIntent(services.redis, services.config);
   const { result, cache, outboxId } = await services.db.transaction(async (tx) => {
     const out = await spec.change(tx);
     const id = await insertOutbox(tx, out.cache, spec.origin, services.config.CACHE_PREFIX);
+    await intent;
     return { ...out, outboxId: id };
   });
 

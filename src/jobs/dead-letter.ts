@@ -2,6 +2,7 @@ import type { JsonValue } from "../../db/schema";
 import { storableText } from "../db/text";
 import { invalidationEventSchema } from "../domain/events";
 import { type DeadLetterRow, insertDeadLetters, releaseToDrains } from "../domain/outbox";
+import { recordOutboxIntent } from "../domain/outbox-sweep";
 import type { Services } from "../runtime/services";
 import { checkEvent, describeError } from "./apply-event";
 import { recordHeartbeat } from "./heartbeat";
@@ -74,10 +75,14 @@ export async function processDeadLetters(
 
   try {
     // Both or neither: a retry after half of it would insert the rows a second time.
-    const { released, recorded } = await services.db.transaction(async (tx) => ({
-      released: await releaseToDrains(tx, prefix, [...held]),
-      recorded: new Set(await insertDeadLetters(tx, prefix, rows)),
-    }));
+    // New pending rows: recorded as a writer's are (src/domain/outbox-sweep.ts).
+    const intent = recordOutboxIntent(services.redis, services.config);
+    const { released, recorded } = await services.db.transaction(async (tx) => {
+      const released = await releaseToDrains(tx, prefix, [...held]);
+      const recorded = new Set(await insertDeadLetters(tx, prefix, rows));
+      await intent;
+      return { released, recorded };
+    });
     report.released = released;
     report.alreadyApplied = held.size - released;
     for (const row of rows) {

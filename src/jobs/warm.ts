@@ -1,4 +1,12 @@
 import { type OutboxLag, pruneAndLag } from "../domain/outbox";
+import {
+  decideSweep,
+  readSweepState,
+  recordSweep,
+  type SweepDecision,
+  type SweepState,
+  writeWindowMs,
+} from "../domain/outbox-sweep";
 import type { Warmable } from "../domain/warmable";
 import type { Services } from "../runtime/services";
 import { describeError } from "./apply-event";
@@ -267,7 +275,13 @@ export interface ScheduledOptions {
 export interface ScheduledReport {
   cron: string;
   scheduledTime: number;
-  drain: DrainReport | { error: string };
+  /**
+   * Whether the tick read the outbox, and why (OUTBOX_SWEEP_MINUTES: a quiet tick leaves
+   * Postgres alone, src/domain/outbox-sweep.ts).
+   */
+  sweep: SweepDecision;
+  /** The drain, or why it did not run (`skipped`: a quiet tick in sweep mode). */
+  drain: DrainReport | { error: string } | { skipped: string };
   /** The outbox lag, and how many applied rows past OUTBOX_RETENTION_HOURS the tick deleted. */
   lag: (OutboxLag & { pruned: number }) | null;
   warm: WarmReport | { error: string };
@@ -278,6 +292,8 @@ export interface ScheduledReport {
  * One cron tick. The drain runs first (correctness before speed), then the outbox lag is read
  * for the heartbeat (with the retention of applied rows, in the same statement), then the warmer
  * gets what is left of the budget. A failing stage is reported and does not stop the next one.
+ * With OUTBOX_SWEEP_MINUTES, a quiet tick (no write since a clean sweep, which is recent) skips
+ * the drain and the lag: no Postgres at all unless the warmer has hot keys to reload.
  */
 export async function runScheduled(
   services: Services,
@@ -286,10 +302,34 @@ export async function runScheduled(
   options: ScheduledOptions = {},
 ): Promise<ScheduledReport> {
   const budget = new Budget(options.budget ?? options.warm?.budget ?? 40);
-  // The lag query and the heartbeat come first in the accounting: they always run.
-  budget.spend(2);
+  // The heartbeat comes first in the accounting: it always runs (and so do the lag query and
+  // the sweep state's read when they are due, below).
+  budget.spend(1);
+  const { CACHE_PREFIX, OUTBOX_RETENTION_HOURS, OUTBOX_SWEEP_MINUTES } = services.config;
+  // Before the state and the SELECT: a commit before this instant is in the drain's snapshot.
+  const startedAt = Date.now();
+  let state: SweepState | null = null;
+  let sweep: SweepDecision = decideSweep({ intent: null, swept: null }, startedAt, {
+    everyMs: 0,
+    windowMs: 0,
+  });
+  if (OUTBOX_SWEEP_MINUTES > 0) {
+    budget.spend(1); // the state's MGET
+    try {
+      state = await readSweepState(services.redis, CACHE_PREFIX);
+      sweep = decideSweep(state, startedAt, {
+        everyMs: OUTBOX_SWEEP_MINUTES * 60_000,
+        windowMs: writeWindowMs(services.config),
+      });
+    } catch (error) {
+      // Unknown is not quiet: read Postgres.
+      sweep = { sweep: true, why: `sweep state unreadable: ${describeError(error)}` };
+    }
+  }
+  if (!sweep.sweep) return quietTick(services, tick, warmables, options, budget, sweep);
+  budget.spend(state ? 2 : 1); // the lag statement, and the sweep's record
 
-  let drain: ScheduledReport["drain"];
+  let drain: DrainReport | { error: string };
   try {
     drain = await drainOutbox(services, { reserve: WARM_RESERVE, ...options.drain }, budget);
     // A caught-up cron drain leaves the recovery marker alone: it skips rows younger than its
@@ -310,12 +350,56 @@ export async function runScheduled(
 
   let lag: ScheduledReport["lag"] = null;
   try {
-    const { CACHE_PREFIX, OUTBOX_RETENTION_HOURS } = services.config;
     lag = await pruneAndLag(services.db, CACHE_PREFIX, OUTBOX_RETENTION_HOURS);
   } catch (error) {
     console.warn(`outbox lag unavailable: ${describeError(error)}`);
   }
 
+  if (state) {
+    // Clean: caught up and nothing pending but parked rows (no drain takes those), young ones
+    // included (a drain leaves them to their writers for a while): the next tick may skip.
+    const clean =
+      "stoppedBy" in drain &&
+      drain.stoppedBy === "caught-up" &&
+      lag !== null &&
+      lag.pending - lag.stuck === 0;
+    await recordSweep(services.redis, CACHE_PREFIX, {
+      at: startedAt,
+      clean,
+      intent: state.intent,
+    }).catch((error: unknown) =>
+      console.warn(`outbox sweep not recorded (the next tick sweeps): ${describeError(error)}`),
+    );
+  }
+  return finishTick(services, tick, warmables, options, budget, { sweep, drain, lag });
+}
+
+/** A tick that leaves Postgres alone: the warmer and the heartbeat only. */
+function quietTick(
+  services: Services,
+  tick: { cron: string; scheduledTime: number },
+  warmables: readonly Warmable<unknown>[],
+  options: ScheduledOptions,
+  budget: Budget,
+  sweep: SweepDecision,
+): Promise<ScheduledReport> {
+  return finishTick(services, tick, warmables, options, budget, {
+    sweep,
+    drain: { skipped: sweep.why },
+    lag: null,
+  });
+}
+
+/** The warmer, then the heartbeat and the tick's log line. */
+async function finishTick(
+  services: Services,
+  tick: { cron: string; scheduledTime: number },
+  warmables: readonly Warmable<unknown>[],
+  options: ScheduledOptions,
+  budget: Budget,
+  outbox: Pick<ScheduledReport, "sweep" | "drain" | "lag">,
+): Promise<ScheduledReport> {
+  const { drain, lag } = outbox;
   let warm: ScheduledReport["warm"];
   try {
     warm = await warmHotKeys(services, warmables, options.warm, budget);
@@ -328,8 +412,7 @@ export async function runScheduled(
   const report: ScheduledReport = {
     cron: tick.cron,
     scheduledTime: tick.scheduledTime,
-    drain,
-    lag,
+    ...outbox,
     warm,
     subrequests: budget.used,
   };
@@ -342,8 +425,14 @@ export async function runScheduled(
     `tick "${tick.cron}" at ${new Date(tick.scheduledTime).toISOString()}: ` +
       ("pending" in drain
         ? `drain ${drain.pending} pending, ${drain.applied} applied, ${drain.queued} queued, ${drain.parked} parked in ${drain.rounds} rounds (${drain.stoppedBy})`
-        : `drain failed (${drain.error})`) +
-      `; outbox lag ${lag ? `${lag.pending} rows (${lag.stuck} parked), oldest ${lag.oldestAgeMs ?? 0} ms, ${lag.pruned} applied rows deleted` : "unknown"}` +
+        : "skipped" in drain
+          ? `outbox not read (${drain.skipped})`
+          : `drain failed (${drain.error})`) +
+      (lag
+        ? `; outbox lag ${lag.pending} rows (${lag.stuck} parked), oldest ${lag.oldestAgeMs ?? 0} ms, ${lag.pruned} applied rows deleted`
+        : "skipped" in drain
+          ? ""
+          : "; outbox lag unknown") +
       `; ${budget.used}/${budget.limit} subrequests; hot-key windows expire on their own`,
   );
   return report;

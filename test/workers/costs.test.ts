@@ -253,6 +253,23 @@ describe("what a write costs", () => {
     expect(write).toMatchObject({ requests: 2, commands: 2, writing: 2, globalLock: 0 });
     expect(write.byCommand).toEqual({ EVALSHA: 2 });
     expect(write.connections).toBe(1);
+
+    // With OUTBOX_SWEEP_MINUTES (quiet cron ticks skip Postgres), one SET more: the writer's
+    // intent (src/domain/outbox-sweep.ts), sent beside its transaction.
+    const sweeping = async () => {
+      holdFlush(prefix);
+      const res = await api("PATCH", `/products/${created.body.id}`, {
+        prefix,
+        env: { ...counted, OUTBOX_SWEEP_MINUTES: "60" },
+        body: { priceCents: 1200 + seq++ },
+      });
+      expect(res.status).toBe(200);
+    };
+    const withIntent = await cost(sweeping);
+    expect(withIntent).toMatchObject({ requests: 3, commands: 3, writing: 3, globalLock: 0 });
+    expect(withIntent.byCommand).toEqual({ EVALSHA: 2, SET: 1 });
+    expect(withIntent.statements).toHaveLength(write.statements.length);
+    expect(withIntent.connections).toBe(1);
   });
 
   it("a write's transaction is its conditional UPDATE (with the row's read-back) and the outbox insert", async () => {
@@ -338,6 +355,25 @@ describe("what the cron and the queue cost", () => {
     expect(tick.statements[1]).toMatch(/^\s*with pruned as \(\s*delete from "cache_outbox"/);
     expect(tick.statements[1]).toMatch(/select count\(\*\)::int as pending/);
     expect(tick.connections).toBe(1);
+    expect(queue.calls).toBe(0);
+  });
+
+  it("with OUTBOX_SWEEP_MINUTES a quiet tick touches no Postgres: 3 Redis requests, 0 statements, 0 connections", async () => {
+    const prefix = newPrefix();
+    const queue = new FakeQueue();
+    const sweeping = { ...bindings(prefix, queue), OUTBOX_SWEEP_MINUTES: "60" };
+    // The first tick has no record of a sweep: it reads the outbox, and records that it did.
+    const first = await cost(() => runScheduled(sweeping));
+    expect(first.byCommand).toEqual({ EVALSHA: 1, MGET: 1, SET: 2 });
+    expect(first).toMatchObject({ requests: 4, readOnly: 2, writing: 2, globalLock: 0 });
+    expect(first.statements).toHaveLength(2);
+    expect(first.connections).toBe(1);
+    // Nothing written since: the sweep state's MGET, the hot keys and the heartbeat; Neon idle.
+    const quiet = await cost(() => runScheduled(sweeping));
+    expect(quiet.byCommand).toEqual({ EVALSHA: 1, MGET: 1, SET: 1 });
+    expect(quiet).toMatchObject({ requests: 3, readOnly: 2, writing: 1, globalLock: 0 });
+    expect(quiet.statements).toEqual([]);
+    expect(quiet.connections).toBe(0);
     expect(queue.calls).toBe(0);
   });
 

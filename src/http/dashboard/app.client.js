@@ -251,7 +251,9 @@
       parts.push(
         error(d)
           ? `drain failed: ${error(d)}`
-          : `outbox: ${d.applied ?? 0} applied, ${d.queued ?? 0} queued`,
+          : typeof d.skipped === "string"
+            ? `outbox not read: ${d.skipped}`
+            : `outbox: ${d.applied ?? 0} applied, ${d.queued ?? 0} queued`,
         error(w)
           ? `warm failed: ${error(w)}`
           : `warm: ${w.hot ?? 0} hot, ${w.reloaded ?? 0} reloaded${w.stoppedEarly ? ` (${w.stoppedEarly})` : ""}`,

@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { InvalidKeyError } from "../../cache";
 import { type InvalidationEvent, isScanCursor } from "../../domain/events";
 import { insertOutbox, outboxLag, releaseToDrains } from "../../domain/outbox";
+import { recordOutboxIntent } from "../../domain/outbox-sweep";
 import { queueCall } from "../../domain/queue";
 import { highestShape, keysOfEveryShape } from "../../domain/shapes";
 import { warmables } from "../../domain/warmables";
@@ -296,6 +297,8 @@ adminRoutes.openapi(
       let outboxId: number | null = null;
       try {
         const { origin, ...change } = event;
+        // A pending row from now on (src/domain/outbox-sweep.ts); it never rejects.
+        await recordOutboxIntent(c.var.services.redis, config);
         outboxId = await insertOutbox(db, change, origin, config.CACHE_PREFIX, { queued: true });
       } catch (error) {
         console.warn(`admin: async purge not recorded in the outbox: ${describeError(error)}`);
