@@ -36,6 +36,24 @@ describe("GET /health", () => {
     expect(stats.requests).toBe(1);
   });
 
+  it("?postgres=skip checks Redis alone: no Postgres connection, so a frequent uptime probe lets Neon scale to zero", async () => {
+    const res = await callWorker("/health?postgres=skip", {
+      // A database that does not exist: touched, it would answer 503.
+      DATABASE_URL: "postgres://postgres@127.0.0.1:5432/edgecache_does_not_exist",
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Omit<HealthBody, "postgres"> & { postgres: unknown };
+    expect(body.status).toBe("ok");
+    expect(body.redis.ok).toBe(true);
+    expect(body.postgres).toEqual({ skipped: true });
+
+    const wrong = await callWorker("/health?postgres=no");
+    expect(wrong.status).toBe(400);
+    expect(await wrong.json()).toMatchObject({
+      error: { code: "validation_failed", details: { issues: [{ path: "postgres" }] } },
+    });
+  });
+
   it("answers through the Worker's fetch entry point (SELF)", async () => {
     const res = await SELF.fetch("http://edgecache.test/health");
     expect(res.status).toBe(200);

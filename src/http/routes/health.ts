@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { describeThrown } from "../../db/errors";
 import { withDeadline } from "../../db/guard";
 import type { AppEnv } from "../context";
+import { HttpError } from "../errors";
 
 /**
  * What /health says about one dependency. `problem` is a fixed word, never the driver's text:
@@ -54,18 +55,30 @@ async function probe(name: string, check: () => Promise<unknown>): Promise<Probe
 /**
  * `200 {"status":"ok",…}` or `503 {"status":"degraded",…}` naming the dependency that is down
  * (`redis` / `postgres`: `{ok:false, problem:"timeout"|"unreachable"|"rejected"}`).
+ * `?postgres=skip` leaves Postgres out (`postgres: {skipped: true}`): an uptime monitor that
+ * probes every minute would otherwise keep a Neon compute from ever scaling to zero.
  */
 export const health = new Hono<AppEnv>().get("/health", async (c) => {
   const { redis, db } = c.var.services;
+  const postgres = c.req.query("postgres");
+  if (postgres !== undefined && postgres !== "skip") {
+    const message = `the only value is "skip", got ${JSON.stringify(postgres.slice(0, 40))}`;
+    throw new HttpError(400, "validation_failed", `Invalid query: postgres: ${message}`, {
+      target: "query",
+      issues: [{ path: "postgres", message }],
+    });
+  }
+  const skipPostgres = postgres === "skip";
   const [redisProbe, postgresProbe] = await Promise.all([
     probe("redis", async () => {
       const pong = await redis.ping();
       if (pong !== "PONG") throw new Error(`unexpected PING reply ${JSON.stringify(pong)}`);
     }),
-    probe("postgres", () => db.execute(sql`select 1`)),
+    skipPostgres ? null : probe("postgres", () => db.execute(sql`select 1`)),
   ]);
-  const ok = redisProbe.ok && postgresProbe.ok;
-  const down = [redisProbe.ok ? [] : ["redis"], postgresProbe.ok ? [] : ["postgres"]].flat();
+  const postgresOk = postgresProbe?.ok ?? true;
+  const ok = redisProbe.ok && postgresOk;
+  const down = [redisProbe.ok ? [] : ["redis"], postgresOk ? [] : ["postgres"]].flat();
   c.header("Cache-Control", "no-store");
   if (!ok) c.header("Retry-After", "5");
   return c.json(
@@ -73,7 +86,7 @@ export const health = new Hono<AppEnv>().get("/health", async (c) => {
       status: ok ? "ok" : "degraded",
       ...(down.length > 0 ? { down } : {}),
       redis: redisProbe,
-      postgres: postgresProbe,
+      postgres: postgresProbe ?? { skipped: true },
     },
     ok ? 200 : 503,
   );
