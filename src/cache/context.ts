@@ -47,9 +47,8 @@ export class EngineContext implements EngineParts {
   readonly random: () => number;
   readonly hot: { sampleRate: number; windowMs: number; windows: number; decay: number };
   readonly onError: (error: unknown, operation: string) => void;
-  /** Where reads and fills go. */
-  readonly target: ReadTarget;
-  readonly #unawaited = new Set<Promise<unknown>>();
+  /** Background work without `waitUntil`, until it ends: made at the first (settle). */
+  #unawaited: Set<Promise<unknown>> | undefined;
 
   constructor(parts: EngineParts) {
     this.redis = parts.redis;
@@ -61,7 +60,14 @@ export class EngineContext implements EngineParts {
     this.random = parts.random;
     this.hot = parts.hot;
     this.onError = parts.onError;
-    this.target = { redis: parts.redis, keys: parts.keys };
+  }
+
+  /**
+   * Where reads and fills go: the context itself (it has the client and the key layout), so an
+   * engine built per request allocates no second object for it.
+   */
+  get target(): ReadTarget {
+    return this;
   }
 
   /** This isolate's stats shard: every writing script counts there, never in one hot key. */
@@ -95,8 +101,9 @@ export class EngineContext implements EngineParts {
       opts.waitUntil(guarded);
       return;
     }
-    this.#unawaited.add(guarded);
-    void guarded.finally(() => this.#unawaited.delete(guarded));
+    const unawaited = (this.#unawaited ??= new Set());
+    unawaited.add(guarded);
+    void guarded.finally(() => unawaited.delete(guarded));
   }
 
   /**
@@ -115,7 +122,8 @@ export class EngineContext implements EngineParts {
 
   /** Waits for background work started without `waitUntil`, including work it started. */
   async settle(): Promise<void> {
-    while (this.#unawaited.size > 0) await Promise.all([...this.#unawaited]);
+    const unawaited = this.#unawaited;
+    while (unawaited && unawaited.size > 0) await Promise.all([...unawaited]);
   }
 
   /** A swallowed cache fault: counted and reported. */

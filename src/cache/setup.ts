@@ -120,11 +120,15 @@ export function engineSetup(options: EdgeCacheOptions): {
   if (shards !== undefined && !(Number.isSafeInteger(shards) && shards >= 1 && shards <= 1024)) {
     throw new RangeError(`telemetry.shards must be a whole number 1..1024, got ${shards}`);
   }
-  const flush: FlushPolicy = {
-    shards: options.telemetry?.shards ?? DEFAULT_SHARDS,
-    flushIntervalMs: options.telemetry?.flushIntervalMs ?? 1000,
-    maxBatch: options.telemetry?.maxBatch ?? 256,
-  };
+  const telemetry = options.telemetry;
+  const flush: FlushPolicy =
+    telemetry === undefined
+      ? DEFAULT_FLUSH
+      : {
+          shards: telemetry.shards ?? DEFAULT_SHARDS,
+          flushIntervalMs: telemetry.flushIntervalMs ?? DEFAULT_FLUSH.flushIntervalMs,
+          maxBatch: telemetry.maxBatch ?? DEFAULT_FLUSH.maxBatch,
+        };
   const ctx = new EngineContext({
     redis: options.redis,
     keys,
@@ -138,13 +142,35 @@ export function engineSetup(options: EdgeCacheOptions): {
           ? new L1Cache(options.l1.maxEntries ?? 1000, options.l1.ttlMs ?? 1000)
           : undefined,
     random: options.random ?? Math.random,
-    hot: {
-      sampleRate: options.hotKeys?.sampleRate ?? 0.1,
-      windowMs: options.hotKeys?.windowMs ?? 60_000,
-      windows: options.hotKeys?.windows ?? 5,
-      decay: options.hotKeys?.decay ?? 0.5,
-    },
-    onError: options.onError ?? ((error, op) => console.warn(`edgecache ${op}:`, error)),
+    hot:
+      options.hotKeys === undefined
+        ? DEFAULT_HOT
+        : {
+            sampleRate: options.hotKeys.sampleRate ?? DEFAULT_HOT.sampleRate,
+            windowMs: options.hotKeys.windowMs ?? DEFAULT_HOT.windowMs,
+            windows: options.hotKeys.windows ?? DEFAULT_HOT.windows,
+            decay: options.hotKeys.decay ?? DEFAULT_HOT.decay,
+          },
+    onError: options.onError ?? warnOfError,
   });
-  return { ctx, defaults: options.defaults ?? {}, coalesce: options.coalesce ?? true, flush };
+  return {
+    ctx,
+    defaults: options.defaults ?? NO_DEFAULTS,
+    coalesce: options.coalesce ?? true,
+    flush,
+  };
+}
+
+// Shared by every engine built without the option (engines are built per request); frozen, as
+// nothing may change them.
+const DEFAULT_FLUSH: FlushPolicy = Object.freeze({
+  shards: DEFAULT_SHARDS,
+  flushIntervalMs: 1000,
+  maxBatch: 256,
+});
+const DEFAULT_HOT = Object.freeze({ sampleRate: 0.1, windowMs: 60_000, windows: 5, decay: 0.5 });
+const NO_DEFAULTS: EntryOptions<unknown> = Object.freeze({});
+
+function warnOfError(error: unknown, operation: string): void {
+  console.warn(`edgecache ${operation}:`, error);
 }

@@ -1,6 +1,6 @@
 import { decodeJson, runScript } from "../redis";
 import { acquireScript } from "../scripts";
-import type { ReadTarget } from "./hit";
+import { namesJson, type ReadTarget } from "./hit";
 import { declaredTags } from "./known";
 import { exactCv, type ReadReply } from "./reply";
 
@@ -49,7 +49,7 @@ export async function acquire(
     what.early ? "1" : "0",
     Math.round(what.estimateMs),
     what.versionKey ? "1" : "0",
-    JSON.stringify(names),
+    namesJson(names),
     what.tags.length,
     what.lastTry ? "1" : "0",
   ];

@@ -28,7 +28,7 @@ export async function readHit(t: ReadTarget, key: string, what: HitRead): Promis
   const keys = [t.keys.entry(key), t.keys.lease(key)];
   if (what.versionKey) keys.push(t.keys.version(what.versionKey));
   for (const tag of what.tags) keys.push(t.keys.tag(tag));
-  const args = [what.versionKey ? "1" : "0", JSON.stringify(what.tags), String(what.own ?? 0)];
+  const args = [what.versionKey ? "1" : "0", namesJson(what.tags), String(what.own ?? 0)];
   if (what.checks?.length) {
     // Other entries' checks (read/checks.ts): their keys after the read's own, declared alike.
     args.push(String(keys.length));
@@ -50,6 +50,11 @@ export async function readHit(t: ReadTarget, key: string, what: HitRead): Promis
     args.push(JSON.stringify(specs));
   }
   return decodeJson<ReadReply>(await runScript(t.redis, hitScript, keys, args, what.replica));
+}
+
+/** A list of names as the scripts' JSON argument ("[]" for none, most reads, without stringify). */
+export function namesJson(names: readonly string[]): string {
+  return names.length === 0 ? "[]" : JSON.stringify(names);
 }
 
 /** What a hit read declares: the version key, the tags, where it goes, and checks it carries. */

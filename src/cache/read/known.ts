@@ -54,6 +54,23 @@ export class KnownEntries {
     this.#entries = new BoundedMap(maxEntries);
   }
 
+  /**
+   * The map key of an entry. A read asks for the same entry two or three times (is it fresh,
+   * its tags, what it learned): the last id is kept, so those build and hash one string, not
+   * three (a new concatenation is hashed again at each lookup).
+   */
+  #id(prefix: string, key: string): string {
+    if (key !== this.#lastKey || prefix !== this.#lastPrefix) {
+      this.#lastKey = key;
+      this.#lastPrefix = prefix;
+      this.#lastId = entryId(prefix, key);
+    }
+    return this.#lastId;
+  }
+  #lastKey: string | undefined;
+  #lastPrefix: string | undefined;
+  #lastId = "";
+
   /** Records an entry's tags (when given) and the local time it stops being fresh (when given). */
   learn(
     prefix: string,
@@ -62,7 +79,7 @@ export class KnownEntries {
   ): void {
     if (what.versionKey !== undefined && what.versionKey !== key) this.#aliased = true;
     this.#record(prefix);
-    const id = entryId(prefix, key);
+    const id = this.#id(prefix, key);
     const entries = this.#entries;
     const had = entries.get(id);
     if (had) {
@@ -94,7 +111,7 @@ export class KnownEntries {
 
   /** The entry is no longer believed fresh: this isolate invalidated or overwrote it. */
   expire(prefix: string, key: string): void {
-    const had = this.#entries.get(entryId(prefix, key));
+    const had = this.#entries.get(this.#id(prefix, key));
     if (had) {
       had.freshUntil = 0;
       had.mine = true;
@@ -103,7 +120,7 @@ export class KnownEntries {
 
   /** The entry is no longer believed fresh: Redis answered it stale, missing or refused. */
   notFresh(prefix: string, key: string): void {
-    const had = this.#entries.get(entryId(prefix, key));
+    const had = this.#entries.get(this.#id(prefix, key));
     if (had) had.freshUntil = 0;
   }
 
@@ -124,7 +141,7 @@ export class KnownEntries {
 
   /** Tags last seen on the entry (tagsOf ones included); [] when unknown. */
   tags(prefix: string, key: string): readonly string[] {
-    return this.#entries.get(entryId(prefix, key))?.tags ?? [];
+    return this.#entries.get(this.#id(prefix, key))?.tags ?? [];
   }
 
   /**
@@ -133,7 +150,7 @@ export class KnownEntries {
    * otherwise.
    */
   freshNow(prefix: string, key: string, now = Date.now()): boolean {
-    const e = this.#entries.get(entryId(prefix, key));
+    const e = this.#entries.get(this.#id(prefix, key));
     if (e === undefined || now >= e.freshUntil) return false;
     // Learning created the record; when it was dropped for room since, the entry was learned
     // before any record there is now: not believed fresh (see `#record`).
@@ -148,7 +165,7 @@ export class KnownEntries {
    * may be older than a write acknowledged here. Unknown entries: false.
    */
   invalidatedHere(prefix: string, key: string): boolean {
-    const e = this.#entries.get(entryId(prefix, key));
+    const e = this.#entries.get(this.#id(prefix, key));
     if (e === undefined) return false;
     const record = this.#prefixes.get(prefix);
     return e.mine || record === undefined || expired(record, e);
@@ -244,8 +261,12 @@ export const isolateKnown = new KnownEntries();
  * The tag names a read declares: the caller's own tags first (the acquire script captures
  * their counters, in this order), then tags learned from the entry that the caller did not name.
  */
-export function declaredTags(own: readonly string[], learned: readonly string[]): string[] {
-  if (learned.length === 0) return [...own];
+export function declaredTags(
+  own: readonly string[],
+  learned: readonly string[],
+): readonly string[] {
+  // Read only (KEYS and one JSON array): the caller's own list serves as is.
+  if (learned.length === 0) return own;
   const all = [...own];
   for (const tag of learned) if (!own.includes(tag)) all.push(tag);
   return all;

@@ -189,6 +189,9 @@ const isolate = new BoundedMap<string, IsolateTelemetry>(MAX_TELEMETRY_PREFIXES,
 });
 
 /** The isolate's telemetry of `prefix` (module scope: shared by every engine of the isolate). */
+/** The telemetry telemetryFor last moved to the young end of `isolate`. */
+let youngest: IsolateTelemetry | undefined;
+
 export function telemetryFor(prefix: string, shards = DEFAULT_SHARDS): IsolateTelemetry {
   let telemetry = isolate.get(prefix) ?? orphans.get(prefix);
   if (telemetry) orphans.delete(prefix);
@@ -197,8 +200,10 @@ export function telemetryFor(prefix: string, shards = DEFAULT_SHARDS): IsolateTe
     telemetry = new IsolateTelemetry({ shards });
     if (previous) telemetry.restore(previous);
   }
-  // Engines are built per request: the prefix in use moves to the young end.
-  isolate.touch(prefix, telemetry);
+  // Engines are built per request: the prefix in use moves to the young end (a Map delete and
+  // set per engine), unless it is there already, as the one prefix of most isolates always is.
+  if (youngest !== telemetry || isolate.get(prefix) !== telemetry) isolate.touch(prefix, telemetry);
+  youngest = telemetry;
   return telemetry;
 }
 
