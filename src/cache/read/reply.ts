@@ -8,7 +8,10 @@ export interface ReadReply {
   /** Redis time (ms) when the script ran. */
   now: number;
   s: "HIT" | "STALE" | "MISS";
-  /** Why an entry was not served: version, tag, need (undeclared tags), expired (fail-safe). */
+  /**
+   * Why an entry was not served: format (a later engine wrote it, lib/entry.lua FORMAT_LEVEL),
+   * version, tag, need (undeclared tags), expired (fail-safe).
+   */
   r?: string;
   /** With r = need: every tag name the entry carries. */
   need?: string[];

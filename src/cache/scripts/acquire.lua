@@ -14,7 +14,7 @@
 -- with a granted lease when the entry has no measured load time (lt)   ARGV[8] "1" = an entry
 -- with undeclared tags is a miss (take the lease); otherwise the reply is only s = MISS,
 -- r = need and need (every tag name of the entry): declare them and ask again
--- Reply (JSON): now, s, r (version, tag, need, expired), need (see hit.lua), and with a
+-- Reply (JSON): now, s, r (format, version, tag, need, expired), need (see hit.lua), and with a
 -- granted lease tok, tg (tag counters) and cv (the version key's value, 0 when absent; only
 -- with a version key); a waiter gets wait (the lease's PTTL), eta and est (see hit.lua).
 -- Announced load (src/cache/read/wait.ts): a granted lease holds "<token>.<estimate ms>.<granted
@@ -46,14 +46,14 @@ local function grant(out) grantReply(out, leaseValue, verKey, names, declared, n
 local function tryLease() return takeLease(lease, leaseValue, leaseTtl, verKey, tagClock, now) end
 
 local out = { now = now }
-local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'id', 'vk')
+local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'id', 'vk', 'fl')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 -- Announce the entry's last measured load time, else the client's estimate.
 if tonumber(lt) and tonumber(lt) > 0 then announce(lt) else announce(ARGV[4] or '') end
 local reason, need = false, nil
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  reason, need = entryReason(verKey, ver, tg, declared, counter, f[9], names, nCapture, f[11])
+  reason, need = entryReason(verKey, ver, tg, declared, counter, f[9], names, nCapture, f[11], f[12])
   if reason == 'need' then
     -- An undeclared tag cannot be checked: the entry is not served (nor deleted: it may be
     -- valid). The caller learns the list and asks again; only when told to (ARGV[8], its last

@@ -140,7 +140,7 @@ redis.call('DEL', entry)
 redis.call('HSET', entry, 'v', ARGV[2], 'ver', version, 'fu', fu, 'su', su, 'xu', xu,
   'tg', any and cjson.encode(snapshot) or '', 'tk', any and ARGV[8] or '',
   'tc', table.concat(counters), 'lt', ARGV[10], 'ct', now, 'id', ARGV[12] or '',
-  'vk', verKey and '1' or '')
+  'vk', verKey and '1' or '', 'fl', FORMAT_TEXT)
 redis.call('PEXPIREAT', entry, xu)
 -- The entry's counters outlive it from now on (lib/entry.lua, PROVISIONAL_COUNTER_MS): one
 -- that expired would read as missing, and every entry under it as invalid.

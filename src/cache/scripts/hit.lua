@@ -18,7 +18,7 @@
 --   the entry's lease in place of the entry and is answered true when the lease, the version
 --   key and those counters are still as the grant left them: nothing invalidated the entry
 --   since the load under that lease began.
--- Reply (JSON): now, s = HIT | STALE | MISS, r = why an entry was not served (version, tag,
+-- Reply (JSON): now, s = HIT | STALE | MISS, r = why an entry was not served (format, version, tag,
 --   need, expired); with a value: v (the stored JSON itself, spliced in: see encodeReply),
 --   ver, fu, su, lt, ct, fs; with r = need: need, the names
 --   of ALL the entry's tags (it has tags the caller did not declare: declare them and ask
@@ -94,12 +94,12 @@ if ARGV[5] then
       end
       found[i] = held and 'true' or 'false'
     else
-      local c = redis.call('HMGET', e, 'id', 'ver', 'fu', 'su', 'tg', 'tk', 'vk')
+      local c = redis.call('HMGET', e, 'id', 'ver', 'fu', 'su', 'tg', 'tk', 'vk', 'fl')
       local id, cfu, csu = fillId(c[1]), tonumber(c[3]), tonumber(c[4])
       -- Fresh and valid now, by the rules of a hit (entryReason fails closed on a missing
       -- counter or an undeclared tag), and with an id a reply can carry as is.
       local ok = id and cfu and csu and now < cfu and now < csu
-        and not entryReason(checkVer, c[2], c[5], declared, readCounter, c[6], names, spec[3], c[7])
+        and not entryReason(checkVer, c[2], c[5], declared, readCounter, c[6], names, spec[3], c[7], c[8])
       found[i] = ok and ('"' .. id .. '"') or 'false'
     end
   end
@@ -111,7 +111,7 @@ local function answer(reply)
   return string.sub(reply, 1, -2) .. checks .. '}'
 end
 
-local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'tc', 'id', 'vk')
+local f = redis.call('HMGET', entry, 'v', 'ver', 'fu', 'su', 'tg', 'lt', 'ct', 'xu', 'tk', 'tc', 'id', 'vk', 'fl')
 local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 
 -- The common answer first, with no tables, no cjson and no calls into lib/entry.lua: a fresh
@@ -125,10 +125,11 @@ local value, ver, fu, su, tg, lt, ct, xu = f[1], f[2], f[3], f[4], f[5], f[6], f
 -- Redis less per hit when hits come one at a time (bench/results/profile-notes.md, sessions 10
 -- and 11). Anything else (other names or order, a bumped or missing counter, a version key
 -- that is missing or "", a versioned entry read without a version key, a non-numeric field,
--- an entry stored before `tk` existed) falls
+-- an entry stored before `tk` existed, or by another engine format than this one's) falls
 -- through to the general path, which decides it exactly as before.
-local tk = f[9]
-if value and ((ARGV[2] == '[]' and (not tg or tg == '')) or (ARGV[2] ~= '[]' and tk == ARGV[2])) then
+local tk, fl = f[9], f[13]
+if value and (not fl or fl == FORMAT_TEXT)
+  and ((ARGV[2] == '[]' and (not tg or tg == '')) or (ARGV[2] ~= '[]' and tk == ARGV[2])) then
   local freshUntil, staleUntil = tonumber(fu), tonumber(su)
   if freshUntil and staleUntil and now < freshUntil and now < staleUntil then
     local versioned = ARGV[1] == '1'
@@ -149,7 +150,7 @@ local out = { now = now }
 local reason = false
 if value then
   fu, su, xu = tonumber(fu), tonumber(su), tonumber(xu)
-  reason, out.need = entryReason(verKey, ver, tg, declared, readCounter, tk, names, ARGV[3], f[12])
+  reason, out.need = entryReason(verKey, ver, tg, declared, readCounter, tk, names, ARGV[3], f[12], fl)
   if reason then
     value = false
   elseif now >= su then

@@ -18,8 +18,23 @@ local function declaredKeys(first, hasVersion, namesJson)
   return verKey, names, declared
 end
 
+-- The entry format this engine writes (fill.lua's `fl`) and knows how to judge. A release that
+-- adds an entry field restricting who may be served raises it, and writes its entries at the new
+-- level; the releases before it, from the one that brought `fl` on, then read those entries as
+-- invalid ('format') instead of serving them without the rule they cannot apply. Entries
+-- without `fl` (written before it existed) are level 0. During a deploy the older release
+-- refills such a key at its own level, which the newer one reads by its rules for entries
+-- without the field (as every release reads entries written before a field existed).
+local FORMAT_LEVEL = 1
+local FORMAT_TEXT = '1'
+local function aboveFormat(fl)
+  if not fl or fl == '' or fl == FORMAT_TEXT then return false end
+  local level = tonumber(fl)
+  return not level or level > FORMAT_LEVEL
+end
+
 -- Why a stored entry (its `ver` and `tg` fields) may not be served, or false when it may:
--- 'version', 'tag', or 'need' plus the entry's tag names when it has a tag not in `declared`
+-- 'format' (a later engine's entry, see FORMAT_LEVEL), 'version', 'tag', or 'need' plus the entry's tag names when it has a tag not in `declared`
 -- (fail closed: an undeclared counter cannot be read). `readCounter(key)` reads a tag
 -- counter: hit.lua GETs it (a missing one matches nothing), acquire.lua recreates a missing
 -- one at the current time. `order` is the entry's `tk` field (its tag names as fill.lua was
@@ -30,7 +45,10 @@ end
 -- by code that did not know the tag, e.g. before a deploy added it, would otherwise survive
 -- every bump of it). Learned names after them may be stale (another isolate refilled the entry
 -- with other `tagsOf` tags): those only have to be checked when the entry has them.
-local function entryReason(verKey, ver, tg, declared, readCounter, order, names, own, versioned)
+local function entryReason(verKey, ver, tg, declared, readCounter, order, names, own, versioned, format)
+  -- An entry of a later engine's format may carry a rule this one does not know (FORMAT_LEVEL):
+  -- not served, as an undeclared tag is not (fail closed).
+  if aboveFormat(format) then return 'format' end
   -- An entry filled under a version key (`vk`, fill.lua) is not served to a reader that
   -- declares none: it cannot check the version, and a bump would not reach it (fail closed,
   -- as for tags). Entries filled before `vk` existed have none and are read as before.
