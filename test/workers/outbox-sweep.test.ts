@@ -46,6 +46,19 @@ async function pendingRow(prefix: string, keys: string[], young = false): Promis
   return row.id;
 }
 
+/** A product of its own category, in Postgres only (nothing cached). */
+async function newProduct(prefix: string): Promise<{ id: number }> {
+  const categoryId = await insertCategory({ slug: `sw-${prefix}`, name: "Sweep" });
+  const [product] = await withDb((db) =>
+    db
+      .insert(products)
+      .values({ sku: `SW-${prefix}`, name: "old", categoryId, priceCents: 100 })
+      .returning({ id: products.id }),
+  );
+  if (!product) throw new Error("no product");
+  return product;
+}
+
 const pendingOf = (prefix: string) => withDb((db) => outboxLag(db, prefix));
 
 /** A cached entry under `key` (its version key the key itself), read back as `read()`. */
@@ -112,14 +125,7 @@ describe("OUTBOX_SWEEP_MINUTES: quiet cron ticks leave Postgres alone", () => {
 
   it("a write through the API records its intent before it answers: the next tick reads the outbox", async () => {
     const prefix = newPrefix();
-    const categoryId = await insertCategory({ slug: `sw-${prefix}`, name: "Sweep" });
-    const [product] = await withDb((db) =>
-      db
-        .insert(products)
-        .values({ sku: `SW-${prefix}`, name: "old", categoryId, priceCents: 100 })
-        .returning({ id: products.id }),
-    );
-    if (!product) throw new Error("no product");
+    const product = await newProduct(prefix);
     await tick(prefix); // clean
     const before = Date.now();
     const api = apiFor(prefix, { env: SWEEP });
@@ -142,14 +148,7 @@ describe("OUTBOX_SWEEP_MINUTES: quiet cron ticks leave Postgres alone", () => {
 
   it("with OUTBOX_SWEEP_MINUTES off, a write records no intent (no Redis request added)", async () => {
     const prefix = newPrefix();
-    const categoryId = await insertCategory({ slug: `sw-${prefix}`, name: "Sweep" });
-    const [product] = await withDb((db) =>
-      db
-        .insert(products)
-        .values({ sku: `SW-${prefix}`, name: "old", categoryId, priceCents: 100 })
-        .returning({ id: products.id }),
-    );
-    if (!product) throw new Error("no product");
+    const product = await newProduct(prefix);
     const api = apiFor(prefix);
     expect((await api("PATCH", `/products/${product.id}`, { body: { name: "x" } })).status).toBe(
       200,
