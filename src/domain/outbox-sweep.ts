@@ -7,7 +7,8 @@ import type { Redis } from "../redis/client";
  * minutes that reads the outbox on every tick never gives it them).
  *
  * The drain's `SELECT` is the backstop for a row whose writer committed it and then died before
- * applying it: nothing else knows that row exists. So whatever may commit a pending row first
+ * applying it: nothing else knows that row exists. So whatever may commit a pending row (a
+ * write, the dead-letter consumer, an async admin purge, an admin's retry of a parked row) first
  * records an **intent** in Redis (`{prefix}:outbox:intent`, a plain `SET` of its clock and a
  * random suffix), and awaits it before its `COMMIT`. A tick that sweeps records what it saw
  * (`{prefix}:outbox:swept`: when it started, the intent it read before its `SELECT`, and

@@ -231,4 +231,23 @@ describe("OUTBOX_SWEEP_MINUTES: quiet cron ticks leave Postgres alone", () => {
     expect(purge.status).toBe(202);
     expect((await tick(other)).sweep).toEqual({ sweep: true, why: "a write since the last sweep" });
   });
+
+  it("a parked row an admin gives back to the drains records an intent: the next tick applies it", async () => {
+    const prefix = newPrefix();
+    const read = await cached(prefix, "product:6");
+    const id = await pendingRow(prefix, ["product:6"]);
+    await withDb((db) =>
+      db
+        .update(cacheOutbox)
+        .set({ attempts: MAX_OUTBOX_ATTEMPTS, lastError: "parked for the test" })
+        .where(sql`${cacheOutbox.id} = ${id}`),
+    );
+    await tick(prefix); // clean: parked rows do not count
+    const admin = apiFor(prefix, { admin: true, env: SWEEP });
+    expect((await admin("POST", `/admin/outbox/${id}/retry`)).status).toBe(200);
+    const next = await tick(prefix);
+    expect(next.sweep).toEqual({ sweep: true, why: "a write since the last sweep" });
+    expect(next.drain).toHaveProperty("applied", 1);
+    expect(await read()).toBeNull();
+  });
 });

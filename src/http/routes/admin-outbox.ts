@@ -7,6 +7,7 @@ import {
   type RowAction,
   retryRow,
 } from "../../domain/outbox";
+import { recordOutboxIntent } from "../../domain/outbox-sweep";
 import { outboxEventProblems } from "../../jobs/drain";
 import { HttpError } from "../errors";
 import { adminAuth } from "../middleware/admin-auth";
@@ -230,6 +231,9 @@ adminOutboxRoutes.openapi(
         `Outbox row ${id} is not an event a drain could apply (${problems}): discard it`,
       );
     }
+    // Pending again for the drains: recorded as a writer's new row is, or a quiet cron tick in
+    // sweep mode would leave it until the periodic sweep (src/domain/outbox-sweep.ts).
+    await recordOutboxIntent(c.var.services.redis, config);
     expectDone(await retryRow(db, config.CACHE_PREFIX, id), id);
     return c.json({ id, retried: true as const }, 200);
   },
