@@ -101,7 +101,8 @@ export class EngineContext implements EngineParts {
       opts.waitUntil(guarded);
       return;
     }
-    const unawaited = (this.#unawaited ??= new Set());
+    if (this.#unawaited === undefined) this.#unawaited = new Set();
+    const unawaited = this.#unawaited;
     unawaited.add(guarded);
     void guarded.finally(() => unawaited.delete(guarded));
   }
