@@ -76,6 +76,40 @@ describe("the entry format level", () => {
     }
   });
 
+  it('a level that is no level (Lua\'s tonumber reads "nan" as a number that compares false with every level) is not served', async () => {
+    // tonumber("nan") is NaN in Redis' Lua, and NaN > FORMAT_LEVEL is false: read as at or
+    // below this engine's level, such an entry was served by the general path, acquire.lua
+    // and a check. A level is the decimal digits fill.lua writes; anything else is above.
+    for (const level of ["nan", "-nan", "NaN", "-1"]) {
+      const { prefix, keys, target, cache } = space();
+      await cache.getOrLoad("p", async () => ({ version: 1, name: "theirs" }), versioned);
+      await cache.getOrLoad("q", async () => ({ version: 1, name: "q" }), {
+        ...versioned,
+        versionKey: "q",
+      });
+      await h.redis.hset(keys.entry("p"), { fl: level });
+      const check = { prefix, key: "p", versionKey: "p", tags: [], own: 0 };
+      const checked = await readHit(target, "q", {
+        versionKey: "q",
+        tags: [],
+        replica: false,
+        checks: [check],
+      });
+      expect(checked.ck, `fl ${level}`).toEqual([false]);
+      const reply = await readHit(target, "p", { versionKey: "p", tags: [], replica: false });
+      expect([reply.s, reply.r, reply.v], `fl ${level}`).toEqual(["MISS", "format", undefined]);
+      expect(await cache.get("p", { versionKey: "p" }), `fl ${level}`).toBeNull();
+      const read = await cache.getOrLoad(
+        "p",
+        async () => ({ version: 1, name: "ours" }),
+        versioned,
+      );
+      expect([read.status, read.value.name], `fl ${level}`).toEqual(["MISS", "ours"]);
+      await cache.settle();
+      expect(String(await h.redis.hget(keys.entry("p"), "fl"))).toBe("1");
+    }
+  });
+
   it("a late reader's check of a higher-level entry answers false", async () => {
     const { prefix, keys, target, cache } = space();
     await cache.getOrLoad("q", async () => ({ version: 1, name: "q" }), {

@@ -27,10 +27,12 @@ end
 -- without the field (as every release reads entries written before a field existed).
 local FORMAT_LEVEL = 1
 local FORMAT_TEXT = '1'
+-- A level is the decimal digits fill.lua writes; anything else (not a number, or one
+-- tonumber reads but is no level: "nan", which compares false with every level, "-1", "0x2")
+-- is a level this engine cannot read, so above.
 local function aboveFormat(fl)
   if not fl or fl == '' or fl == FORMAT_TEXT then return false end
-  local level = tonumber(fl)
-  return not level or level > FORMAT_LEVEL
+  return not string.find(fl, '^%d+$') or tonumber(fl) > FORMAT_LEVEL
 end
 
 -- Why a stored entry (its `ver` and `tg` fields) may not be served, or false when it may:
