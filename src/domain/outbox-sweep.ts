@@ -17,7 +17,8 @@ import type { Redis } from "../redis/client";
  * start (a writer that recorded its intent just before the sweep may commit just after its
  * snapshot), and the sweep is younger than `OUTBOX_SWEEP_MINUTES`. Anything unknown (a key
  * missing, Redis not answering, a value it cannot read) sweeps: the mode fails towards reading
- * Postgres, never towards skipping it.
+ * Postgres, never towards skipping it. A sweep that finds no intent recreates one
+ * (`seedIntent`), so that a missing intent always means a lost one.
  *
  * What it costs: one more Redis request per write (the intent, sent beside the transaction, so
  * it adds no round trip unless Redis is slower than the statements) and per tick (the state,
@@ -99,6 +100,24 @@ export async function readSweepState(redis: Redis, prefix: string): Promise<Swee
   return { intent: intentOf(intent), swept: recordOf(swept) };
 }
 
+/**
+ * Recreates a missing intent record (`SET NX`) for a sweep that found none, and returns the
+ * value it set, or null when a writer's intent got there first (or Redis failed): then the
+ * sweep records that it saw none, and the next tick, finding one, sweeps again.
+ *
+ * Without it a missing key meant two things: no write ever, or an intent evicted (Upstash falls
+ * back to evicting keys without a TTL) before a tick read it. A sweep that saw none, then a
+ * writer's intent evicted, read as "no write since" and let a dead writer's row wait for the
+ * periodic sweep. With it, a missing key is never quiet (`decideSweep`). Its time is the
+ * sweep's start, so the tick after it sweeps too (the write window): an intent evicted just
+ * before this sweep read the state may belong to a writer that commits after its snapshot.
+ */
+export async function seedIntent(redis: Redis, prefix: string, at: number): Promise<string | null> {
+  const value = `${at}.s${Math.random().toString(36).slice(2, 10)}`;
+  const set = await redis.set(intentKey(prefix), value, { nx: true });
+  return set === "OK" ? value : null;
+}
+
 /** Records the sweep this tick made (`at` taken before its SELECT). */
 export async function recordSweep(redis: Redis, prefix: string, record: SweepRecord) {
   await redis.set(sweptKey(prefix), record);
@@ -131,13 +150,21 @@ export function decideSweep(
     const at = Number.parseInt(intent, 10);
     // A writer that recorded it just before the sweep may have committed after its snapshot.
     if (!Number.isFinite(at) || at + policy.windowMs >= swept.at) {
-      return { sweep: true, why: "a write just before the last sweep" };
+      return {
+        sweep: true,
+        why: /^\d+\.s/.test(intent)
+          ? "the last sweep recreated the intent record (one may have been lost just before)"
+          : "a write just before the last sweep",
+      };
     }
   }
   const age = now - swept.at;
   if (age >= policy.everyMs || age < 0) {
     return { sweep: true, why: `periodic (last sweep ${Math.round(age / 60_000)} min ago)` };
   }
+  // None recorded, nor seen by the last sweep: never written, or a writer's evicted since; the
+  // two cannot be told apart (the sweep recreates it: seedIntent).
+  if (intent === null) return { sweep: true, why: "no intent record (evicted, or never written)" };
   return {
     sweep: false,
     why: `quiet: no write since the clean sweep of ${new Date(swept.at).toISOString()}`,

@@ -5,6 +5,7 @@ import {
   recordSweep,
   type SweepDecision,
   type SweepState,
+  seedIntent,
   writeWindowMs,
 } from "../domain/outbox-sweep";
 import type { Warmable } from "../domain/warmable";
@@ -328,6 +329,16 @@ export async function runScheduled(
   }
   if (!sweep.sweep) return quietTick(services, tick, warmables, options, budget, sweep);
   budget.spend(state ? 2 : 1); // the lag statement, and the sweep's record
+  // The intent this sweep stands for: the one it read, or, when there was none, the one it
+  // recreates (a missing intent is never quiet, so without it the ticks would never skip).
+  let intent = state?.intent ?? null;
+  if (state && intent === null) {
+    budget.spend(1);
+    intent = await seedIntent(services.redis, CACHE_PREFIX, startedAt).catch((error: unknown) => {
+      console.warn(`outbox intent not recreated (the next tick sweeps): ${describeError(error)}`);
+      return null;
+    });
+  }
 
   let drain: DrainReport | { error: string };
   try {
@@ -366,7 +377,7 @@ export async function runScheduled(
     await recordSweep(services.redis, CACHE_PREFIX, {
       at: startedAt,
       clean,
-      intent: state.intent,
+      intent,
     }).catch((error: unknown) =>
       console.warn(`outbox sweep not recorded (the next tick sweeps): ${describeError(error)}`),
     );

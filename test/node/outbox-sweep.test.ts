@@ -26,7 +26,9 @@ describe("decideSweep", () => {
   });
 
   it("skips only after a clean, recent sweep with no intent since", () => {
-    expect(decideSweep(sweptAgo(5 * MIN, null), NOW, policy).sweep).toBe(false);
+    // The intent a sweep recreated (runScheduled, seedIntent), long enough before it.
+    const seeded = `${NOW - 10 * MIN}.sabcdef`;
+    expect(decideSweep(sweptAgo(5 * MIN, seeded), NOW, policy).sweep).toBe(false);
     const old = intentAt(NOW - 30 * MIN);
     expect(decideSweep(sweptAgo(5 * MIN, old), NOW, policy)).toEqual({
       sweep: false,
@@ -79,12 +81,33 @@ describe("decideSweep", () => {
     });
   });
 
+  it("reads it when there is no intent record at all, even after a sweep that saw none", () => {
+    // An intent recorded after that sweep and evicted since looks exactly like none ever
+    // recorded: absence cannot be told apart, so it is never quiet.
+    expect(decideSweep(sweptAgo(5 * MIN, null), NOW, policy)).toEqual({
+      sweep: true,
+      why: "no intent record (evicted, or never written)",
+    });
+  });
+
+  it("reads it once more after a sweep that recreated the intent record", () => {
+    // A writer's intent evicted just before that sweep read the state: the writer may have
+    // committed after its snapshot, as for an intent recorded within the write window.
+    const seeded = `${NOW - 5 * MIN}.sabcdef`;
+    expect(decideSweep(sweptAgo(5 * MIN, seeded), NOW, policy)).toEqual({
+      sweep: true,
+      why: "the last sweep recreated the intent record (one may have been lost just before)",
+    });
+  });
+
   it("reads it once the last sweep is the setting's age, or from the future (a clock jump)", () => {
     expect(decideSweep(sweptAgo(60 * MIN, null), NOW, policy)).toEqual({
       sweep: true,
       why: "periodic (last sweep 60 min ago)",
     });
-    expect(decideSweep(sweptAgo(59 * MIN, null), NOW, policy).sweep).toBe(false);
+    expect(decideSweep(sweptAgo(59 * MIN, intentAt(NOW - 61 * MIN)), NOW, policy).sweep).toBe(
+      false,
+    );
     expect(decideSweep(sweptAgo(-10 * MIN, null), NOW, policy).sweep).toBe(true);
   });
 

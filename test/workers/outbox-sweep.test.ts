@@ -4,7 +4,12 @@ import { cacheOutbox, type JsonValue, products } from "../../db/schema";
 import { EdgeCache } from "../../src/cache";
 import type { Env } from "../../src/config/env";
 import { MAX_OUTBOX_ATTEMPTS, outboxLag } from "../../src/domain/outbox";
-import { intentKey, recordOutboxIntent, sweptKey } from "../../src/domain/outbox-sweep";
+import {
+  intentKey,
+  recordOutboxIntent,
+  type SweepRecord,
+  sweptKey,
+} from "../../src/domain/outbox-sweep";
 import { warmables } from "../../src/domain/warmables";
 import { runScheduled } from "../../src/jobs/warm";
 import { apiFor } from "./api";
@@ -59,6 +64,23 @@ async function newProduct(prefix: string): Promise<{ id: number }> {
   return product;
 }
 
+/**
+ * A first sweep finds no intent and recreates one (seedIntent) with its own start as its time,
+ * so the ticks within the write window after it sweep too. The cron's ticks are 5 minutes
+ * apart, a test's milliseconds: this moves that intent back 5 minutes, as the next sweep of a
+ * real cron would find it, so the next tick may be quiet.
+ */
+async function pastWriteWindow(prefix: string): Promise<void> {
+  const swept = await redis.get<SweepRecord>(sweptKey(prefix));
+  const intent = await redis.get<string>(intentKey(prefix));
+  expect(intent).toMatch(/^\d+\.s/);
+  expect(swept?.intent).toBe(intent);
+  if (!swept) throw new Error("no sweep recorded");
+  const earlier = `${swept.at - 5 * 60_000}.stest`;
+  await redis.set(intentKey(prefix), earlier);
+  await redis.set(sweptKey(prefix), { ...swept, intent: earlier });
+}
+
 const pendingOf = (prefix: string) => withDb((db) => outboxLag(db, prefix));
 
 /** A cached entry under `key` (its version key the key itself), read back as `read()`. */
@@ -87,7 +109,17 @@ describe("OUTBOX_SWEEP_MINUTES: quiet cron ticks leave Postgres alone", () => {
     const first = await tick(prefix);
     expect(first.sweep).toEqual({ sweep: true, why: "no record of an earlier sweep" });
     expect(first.drain).toHaveProperty("stoppedBy", "caught-up");
-    expect(await redis.get(sweptKey(prefix))).toMatchObject({ clean: true, intent: null });
+    // It found no intent and recreated one, so that a missing intent always means a lost one.
+    const seeded = await redis.get<string>(intentKey(prefix));
+    expect(seeded).toMatch(/^\d+\.s/);
+    expect(await redis.get(sweptKey(prefix))).toMatchObject({ clean: true, intent: seeded });
+    // Within the write window of that intent: a writer's intent evicted just before the first
+    // sweep may belong to a commit after its snapshot.
+    expect((await tick(prefix)).sweep).toEqual({
+      sweep: true,
+      why: "the last sweep recreated the intent record (one may have been lost just before)",
+    });
+    await pastWriteWindow(prefix);
 
     const second = await tick(prefix);
     expect(second.sweep.sweep).toBe(false);
@@ -114,6 +146,7 @@ describe("OUTBOX_SWEEP_MINUTES: quiet cron ticks leave Postgres alone", () => {
   it("without the intent (a writer that records none) the same row would wait: what the intent is for", async () => {
     const prefix = newPrefix();
     await tick(prefix); // clean
+    await pastWriteWindow(prefix);
     const read = await cached(prefix, "product:1");
     await pendingRow(prefix, ["product:1"]);
 
@@ -121,6 +154,27 @@ describe("OUTBOX_SWEEP_MINUTES: quiet cron ticks leave Postgres alone", () => {
     expect(next.sweep.sweep).toBe(false);
     expect(await read()).toEqual({ name: "cached" });
     expect((await pendingOf(prefix)).pending).toBe(1);
+  });
+
+  it("an intent lost before the next tick (evicted) after a sweep that saw none: the next tick still drains the row", async () => {
+    const prefix = newPrefix();
+    // A clean sweep a minute ago that saw no intent: the first sweep before sweeps recreated a
+    // missing one, or one whose recreation a writer's intent won (seedIntent).
+    await redis.set(sweptKey(prefix), { at: Date.now() - 60_000, clean: true, intent: null });
+    const read = await cached(prefix, "product:7");
+    // A writer records its intent, commits, and dies; then Redis evicts the intent key (Upstash
+    // falls back to evicting keys without a TTL at random): the swept record saw no intent either.
+    await withServices(prefix, SWEEP, (s) => recordOutboxIntent(s.redis, s.config));
+    await pendingRow(prefix, ["product:7"]);
+    await redis.del(intentKey(prefix));
+
+    const next = await tick(prefix);
+    expect(next.sweep).toEqual({
+      sweep: true,
+      why: "no intent record (evicted, or never written)",
+    });
+    expect(next.drain).toHaveProperty("applied", 1);
+    expect(await read()).toBeNull();
   });
 
   it("a write through the API records its intent before it answers: the next tick reads the outbox", async () => {
@@ -180,6 +234,7 @@ describe("OUTBOX_SWEEP_MINUTES: quiet cron ticks leave Postgres alone", () => {
     );
     const first = await tick(prefix);
     expect(first.lag).toMatchObject({ pending: 1, stuck: 1 });
+    await pastWriteWindow(prefix);
     expect((await tick(prefix)).sweep.sweep).toBe(false);
   });
 
