@@ -40,14 +40,18 @@ export const sweptKey = (prefix: string) => `${prefix}:outbox:swept`;
 
 /**
  * How long after recording its intent a writer may still commit: its connect and a few
- * statements, each within its deadline (DB_CONNECT_TIMEOUT_MS, DB_QUERY_TIMEOUT_MS), plus a
- * margin for the clocks of two isolates. A sweep that started within this of the latest intent
- * may have missed that writer's commit, so it does not let the next tick skip.
+ * statements, each within its deadline (DB_CONNECT_TIMEOUT_MS, DB_QUERY_TIMEOUT_MS), or the
+ * intent's SET it awaits before COMMIT, whichever is longer (REDIS_TIMEOUT_MS per attempt, and
+ * the client retries once: src/redis/client.ts), then the COMMIT, plus a margin for the clocks
+ * of two isolates. A sweep that started within this of the latest intent may have missed that
+ * writer's commit, so it does not let the next tick skip.
  */
 export function writeWindowMs(
-  config: Pick<AppConfig, "DB_CONNECT_TIMEOUT_MS" | "DB_QUERY_TIMEOUT_MS">,
+  config: Pick<AppConfig, "DB_CONNECT_TIMEOUT_MS" | "DB_QUERY_TIMEOUT_MS" | "REDIS_TIMEOUT_MS">,
 ) {
-  return config.DB_CONNECT_TIMEOUT_MS + 8 * config.DB_QUERY_TIMEOUT_MS + CLOCK_MARGIN_MS;
+  const statements = config.DB_CONNECT_TIMEOUT_MS + 7 * config.DB_QUERY_TIMEOUT_MS;
+  const intent = 2 * config.REDIS_TIMEOUT_MS + 100;
+  return Math.max(statements, intent) + config.DB_QUERY_TIMEOUT_MS + CLOCK_MARGIN_MS;
 }
 const CLOCK_MARGIN_MS = 30_000;
 

@@ -112,6 +112,18 @@ describe("decideSweep", () => {
   });
 
   it("the write window covers a writer's connect and statements at their deadlines", () => {
-    expect(writeWindowMs({ DB_CONNECT_TIMEOUT_MS: 5000, DB_QUERY_TIMEOUT_MS: 5000 })).toBe(75_000);
+    const defaults = { DB_CONNECT_TIMEOUT_MS: 5000, DB_QUERY_TIMEOUT_MS: 5000 };
+    expect(writeWindowMs({ ...defaults, REDIS_TIMEOUT_MS: 1000 })).toBe(75_000);
+  });
+
+  it("the write window covers a COMMIT held by a slow intent SET (REDIS_TIMEOUT_MS, one retry)", () => {
+    // The writer awaits its intent before COMMIT: with Redis' deadline above the statements',
+    // the commit may come that long after the intent's time.
+    const slowRedis = {
+      DB_CONNECT_TIMEOUT_MS: 100,
+      DB_QUERY_TIMEOUT_MS: 100,
+      REDIS_TIMEOUT_MS: 60_000,
+    };
+    expect(writeWindowMs(slowRedis)).toBeGreaterThanOrEqual(2 * 60_000 + 100 + 30_000);
   });
 });
