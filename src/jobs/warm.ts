@@ -1,13 +1,5 @@
 import { type OutboxLag, pruneAndLag } from "../domain/outbox";
-import {
-  decideSweep,
-  readSweepState,
-  recordSweep,
-  type SweepDecision,
-  type SweepState,
-  seedIntent,
-  writeWindowMs,
-} from "../domain/outbox-sweep";
+import type { SweepDecision } from "../domain/outbox-sweep";
 import type { Warmable } from "../domain/warmable";
 import type { Services } from "../runtime/services";
 import { describeError } from "./apply-event";
@@ -15,6 +7,7 @@ import { Budget } from "./budget";
 import { type DrainOptions, type DrainReport, drainOutbox } from "./drain";
 import { recordHeartbeat } from "./heartbeat";
 import { leftRowsBehind, setPendingMarker } from "./recovery";
+import { closeSweep, openSweep } from "./sweep-tick";
 
 /**
  * The cron tick: drain the outbox, then warm the hottest keys, within one subrequest budget.
@@ -303,41 +296,13 @@ export async function runScheduled(
   options: ScheduledOptions = {},
 ): Promise<ScheduledReport> {
   const budget = new Budget(options.budget ?? options.warm?.budget ?? 40);
-  // The heartbeat comes first in the accounting: it always runs (and so do the lag query and
-  // the sweep state's read when they are due, below).
+  // The heartbeat comes first in the accounting: it always runs (openSweep spends what the
+  // outbox's side costs: the state's read, the lag statement, the record).
   budget.spend(1);
-  const { CACHE_PREFIX, OUTBOX_RETENTION_HOURS, OUTBOX_SWEEP_MINUTES } = services.config;
-  // Before the state and the SELECT: a commit before this instant is in the drain's snapshot.
-  const startedAt = Date.now();
-  let state: SweepState | null = null;
-  let sweep: SweepDecision = decideSweep({ intent: null, swept: null }, startedAt, {
-    everyMs: 0,
-    windowMs: 0,
-  });
-  if (OUTBOX_SWEEP_MINUTES > 0) {
-    budget.spend(1); // the state's MGET
-    try {
-      state = await readSweepState(services.redis, CACHE_PREFIX);
-      sweep = decideSweep(state, startedAt, {
-        everyMs: OUTBOX_SWEEP_MINUTES * 60_000,
-        windowMs: writeWindowMs(services.config),
-      });
-    } catch (error) {
-      // Unknown is not quiet: read Postgres.
-      sweep = { sweep: true, why: `sweep state unreadable: ${describeError(error)}` };
-    }
-  }
-  if (!sweep.sweep) return quietTick(services, tick, warmables, options, budget, sweep);
-  budget.spend(state ? 2 : 1); // the lag statement, and the sweep's record
-  // The intent this sweep stands for: the one it read, or, when there was none, the one it
-  // recreates (a missing intent is never quiet, so without it the ticks would never skip).
-  let intent = state?.intent ?? null;
-  if (state && intent === null) {
-    budget.spend(1);
-    intent = await seedIntent(services.redis, CACHE_PREFIX, startedAt).catch((error: unknown) => {
-      console.warn(`outbox intent not recreated (the next tick sweeps): ${describeError(error)}`);
-      return null;
-    });
+  const { CACHE_PREFIX, OUTBOX_RETENTION_HOURS } = services.config;
+  const sweep = await openSweep(services, Date.now(), budget);
+  if (!sweep.decision.sweep) {
+    return quietTick(services, tick, warmables, options, budget, sweep.decision);
   }
 
   let drain: DrainReport | { error: string };
@@ -366,23 +331,12 @@ export async function runScheduled(
     console.warn(`outbox lag unavailable: ${describeError(error)}`);
   }
 
-  if (state) {
-    // Clean: caught up and nothing pending but parked rows (no drain takes those), young ones
-    // included (a drain leaves them to their writers for a while): the next tick may skip.
-    const clean =
-      "stoppedBy" in drain &&
-      drain.stoppedBy === "caught-up" &&
-      lag !== null &&
-      lag.pending - lag.stuck === 0;
-    await recordSweep(services.redis, CACHE_PREFIX, {
-      at: startedAt,
-      clean,
-      intent,
-    }).catch((error: unknown) =>
-      console.warn(`outbox sweep not recorded (the next tick sweeps): ${describeError(error)}`),
-    );
-  }
-  return finishTick(services, tick, warmables, options, budget, { sweep, drain, lag });
+  await closeSweep(services, sweep, drain, lag);
+  return finishTick(services, tick, warmables, options, budget, {
+    sweep: sweep.decision,
+    drain,
+    lag,
+  });
 }
 
 /** A tick that leaves Postgres alone: the warmer and the heartbeat only. */
