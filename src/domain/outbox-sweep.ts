@@ -31,7 +31,7 @@ import type { Redis } from "../redis/client";
  *   // A writer (src/domain/write.ts):
  *   const intent = recordOutboxIntent(services.redis, services.config);
  *   await db.transaction(async (tx) => { …; await insertOutbox(tx, …); await intent; });
- *   // The cron (src/jobs/warm.ts, runScheduled):
+ *   // The cron (src/jobs/sweep-tick.ts, openSweep):
  *   const decision = decideSweep(await readSweepState(redis, prefix), Date.now(), policy);
  */
 
