@@ -1,4 +1,5 @@
 import type { AppConfig } from "../config/env";
+import { describeThrown } from "../db/errors";
 import type { Redis } from "../redis/client";
 
 /**
@@ -76,6 +77,12 @@ export interface SweepDecision {
   why: string;
 }
 
+/** The decision with the mode off (OUTBOX_SWEEP_MINUTES=0). */
+export const EVERY_TICK: SweepDecision = Object.freeze({
+  sweep: true,
+  why: "every tick (OUTBOX_SWEEP_MINUTES=0)",
+});
+
 /**
  * Records that a pending outbox row may be committed from now on. Never rejects: a failure is
  * logged and the write goes on (its invalidation still goes to Redis or the queue as always;
@@ -86,16 +93,22 @@ export function recordOutboxIntent(
   config: Pick<AppConfig, "CACHE_PREFIX" | "OUTBOX_SWEEP_MINUTES">,
 ): Promise<void> {
   if (config.OUTBOX_SWEEP_MINUTES <= 0) return Promise.resolve();
-  // Unique per write: a later intent always changes the value, whatever the writers' clocks.
-  // The letter keeps it a string: @upstash/redis reads a value that parses as JSON as a number.
-  const value = `${Date.now()}.w${Math.random().toString(36).slice(2, 10)}`;
-  return redis.set(intentKey(config.CACHE_PREFIX), value).then(
+  return redis.set(intentKey(config.CACHE_PREFIX), intentValue(Date.now(), "w")).then(
     () => undefined,
     (error: unknown) =>
       console.warn(
-        `outbox intent not recorded (a quiet cron tick may skip this write's row until the periodic sweep): ${error instanceof Error ? error.message : String(error)}`,
+        `outbox intent not recorded (a quiet cron tick may skip this write's row until the periodic sweep): ${describeThrown(error)}`,
       ),
   );
+}
+
+/**
+ * An intent's value: its time, then `w` (a writer's) or `s` (recreated by a sweep) and a random
+ * suffix. Unique, so a later intent always changes the value whatever the writers' clocks; the
+ * letter keeps it a string (@upstash/redis reads a value that parses as JSON as a number).
+ */
+function intentValue(at: number, kind: "w" | "s"): string {
+  return `${at}.${kind}${Math.random().toString(36).slice(2, 10)}`;
 }
 
 /** The intent and the last sweep's record, in one request. */
@@ -117,7 +130,7 @@ export async function readSweepState(redis: Redis, prefix: string): Promise<Swee
  * before this sweep read the state may belong to a writer that commits after its snapshot.
  */
 export async function seedIntent(redis: Redis, prefix: string, at: number): Promise<string | null> {
-  const value = `${at}.s${Math.random().toString(36).slice(2, 10)}`;
+  const value = intentValue(at, "s");
   const set = await redis.set(intentKey(prefix), value, { nx: true });
   return set === "OK" ? value : null;
 }
@@ -140,7 +153,7 @@ export function decideSweep(
   now: number,
   policy: { everyMs: number; windowMs: number },
 ): SweepDecision {
-  if (policy.everyMs <= 0) return { sweep: true, why: "every tick (OUTBOX_SWEEP_MINUTES=0)" };
+  if (policy.everyMs <= 0) return EVERY_TICK;
   const { intent, swept } = state;
   if (!swept) return { sweep: true, why: "no record of an earlier sweep" };
   if (!swept.clean) return { sweep: true, why: "the last sweep left rows pending" };

@@ -1,6 +1,7 @@
 import type { OutboxLag } from "../domain/outbox";
 import {
   decideSweep,
+  EVERY_TICK,
   readSweepState,
   recordSweep,
   type SweepDecision,
@@ -29,13 +30,11 @@ export interface OpenSweep {
   decision: SweepDecision;
   /** When the tick began, before the state and the SELECT: commits before it are in the drain's snapshot. */
   startedAt: number;
-  /** What the tick read (null: the mode is off, or Redis did not answer: nothing is recorded). */
-  state: SweepState | null;
+  /** It read the state, so it records what it saw (not when the mode is off or Redis failed). */
+  records: boolean;
   /** The intent this sweep stands for: the one it read, or the one it recreated. */
   intent: string | null;
 }
-
-const EVERY_TICK = { everyMs: 0, windowMs: 0 };
 
 /**
  * Reads the sweep state (one MGET) and decides; a sweep that finds no intent recreates it
@@ -48,10 +47,9 @@ export async function openSweep(
   budget: Budget,
 ): Promise<OpenSweep> {
   const { CACHE_PREFIX, OUTBOX_SWEEP_MINUTES } = services.config;
-  const off = { decision: decideSweep({ intent: null, swept: null }, startedAt, EVERY_TICK) };
   if (OUTBOX_SWEEP_MINUTES <= 0) {
     budget.spend(1); // the lag statement
-    return { ...off, startedAt, state: null, intent: null };
+    return { decision: EVERY_TICK, startedAt, records: false, intent: null };
   }
   budget.spend(1); // the state's MGET
   let state: SweepState;
@@ -61,13 +59,13 @@ export async function openSweep(
     // Unknown is not quiet: read Postgres, record nothing.
     budget.spend(1);
     const why = `sweep state unreadable: ${describeError(error)}`;
-    return { decision: { sweep: true, why }, startedAt, state: null, intent: null };
+    return { decision: { sweep: true, why }, startedAt, records: false, intent: null };
   }
   const decision = decideSweep(state, startedAt, {
     everyMs: OUTBOX_SWEEP_MINUTES * 60_000,
     windowMs: writeWindowMs(services.config),
   });
-  if (!decision.sweep) return { decision, startedAt, state, intent: state.intent };
+  if (!decision.sweep) return { decision, startedAt, records: false, intent: state.intent };
   budget.spend(2); // the lag statement, and the sweep's record
   let intent = state.intent;
   if (intent === null) {
@@ -77,7 +75,7 @@ export async function openSweep(
       return null;
     });
   }
-  return { decision, startedAt, state, intent };
+  return { decision, startedAt, records: true, intent };
 }
 
 /**
@@ -91,7 +89,7 @@ export async function closeSweep(
   drain: DrainReport | { error: string },
   lag: OutboxLag | null,
 ): Promise<void> {
-  if (!sweep.state) return;
+  if (!sweep.records) return;
   const clean =
     "stoppedBy" in drain &&
     drain.stoppedBy === "caught-up" &&

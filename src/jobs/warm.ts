@@ -302,7 +302,13 @@ export async function runScheduled(
   const { CACHE_PREFIX, OUTBOX_RETENTION_HOURS } = services.config;
   const sweep = await openSweep(services, Date.now(), budget);
   if (!sweep.decision.sweep) {
-    return quietTick(services, tick, warmables, options, budget, sweep.decision);
+    // A quiet tick leaves Postgres alone: the warmer and the heartbeat only.
+    const { why } = sweep.decision;
+    return finishTick(services, tick, warmables, options, budget, {
+      sweep: sweep.decision,
+      drain: { skipped: why },
+      lag: null,
+    });
   }
 
   let drain: DrainReport | { error: string };
@@ -336,22 +342,6 @@ export async function runScheduled(
     sweep: sweep.decision,
     drain,
     lag,
-  });
-}
-
-/** A tick that leaves Postgres alone: the warmer and the heartbeat only. */
-function quietTick(
-  services: Services,
-  tick: { cron: string; scheduledTime: number },
-  warmables: readonly Warmable<unknown>[],
-  options: ScheduledOptions,
-  budget: Budget,
-  sweep: SweepDecision,
-): Promise<ScheduledReport> {
-  return finishTick(services, tick, warmables, options, budget, {
-    sweep,
-    drain: { skipped: sweep.why },
-    lag: null,
   });
 }
 
